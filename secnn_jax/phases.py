@@ -1,0 +1,241 @@
+"""The two SE-CNN phases as pure functions over an unmodified model.
+
+* :func:`parallel_compute` — every linear layer evaluated on its *prediction*; layers share no
+  data: the only values that flow into a layer are its prediction and its kernel (computed from
+  ``params`` alone). XLA is free to run all layers at once.
+* :func:`serial_amend` — the real network, in order; at each linear layer the parallel result is
+  corrected by the mispredicted part of the real input::
+
+      delta = x - P;   miss = |delta| > tau;   y = y_pred + linear(where(miss, delta, 0))
+
+  ``linear`` is the layer's own primitive without bias. With ``tau = 0`` this equals the plain
+  forward pass up to float rounding; with ``tau > 0`` small deltas are dropped.
+* :func:`layer_inputs` — the plain forward pass, returning every layer's real input as well.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.extend import core as jcore
+
+from secnn_jax import events as ev
+from secnn_jax import interpret
+from secnn_jax.layers import Layer, layers_from_trace
+
+Tau = float | Mapping[str, float]
+
+
+def tau_map(layers: Sequence[Layer], tau: Tau) -> dict[str, float]:
+    """Expands ``tau`` (global float or ``{name: float}``) to one float per layer.
+
+    Layers missing from a dict get 0 (exact); an unknown name, a negative or non-finite value
+    raises ``ValueError``.
+    """
+    names = [layer.name for layer in layers]
+    if isinstance(tau, Mapping):
+        unknown = sorted(set(tau) - set(names))
+        if unknown:
+            raise ValueError(f"tau names unknown layers {unknown[:5]}; layers are {names[:5]}...")
+        out = {n: float(tau.get(n, 0.0)) for n in names}
+    else:
+        out = dict.fromkeys(names, float(tau))
+    for name, value in out.items():
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"tau for layer {name!r} must be finite and >= 0, got {value}")
+    return out
+
+
+class _Program:
+    """``apply_fn`` traced lazily per params structure, checked against ``layers``."""
+
+    def __init__(self, apply_fn: Callable, layers: Sequence[Layer]) -> None:
+        if not layers:
+            raise ValueError("SE-CNN needs at least one layer (see find_layers)")
+        self.apply_fn = apply_fn
+        self.layers = tuple(layers)
+        self.by_candidate = {layer.candidate: layer for layer in self.layers}
+        self._cache: dict[Any, interpret.TracedModel] = {}
+
+    @property
+    def x_aval(self) -> jax.ShapeDtypeStruct:
+        return self.layers[0].model_input
+
+    def traced(self, params: Any) -> interpret.TracedModel:
+        leaves, treedef = jax.tree_util.tree_flatten(params)
+        key = (treedef, tuple((jnp.shape(a), jnp.result_type(a)) for a in leaves))
+        if key not in self._cache:
+            traced = interpret.trace_model(self.apply_fn, params, self.x_aval)
+            found = layers_from_trace(traced)
+            sig = lambda ls: [(lyr.name, lyr.candidate, lyr.in_shape, lyr.kernel_shape)
+                              for lyr in ls]
+            if sig(found) != sig(self.layers):
+                raise ValueError(
+                    "the layers passed in do not match apply_fn(params, x): found "
+                    f"{len(found)} layers ({[lyr.name for lyr in found[:3]]}...), expected "
+                    f"{len(self.layers)} ({[lyr.name for lyr in self.layers[:3]]}...); call "
+                    "find_layers with the same apply_fn, params and input shape"
+                )
+            self._cache[key] = traced
+        return self._cache[key]
+
+    def check_x(self, x: Any) -> None:
+        want = self.x_aval
+        if tuple(jnp.shape(x)) != tuple(want.shape):
+            raise ValueError(
+                f"input has shape {tuple(jnp.shape(x))}, but the layers were found for input "
+                f"shape {tuple(want.shape)}; call find_layers again for a new shape"
+            )
+
+
+class _ParallelWalker(interpret.Walker):
+    """Evaluates only what does not depend on ``x``; each layer runs on its prediction."""
+
+    def __init__(self, program: _Program, predictions: Mapping[str, jax.Array]) -> None:
+        super().__init__()
+        self.program = program
+        self.predictions = predictions
+        self.y_pred: dict[str, jax.Array] = {}
+
+    def default(self, eqn: jcore.JaxprEqn, invals: list[Any]) -> list[Any]:
+        if any(v is None for v in invals):
+            return [None] * len(eqn.outvars)
+        return interpret.bind_eqn(eqn, invals)
+
+    def linear(self, eqn: jcore.JaxprEqn, invals: list[Any], k: int) -> Any:
+        layer = self.program.by_candidate.get(k)
+        if layer is None:
+            return self.default(eqn, invals)[0]
+        kernel = invals[1 - layer.input_index]
+        with jax.named_scope(f"parallel/{layer.name}"):
+            p = jnp.asarray(self.predictions[layer.name]).astype(layer.dtype)
+            self.y_pred[layer.name] = layer.apply(p, kernel)
+        return None  # the layer's real output depends on x: not available in this phase
+
+
+def parallel_compute(apply_fn: Callable, layers: Sequence[Layer]
+                     ) -> Callable[[Any, Mapping[str, jax.Array]], dict[str, jax.Array]]:
+    """Builds ``f(params, predictions) -> {name: y_pred}``: every layer on its prediction.
+
+    No layer's computation reads another layer's output (only its prediction and its kernel),
+    so the layers are mutually independent and can run concurrently. ``y_pred`` excludes the
+    bias, which the model adds after the linear map itself.
+    """
+    program = _Program(apply_fn, layers)
+
+    def f(params: Any, predictions: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        from secnn_jax.predictors import check_predictions  # noqa: PLC0415
+
+        check_predictions(program.layers, predictions)
+        traced = program.traced(params)
+        walker = _ParallelWalker(program, predictions)
+        n = len(traced.param_paths)
+        args = list(jax.tree_util.tree_leaves(params)) + [None]
+        assert len(args) == n + 1
+        walker.run(traced.closed_jaxpr, args)
+        return walker.y_pred
+
+    return f
+
+
+class _SerialWalker(interpret.Walker):
+    """Runs the real network, amending each layer's parallel result with its mispredictions."""
+
+    def __init__(self, program: _Program, predictions: Mapping[str, jax.Array] | None,
+                 y_pred: Mapping[str, jax.Array] | None, taus: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.program = program
+        self.predictions = predictions
+        self.y_pred = y_pred
+        self.taus = taus
+        self.inputs: dict[str, jax.Array] = {}
+        self.events: dict[str, jax.Array] = {}
+
+    def linear(self, eqn: jcore.JaxprEqn, invals: list[Any], k: int) -> Any:
+        layer = self.program.by_candidate.get(k)
+        if layer is None:
+            return interpret.bind_eqn(eqn, invals)[0]
+        x = invals[layer.input_index]
+        kernel = invals[1 - layer.input_index]
+        self.inputs[layer.name] = x
+        if self.predictions is None:  # plain forward pass (layer_inputs)
+            return layer.apply(x, kernel)
+        with jax.named_scope(f"serial/{layer.name}"):
+            p = jnp.asarray(self.predictions[layer.name]).astype(x.dtype)
+            tau = self.taus[layer.name]
+            delta = x - p
+            miss = jnp.abs(delta) > tau
+            self.events[layer.name] = ev.classify(x, p, tau)
+            # where(), not delta * miss: an infinite delta must not turn into NaN via inf * 0.
+            correction = layer.apply(jnp.where(miss, delta, jnp.zeros_like(delta)), kernel)
+            y_pred = jnp.asarray(self.y_pred[layer.name])
+            if y_pred.shape != correction.shape:
+                raise ValueError(
+                    f"y_pred for layer {layer.name!r} has shape {y_pred.shape}, expected "
+                    f"{correction.shape}"
+                )
+            return (y_pred + correction).astype(correction.dtype)
+
+
+def _run_serial(program: _Program, params: Any, x: Any, walker: _SerialWalker) -> Any:
+    program.check_x(x)
+    traced = program.traced(params)
+    outs = walker.run(traced.closed_jaxpr, list(jax.tree_util.tree_leaves(params)) + [x])
+    return jax.tree_util.tree_unflatten(traced.out_treedef, outs)
+
+
+def serial_amend(apply_fn: Callable, layers: Sequence[Layer], tau: Tau = 0.0
+                 ) -> Callable[..., tuple[Any, dict[str, jax.Array], dict[str, jax.Array]]]:
+    """Builds ``f(params, x, predictions, y_pred) -> (logits, inputs, events)``.
+
+    ``inputs[name]`` is the real input of each layer, ``events[name]`` its uint8 event codes
+    (:mod:`secnn_jax.events`). ``tau`` is a float for all layers or ``{name: float}``
+    (missing layers: 0).
+    """
+    program = _Program(apply_fn, layers)
+    taus = tau_map(program.layers, tau)
+    return _serial_fn(program, taus)
+
+
+def serial_amend_dynamic(apply_fn: Callable, layers: Sequence[Layer]) -> Callable[..., Any]:
+    """Like :func:`serial_amend`, but ``tau`` is an argument: ``f(params, x, P, y_pred, tau)``.
+
+    ``tau`` is ``{name: scalar}`` and may be traced, so a sweep over thresholds compiles once.
+    """
+    program = _Program(apply_fn, layers)
+
+    def f(params: Any, x: Any, predictions: Mapping[str, jax.Array],
+          y_pred: Mapping[str, jax.Array], tau: Mapping[str, Any]) -> Any:
+        return _serial_fn(program, tau)(params, x, predictions, y_pred)
+
+    return f
+
+
+def _serial_fn(program: _Program, taus: Mapping[str, Any]) -> Callable[..., Any]:
+    def f(params: Any, x: Any, predictions: Mapping[str, jax.Array],
+          y_pred: Mapping[str, jax.Array]) -> tuple[Any, dict, dict]:
+        from secnn_jax.predictors import check_predictions  # noqa: PLC0415
+
+        check_predictions(program.layers, predictions)
+        walker = _SerialWalker(program, predictions, y_pred, taus)
+        logits = _run_serial(program, params, x, walker)
+        return logits, walker.inputs, walker.events
+
+    return f
+
+
+def layer_inputs(apply_fn: Callable, layers: Sequence[Layer]
+                 ) -> Callable[[Any, Any], tuple[Any, dict[str, jax.Array]]]:
+    """Builds ``f(params, x) -> (logits, inputs)``: the plain forward pass plus layer inputs."""
+    program = _Program(apply_fn, layers)
+
+    def f(params: Any, x: Any) -> tuple[Any, dict[str, jax.Array]]:
+        walker = _SerialWalker(program, None, None, {})
+        logits = _run_serial(program, params, x, walker)
+        return logits, walker.inputs
+
+    return f

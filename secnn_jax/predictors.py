@@ -1,0 +1,221 @@
+"""Value predictors: what each layer's input neurons are guessed to be before they are known.
+
+A predictor is any object with three pure functions (the shape of optax's transformations)::
+
+    init(layers) -> state                  # state is a pytree
+    predict(state) -> {layer_name: P}      # P shaped like the layer's input (batch first)
+    update(state, inputs) -> state         # inputs: {layer_name: real input of this frame}
+
+The batch axis holds independent streams: every array in a state is per neuron *per stream*, so
+streams never see each other's history. The built-ins are :class:`Predictor` instances; any object
+with those three attributes (a dataclass, a namedtuple, a module) works with
+:func:`secnn_jax.pipeline`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from secnn_jax.layers import Layer
+
+State = Any
+Predictions = dict[str, jax.Array]
+
+
+@runtime_checkable
+class PredictorLike(Protocol):
+    """Structural type of a predictor: anything with ``init``, ``predict`` and ``update``."""
+
+    def init(self, layers: Sequence[Layer]) -> State: ...
+
+    def predict(self, state: State) -> Predictions: ...
+
+    def update(self, state: State, inputs: Mapping[str, jax.Array]) -> State: ...
+
+
+class Predictor(NamedTuple):
+    """A value predictor as three pure functions (see module docstring)."""
+
+    init: Callable[[Sequence[Layer]], State]
+    predict: Callable[[State], Predictions]
+    update: Callable[[State, Mapping[str, jax.Array]], State]
+
+
+def _zeros(layers: Sequence[Layer]) -> dict[str, jax.Array]:
+    return {layer.name: jnp.zeros(layer.in_shape, layer.dtype) for layer in layers}
+
+
+def zero() -> Predictor:
+    """Every neuron is predicted silent (0): SE-CNN's baseline guess.
+
+    State: ``{name: zeros(in_shape)}`` (kept so that ``predict`` knows the shapes).
+    """
+    return Predictor(
+        init=_zeros,
+        predict=lambda state: dict(state),
+        update=lambda state, inputs: state,
+    )
+
+
+def last_value() -> Predictor:
+    """Every neuron is predicted to repeat its value on the previous frame (0 on the first).
+
+    State: ``{name: previous real input}``.
+    """
+
+    def update(state: State, inputs: Mapping[str, jax.Array]) -> State:
+        return {name: inputs[name].astype(prev.dtype) for name, prev in state.items()}
+
+    return Predictor(init=_zeros, predict=lambda state: dict(state), update=update)
+
+
+def secnn(silence: float = 0.5, decay: float = 0.5) -> Predictor:
+    """The SE-CNN hybrid: silent neurons are predicted 0, active ones their previous value.
+
+    Each neuron keeps a firing rate, a running average of ``x != 0`` over past frames::
+
+        rate_t = decay * rate_{t-1} + (1 - decay) * (x_t != 0)
+
+    A neuron with ``rate < silence`` is predicted 0; any other neuron its previous value. Cold
+    start: rates start at 0, so the first frame is predicted all-zero. With ``decay=0`` the rate
+    is just "fired on the previous frame", which makes this predictor equal :func:`last_value`.
+
+    Args:
+      silence: firing-rate threshold in ``[0, 1]`` below which a neuron is predicted silent.
+      decay: weight of the past in the running average, in ``[0, 1)``.
+
+    State: ``{name: {"last": previous input, "rate": float32 firing rate}}``.
+    """
+    if not 0.0 <= silence <= 1.0 or not np.isfinite(silence):
+        raise ValueError(f"secnn: silence must lie in [0, 1], got {silence}")
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"secnn: decay must lie in [0, 1), got {decay}")
+
+    def init(layers: Sequence[Layer]) -> State:
+        return {
+            layer.name: {
+                "last": jnp.zeros(layer.in_shape, layer.dtype),
+                "rate": jnp.zeros(layer.in_shape, jnp.float32),
+            }
+            for layer in layers
+        }
+
+    def predict(state: State) -> Predictions:
+        return {
+            name: jnp.where(s["rate"] >= silence, s["last"], jnp.zeros_like(s["last"]))
+            for name, s in state.items()
+        }
+
+    def update(state: State, inputs: Mapping[str, jax.Array]) -> State:
+        new = {}
+        for name, s in state.items():
+            x = inputs[name].astype(s["last"].dtype)
+            fired = (x != 0).astype(jnp.float32)
+            new[name] = {"last": x, "rate": decay * s["rate"] + (1.0 - decay) * fired}
+        return new
+
+    return Predictor(init=init, predict=predict, update=update)
+
+
+def mean(stats: Mapping[str, Any]) -> Predictor:
+    """Every neuron is predicted its mean over calibration frames (see :func:`mean_stats`).
+
+    Args:
+      stats: ``{layer_name: mean}`` with each mean shaped like the layer's input without the
+        batch axis (broadcast over streams) or exactly like the input.
+    """
+    stats = {name: jnp.asarray(v) for name, v in stats.items()}
+
+    def init(layers: Sequence[Layer]) -> State:
+        names = {layer.name for layer in layers}
+        missing = sorted(names - set(stats))
+        extra = sorted(set(stats) - names)
+        if missing or extra:
+            raise ValueError(
+                f"mean predictor: stats do not match the model's layers "
+                f"(missing: {missing[:5]}, unknown: {extra[:5]})"
+            )
+        state = {}
+        for layer in layers:
+            m = stats[layer.name]
+            per_stream = tuple(layer.in_shape[1:])
+            if m.shape not in (per_stream, tuple(layer.in_shape)):
+                raise ValueError(
+                    f"mean predictor: stats[{layer.name!r}] has shape {m.shape}, expected "
+                    f"{per_stream} or {layer.in_shape}"
+                )
+            state[layer.name] = jnp.broadcast_to(m.astype(layer.dtype), layer.in_shape)
+        return state
+
+    return Predictor(init=init, predict=lambda state: dict(state),
+                     update=lambda state, inputs: state)
+
+
+def mean_stats(apply_fn: Callable, params: Any, frames: Iterable[Any],
+               layers: Sequence[Layer] | None = None) -> dict[str, jax.Array]:
+    """Per-neuron mean of every layer's real input over calibration frames.
+
+    Args:
+      apply_fn: the model function ``(params, x) -> logits``.
+      params: its parameters.
+      frames: an array ``[T, N, ...]`` or an iterable of batches ``[N, ...]``.
+      layers: the model's layers (found from the first frame if omitted).
+
+    Returns:
+      ``{name: mean}``, each shaped like the layer's input without the batch axis; the average
+      runs over frames and streams. Feed it to :func:`mean`.
+    """
+    from secnn_jax.phases import layer_inputs  # noqa: PLC0415  (phases imports this module)
+
+    total: dict[str, jax.Array] | None = None
+    n = 0
+    capture = None
+    for frame in frames:
+        frame = jnp.asarray(frame)
+        if layers is None:
+            from secnn_jax.layers import find_layers  # noqa: PLC0415
+
+            layers = find_layers(apply_fn, params, frame)
+        if capture is None:
+            capture = jax.jit(layer_inputs(apply_fn, layers))
+        _, inputs = capture(params, frame)
+        sums = {
+            layer.name: jnp.sum(inputs[layer.name].astype(jnp.float32), axis=layer.lhs_spec[0])
+            for layer in layers
+        }
+        total = sums if total is None else jax.tree_util.tree_map(jnp.add, total, sums)
+        n += frame.shape[0]
+    if total is None:
+        raise ValueError("mean_stats: the calibration stream is empty")
+    return {name: s / n for name, s in total.items()}
+
+
+def check_predictions(layers: Sequence[Layer], predictions: Mapping[str, Any]) -> None:
+    """Raises a clear error if ``predictions`` does not hold one array per layer, shaped right."""
+    if not isinstance(predictions, Mapping):
+        raise TypeError(
+            f"predict(state) must return a dict {{layer_name: array}}, got "
+            f"{type(predictions).__name__}"
+        )
+    names = [layer.name for layer in layers]
+    missing = [n for n in names if n not in predictions]
+    extra = [n for n in predictions if n not in set(names)]
+    if missing or extra:
+        raise ValueError(
+            "predictor state does not match the model's layers: "
+            f"missing predictions for {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unknown layers {extra[:5]}{'...' if len(extra) > 5 else ''} "
+            "(was the state initialised with predictor.init(layers) of this model?)"
+        )
+    for layer in layers:
+        shape = tuple(jnp.shape(predictions[layer.name]))
+        if shape != tuple(layer.in_shape):
+            raise ValueError(
+                f"prediction for layer {layer.name!r} has shape {shape}, expected the layer's "
+                f"input shape {layer.in_shape}"
+            )

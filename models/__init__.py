@@ -1,0 +1,52 @@
+"""The secnn_jax model zoo: nine ILSVRC CNNs and EfficientNet-Lite0/1/2 as Flax Linen models.
+
+Public API (see CONTRACT.md)::
+
+    import models
+    apply_fn, variables = models.load("efficientnet_lite0")   # converts itself on first use
+    x = models.preprocess("efficientnet_lite0", image_uint8)[None]
+    logits = apply_fn(variables, x)                            # [1, 1000]
+
+Models: ``alexnet, zfnet, vgg16, vgg19, googlenet, inception_v3, resnet50, resnet101, resnet152,
+efficientnet_lite0, efficientnet_lite1, efficientnet_lite2`` (:func:`available`). All take NHWC
+float32 input and use inference-mode BatchNorm. Every conv/dense module has a readable name
+(``layer1_0/conv1``, ``blocks_3/depthwise_conv``) that becomes the SE-CNN layer name.
+
+torch is never imported here: PyTorch weight files are read by :mod:`models.torch_reader`.
+"""
+
+from models.checkpoints import CheckpointError, MissingCheckpointError
+from models.conversion import CONVERTER_VERSION, ConversionError
+from models.registry import (
+    UnknownModelError,
+    available,
+    build,
+    convert,
+    convert_command,
+    get_spec,
+    init_variables,
+    load,
+    preprocess,
+)
+from models.spec import ModelSpec, Preprocessing
+from models.torch_reader import TorchReaderError, load_state_dict
+
+__all__ = [
+    "CONVERTER_VERSION",
+    "CheckpointError",
+    "ConversionError",
+    "MissingCheckpointError",
+    "ModelSpec",
+    "Preprocessing",
+    "TorchReaderError",
+    "UnknownModelError",
+    "available",
+    "build",
+    "convert",
+    "convert_command",
+    "get_spec",
+    "init_variables",
+    "load",
+    "load_state_dict",
+    "preprocess",
+]

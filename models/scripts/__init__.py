@@ -1,0 +1,1 @@
+"""Developer scripts for the model zoo (these may import torch; the library never does)."""

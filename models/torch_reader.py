@@ -114,7 +114,7 @@ class _LazyTensor:
             storage[self.offset:], shape=self.size,
             strides=tuple(s * storage.itemsize for s in self.stride), writeable=False)
         # A copy owns its memory and is C-contiguous; views sharing a storage stay independent.
-        return np.array(view, copy=True)
+        return np.array(view, copy=True, order="C")
 
 
 def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any,

@@ -144,7 +144,7 @@ class GPU:
 
     def as_dict(self) -> dict[str, object]:
         """All fields as plain JSON-serialisable values (sources included)."""
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["tensor_fma_per_clk"] = dict(self.tensor_fma_per_clk)
         d["ceiling_frac"] = dict(self.ceiling_frac)
         d["sources"] = dict(self.sources)

@@ -344,22 +344,70 @@ def dense_unit(gpu: GPU, precision: str) -> str:
     return "tensor" if gpu.uses_tensor_cores(precision) else "simt"
 
 
-def gemm_cost(gpu: GPU, precision: str, *, m: int, ncol: int, k_channels: int, taps: int,
-              batch: int, io_bytes: float, params: ModelParams, unit: str,
-              split_k: Sequence[int] = (1,), extra_bytes: float = 0.0, extra_kernels: int = 0,
-              algo: str = "implicit_gemm", tiles: Sequence[Tile] | None = None) -> KernelCost:
-    """Cheapest tile/split-K candidate for ``batch`` GEMMs ``[m x K] x [K x ncol]``.
+#: Order of the efficiency parameters in candidate tables (SIMT kernels use ``fp32``).
+EFF_KEYS: tuple[str, ...] = ("fp32", "tf32", "fp16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidates:
+    """Parameter-free description of candidate kernels (arrays over candidates).
+
+    The calibration fit evaluates thousands of parameter vectors on the same candidates, so
+    everything that does not depend on :class:`ModelParams` is computed once here and
+    :func:`evaluate` applies the parameters with array arithmetic.
+
+    Attributes:
+      tiles: the tile of each candidate.
+      split: split-K factor.
+      macs_cta: MACs one CTA performs (``bm * bn * ksteps * bk``).
+      rate_base: peak FMA/clk/SM x measured ceiling fraction of the candidate's unit.
+      eff_index: which :data:`EFF_KEYS` efficiency applies.
+      ksteps_per_stage: main-loop steps over pipeline stages (latency multiplier).
+      n_ctas: CTAs of the main kernel.
+      occupancy: resident CTAs per SM.
+      io_bytes: main kernel's memory traffic (with split-K workspace).
+      extra_bytes: helper kernels' traffic (transposes, transforms).
+      kernels: kernels launched.
+      algo: algorithm name.
+    """
+
+    tiles: tuple[Tile, ...]
+    split: np.ndarray
+    macs_cta: np.ndarray
+    rate_base: np.ndarray
+    eff_index: np.ndarray
+    ksteps_per_stage: np.ndarray
+    n_ctas: np.ndarray
+    occupancy: np.ndarray
+    io_bytes: np.ndarray
+    extra_bytes: np.ndarray
+    kernels: np.ndarray
+    algo: str = "implicit_gemm"
+
+
+def gemm_candidates(gpu: GPU, precision: str, *, m: int, ncol: int, k_channels: int, taps: int,
+                    batch: int, io_bytes: float, unit: str, split_k: Sequence[int] = (1,),
+                    extra_bytes: float = 0.0, extra_kernels: int = 0,
+                    algo: str = "implicit_gemm", tiles: Sequence[Tile] | None = None
+                    ) -> Candidates:
+    """Tile/split-K candidates for ``batch`` GEMMs ``[m x K] x [K x ncol]``.
 
     ``K = taps * k_channels``; tensor-core kernels iterate each tap's channels in blocks
     (:data:`MMA_K` granularity for small channel counts), SIMT kernels the flattened K.
-    ``io_bytes`` is the compulsory traffic of the operation's main kernel; ``extra_bytes``
-    and ``extra_kernels`` those of helper kernels (transposes, transforms).
+    ``io_bytes`` is the compulsory traffic of the main kernel; ``extra_bytes`` and
+    ``extra_kernels`` those of helper kernels.
     """
     p = canonical_precision(precision)
     eb = ELEMENT_BYTES[p]
-    tiles = tiles if tiles is not None else (TENSOR_TILES if unit == "tensor" else SIMT_TILES)
-    rate = _rate(gpu, p, unit, params)
-    cand: list[tuple[float, KernelCost]] = []
+    tiles = tuple(tiles) if tiles is not None else (
+        TENSOR_TILES if unit == "tensor" else SIMT_TILES)
+    if unit == "tensor":
+        rate_base = gpu.tensor_fma_per_clk[p] * gpu.ceiling_frac[p]
+        eff_index = EFF_KEYS.index(p)
+    else:
+        rate_base = gpu.simt_fma_per_clk(p) * gpu.ceiling_frac["fp32"]
+        eff_index = 0
+    rows: list[tuple[Tile, int, float, float, int, int, float]] = []
     for t in tiles:
         if unit == "tensor":
             ck = t.bk if k_channels >= t.bk else max(MMA_K[p], 1 << (k_channels - 1).bit_length())
@@ -367,24 +415,62 @@ def gemm_cost(gpu: GPU, precision: str, *, m: int, ncol: int, k_channels: int, t
         else:
             k_eff = -(-(taps * k_channels) // t.bk) * t.bk
         occ = t.occupancy(gpu, eb)
-        for s in (split_k if unit == "tensor" else (1,)):
-            ksteps = -(-k_eff // (s * t.bk))
-            if s > 1 and ksteps < 4:
+        for sk in (split_k if unit == "tensor" else (1,)):
+            ksteps = -(-k_eff // (sk * t.bk))
+            if sk > 1 and ksteps < 4:
                 continue
-            n_ctas = batch * -(-m // t.bm) * -(-ncol // t.bn) * s
-            w = t.bm * t.bn * ksteps * t.bk / rate
-            d = ksteps * params.latency_cycles / t.stages + params.cta_overhead_cycles
-            comp = float(uniform_makespan(n_ctas, w, d, gpu.sms, occ))
-            nbytes = io_bytes + (2.0 * s * batch * m * ncol * 4 if s > 1 else 0.0)
-            mem = float(mem_cycles(gpu, nbytes, params))
-            xmem = float(mem_cycles(gpu, extra_bytes, params)) if extra_bytes else 0.0
-            kernels = 1 + extra_kernels + (1 if s > 1 else 0)
-            cyc = max(comp, mem) + xmem
-            kc = KernelCost(algo=algo, cycles=cyc, kernels=kernels, n_ctas=int(n_ctas),
-                            occupancy=occ, waves=n_ctas / (gpu.sms * occ), compute_cycles=comp,
-                            memory_cycles=mem + xmem, busy_cycles=n_ctas * w, tile=t, split_k=s)
-            cand.append((cyc + gpu.cycles((kernels - 1) * params.extra_kernel_us), kc))
-    return min(cand, key=lambda c: c[0])[1]
+            n_ctas = batch * -(-m // t.bm) * -(-ncol // t.bn) * sk
+            ws = 2.0 * sk * batch * m * ncol * 4 if sk > 1 else 0.0
+            rows.append((t, sk, float(t.bm * t.bn * ksteps * t.bk), ksteps / t.stages, n_ctas,
+                         occ, io_bytes + ws))
+    n = len(rows)
+    split = np.array([r[1] for r in rows])
+    return Candidates(
+        tiles=tuple(r[0] for r in rows), split=split,
+        macs_cta=np.array([r[2] for r in rows]), rate_base=np.full(n, float(rate_base)),
+        eff_index=np.full(n, eff_index), ksteps_per_stage=np.array([r[3] for r in rows]),
+        n_ctas=np.array([r[4] for r in rows], np.int64),
+        occupancy=np.array([r[5] for r in rows], np.int64),
+        io_bytes=np.array([r[6] for r in rows]), extra_bytes=np.full(n, float(extra_bytes)),
+        kernels=1 + extra_kernels + (split > 1).astype(np.int64), algo=algo)
+
+
+def evaluate(c: Candidates, gpu: GPU, params: ModelParams,
+             eff: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Cycles of every candidate under ``params`` (see the module docstring's kernel model).
+
+    Returns arrays ``w`` and ``d`` (per-CTA work and latency floor), ``compute`` (busiest SM),
+    ``memory``, ``cycles`` (``max(compute, memory) + helper memory``) and ``score`` (cycles
+    plus the extra kernels' cost, what ``cudnn.benchmark`` minimises).
+    """
+    e = eff if eff is not None else np.array([params.eff(k) for k in EFF_KEYS])
+    rate = c.rate_base * e[c.eff_index]
+    w = c.macs_cta / rate
+    d = c.ksteps_per_stage * params.latency_cycles + params.cta_overhead_cycles
+    comp = uniform_makespan(c.n_ctas, w, d, gpu.sms, c.occupancy)
+    mem = mem_cycles(gpu, c.io_bytes, params)
+    xmem = np.where(c.extra_bytes > 0, mem_cycles(gpu, c.extra_bytes, params), 0.0)
+    cyc = np.maximum(comp, mem) + xmem
+    score = cyc + gpu.cycles(params.extra_kernel_us) * (c.kernels - 1)
+    return {"w": w, "d": d, "compute": comp, "memory": mem + xmem, "cycles": cyc,
+            "score": score}
+
+
+def _pick(c: Candidates, gpu: GPU, params: ModelParams) -> KernelCost:
+    ev = evaluate(c, gpu, params)
+    i = int(np.argmin(ev["score"]))
+    return KernelCost(algo=c.algo, cycles=float(ev["cycles"][i]), kernels=int(c.kernels[i]),
+                      n_ctas=int(c.n_ctas[i]), occupancy=int(c.occupancy[i]),
+                      waves=float(c.n_ctas[i] / (gpu.sms * c.occupancy[i])),
+                      compute_cycles=float(ev["compute"][i]),
+                      memory_cycles=float(ev["memory"][i]),
+                      busy_cycles=float(c.n_ctas[i] * ev["w"][i]), tile=c.tiles[i],
+                      split_k=int(c.split[i]))
+
+
+def gemm_cost(gpu: GPU, precision: str, *, params: ModelParams, **kw: Any) -> KernelCost:
+    """Cheapest candidate of :func:`gemm_candidates` (``kw``) under ``params``."""
+    return _pick(gemm_candidates(gpu, precision, **kw), gpu, params)
 
 
 def _io_bytes(g: LayerGeom, precision: str) -> float:
@@ -392,20 +478,25 @@ def _io_bytes(g: LayerGeom, precision: str) -> float:
                  (g.n_inputs + g.weights + g.n_outputs))
 
 
-def depthwise_cost(g: LayerGeom, gpu: GPU, precision: str, params: ModelParams) -> KernelCost:
-    """Direct depthwise kernel on the SIMT lanes (:data:`DEPTHWISE_TILE`)."""
+def depthwise_candidates(g: LayerGeom, gpu: GPU, precision: str) -> Candidates:
+    """The direct depthwise kernel (:data:`DEPTHWISE_TILE`, SIMT) as a one-row table."""
     t = DEPTHWISE_TILE
     p = canonical_precision(precision)
-    rate = _rate(gpu, p, "simt", params)
     taps = g.kh * g.kw
     n_ctas = -(-g.m // t.bm) * -(-g.cout // t.bn)
-    occ = t.occupancy(gpu, ELEMENT_BYTES[p])
-    w = t.bm * t.bn * taps / rate
-    d = taps * params.latency_cycles / t.stages + params.cta_overhead_cycles
-    comp = float(uniform_makespan(n_ctas, w, d, gpu.sms, occ))
-    mem = float(mem_cycles(gpu, _io_bytes(g, p), params))
-    return KernelCost("depthwise", max(comp, mem), 1, n_ctas, occ, n_ctas / (gpu.sms * occ),
-                      comp, mem, n_ctas * w, t, 1)
+    one = np.ones(1)
+    return Candidates(
+        tiles=(t,), split=np.ones(1, np.int64), macs_cta=one * t.bm * t.bn * taps,
+        rate_base=one * gpu.simt_fma_per_clk(p) * gpu.ceiling_frac["fp32"],
+        eff_index=np.zeros(1, np.int64), ksteps_per_stage=one * taps / t.stages,
+        n_ctas=np.array([n_ctas]), occupancy=np.array([t.occupancy(gpu, ELEMENT_BYTES[p])]),
+        io_bytes=one * _io_bytes(g, p), extra_bytes=np.zeros(1), kernels=np.ones(1, np.int64),
+        algo="depthwise")
+
+
+def depthwise_cost(g: LayerGeom, gpu: GPU, precision: str, params: ModelParams) -> KernelCost:
+    """Direct depthwise kernel on the SIMT lanes (:data:`DEPTHWISE_TILE`)."""
+    return _pick(depthwise_candidates(g, gpu, precision), gpu, params)
 
 
 def _nchw_transposes(g: LayerGeom, precision: str, unit: str, cfg: SchemeConfig
@@ -418,17 +509,22 @@ def _nchw_transposes(g: LayerGeom, precision: str, unit: str, cfg: SchemeConfig
     return 2.0 * eb * (g.n_inputs + g.n_outputs), 2
 
 
+def dense_candidates(g: LayerGeom, gpu: GPU, precision: str,
+                     cfg: SchemeConfig = SchemeConfig(), unit: str | None = None) -> Candidates:
+    """Candidate kernels of the ``dense`` scheme for one layer."""
+    if g.is_depthwise:
+        return depthwise_candidates(g, gpu, precision)
+    unit = unit or dense_unit(gpu, precision)
+    xb, xk = _nchw_transposes(g, precision, unit, cfg)
+    return gemm_candidates(gpu, precision, m=g.m, ncol=g.cout_g, k_channels=g.cin_g,
+                           taps=g.kh * g.kw, batch=g.groups, io_bytes=_io_bytes(g, precision),
+                           unit=unit, split_k=cfg.split_k, extra_bytes=xb, extra_kernels=xk)
+
+
 def dense_cost(g: LayerGeom, gpu: GPU, precision: str, params: ModelParams,
                cfg: SchemeConfig = SchemeConfig(), unit: str | None = None) -> KernelCost:
     """The ``dense`` scheme's cost of one layer (implicit GEMM, or direct depthwise)."""
-    if g.is_depthwise:
-        return depthwise_cost(g, gpu, precision, params)
-    unit = unit or dense_unit(gpu, precision)
-    xb, xk = _nchw_transposes(g, precision, unit, cfg)
-    return gemm_cost(gpu, precision, m=g.m, ncol=g.cout_g, k_channels=g.cin_g,
-                     taps=g.kh * g.kw, batch=g.groups, io_bytes=_io_bytes(g, precision),
-                     params=params, unit=unit, split_k=cfg.split_k, extra_bytes=xb,
-                     extra_kernels=xk)
+    return _pick(dense_candidates(g, gpu, precision, cfg, unit), gpu, params)
 
 
 def winograd_applies(g: LayerGeom) -> bool:
@@ -451,10 +547,9 @@ def winograd_cost(g: LayerGeom, gpu: GPU, precision: str, params: ModelParams,
     gemm_io = eb * (t_in + t_w + t_out)
     # Transforms: each reads its source and writes the transformed copy (a memory pass).
     xbytes = eb * ((g.n_inputs + t_in) + (g.weights + t_w) + (t_out + g.n_outputs))
-    kc = gemm_cost(gpu, p, m=tiles, ncol=g.cout, k_channels=g.cin, taps=1, batch=a2,
-                   io_bytes=gemm_io, params=params, unit=dense_unit(gpu, p),
-                   split_k=cfg.split_k, extra_bytes=xbytes, extra_kernels=3, algo="winograd")
-    return kc
+    return gemm_cost(gpu, p, params=params, m=tiles, ncol=g.cout, k_channels=g.cin, taps=1,
+                     batch=a2, io_bytes=gemm_io, unit=dense_unit(gpu, p), split_k=cfg.split_k,
+                     extra_bytes=xbytes, extra_kernels=3, algo="winograd")
 
 
 def fft_applies(g: LayerGeom) -> bool:
@@ -480,9 +575,10 @@ def fft_cost(g: LayerGeom, gpu: GPU, precision: str, params: ModelParams,
     eb = ELEMENT_BYTES[p]
     xbytes = (eb * (g.n_inputs + g.weights + g.n_outputs)
               + cbytes * bins * (g.n * g.cin + g.cin * g.cout + g.n * g.cout))
-    kc = gemm_cost(gpu, "fp32", m=g.n, ncol=g.cout, k_channels=4 * g.cin, taps=1, batch=bins,
+    kc = gemm_cost(gpu, "fp32", params=params, m=g.n, ncol=g.cout, k_channels=4 * g.cin,
+                   taps=1, batch=bins,
                    io_bytes=cbytes * bins * (g.n * g.cin + g.cin * g.cout + g.n * g.cout),
-                   params=params, unit="simt", extra_bytes=xbytes, extra_kernels=3, algo="fft")
+                   unit="simt", extra_bytes=xbytes, extra_kernels=3, algo="fft")
     return dataclasses.replace(kc, cycles=kc.cycles + fft_cycles,
                                compute_cycles=kc.compute_cycles + fft_cycles,
                                busy_cycles=kc.busy_cycles + fft_cycles * gpu.sms)

@@ -100,9 +100,14 @@ class ReplayResult:
     results: Mapping[tuple[str, str], SchemeResult]
     meta: Mapping[str, Any]
 
-    def get(self, gpu: str, scheme: str) -> SchemeResult:
+    def get(self, gpu: str | GPU, scheme: str) -> SchemeResult:
         """The result of ``scheme`` on ``gpu``."""
-        return self.results[(get_gpu(gpu).key, scheme)]
+        key = gpu.key if isinstance(gpu, GPU) else str(gpu)
+        if (key, scheme) not in self.results:
+            key = get_gpu(key).key
+        if (key, scheme) not in self.results:
+            raise KeyError(f"no result for gpu {key!r} and scheme {scheme!r}")
+        return self.results[(key, scheme)]
 
     def speedup(self, gpu: str, scheme: str, baseline: str) -> np.ndarray:
         """``[T]`` per-frame speedup of ``scheme`` over ``baseline`` (time ratio)."""
@@ -435,7 +440,7 @@ def _replay_chunk(geoms: Sequence[LayerGeom], evs: Mapping[str, np.ndarray], fra
             ws, ds, occs, pdense, pbytes = sw_par[g.key]
             sp = S.sparse_grid(counts["predicted"], geom, g, prec, params, tile)
             dk = pl.dense[li]
-            dw, dd = S.dense_grid(dk, g, prec, params, frames)
+            dw, dd = S.dense_grid(dk, frames)
             sp_t = S.dealt_makespan(sp.w, sp.d, g.sms, sp.occupancy)
             dn_t = np.full(frames, dk.compute_cycles)
             if cfg.secnn_parallel == "sparse":

@@ -139,7 +139,8 @@ TENSOR_TILES: tuple[Tile, ...] = (
     Tile(64, 64, 32, 128, 128, 3, "tensor"), Tile(64, 32, 32, 64, 128, 3, "tensor"),
     Tile(32, 64, 32, 64, 128, 3, "tensor"),
 )
-#: Direct depthwise kernel: warps of 32 channels, 32 positions per CTA, one tap per step.
+#: Direct depthwise kernel: warps of 32 channels, 32 positions per CTA; the taps' loads are
+#: independent, so a CTA waits one memory latency, not one per tap.
 DEPTHWISE_TILE = Tile(32, 32, 1, 256, 32, 2, "simt")
 
 
@@ -249,6 +250,8 @@ class KernelCost:
       busy_cycles: SM-cycles of useful work (sum of CTA work), for utilisation.
       tile: the main kernel's tile (``None`` for FFT).
       split_k: split-K factor.
+      cta_work: work cycles of one CTA of the main kernel.
+      cta_latency: latency floor of one CTA of the main kernel.
     """
 
     algo: str
@@ -262,6 +265,8 @@ class KernelCost:
     busy_cycles: float
     tile: Tile | None = None
     split_k: int = 1
+    cta_work: float = 0.0
+    cta_latency: float = 0.0
 
     def standalone_us(self, gpu: GPU, params: ModelParams) -> float:
         """Time of this operation timed alone with CUDA events (as in the measurement CSVs)."""
@@ -465,7 +470,8 @@ def _pick(c: Candidates, gpu: GPU, params: ModelParams) -> KernelCost:
                       compute_cycles=float(ev["compute"][i]),
                       memory_cycles=float(ev["memory"][i]),
                       busy_cycles=float(c.n_ctas[i] * ev["w"][i]), tile=c.tiles[i],
-                      split_k=int(c.split[i]))
+                      split_k=int(c.split[i]), cta_work=float(ev["w"][i]),
+                      cta_latency=float(ev["d"][i]))
 
 
 def gemm_cost(gpu: GPU, precision: str, *, params: ModelParams, **kw: Any) -> KernelCost:
@@ -488,7 +494,8 @@ def depthwise_candidates(g: LayerGeom, gpu: GPU, precision: str) -> Candidates:
     return Candidates(
         tiles=(t,), split=np.ones(1, np.int64), macs_cta=one * t.bm * t.bn * taps,
         rate_base=one * gpu.simt_fma_per_clk(p) * gpu.ceiling_frac["fp32"],
-        eff_index=np.zeros(1, np.int64), ksteps_per_stage=one * taps / t.stages,
+        # The taps' loads are independent and issued back to back: one latency per CTA.
+        eff_index=np.zeros(1, np.int64), ksteps_per_stage=one,
         n_ctas=np.array([n_ctas]), occupancy=np.array([t.occupancy(gpu, ELEMENT_BYTES[p])]),
         io_bytes=one * _io_bytes(g, p), extra_bytes=np.zeros(1), kernels=np.ones(1, np.int64),
         algo="depthwise")
@@ -670,26 +677,21 @@ def sparse_grid(cnt: np.ndarray, g: LayerGeom, gpu: GPU, precision: str, params:
         nt = -(-g.cout_g // t.bn)
         depth = np.repeat(np.moveaxis(depth, -1, 1), nt, axis=-1)  # [T, G, Mt*nt]
         depth = depth.reshape(depth.shape[0], -1)
-    ksteps = np.ceil(depth / t.bk)
+    if g.is_depthwise:  # independent tap loads: one latency per CTA with work
+        steps_per_stage = (depth > 0).astype(np.float64)
+    else:
+        steps_per_stage = np.ceil(depth / t.bk) / t.stages
     w = t.bm * t.bn * depth / rate
-    d = ksteps * params.latency_cycles / t.stages + np.where(depth > 0,
-                                                             params.cta_overhead_cycles, 0.0)
+    d = steps_per_stage * params.latency_cycles + np.where(depth > 0,
+                                                           params.cta_overhead_cycles, 0.0)
     occ = t.occupancy(gpu, ELEMENT_BYTES[p])
     return SparseGrid(w=w, d=d, occupancy=occ, tile=t, active_frac=(depth > 0).mean(-1))
 
 
-def dense_grid(kc: KernelCost, gpu: GPU, precision: str, params: ModelParams, frames: int
-               ) -> tuple[np.ndarray, np.ndarray]:
+def dense_grid(kc: KernelCost, frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-CTA ``(w, d)`` ``[T, n_ctas]`` of a dense implicit-GEMM or depthwise kernel."""
     n = max(kc.n_ctas, 1)
-    wv = kc.busy_cycles / n
-    t = kc.tile
-    if t is None:
-        return np.full((frames, n), wv), np.zeros((frames, n))
-    depth = wv * _rate(gpu, precision, t.unit, params) / (t.bm * t.bn)
-    ksteps = math.ceil(depth / t.bk - 1e-9)
-    dv = ksteps * params.latency_cycles / t.stages + params.cta_overhead_cycles
-    return np.full((frames, n), wv), np.full((frames, n), dv)
+    return np.full((frames, n), kc.cta_work), np.full((frames, n), kc.cta_latency)
 
 
 # --- network level --------------------------------------------------------------------------

@@ -420,12 +420,9 @@ def _replay_chunk(geoms: Sequence[LayerGeom], evs: Mapping[str, np.ndarray], fra
     for li in it:  # loop over layers
         geom = geoms[li]
         codes = evs[geom.name]
-        counts: dict[str, np.ndarray] = {}
-        if want_zero:
-            counts["nonzero"] = workmaps.position_counts(codes, geom, "nonzero")
-        if want_secnn:
-            counts["predicted"] = workmaps.position_counts(codes, geom, "predicted")
-            counts["mispredicted"] = workmaps.position_counts(codes, geom, "mispredicted")
+        which = (("nonzero",) if want_zero else ()) + (
+            ("predicted", "mispredicted") if want_secnn else ())
+        counts = workmaps.position_counts_all(codes, geom, which) if which else {}
         for g in gpus:
             pl = plans[g.key]
             tile = pl.tile[li]

@@ -66,42 +66,40 @@ def window_counts(s: np.ndarray, geom: LayerGeom) -> np.ndarray:
     """Box filter of ``s [..., N, H, W, G]`` over each output's window: ``[..., N, Ho, Wo, G]``.
 
     Equal to a convolution of ``s`` with an all-ones ``kh x kw`` kernel using the layer's
-    strides, dilation and zero padding (negative padding crops).
+    strides, dilation and zero padding (negative padding crops). Small windows add one strided
+    slice per tap; large undilated ones use an integral image (four strided corner slices).
+    The result keeps ``s``'s integer dtype (callers make sure sums fit).
     """
     if geom.kh == geom.kw == 1 and geom.sh == geom.sw == 1 and geom.pad == ((0, 0), (0, 0)):
         return s
     (pt, pb), (pl, pr) = geom.pad
     h_ax, w_ax = s.ndim - 3, s.ndim - 2
     # Negative padding crops; positive padding adds zeros.
-    crop = [slice(None)] * s.ndim
-    crop[h_ax] = slice(max(-pt, 0), s.shape[h_ax] - max(-pb, 0))
-    crop[w_ax] = slice(max(-pl, 0), s.shape[w_ax] - max(-pr, 0))
-    s = s[tuple(crop)]
-    widths = [(0, 0)] * s.ndim
-    widths[h_ax] = (max(pt, 0), max(pb, 0))
-    widths[w_ax] = (max(pl, 0), max(pr, 0))
-    sp = np.pad(s, widths)
-    ho, wo = geom.ho, geom.wo
-    if geom.dh == geom.dw == 1:
-        # Integral image: window sums from four strided corner lookups.
-        ii = np.zeros(sp.shape[:h_ax] + (sp.shape[h_ax] + 1, sp.shape[w_ax] + 1) + sp.shape[-1:],
-                      np.int64)
+    s = s[(Ellipsis, slice(max(-pt, 0), s.shape[h_ax] - max(-pb, 0)),
+           slice(max(-pl, 0), s.shape[w_ax] - max(-pr, 0)), slice(None))]
+    t, lft = max(pt, 0), max(pl, 0)
+    hp, wp = s.shape[h_ax] + t + max(pb, 0), s.shape[w_ax] + lft + max(pr, 0)
+    if (t, lft, hp, wp) != (0, 0, s.shape[h_ax], s.shape[w_ax]):
+        sp = np.zeros(s.shape[:h_ax] + (hp, wp) + s.shape[-1:], s.dtype)
+        sp[..., t:t + s.shape[h_ax], lft:lft + s.shape[w_ax], :] = s
+    else:
+        sp = s
+    ho, wo, sh, sw = geom.ho, geom.wo, geom.sh, geom.sw
+    if geom.dh == geom.dw == 1 and geom.kh * geom.kw > 16:
+        # Integral image with a zero first row and column.
+        ii = np.zeros(sp.shape[:h_ax] + (hp + 1, wp + 1) + sp.shape[-1:], np.int64)
         np.cumsum(sp, axis=h_ax, out=ii[..., 1:, 1:, :])
         np.cumsum(ii[..., 1:, 1:, :], axis=w_ax, out=ii[..., 1:, 1:, :])
-        y0 = np.arange(ho) * geom.sh
-        x0 = np.arange(wo) * geom.sw
-        y1, x1 = y0 + geom.kh, x0 + geom.kw
-        a = ii[..., y1[:, None], x1[None, :], :]
-        b = ii[..., y0[:, None], x1[None, :], :]
-        c = ii[..., y1[:, None], x0[None, :], :]
-        d = ii[..., y0[:, None], x0[None, :], :]
-        return (a - b - c + d).astype(np.int32)
-    out = np.zeros(sp.shape[:h_ax] + (ho, wo) + sp.shape[-1:], np.int32)
+        ys, xs = slice(0, sh * (ho - 1) + 1, sh), slice(0, sw * (wo - 1) + 1, sw)
+        ye = slice(geom.kh, geom.kh + sh * (ho - 1) + 1, sh)
+        xe = slice(geom.kw, geom.kw + sw * (wo - 1) + 1, sw)
+        out = ii[..., ye, xe, :] - ii[..., ys, xe, :] - ii[..., ye, xs, :] + ii[..., ys, xs, :]
+        return out.astype(s.dtype)
+    out = np.zeros(sp.shape[:h_ax] + (ho, wo) + sp.shape[-1:], s.dtype)
     for i in range(geom.kh):  # loop over kernel taps (at most kh*kw), not over neurons
         for j in range(geom.kw):
             y, x = i * geom.dh, j * geom.dw
-            out += sp[..., y: y + geom.sh * (ho - 1) + 1: geom.sh,
-                      x: x + geom.sw * (wo - 1) + 1: geom.sw, :]
+            out += sp[..., y: y + sh * (ho - 1) + 1: sh, x: x + sw * (wo - 1) + 1: sw, :]
     return out
 
 
@@ -115,6 +113,45 @@ def position_counts(codes: np.ndarray, geom: LayerGeom, which: str) -> np.ndarra
     return cnt.reshape(cnt.shape[:-4] + (geom.m, cnt.shape[-1]))
 
 
+#: Indicators reduced together in one pass; field ``f`` of a packed value counts ``_FIELDS[f]``.
+_FIELDS = ("nonzero", "predicted", "mispredicted")
+
+
+def _packed_lut(bits: int, dtype: type) -> np.ndarray:
+    lut = np.zeros(4, dtype)
+    for code in range(4):
+        v = 0
+        for f, name in enumerate(_FIELDS):
+            v |= int(INDICATORS[name][code]) << (f * bits)
+        lut[code] = v
+    return lut
+
+
+def position_counts_all(codes: np.ndarray, geom: LayerGeom,
+                        which: tuple[str, ...] = _FIELDS) -> dict[str, np.ndarray]:
+    """:func:`position_counts` for several indicators, reduced in one pass.
+
+    The three indicator counts are packed into bit fields of one integer per neuron (a lookup
+    on the code), summed and box-filtered once, then unpacked; exact while every field's sum
+    (at most ``Cin/groups * kh * kw``) fits its width.
+    """
+    limit = geom.cin_g * geom.kh * geom.kw
+    bits, dtype = (10, np.int32) if limit < 2 ** 10 else (21, np.int64)
+    if limit >= 2 ** 21:
+        return {w: position_counts(codes, geom, w) for w in which}
+    packed = _packed_lut(bits, dtype)[np.asarray(codes)]
+    if geom.is_depthwise:
+        s = packed
+    elif geom.groups == 1:
+        s = packed.sum(axis=-1, dtype=dtype)[..., None]
+    else:
+        s = packed.reshape(packed.shape[:-1] + (geom.groups, geom.cin_g)).sum(-1, dtype=dtype)
+    cnt = window_counts(s, geom)
+    cnt = cnt.reshape(cnt.shape[:-4] + (geom.m, cnt.shape[-1]))
+    mask = (1 << bits) - 1
+    return {w: ((cnt >> (bits * _FIELDS.index(w))) & mask).astype(np.int32) for w in which}
+
+
 def tile_reduce(cnt: np.ndarray, bm: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row tile of ``bm`` positions: ``(max, sum)`` of ``cnt [..., M, G]`` over the tile.
 
@@ -123,9 +160,9 @@ def tile_reduce(cnt: np.ndarray, bm: int) -> tuple[np.ndarray, np.ndarray]:
     m = cnt.shape[-2]
     mt = -(-m // bm)
     if mt * bm != m:
-        widths = [(0, 0)] * cnt.ndim
-        widths[-2] = (0, mt * bm - m)
-        cnt = np.pad(cnt, widths)
+        full = np.zeros(cnt.shape[:-2] + (mt * bm, cnt.shape[-1]), cnt.dtype)
+        full[..., :m, :] = cnt
+        cnt = full
     t = cnt.reshape(cnt.shape[:-2] + (mt, bm, cnt.shape[-1]))
     return t.max(axis=-2), t.sum(axis=-2, dtype=np.int64)
 

@@ -60,9 +60,14 @@ def measure_overhead(model: str = "resnet50", size: int = 224, batch: int = 1,
     step = jax.jit(sj.pipeline(apply_fn, layers, pred))
     state, _, _ = step(variables, pred.init(layers), x0)  # a warm predictor state
     forward = jax.jit(apply_fn)
+    # The plain pass again, but with the layer kernels SE-CNN uses (e.g. its fast depthwise
+    # conv): the like-for-like denominator of the overhead ratio.
+    same_kernels = jax.jit(sj.layer_inputs(apply_fn, layers))
     t_plain = _median_seconds(lambda: forward(variables, x1), repeats)
+    t_same = _median_seconds(lambda: same_kernels(variables, x1), repeats)
     t_step = _median_seconds(lambda: step(variables, state, x1), repeats)
-    return {"plain_s": t_plain, "pipeline_s": t_step, "ratio": t_step / t_plain,
+    return {"plain_s": t_plain, "plain_same_kernels_s": t_same, "pipeline_s": t_step,
+            "ratio": t_step / t_same, "ratio_vs_model": t_step / t_plain,
             "layers": float(len(layers))}
 
 
@@ -73,9 +78,12 @@ def main(argv: list[str]) -> None:
                          _PREDICTOR.value)
     print(f"model={_MODEL.value} size={_SIZE.value} batch={_BATCH.value} "
           f"layers={int(r['layers'])} predictor={_PREDICTOR.value} device={jax.devices()[0]}")
-    print(f"plain forward   : {r['plain_s'] * 1e3:9.2f} ms/frame")
-    print(f"pipeline step   : {r['pipeline_s'] * 1e3:9.2f} ms/frame")
-    print(f"overhead ratio  : {r['ratio']:.2f}x")
+    print(f"plain forward (model as written)      : {r['plain_s'] * 1e3:9.2f} ms/frame")
+    print(f"plain forward (SE-CNN's layer kernels): {r['plain_same_kernels_s'] * 1e3:9.2f} "
+          "ms/frame")
+    print(f"pipeline step                         : {r['pipeline_s'] * 1e3:9.2f} ms/frame")
+    print(f"overhead ratio (like-for-like kernels): {r['ratio']:.2f}x")
+    print(f"ratio vs the model as written         : {r['ratio_vs_model']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import numpy as np
 from jax import lax
 
 from secnn_jax import events as ev
+from secnn_jax import kernels
 from secnn_jax.layers import Layer
 
 
@@ -72,6 +73,8 @@ def _spatial_conv_ones(layer: Layer, x: jax.Array) -> jax.Array:
     ksize, strides, padding, dilation = _nhwc_conv_params(layer)
     g = x.shape[-1]
     kernel = jnp.ones((*ksize, 1, g), x.dtype)
+    if g > 1 and ksize[0] * ksize[1] <= kernels.MAX_TAPS:
+        return kernels.depthwise_conv_nhwc(x, kernel, strides, padding, dilation)
     return lax.conv_general_dilated(
         x, kernel, strides, padding, rhs_dilation=dilation,
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=g,

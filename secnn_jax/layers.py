@@ -11,6 +11,7 @@ module path (``"layer1_0/conv1"``). A kernel applied twice yields ``name`` and `
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 
-from secnn_jax import interpret
+from secnn_jax import interpret, kernels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +105,18 @@ class Layer:
         a = xp.transpose(a, tuple(range(lead)) + tuple(lead + p for p in perm))
         return a.reshape(a.shape[:lead] + target)
 
+    @functools.cached_property
+    def _fast_depthwise(self) -> bool:
+        return kernels.is_nhwc_depthwise(self.primitive_params["dimension_numbers"],
+                                         self.kernel_shape, self.groups, self.in_shape[-1])
+
     def apply(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
         """The layer's linear map (no bias) of ``x`` with ``kernel``, as the model computes it."""
+        if self.kind == "conv" and self._fast_depthwise:
+            out = kernels.depthwise_conv_nhwc(x, kernel, self.strides, self.padding,
+                                              self.dilation)
+            pref = self.primitive_params.get("preferred_element_type")
+            return out.astype(pref) if pref is not None else out
         operands = (x, kernel) if self.input_index == 0 else (kernel, x)
         prim = _PRIMITIVES[self.primitive]
         return prim.bind(*operands, **self.primitive_params)

@@ -133,58 +133,62 @@ def test_tau_validation(frames):
         sj.pipeline(apply_fn, layers, predictors.zero(), tau=float("nan"))
 
 
-def _ancestors_of_linear_operands(jaxpr) -> list[tuple[int, set[int]]]:
-    """For each conv/dot_general: the set of other conv/dot_general equations it depends on."""
+def _output_sources(fn, *args) -> list[set[int]]:
+    """For each output leaf of ``fn(*args)``: the input leaves it depends on (via the jaxpr)."""
     from jax.extend import core as jcore
 
-    deps: dict = {}
-    result = []
-    linear_idx = 0
+    closed = jax.make_jaxpr(fn)(*args)
 
     def walk(jx, in_deps):
-        nonlocal linear_idx
         env = dict(zip(jx.invars, in_deps, strict=True))
         for v in jx.constvars:
             env[v] = frozenset()
         read = lambda v: frozenset() if isinstance(v, jcore.Literal) else env[v]
         for eqn in jx.eqns:
             ins = [read(v) for v in eqn.invars]
-            union = frozenset().union(*ins) if ins else frozenset()
             subs = [s for s in jcore.jaxprs_in_params(eqn.params)
                     if len(s.invars) == len(eqn.invars)]
-            if eqn.primitive.name in ("conv_general_dilated", "dot_general"):
-                me = linear_idx
-                linear_idx += 1
-                result.append((me, set(union)))
-                outs = [union | {me}]
-            elif subs and eqn.primitive.name in ("jit", "pjit", "custom_jvp_call"):
+            if subs and eqn.primitive.name in ("jit", "pjit", "custom_jvp_call"):
                 outs = walk(subs[0], ins)
             else:
+                union = frozenset().union(*ins) if ins else frozenset()
                 outs = [union] * len(eqn.outvars)
             for v, d in zip(eqn.outvars, outs, strict=True):
                 env[v] = d
         return [read(v) for v in jx.outvars]
 
-    walk(jaxpr.jaxpr, [frozenset()] * len(jaxpr.jaxpr.invars))
-    del deps
-    return result
+    n_in = len(closed.jaxpr.invars)
+    return [set(d) for d in walk(closed.jaxpr, [frozenset({i}) for i in range(n_in)])]
 
 
 def test_parallel_phase_has_no_inter_layer_dependence(frames):
-    """Proof on the traced program: no layer's operand depends on another layer's output."""
+    """Proof on the traced program: each y_pred depends on its own prediction and on no other.
+
+    Were any layer's operand computed from another layer's output, that output (and so the
+    layer's y_pred) would depend on the other layer's prediction.
+    """
     x = jnp.asarray(frames[0])
     apply_fn, params = linen_model(x)
     layers = sj.find_layers(apply_fn, params, x)
     preds = predictors.secnn().predict(predictors.secnn().init(layers))
     par = sj.parallel_compute(apply_fn, layers)
-    jaxpr = jax.make_jaxpr(par)(params, preds)
-    linear = _ancestors_of_linear_operands(jaxpr)
-    assert len(linear) == len(layers)
-    for idx, ancestors in linear:
-        assert ancestors == set(), f"layer {idx} depends on layers {ancestors}"
-    # ...while the plain model is, of course, a chain: the checker can fail.
-    plain = _ancestors_of_linear_operands(jax.make_jaxpr(apply_fn)(params, x))
-    assert plain[-1][1] == set(range(len(layers) - 1))
+    n_params = len(jax.tree_util.tree_leaves(params))
+    names = sorted(preds)  # dict leaves flatten in sorted-key order
+    out_names = sorted(par(params, preds))
+    assert out_names == sorted(layer.name for layer in layers)
+    sources = _output_sources(par, params, preds)
+    for name, src in zip(out_names, sources, strict=True):
+        pred_sources = {names[i - n_params] for i in src if i >= n_params}
+        assert pred_sources == {name}, f"y_pred[{name}] depends on predictions {pred_sources}"
+
+    # The checker can fail: a chained "parallel phase" is caught.
+    def chained(params, preds):
+        out = par(params, preds)
+        out["pw"] = out["pw"] + out["stem"].mean()
+        return out
+
+    bad = dict(zip(out_names, _output_sources(chained, params, preds), strict=True))
+    assert {names[i - n_params] for i in bad["pw"] if i >= n_params} == {"pw", "stem"}
 
 
 def test_wrong_input_shape_and_layers_are_clear_errors(frames):

@@ -538,11 +538,9 @@ class Trace:
         g = self._geoms[self._index[name]]
         return np.concatenate(parts) if parts else np.zeros((0, *g.in_nhwc), np.uint8)
 
-    def iter_frames(self, frames: Any = None, nhwc: bool = True,
-                    names: Sequence[str] | None = None
+    def iter_frames(self, frames: Any = None, names: Sequence[str] | None = None
                     ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-        """Yields ``(frame indices, {name: codes})`` chunk by chunk for the selected frames."""
-        del nhwc  # events are stored in NHWC
+        """Yields ``(frame indices, {name: NHWC codes})`` chunk by chunk for ``frames``."""
         idx = _indices(frames, self.n_frames)
         for k, c in enumerate(self.chunks):
             sel = idx[(idx >= c.frame_start) & (idx < c.frame_start + c.n_frames)]

@@ -385,6 +385,12 @@ class ValidationReport:
             "kernel, usually memory-bound) is unvalidated.",
             "- The zero-skipping and SE-CNN kernels have no hardware counterpart to measure; "
             "they reuse the dense model's calibrated SIMT efficiency and latency.",
+            "- One FP32 efficiency serves all SIMT kernels: cuDNN's batch-16 VGG-16 FP32 "
+            "kernels reach a larger fraction of the ceiling than its batch-1 kernels, so the "
+            "model over-predicts VGG-16 FP32 at batch 16 (see the end-to-end table).",
+            "- Several FP16 batch-1 rows have medians far above their own minimum "
+            "(`us_min`), i.e. noisy measurements; the robust fit ignores them, the MAPE "
+            "tables do not.",
             "",
         ]
         return "\n".join(lines)

@@ -276,7 +276,7 @@ def _frame_indices(frames: Any, n: int) -> np.ndarray:
 def _from_trace(trace: Any, frames: Any) -> _Source:
     geoms = tuple(LayerGeom.from_dict(layer["geom"]) for layer in trace.layers)
     idx = _frame_indices(frames, trace.n_frames)
-    return _Source(geoms, trace.iter_frames(idx, nhwc=True),
+    return _Source(geoms, trace.iter_frames(idx),
                    {"source": str(trace.path), "model": trace.manifest.get("model"),
                     "stream": trace.manifest.get("stream"),
                     "predictor": trace.manifest.get("predictor"),

@@ -72,7 +72,26 @@ class ModelHandle:
 
 
 def load_model(name: str) -> ModelHandle:
-    """``models.load(name)`` with ``models.preprocess`` bound, as a :class:`ModelHandle`."""
+    """A model by name, as a :class:`ModelHandle`.
+
+    ``name`` is a zoo name (``models.load`` with ``models.preprocess`` bound) or
+    ``"package.module:factory"``: a user's own CNN, where ``factory()`` returns a
+    :class:`ModelHandle` or a tuple ``(apply_fn, variables, preprocess)``.
+    """
+    if ":" in name:
+        import importlib  # noqa: PLC0415
+
+        module, _, attr = name.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"model {name!r}: cannot import factory {attr!r} from module "
+                             f"{module!r}: {e}") from e
+        out = factory()
+        if isinstance(out, ModelHandle):
+            return dataclasses.replace(out, name=name)
+        apply_fn, variables, preprocess = out
+        return ModelHandle(name, apply_fn, variables, preprocess)
     import models  # noqa: PLC0415  (the zoo is only needed for real runs)
 
     apply_fn, variables = models.load(name)
@@ -83,15 +102,22 @@ def load_model(name: str) -> ModelHandle:
 class Timer(Protocol):
     """Replays one chunk of events into per-frame times.
 
-    ``timer(layers, events) -> float64 [t, G, S]`` microseconds per frame, GPU and scheme, where
-    ``events`` is ``{layer_name: uint8 [t, *in_shape]}``. ``gpus`` and ``schemes`` name the axes.
+    ``timer(layers, events, schemes) -> float64 [t, G, S]`` microseconds per frame, GPU and
+    scheme, where ``events`` is ``{layer_name: uint8 [t, *in_shape]}``; ``gpus`` and ``schemes``
+    name the axes; schemes not in the ``schemes`` argument may be left NaN.
     """
 
     gpus: tuple[str, ...]
     schemes: tuple[str, ...]
 
-    def __call__(self, layers: Sequence[Layer], events: Mapping[str, np.ndarray]
-                 ) -> np.ndarray: ...
+    def __call__(self, layers: Sequence[Layer], events: Mapping[str, np.ndarray],
+                 schemes: Sequence[str] | None = None) -> np.ndarray: ...
+
+
+#: Schemes replayed from the zero predictor's events (exact zero/non-zero pattern at tau 0);
+#: every other predictor's events are replayed for the SE-CNN schemes only.
+BASELINE_SCHEMES: tuple[str, ...] = ("dense", "winograd", "fft", "zero_skip")
+SECNN_SCHEMES: tuple[str, ...] = ("secnn_sw", "secnn_hw")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,7 +197,11 @@ def stream_step(apply_fn: Callable, layers: Sequence[Layer], predictor: Any,
 
 
 def reference_step(apply_fn: Callable, layers: Sequence[Layer]) -> Callable[..., Any]:
-    """Jitted ``f(params, frames) -> (logits, nonzero [t, L], abs_sum [t, L])``: plain pass."""
+    """Jitted ``f(params, frames) -> (logits, nonzero, negative, abs_sum)``: the plain pass.
+
+    ``nonzero``/``negative`` count each layer's input neurons ``!= 0`` / ``< 0`` per frame
+    ``[t, L]``; ``abs_sum`` is the sum of ``|x|`` per layer and frame.
+    """
     from secnn_jax import layer_inputs  # noqa: PLC0415
 
     layers = tuple(layers)
@@ -182,9 +212,10 @@ def reference_step(apply_fn: Callable, layers: Sequence[Layer]) -> Callable[...,
         def body(_: Any, x: jax.Array) -> Any:
             logits, inputs = fwd(params, x)
             nz = jnp.stack([jnp.sum(inputs[lyr.name] != 0, dtype=jnp.int32) for lyr in layers])
+            neg = jnp.stack([jnp.sum(inputs[lyr.name] < 0, dtype=jnp.int32) for lyr in layers])
             ab = jnp.stack([jnp.sum(jnp.abs(inputs[lyr.name]).astype(jnp.float32))
                             for lyr in layers])
-            return None, (logits, nz, ab)
+            return None, (logits, nz, neg, ab)
 
         _, out = jax.lax.scan(body, None, frames)
         return out
@@ -203,12 +234,14 @@ class RefResult:
     Attributes:
       logits: ``[T, classes]`` float32 exact logits.
       nonzero: ``[T, L]`` input neurons ``!= 0`` per layer and frame.
+      negative: ``[T, L]`` input neurons ``< 0`` (0 everywhere: a rectified, post-ReLU input).
       abs_sum: ``[T, L]`` float64 sum of ``|x|`` over each layer's input neurons.
       n_inputs: ``[L]`` input neurons per layer per frame.
     """
 
     logits: np.ndarray
     nonzero: np.ndarray
+    negative: np.ndarray
     abs_sum: np.ndarray
     n_inputs: np.ndarray
 
@@ -220,7 +253,9 @@ class CellResult:
     Attributes:
       logits: ``[T, classes]`` float32.
       counts: ``[T, L, 4]`` int64 event counts per layer (ZZ, ZN, VH, VM).
-      time_us: ``[T, G, S]`` float64 replayed microseconds, or ``None`` without a timer.
+      time_us: ``[T, G, S]`` float64 replayed microseconds, or ``None`` without a timer. The zero
+        predictor's cells hold the baseline schemes, other cells the SE-CNN schemes (NaN
+        elsewhere).
     """
 
     logits: np.ndarray
@@ -385,11 +420,12 @@ class Workspace:
                     if skey not in self._steps:
                         self._steps[skey] = reference_step(h.apply_fn, layers)
                     chunk = _pad(frames[a:b], self.chunk_size)
-                    logits, nz, ab = self._steps[skey](h.variables, jnp.asarray(chunk))
+                    logits, nz, neg, ab = self._steps[skey](h.variables, jnp.asarray(chunk))
                     t = b - a
                     got = {"n": np.int64(t),
                            "logits": np.asarray(logits, np.float32)[:t].reshape(t, -1),
                            "nonzero": np.asarray(nz, np.int64)[:t],
+                           "negative": np.asarray(neg, np.int64)[:t],
                            "abs_sum": np.asarray(ab, np.float64)[:t]}
                     if d is not None:
                         runs.save_arrays(d / f"chunk{k:05d}.npz", got)
@@ -399,6 +435,7 @@ class Workspace:
         res = RefResult(
             logits=np.concatenate([p["logits"] for p in parts]),
             nonzero=np.concatenate([p["nonzero"] for p in parts]),
+            negative=np.concatenate([p["negative"] for p in parts]),
             abs_sum=np.concatenate([p["abs_sum"] for p in parts]),
             n_inputs=np.array([lyr.n_inputs for lyr in layers], np.int64),
         )
@@ -428,8 +465,19 @@ class Workspace:
         cached = self._memory.get(mkey)
         if cached is not None and cached.logits.shape[0] >= total:
             return _slice(cached, total)
-        d = self._cell_dir(model, stream, predictor, tkey + ("-timed" if timed else ""))
         chunks = self._chunks(total)
+        if not timed and self.timer is not None:  # an untimed cell may reuse a timed one
+            alt = self._memory.get(mkey[:-1] + (True,))
+            if alt is not None and alt.logits.shape[0] >= total:
+                return CellResult(alt.logits[:total], alt.counts[:total], None)
+            dt = self._cell_dir(model, stream, predictor, tkey + "-timed")
+            if dt is not None and all((dt / f"chunk{k:05d}.npz").exists()
+                                      for k in range(len(chunks))):
+                got = [self._load_chunk(dt, k, b - a) for k, (a, b) in enumerate(chunks)]
+                if all(g is not None for g in got):
+                    return CellResult(np.concatenate([g["logits"] for g in got]),
+                                      np.concatenate([g["counts"] for g in got]), None)
+        d = self._cell_dir(model, stream, predictor, tkey + ("-timed" if timed else ""))
         parts: list[dict[str, np.ndarray] | None] = [self._load_chunk(d, k, b - a)
                                                      for k, (a, b) in enumerate(chunks)]
         if any(p is None for p in parts):
@@ -481,7 +529,8 @@ class Workspace:
                        "counts": np.asarray(counts, np.int64)[:t]}
                 if timed:
                     ev = {name: np.asarray(v)[:t] for name, v in events.items()}
-                    got["time_us"] = np.asarray(self.timer(layers, ev), np.float64)
+                    which = BASELINE_SCHEMES if predictor == "zero" else SECNN_SCHEMES
+                    got["time_us"] = np.asarray(self.timer(layers, ev, which), np.float64)
                     del ev
                 if parts[k] is not None and not _same(parts[k], got):
                     logging.warning("recomputed chunk %d of %s differs from the cached one", k, d)

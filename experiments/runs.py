@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "compared_files",
     "environment",
     "git_version",
     "load_arrays",
@@ -305,14 +306,24 @@ class RunDir:
         """Writes a text result under the run directory, atomically."""
         return atomic_write_text(self.path(rel), text)
 
-    def compared_files(self) -> Iterator[Path]:
-        """Every output file that must be byte-identical across runs with the same flags.
+    def compared_files(self) -> list[Path]:
+        """Every output file that must be byte-identical across runs (:func:`compared_files`)."""
+        return compared_files(self.root)
 
-        Excludes the cache of cells, ``run_info.json`` (times, host) and ``environment.json``
-        (the code version may legitimately move between an interrupted run and its resumption).
-        """
-        for p in sorted(self.root.rglob("*")):
-            rel = p.relative_to(self.root)
-            if p.is_file() and rel.parts[0] != "cells" and not p.name.startswith(".") \
-                    and p.name not in (self.RUN_INFO, self.ENVIRONMENT):
-                yield p
+
+def compared_files(root: str | Path) -> list[Path]:
+    """Every output file of a run directory that must be byte-identical across runs with the
+    same flags, sorted.
+
+    Excludes the cache of cells, ``run_info.json`` (times, host), ``environment.json`` (the code
+    version may legitimately move between an interrupted run and its resumption) and hidden
+    temporary files.
+    """
+    root = Path(root)
+    out = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if p.is_file() and rel.parts[0] != "cells" and not p.name.startswith(".") \
+                and p.name not in (RunDir.RUN_INFO, RunDir.ENVIRONMENT):
+            out.append(p)
+    return out

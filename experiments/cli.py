@@ -1,0 +1,161 @@
+"""Shared command-line plumbing of the studies: absl flags, validation, workspace setup.
+
+Each study module calls :func:`define_flags` under ``if __name__ == "__main__"`` (so importing a
+study never defines flags) and, in ``main``, :func:`resolve` then :func:`setup`. Flags:
+
+* ``--config`` — the ConfigDict of :mod:`experiments.config`; every field is overridable as
+  ``--config.FIELD=VALUE``;
+* ``--out_dir`` — where results, figures, the report and provenance files go;
+* ``--models``, ``--streams``, ``--frames`` — shortcuts for the matching config fields;
+* ``--overwrite`` — start over when ``--out_dir`` holds a run made with other flags.
+
+Invalid values are rejected by absl validators (a clear message naming the flag and a non-zero
+exit) before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+from absl import flags, logging
+from ml_collections import config_flags
+
+from experiments import config as config_lib
+from experiments import runs
+from experiments.cells import ModelHandle, Workspace, load_model
+from secnn_jax import streams as streams_lib
+
+__all__ = ["Setup", "clean_errors", "define_flags", "make_timer", "resolve", "setup"]
+
+FLAGS = flags.FLAGS
+
+
+def define_flags(default_out_dir: str) -> None:
+    """Defines the shared flags (call once, before ``app.run``)."""
+    config_flags.DEFINE_config_dict("config", config_lib.get_config(),
+                                    "Study configuration; override fields as --config.FIELD=V.")
+    flags.DEFINE_string("out_dir", default_out_dir, "Output directory (results, report, "
+                        "figures, config.json, environment.json, run_info.json).")
+    flags.DEFINE_string("models", None, "Shortcut for --config.models (comma-separated model "
+                        "names, or 'ilsvrc9').")
+    flags.DEFINE_string("streams", None, "Shortcut for --config.streams (comma-separated: "
+                        "bikes, photos, pan:PHOTO[:OVERLAP], zoom:PHOTO[:OVERLAP], video:PATH, "
+                        "images:PATH).")
+    flags.DEFINE_integer("frames", None, "Shortcut for --config.frames (max frames per stream).")
+    flags.DEFINE_boolean("overwrite", False, "Start over if --out_dir holds a run made with a "
+                         "different configuration.")
+
+    flags.register_validator("out_dir", lambda v: bool(v and str(v).strip()),
+                             "--out_dir must be a non-empty path")
+    flags.register_validator("frames", lambda v: v is None or v >= 1,
+                             "--frames must be >= 1")
+    flags.register_validator("models", lambda v: v is None or bool(v.strip(" ,")),
+                             "--models must name at least one model")
+    flags.register_validator("streams", lambda v: v is None or bool(v.strip(" ,")),
+                             "--streams must name at least one stream")
+
+    def check_config(cfg: ml_collections.ConfigDict) -> bool:
+        try:
+            config_lib.validate(cfg)
+        except config_lib.ConfigError as e:
+            raise flags.ValidationError(str(e)) from e
+        return True
+
+    flags.register_validator("config", check_config)
+
+
+def clean_errors(main: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Wraps a ``main``: a bad input (stream, file, config, checkpoint) exits with status 1 and a
+    one-line message naming the problem, instead of a traceback."""
+    import functools  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    @functools.wraps(main)
+    def wrapped(argv: Any) -> None:
+        try:
+            main(argv)
+        except (ValueError, OSError) as e:
+            logging.error("%s: %s", type(e).__name__, e)
+            sys.exit(f"error: {type(e).__name__}: {e}")
+
+    return wrapped
+
+
+def resolve() -> ml_collections.ConfigDict:
+    """The parsed config with the shortcut flags applied and validated."""
+    cfg = ml_collections.ConfigDict(FLAGS.config.to_dict())
+    if FLAGS.models is not None:
+        cfg.models = FLAGS.models
+    if FLAGS.streams is not None:
+        cfg.streams = FLAGS.streams
+    if FLAGS.frames is not None:
+        cfg.frames = FLAGS.frames
+    return config_lib.validate(cfg)
+
+
+def make_timer(cfg: ml_collections.ConfigDict) -> Any:
+    """The replay timer of ``cfg`` (:class:`experiments.timer.ReplayTimer`)."""
+    from experiments.timer import ReplayTimer  # noqa: PLC0415
+
+    return ReplayTimer(gpus=config_lib.names(cfg.gpus, "gpus"),
+                       schemes=config_lib.names(cfg.schemes, "schemes"),
+                       precision=str(cfg.precision))
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What a study's ``main`` needs: the run directory, the workspace and the config."""
+
+    run: runs.RunDir
+    ws: Workspace
+    cfg: ml_collections.ConfigDict
+    missing_models: tuple[tuple[str, str], ...] = ()
+
+
+def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: bool = False,
+          load: Callable[[str], ModelHandle] = load_model, timer: Any = "default",
+          skip_missing: bool = False) -> Setup:
+    """Opens the run directory and builds the workspace (models, streams, timer).
+
+    Args:
+      load: model loader (tests pass small models).
+      timer: a timer, ``None`` for none, or ``"default"`` for :func:`make_timer`.
+      skip_missing: models whose checkpoint is missing are skipped and listed (with the command
+        that creates them) instead of failing — for ``--models=ilsvrc9``.
+    """
+    run = runs.RunDir(out_dir, cfg.to_dict(), overwrite=overwrite)
+    handles: dict[str, ModelHandle] = {}
+    missing: list[tuple[str, str]] = []
+    for name in config_lib.model_names(cfg.models):
+        try:
+            handles[name] = load(name)
+        except Exception as e:  # MissingCheckpointError and friends
+            if not skip_missing or type(e).__name__ != "MissingCheckpointError":
+                raise
+            command = _convert_command(name)
+            logging.warning("skipping %s: no checkpoint (%s)", name, command)
+            missing.append((name, command))
+    if not handles:
+        raise ValueError("no model could be loaded; missing checkpoints: "
+                         + "; ".join(f"{n}: {c}" for n, c in missing))
+    streams = {}
+    for spec in config_lib.names(cfg.streams, "streams"):
+        s = streams_lib.open_stream(spec, max_frames=int(cfg.frames))
+        streams[s.info.name] = s
+    ws = Workspace(handles, streams, frames=int(cfg.frames), chunk_size=int(cfg.chunk_size),
+                   resize=int(cfg.resolution) or None, cache_dir=run.root / "cells",
+                   timer=make_timer(cfg) if timer == "default" else timer)
+    return Setup(run, ws, cfg, tuple(missing))
+
+
+def _convert_command(name: str) -> str:
+    try:
+        import models  # noqa: PLC0415
+
+        return models.convert_command(name)
+    except Exception:  # noqa: BLE001
+        return f"python -m models.convert --model={name} --torch_weights=PATH/TO/{name}.pth"

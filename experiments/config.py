@@ -1,0 +1,162 @@
+"""Configuration of the studies, as code (``ml_collections.ConfigDict``).
+
+Every field is overridable from the command line: ``--config.frames=8``,
+``--config.streams=bikes,pan:astronaut:0.9``. List-valued fields are comma-separated strings
+(``--config.taus=0,0.05,0.1``), parsed by the helpers below, which also validate them.
+
+Defaults are the embedded defaults of ``python -m experiments.reproduce``: EfficientNet-Lite0 on
+the bikes clip and the photo sequence, replayed on the H100 and a Pascal-era GTX 1080 Ti, sized to
+finish in at most 10 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import ml_collections
+
+__all__ = [
+    "ConfigError",
+    "ILSVRC9",
+    "PREDICTORS",
+    "floats",
+    "get_config",
+    "model_names",
+    "names",
+    "validate",
+]
+
+#: The nine ILSVRC CNNs of the original study (``--models=ilsvrc9``).
+ILSVRC9: tuple[str, ...] = ("alexnet", "zfnet", "vgg16", "vgg19", "googlenet", "inception_v3",
+                            "resnet50", "resnet101", "resnet152")
+
+#: Predictor names the studies know.
+PREDICTORS: tuple[str, ...] = ("zero", "last_value", "secnn")
+
+#: Execution schemes of the timing replayer (issue 4).
+SCHEMES: tuple[str, ...] = ("dense", "winograd", "fft", "zero_skip", "secnn_sw", "secnn_hw")
+
+STUDIES: tuple[str, ...] = ("sparsity", "prediction", "speedup", "accuracy")
+
+
+class ConfigError(ValueError):
+    """A configuration field has an invalid value (the message names the field)."""
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """The default configuration (``reproduce``'s embedded defaults).
+
+    Fields:
+      models: comma-separated model names, or ``ilsvrc9`` for the nine ILSVRC CNNs.
+      streams: comma-separated stream specs (see ``secnn_jax.streams.open_stream``).
+      frames: maximum frames per stream.
+      resolution: 0 = the model's own input size; else preprocessed frames are resized to
+        ``resolution`` x ``resolution`` (small, fast test configurations).
+      chunk_size: frames per compiled scan and per cached, resumable chunk.
+      predictors: predictors compared in the prediction study.
+      silence, decay: parameters of the ``secnn`` predictor.
+      prediction_taus: thresholds of the prediction study.
+      taus: global thresholds of the accuracy sweep (0 is always included).
+      gpus: GPU configurations of the timing replay (first one: the tuner's objective).
+      schemes: execution schemes replayed.
+      precision: ``fp32``, ``tf32`` or ``fp16`` for the replay.
+      timed_stride: replay every ``timed_stride``-th chunk only (1 = every frame).
+      agreement_floor: the tuner's minimum top-1 agreement on calibration frames.
+      calibration_frames: frames of ``tune_stream`` the tuner may look at (the rest are held out);
+        rounded down to a multiple of ``chunk_size``.
+      tune_stream: stream the threshold tuner calibrates on.
+      tune_evals: maximum tuner evaluations (each one SE-CNN run over the calibration frames).
+      tune_scheme, tune_baseline: the tuner maximises the speedup of ``tune_scheme`` over
+        ``tune_baseline`` on ``gpus[0]``.
+      labels: optional CSV ``frame,label`` (ImageNet class index) for the accuracy study.
+      studies: which studies ``reproduce`` runs.
+    """
+    c = ml_collections.ConfigDict()
+    c.models = "efficientnet_lite0"
+    c.streams = "bikes,photos"
+    c.frames = 32
+    c.resolution = 0
+    c.chunk_size = 8
+    c.predictors = "zero,last_value,secnn"
+    c.silence = 0.5
+    c.decay = 0.5
+    c.prediction_taus = "0"
+    c.taus = "0,0.01,0.02,0.05,0.1"
+    c.gpus = "h100,gtx1080ti"
+    c.schemes = ",".join(SCHEMES)
+    c.precision = "fp32"
+    c.timed_stride = 1
+    c.agreement_floor = 0.95
+    c.calibration_frames = 16
+    c.tune_stream = "bikes"
+    c.tune_evals = 8
+    c.tune_scheme = "secnn_hw"
+    c.tune_baseline = "dense"
+    c.labels = ""
+    c.studies = ",".join(STUDIES)
+    return c
+
+
+def names(value: str | Sequence[str], field: str = "value") -> tuple[str, ...]:
+    """A comma-separated string (or sequence) as a tuple of non-empty, stripped names."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    out = tuple(p.strip() for p in parts if str(p).strip())
+    if not out:
+        raise ConfigError(f"config.{field}: expected at least one name, got {value!r}")
+    return out
+
+
+def floats(value: str | Sequence[float], field: str = "value") -> tuple[float, ...]:
+    """A comma-separated string (or sequence) of finite, non-negative floats, sorted, unique."""
+    out = []
+    for p in names(value, field) if isinstance(value, str) else value:
+        try:
+            f = float(p)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config.{field}: {p!r} is not a number") from e
+        if not math.isfinite(f) or f < 0:
+            raise ConfigError(f"config.{field}: {p!r} must be finite and >= 0")
+        out.append(f)
+    return tuple(sorted(set(out)))
+
+
+def model_names(value: str) -> tuple[str, ...]:
+    """Model names; ``ilsvrc9`` expands to :data:`ILSVRC9`."""
+    out: list[str] = []
+    for n in names(value, "models"):
+        out += ILSVRC9 if n == "ilsvrc9" else [n]
+    return tuple(dict.fromkeys(out))
+
+
+def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Checks every field; raises :class:`ConfigError` naming the first bad one."""
+    def need(cond: bool, field: str, msg: str) -> None:
+        if not cond:
+            raise ConfigError(f"config.{field}={cfg.get(field)!r}: {msg}")
+
+    model_names(cfg.models)
+    names(cfg.streams, "streams")
+    need(int(cfg.frames) >= 1, "frames", "must be >= 1")
+    need(int(cfg.resolution) >= 0, "resolution", "must be 0 (native) or a positive size")
+    need(int(cfg.chunk_size) >= 1, "chunk_size", "must be >= 1")
+    for p in names(cfg.predictors, "predictors"):
+        need(p in PREDICTORS, "predictors", f"unknown predictor {p!r}; known: {PREDICTORS}")
+    need(0.0 <= float(cfg.silence) <= 1.0, "silence", "must lie in [0, 1]")
+    need(0.0 <= float(cfg.decay) < 1.0, "decay", "must lie in [0, 1)")
+    floats(cfg.prediction_taus, "prediction_taus")
+    floats(cfg.taus, "taus")
+    names(cfg.gpus, "gpus")
+    for s in names(cfg.schemes, "schemes"):
+        need(s in SCHEMES, "schemes", f"unknown scheme {s!r}; known: {SCHEMES}")
+    need(str(cfg.precision) in ("fp32", "tf32", "fp16"), "precision", "fp32, tf32 or fp16")
+    need(int(cfg.timed_stride) >= 1, "timed_stride", "must be >= 1")
+    need(0.0 <= float(cfg.agreement_floor) <= 1.0, "agreement_floor", "must lie in [0, 1]")
+    need(int(cfg.calibration_frames) >= 1, "calibration_frames", "must be >= 1")
+    need(int(cfg.tune_evals) >= 1, "tune_evals", "must be >= 1")
+    need(cfg.tune_scheme in ("secnn_sw", "secnn_hw"), "tune_scheme", "secnn_sw or secnn_hw")
+    need(cfg.tune_baseline in ("dense", "winograd", "fft", "zero_skip", "fast_conv"),
+         "tune_baseline", "dense, winograd, fft, fast_conv or zero_skip")
+    for s in names(cfg.studies, "studies"):
+        need(s in STUDIES, "studies", f"unknown study {s!r}; known: {STUDIES}")
+    return cfg

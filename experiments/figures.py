@@ -1,0 +1,214 @@
+"""Figures of the studies (matplotlib, Agg backend, deterministic PNGs).
+
+* :func:`sparsity_bars` — per layer, the fraction of input neurons that fire; rectified (post-ReLU)
+  and signed inputs coloured apart, the paper's 10% line drawn.
+* :func:`event_stacks` — per layer, the event-code mix (ZZ, ZN, VH, VM) for each predictor.
+* :func:`speedup_bars` — SE-CNN's replayed speedup over each baseline, per GPU, model and stream,
+  with the paper's averages marked.
+* :func:`accuracy_curves` — top-1 agreement against replayed speedup over tau, the tuner's result
+  and the 95% floor; and agreement/top-5 overlap against tau.
+
+Every function takes the study's result dict and an output path and returns the path. PNGs carry
+no timestamp or software metadata, so equal results give byte-identical files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from experiments import runs  # noqa: E402
+
+__all__ = ["accuracy_curves", "event_stacks", "save", "sparsity_bars", "speedup_bars"]
+
+CODE_COLOURS = {"ZZ": "#d9d9d9", "ZN": "#d62728", "VH": "#2ca02c", "VM": "#ff7f0e"}
+DPI = 110
+
+
+def save(fig: Any, path: str | Path) -> Path:
+    """Saves ``fig`` as a metadata-free PNG, atomically, and closes it."""
+    import io  # noqa: PLC0415
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    plt.close(fig)
+    return runs.atomic_write_bytes(path, buf.getvalue())
+
+
+def _short(name: str) -> str:
+    """``blocks_3/depthwise_conv`` -> ``3/dw``: compact tick labels."""
+    s = name.replace("blocks_", "").replace("depthwise_conv", "dw")
+    return s.replace("expand_conv", "exp").replace("project_conv", "proj").replace("/conv", "")
+
+
+def _layer_ticks(ax: Any, names: list[str]) -> None:
+    n = len(names)
+    step = max(1, n // 40)
+    idx = list(range(0, n, step))
+    ax.set_xticks(idx)
+    ax.set_xticklabels([_short(names[i]) for i in idx], rotation=90, fontsize=6)
+    ax.set_xlim(-0.7, n - 0.3)
+
+
+def sparsity_bars(res: Mapping[str, Any], path: str | Path) -> Path:
+    """Per-layer firing fraction, one panel per (model, stream)."""
+    cells = res["cells"]
+    fig, axes = plt.subplots(len(cells), 1, figsize=(11, 3.2 * len(cells)), squeeze=False)
+    claim = res["claim"]["fired_below"]
+    for ax, cell in zip(axes[:, 0], cells, strict=True):
+        rows = cell["layers"]
+        names = [r["name"] for r in rows]
+        vals = np.array([r["fired"] for r in rows])
+        rect = np.array([r["role"] == "rectified" for r in rows])
+        x = np.arange(len(rows))
+        ax.bar(x[rect], 100 * vals[rect], color="#1f77b4", label="rectified input (post-ReLU)")
+        ax.bar(x[~rect], 100 * vals[~rect], color="#ff7f0e",
+               label="signed input (image, BN output, residual sum)")
+        ax.axhline(100 * claim, color="k", ls="--", lw=1, label=f"paper: < {100 * claim:g}% fire")
+        sm = cell["summary"]
+        rect_txt = (f", rectified layers {100 * sm['fired_rectified']:.1f}%"
+                    if sm["fired_rectified"] is not None else "")
+        ax.set_title(f"{cell['model']} on {cell['stream']} ({sm['frames']} frames): "
+                     f"{100 * sm['fired_all']:.1f}% of input neurons fire{rect_txt}", fontsize=9)
+        ax.set_ylabel("input neurons != 0 (%)")
+        ax.set_ylim(0, 105)
+        _layer_ticks(ax, names)
+        ax.legend(fontsize=7, loc="upper left", ncol=3)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def event_stacks(res: Mapping[str, Any], path: str | Path, tau: float | None = None) -> Path:
+    """Event-code mix per layer: rows (model, stream), columns predictors, at one tau."""
+    cells = res["cells"]
+    if tau is None:
+        tau = min(c["tau"] for c in cells)
+    cells = [c for c in cells if c["tau"] == tau]
+    keys = list(dict.fromkeys((c["model"], c["stream"]) for c in cells))
+    preds = list(dict.fromkeys(c["predictor"] for c in cells))
+    fig, axes = plt.subplots(len(keys), len(preds), figsize=(5.2 * len(preds), 3.0 * len(keys)),
+                             squeeze=False, sharey=True)
+    codes = res["codes"]
+    for i, key in enumerate(keys):
+        for j, p in enumerate(preds):
+            ax = axes[i, j]
+            cell = next(c for c in cells if (c["model"], c["stream"]) == key
+                        and c["predictor"] == p)
+            rates = np.array([r["rates"] for r in cell["layers"]])
+            x = np.arange(len(rates))
+            bottom = np.zeros(len(rates))
+            for k, code in enumerate(codes):
+                ax.bar(x, 100 * rates[:, k], bottom=bottom, color=CODE_COLOURS[code], width=1.0,
+                       label=code)
+                bottom += 100 * rates[:, k]
+            ax.set_title(f"{key[0]} / {key[1]}\n{p}, tau={tau:g}: "
+                         f"{100 * cell['mispredicted']:.1f}% mispredicted", fontsize=8)
+            _layer_ticks(ax, [r["name"] for r in cell["layers"]])
+            ax.set_ylim(0, 100)
+            if j == 0:
+                ax.set_ylabel("input neurons (%)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    meaning = {"ZZ": "ZZ: predicted 0, is 0 (free)", "ZN": "ZN: zero misprediction",
+               "VH": "VH: value hit", "VM": "VM: value miss"}
+    fig.legend(handles, [meaning.get(x, x) for x in labels], loc="upper center", ncol=4,
+               fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (3.0 * len(keys))))
+    return save(fig, path)
+
+
+def speedup_bars(res: Mapping[str, Any], path: str | Path) -> Path:
+    """SE-CNN speedup over each baseline, one panel per GPU; paper averages as black marks."""
+    from experiments.speedup import BASELINES, PAPER, VARIANTS  # noqa: PLC0415
+
+    gpus = res["gpus"]
+    cells = res["cells"]
+    n_series = len({(c["model"], c["stream"]) for c in cells}) * len(VARIANTS)
+    fig, axes = plt.subplots(1, len(gpus), figsize=(6.2 * len(gpus), 4.4 + 0.12 * n_series),
+                             squeeze=False)
+    for ax, gpu in zip(axes[0], gpus, strict=True):
+        mine = [c for c in cells if c["gpu"] == gpu]
+        bases = [b for b in BASELINES if any(b in c["speedups"].get(v, {})
+                                             for c in mine for v in VARIANTS)]
+        series = [(c, v) for c in mine for v in VARIANTS if v in c["speedups"]]
+        width = 0.8 / max(len(series), 1)
+        for k, (c, v) in enumerate(series):
+            vals = [c["speedups"][v].get(b, {}).get("mean", np.nan) for b in bases]
+            xs = np.arange(len(bases)) + (k - (len(series) - 1) / 2) * width
+            ax.bar(xs, vals, width=width * 0.95, hatch="//" if v == "secnn_sw" else None,
+                   edgecolor="white", label=f"{v}: {c['model']} / {c['stream']}")
+            for x, val in zip(xs, vals, strict=True):
+                if np.isfinite(val):
+                    ax.text(x, val, f"{val:.2f}", ha="center", va="bottom", fontsize=6)
+        first = True
+        for i, b in enumerate(bases):
+            if b in PAPER:
+                ax.hlines(PAPER[b][0], i - 0.45, i + 0.45, color="k", lw=2,
+                          label="paper's average" if first else None)
+                ax.text(i, PAPER[b][0] * 1.04, f"paper {PAPER[b][0]:g}x", ha="center",
+                        va="bottom", fontsize=7)
+                first = False
+        ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+        ax.set_yscale("log")
+        ax.set_ylim(top=max(30.0, ax.get_ylim()[1]))
+        ax.set_xticks(range(len(bases)))
+        ax.set_xticklabels(bases)
+        ax.set_ylabel("speedup over baseline (x, log)")
+        ax.set_title(f"replayed on {gpu} ({res['predictor']}, tau={res['tau']:g})", fontsize=9)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2,
+                  frameon=False)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def accuracy_curves(res: Mapping[str, Any], path: str | Path) -> Path:
+    """Agreement vs speedup over tau (left) and agreement / top-5 overlap vs tau (right)."""
+    rows = res["sweep"]
+    floor = res["claim"]["agreement_above"]
+    obj = res.get("objective", {})
+    keys = list(dict.fromkeys((r["model"], r["stream"]) for r in rows))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.4))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, key in enumerate(keys):
+        mine = [r for r in rows if (r["model"], r["stream"]) == key]
+        col = colours[i % len(colours)]
+        taus = [r["tau"] for r in mine]
+        agr = [100 * r["top1_agreement"] for r in mine]
+        sp = [r["speedup"] if r["speedup"] is not None else np.nan for r in mine]
+        ax1.plot(sp, agr, "o-", color=col, label=f"{key[0]} / {key[1]}")
+        for x, y, t in zip(sp, agr, taus, strict=True):
+            if np.isfinite(x):
+                ax1.annotate(f"{t:g}", (x, y), textcoords="offset points", xytext=(3, 3),
+                             fontsize=6, color=col)
+        ax2.plot(taus, agr, "o-", color=col, label=f"top-1 agreement: {key[1]}")
+        ax2.plot(taus, [100 * r["top5_overlap"] for r in mine], "s--", color=col, alpha=0.6,
+                 label=f"top-5 overlap: {key[1]}")
+    for t in res.get("tuned", []):
+        for e in t.get("evaluation", []):
+            if "heldout" in e and e.get("speedup") is not None:
+                ax1.plot(e["speedup"], 100 * e["heldout"]["top1_agreement"], "*", ms=14,
+                         color="k", zorder=5)
+                ax1.annotate(f"tuned, held-out {e['stream']}",
+                             (e["speedup"], 100 * e["heldout"]["top1_agreement"]),
+                             textcoords="offset points", xytext=(5, -10), fontsize=7)
+    ax1.axhline(100 * floor, color="k", ls="--", lw=1, label=f"floor {100 * floor:g}%")
+    ax1.set_xlabel(f"replayed speedup of {obj.get('scheme', 'secnn')} over "
+                   f"{obj.get('baseline', 'dense')} (GPU #{obj.get('gpu', 0)})")
+    ax1.set_ylabel("top-1 agreement with exact model (%)")
+    ax1.set_title("accuracy vs speedup over tau (labels: global tau)", fontsize=9)
+    ax1.legend(fontsize=7, loc="lower left")
+    ax2.axhline(100 * floor, color="k", ls="--", lw=1)
+    ax2.set_xlabel("global tau")
+    ax2.set_ylabel("%")
+    ax2.set_title("agreement and top-5 overlap vs tau", fontsize=9)
+    ax2.legend(fontsize=6, loc="lower left")
+    for ax in (ax1, ax2):
+        ax.set_ylim(-2, 102)
+    fig.tight_layout()
+    return save(fig, path)

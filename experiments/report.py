@@ -1,0 +1,244 @@
+"""The report: ``report.md`` with each claim of the paper beside our measurement and a verdict.
+
+:func:`render` turns the studies' result dicts (any subset) into Markdown: the headline table of
+claims, then one section per study with its tables and figure. Numbers are formatted by
+:func:`pct` and :func:`times`, so tests can compare the report with the library's numbers
+exactly. Nothing time- or host-dependent goes in: equal results give a byte-identical report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["claims", "pct", "render", "times", "us"]
+
+
+def pct(x: float | None) -> str:
+    """A fraction as a percentage with two decimals (``0.1234 -> '12.34%'``)."""
+    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.2f}%"
+
+
+def times(x: float | None) -> str:
+    """A speedup with two decimals (``3.456 -> '3.46x'``)."""
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.2f}x"
+
+
+def us(x: float | None) -> str:
+    """Microseconds with one decimal."""
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.1f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def claims(results: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The headline rows: claim, paper, ours, verdict (one per claim and GPU)."""
+    rows: list[dict[str, str]] = []
+    sp = results.get("sparsity")
+    if sp and sp["cells"]:
+        for c in sp["cells"]:
+            s = c["summary"]
+            rows.append({
+                "claim": f"fewer than 10% of neurons fire ({c['model']}, {c['stream']})",
+                "paper": "< 10.00%",
+                "ours": f"{pct(s['fired_all'])} of all input neurons; "
+                        f"{pct(s['fired_rectified'])} in rectified (post-ReLU) layers",
+                "verdict": "holds" if s["claim_holds"] else "does not hold",
+            })
+    su = results.get("speedup")
+    if su:
+        from experiments.speedup import PAPER  # noqa: PLC0415
+
+        for r in su["summary"]:
+            if r["variant"] != "secnn_hw" or r["baseline"] not in PAPER:
+                continue
+            rows.append({
+                "claim": f"SE-CNN faster than {r['baseline']} on average (at most) — {r['gpu']}",
+                "paper": f"{times(r['paper_average'])} ({times(r['paper_at_most'])})",
+                "ours": f"{times(r['average'])} ({times(r['at_most'])}) secnn_hw; "
+                        + _sw(su, r["gpu"], r["baseline"]),
+                "verdict": r["verdict"],
+            })
+    ac = results.get("accuracy")
+    if ac:
+        for t in ac.get("tuned", []):
+            for e in t["evaluation"]:
+                if "heldout" not in e:
+                    continue
+                a = e["heldout"]["top1_agreement"]
+                rows.append({
+                    "claim": f"keeps > 95% of accuracy while faster ({t['model']}, tuned tau, "
+                             f"held-out {e['stream']})",
+                    "paper": "> 95.00%",
+                    "ours": f"{pct(a)} top-1 agreement on {e['heldout_frames']} held-out frames "
+                            f"at {times(e.get('speedup'))} "
+                            f"({ac['objective']['scheme']} over {ac['objective']['baseline']})",
+                    "verdict": "holds" if a > 0.95 else "does not hold",
+                })
+        exact = [r for r in ac["sweep"] if r["tau"] == 0.0]
+        for r in exact:
+            rows.append({
+                "claim": f"tau = 0 is exact ({r['model']}, {r['stream']})",
+                "paper": "100.00%",
+                "ours": f"{pct(r['top1_agreement'])} top-1 agreement, logit error "
+                        f"{r['logit_error']:.2e}",
+                "verdict": "holds" if r["top1_agreement"] == 1.0 else "does not hold",
+            })
+    return rows
+
+
+def _sw(su: Mapping[str, Any], gpu: str, baseline: str) -> str:
+    for r in su["summary"]:
+        if r["gpu"] == gpu and r["variant"] == "secnn_sw" and r["baseline"] == baseline:
+            return f"{times(r['average'])} ({times(r['at_most'])}) secnn_sw"
+    return ""
+
+
+def _sparsity_section(sp: Mapping[str, Any]) -> list[str]:
+    out = ["## Sparsity: how many neurons fire", "",
+           "Fraction of each layer's input neurons that are non-zero, over all frames. "
+           "*Rectified* layers read a ReLU/ReLU6 output (no input was ever negative); *signed* "
+           "layers read the image, a BatchNorm output or a residual sum.", ""]
+    rows = []
+    for c in sp["cells"]:
+        s = c["summary"]
+        rows.append([c["model"], c["stream"], s["frames"], pct(s["fired_all"]),
+                     pct(s["fired_rectified"]), pct(s["fired_signed"]),
+                     f"{s['rectified_layers']}/{s['layers']}", pct(s["median_layer_fired"]),
+                     f"{s['layers_below_claim']}/{s['layers']}"])
+    out.append(_table(["model", "stream", "frames", "fired (all)", "fired (rectified)",
+                       "fired (signed)", "rectified layers", "median layer",
+                       "layers < 10%"], rows))
+    out += ["", "![per-layer sparsity](figures/sparsity.png)", ""]
+    return out
+
+
+def _prediction_section(pr: Mapping[str, Any]) -> list[str]:
+    out = ["## Prediction: event codes per predictor", "",
+           "Share of input neurons per event code over all layers and frames (ZZ: predicted 0 "
+           "and 0, free; ZN: zero misprediction; VH: value hit; VM: value miss). "
+           "*Mispredicted* = ZN + VM, the serial phase's work.", ""]
+    rows = []
+    for c in pr["cells"]:
+        o = c["overall"]
+        rows.append([c["model"], c["stream"], c["predictor"], f"{c['tau']:g}", c["frames"],
+                     pct(o[0]), pct(o[1]), pct(o[2]), pct(o[3]), pct(c["mispredicted"])])
+    out.append(_table(["model", "stream", "predictor", "tau", "frames", "ZZ", "ZN", "VH", "VM",
+                       "mispredicted"], rows))
+    out += ["", "![event codes per layer](figures/events.png)", ""]
+    return out
+
+
+def _speedup_section(su: Mapping[str, Any]) -> list[str]:
+    out = ["## Speedup: replayed GPU time", "",
+           f"Predictor `{su['predictor']}`, tau = {su['tau']:g}. Baselines are replayed from the "
+           "zero predictor's events (exact zero pattern), SE-CNN from its own. Mapping of the "
+           "paper's three GPU schemes: " + "; ".join(f"`{k}` = {v}"
+                                                    for k, v in su["mapping"].items()) + ". "
+           "*mean* = ratio of total times over the stream, *max* = best single frame.", ""]
+    schemes = list(su["cells"][0]["total_us"]) if su["cells"] else []
+    rows = []
+    for c in su["cells"]:
+        rows.append([c["model"], c["stream"], c["gpu"], c["frames"],
+                     *[us(c["total_us"][s] / c["frames"]) for s in schemes]])
+    out += ["Mean time per frame (us):", "",
+            _table(["model", "stream", "gpu", "frames", *schemes], rows), ""]
+    rows = []
+    for c in su["cells"]:
+        for v, per in c["speedups"].items():
+            for b, x in per.items():
+                rows.append([c["model"], c["stream"], c["gpu"], v, b, times(x["mean"]),
+                             times(x["max"]), times(x["min"])])
+    out += ["Speedups per cell:", "",
+            _table(["model", "stream", "gpu", "SE-CNN", "baseline", "mean", "max", "min"], rows),
+            ""]
+    rows = [[r["gpu"], r["variant"], r["baseline"], times(r["average"]), times(r["at_most"]),
+             f"{times(r['paper_average'])} ({times(r['paper_at_most'])})"
+             if "paper_average" in r else "", r.get("verdict", "")] for r in su["summary"]]
+    out += ["Averaged over models and streams:", "",
+            _table(["gpu", "SE-CNN", "baseline", "average", "at most", "paper", "verdict"],
+                   rows), "", "![speedups](figures/speedup.png)", ""]
+    return out
+
+
+def _accuracy_section(ac: Mapping[str, Any]) -> list[str]:
+    obj = ac["objective"]
+    out = ["## Accuracy: agreement with the exact model against tau", "",
+           f"Predictor `{ac['predictor']}`. Speedup = `{obj['scheme']}` over "
+           f"`{obj['baseline']}` on GPU #{obj['gpu']}. Logit error = max |logit difference| / "
+           "max |exact logit|, averaged over frames.", ""]
+    labelled = any("label_top1" in r for r in ac["sweep"])
+    rows = []
+    for r in ac["sweep"]:
+        row = [r["model"], r["stream"], f"{r['tau']:g}", r["frames"], pct(r["top1_agreement"]),
+               pct(r["top5_overlap"]), f"{r['logit_error']:.2e}", pct(r["mispredicted"]),
+               times(r["speedup"])]
+        if labelled:
+            row += [pct(r.get("label_top1")), pct(r.get("label_top1_exact"))]
+        rows.append(row)
+    header = ["model", "stream", "tau", "frames", "top-1 agreement", "top-5 overlap",
+              "logit error", "mispredicted", "speedup"]
+    if labelled:
+        header += ["top-1 accuracy (labels)", "exact model's accuracy"]
+    out += [_table(header, rows), ""]
+    for t in ac.get("tuned", []):
+        out += [f"### Threshold tuner: {t['model']} on {t['stream']}", "",
+                f"Per-layer tau = alpha x mean|x| of the layer's input on the first "
+                f"{t['calibration_frames']} frames (calibration); floor {pct(t['floor'])} top-1 "
+                f"agreement. Chosen: calibration agreement {pct(t['agreement'])}, speedup "
+                f"{times(t['speedup'])}; alpha per layer from "
+                f"{min(t['alpha'].values()):g} to {max(t['alpha'].values()):g}.", ""]
+        hist = [[h["step"], h["note"], pct(h["agreement"]), times(h["speedup"]),
+                 "yes" if h["feasible"] else "no"] for h in t["history"]]
+        out += [_table(["step", "candidate", "calibration agreement", "speedup", "feasible"],
+                       hist), ""]
+        rows = []
+        for e in t["evaluation"]:
+            ho = e.get("heldout", {})
+            rows.append([e["stream"], e["heldout_frames"], pct(ho.get("top1_agreement")),
+                         pct(ho.get("top5_overlap")),
+                         f"{ho['logit_error']:.2e}" if ho else "n/a",
+                         pct(e.get("mispredicted")), times(e.get("speedup"))])
+        out += ["Tuned thresholds on held-out frames:", "",
+                _table(["stream", "held-out frames", "top-1 agreement", "top-5 overlap",
+                        "logit error", "mispredicted", "speedup"], rows), ""]
+    out += ["![accuracy vs speedup](figures/accuracy.png)", ""]
+    return out
+
+
+def render(results: Mapping[str, Any], config: Mapping[str, Any], *,
+           notes: Sequence[str] = (), missing: Sequence[tuple[str, str]] = ()) -> str:
+    """The full ``report.md`` text from the studies' results and the run's config."""
+    out = ["# SE-CNN reproduction report", "",
+           "Generated by `python -m experiments.reproduce`. Configuration: `config.json`; code "
+           "version and environment: `environment.json`; wall time and host: `run_info.json`.",
+           "",
+           _table(["setting", "value"], [[k, f"`{config[k]}`"] for k in
+                                         ("models", "streams", "frames", "resolution", "gpus",
+                                          "precision", "taus", "agreement_floor") if k in config]),
+           "", "## The paper's claims beside our measurements", ""]
+    rows = claims(results)
+    out += [_table(["claim", "paper", "ours", "verdict"],
+                   [[r["claim"], r["paper"], r["ours"], f"**{r['verdict']}**"] for r in rows]),
+            ""]
+    if notes:
+        out += ["### What this means", ""] + [f"- {n}" for n in notes] + [""]
+    if missing:
+        out += ["### Models not run (no checkpoint)", "",
+                _table(["model", "create the checkpoint with"],
+                       [[m, f"`{c}`"] for m, c in missing]), ""]
+    if results.get("sparsity"):
+        out += _sparsity_section(results["sparsity"])
+    if results.get("prediction"):
+        out += _prediction_section(results["prediction"])
+    if results.get("speedup"):
+        out += _speedup_section(results["speedup"])
+    if results.get("accuracy"):
+        out += _accuracy_section(results["accuracy"])
+    return "\n".join(out).rstrip() + "\n"

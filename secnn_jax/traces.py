@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from absl import logging
 
 from secnn_jax.timing import workmaps
 from secnn_jax.timing.geometry import LayerGeom
@@ -300,6 +301,8 @@ class TraceWriter:
                 break  # a damaged trailing chunk is rewritten
             self.chunks.append(r)
             k += 1
+        logging.info("trace %s: resuming after %d finished chunk(s) (%d frames)", self.path,
+                     len(self.chunks), self.frames_done)
         # Drop whatever follows the last good chunk (it will be rewritten identically).
         for p in sorted((self.path / _CHUNKS).glob("*")):
             stem = p.name.split(".")[0]

@@ -90,6 +90,18 @@ def test_dealt_makespan_by_hand() -> None:
     assert S.dealt_makespan(w, np.full_like(w, 20.0), 2, 2)[0] == pytest.approx(20.0)
 
 
+def test_list_schedule_and_chain_by_hand() -> None:
+    # 2 slots: CTAs of 4, 1, 1, 3 in order; the third waits for the earliest-free slot (1).
+    fin = S.list_schedule_released(np.array([4.0, 1.0, 1.0, 3.0]), np.zeros(4), 2)
+    np.testing.assert_allclose(fin, [4.0, 1.0, 2.0, 7.0])
+    # Release times delay the start.
+    fin = S.list_schedule_released(np.array([1.0, 1.0]), np.array([0.0, 5.0]), 2)
+    np.testing.assert_allclose(fin, [1.0, 6.0])
+    # Layer after layer: kernels issued every 10 cycles; a layer waits for its issue.
+    end = S.chain(np.array([[3.0, 30.0, 1.0]]), [1, 1, 1], 10.0)
+    np.testing.assert_allclose(end, [[13.0, 50.0, 51.0]])
+
+
 def test_launch_bound_tiny_layers() -> None:
     layers = [LayerGeom.conv(f"t{i}", n=1, h=4, cin=4, cout=4, k=1) for i in range(10)]
     ev = random_events(layers, 1, (0.5, 0.1, 0.3, 0.1), 0)

@@ -75,6 +75,7 @@ import numpy as np
 
 from secnn_jax.timing.geometry import LayerGeom
 from secnn_jax.timing.gpus import ELEMENT_BYTES, GPU, canonical_precision
+from secnn_jax.timing.workmaps import tile_reduce
 
 #: All execution schemes, in report order.
 SCHEMES: tuple[str, ...] = ("dense", "winograd", "fft", "zero_skip", "secnn_sw", "secnn_hw")
@@ -310,16 +311,6 @@ def uniform_makespan(n_ctas: int | np.ndarray, w: float | np.ndarray, d: float |
     full, rem = np.divmod(per_sm, occ)
     w, d = np.asarray(w, np.float64), np.asarray(d, np.float64)
     return full * np.maximum(occ * w, d) + np.where(rem > 0, np.maximum(rem * w, d), 0.0)
-
-
-def list_schedule(w: np.ndarray, d: np.ndarray, sms: int, slots: int) -> np.ndarray:
-    """Greedy list scheduling in dispatch order onto ``sms * slots`` concurrent-kernel slots.
-
-    Each CTA holds one slot for ``max(slots * w, d)`` (it shares its SM with ``slots - 1``
-    others); the next CTAs go to the earliest-free slots. Returns each CTA's finish time.
-    """
-    dur = np.maximum(slots * np.asarray(w, np.float64), np.asarray(d, np.float64))
-    return list_schedule_released(dur, np.zeros_like(dur), sms * slots)
 
 
 # --- dense operations -----------------------------------------------------------------------
@@ -652,8 +643,6 @@ def sparse_grid(cnt: np.ndarray, g: LayerGeom, gpu: GPU, precision: str, params:
     count over its tile (busiest lane -> busiest warp -> CTA). Compacted (``secnn_hw``): the
     mean count over its tile's outputs.
     """
-    from secnn_jax.timing.workmaps import tile_reduce  # noqa: PLC0415 (cycle-free helper)
-
     p = canonical_precision(precision)
     rate = _rate(gpu, p, "simt", params)
     t = tile

@@ -98,3 +98,20 @@ def relative_error(ours, ref) -> float:
     """max |ours - ref| / max |ref| (the logit scale)."""
     ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
     return float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-12))
+
+
+def small_frames(count: int, size: int, streams: int = 1) -> np.ndarray:
+    """``[count, streams, size, size, 3]`` float32 real video frames, ImageNet-normalised.
+
+    Center square crop and nearest-neighbour resize (cheap; the exact resize is irrelevant for
+    pipeline-vs-plain comparisons). Stream ``s`` starts ``s`` frames later.
+    """
+    raw = video_frames_uint8(count + streams - 1, 5)
+    height, width = raw.shape[1:3]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    index = (np.arange(size) * side) // size
+    square = raw[:, top:top + side, left:left + side][:, index][:, :, index]
+    x = (square.astype(np.float32) / 255 - np.array([0.485, 0.456, 0.406], np.float32)) / np.array(
+        [0.229, 0.224, 0.225], np.float32)
+    return np.stack([x[s:s + count] for s in range(streams)], axis=1)

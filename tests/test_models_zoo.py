@@ -413,3 +413,40 @@ def test_preprocess_is_jittable():
 def test_preprocess_validates_input(bad, error):
     with pytest.raises(error, match="image"):
         models.preprocess("resnet50", bad)
+
+
+@pytest.mark.slow
+def test_torchvision_check_script_runs_against_a_replica_stand_in(tmp_path):
+    """Smoke test of models/scripts/torchvision_check.py with the replicas posing as torchvision.
+
+    The real run needs torchvision (GPU machine); this keeps the script from rotting.
+    """
+    import subprocess
+    import sys
+
+    shim = tmp_path / "shim" / "torchvision"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text(
+        '__version__ = "0.0-replica"\nfrom torchvision import models\n')
+    (shim / "models.py").write_text(
+        "from models.scripts import torch_reference\n"
+        "def _factory(name):\n"
+        "    def build(weights=None, aux_logits=True, transform_input=False, init_weights=True):\n"
+        "        return torch_reference.build(name, transform_input=transform_input,\n"
+        "                                     aux_logits=aux_logits)\n"
+        "    return build\n"
+        "for _n in torch_reference.NAMES:\n"
+        "    globals()[_n] = _factory(_n)\n")
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=f"{shim.parent}{os.pathsep}{root}", JAX_PLATFORMS="cpu")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "models.scripts.torchvision_check", f"--out_dir={out}",
+         "--models=resnet50,googlenet", "--batch=1"],
+        capture_output=True, text=True, env=env, cwd=root, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "torchvision_check.json").read_text())
+    assert [r["model"] for r in report["results"]] == ["resnet50", "googlenet"]
+    assert all(r["passed"] and not r["manifest_diff"] for r in report["results"])
+    assert report["results"][1]["aux_free_state_dict_converts"]
+    assert (out / "manifests" / "resnet50.json").exists()

@@ -21,8 +21,13 @@ from absl import app, flags, logging
 from models.scripts import torch_reference
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("out_dir", str(Path(__file__).resolve().parent.parent / "manifests"),
-                    "Directory for <model>.json manifests.")
+
+
+def _define_flags() -> None:
+    # Defined only when run as a script: torchvision_check imports this module's helpers and
+    # has its own --out_dir.
+    flags.DEFINE_string("out_dir", str(Path(__file__).resolve().parent.parent / "manifests"),
+                        "Directory for <model>.json manifests.")
 
 
 def manifest(name: str, state_dict: Mapping[str, torch.Tensor], source: str,
@@ -86,4 +91,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -589,3 +589,67 @@ def read_trace(path: str | Path, verify: bool = False) -> Trace:
     if verify:
         t.verify()
     return t
+
+
+# --- multi-process shards -------------------------------------------------------------------
+
+def _merged_layer_record(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One layer's record for the union of shards that split the stream (batch) axis."""
+    first = dict(records[0])
+    n = sum(int(r["geom"]["n"]) for r in records)
+    geom = {**first["geom"], "n": n}
+    out = {**first, "geom": geom, "in_nhwc": [n, *first["in_nhwc"][1:]]}
+    for key in ("in_shape", "out_shape"):
+        if key in first:  # batch first in every layout the zoo and core produce
+            out[key] = [n, *first[key][1:]]
+    if "macs" in first:
+        out["macs"] = sum(int(r["macs"]) for r in records)
+    return out
+
+
+def merge_shards(shards: Sequence[str | Path], out: str | Path, *, chunk_frames: int | None = None,
+                 codec: str | None = None, overwrite: bool = False) -> Path:
+    """Merges traces that split one run's streams (one per process) into a single trace.
+
+    Each shard holds the same frames of a disjoint block of streams (``distributed.
+    process_streams``); shards are given in process order and concatenated along the stream
+    axis. The merged manifest records the shards (path, n streams, sha256 of their manifests).
+    Every shard is verified first; mismatched layers, frame counts or run descriptions raise
+    :class:`TraceError` naming the shard. Written through :class:`TraceWriter`, so the merge is
+    itself atomic per chunk and resumable.
+
+    Returns:
+      The merged manifest path.
+    """
+    if not shards:
+        raise TraceError("merge_shards: no shards given")
+    traces = [read_trace(p, verify=True) for p in shards]
+    ref = traces[0]
+    for t in traces[1:]:
+        if t.layer_names != ref.layer_names:
+            raise TraceError(f"shard {t.path}: layers differ from shard {ref.path}")
+        if t.n_frames != ref.n_frames:
+            raise TraceError(f"shard {t.path}: {t.n_frames} frames, shard {ref.path} has "
+                             f"{ref.n_frames}")
+        for key in ("model", "stream", "predictor", "tau", "chunk_frames"):
+            if t.manifest.get(key) != ref.manifest.get(key):
+                raise TraceError(f"shard {t.path}: {key} differs from shard {ref.path}")
+        for a, b in zip(t.geoms, ref.geoms, strict=True):
+            if dataclasses.replace(a, n=1) != dataclasses.replace(b, n=1):
+                raise TraceError(f"shard {t.path}: layer {a.name!r} geometry differs")
+    layers = [_merged_layer_record([t.layers[i] for t in traces])
+              for i in range(len(ref.layers))]
+    meta = {**ref.manifest.get("meta", {}), "shards": [
+        {"path": str(t.path), "streams": t.geoms[0].n,
+         "manifest_sha256": _sha256((t.path / _MANIFEST).read_bytes())} for t in traces]}
+    writer = TraceWriter(out, layers, model=ref.manifest.get("model", ""),
+                         stream=ref.manifest.get("stream"),
+                         predictor=ref.manifest.get("predictor"), tau=ref.manifest.get("tau"),
+                         chunk_frames=chunk_frames or int(ref.manifest["chunk_frames"]),
+                         codec=codec or ref.manifest["codec"], meta=meta, overwrite=overwrite)
+    done = writer.frames_done
+    iters = [t.iter_frames(np.arange(done, ref.n_frames)) for t in traces]
+    for parts in zip(*iters, strict=True):
+        writer.append({name: np.concatenate([ev[name] for _, ev in parts], axis=1)
+                       for name in ref.layer_names})
+    return writer.close()

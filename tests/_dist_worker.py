@@ -1,6 +1,6 @@
 """Worker for test_distributed: one process of a jax.distributed run over local streams.
 
-Usage: python _dist_worker.py ADDRESS NUM_PROCESSES PROCESS_ID OUT.npz
+Usage: python _dist_worker.py ADDRESS NUM_PROCESSES PROCESS_ID OUT.npz TRACE_DIR
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from _cnns import linen_model  # noqa: E402
 from conftest import video_frames  # noqa: E402
 
 import secnn_jax as sj  # noqa: E402
-from secnn_jax import distributed  # noqa: E402
+from secnn_jax import distributed, traces  # noqa: E402
 
 
 def main() -> None:
@@ -27,6 +27,9 @@ def main() -> None:
     mine = frames[:, distributed.process_streams(frames.shape[1], info)]
     apply_fn, params = linen_model(jnp.asarray(mine[0]))
     logits, events = sj.run_stream(apply_fn, params, mine, sj.predictors.secnn())
+    layers = sj.find_layers(apply_fn, params, jnp.asarray(mine[0]))
+    traces.write_trace(sys.argv[5], layers, events, model="linen_cnn", predictor="secnn",
+                       chunk_frames=3)
     np.savez(out, logits=np.asarray(logits), **{f"ev_{k.replace('/', '.')}": np.asarray(v)
                                                 for k, v in events.items()})
 

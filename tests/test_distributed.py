@@ -16,7 +16,7 @@ from _cnns import linen_model
 from conftest import video_frames
 
 import secnn_jax as sj
-from secnn_jax import distributed
+from secnn_jax import distributed, traces
 
 HERE = Path(__file__).parent
 
@@ -40,7 +40,7 @@ def test_sharded_over_four_devices_equals_one_device():
         from _cnns import linen_model
         from conftest import video_frames
         import secnn_jax as sj
-        from secnn_jax import distributed
+        from secnn_jax import distributed, traces
         assert len(jax.devices()) == 4, jax.devices()
         frames = video_frames(4, 32, 4)
         apply_fn, params = linen_model(jnp.asarray(frames[0]))
@@ -77,8 +77,9 @@ def _free_port() -> int:
 def test_two_processes_equal_one(tmp_path):
     address = f"127.0.0.1:{_free_port()}"
     outs = [tmp_path / f"shard{i}.npz" for i in range(2)]
+    shard_dirs = [tmp_path / f"trace{i}" for i in range(2)]
     procs = [subprocess.Popen([sys.executable, str(HERE / "_dist_worker.py"), address, "2",
-                               str(i), str(outs[i])], stdout=subprocess.PIPE,
+                               str(i), str(outs[i]), str(shard_dirs[i])], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for i in range(2)]
     logs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), "\n".join(logs)
@@ -89,3 +90,20 @@ def test_two_processes_equal_one(tmp_path):
     np.testing.assert_allclose(merged["logits"], logits, rtol=1e-5, atol=1e-5)
     for k, v in events.items():
         np.testing.assert_array_equal(merged[f"ev_{k.replace('/', '.')}"], v)
+    # the per-process trace shards merge into the trace one process writes
+    traces.merge_shards(shard_dirs, tmp_path / "merged")
+    layers = sj.find_layers(apply_fn, params, jnp.asarray(frames[0]))
+    traces.write_trace(tmp_path / "single", layers, events, model="linen_cnn",
+                       predictor="secnn", chunk_frames=3)
+    m, s = traces.read_trace(tmp_path / "merged", verify=True), traces.read_trace(tmp_path /
+                                                                                 "single")
+    assert m.n_frames == s.n_frames == 4 and m.layer_names == s.layer_names
+    assert [g.n for g in m.geoms] == [4] * len(layers)
+    for name in s.layer_names:
+        np.testing.assert_array_equal(m.events(name), s.events(name))
+    np.testing.assert_array_equal(m.summary(), s.summary())
+    assert len(m.manifest["meta"]["shards"]) == 2
+    with pytest.raises(traces.TraceError, match="frames"):
+        traces.write_trace(tmp_path / "short", layers, {k: v[:2] for k, v in events.items()},
+                           chunk_frames=3)
+        traces.merge_shards([tmp_path / "short", shard_dirs[1]], tmp_path / "bad")

@@ -49,6 +49,8 @@ def lite(request, zoo_cache):  # noqa: F811
 
 def _check(name: str, ours: np.ndarray, ref: np.ndarray) -> None:
     error = relative_error(ours, ref)
+    print(f"{name}: relative {error:.3e}, max abs {np.abs(ours - ref).max():.3e}, "
+          f"top-1 {ours.argmax(-1).tolist()}")
     assert error < 1e-3, f"{name}: logits differ by {error:.2e} of the logit scale"
     np.testing.assert_array_equal(ours.argmax(-1), ref.argmax(-1))
 

@@ -49,6 +49,7 @@ def _check_pipeline(name: str, size: int, cache, frames: int = 2, streams: int =
     plain = jax.jit(apply_fn)(variables, x.reshape(-1, size, size, 3)).reshape(logits.shape)
     assert logits.shape == (frames, streams, 1000)
     error = relative_error(logits, plain)
+    print(f"pipeline {name} {size}px: relative error {error:.3e}")
     assert error < 1e-4, f"{name}: pipeline vs plain relative error {error:.2e}"
     assert set(events) == {layer.name for layer in layers}
     for layer in layers:

@@ -122,7 +122,7 @@ def test_aux_heads_are_optional_as_a_group(name):
         convert_state_dict(spec, partial)
 
 
-@pytest.mark.parametrize("name", ["resnet50", "vgg16", "efficientnet_lite0"])
+@pytest.mark.parametrize("name", ["resnet50", "googlenet", "efficientnet_lite0"])
 def test_converter_errors_name_the_key(name):
     spec = models.get_spec(name)
     base = fake_state_dict(name)
@@ -172,6 +172,8 @@ def _round_trip(name: str, size: int, tmp_path: Path, zipfmt: bool = True,
         ref = replica(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
     assert ours.shape == ref.shape == (batch, 1000)
     error = relative_error(ours, ref)
+    print(f"round trip {name} {size}px: max abs {np.abs(ours - ref).max():.3e}, "
+          f"relative {error:.3e}, logit scale {np.abs(ref).max():.3f}")
     assert error < 1e-4, f"{name}: relative logit error {error:.2e}"
     np.testing.assert_array_equal(ours.argmax(-1), ref.argmax(-1))
     meta = checkpoints.read_metadata(name, cache)
@@ -450,3 +452,24 @@ def test_torchvision_check_script_runs_against_a_replica_stand_in(tmp_path):
     assert all(r["passed"] and not r["manifest_diff"] for r in report["results"])
     assert report["results"][1]["aux_free_state_dict_converts"]
     assert (out / "manifests" / "resnet50.json").exists()
+
+
+# ----------------------------------------------------------------------------- models.info
+def test_info_layer_table():
+    pytest.importorskip("secnn_jax")
+    from models import info
+
+    result = info.model_info("efficientnet_lite0", size=64)
+    assert result.input_shape == (1, 64, 64, 3)
+    assert (result.conv_layers, result.dense_layers) == (49, 1)
+    assert result.layers[0].name == "stem/conv" and result.layers[-1].name == "fc"
+    depthwise = next(r for r in result.layers if r.name == "blocks_1/depthwise_conv")
+    assert depthwise.groups == 96 and depthwise.kernel_shape == (3, 3, 1, 96)
+    assert depthwise.params == 3 * 3 * 96
+    assert result.layers[-1].params == 1280 * 1000 + 1000  # kernel and bias
+    assert result.linear_params == sum(r.params for r in result.layers)
+    assert result.total_params == 4_652_008  # published EfficientNet-Lite0 size
+    assert result.total_macs == sum(r.macs for r in result.layers) > 0
+    table = info.format_table(result)
+    assert "blocks_1/depthwise_conv" in table and "total: 50 linear layers" in table
+    assert info.format_summary(result).startswith("efficientnet_lite0")

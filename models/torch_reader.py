@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
+import math
 import os
 import pickle
 import struct
@@ -101,7 +102,7 @@ class _LazyTensor:
         storage = self.storage.data
         if storage is None:
             raise _PickleContentError(f"storage {self.storage.key} has no data")
-        numel = int(np.prod(self.size, dtype=np.int64)) if self.size else 1
+        numel = math.prod(self.size)  # Python ints: no overflow on hostile sizes
         if numel == 0:
             return np.zeros(self.size, storage.dtype)
         last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True))

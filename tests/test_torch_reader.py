@@ -216,14 +216,20 @@ class _FakeStorage:
     pass
 
 
-def test_tensor_larger_than_its_storage(tmp_path):
-    """A tensor header claiming more elements than its storage holds is rejected."""
+@pytest.mark.parametrize("offset,size,stride", [
+    (0, (100,), (1,)),  # more elements than the storage
+    (3, (2,), (1,)),  # offset pushes the end out
+    (0, (2**40, 2**40), (1, 1)),  # hostile sizes (would overflow int64 products)
+    (-1, (2,), (1,)),  # negative offset
+])
+def test_tensor_larger_than_its_storage(tmp_path, offset, size, stride):
+    """A tensor header reaching outside its storage is rejected, never read out of bounds."""
     storage = _FakeStorage()
 
     class _Tensor:
         def __reduce__(self):
             return (torch._utils._rebuild_tensor_v2,
-                    (storage, 0, (100,), (1,), False, collections.OrderedDict()))
+                    (storage, offset, size, stride, False, collections.OrderedDict()))
 
     class _Pickler(pickle.Pickler):
         def persistent_id(self, obj):

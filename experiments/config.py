@@ -54,7 +54,8 @@ def get_config() -> ml_collections.ConfigDict:
       resolution: 0 = the model's own input size; else preprocessed frames are resized to
         ``resolution`` x ``resolution`` (small, fast test configurations).
       chunk_size: frames per compiled scan and per cached, resumable chunk.
-      predictors: predictors compared in the prediction study.
+      predictors: predictors compared in the prediction study: names (``secnn`` takes
+        ``silence``/``decay`` below) or full specs such as ``secnn(silence=0.75,decay=0.5)``.
       silence, decay: parameters of the ``secnn`` predictor.
       prediction_taus: thresholds of the prediction study.
       taus: global thresholds of the accuracy sweep (0 is always included).
@@ -75,7 +76,7 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.models = "efficientnet_lite0"
     c.streams = "bikes,photos"
-    c.frames = 32
+    c.frames = 48
     c.resolution = 0
     c.chunk_size = 8
     c.predictors = "zero,last_value,secnn"
@@ -88,9 +89,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.precision = "fp32"
     c.timed_stride = 1
     c.agreement_floor = 0.95
-    c.calibration_frames = 16
+    c.calibration_frames = 24
     c.tune_stream = "bikes"
-    c.tune_evals = 8
+    c.tune_evals = 6
     c.tune_scheme = "secnn_hw"
     c.tune_baseline = "dense"
     c.labels = ""
@@ -98,9 +99,27 @@ def get_config() -> ml_collections.ConfigDict:
     return c
 
 
+def _split(value: str) -> list[str]:
+    """Splits on commas outside parentheses (``zero,secnn(silence=0.7,decay=0.5)``)."""
+    parts, depth, cur = [], 0, []
+    for ch in value:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
 def names(value: str | Sequence[str], field: str = "value") -> tuple[str, ...]:
-    """A comma-separated string (or sequence) as a tuple of non-empty, stripped names."""
-    parts = value.split(",") if isinstance(value, str) else list(value)
+    """A comma-separated string (or sequence) as a tuple of non-empty, stripped names.
+
+    Commas inside parentheses do not split (predictor specs such as
+    ``secnn(silence=0.75,decay=0.5)``).
+    """
+    parts = _split(value) if isinstance(value, str) else list(value)
     out = tuple(p.strip() for p in parts if str(p).strip())
     if not out:
         raise ConfigError(f"config.{field}: expected at least one name, got {value!r}")
@@ -140,8 +159,13 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     need(int(cfg.frames) >= 1, "frames", "must be >= 1")
     need(int(cfg.resolution) >= 0, "resolution", "must be 0 (native) or a positive size")
     need(int(cfg.chunk_size) >= 1, "chunk_size", "must be >= 1")
+    from experiments.cells import make_predictor  # noqa: PLC0415
+
     for p in names(cfg.predictors, "predictors"):
-        need(p in PREDICTORS, "predictors", f"unknown predictor {p!r}; known: {PREDICTORS}")
+        try:
+            make_predictor(p)
+        except ValueError as e:
+            need(False, "predictors", f"{e}; a bare 'secnn' takes config.silence/decay")
     need(0.0 <= float(cfg.silence) <= 1.0, "silence", "must lie in [0, 1]")
     need(0.0 <= float(cfg.decay) < 1.0, "decay", "must lie in [0, 1)")
     floats(cfg.prediction_taus, "prediction_taus")

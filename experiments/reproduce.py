@@ -68,8 +68,34 @@ def notes(results: dict[str, Any]) -> list[str]:
                        "(`secnn_hw`), as in the paper.")
         out.append("Frame 0 of every stream is a cold start (no history: everything predicted "
                    "0); it is included in every average.")
+    pr = results.get("prediction")
+    if pr:
+        by = {(c["model"], c["stream"], c["predictor"], c["tau"]): c["overall"]
+              for c in pr["cells"]}
+        same = [k for k, v in by.items() if k[2] == "secnn(silence=0.5,decay=0.5)"
+                and by.get((*k[:2], "last_value", k[3])) == v]
+        if same:
+            out.append("`secnn(silence=0.5,decay=0.5)` gives exactly the event codes of "
+                       "`last_value`: a neuron that fired on the last frame has a firing rate of "
+                       "at least 0.5 and is predicted its last value, any other neuron's last "
+                       "value is 0 anyway. This is the paper's predictor (silent neurons "
+                       "predicted 0, fired ones their previous value). A higher `silence` "
+                       "trades parallel work for more zero mispredictions.")
     ac = results.get("accuracy")
     if ac:
+        sweep = [r for r in ac["sweep"] if r.get("speedup") is not None]
+        if sweep:
+            lo = min(r["speedup"] for r in sweep)
+            hi = max(r["speedup"] for r in sweep)
+            why = ""
+            share = _parallel_share(results.get("speedup"), ac["objective"]["scheme"])
+            if share is not None and share > 0.5:
+                why = (f" Dropping small deltas shrinks the serial phase, but the parallel "
+                       f"phase alone takes {pct(share)} of `{ac['objective']['scheme']}`'s "
+                       "frame time (phase table) and tau does not touch it.")
+            out.append(f"Across the tau sweep the replayed speedup ranges from {times(lo)} to "
+                       f"{times(hi)} while top-1 agreement falls as low as "
+                       f"{pct(min(r['top1_agreement'] for r in ac['sweep']))}.{why}")
         for t in ac.get("tuned", []):
             held = [e for e in t["evaluation"] if "heldout" in e]
             if held:
@@ -83,6 +109,16 @@ def notes(results: dict[str, Any]) -> list[str]:
 
 
 pct = report_lib.pct
+times = report_lib.times
+
+
+def _parallel_share(su: dict[str, Any] | None, scheme: str) -> float | None:
+    """Mean over speedup cells of (parallel-phase makespan / frame time) of ``scheme``."""
+    if not su:
+        return None
+    shares = [c["phase_us"][scheme]["parallel"] / (c["total_us"][scheme] / c["frames"])
+              for c in su["cells"] if "parallel" in c.get("phase_us", {}).get(scheme, {})]
+    return float(np.mean(shares)) if shares else None
 
 
 def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | None = None,

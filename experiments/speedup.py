@@ -59,6 +59,22 @@ def frame_times(base_us: np.ndarray, secnn_us: np.ndarray, schemes: Sequence[str
     return out
 
 
+def _phases(base: np.ndarray | None, sec: np.ndarray | None, g: int,
+            schemes: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Mean microseconds per frame of each phase, per scheme (phases the timer reported)."""
+    from experiments.timer import PHASES  # noqa: PLC0415
+
+    out: dict[str, dict[str, float]] = {}
+    for j, s in enumerate(schemes):
+        src = sec if s in VARIANTS else base
+        if src is None:
+            continue
+        vals = src[:, g, j, :]
+        out[s] = {p: float(vals[:, k].mean()) for k, p in enumerate(PHASES)
+                  if np.isfinite(vals[:, k]).all()}
+    return out
+
+
 def verdict(ours: float, paper: float) -> str:
     """``holds`` (ours >= the paper's), ``partly`` (SE-CNN is faster, less than claimed) or
     ``does not hold`` (no speedup)."""
@@ -76,8 +92,9 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
     Returns:
       ``{"study": "speedup", "gpus", "schemes", "predictor", "tau", "cells": [...],
       "summary": [...]}``. A cell (model, stream, gpu) holds ``frames``, ``total_us`` per scheme,
-      ``frame_us`` per scheme (lists over frames) and ``speedups[variant][baseline]`` with
-      ``mean``, ``max``, ``min``. ``summary`` rows (gpu, variant, baseline) hold ``average``
+      ``frame_us`` per scheme (lists over frames), ``phase_us`` (mean microseconds per frame of
+      each phase, per scheme) and ``speedups[variant][baseline]`` with ``mean``, ``max``,
+      ``min``. ``summary`` rows (gpu, variant, baseline) hold ``average``
       (mean over cells of ``mean``), ``at_most`` (max over cells of ``max``) and, for the
       paper's three baselines, ``paper_average``, ``paper_at_most`` and ``verdict``.
     """
@@ -87,10 +104,12 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
     cells = []
     for m in models:
         for s in streams:
-            base = ws.run(m, s, "zero", 0.0, timed=True).time_us
-            sec = ws.run(m, s, predictor, tau, timed=True).time_us
+            base_cell = ws.run(m, s, "zero", 0.0, timed=True)
+            sec_cell = ws.run(m, s, predictor, tau, timed=True)
+            base, sec = base_cell.time_us, sec_cell.time_us
             for g, gpu in enumerate(gpus):
                 ft = frame_times(base[:, g], sec[:, g], schemes)
+                phases = _phases(base_cell.phase_us, sec_cell.phase_us, g, schemes)
                 sp: dict[str, dict[str, dict[str, float]]] = {}
                 for v in VARIANTS:
                     if v not in ft:
@@ -109,6 +128,7 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
                     "model": m, "stream": s, "gpu": gpu, "frames": int(base.shape[0]),
                     "total_us": {k: float(v.sum()) for k, v in ft.items()},
                     "frame_us": {k: v.tolist() for k, v in ft.items()},
+                    "phase_us": phases,
                     "speedups": sp,
                 })
     summary = []

@@ -1,18 +1,28 @@
 """The studies' timer: event maps -> replayed microseconds per frame, GPU and scheme.
 
-A thin adapter over :func:`secnn_jax.timing.replay` with the shape the cell engine stores
-(``[t, G, S]``, see :class:`experiments.cells.Timer`). Schemes not asked for in a call are NaN.
+A thin adapter over :func:`secnn_jax.timing.replay` with the shapes the cell engine stores
+(see :class:`experiments.cells.Timer`): ``time_us`` ``[t, G, S]`` and ``phase_us``
+``[t, G, S, len(PHASES)]``. Schemes not asked for in a call, and phases a scheme does not have,
+are NaN. The calibrated timing parameters are read once, when the timer is made, so one run uses
+one parameter set; :attr:`ReplayTimer.key` fingerprints them for the cache.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from secnn_jax.layers import Layer
 
-__all__ = ["ReplayTimer"]
+__all__ = ["PHASES", "ReplayTimer"]
+
+#: Phases reported by the replayer: layer-after-layer schemes have ``compute`` and ``launch``;
+#: SE-CNN has ``parallel`` (the parallel phase's makespan), ``serial`` (the sum of the per-layer
+#: corrections), and the corrections' ``compare`` and ``amend`` parts.
+PHASES: tuple[str, ...] = ("compute", "launch", "parallel", "serial", "compare", "amend")
 
 
 class ReplayTimer:
@@ -34,20 +44,33 @@ class ReplayTimer:
         if bad:
             raise ValueError(f"unknown schemes {bad}; the replayer knows {timing.SCHEMES}")
         self.precision = timing.canonical_precision(precision)
+        self.params = timing.load_params()
+        blob = json.dumps({"gpus": self.gpus, "schemes": self.schemes,
+                           "precision": self.precision, "params": self.params.as_dict()},
+                          sort_keys=True, default=str)
+        #: Fingerprint of GPUs, schemes, precision and timing parameters (cache key).
+        self.key = "timed-" + hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     def __call__(self, layers: Sequence[Layer], events: Mapping[str, np.ndarray],
-                 schemes: Sequence[str] | None = None) -> np.ndarray:
-        """``[t, G, S]`` float64 microseconds; schemes outside ``schemes`` are NaN."""
+                 schemes: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """``{"time_us": [t, G, S], "phase_us": [t, G, S, P]}`` float64 microseconds."""
         from secnn_jax import timing  # noqa: PLC0415
 
         want = tuple(s for s in self.schemes if schemes is None or s in schemes)
         t = int(next(iter(events.values())).shape[0])
         out = np.full((t, len(self.gpus), len(self.schemes)), np.nan)
+        phases = np.full(out.shape + (len(PHASES),), np.nan)
         if not want:
-            return out
+            return {"time_us": out, "phase_us": phases}
         r = timing.replay(tuple(layers), dict(events), gpus=self.gpus, schemes=want,
-                          precision=self.precision, batch_frames=max(t, 1))
+                          precision=self.precision, params=self.params,
+                          batch_frames=max(t, 1))
         for g, gpu in enumerate(self.gpus):
             for s in want:
-                out[:, g, self.schemes.index(s)] = r.get(gpu, s).total_us
-        return out
+                res = r.get(gpu, s)
+                j = self.schemes.index(s)
+                out[:, g, j] = res.total_us
+                for k, name in enumerate(PHASES):
+                    if name in res.phases:
+                        phases[:, g, j, k] = np.asarray(res.phases[name]) / res.clock_mhz
+        return {"time_us": out, "phase_us": phases}

@@ -278,3 +278,21 @@ def test_dynamic_tau_cell_equals_static_run_stream(run: dict[str, Any]) -> None:
     counts = np.stack([sj.events.count(events[lyr.name].reshape(t, -1), axis=1)
                        for lyr in layers], 1)
     np.testing.assert_array_equal(cell.counts, counts)
+
+
+def test_accuracy_against_user_labels(run: dict[str, Any], tmp_path: Path) -> None:
+    from experiments import accuracy
+
+    ref = run["ws"].reference("tiny", "photos")
+    exact = ref.logits.argmax(-1)
+    labels_csv = tmp_path / "labels.csv"
+    rows = ["stream,frame,label"] + [f"photos,{i},{(exact[i] + (i % 2)) % 10}" for i in range(4)]
+    labels_csv.write_text("\n".join(rows) + "\n")
+    labels = accuracy.load_labels(labels_csv)
+    out = accuracy.sweep(run["ws"], "tiny", "photos", "secnn(silence=0.5,decay=0.5)", [0.0],
+                         labels=labels)
+    assert out[0]["labelled_frames"] == 4
+    assert out[0]["label_top1_exact"] == 0.5 and out[0]["label_top1"] == 0.5
+    (tmp_path / "bad.csv").write_text("stream,frame\nphotos,x\n")
+    with pytest.raises(ValueError, match="bad.csv"):
+        accuracy.load_labels(tmp_path / "bad.csv")

@@ -1,0 +1,149 @@
+"""The studies' command lines: crash-safe resume (SIGKILL mid-run) and clear errors.
+
+The runs use the tiny CNN of ``test_experiments_studies`` through the
+``--models=module:factory`` form, so no checkpoint is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from experiments import runs
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "--models=test_experiments_studies:tiny_model", "--streams=bikes,photos", "--frames=6",
+    "--config.chunk_size=1", "--config.calibration_frames=3", "--config.tune_evals=3",
+    "--config.taus=0,0.05", "--config.predictors=zero,last_value",
+]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), str(REPO),
+                                         env.get("PYTHONPATH", "")])
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    return env
+
+
+def _cmd(module: str, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", f"experiments.{module}", f"--out_dir={out}", *extra]
+
+
+def _run(module: str, out: Path, *extra: str, timeout: int = 240
+         ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(_cmd(module, out, *extra), cwd=REPO, env=_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path: Path) -> None:
+    ref, victim = tmp_path / "uninterrupted", tmp_path / "killed"
+    done = _run("reproduce", ref, *TINY)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    proc = subprocess.Popen(_cmd("reproduce", victim, *TINY), cwd=REPO, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    killed = False
+    try:
+        # Kill while an SE-CNN cell is half done: its predictor state is on disk.
+        while time.time() < deadline and proc.poll() is None:
+            if any((victim / "cells").rglob("state*.npz")) if (victim / "cells").exists() \
+                    else False:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed = True
+                break
+            time.sleep(0.005)
+    finally:
+        proc.wait(timeout=60)
+    assert killed and proc.returncode == -signal.SIGKILL, "the run ended before it was killed"
+    assert not (victim / "report.md").exists()
+    partial = sorted(p.name for p in (victim / "cells").rglob("chunk*.npz"))
+    assert partial  # finished chunks survived the kill
+
+    resumed = _run("reproduce", victim, *TINY)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    info = json.loads((victim / "run_info.json").read_text())
+    assert info["resumed"] is True and info["chunks_loaded"] >= len(partial) - 1
+
+    a = {p.relative_to(ref): p.read_bytes() for p in runs.compared_files(ref)}
+    b = {p.relative_to(victim): p.read_bytes() for p in runs.compared_files(victim)}
+    assert sorted(map(str, a)) == sorted(map(str, b))
+    assert {"report.md", "config.json"} <= {str(k) for k in a}
+    for k in a:
+        assert a[k] == b[k], f"{k} differs after resume"
+    # a second run with the same flags recomputes nothing
+    again = _run("reproduce", victim, *TINY)
+    assert again.returncode == 0
+    assert json.loads((victim / "run_info.json").read_text())["chunks_computed"] == 0
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--frames=0", "--frames must be >= 1"),
+    ("--config.agreement_floor=1.5", "agreement_floor"),
+    ("--config.predictors=zero,oracle", "unknown predictor 'oracle'"),
+    ("--config.taus=0,-1", "config.taus"),
+])
+def test_invalid_flags_exit_nonzero_naming_the_flag(tmp_path: Path, flag: str,
+                                                    message: str) -> None:
+    r = _run("sparsity", tmp_path / "out", *TINY, flag, timeout=120)
+    assert r.returncode != 0
+    assert message in r.stderr
+    assert not (tmp_path / "out").exists()  # rejected before anything is written
+
+
+def test_bad_inputs_exit_nonzero_naming_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video" * 100)
+    r = _run("sparsity", tmp_path / "a", *TINY, f"--streams=video:{bad}", timeout=120)
+    assert r.returncode == 1 and "broken.mp4" in r.stderr
+    assert "Traceback" not in r.stderr
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    (images / "readme.md").write_text("# not an image")
+    r = _run("sparsity", tmp_path / "b", *TINY, f"--streams=images:{images}", timeout=120)
+    assert r.returncode == 1 and "readme.md" in r.stderr
+
+
+def test_other_flags_in_same_out_dir_are_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    runs.RunDir(out, {"frames": 99})
+    r = _run("sparsity", out, *TINY, timeout=120)
+    assert r.returncode == 1 and "different configuration" in r.stderr and "frames" in r.stderr
+
+
+def test_ilsvrc9_without_checkpoints_lists_the_commands(tmp_path: Path) -> None:
+    env = _env()
+    env["SECNN_JAX_CACHE"] = str(tmp_path / "empty_cache")
+    r = subprocess.run(_cmd("reproduce", tmp_path / "out", "--models=ilsvrc9", "--frames=2"),
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    for name in ("alexnet", "zfnet", "vgg16", "vgg19", "googlenet", "inception_v3", "resnet50",
+                 "resnet101", "resnet152"):
+        assert f"python -m models.convert --model={name} --torch_weights=" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_models_are_skipped_and_listed_in_the_report(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from experiments import cli, config, report
+
+    monkeypatch.setenv("SECNN_JAX_CACHE", str(tmp_path / "empty_cache"))
+    cfg = config.get_config()
+    cfg.models = "ilsvrc9,test_experiments_studies:tiny_model"
+    cfg.streams = "carphone_pristine"
+    cfg.frames = 2
+    st = cli.setup(config.validate(cfg), tmp_path / "out", timer=None, skip_missing=True)
+    assert list(st.ws.models) == ["test_experiments_studies:tiny_model"]
+    assert [m for m, _ in st.missing_models] == list(config.ILSVRC9)
+    md = report.render({}, cfg.to_dict(), missing=st.missing_models)
+    assert "| resnet50 | `python -m models.convert --model=resnet50 --torch_weights=" in md

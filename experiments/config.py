@@ -79,7 +79,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.frames = 48
     c.resolution = 0
     c.chunk_size = 8
-    c.predictors = "zero,last_value,secnn"
+    c.predictors = "zero,secnn,secnn(silence=0.75,decay=0.5)"
     c.silence = 0.5
     c.decay = 0.5
     c.prediction_taus = "0"

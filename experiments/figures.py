@@ -78,9 +78,10 @@ def sparsity_bars(res: Mapping[str, Any], path: str | Path) -> Path:
         ax.set_title(f"{cell['model']} on {cell['stream']} ({sm['frames']} frames): "
                      f"{100 * sm['fired_all']:.1f}% of input neurons fire{rect_txt}", fontsize=9)
         ax.set_ylabel("input neurons != 0 (%)")
-        ax.set_ylim(0, 105)
+        ax.set_ylim(0, 122)
+        ax.set_yticks(range(0, 101, 20))
         _layer_ticks(ax, names)
-        ax.legend(fontsize=7, loc="upper left", ncol=3)
+        ax.legend(fontsize=7, loc="upper left", ncol=3, frameon=False)
     fig.tight_layout()
     return save(fig, path)
 

@@ -124,7 +124,11 @@ def _prediction_section(pr: Mapping[str, Any]) -> list[str]:
     out = ["## Prediction: event codes per predictor", "",
            "Share of input neurons per event code over all layers and frames (ZZ: predicted 0 "
            "and 0, free; ZN: zero misprediction; VH: value hit; VM: value miss). "
-           "*Mispredicted* = ZN + VM, the serial phase's work.", ""]
+           "*Mispredicted* = ZN + VM, the serial phase's work. `secnn(silence=0.5,decay=0.5)` is "
+           "the paper's predictor (a neuron that fired on the last frame is predicted its last "
+           "value, any other 0) and gives exactly the codes of `last_value`; a higher "
+           "`silence` predicts 0 for neurons that did not fire on several recent frames, trading "
+           "parallel work for zero mispredictions.", ""]
     rows = []
     for c in pr["cells"]:
         o = c["overall"]

@@ -68,19 +68,6 @@ def notes(results: dict[str, Any]) -> list[str]:
                        "(`secnn_hw`), as in the paper.")
         out.append("Frame 0 of every stream is a cold start (no history: everything predicted "
                    "0); it is included in every average.")
-    pr = results.get("prediction")
-    if pr:
-        by = {(c["model"], c["stream"], c["predictor"], c["tau"]): c["overall"]
-              for c in pr["cells"]}
-        same = [k for k, v in by.items() if k[2] == "secnn(silence=0.5,decay=0.5)"
-                and by.get((*k[:2], "last_value", k[3])) == v]
-        if same:
-            out.append("`secnn(silence=0.5,decay=0.5)` gives exactly the event codes of "
-                       "`last_value`: a neuron that fired on the last frame has a firing rate of "
-                       "at least 0.5 and is predicted its last value, any other neuron's last "
-                       "value is 0 anyway. This is the paper's predictor (silent neurons "
-                       "predicted 0, fired ones their previous value). A higher `silence` "
-                       "trades parallel work for more zero mispredictions.")
     ac = results.get("accuracy")
     if ac:
         sweep = [r for r in ac["sweep"] if r.get("speedup") is not None]

@@ -60,6 +60,7 @@ def tiny_config() -> Any:
     cfg.frames = 6
     cfg.chunk_size = 2
     cfg.taus = "0,0.05,0.2"
+    cfg.predictors = "zero,last_value,secnn,secnn(silence=0.75,decay=0.5)"
     cfg.calibration_frames = 4
     cfg.tune_evals = 4
     return config.validate(cfg)
@@ -152,7 +153,8 @@ def _events(run: dict[str, Any], stream: str, pred: Any, tau: Any = 0.0) -> tupl
 def test_prediction_equals_run_stream_event_counts(run: dict[str, Any]) -> None:
     res = run["results"]["prediction"]
     preds = {"zero": predictors.zero(), "last_value": predictors.last_value(),
-             "secnn(silence=0.5,decay=0.5)": predictors.secnn(0.5, 0.5)}
+             "secnn(silence=0.5,decay=0.5)": predictors.secnn(0.5, 0.5),
+             "secnn(silence=0.75,decay=0.5)": predictors.secnn(0.75, 0.5)}
     for spec, pred in preds.items():
         layers, _, events = _events(run, "bikes", pred)
         t = next(iter(events.values())).shape[0]

@@ -76,7 +76,7 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.models = "efficientnet_lite0"
     c.streams = "bikes,photos"
-    c.frames = 48
+    c.frames = 64
     c.resolution = 0
     c.chunk_size = 8
     c.predictors = "zero,secnn,secnn(silence=0.75,decay=0.5)"
@@ -89,7 +89,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.precision = "fp32"
     c.timed_stride = 1
     c.agreement_floor = 0.95
-    c.calibration_frames = 24
+    c.calibration_frames = 32
     c.tune_stream = "bikes"
     c.tune_evals = 6
     c.tune_scheme = "secnn_hw"

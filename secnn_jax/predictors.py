@@ -74,7 +74,7 @@ def last_value() -> Predictor:
     return Predictor(init=_zeros, predict=lambda state: dict(state), update=update)
 
 
-def secnn(silence: float = 0.5, decay: float = 0.5) -> Predictor:
+def secnn(silence: float = 0.5, decay: float = 0.75) -> Predictor:
     """The SE-CNN hybrid: silent neurons are predicted 0, active ones their previous value.
 
     Each neuron keeps a firing rate, a running average of ``x != 0`` over past frames::
@@ -82,8 +82,12 @@ def secnn(silence: float = 0.5, decay: float = 0.5) -> Predictor:
         rate_t = decay * rate_{t-1} + (1 - decay) * (x_t != 0)
 
     A neuron with ``rate < silence`` is predicted 0; any other neuron its previous value. Cold
-    start: rates start at 0, so the first frame is predicted all-zero. With ``decay=0`` the rate
-    is just "fired on the previous frame", which makes this predictor equal :func:`last_value`.
+    start: rates start at 0, so the first frame is predicted all-zero. Whenever
+    ``1 - decay >= silence`` one firing frame suffices (its last value is then non-zero exactly
+    when it fired), so the predictor equals :func:`last_value`; in particular ``decay=0`` and
+    ``(silence=0.5, decay=0.5)``. The default ``decay=0.75`` makes it a real hybrid: a neuron
+    must fire on about three consecutive frames (rate 0.25, 0.44, 0.58) before its value is
+    trusted, and one that flickers once is predicted silent.
 
     Args:
       silence: firing-rate threshold in ``[0, 1]`` below which a neuron is predicted silent.

@@ -63,15 +63,21 @@ def test_secnn_silence_rule_against_numpy(model, frames):
     assert (np.asarray(pred.predict(state)[name]) == 0).sum() > 0
 
 
-def test_secnn_with_no_memory_equals_last_value(model, frames):
+@pytest.mark.parametrize("silence,decay,same", [(0.5, 0.0, True), (0.5, 0.5, True),
+                                                 (0.5, 0.75, False)])
+def test_secnn_equals_last_value_iff_one_firing_suffices(model, frames, silence, decay, same):
     apply_fn, params, layers = model
-    a, b = predictors.secnn(silence=0.5, decay=0.0), predictors.last_value()
+    a, b = predictors.secnn(silence=silence, decay=decay), predictors.last_value()
     sa, sb = a.init(layers), b.init(layers)
+    differs = False
     for t in range(3):
         inp = _inputs(apply_fn, params, layers, frames[t])
         sa, sb = a.update(sa, inp), b.update(sb, inp)
         for name in sb:
-            np.testing.assert_array_equal(a.predict(sa)[name], b.predict(sb)[name])
+            equal = np.array_equal(a.predict(sa)[name], b.predict(sb)[name])
+            assert equal or not same, name
+            differs |= not equal
+    assert differs != same
 
 
 def test_predictor_argument_validation():

@@ -27,6 +27,7 @@ from models.registry import (
     init_variables,
     load,
     preprocess,
+    variable_shapes,
 )
 from models.spec import ModelSpec, Preprocessing
 from models.torch_reader import TorchReaderError, load_state_dict
@@ -49,4 +50,5 @@ __all__ = [
     "load",
     "load_state_dict",
     "preprocess",
+    "variable_shapes",
 ]

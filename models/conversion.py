@@ -140,7 +140,9 @@ def abstract_for(spec: ModelSpec, full: bool, **options: Any) -> dict[str, Any]:
     except ValueError:
         registered = False
     if registered:
-        return _abstract_cached(spec.name, full, tuple(sorted(options.items())))
+        # A fresh tree each time: callers may mutate containers; the leaves are immutable.
+        cached = _abstract_cached(spec.name, full, tuple(sorted(options.items())))
+        return jax.tree.map(lambda leaf: leaf, cached)
     module = spec.build_full(**options) if full else spec.build(**options)
     return abstract_variables(module, spec.input_size)
 

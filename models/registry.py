@@ -35,6 +35,7 @@ __all__ = [
     "get_spec",
     "build",
     "init_variables",
+    "variable_shapes",
     "convert",
     "convert_command",
     "pypi_weights_path",
@@ -76,6 +77,15 @@ def get_spec(name: str) -> ModelSpec:
 def build(name: str, **options: Any) -> Any:
     """The Flax module of ``name`` with default options updated by ``options``."""
     return get_spec(name).build(**options)
+
+
+def variable_shapes(name: str, **options: Any) -> dict[str, Any]:
+    """``name``'s inference variables as ``jax.ShapeDtypeStruct`` leaves (cached, no compute).
+
+    Cheaper than ``jax.eval_shape(lambda: init_variables(name))``, which still draws the
+    random numbers; enough for ``secnn_jax.find_layers`` and for shape bookkeeping.
+    """
+    return abstract_for(get_spec(name), full=False, **options)
 
 
 def _truncated_normal(rng: np.random.Generator, shape: tuple[int, ...], std: float

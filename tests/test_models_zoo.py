@@ -348,6 +348,8 @@ def test_random_init_is_seeded_and_follows_flax_defaults(tmp_path):
                        jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)))
     got = traverse_util.flatten_dict(variables)
     assert {p: v.shape for p, v in got.items()} == {p: v.shape for p, v in expected.items()}
+    shapes = traverse_util.flatten_dict(models.variable_shapes("googlenet"))
+    assert {p: v.shape for p, v in shapes.items()} == {p: v.shape for p, v in expected.items()}
 
 
 def test_convert_cli(tmp_path):

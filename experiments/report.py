@@ -129,8 +129,8 @@ def _prediction_section(pr: Mapping[str, Any]) -> list[str]:
            "*Mispredicted* = ZN + VM, the serial phase's work. `secnn(silence=0.5,decay=0.5)` is "
            "the paper's predictor (a neuron that fired on the last frame is predicted its last "
            "value, any other 0) and gives exactly the codes of `last_value`; a higher "
-           "`silence` predicts 0 for neurons that did not fire on several recent frames, trading "
-           "parallel work for zero mispredictions.", ""]
+           "`silence` also predicts 0 for neurons that fired only recently: fewer value "
+           "predictions (VH, VM), more zero mispredictions (ZN).", ""]
     rows = []
     for c in pr["cells"]:
         o = c["overall"]

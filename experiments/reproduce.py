@@ -68,6 +68,17 @@ def notes(results: dict[str, Any]) -> list[str]:
                        "(`secnn_hw`), as in the paper.")
         out.append("Frame 0 of every stream is a cold start (no history: everything predicted "
                    "0); it is included in every average.")
+    pr = results.get("prediction")
+    if pr:
+        vals = [(c["stream"], c["overall"]) for c in pr["cells"]
+                if c["predictor"].startswith("secnn(silence=0.5,") and c["tau"] == 0.0]
+        if vals:
+            out.append("At tau = 0 a value hit needs the very same float on two frames: with "
+                       "the paper's predictor, value hits (VH) / value misses (VM) are "
+                       + ", ".join(f"{pct(o[2])} / {pct(o[3])} of input neurons on {s}"
+                                   for s, o in vals)
+                       + ". Neurons that keep firing almost always change value, so they are "
+                       "mispredicted; only a tolerance tau > 0 turns them into hits.")
     ac = results.get("accuracy")
     if ac:
         sweep = [r for r in ac["sweep"] if r.get("speedup") is not None]

@@ -45,6 +45,7 @@ __all__ = [
     "image_dir",
     "load_photo",
     "model_frames",
+    "model_preprocess",
     "open_stream",
     "pan",
     "photo_sequence",

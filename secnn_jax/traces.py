@@ -536,7 +536,7 @@ class Trace:
         """Event codes of layer ``name`` for ``frames`` (default all): ``[T, N, H, W, C]``."""
         if name not in self._index:
             raise KeyError(f"no layer {name!r} in trace {self.path}")
-        idx = _indices(frames, self.n_frames)
+        idx = frame_indices(frames, self.n_frames)
         parts = [ev[name] for _, ev in self.iter_frames(idx, names=[name])]
         g = self._geoms[self._index[name]]
         return np.concatenate(parts) if parts else np.zeros((0, *g.in_nhwc), np.uint8)
@@ -544,7 +544,7 @@ class Trace:
     def iter_frames(self, frames: Any = None, names: Sequence[str] | None = None
                     ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         """Yields ``(frame indices, {name: NHWC codes})`` chunk by chunk for ``frames``."""
-        idx = _indices(frames, self.n_frames)
+        idx = frame_indices(frames, self.n_frames)
         for k, c in enumerate(self.chunks):
             sel = idx[(idx >= c.frame_start) & (idx < c.frame_start + c.n_frames)]
             if sel.size == 0:
@@ -573,14 +573,21 @@ class Trace:
         return float(self.manifest["stats"]["bytes_per_neuron_event"])
 
 
-def _indices(frames: Any, n: int) -> np.ndarray:
+def frame_indices(frames: Any, n: int) -> np.ndarray:
+    """Frame selection -> indices: ``None`` (all), an int (the first k), a slice, or indices.
+
+    Raises ``IndexError`` for explicit indices outside ``[0, n)``.
+    """
     if frames is None:
         return np.arange(n)
     if isinstance(frames, int):
         return np.arange(min(frames, n))
     if isinstance(frames, slice):
         return np.arange(n)[frames]
-    return np.asarray(list(frames), np.int64)
+    idx = np.asarray(list(frames), np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise IndexError(f"frame indices out of range [0, {n})")
+    return idx
 
 
 def read_trace(path: str | Path, verify: bool = False) -> Trace:

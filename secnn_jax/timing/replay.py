@@ -261,16 +261,9 @@ def _in_memory(layers: Sequence[Any], events: Mapping[str, Any], frames: Any,
 
 
 def _frame_indices(frames: Any, n: int) -> np.ndarray:
-    if frames is None:
-        return np.arange(n)
-    if isinstance(frames, int):
-        return np.arange(min(frames, n))
-    if isinstance(frames, slice):
-        return np.arange(n)[frames]
-    idx = np.asarray(list(frames), np.int64)
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise IndexError(f"frame indices out of range [0, {n})")
-    return idx
+    from secnn_jax.traces import frame_indices  # noqa: PLC0415  (traces imports timing)
+
+    return frame_indices(frames, n)
 
 
 def _from_trace(trace: Any, frames: Any) -> _Source:

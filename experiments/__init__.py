@@ -1,0 +1,1 @@
+"""absl-flag launch scripts: the main job (``reproduce``), studies, benchmarks, validation."""

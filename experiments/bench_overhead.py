@@ -72,6 +72,7 @@ def measure_overhead(model: str = "resnet50", size: int = 224, batch: int = 1,
 
 
 def main(argv: list[str]) -> None:
+    """absl entry point: runs with the flags above and prints the figures."""
     del argv
     logging.info("devices: %s", jax.devices())
     r = measure_overhead(_MODEL.value, _SIZE.value, _BATCH.value, _REPEATS.value,

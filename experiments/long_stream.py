@@ -101,6 +101,7 @@ def run_long_stream(model: str = "efficientnet_lite0", clip: str = "bikes", fram
 
 
 def main(argv: list[str]) -> None:
+    """absl entry point: runs with the flags above and prints the figures."""
     del argv
     r = run_long_stream(_MODEL.value, _STREAM.value, _FRAMES.value, _CHUNK.value,
                         _PREDICTOR.value, _TAU.value, _CHECK.value)

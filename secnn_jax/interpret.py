@@ -144,9 +144,11 @@ class Walker:
         self.k = 0
 
     def linear(self, eqn: jcore.JaxprEqn, invals: list[Any], k: int) -> Any:
+        """Handles the ``k``-th conv/dot_general of the program; returns its output value."""
         raise NotImplementedError
 
     def default(self, eqn: jcore.JaxprEqn, invals: list[Any]) -> list[Any]:
+        """Handles any other equation; by default executes it unchanged."""
         return bind_eqn(eqn, invals)
 
     def opaque_with_linear(self, eqn: jcore.JaxprEqn, invals: list[Any]) -> list[Any]:
@@ -155,6 +157,7 @@ class Walker:
 
     def run(self, jaxpr: jcore.ClosedJaxpr | jcore.Jaxpr, args: Sequence[Any],
             consts: Sequence[Any] | None = None) -> list[Any]:
+        """Walks ``jaxpr`` on ``args`` (one value per invar); returns the output values."""
         if isinstance(jaxpr, jcore.ClosedJaxpr):
             consts, jaxpr = jaxpr.consts, jaxpr.jaxpr
         env: dict[Any, Any] = {}
@@ -187,4 +190,5 @@ class Walker:
         return [read(v) for v in jaxpr.outvars]
 
     def lift_const(self, val: Any) -> Any:
+        """Turns a closed-over constant into this walker's value domain."""
         return val

@@ -31,11 +31,17 @@ Predictions = dict[str, jax.Array]
 class PredictorLike(Protocol):
     """Structural type of a predictor: anything with ``init``, ``predict`` and ``update``."""
 
-    def init(self, layers: Sequence[Layer]) -> State: ...
+    def init(self, layers: Sequence[Layer]) -> State:
+        """The initial state (a pytree) for the model's ``layers``."""
+        ...
 
-    def predict(self, state: State) -> Predictions: ...
+    def predict(self, state: State) -> Predictions:
+        """``{layer_name: prediction}``, each shaped like the layer's input."""
+        ...
 
-    def update(self, state: State, inputs: Mapping[str, jax.Array]) -> State: ...
+    def update(self, state: State, inputs: Mapping[str, jax.Array]) -> State:
+        """The state after a frame whose real layer inputs were ``inputs``."""
+        ...
 
 
 class Predictor(NamedTuple):

@@ -39,7 +39,7 @@ import numpy as np
 from absl import logging
 
 from secnn_jax.timing import workmaps
-from secnn_jax.timing.geometry import LayerGeom
+from secnn_jax.timing.geometry import LayerGeom, events_to_nhwc
 
 #: Trace format identifier and version (bump on any incompatible change).
 FORMAT = "secnn_jax.trace"
@@ -159,17 +159,10 @@ def layer_record(layer: Any) -> dict[str, Any]:
 
 
 def _to_nhwc(layer: Any, geom: LayerGeom, ev: Any) -> np.ndarray:
-    ev = np.asarray(ev)
-    if ev.dtype != np.uint8:
-        raise TraceError(f"layer {geom.name!r}: event codes must be uint8, got {ev.dtype}")
-    if hasattr(layer, "to_nhwc") and not isinstance(layer, LayerGeom | Mapping):
-        ev = np.asarray(layer.to_nhwc(ev))
-    want = geom.in_nhwc
-    if ev.ndim >= 1 and ev.shape[0] > 0 and ev[0].size == int(np.prod(want)):
-        return np.ascontiguousarray(ev.reshape((ev.shape[0], *want)))
-    raise TraceError(
-        f"layer {geom.name!r}: events of shape {tuple(ev.shape)} do not match [T, *{want}]"
-    )
+    try:
+        return events_to_nhwc(layer, geom, ev)
+    except ValueError as e:
+        raise TraceError(str(e)) from e
 
 
 # --- writer ---------------------------------------------------------------------------------

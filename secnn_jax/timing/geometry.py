@@ -16,6 +16,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 
 @dataclasses.dataclass(frozen=True)
 class LayerGeom:
@@ -214,3 +216,25 @@ def _pairs(padding: Any, nd: int) -> tuple[tuple[int, int], ...]:
             raise ValueError(f"padding {padding!r} must be explicit (lo, hi) pairs")
         return ((0, 0),) * nd
     return tuple((int(p[0]), int(p[1])) for p in padding)
+
+
+def events_to_nhwc(layer: Any, geom: LayerGeom, ev: Any) -> np.ndarray:
+    """Event codes of one layer as contiguous uint8 ``[T, *geom.in_nhwc]``.
+
+    ``layer`` is a ``secnn_jax.Layer`` (its own layout is transposed with ``Layer.to_nhwc``), a
+    :class:`LayerGeom` or a layer record (events already NHWC). A single frame (``in_nhwc``
+    shaped) gets a leading frame axis. Raises ``ValueError`` naming the layer otherwise.
+    """
+    ev = np.asarray(ev)
+    if ev.dtype != np.uint8:
+        raise ValueError(f"layer {geom.name!r}: event codes must be uint8, got {ev.dtype}")
+    if hasattr(layer, "to_nhwc") and not isinstance(layer, LayerGeom | Mapping):
+        ev = np.asarray(layer.to_nhwc(ev))
+    want = geom.in_nhwc
+    if ev.ndim == 4 and tuple(ev.shape) == want:
+        ev = ev[None]
+    if ev.ndim >= 2 and ev.shape[0] > 0 and ev[0].size == int(np.prod(want)):
+        return np.ascontiguousarray(ev.reshape((ev.shape[0], *want)))
+    raise ValueError(
+        f"layer {geom.name!r}: events of shape {tuple(ev.shape)} do not match [T, *{want}]"
+    )

@@ -27,7 +27,7 @@ from absl import logging
 
 from secnn_jax.timing import schemes as S
 from secnn_jax.timing import workmaps
-from secnn_jax.timing.geometry import LayerGeom
+from secnn_jax.timing.geometry import LayerGeom, events_to_nhwc
 from secnn_jax.timing.gpus import ELEMENT_BYTES, GPU, canonical_precision, get_gpu
 
 
@@ -221,31 +221,13 @@ class _Source:
     meta: Mapping[str, Any]
 
 
-def _events_nhwc(layer: Any, geom: LayerGeom, ev: np.ndarray) -> np.ndarray:
-    ev = np.asarray(ev)
-    if ev.dtype != np.uint8:
-        raise ValueError(f"layer {geom.name!r}: event codes must be uint8, got {ev.dtype}")
-    if hasattr(layer, "to_nhwc") and not isinstance(layer, LayerGeom | Mapping):
-        ev = np.asarray(layer.to_nhwc(ev))
-    want = geom.in_nhwc
-    if ev.ndim == 4 and tuple(ev.shape) == want:
-        ev = ev[None]
-    if ev.ndim == 5 and tuple(ev.shape[1:]) == want:
-        return ev
-    if ev.ndim >= 2 and ev[0].size == int(np.prod(want)):
-        return ev.reshape((ev.shape[0], *want))
-    raise ValueError(
-        f"layer {geom.name!r}: events of shape {tuple(ev.shape)} do not match [T, *{want}]"
-    )
-
-
 def _in_memory(layers: Sequence[Any], events: Mapping[str, Any], frames: Any,
                batch_frames: int) -> _Source:
     geoms = tuple(LayerGeom.from_layer(layer) for layer in layers)
     missing = [g.name for g in geoms if g.name not in events]
     if missing:
         raise KeyError(f"no events for layers {missing}")
-    evs = {g.name: _events_nhwc(layer, g, events[g.name])
+    evs = {g.name: events_to_nhwc(layer, g, events[g.name])
            for layer, g in zip(layers, geoms, strict=True)}
     t = {v.shape[0] for v in evs.values()}
     if len(t) != 1:

@@ -5,14 +5,16 @@ From a layer's event map alone (no values needed):
 * ``counts`` — how many input neurons got each event code.
 * ``parallel_macs`` — MACs of the parallel phase: every predicted non-zero input neuron (VH, VM)
   times its exact *fan-out*, the number of (output neuron, kernel tap) pairs it feeds. A neuron
-  near a border, under a stride or between dilated taps feeds fewer outputs; the fan-out map is
-  the transposed convolution of a ones output with a ones kernel, computed exactly as the
-  gradient of ``sum(conv(x, ones))`` with respect to ``x``.
+  near a border, under a stride or between dilated taps feeds fewer outputs (the fan-out map is
+  separable: windows covering its row times windows covering its column, times its group's
+  output channels).
 * ``serial_macs`` — MACs of the serial phase: every mispredicted input (ZN, VM) times its fan-out.
 * ``untouched_outputs`` — output neurons none of whose inputs (in their receptive field and
   channel group) was mispredicted: they pass the serial phase with no amendment.
 
-Counts and MACs are int64 numpy arrays shaped ``[T, N]`` (``counts``: ``[T, N, 4]``).
+Counts and MACs are int64 numpy arrays shaped ``[T, N]`` (``counts``: ``[T, N, 4]``). The
+reductions are the timing replayer's (:mod:`secnn_jax.timing.workmaps`), so the trace summaries,
+the replayer and this module count the same work.
 """
 
 from __future__ import annotations
@@ -22,13 +24,12 @@ import functools
 from collections.abc import Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from secnn_jax import events as ev
-from secnn_jax import kernels
 from secnn_jax.layers import Layer
+from secnn_jax.timing import workmaps
+from secnn_jax.timing.geometry import LayerGeom
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,59 +57,16 @@ class LayerAccount:
     dense_macs: int
 
 
-def _nhwc_conv_params(layer: Layer) -> tuple[tuple[int, int], tuple[int, int],
-                                             tuple[tuple[int, int], ...], tuple[int, int]]:
-    """Kernel size, strides, padding, dilation of a conv normalised to two spatial dims."""
-    rhs_spec = layer.primitive_params["dimension_numbers"].rhs_spec
-    ksize = tuple(layer.kernel_shape[d] for d in rhs_spec[2:])
-    strides, padding, dilation = layer.strides, layer.padding, layer.dilation
-    if len(ksize) == 1:  # 1-D conv: a height-1 image
-        ksize, strides = (1, ksize[0]), (1, strides[0])
-        padding, dilation = ((0, 0), padding[0]), (1, dilation[0])
-    return ksize, strides, padding, dilation
-
-
-def _spatial_conv_ones(layer: Layer, x: jax.Array) -> jax.Array:
-    """Per-group box filter of ``x`` [B, H, W, G] with the layer's window: [B, Ho, Wo, G]."""
-    ksize, strides, padding, dilation = _nhwc_conv_params(layer)
-    g = x.shape[-1]
-    kernel = jnp.ones((*ksize, 1, g), x.dtype)
-    if g > 1 and ksize[0] * ksize[1] <= kernels.MAX_TAPS:
-        return kernels.depthwise_conv_nhwc(x, kernel, strides, padding, dilation)
-    return lax.conv_general_dilated(
-        x, kernel, strides, padding, rhs_dilation=dilation,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=g,
-    )
+def _geom(layer: Layer) -> LayerGeom:
+    return LayerGeom.from_layer(layer)
 
 
 @functools.lru_cache(maxsize=1024)
 def fanout(layer: Layer) -> np.ndarray:
     """Exact fan-out (MACs fed) of every input neuron of one stream, NHWC: ``in_nhwc[1:]``."""
     _, h, w, c = layer.in_nhwc
-    cout = layer.out_nhwc[-1]
-    if layer.kind == "dense":
-        return np.full((h, w, c), cout, np.int64)
-    zeros = jnp.zeros((1, h, w, 1), jnp.float32)
-    _, vjp = jax.vjp(lambda x: _spatial_conv_ones(layer, x), zeros)
-    _, ho, wo, _ = layer.out_nhwc
-    (taps,) = vjp(jnp.ones((1, ho, wo, 1), jnp.float32))
-    taps = np.rint(np.asarray(taps[0, :, :, 0])).astype(np.int64)
-    per_channel = cout // layer.groups  # each input channel feeds its group's outputs
-    return np.broadcast_to(taps[:, :, None] * per_channel, (h, w, c)).copy()
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _untouched(layer: Layer, miss: jax.Array) -> jax.Array:
-    """Outputs with no mispredicted input, per stream: ``miss`` is NHWC [B, H, W, C]."""
-    b, h, w, c = miss.shape
-    cout = layer.out_nhwc[-1]
-    if layer.kind == "dense":
-        clean_rows = (miss.reshape(b, h * w, c).sum(-1) == 0).sum(-1)
-        return clean_rows * cout
-    g = layer.groups
-    per_group = miss.reshape(b, h, w, g, c // g).sum(-1).astype(jnp.float32)
-    hits = _spatial_conv_ones(layer, per_group)
-    return (hits == 0).sum((1, 2, 3)) * (cout // g)
+    per_position = workmaps.fanout(_geom(layer))  # [H, W], times the group's output channels
+    return np.broadcast_to(per_position[:, :, None], (h, w, c)).copy()
 
 
 def account_layer(layer: Layer, codes: np.ndarray | jax.Array) -> LayerAccount:
@@ -118,24 +76,20 @@ def account_layer(layer: Layer, codes: np.ndarray | jax.Array) -> LayerAccount:
         codes = codes[None]
     nhwc = np.asarray(layer.to_nhwc(codes))  # [T, N, H, W, C]
     t, n = nhwc.shape[:2]
-    flat = nhwc.reshape(t * n, -1)
-    fan = fanout(layer).reshape(-1).astype(np.float64)
-    # float64 matmuls are exact for integer sums below 2**53 and use BLAS.
-    pred = ev.predicted_nonzero(flat).astype(np.float64) @ fan
-    miss_flat = ev.mispredicted(flat)
-    serial = miss_flat.astype(np.float64) @ fan
-    counts = np.stack([(flat == c).sum(-1) for c in range(4)], -1)
-    miss_map = jnp.asarray(miss_flat.reshape(t * n, *nhwc.shape[2:]), jnp.uint8)
-    untouched = np.asarray(_untouched(layer, miss_map)).astype(np.int64)
-    n_out = int(np.prod(layer.out_nhwc[1:]))
+    geom = _geom(layer)
+    parallel, serial = workmaps.phase_macs(nhwc, geom)
+    counts = ev.count(nhwc.reshape(t, n, -1), axis=-1)
+    # An output is untouched when its receptive field (within its group) has no misprediction.
+    misses = workmaps.position_counts(nhwc, geom, "mispredicted")  # [T, N*Ho*Wo, G]
+    clean = (misses.reshape(t, n, -1) == 0).sum(-1, dtype=np.int64)
     return LayerAccount(
         name=layer.name,
-        counts=counts.reshape(t, n, 4).astype(np.int64),
-        parallel_macs=np.rint(pred).astype(np.int64).reshape(t, n),
-        serial_macs=np.rint(serial).astype(np.int64).reshape(t, n),
-        untouched_outputs=untouched.reshape(t, n),
+        counts=counts.astype(np.int64),
+        parallel_macs=parallel.astype(np.int64),
+        serial_macs=serial.astype(np.int64),
+        untouched_outputs=clean * geom.cout_g,
         n_inputs=layer.n_inputs,
-        n_outputs=n_out,
+        n_outputs=int(np.prod(layer.out_nhwc[1:])),
         dense_macs=int(fanout(layer).sum()),
     )
 

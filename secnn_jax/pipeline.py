@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from secnn_jax.layers import Layer, find_layers
-from secnn_jax.phases import Tau, parallel_compute, serial_amend
+from secnn_jax.phases import Tau, parallel_compute, serial_amend_dynamic, tau_map
 from secnn_jax.predictors import PredictorLike, check_predictions
 
 Step = Callable[[Any, Any, jax.Array], tuple[Any, Any, dict[str, jax.Array]]]
@@ -36,6 +36,28 @@ def _check_predictor(predictor: Any) -> None:
         )
 
 
+def pipeline_dynamic(apply_fn: Callable, layers: tuple[Layer, ...], predictor: PredictorLike
+                     ) -> Callable[..., tuple[Any, Any, dict[str, jax.Array]]]:
+    """:func:`pipeline` with ``tau`` an argument: ``step(params, state, x, tau)``.
+
+    ``tau`` is ``{layer_name: scalar}`` (every layer) and may be traced, so a sweep over
+    thresholds compiles once.
+    """
+    _check_predictor(predictor)
+    parallel = parallel_compute(apply_fn, layers)
+    serial = serial_amend_dynamic(apply_fn, layers)
+
+    def step(params: Any, state: Any, x: jax.Array, tau: Any
+             ) -> tuple[Any, Any, dict[str, jax.Array]]:
+        predictions = predictor.predict(state)
+        check_predictions(layers, predictions)
+        y_pred = parallel(params, predictions)
+        logits, inputs, events = serial(params, x, predictions, y_pred, tau)
+        return predictor.update(state, inputs), logits, events
+
+    return step
+
+
 def pipeline(apply_fn: Callable, layers: tuple[Layer, ...], predictor: PredictorLike,
              tau: Tau = 0.0) -> Step:
     """Composes one SE-CNN step: ``step(params, state, x) -> (state, logits, events)``.
@@ -49,16 +71,11 @@ def pipeline(apply_fn: Callable, layers: tuple[Layer, ...], predictor: Predictor
       predictor: a :class:`secnn_jax.predictors.Predictor` or any object with the same methods.
       tau: misprediction tolerance, a float or ``{layer_name: float}``.
     """
-    _check_predictor(predictor)
-    parallel = parallel_compute(apply_fn, layers)
-    serial = serial_amend(apply_fn, layers, tau)
+    taus = tau_map(layers, tau)
+    dynamic = pipeline_dynamic(apply_fn, layers, predictor)
 
     def step(params: Any, state: Any, x: jax.Array) -> tuple[Any, Any, dict[str, jax.Array]]:
-        predictions = predictor.predict(state)
-        check_predictions(layers, predictions)
-        y_pred = parallel(params, predictions)
-        logits, inputs, events = serial(params, x, predictions, y_pred)
-        return predictor.update(state, inputs), logits, events
+        return dynamic(params, state, x, taus)
 
     return step
 

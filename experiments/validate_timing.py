@@ -1,35 +1,47 @@
-"""Validates the timing model against kernel measurements.
+"""Validates the timing model against kernel and whole-network measurements.
 
 ``python -m experiments.validate_timing --gpu=h100 --measurements=CSV --out=CSV``
 
-Reads kernel measurements in the column format of ``shared/measurements/h100_cudnn_conv.csv``
-(extra columns are ignored; a missing required column is an error naming it), predicts every row
-with the calibrated model (:func:`secnn_jax.timing.calibration.predict_us`: the layer shape in,
+Reads kernel measurements in the column format of ``h100_cudnn_conv.csv`` (extra columns are
+ignored; a missing required column is an error naming it), predicts every row with the
+calibrated model (:func:`secnn_jax.timing.calibration.predict_us`: the layer shape in,
 microseconds out — no lookup of measured values), writes the same rows plus ``pred_us`` to
 ``--out`` (atomically), logs the error per precision and batch, and prints the mean absolute
 percentage error of ``pred_us`` against ``us_median`` as its last line: ``MAPE <number>%``.
+
+``python -m experiments.validate_timing --gpu=h100 --e2e=CSV --out=CSV``
+
+Reads whole-network measurements in the column format of ``h100_e2e.csv`` (``net`` a zoo model
+name, ``mode``, ``B``, ``size``, ``eager_us``, ``graph_us``; extra columns ignored), builds each
+network from the zoo (shapes only: dense time does not depend on the weights), replays ``dense``
+(fusion ``none``, NCHW like the PyTorch measurements) under the ``eager`` and ``graph`` launch
+models, writes the same rows in the same order plus ``pred_eager_us`` and ``pred_graph_us``, and
+prints as its last line ``E2E MAPE graph <x>% eager <y>%``.
+
+Without ``--measurements`` and ``--e2e`` it validates the packaged H100 kernel measurements
+(``secnn_jax/timing/measurements``). Every input is checked before anything is written.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 from absl import app, flags, logging
 
 _GPU = flags.DEFINE_string("gpu", "h100", "GPU configuration (secnn_jax.timing.GPUS key).")
-_MEASUREMENTS = flags.DEFINE_string("measurements", None, "Measurement CSV to validate against.")
-_OUT = flags.DEFINE_string("out", None, "Output CSV: the measurement rows plus pred_us.")
+_MEASUREMENTS = flags.DEFINE_string(
+    "measurements", None, "Kernel measurement CSV (default: the packaged H100 measurements, "
+    "unless --e2e is given).")
+_E2E = flags.DEFINE_string("e2e", None, "Whole-network measurement CSV (h100_e2e.csv format).")
+_OUT = flags.DEFINE_string("out", "runs/validate_timing/predictions.csv",
+                           "Output CSV: the measurement rows plus the predictions.")
 _PARAMS = flags.DEFINE_string("params", None,
                               "Model parameters JSON (default: the committed calibration).")
 _LAYOUT = flags.DEFINE_enum("layout", "NCHW", ["NCHW", "NHWC"],
                             "Tensor layout of the measured kernels.")
-flags.mark_flag_as_required("measurements")
-flags.mark_flag_as_required("out")
 
 
 def _gpu_known(value: str) -> bool:
@@ -44,29 +56,29 @@ def _gpu_known(value: str) -> bool:
 
 flags.register_validator("gpu", _gpu_known,
                          message="--gpu must name a known GPU (see secnn_jax.timing.GPUS)")
-flags.register_validator("measurements", lambda v: v is None or Path(v).is_file(),
-                         message="--measurements must be an existing CSV file")
+
+
+def _write_csv(out: str | Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+    from experiments.runs import atomic_write_text  # noqa: PLC0415
+
+    buf = io.StringIO()
+    wr = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    wr.writeheader()
+    wr.writerows(rows)
+    atomic_write_text(out, buf.getvalue())
 
 
 def run(measurements: str | Path, out: str | Path, gpu: str = "h100",
         params_path: str | Path | None = None, layout: str = "NCHW") -> float:
-    """Predicts every row, writes ``out``, returns the MAPE (percent)."""
-    from secnn_jax.timing import calibration, schemes  # noqa: PLC0415
+    """Predicts every kernel row, writes ``out``, returns the MAPE (percent)."""
+    from secnn_jax.timing import calibration, params  # noqa: PLC0415
 
     columns, ms = calibration.read_measurements(measurements)
-    params = schemes.load_params(params_path)
-    pred = calibration.predict_us(ms, gpu, params, layout=layout)
+    par = params.load_params(params_path)
+    pred = calibration.predict_us(ms, gpu, par, layout=layout)
     meas = np.array([m.us_median for m in ms])
-    buf = io.StringIO()
-    wr = csv.DictWriter(buf, fieldnames=[*columns, "pred_us"], lineterminator="\n")
-    wr.writeheader()
-    for m, p in zip(ms, pred, strict=True):
-        wr.writerow({**m.row, "pred_us": f"{p:.3f}"})
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, out)
+    _write_csv(out, [*columns, "pred_us"],
+               [{**m.row, "pred_us": f"{p:.3f}"} for m, p in zip(ms, pred, strict=True)])
     prec = np.array([m.precision for m in ms])
     batch = np.array([m.batch for m in ms])
     for p in sorted(set(prec.tolist())):
@@ -78,18 +90,42 @@ def run(measurements: str | Path, out: str | Path, gpu: str = "h100",
     return calibration.mape(pred, meas)
 
 
+def run_e2e(e2e_csv: str | Path, out: str | Path, gpu: str = "h100",
+            params_path: str | Path | None = None) -> tuple[float, float]:
+    """Predicts every whole-network row, writes ``out``; returns ``(graph MAPE, eager MAPE)``."""
+    from experiments.zoo_networks import network, zoo_names  # noqa: PLC0415
+    from secnn_jax.timing import calibration, e2e, params  # noqa: PLC0415
+
+    columns, rows = e2e.read_e2e(e2e_csv, known_nets=zoo_names())
+    par = params.load_params(params_path)
+    nets = {(r.net, r.batch, r.size): network(r.net, r.batch, r.size) for r in rows}
+    pe, pg = e2e.predict_e2e(rows, nets, par, gpu)
+    _write_csv(out, [*columns, "pred_eager_us", "pred_graph_us"],
+               [{**r.row, "pred_eager_us": f"{a:.1f}", "pred_graph_us": f"{b:.1f}"}
+                for r, a, b in zip(rows, pe, pg, strict=True)])
+    for r, a, b in zip(rows, pe, pg, strict=True):
+        logging.info("%s %s B=%d: graph %.0f us (pred %.0f), eager %.0f us (pred %.0f)",
+                     r.net, r.precision, r.batch, r.graph_us, b, r.eager_us, a)
+    return (calibration.mape(pg, np.array([r.graph_us for r in rows])),
+            calibration.mape(pe, np.array([r.eager_us for r in rows])))
+
+
 def main(argv: list[str]) -> None:
     """absl entry point."""
-    del argv
-    from secnn_jax.timing.calibration import MeasurementError  # noqa: PLC0415
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    from secnn_jax.timing.calibration import default_measurements  # noqa: PLC0415
 
-    try:
-        value = run(_MEASUREMENTS.value, _OUT.value, _GPU.value, _PARAMS.value, _LAYOUT.value)
-    except (MeasurementError, FileNotFoundError) as e:
-        logging.error("%s", e)
-        sys.exit(f"validate_timing: {e}")
+    if _E2E.value:
+        graph, eager = run_e2e(_E2E.value, _OUT.value, _GPU.value, _PARAMS.value)
+        print(f"E2E MAPE graph {graph:.2f}% eager {eager:.2f}%", flush=True)
+        return
+    value = run(_MEASUREMENTS.value or default_measurements(), _OUT.value, _GPU.value,
+                _PARAMS.value, _LAYOUT.value)
     print(f"MAPE {value:.2f}%", flush=True)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from experiments import cli as _cli
+
+    app.run(_cli.clean_errors(main))

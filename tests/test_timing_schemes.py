@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 
 from secnn_jax import timing
-from secnn_jax.timing import schemes as S
+from secnn_jax.timing import kernels as S
+from secnn_jax.timing import params as P
+from secnn_jax.timing import sm
 from secnn_jax.timing import workmaps
 from secnn_jax.timing.geometry import LayerGeom
 from secnn_jax.timing.gpus import H100
+from secnn_jax.timing.launch import LaunchCosts, chain
 
-PARAMS = S.ModelParams(efficiency={"fp32": 0.5, "tf32": 0.8, "fp16": 0.8}, latency_cycles=600.0,
+PARAMS = P.ModelParams(efficiency={"fp32": 0.5, "tf32": 0.8, "fp16": 0.8}, latency_cycles=600.0,
                        l2_bandwidth_factor=1.0, extra_kernel_us=5.0)
 
 
@@ -43,7 +46,7 @@ def totals(r: timing.ReplayResult, gpu: str = "h100") -> dict[str, np.ndarray]:
 
 # --- hand-computable -----------------------------------------------------------------------
 
-SIMT_TILE = S.Tile(64, 64, 8, 128, 64, 2, "simt")
+SIMT_TILE = sm.Tile(64, 64, 8, 128, 64, 2, "simt")
 
 
 def test_one_cta_by_hand() -> None:
@@ -78,34 +81,43 @@ def test_dealt_makespan_matches_uniform_closed_form() -> None:
     for n, occ in [(1, 1), (131, 2), (132, 2), (1000, 3), (5000, 4)]:
         w = np.full((1, n), 10.0)
         d = np.full((1, n), 25.0)
-        got = S.dealt_makespan(w, d, 132, occ)[0]
-        assert got == pytest.approx(float(S.uniform_makespan(n, 10.0, 25.0, 132, occ)))
+        got = sm.dealt_makespan(w, d, 132, occ)[0]
+        assert got == pytest.approx(float(sm.uniform_makespan(n, 10.0, 25.0, 132, occ)))
 
 
 def test_dealt_makespan_by_hand() -> None:
     # 4 CTAs on 2 SMs, occupancy 1: sorted [9, 5, 3, 1]; SM0 gets 9 and 3.
     w = np.array([[3.0, 9.0, 1.0, 5.0]])
-    assert S.dealt_makespan(w, np.zeros_like(w), 2, 1)[0] == pytest.approx(12.0)
+    assert sm.dealt_makespan(w, np.zeros_like(w), 2, 1)[0] == pytest.approx(12.0)
     # occupancy 2: one round on SM0 of {9, 3}: max(12, latency floors)
-    assert S.dealt_makespan(w, np.full_like(w, 20.0), 2, 2)[0] == pytest.approx(20.0)
+    assert sm.dealt_makespan(w, np.full_like(w, 20.0), 2, 2)[0] == pytest.approx(20.0)
 
 
 def test_list_schedule_and_chain_by_hand() -> None:
     # 2 slots: CTAs of 4, 1, 1, 3 in order; the third waits for the earliest-free slot (1).
-    fin = S.list_schedule_released(np.array([4.0, 1.0, 1.0, 3.0]), np.zeros(4), 2)
+    fin = sm.list_schedule_released(np.array([4.0, 1.0, 1.0, 3.0]), np.zeros(4), 2)
     np.testing.assert_allclose(fin, [4.0, 1.0, 2.0, 7.0])
     # Release times delay the start.
-    fin = S.list_schedule_released(np.array([1.0, 1.0]), np.array([0.0, 5.0]), 2)
+    fin = sm.list_schedule_released(np.array([1.0, 1.0]), np.array([0.0, 5.0]), 2)
     np.testing.assert_allclose(fin, [1.0, 6.0])
-    # Layer after layer: kernels issued every 10 cycles; a layer waits for its issue.
-    end = S.chain(np.array([[3.0, 30.0, 1.0]]), [1, 1, 1], 10.0)
-    np.testing.assert_allclose(end, [[13.0, 50.0, 51.0]])
+    # Eager: submitted at 10, kernels issued every 10 cycles, 2 cycles of device gap each;
+    # a kernel starts at max(previous end + gap, its issue).
+    lc = LaunchCosts("eager", submit=10.0, gap=2.0, issue=10.0)
+    start, end = chain(np.array([[3.0, 30.0, 1.0]]), [1, 1, 1], lc)
+    np.testing.assert_allclose(start, [[10.0, 20.0, 52.0]])
+    np.testing.assert_allclose(end, [[13.0, 50.0, 53.0]])
+    # Graph: no host issue, every boundary costs the gap; an item of 2 kernels pays one inside.
+    lc = LaunchCosts("graph", submit=10.0, gap=2.0, issue=0.0)
+    start, end = chain(np.array([[3.0, 30.0, 1.0]]), [1, 2, 1], lc)
+    np.testing.assert_allclose(start, [[10.0, 15.0, 49.0]])
+    np.testing.assert_allclose(end, [[13.0, 47.0, 50.0]])
 
 
 def test_launch_bound_tiny_layers() -> None:
     layers = [LayerGeom.conv(f"t{i}", n=1, h=4, cin=4, cout=4, k=1) for i in range(10)]
     ev = random_events(layers, 1, (0.5, 0.1, 0.3, 0.1), 0)
-    r = timing.replay(layers, ev, schemes=("dense", "secnn_sw", "secnn_hw"), params=PARAMS)
+    r = timing.replay(layers, ev, schemes=("dense", "secnn_sw", "secnn_hw"), params=PARAMS,
+                      launch="eager")
     launch = H100.cycles(H100.launch_us)
     dense = r.get("h100", "dense")
     execs = dense.layer_phases["exec"][0]
@@ -116,11 +128,12 @@ def test_launch_bound_tiny_layers() -> None:
     # A tiny conv timed alone is the measured event overhead plus its few cycles.
     kc = S.dense_cost(layers[0], H100, "fp32", PARAMS)
     assert H100.event_overhead_us < kc.standalone_us(H100, PARAMS) < H100.event_overhead_us + 2
-    # secnn_sw issues 2 kernels per layer; secnn_hw one per frame.
+    # secnn_sw issues 1 parallel + 2 serial kernels per layer; secnn_hw sequences its
+    # corrections in hardware: only its 10 parallel kernels are host-issued.
     sw = r.get("h100", "secnn_sw").total_cycles[0]
     hw = r.get("h100", "secnn_hw").total_cycles[0]
-    assert sw >= 20 * launch
-    assert hw < 2 * launch
+    assert sw >= 30 * launch
+    assert 10 * launch <= hw < 12 * launch
 
 
 def test_depthwise_is_not_a_gemm() -> None:
@@ -147,7 +160,7 @@ def test_winograd_and_fft_apply_where_they_should() -> None:
 def test_nchw_transposes_only_for_tensor_core_non_1x1() -> None:
     g3 = LayerGeom.conv("c", n=16, h=56, cin=64, cout=64, k=3)
     g1 = LayerGeom.conv("p", n=16, h=56, cin=64, cout=256, k=1)
-    nchw = S.SchemeConfig(layout="NCHW")
+    nchw = P.SchemeConfig(layout="NCHW")
     assert S.dense_cost(g3, H100, "fp16", PARAMS, nchw).kernels >= 3
     assert S.dense_cost(g1, H100, "fp16", PARAMS, nchw).kernels == \
         S.dense_cost(g1, H100, "fp16", PARAMS).kernels
@@ -159,6 +172,7 @@ def test_nchw_transposes_only_for_tensor_core_non_1x1() -> None:
 def test_zero_skip_without_zeros_costs_what_dense_costs() -> None:
     layers = small_net(2)
     ev = random_events(layers, 3, (0.0, 0.3, 0.4, 0.3), 1)  # no ZZ: every input non-zero
+    # fp32: dense runs on the SIMT lanes, where zero_skip's tiling (and split-K) is dense's.
     r = timing.replay(layers, ev, schemes=("dense", "zero_skip"), params=PARAMS)
     d = r.get("h100", "dense").layer_phases["exec"]
     z = r.get("h100", "zero_skip").layer_phases["exec"]
@@ -177,19 +191,22 @@ def test_zero_skip_without_zeros_costs_what_dense_costs() -> None:
 def test_secnn_all_correct_costs_parallel_plus_compares(scheme: str) -> None:
     layers = small_net(1)
     ev = random_events(layers, 2, (0.6, 0.0, 0.4, 0.0), 2)  # only ZZ and VH: all correct
-    r = timing.replay(layers, ev, schemes=(scheme,), params=PARAMS)
+    # No op kernels, hardware compaction (nothing to compact), and a launch model whose
+    # boundaries are free, so only the parallel phase and the compares remain.
+    cfg = P.SchemeConfig(barrier_us=0.0, hw_dependency_us=0.0, hw_compaction="hardware")
+    r = timing.replay(layers, ev, schemes=(scheme,), params=PARAMS, launch="persistent",
+                      config=cfg, ops=())
     res = r.get("h100", scheme)
     assert (res.layer_phases["amend"] == 0).all()
     np.testing.assert_allclose(res.layer_phases["correction"], res.layer_phases["compare"])
-    # The frame is the parallel phase's completions chained with the compares only.
-    launch = H100.cycles(H100.launch_us)
+    # The frame is the parallel phase's completions chained with the compares: a compare
+    # needs only the real input, the (empty) amendment waits for the layer's parallel work.
+    submit = H100.cycles(H100.launch_us)
     pd, cmp = res.layer_phases["parallel_done"], res.layer_phases["compare"]
-    end = np.zeros(pd.shape[0])
-    n = len(layers)
-    for i in range(n):
-        issue = 0.0 if scheme == "secnn_hw" else (n + i + 1) * launch
-        end = np.maximum(np.maximum(pd[:, i], end), issue) + cmp[:, i]
-    np.testing.assert_allclose(res.total_cycles, np.maximum(end, pd.max(1)))
+    end = np.full(pd.shape[0], submit)
+    for i in range(len(layers)):
+        end = np.maximum(end + cmp[:, i], pd[:, i])
+    np.testing.assert_allclose(res.total_cycles, np.maximum(end, pd.max(1)), rtol=1e-12)
 
 
 def test_more_mispredictions_never_cost_fewer_cycles() -> None:
@@ -245,12 +262,12 @@ def test_result_outputs() -> None:
         assert ((res.sm_utilisation > 0) & (res.sm_utilisation <= 1 + 1e-9)).all()
     sp = r.speedups()
     assert set(sp["h100"]) == {"secnn_sw", "secnn_hw"}
-    assert set(sp["h100"]["secnn_hw"]) == set(S.BASELINES)
+    assert set(sp["h100"]["secnn_hw"]) == set(timing.BASELINES)
     text = r.table(per_layer=True)
     assert "secnn_hw" in text and "speedup" in text and "grp" in text
     rows = r.to_csv().splitlines()
     assert rows[0].startswith("gpu,scheme,precision,frame")
-    assert len(rows) == 1 + 2 * len(S.SCHEMES) * (1 + len(layers)) + sum(
+    assert len(rows) == 1 + 2 * len(timing.SCHEMES) * (1 + len(layers)) + sum(
         len(x.phases) for x in r.results.values())
     import json
 
@@ -263,7 +280,7 @@ def test_replay_input_errors() -> None:
     ev = random_events(layers, 1, (0.5, 0.1, 0.3, 0.1), 8)
     with pytest.raises(ValueError, match="unknown schemes"):
         timing.replay(layers, ev, schemes=("dense", "magic"))
-    with pytest.raises(KeyError, match="no events"):
+    with pytest.raises(timing.ReplayError, match="no events"):
         timing.replay(layers, {k: v for k, v in ev.items() if k != "pw"})
     bad = dict(ev, pw=ev["pw"][..., :3])
     with pytest.raises(ValueError, match="pw"):

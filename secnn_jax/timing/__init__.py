@@ -1,41 +1,74 @@
-"""Trace-driven GPU timing for SE-CNN: GPU configurations, execution-scheme cost models, a
-vectorized replayer and its calibration against real H100 measurements.
+"""Trace-driven GPU timing for SE-CNN: GPU configurations, whole-network execution-scheme cost
+models under launch models and fusion policies, a vectorized replayer, the attribution ladder,
+and the calibration against real H100 measurements.
 
-Main entry point: :func:`replay` (see :mod:`secnn_jax.timing.replay`).
+Main entry points: :func:`replay` (see :mod:`secnn_jax.timing.replay`) and :func:`ladder`.
+Modules: :mod:`.names` (vocabulary), :mod:`.params` (fitted parameters, assumed knobs),
+:mod:`.sm` (CTAs on SMs), :mod:`.kernels` (one operation's kernels), :mod:`.opkernels` (the ops
+between layers, fusion), :mod:`.launch` (launch models), :mod:`.secnn` (SE-CNN's schedule),
+:mod:`.schemes` (the registry), :mod:`.replay`, :mod:`.ladder`, :mod:`.calibration`.
 """
 
 from secnn_jax.timing.geometry import LayerGeom
 from secnn_jax.timing.gpus import GPU, GPUS, PRECISIONS, canonical_precision, get_gpu
-from secnn_jax.timing.replay import ReplayResult, SchemeResult, replay
-from secnn_jax.timing.schemes import (
+from secnn_jax.timing.kernels import KernelCost, best_algorithm, dense_cost
+from secnn_jax.timing.ladder import LADDER, Ladder, LadderStep, ladder, oracle_events
+from secnn_jax.timing.names import (
     BASELINES,
+    COMPACTIONS,
+    DEFAULT_FUSION,
+    DEFAULT_LAUNCH,
+    FUSIONS,
+    LAUNCH_MODELS,
+    PHASES,
     SCHEMES,
     SECNN,
-    KernelCost,
+)
+from secnn_jax.timing.opkernels import OpGeom
+from secnn_jax.timing.params import (
+    PHYSICS,
     ModelParams,
     SchemeConfig,
-    best_algorithm,
-    dense_cost,
+    TimingConfigError,
     load_params,
 )
+from secnn_jax.timing.replay import ReplayError, ReplayResult, SchemeResult, replay, replay_launches
+from secnn_jax.timing.schemes import REGISTRY
 
 __all__ = [
     "BASELINES",
+    "COMPACTIONS",
+    "DEFAULT_FUSION",
+    "DEFAULT_LAUNCH",
+    "FUSIONS",
     "GPU",
     "GPUS",
+    "LADDER",
+    "LAUNCH_MODELS",
+    "PHASES",
+    "PHYSICS",
     "PRECISIONS",
+    "REGISTRY",
     "SCHEMES",
     "SECNN",
     "KernelCost",
+    "Ladder",
+    "LadderStep",
     "LayerGeom",
     "ModelParams",
+    "OpGeom",
+    "ReplayError",
     "ReplayResult",
     "SchemeConfig",
     "SchemeResult",
+    "TimingConfigError",
     "best_algorithm",
     "canonical_precision",
     "dense_cost",
     "get_gpu",
+    "ladder",
     "load_params",
+    "oracle_events",
     "replay",
+    "replay_launches",
 ]

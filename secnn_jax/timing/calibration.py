@@ -1,7 +1,7 @@
 """Calibration and validation of the dense kernel model against real kernel measurements.
 
-The measurements (``shared/measurements/h100_cudnn_conv.csv``) time single PyTorch/cuDNN
-convolutions (NCHW, ``cudnn.benchmark``) with CUDA events. The model predicts each row as
+The measurements (``measurements/h100_cudnn_conv.csv``, shipped in the package) time single
+PyTorch/cuDNN convolutions (NCHW, ``cudnn.benchmark``) with CUDA events. The model predicts each row as
 
     pred_us = event_overhead_us + cycles / clock_mhz + (kernels - 1) * extra_kernel_us
 
@@ -17,8 +17,8 @@ keep the parameters physical (efficiency <= 1, L2 at least as fast as DRAM). The
 among plain MAPE, mean |log ratio|, a Huber loss and caps of 20-40% by the cross-validated
 error (caps of 20-30% all give 16-17%; plain MAPE 21%). Validation reports MAPE
 per precision and batch, fitted on all rows and cross-validated leave-one-network-out (fit on
-ResNet-50, predict VGG-16 and vice versa), and the end-to-end error of the sum over each
-network's layers. ``python -m secnn_jax.timing.calibration`` refits, rewrites the committed
+ResNet-50, predict VGG-16 and vice versa); whole networks are validated by :mod:`.e2e`.
+``python -m experiments.calibrate_timing`` refits, rewrites the committed
 ``params_h100.json`` and ``VALIDATION.md``.
 """
 
@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from secnn_jax.timing import schemes as S
+from secnn_jax.errors import SecnnError
+from secnn_jax.timing import kernels as K
+from secnn_jax.timing import params as P
 from secnn_jax.timing.geometry import LayerGeom
 from secnn_jax.timing.gpus import GPU, PRECISION_ALIASES, canonical_precision, get_gpu
 
@@ -54,8 +56,8 @@ _LOWER = np.array([0.05, 0.05, 0.05, 0.0, 1.0, 0.0])
 _UPPER = np.array([1.0, 1.0, 1.0, 3000.0, 20.0, 50.0])
 
 
-class MeasurementError(ValueError):
-    """A measurement file is missing a column or has an unreadable value."""
+class MeasurementError(SecnnError, ValueError):
+    """A measurement file is missing a column, has an unreadable value or is not text."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,23 +94,52 @@ def read_measurements(path: str | Path) -> tuple[list[str], list[Measurement]]:
         (row number, column and value named).
       FileNotFoundError: ``path`` does not exist.
     """
-    path = Path(path)
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        columns = list(reader.fieldnames or [])
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-        if missing:
-            raise MeasurementError(
-                f"{path}: missing required column(s) {', '.join(repr(c) for c in missing)} "
-                f"(have: {', '.join(columns)})"
-            )
-        rows = list(reader)
+    columns, rows = read_csv(path, REQUIRED_COLUMNS)
     out = []
     for i, row in enumerate(rows, start=2):  # line 1 is the header
         out.append(_parse_row(path, i, row))
     if not out:
         raise MeasurementError(f"{path}: no measurement rows")
     return columns, out
+
+
+def read_csv(path: str | Path, required: Sequence[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """Columns and rows of a measurement CSV; a missing required column, a binary or non-UTF-8
+    file, or a missing file raise :class:`MeasurementError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MeasurementError(f"measurements file not found: {path}")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise MeasurementError(f"{path}: not a UTF-8 text CSV file ({e.reason} at byte "
+                               f"{e.start})") from e
+    if "\x00" in text:
+        raise MeasurementError(f"{path}: not a text CSV file (contains NUL bytes)")
+    reader = csv.DictReader(text.splitlines())
+    columns = list(reader.fieldnames or [])
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise MeasurementError(
+            f"{path}: missing required column(s) {', '.join(repr(c) for c in missing)} "
+            f"(have: {', '.join(columns)})"
+        )
+    return columns, [dict(r) for r in reader]
+
+
+def positive_number(path: Path, line: int, row: Mapping[str, str], col: str) -> float:
+    """Column ``col`` of ``row`` as a finite number > 0, else :class:`MeasurementError`."""
+    v = row.get(col)
+    try:
+        f = float(str(v).strip())
+    except (TypeError, ValueError) as e:
+        raise MeasurementError(f"{path}:{line}: column {col!r} has unreadable value "
+                               f"{v!r}") from e
+    if not (np.isfinite(f) and f > 0):
+        raise MeasurementError(f"{path}:{line}: column {col!r} must be a finite number > 0, "
+                               f"got {v!r}")
+    return f
 
 
 def _parse_row(path: Path, line: int, row: Mapping[str, str]) -> Measurement:
@@ -136,9 +167,7 @@ def _parse_row(path: Path, line: int, row: Mapping[str, str]) -> Measurement:
     if row.get("Ho") not in (None, "") and num("Ho") != g.ho:
         raise MeasurementError(f"{path}:{line}: column 'Ho' = {row['Ho']} disagrees with the "
                                f"shape (expected {g.ho})")
-    us = num("us_median", float)
-    if not us > 0:
-        raise MeasurementError(f"{path}:{line}: column 'us_median' must be > 0, got {us}")
+    us = positive_number(path, line, row, "us_median")
     return Measurement(net=str(row.get("net", "")), name=name, geom=g,
                        precision=canonical_precision(mode), us_median=us, row=dict(row))
 
@@ -149,18 +178,18 @@ class _Table:
     """All candidate kernels of a list of measurements, evaluated at once for a parameter set."""
 
     def __init__(self, ms: Sequence[Measurement], gpu: GPU, layout: str = "NCHW") -> None:
-        cfg = S.SchemeConfig(layout=layout)
-        cands = [S.dense_candidates(m.geom, gpu, m.precision, cfg) for m in ms]
+        cfg = P.SchemeConfig(layout=layout)
+        cands = [K.dense_candidates(m.geom, gpu, m.precision, cfg) for m in ms]
         self.gpu = gpu
         self.row = np.concatenate([np.full(len(c.n_ctas), i) for i, c in enumerate(cands)])
         self.n = len(ms)
         cat = {f: np.concatenate([getattr(c, f) for c in cands])
                for f in ("split", "macs_cta", "rate_base", "eff_index", "ksteps_per_stage",
                          "n_ctas", "occupancy", "io_bytes", "extra_bytes", "kernels")}
-        self.c = S.Candidates(tiles=(), algo="calibration", **cat)
+        self.c = K.Candidates(tiles=(), algo="calibration", **cat)
 
-    def predict(self, params: S.ModelParams) -> np.ndarray:
-        ev = S.evaluate(self.c, self.gpu, params)
+    def predict(self, params: P.ModelParams) -> np.ndarray:
+        ev = K.evaluate(self.c, self.gpu, params)
         us = (self.gpu.event_overhead_us + ev["cycles"] / self.gpu.clock_mhz
               + (self.c.kernels - 1) * params.extra_kernel_us)
         best = np.full(self.n, np.inf)
@@ -169,10 +198,10 @@ class _Table:
 
 
 def predict_us(ms: Sequence[Measurement], gpu: str | GPU = "h100",
-               params: S.ModelParams | None = None, layout: str = "NCHW") -> np.ndarray:
+               params: P.ModelParams | None = None, layout: str = "NCHW") -> np.ndarray:
     """Predicted event-timed microseconds of each measurement (see the module docstring)."""
     g = get_gpu(gpu)
-    return _Table(ms, g, layout).predict(params or S.load_params())
+    return _Table(ms, g, layout).predict(params or P.load_params())
 
 
 def mape(pred: np.ndarray, meas: np.ndarray) -> float:
@@ -182,17 +211,17 @@ def mape(pred: np.ndarray, meas: np.ndarray) -> float:
 
 # --- fitting --------------------------------------------------------------------------------
 
-def params_from_vector(x: np.ndarray, base: S.ModelParams | None = None,
-                       provenance: str = "") -> S.ModelParams:
+def params_from_vector(x: np.ndarray, base: P.ModelParams | None = None,
+                       provenance: str = "") -> P.ModelParams:
     """:class:`ModelParams` from a fit vector (order :data:`FIT_NAMES`)."""
-    base = base or S.ModelParams()
+    base = base or P.ModelParams()
     return dataclasses.replace(
         base, efficiency={"fp32": float(x[0]), "tf32": float(x[1]), "fp16": float(x[2])},
         latency_cycles=float(x[3]), l2_bandwidth_factor=float(x[4]),
         extra_kernel_us=float(x[5]), provenance=provenance or base.provenance)
 
 
-def vector_from_params(p: S.ModelParams) -> np.ndarray:
+def vector_from_params(p: P.ModelParams) -> np.ndarray:
     """Inverse of :func:`params_from_vector`."""
     return np.array([p.eff("fp32"), p.eff("tf32"), p.eff("fp16"), p.latency_cycles,
                      p.l2_bandwidth_factor, p.extra_kernel_us], np.float64)
@@ -243,14 +272,14 @@ def nelder_mead(f: Callable[[np.ndarray], float], x0: np.ndarray, *, step: float
 
 
 def fit(ms: Sequence[Measurement], gpu: str | GPU = "h100", *,
-        init: S.ModelParams | None = None, mask: np.ndarray | None = None,
-        restarts: int = 3, table: _Table | None = None) -> S.ModelParams:
+        init: P.ModelParams | None = None, mask: np.ndarray | None = None,
+        restarts: int = 3, table: _Table | None = None) -> P.ModelParams:
     """Fits the six parameters on ``ms`` (rows where ``mask`` is true), capped-APE loss."""
     g = get_gpu(gpu)
     tab = table or _Table(ms, g)
     meas = np.array([m.us_median for m in ms])
     sel = np.ones(len(ms), bool) if mask is None else np.asarray(mask, bool)
-    base = init or S.ModelParams()
+    base = init or P.ModelParams()
 
     def objective(x: np.ndarray) -> float:
         if np.any(x < _LOWER) or np.any(x > _UPPER):
@@ -285,8 +314,8 @@ class ValidationReport:
     gpu: str
     source: str
     sha256: str
-    params: S.ModelParams
-    folds: Mapping[str, S.ModelParams]
+    params: P.ModelParams
+    folds: Mapping[str, P.ModelParams]
     measurements: tuple[Measurement, ...]
     pred_fit: np.ndarray
     pred_cv: np.ndarray
@@ -328,13 +357,15 @@ class ValidationReport:
                 "mape_cv": mape(self.pred_cv, meas), "groups": groups, "end_to_end": e2e,
                 "per_net": per_net}
 
-    def markdown(self) -> str:
-        """The validation tables as markdown (what ``VALIDATION.md`` holds)."""
+    def markdown(self, sections: Sequence[str] = ()) -> str:
+        """The validation tables as markdown (what ``VALIDATION.md`` holds); ``sections`` are
+        further markdown lines inserted before the fitted parameters (the whole-network
+        validation)."""
         s = self.summary()
         lines = [
             "# Timing model validation (generated)",
             "",
-            "Generated by `python -m secnn_jax.timing.calibration` — do not edit by hand.",
+            "Generated by `python -m experiments.calibrate_timing` — do not edit by hand.",
             f"Measurements: `{self.source}` (sha256 `{self.sha256[:16]}…`, {s['rows']} rows, "
             f"GPU `{self.gpu}`). Each row is one cuDNN convolution timed alone with CUDA "
             "events; the model predicts it from the layer shape (no lookup of measured "
@@ -358,13 +389,7 @@ class ValidationReport:
                   "| network | MAPE fit | MAPE CV |", "| --- | ---: | ---: |"]
         for n, v in s["per_net"].items():
             lines.append(f"| {n} | {v['mape_fit']:.1f}% | {v['mape_cv']:.1f}% |")
-        lines += ["", "## End-to-end: sum over a network's layers", "",
-                  "| network | precision | batch | measured sum (us) | error fit | error CV |",
-                  "| --- | --- | ---: | ---: | ---: | ---: |"]
-        for e in s["end_to_end"]:
-            lines.append(f"| {e['net']} | {e['precision']} | {e['batch']} | "
-                         f"{e['measured_us']:.0f} | {e['err_fit']:+.1f}% | {e['err_cv']:+.1f}% |")
-        lines += ["", "## Fitted parameters", "",
+        lines += ["", *sections, "## Fitted parameters", "",
                   "| parameter | all rows | " + " | ".join(
                       f"without {n}" for n in self.folds) + " |",
                   "| --- | ---: |" + " ---: |" * len(self.folds)]
@@ -376,7 +401,7 @@ class ValidationReport:
             "",
             "Fixed (measured, not fitted): `event_overhead_us` = tiny kernel timed with CUDA "
             "events, matmul ceilings, copy bandwidth, SM count and clock "
-            "(`shared/measurements/h100_ceilings.json`).",
+            "(`secnn_jax/timing/measurements/h100_ceilings.json`).",
             "",
             "## Open",
             "",
@@ -387,10 +412,16 @@ class ValidationReport:
             "they reuse the dense model's calibrated SIMT efficiency and latency.",
             "- One FP32 efficiency serves all SIMT kernels: cuDNN's batch-16 VGG-16 FP32 "
             "kernels reach a larger fraction of the ceiling than its batch-1 kernels, so the "
-            "model over-predicts VGG-16 FP32 at batch 16 (see the end-to-end table).",
+            "model over-predicts VGG-16 FP32 at batch 16 (see the whole-network table).",
             "- Several FP16 batch-1 rows have medians far above their own minimum "
             "(`us_min`), i.e. noisy measurements; the robust fit ignores them, the MAPE "
             "tables do not.",
+            "- Eager PyTorch pays more per module call than a bare back-to-back launch "
+            "(ResNet-50 at batch 1: 4.5 ms eager for ~175 kernels, about 26 us each, against "
+            "the measured 9.87 us launch rate), so the `eager` launch model under-predicts "
+            "host-bound eager runs; it is the launch cost alone, not Python's dispatch.",
+            "- The whole-network op kernels (BatchNorm, activations, pooling, adds) are modelled "
+            "as bandwidth-bound kernels from their shapes; none was measured alone.",
             "",
         ]
         return "\n".join(lines)
@@ -401,14 +432,14 @@ def _sha256_file(path: Path) -> str:
 
 
 def validate(path: str | Path, gpu: str | GPU = "h100", *, restarts: int = 3,
-             init: S.ModelParams | None = None) -> ValidationReport:
+             init: P.ModelParams | None = None) -> ValidationReport:
     """Fits on all rows and leave-one-network-out; returns the :class:`ValidationReport`."""
     path = Path(path)
     g = get_gpu(gpu)
     _, ms = read_measurements(path)
     tab = _Table(ms, g)
     nets = np.array([m.net for m in ms])
-    init = init or S.ModelParams()
+    init = init or P.ModelParams()
     digest = _sha256_file(path)
     prov = (f"fitted by secnn_jax.timing.calibration on {path.name} (sha256 {digest[:16]}, "
             f"{len(ms)} rows, gpu {g.key})")
@@ -416,7 +447,7 @@ def validate(path: str | Path, gpu: str | GPU = "h100", *, restarts: int = 3,
     full = dataclasses.replace(full, provenance=prov)
     pred_fit = tab.predict(full)
     pred_cv = np.empty(len(ms))
-    folds: dict[str, S.ModelParams] = {}
+    folds: dict[str, P.ModelParams] = {}
     uniq = sorted(set(nets.tolist()))
     for net in uniq:
         held = nets == net
@@ -433,52 +464,50 @@ def validate(path: str | Path, gpu: str | GPU = "h100", *, restarts: int = 3,
 
 def _display_path(path: Path) -> str:
     parts = path.resolve().parts
+    if "secnn_jax" in parts:
+        return "/".join(parts[parts.index("secnn_jax"):])
     if "shared" in parts:
         return "/".join(parts[parts.index("shared"):])
     return path.name
 
 
-def default_measurements() -> Path:
-    """The shared H100 measurement CSV (``shared/`` in or next to the repository)."""
-    root = Path(__file__).resolve().parents[2]
-    for base in (root / "shared", root.parent / "shared"):
-        p = base / "measurements" / "h100_cudnn_conv.csv"
-        if p.is_file():
-            return p
-    raise FileNotFoundError("shared/measurements/h100_cudnn_conv.csv not found next to the repo")
+#: The H100 measurements the model is calibrated on, shipped inside the package (with their
+#: README and provenance) so that every checkout can re-run the calibration and validation.
+MEASUREMENTS_DIR = Path(__file__).with_name("measurements")
 
 
-def write_outputs(report: ValidationReport, params_path: Path = S.PARAMS_PATH,
-                  markdown_path: Path = VALIDATION_PATH) -> None:
-    """Writes the fitted parameters (with provenance and summary) and the markdown report."""
+def default_measurements(name: str = "h100_cudnn_conv.csv") -> Path:
+    """A packaged measurement file (:data:`MEASUREMENTS_DIR`)."""
+    p = MEASUREMENTS_DIR / name
+    if not p.is_file():
+        raise MeasurementError(f"packaged measurement file {p} is missing (reinstall the "
+                               "package)")
+    return p
+
+
+def write_outputs(report: ValidationReport, params_path: Path = P.PARAMS_PATH,
+                  markdown_path: Path = VALIDATION_PATH, e2e: Any = None) -> None:
+    """Writes the fitted parameters (with provenance and summary) and the markdown report.
+
+    ``e2e`` (a :class:`secnn_jax.timing.e2e.E2EReport`) adds the fitted ``graph_kernel_us``
+    and the whole-network section.
+    """
     s = report.summary()
-    doc = {"params": report.params.as_dict(),
+    params = report.params
+    if e2e is not None:
+        params = dataclasses.replace(params, graph_kernel_us=e2e.graph_kernel_us)
+    doc = {"params": params.as_dict(),
            "provenance": {"measurements": report.source, "sha256": report.sha256,
                           "rows": s["rows"], "gpu": report.gpu,
                           "method": f"Nelder-Mead on per-layer APE capped at {ROBUST_CAP}; "
                                     "event_overhead_us, ceilings, bandwidth, SMs and clock "
                                     "fixed from measurements",
-                          "generator": "python -m secnn_jax.timing.calibration"},
+                          "generator": "python -m experiments.calibrate_timing"},
            "validation": {"mape_fit": round(s["mape_fit"], 2), "mape_cv": round(s["mape_cv"], 2),
                           "folds": {n: p.as_dict() for n, p in report.folds.items()}}}
+    if e2e is not None:
+        es = e2e.summary()
+        doc["validation"]["e2e"] = {k: (round(v, 2) if isinstance(v, float) else v)
+                                    for k, v in es.items()}
     params_path.write_text(json.dumps(doc, sort_keys=True, indent=1) + "\n")
-    markdown_path.write_text(report.markdown())
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Refits the committed parameters and regenerates ``VALIDATION.md``."""
-    import argparse  # noqa: PLC0415 (a maintenance entry point, not the absl CLI)
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--measurements", type=Path, default=None)
-    ap.add_argument("--gpu", default="h100")
-    ap.add_argument("--restarts", type=int, default=3)
-    args = ap.parse_args(argv)
-    report = validate(args.measurements or default_measurements(), args.gpu,
-                      restarts=args.restarts)
-    write_outputs(report)
-    print(report.markdown())
-
-
-if __name__ == "__main__":
-    main()
+    markdown_path.write_text(report.markdown(e2e.markdown() if e2e is not None else ()))

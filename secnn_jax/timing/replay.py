@@ -1,15 +1,18 @@
-"""Trace replay: event maps -> cycles per layer, phase and scheme on real GPU configurations.
+"""Trace replay: event maps -> whole-network cycles per layer, phase and scheme on real GPUs.
 
 :func:`replay` takes a trace directory (:mod:`secnn_jax.traces`), an open
 :class:`~secnn_jax.traces.Trace`, or in-memory ``(layers, events)`` (``events[name]`` uint8
-``[T, *in_shape]`` as :func:`secnn_jax.run_stream` returns them), and evaluates the cost models
-of :mod:`secnn_jax.timing.schemes` for every requested GPU and scheme. Per layer, the event maps
-of all frames of a chunk are reduced at once (:mod:`.workmaps`): no Python loop over neurons,
-warps or CTAs; the loops are over layers, frames (SE-CNN's list scheduling) and waves.
+``[T, *in_shape]`` as :func:`secnn_jax.run_stream` returns them) with the network's op groups
+(``ops``: :func:`secnn_jax.netops.find_ops`, or the trace's own), and folds the scheme registry
+(:data:`secnn_jax.timing.schemes.REGISTRY`) over them for every requested GPU and scheme, all
+under **one launch model and one fusion policy**. Per layer, the event maps of all frames of a
+chunk are reduced once (:mod:`.workmaps`) and shared by every scheme and launch model: no Python
+loop over neurons, warps or CTAs.
 
 The result, :class:`ReplayResult`, holds cycles and microseconds per frame, layer, phase and
-scheme, SM utilisation and the speedups of ``secnn_*`` over every baseline, and renders them as
-a text table, JSON or CSV.
+scheme, SM utilisation, what runs when (:meth:`ReplayResult.to_chrome_trace`) and the speedups of
+``secnn_*`` over every baseline, and renders them as a text table, JSON or CSV.
+:func:`replay_launches` replays several launch models from one reduction of the events.
 """
 
 from __future__ import annotations
@@ -25,10 +28,27 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from secnn_jax.errors import SecnnError
 from secnn_jax.timing import schemes as S
 from secnn_jax.timing import workmaps
 from secnn_jax.timing.geometry import LayerGeom, events_to_nhwc
-from secnn_jax.timing.gpus import ELEMENT_BYTES, GPU, canonical_precision, get_gpu
+from secnn_jax.timing.gpus import GPU, canonical_precision, get_gpu
+from secnn_jax.timing.launch import LaunchCosts
+from secnn_jax.timing.names import (
+    BASELINES,
+    DEFAULT_FUSION,
+    DEFAULT_LAUNCH,
+    FUSIONS,
+    LAUNCH_MODELS,
+    SCHEMES,
+    SECNN,
+)
+from secnn_jax.timing.opkernels import OpGeom
+from secnn_jax.timing.params import DEFAULT_CONFIG, ModelParams, SchemeConfig, load_params
+
+
+class ReplayError(SecnnError, ValueError):
+    """Replay inputs that do not fit together (schemes, launch model, events, frames)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +70,12 @@ class SchemeResult:
       layer_phases: ``{name: [T, L]}``: ``exec`` (layer-after-layer); ``parallel_done``,
         ``correction``, ``compare``, ``amend``, ``parallel_dense`` (SE-CNN).
       busy_cycles: ``[T]`` SM-cycles of work, for :attr:`sm_utilisation`.
+      launch: the launch model.
+      fusion: the fusion policy.
+      spans: ``{track: (labels, start [T, n], end [T, n])}`` cycles of what runs when: track
+        ``stream`` (layer-after-layer kernels in order), ``parallel`` (each layer's parallel
+        work, release to done) and ``serial`` (SE-CNN's compares, compactions, amendments and
+        op kernels).
     """
 
     gpu: str
@@ -61,6 +87,10 @@ class SchemeResult:
     phases: Mapping[str, np.ndarray]
     layer_phases: Mapping[str, np.ndarray]
     busy_cycles: np.ndarray
+    launch: str = DEFAULT_LAUNCH
+    fusion: str = DEFAULT_FUSION
+    spans: Mapping[str, tuple[tuple[str, ...], np.ndarray, np.ndarray]] = dataclasses.field(
+        default_factory=dict, repr=False)
 
     @property
     def total_us(self) -> np.ndarray:
@@ -90,6 +120,8 @@ class ReplayResult:
       schemes: scheme names.
       results: ``{(gpu, scheme): SchemeResult}``.
       meta: provenance (source, model, parameters, configuration).
+      launch: the launch model every scheme was replayed under.
+      fusion: the fusion policy every scheme was replayed under.
     """
 
     layers: tuple[str, ...]
@@ -99,6 +131,8 @@ class ReplayResult:
     schemes: tuple[str, ...]
     results: Mapping[tuple[str, str], SchemeResult]
     meta: Mapping[str, Any]
+    launch: str = DEFAULT_LAUNCH
+    fusion: str = DEFAULT_FUSION
 
     def get(self, gpu: str | GPU, scheme: str) -> SchemeResult:
         """The result of ``scheme`` on ``gpu``."""
@@ -117,8 +151,8 @@ class ReplayResult:
         """``{gpu: {secnn_scheme: {baseline: mean-time ratio}}}`` over the replayed frames."""
         out: dict[str, dict[str, dict[str, float]]] = {}
         for g in self.gpus:
-            for s in (x for x in self.schemes if x in S.SECNN):
-                for b in (x for x in self.schemes if x in S.BASELINES):
+            for s in (x for x in self.schemes if x in SECNN):
+                for b in (x for x in self.schemes if x in BASELINES):
                     ratio = (self.get(g, b).total_cycles.mean()
                              / self.get(g, s).total_cycles.mean())
                     out.setdefault(g, {}).setdefault(s, {})[b] = float(ratio)
@@ -136,7 +170,7 @@ class ReplayResult:
         out = [_fmt(rows)]
         sp = self.speedups()
         if sp:
-            srows = [("gpu", "scheme", *[b for b in self.schemes if b in S.BASELINES])]
+            srows = [("gpu", "scheme", *[b for b in self.schemes if b in BASELINES])]
             for g, by in sp.items():
                 for s, vs in by.items():
                     srows.append((g, s, *[f"{v:.2f}x" for v in vs.values()]))
@@ -163,8 +197,9 @@ class ReplayResult:
                 "layer_phases_us": {k: _r(v / r.clock_mhz) if k != "parallel_dense" else
                                     _r(v) for k, v in r.layer_phases.items()},
             })
-        return {"format": "secnn_jax.timing.replay/1", "layers": list(self.layers),
+        return {"format": "secnn_jax.timing.replay/2", "layers": list(self.layers),
                 "frames": list(self.frames), "precision": self.precision,
+                "launch": self.launch, "fusion": self.fusion,
                 "gpus": list(self.gpus), "schemes": list(self.schemes),
                 "speedups": self.speedups(), "meta": dict(self.meta), "results": res}
 
@@ -172,8 +207,39 @@ class ReplayResult:
         """JSON text (deterministic key order); also written to ``path`` if given."""
         text = json.dumps(self.as_dict(), sort_keys=True, indent=1)
         if path is not None:
-            Path(path).write_text(text)
+            _atomic_write(Path(path), text)
         return text
+
+    def to_chrome_trace(self, path: str | Path | None = None, frame: int = 0) -> dict[str, Any]:
+        """What runs when in one replayed frame, as a Chrome/Perfetto trace (JSON).
+
+        One process per (GPU, scheme), one thread per track (``stream``, ``parallel``,
+        ``serial``); each kernel, layer's parallel work, correction part or op kernel is a
+        complete event (``ph: "X"``) in microseconds; the gaps between them on a track are the
+        launch model's costs (issue waits, graph gaps, barriers). Open the file in
+        https://ui.perfetto.dev or chrome://tracing. Written atomically to ``path`` if given.
+        """
+        if not 0 <= frame < len(self.frames):
+            raise ReplayError(f"frame {frame} is not among the {len(self.frames)} replayed frames")
+        events: list[dict[str, Any]] = []
+        for pid, ((g, s), r) in enumerate(self.results.items()):
+            events.append({"ph": "M", "name": "process_name", "pid": pid,
+                           "args": {"name": f"{g} {s} ({self.launch}, fusion {self.fusion})"}})
+            for tid, (track, (labels, st, en)) in enumerate(r.spans.items()):
+                events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
+                               "args": {"name": track}})
+                for lab, a, b in zip(labels, st[frame], en[frame], strict=True):
+                    events.append({"ph": "X", "name": lab, "cat": track, "pid": pid, "tid": tid,
+                                   "ts": round(float(a) / r.clock_mhz, 4),
+                                   "dur": round(max(float(b) - float(a), 0.0) / r.clock_mhz, 4)})
+            events.append({"ph": "i", "name": "frame end", "pid": pid, "tid": 0, "s": "p",
+                           "ts": round(float(r.total_us[frame]), 4)})
+        doc = {"traceEvents": events, "displayTimeUnit": "ns",
+               "otherData": {"frame": int(self.frames[frame]), "launch": self.launch,
+                             "fusion": self.fusion, "precision": self.precision}}
+        if path is not None:
+            _atomic_write(Path(path), json.dumps(doc, sort_keys=True))
+        return doc
 
     def to_csv(self, path: str | Path | None = None) -> str:
         """Long-format CSV: ``gpu, scheme, precision, frame, layer_index, layer, quantity,
@@ -194,8 +260,26 @@ class ReplayResult:
                                  _c(r.layer_cycles[ti, li]), _c(r.layer_us[ti, li])])
         text = buf.getvalue()
         if path is not None:
-            Path(path).write_text(text)
+            _atomic_write(Path(path), text)
         return text
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Writes ``text`` to a temporary file beside ``path``, then renames it into place."""
+    import os  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _r(a: np.ndarray) -> Any:
@@ -219,6 +303,7 @@ class _Source:
     geoms: tuple[LayerGeom, ...]
     chunks: Iterable[tuple[np.ndarray, dict[str, np.ndarray]]]
     meta: Mapping[str, Any]
+    ops: tuple[Any, ...] | None = None
 
 
 def _in_memory(layers: Sequence[Any], events: Mapping[str, Any], frames: Any,
@@ -226,12 +311,12 @@ def _in_memory(layers: Sequence[Any], events: Mapping[str, Any], frames: Any,
     geoms = tuple(LayerGeom.from_layer(layer) for layer in layers)
     missing = [g.name for g in geoms if g.name not in events]
     if missing:
-        raise KeyError(f"no events for layers {missing}")
+        raise ReplayError(f"no events for layers {missing}")
     evs = {g.name: events_to_nhwc(layer, g, events[g.name])
            for layer, g in zip(layers, geoms, strict=True)}
     t = {v.shape[0] for v in evs.values()}
     if len(t) != 1:
-        raise ValueError(f"layers have different frame counts: {sorted(t)}")
+        raise ReplayError(f"layers have different frame counts: {sorted(t)}")
     idx = _frame_indices(frames, t.pop())
 
     def chunks() -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
@@ -255,7 +340,8 @@ def _from_trace(trace: Any, frames: Any) -> _Source:
                    {"source": str(trace.path), "model": trace.manifest.get("model"),
                     "stream": trace.manifest.get("stream"),
                     "predictor": trace.manifest.get("predictor"),
-                    "tau": trace.manifest.get("tau")})
+                    "tau": trace.manifest.get("tau")},
+                   ops=getattr(trace, "ops", None))
 
 
 def _source(source: Any, events: Any, frames: Any, batch_frames: int) -> _Source:
@@ -269,8 +355,9 @@ def _source(source: Any, events: Any, frames: Any, batch_frames: int) -> _Source
         return _from_trace(source, frames)
     if isinstance(source, tuple) and len(source) == 2:
         return _in_memory(source[0], source[1], frames, batch_frames)
-    raise TypeError(
-        "replay source must be a trace directory, a traces.Trace, or (layers, events)"
+    raise ReplayError(
+        "replay source must be a trace directory, a traces.Trace, or (layers, events); got "
+        f"{type(source).__name__}"
     )
 
 
@@ -281,21 +368,125 @@ class _Acc:
     """Per-(gpu, scheme) accumulators over chunks of frames."""
 
     parts: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)
+    span_labels: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
-    def add(self, **arrays: np.ndarray) -> None:
-        for k, v in arrays.items():
-            self.parts.setdefault(k, []).append(np.asarray(v))
+    def add(self, times: S.SchemeTimes) -> None:
+        put = self.parts.setdefault
+        put("total", []).append(times.total)
+        put("layer", []).append(times.layer)
+        put("busy", []).append(np.asarray(times.busy))
+        for k, v in times.phases.items():
+            put("phase:" + k, []).append(np.asarray(v))
+        for k, v in times.layer_phases.items():
+            put("lp:" + k, []).append(np.asarray(v))
+        for k, (labels, st, en) in times.spans.items():
+            self.span_labels[k] = labels
+            put("span0:" + k, []).append(st)
+            put("span1:" + k, []).append(en)
 
     def cat(self, k: str) -> np.ndarray:
         return np.concatenate(self.parts[k], axis=0)
 
+    def result(self, gpu: GPU, scheme: str, launch: str, fusion: str) -> SchemeResult:
+        keys = list(self.parts)
+        return SchemeResult(
+            gpu=gpu.key, scheme=scheme, clock_mhz=gpu.clock_mhz, sms=gpu.sms,
+            total_cycles=self.cat("total"), layer_cycles=self.cat("layer"),
+            phases={k[6:]: self.cat(k) for k in keys if k.startswith("phase:")},
+            layer_phases={k[3:]: self.cat(k) for k in keys if k.startswith("lp:")},
+            busy_cycles=self.cat("busy"), launch=launch, fusion=fusion,
+            spans={k: (lab, self.cat("span0:" + k), self.cat("span1:" + k))
+                   for k, lab in self.span_labels.items()})
+
+
+def _check_choice(value: str, known: Sequence[str], what: str) -> str:
+    if value not in known:
+        raise ReplayError(f"unknown {what} {value!r}; known: {', '.join(known)}")
+    return value
+
+
+def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
+                    launches: Sequence[str] = LAUNCH_MODELS,
+                    gpus: Sequence[str | GPU] = ("h100",), schemes: Sequence[str] = SCHEMES,
+                    precision: str = "fp32", fusion: str = DEFAULT_FUSION,
+                    ops: Sequence[Any] | None = None, frames: Any = None,
+                    params: ModelParams | None = None, config: SchemeConfig | None = None,
+                    batch_frames: int = 16, progress: bool = False
+                    ) -> dict[str, ReplayResult]:
+    """:func:`replay` under several launch models from one reduction of the events.
+
+    Returns ``{launch: ReplayResult}``; each result is exactly what :func:`replay` with that
+    ``launch`` returns (every scheme of one result under one launch model).
+    """
+    schemes = tuple(schemes)
+    bad = [s for s in schemes if s not in SCHEMES]
+    if bad:
+        raise ReplayError(f"unknown schemes {bad}; known: {', '.join(SCHEMES)}")
+    if not schemes:
+        raise ReplayError("replay: no schemes requested")
+    launches = tuple(_check_choice(x, LAUNCH_MODELS, "launch model") for x in launches)
+    _check_choice(fusion, FUSIONS, "fusion policy")
+    prec = canonical_precision(precision)
+    params = params or load_params()
+    cfg = config or DEFAULT_CONFIG
+    gpu_objs = tuple(get_gpu(g) for g in gpus)
+    src = _source(source, events, frames, batch_frames)
+    geoms = src.geoms
+    op_list = tuple(OpGeom.from_op(o) for o in (ops if ops is not None else src.ops or ()))
+    if ops is None and src.ops is None:
+        logging.log_first_n(logging.WARNING, "replay: no op groups given (ops=...): only the "
+                            "linear layers' kernels are timed", 1)
+    ctxs = {(g.key, ln): S.Context(geoms=geoms, ops=op_list, gpu=g, precision=prec,
+                                   params=params, cfg=cfg,
+                                   launch=LaunchCosts.of(ln, g, params, cfg), fusion=fusion)
+            for g in gpu_objs for ln in launches}
+    plans = {(gk, ln, s): S.REGISTRY[s].plan(ctx) for (gk, ln), ctx in ctxs.items()
+             for s in schemes}
+    which = S.needs(schemes)
+    want_miss = any(s in SECNN for s in schemes)
+    acc = {k: _Acc() for k in plans}
+    frame_ids: list[np.ndarray] = []
+    for fidx, evs in src.chunks:
+        n = len(fidx)
+        frame_ids.append(np.asarray(fidx))
+        it: Iterable[int] = range(len(geoms))
+        if progress:
+            from tqdm import tqdm  # noqa: PLC0415
+
+            it = tqdm(it, desc="replay layers", leave=False)
+        counts: list[dict[str, np.ndarray]] = []
+        misses = np.zeros((n, len(geoms)))
+        for li in it:  # loop over layers: reduce each layer's events once for all schemes
+            codes = evs[geoms[li].name]
+            counts.append(workmaps.position_counts_all(codes, geoms[li], which) if which else {})
+            if want_miss:
+                misses[:, li] = workmaps.indicator(codes, "mispredicted").reshape(n, -1).sum(1)
+        for (gk, ln, s), plan in plans.items():
+            acc[(gk, ln, s)].add(S.REGISTRY[s].cost(ctxs[(gk, ln)], plan, counts, misses, n))
+        logging.vlog(1, "replayed %d frames x %d layers", n, len(geoms))
+    if not frame_ids:
+        raise ReplayError("replay: no frames selected")
+    fids = tuple(int(i) for i in np.concatenate(frame_ids))
+    out: dict[str, ReplayResult] = {}
+    for ln in launches:
+        results = {(g.key, s): acc[(g.key, ln, s)].result(g, s, ln, fusion)
+                   for g in gpu_objs for s in schemes}
+        meta = {**src.meta, "params": params.as_dict(), "config": cfg.as_dict(),
+                "ops": len(op_list) if (ops is not None or src.ops is not None) else None}
+        out[ln] = ReplayResult(layers=tuple(g.name for g in geoms), frames=fids,
+                               precision=prec, gpus=tuple(g.key for g in gpu_objs),
+                               schemes=schemes, results=results, meta=meta, launch=ln,
+                               fusion=fusion)
+    return out
+
 
 def replay(source: Any, events: Mapping[str, Any] | None = None, *,
-           gpus: Sequence[str | GPU] = ("h100",), schemes: Sequence[str] = S.SCHEMES,
-           precision: str = "fp32", frames: Any = None,
-           params: S.ModelParams | None = None, config: S.SchemeConfig | None = None,
+           gpus: Sequence[str | GPU] = ("h100",), schemes: Sequence[str] = SCHEMES,
+           precision: str = "fp32", launch: str = DEFAULT_LAUNCH, fusion: str = DEFAULT_FUSION,
+           ops: Sequence[Any] | None = None, frames: Any = None,
+           params: ModelParams | None = None, config: SchemeConfig | None = None,
            batch_frames: int = 16, progress: bool = False) -> ReplayResult:
-    """Replays event maps through the execution-scheme cost models.
+    """Replays event maps through the whole-network cost models of every scheme.
 
     Args:
       source: a trace directory, a :class:`secnn_jax.traces.Trace`, a ``(layers, events)``
@@ -303,197 +494,25 @@ def replay(source: Any, events: Mapping[str, Any] | None = None, *,
         :class:`secnn_jax.layers.Layer`, :class:`LayerGeom` or their dict forms.
       events: ``{name: uint8 [T, *in_shape]}`` when ``source`` is the layers.
       gpus: GPU keys (:data:`secnn_jax.timing.GPUS`) or :class:`GPU` objects.
-      schemes: subset of :data:`SCHEMES`.
+      schemes: subset of :data:`~secnn_jax.timing.SCHEMES`.
       precision: ``fp32``, ``tf32`` or ``fp16``.
+      launch: ``eager``, ``graph`` (default) or ``persistent``
+        (:data:`~secnn_jax.timing.LAUNCH_MODELS`): how kernels are issued, for every scheme of
+        this call.
+      fusion: ``none`` (default) or ``epilogue`` (:data:`~secnn_jax.timing.FUSIONS`): which
+        non-linear ops run as their own kernels, for every scheme of this call.
+      ops: the network's op groups (:func:`secnn_jax.netops.find_ops`); default: the trace's
+        own, else none (only the linear layers are timed; a warning is logged).
       frames: ``None`` (all), a count, a slice, or frame indices.
       params: calibrated model parameters (default: the committed H100 calibration).
-      config: scheme knobs (:class:`SchemeConfig`).
+      config: scheme knobs (:class:`~secnn_jax.timing.SchemeConfig`).
       batch_frames: frames reduced at once for in-memory events (memory bound).
       progress: show a tqdm bar over layers.
 
     Returns:
       A :class:`ReplayResult`.
     """
-    schemes = tuple(schemes)
-    bad = [s for s in schemes if s not in S.SCHEMES]
-    if bad:
-        raise ValueError(f"unknown schemes {bad}; known: {S.SCHEMES}")
-    prec = canonical_precision(precision)
-    params = params or S.load_params()
-    cfg = config or S.SchemeConfig()
-    gpu_objs = tuple(get_gpu(g) for g in gpus)
-    src = _source(source, events, frames, batch_frames)
-    geoms = src.geoms
-    frame_ids: list[np.ndarray] = []
-    acc = {(g.key, s): _Acc() for g in gpu_objs for s in schemes}
-    per_gpu = {g.key: _LayerPlans(geoms, g, prec, params, cfg) for g in gpu_objs}
-    for fidx, evs in src.chunks:
-        frame_ids.append(np.asarray(fidx))
-        _replay_chunk(geoms, evs, len(fidx), gpu_objs, schemes, prec, params, cfg, per_gpu, acc,
-                      progress)
-    if not frame_ids:
-        raise ValueError("replay: no frames selected")
-    results: dict[tuple[str, str], SchemeResult] = {}
-    for g in gpu_objs:
-        for s in schemes:
-            a = acc[(g.key, s)]
-            phase_keys = [k[6:] for k in a.parts if k.startswith("phase:")]
-            lp_keys = [k[3:] for k in a.parts if k.startswith("lp:")]
-            results[(g.key, s)] = SchemeResult(
-                gpu=g.key, scheme=s, clock_mhz=g.clock_mhz, sms=g.sms,
-                total_cycles=a.cat("total"), layer_cycles=a.cat("layer"),
-                phases={k: a.cat("phase:" + k) for k in phase_keys},
-                layer_phases={k: a.cat("lp:" + k) for k in lp_keys},
-                busy_cycles=a.cat("busy"))
-    meta = {**src.meta, "params": params.as_dict(), "config": dataclasses.asdict(cfg)}
-    return ReplayResult(layers=tuple(g.name for g in geoms),
-                        frames=tuple(int(i) for i in np.concatenate(frame_ids)),
-                        precision=prec, gpus=tuple(g.key for g in gpu_objs), schemes=schemes,
-                        results=results, meta=meta)
-
-
-class _LayerPlans:
-    """Frame-independent per-layer costs and tiles for one GPU (computed once per replay)."""
-
-    def __init__(self, geoms: Sequence[LayerGeom], gpu: GPU, prec: str,
-                 params: S.ModelParams, cfg: S.SchemeConfig) -> None:
-        self.dense = [S.dense_cost(g, gpu, prec, params, cfg) for g in geoms]
-        self.winograd = [S.winograd_cost(g, gpu, prec, params, cfg) for g in geoms]
-        self.fft = [S.fft_cost(g, gpu, prec, params, cfg) for g in geoms]
-        self.tile = [S.sparse_tile(g, gpu, prec, params, cfg) for g in geoms]
-        eb = ELEMENT_BYTES[prec]
-        self.io_bytes = np.array([eb * (g.n_inputs + g.weights + g.n_outputs) for g in geoms],
-                                 np.float64)
-
-
-def _replay_chunk(geoms: Sequence[LayerGeom], evs: Mapping[str, np.ndarray], frames: int,
-                  gpus: Sequence[GPU], schemes: Sequence[str], prec: str,
-                  params: S.ModelParams, cfg: S.SchemeConfig,
-                  plans: Mapping[str, _LayerPlans], acc: Mapping[tuple[str, str], _Acc],
-                  progress: bool) -> None:
-    n_layers = len(geoms)
-    eb = ELEMENT_BYTES[prec]
-    want_zero = "zero_skip" in schemes
-    want_secnn = any(s in S.SECNN for s in schemes)
-    # Per GPU and layer: zero-skip makespans, SE-CNN parallel grids and corrections.
-    zs = {g.key: np.zeros((frames, n_layers)) for g in gpus}
-    zs_busy = {g.key: np.zeros(frames) for g in gpus}
-    sw_par: dict[str, tuple[list, list, list, np.ndarray, np.ndarray]] = {}
-    corr: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-    for g in gpus:
-        if want_secnn:
-            sw_par[g.key] = ([], [], [], np.zeros((frames, n_layers)),
-                             np.zeros((frames, n_layers)))
-        for hw in (False, True):
-            corr[(g.key, "hw" if hw else "sw")] = {
-                k: np.zeros((frames, n_layers)) for k in ("compare", "amend", "busy")}
-    it: Iterable[int] = range(n_layers)
-    if progress:
-        from tqdm import tqdm  # noqa: PLC0415
-
-        it = tqdm(it, desc="replay layers", leave=False)
-    for li in it:  # loop over layers
-        geom = geoms[li]
-        codes = evs[geom.name]
-        which = (("nonzero",) if want_zero else ()) + (
-            ("predicted", "mispredicted") if want_secnn else ())
-        counts = workmaps.position_counts_all(codes, geom, which) if which else {}
-        for g in gpus:
-            pl = plans[g.key]
-            tile = pl.tile[li]
-            if want_zero:
-                grid = S.sparse_grid(counts["nonzero"], geom, g, prec, params, tile)
-                mk = S.dealt_makespan(grid.w, grid.d, g.sms, grid.occupancy)
-                mem = S.mem_cycles(g, pl.io_bytes[li], params)
-                zs[g.key][:, li] = np.maximum(mk, mem)
-                zs_busy[g.key] += grid.w.sum(-1)
-            if not want_secnn:
-                continue
-            ws, ds, occs, pdense, pbytes = sw_par[g.key]
-            sp = S.sparse_grid(counts["predicted"], geom, g, prec, params, tile)
-            dk = pl.dense[li]
-            dw, dd = S.dense_grid(dk, frames)
-            sp_t = S.dealt_makespan(sp.w, sp.d, g.sms, sp.occupancy)
-            dn_t = np.full(frames, dk.compute_cycles)
-            if cfg.secnn_parallel == "sparse":
-                use_dense = np.zeros(frames, bool)
-            elif cfg.secnn_parallel == "dense":
-                use_dense = np.ones(frames, bool)
-            else:
-                use_dense = dn_t < sp_t
-            if use_dense.all():
-                ws.append(dw)
-                ds.append(dd)
-                occs.append(dk.occupancy)
-            elif not use_dense.any():
-                ws.append(sp.w)
-                ds.append(sp.d)
-                occs.append(sp.occupancy)
-            else:  # mixed choice over frames: pad the smaller grid with empty CTAs
-                n = max(dw.shape[1], sp.w.shape[1])
-                pw = _padc(sp.w, n), _padc(dw, n)
-                pd = _padc(sp.d, n), _padc(dd, n)
-                ws.append(np.where(use_dense[:, None], pw[1], pw[0]))
-                ds.append(np.where(use_dense[:, None], pd[1], pd[0]))
-                occs.append(min(sp.occupancy, dk.occupancy))
-            pdense[:, li] = use_dense
-            pbytes[:, li] = pl.io_bytes[li]
-            n_in = geom.n_inputs
-            cmp_mem = S.mem_cycles(g, 2.0 * eb * n_in, params)
-            for hw in (False, True):
-                am = S.sparse_grid(counts["mispredicted"], geom, g, prec, params, tile,
-                                   compact=hw and cfg.hw_compact)
-                amend_t = S.dealt_makespan(am.w, am.d, g.sms, am.occupancy)
-                touched = (counts["mispredicted"] > 0).mean(axis=(-2, -1))
-                am_bytes = (eb * geom.weights * am.active_frac
-                            + 2.0 * eb * geom.n_outputs * touched)
-                amend_t = np.maximum(amend_t, S.mem_cycles(g, am_bytes, params))
-                if hw:
-                    cmp_ops = n_in / (g.sms * (cfg.comparators_per_sm or g.fp32_lanes))
-                else:
-                    cmp_ops = n_in * cfg.compare_ops_per_neuron / (g.sms * g.fp32_lanes)
-                c = corr[(g.key, "hw" if hw else "sw")]
-                c["compare"][:, li] = np.maximum(cmp_ops, cmp_mem)
-                c["amend"][:, li] = amend_t
-                c["busy"][:, li] = am.w.sum(-1) + cmp_ops * g.sms
-    for g in gpus:
-        pl = plans[g.key]
-        launch = g.cycles(cfg.launch(g))
-        for s in schemes:
-            a = acc[(g.key, s)]
-            if s in ("dense", "winograd", "fft", "zero_skip"):
-                if s == "zero_skip":
-                    ex = zs[g.key]
-                    kern = [1] * n_layers
-                    busy = zs_busy[g.key]
-                else:
-                    kcs = getattr(pl, s)
-                    ex = np.broadcast_to(np.array([k.cycles for k in kcs]), (frames, n_layers))
-                    kern = [k.kernels for k in kcs]
-                    busy = np.full(frames, sum(k.busy_cycles for k in kcs))
-                end = S.chain(ex, kern, launch)
-                total = end[:, -1]
-                a.add(total=total, layer=np.diff(end, axis=1, prepend=0.0), busy=busy,
-                      **{"phase:compute": ex.sum(1), "phase:launch": total - ex.sum(1),
-                         "lp:exec": ex})
-                continue
-            hw = s == "secnn_hw"
-            ws, ds, occs, pdense, pbytes = sw_par[g.key]
-            c = corr[(g.key, "hw" if hw else "sw")]
-            tl = S.secnn_timeline(ws, ds, occs, pbytes, c["compare"], c["amend"], g, params,
-                                  launch_cycles=launch, hw=hw,
-                                  launches_per_frame=cfg.hw_launches_per_frame,
-                                  parallel_kernel=pdense, busy_extra=c["busy"].sum(1))
-            layer = np.diff(tl.corr_end, axis=1, prepend=0.0)
-            layer[:, -1] += tl.total - tl.corr_end[:, -1]
-            a.add(total=tl.total, layer=layer, busy=tl.busy,
-                  **{"phase:parallel": tl.parallel_done.max(1),
-                     "phase:serial": tl.correction.sum(1), "phase:compare": tl.compare.sum(1),
-                     "phase:amend": tl.amend.sum(1), "lp:parallel_done": tl.parallel_done,
-                     "lp:correction": tl.correction, "lp:compare": tl.compare,
-                     "lp:amend": tl.amend, "lp:parallel_dense": tl.parallel_kernel})
-    logging.vlog(1, "replayed %d frames x %d layers", frames, n_layers)
-
-
-def _padc(a: np.ndarray, n: int) -> np.ndarray:
-    return a if a.shape[1] == n else np.pad(a, [(0, 0), (0, n - a.shape[1])])
+    return replay_launches(source, events, launches=(launch,), gpus=gpus, schemes=schemes,
+                           precision=precision, fusion=fusion, ops=ops, frames=frames,
+                           params=params, config=config, batch_frames=batch_frames,
+                           progress=progress)[launch]

@@ -10,13 +10,16 @@ A trace is one directory per run (format documented in ``traces/README.md``)::
 
 Every file is written to a temporary name, flushed, fsynced and renamed into place
 (``os.replace``), data before records and the manifest last, so a run killed at any point leaves
-either a finished chunk or nothing that looks like one. :class:`TraceWriter` opened on an
-existing partial run verifies the finished chunks and reports them
-(:attr:`~TraceWriter.frames_done`) so the caller resumes after the last one; the same inputs
-give byte-identical files.
-:func:`read_trace` checks that every file named by the manifest exists with its recorded size, and
+either a finished chunk or nothing that looks like one; a failed write (``ENOSPC``, any
+``OSError``) removes its temporary file and raises :class:`TraceError` naming the file.
+:class:`TraceWriter` opened on an existing partial run verifies the finished chunks and reports
+them (:attr:`~TraceWriter.frames_done`) so the caller resumes after the last one; the same
+inputs give byte-identical files.
+:func:`read_trace` checks the manifest's own sha256 (``checksum``: of its canonical JSON without
+that field), its structure (``n_frames`` equal to the chunks' frames, contiguous chunk frame
+ranges, per-layer code counts), and that every file named by it exists with its recorded size;
 every chunk read is verified against its sha256; failures raise :class:`TraceError` naming the
-chunk and file.
+file and the chunk or field. A manifest from before the checksum is read with a warning.
 
 Event maps are stored in NHWC order (``Layer.to_nhwc``), codes ZZ=0, ZN=1, VH=2, VM=3, four per
 byte (first neuron in the low bits), per layer and chunk, then compressed (``zlib`` by default).
@@ -24,11 +27,14 @@ byte (first neuron in the low bits), per layer and chunk, then compressed (``zli
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import hashlib
 import io
 import json
 import lzma
+import math
 import os
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -38,6 +44,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from secnn_jax.errors import SecnnError
 from secnn_jax.timing import workmaps
 from secnn_jax.timing.geometry import LayerGeom, events_to_nhwc
 
@@ -51,10 +58,15 @@ CODECS: tuple[str, ...] = ("zlib", "lzma", "none")
 _HEADER = "header.json"
 _MANIFEST = "manifest.json"
 _CHUNKS = "chunks"
+#: Manifest field holding the sha256 of the manifest's canonical JSON without this field.
+CHECKSUM_FIELD = "checksum"
 
 
-class TraceError(ValueError):
-    """A trace is incomplete, corrupted, or does not match what the writer was opened with."""
+class TraceError(SecnnError, ValueError):
+    """A trace is incomplete, corrupted, or does not match what the writer was opened with.
+
+    Also raised, naming the file, when the trace cannot be written (disk full, any OS error).
+    """
 
 
 # --- packing --------------------------------------------------------------------------------
@@ -107,13 +119,40 @@ def _sha256(data: bytes) -> str:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
+    """Writes ``data`` to ``path`` atomically (temporary file, fsync, ``os.replace``).
+
+    On any failure the temporary file is removed (a full disk must not also be left holding a
+    hidden partial copy); an ``OSError`` becomes a :class:`TraceError` naming ``path`` and the
+    OS error.
+    """
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise TraceError(f"cannot write {path}: {_os_error(e)}") from e
+        raise
+
+
+def _os_error(e: OSError) -> str:
+    """``"No space left on device (ENOSPC)"``, or the error's own text."""
+    if e.errno is None:
+        return str(e) or type(e).__name__
+    return f"{e.strerror or os.strerror(e.errno)} ({errno.errorcode.get(e.errno, e.errno)})"
+
+
+def manifest_checksum(manifest: Mapping[str, Any]) -> str:
+    """sha256 of ``manifest``'s canonical JSON (keys sorted, compact) without ``checksum``."""
+    body = {k: v for k, v in manifest.items() if k != CHECKSUM_FIELD}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return _sha256(text.encode())
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -390,6 +429,9 @@ class TraceWriter:
                     "chunks": [c.as_dict() for c in self.chunks],
                     "stats": {"neuron_events": neurons, "event_bytes": nbytes,
                               "bytes_per_neuron_event": nbytes / neurons if neurons else 0.0}}
+        # Round-trip through JSON first so the checksum covers exactly what readers parse.
+        manifest = json.loads(_json_bytes(manifest))
+        manifest[CHECKSUM_FIELD] = manifest_checksum(manifest)
         atomic_write(self.path / _MANIFEST, _json_bytes(manifest))
         self._closed = True
         return self.path / _MANIFEST
@@ -451,7 +493,8 @@ class Trace:
     """
 
     def __init__(self, path: str | Path) -> None:
-        """Opens ``path``; checks the manifest and that every data file exists with its size."""
+        """Opens ``path``; checks the manifest (checksum, structure) and that every data file
+        exists with its size."""
         self.path = Path(path)
         mp = self.path / _MANIFEST
         if not mp.exists():
@@ -464,16 +507,21 @@ class Trace:
             self.manifest = json.loads(mp.read_text())
         except json.JSONDecodeError as e:
             raise TraceError(f"trace {self.path}: manifest.json is corrupted ({e})") from e
-        if self.manifest.get("format") != FORMAT:
+        if not isinstance(self.manifest, dict) or self.manifest.get("format") != FORMAT:
             raise TraceError(f"trace {self.path}: not a {FORMAT} manifest")
         if int(self.manifest.get("version", -1)) > VERSION:
             raise TraceError(f"trace {self.path}: format version {self.manifest['version']} is "
                              f"newer than this reader's ({VERSION})")
-        self.layers: list[dict[str, Any]] = self.manifest["layers"]
-        self.chunks = [ChunkRecord.from_dict(c) for c in self.manifest["chunks"]]
-        self.n_frames = int(self.manifest["n_frames"])
-        self._geoms = [LayerGeom.from_dict(layer["geom"]) for layer in self.layers]
-        self._index = {layer["name"]: i for i, layer in enumerate(self.layers)}
+        self._check_checksum()
+        try:
+            self.layers: list[dict[str, Any]] = self.manifest["layers"]
+            self.chunks = [ChunkRecord.from_dict(c) for c in self.manifest["chunks"]]
+            self.n_frames = int(self.manifest["n_frames"])
+            self._geoms = [LayerGeom.from_dict(layer["geom"]) for layer in self.layers]
+            self._index = {layer["name"]: i for i, layer in enumerate(self.layers)}
+        except (KeyError, TypeError, ValueError) as e:
+            raise TraceError(f"trace {self.path}: manifest.json is malformed (field {e})") from e
+        self._check_structure()
         for c in self.chunks:
             for f in (c.events, c.summary):
                 p = self.path / f["file"]
@@ -485,6 +533,53 @@ class Trace:
                     raise TraceError(f"trace {self.path}: chunk {c.index} is truncated or "
                                      f"corrupted ({f['file']}: {size} bytes, expected "
                                      f"{f['nbytes']})")
+
+    def _fail(self, field: str, what: str) -> TraceError:
+        return TraceError(f"trace {self.path}: manifest.json field {field}: {what}")
+
+    def _check_checksum(self) -> None:
+        recorded = self.manifest.get(CHECKSUM_FIELD)
+        if recorded is None:
+            if getattr(self, "_warned_unsealed", False):
+                return  # verify() re-checks; one warning per opened trace is enough
+            self._warned_unsealed = True
+            logging.warning("trace %s: manifest.json has no %s (written before manifests were "
+                            "checksummed); its fields cannot be checked for edits", self.path,
+                            CHECKSUM_FIELD)
+            return
+        actual = manifest_checksum(self.manifest)
+        if recorded != actual:
+            raise self._fail(CHECKSUM_FIELD, f"sha256 mismatch (recorded {recorded}, computed "
+                             f"{actual}): the manifest is corrupted or was edited")
+
+    def _check_structure(self) -> None:
+        """The manifest agrees with itself: frame counts, chunk ranges, per-layer code counts."""
+        start = 0
+        for k, c in enumerate(self.chunks):
+            field = f"chunks[{k}]"
+            if c.index != k:
+                raise self._fail(f"{field}.index", f"is {c.index}, expected {k}")
+            if c.frame_start != start:
+                raise self._fail(f"{field}.frame_start", f"is {c.frame_start}, expected {start} "
+                                 "(chunk frame ranges must be contiguous)")
+            if c.n_frames < 1:
+                raise self._fail(f"{field}.n_frames", f"is {c.n_frames}, expected >= 1")
+            if len(c.layers) != len(self.layers):
+                raise self._fail(f"{field}.layers", f"has {len(c.layers)} entries for "
+                                 f"{len(self.layers)} layers")
+            for rec, g in zip(c.layers, self._geoms, strict=True):
+                want = c.n_frames * math.prod(g.in_nhwc)
+                if int(rec["n_codes"]) != want:
+                    raise self._fail(f"{field}.layers[{g.name!r}].n_codes",
+                                     f"is {rec['n_codes']}, but {c.n_frames} frames of "
+                                     f"{tuple(g.in_nhwc)} hold {want}")
+                if int(rec["offset"]) + int(rec["nbytes"]) > int(c.events["nbytes"]):
+                    raise self._fail(f"{field}.layers[{g.name!r}]", "extends past the end of "
+                                     f"{c.events['file']}")
+            start += c.n_frames
+        if self.n_frames != start:
+            raise self._fail("n_frames", f"is {self.n_frames}, but the chunk records hold "
+                             f"{start} frames")
 
     @property
     def layer_names(self) -> tuple[str, ...]:
@@ -555,8 +650,29 @@ class Trace:
         return np.concatenate(parts, axis=0)
 
     def verify(self) -> None:
-        """Checks every data file against its sha256 (raises :class:`TraceError`)."""
+        """Checks the manifest and every file of the trace (raises :class:`TraceError`).
+
+        The manifest's checksum and structure (already checked on open, again here), that every
+        chunk record file ``chunks/chunk_NNNNNN.json`` matches the manifest's copy, and every
+        data file against its sha256.
+        """
+        self._check_checksum()
+        self._check_structure()
         for c in self.chunks:
+            name = _chunk_names(c.index)[2]
+            try:
+                on_disk = ChunkRecord.from_dict(json.loads((self.path / name).read_text()))
+            except FileNotFoundError as e:
+                raise TraceError(f"trace {self.path}: chunk {c.index} is missing ({name} not "
+                                 "found)") from e
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise TraceError(f"trace {self.path}: chunk {c.index} is corrupted ({name}: "
+                                 f"{e})") from e
+            if on_disk != c:
+                fields = [f.name for f in dataclasses.fields(ChunkRecord)
+                          if getattr(on_disk, f.name) != getattr(c, f.name)]
+                raise TraceError(f"trace {self.path}: chunk {c.index}: {name} and manifest.json "
+                                 f"differ in field(s) {', '.join(fields)}")
             self._read(c, "events")
             self._read(c, "summary")
 

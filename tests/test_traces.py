@@ -287,3 +287,121 @@ def test_real_video_trace(tmp_path: Path) -> None:
     r2 = timing.replay(layers, ev, gpus=("h100", "gtx1080ti"))
     assert r.to_csv() == r2.to_csv()
     assert (r.get("h100", "secnn_hw").total_cycles > 0).all()
+
+
+# --- manifest integrity, write failures ----------------------------------------------------
+
+def test_trace_error_is_a_secnn_error_and_a_value_error() -> None:
+    from secnn_jax.errors import SecnnError
+
+    assert issubclass(traces.TraceError, SecnnError)
+    assert issubclass(traces.TraceError, ValueError)
+
+
+def _edit_manifest(path: Path, edit, *, reseal: bool) -> None:
+    """Edits manifest.json with ``edit(dict)``; ``reseal`` recomputes its checksum (an edit
+    that knows the format), otherwise the old checksum stays."""
+    import json
+
+    mp = path / "manifest.json"
+    m = json.loads(mp.read_text())
+    edit(m)
+    if reseal:
+        m[traces.CHECKSUM_FIELD] = traces.manifest_checksum(m)
+    mp.write_text(json.dumps(m, sort_keys=True, indent=1) + "\n")
+
+
+def test_manifest_checksum_and_structure(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    ev = events(10)  # chunks of 4, 4, 2 frames
+    good = tmp_path / "good"
+    write(good, ev)
+    assert len(traces.read_trace(good).manifest[traces.CHECKSUM_FIELD]) == 64
+
+    def fresh(name: str) -> Path:
+        p = tmp_path / name
+        shutil.copytree(good, p)
+        return p
+
+    # A hand edit of n_frames used to give a silently shorter replay.
+    p = fresh("edited")
+    _edit_manifest(p, lambda m: m.update(n_frames=6), reseal=False)
+    with pytest.raises(traces.TraceError, match=r"manifest\.json field checksum: sha256"):
+        traces.read_trace(p)
+    # Even with a valid checksum the manifest must agree with itself.
+    cases = {
+        "n_frames": (lambda m: m.update(n_frames=6), r"field n_frames: is 6, but the chunk "
+                     r"records hold 10"),
+        "start": (lambda m: m["chunks"][1].update(frame_start=5),
+                  r"field chunks\[1\]\.frame_start: is 5, expected 4 \(.*contiguous"),
+        "chunk_n": (lambda m: m["chunks"][2].update(n_frames=1),
+                    r"field chunks\[2\]\.layers\['a'\]\.n_codes"),
+        "index": (lambda m: m["chunks"][0].update(index=3), r"chunks\[0\]\.index"),
+    }
+    for name, (edit, match) in cases.items():
+        p = fresh(name)
+        _edit_manifest(p, edit, reseal=True)
+        with pytest.raises(traces.TraceError, match=match):
+            traces.read_trace(p)
+    # A missing field is named, not a KeyError.
+    p = fresh("nofield")
+    _edit_manifest(p, lambda m: m.pop("chunks"), reseal=True)
+    with pytest.raises(traces.TraceError, match="chunks"):
+        traces.read_trace(p)
+    # verify() also compares each chunk record file with the manifest's copy.
+    p = fresh("record")
+    rec = p / "chunks" / "chunk_000001.json"
+    rec.write_text(rec.read_text().replace('"frame_start": 4', '"frame_start": 3'))
+    traces.read_trace(p)  # opening reads only the manifest
+    with pytest.raises(traces.TraceError, match=r"chunk_000001\.json and manifest.json differ "
+                                                r"in field\(s\) frame_start"):
+        traces.read_trace(p, verify=True)
+    (p / "chunks" / "chunk_000001.json").unlink()
+    with pytest.raises(traces.TraceError, match=r"chunk 1 is missing .*chunk_000001\.json"):
+        traces.read_trace(p, verify=True)
+    # An old manifest without a checksum still reads, with a warning.
+    warnings = []
+    monkeypatch.setattr(traces.logging, "warning", lambda *a: warnings.append(a[0] % a[1:]))
+    p = fresh("old")
+    _edit_manifest(p, lambda m: m.pop(traces.CHECKSUM_FIELD), reseal=False)
+    t = traces.read_trace(p, verify=True)
+    np.testing.assert_array_equal(t.events("b"), ev["b"])
+    assert len(warnings) == 1 and "no checksum" in warnings[0] and str(p) in warnings[0]
+
+
+def test_disk_full_names_the_file_and_leaves_no_temporary(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    ev = events(8)
+    path = tmp_path / "t"
+    w = traces.TraceWriter(path, net(), model="toy", tau=0.0, chunk_frames=4)
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(traces.os, "fsync", full)
+    with pytest.raises(traces.TraceError,
+                       match=r"cannot write .*events_000000\.bin: .* \(ENOSPC\)") as err:
+        w.append({k: v[:4] for k, v in ev.items()})
+    assert isinstance(err.value.__cause__, OSError)
+    assert sorted(p.name for p in (path / "chunks").iterdir()) == []  # no hidden .tmp file
+    # Any other failure also removes the temporary file and propagates unchanged.
+    monkeypatch.setattr(traces.os, "fsync", real_fsync)
+
+    def broken(src, dst) -> None:
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(traces.os, "replace", broken)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        traces.atomic_write(tmp_path / "x.bin", b"data")
+    assert not list(tmp_path.glob(".x.bin*")) and not (tmp_path / "x.bin").exists()
+    monkeypatch.undo()
+    # The disk has room again: resuming writes the same files as an uninterrupted run.
+    w = traces.TraceWriter(path, net(), model="toy", tau=0.0, chunk_frames=4)
+    assert w.frames_done == 0
+    w.append(ev)
+    w.close()
+    traces.write_trace(tmp_path / "ref", net(), ev, model="toy", tau=0.0, chunk_frames=4)
+    assert files(path) == files(tmp_path / "ref")

@@ -21,6 +21,9 @@ ranges, per-layer code counts), and that every file named by it exists with its 
 every chunk read is verified against its sha256; failures raise :class:`TraceError` naming the
 file and the chunk or field. A manifest from before the checksum is read with a warning.
 
+The header may carry the model's non-linear kernels (``ops``: :class:`secnn_jax.netops.NetOp`
+records from :func:`secnn_jax.netops.find_ops`), read back as :attr:`Trace.ops`.
+
 Event maps are stored in NHWC order (``Layer.to_nhwc``), codes ZZ=0, ZN=1, VH=2, VM=3, four per
 byte (first neuron in the low bits), per layer and chunk, then compressed (``zlib`` by default).
 """
@@ -45,6 +48,7 @@ import numpy as np
 from absl import logging
 
 from secnn_jax.errors import SecnnError
+from secnn_jax.netops import NetOp
 from secnn_jax.timing import workmaps
 from secnn_jax.timing.geometry import LayerGeom, events_to_nhwc
 
@@ -60,6 +64,8 @@ _MANIFEST = "manifest.json"
 _CHUNKS = "chunks"
 #: Manifest field holding the sha256 of the manifest's canonical JSON without this field.
 CHECKSUM_FIELD = "checksum"
+#: Op fields that count elements of the traced batch (a merge of stream shards scales them).
+_BATCH_FIELDS = ("reads", "writes", "flops", "extra_reads")
 
 
 class TraceError(SecnnError, ValueError):
@@ -260,7 +266,8 @@ class TraceWriter:
     def __init__(self, path: str | Path, layers: Sequence[Any], *, model: str = "",
                  stream: Any = None, predictor: Any = None, tau: Any = 0.0,
                  chunk_frames: int = 16, codec: str = "zlib",
-                 meta: Mapping[str, Any] | None = None, overwrite: bool = False) -> None:
+                 meta: Mapping[str, Any] | None = None, overwrite: bool = False,
+                 ops: Sequence[NetOp | Mapping[str, Any]] | None = None) -> None:
         """Opens (or resumes) the run at ``path``.
 
         Args:
@@ -271,6 +278,9 @@ class TraceWriter:
           codec: ``zlib`` (default), ``lzma`` or ``none``.
           meta: extra JSON-serialisable description (no timestamps if you want determinism).
           overwrite: replace a complete trace at ``path`` instead of failing.
+          ops: the model's non-linear kernels (:func:`secnn_jax.netops.find_ops`, as
+            :class:`~secnn_jax.netops.NetOp` or their dicts), stored as ``"ops"``; omitted from
+            the header when None.
 
         Raises:
           TraceError: ``path`` holds a complete trace (and not ``overwrite``), or a partial
@@ -293,6 +303,8 @@ class TraceWriter:
             "events_layout": "NHWC", "summary_columns": list(SUMMARY_COLUMNS),
             "layers": [layer_record(x) for x in self._layers], "meta": _jsonable(meta or {}),
         }
+        if ops is not None:
+            self.header["ops"] = _op_records(ops)
         self.chunks: list[ChunkRecord] = []
         self._buffer: dict[str, list[np.ndarray]] = {n: [] for n in names}
         self._buffered = 0
@@ -448,6 +460,18 @@ class TraceWriter:
             self.close()
 
 
+def _op_records(ops: Sequence[NetOp | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``ops`` as validated JSON records (dicts go through :meth:`NetOp.from_dict`)."""
+    out = []
+    for i, op in enumerate(ops):
+        try:
+            rec = op if isinstance(op, NetOp) else NetOp.from_dict(op)
+        except (ValueError, TypeError, KeyError) as e:
+            raise TraceError(f"ops[{i}] is not a NetOp record: {e}") from e
+        out.append(rec.as_dict())
+    return out
+
+
 def _summary(codes: np.ndarray, geom: LayerGeom) -> np.ndarray:
     """``[T, N, 6]`` int64: code counts and the exact parallel/serial MACs per sample."""
     flat = codes.reshape(codes.shape[0], codes.shape[1], -1)
@@ -464,14 +488,14 @@ def _remove_run(path: Path) -> None:
             (path / name).unlink()
 
 
-def write_trace(path: str | Path, layers: Sequence[Any], events: Mapping[str, Any],
-                **kwargs: Any) -> Path:
+def write_trace(path: str | Path, layers: Sequence[Any], events: Mapping[str, Any], *,
+                ops: Sequence[NetOp | Mapping[str, Any]] | None = None, **kwargs: Any) -> Path:
     """Writes a whole trace from in-memory events; returns the manifest path.
 
-    Resumes a partial run at ``path`` (frames already written are skipped). ``kwargs`` go to
-    :class:`TraceWriter`.
+    Resumes a partial run at ``path`` (frames already written are skipped). ``ops`` (the
+    model's :func:`secnn_jax.netops.find_ops`) and ``kwargs`` go to :class:`TraceWriter`.
     """
-    w = TraceWriter(path, layers, **kwargs)
+    w = TraceWriter(path, layers, ops=ops, **kwargs)
     done = w.frames_done
     rest = {k: np.asarray(v)[done:] for k, v in events.items()}
     if any(v.shape[0] for v in rest.values()):
@@ -580,6 +604,17 @@ class Trace:
         if self.n_frames != start:
             raise self._fail("n_frames", f"is {self.n_frames}, but the chunk records hold "
                              f"{start} frames")
+
+    @property
+    def ops(self) -> tuple[NetOp, ...] | None:
+        """The model's non-linear kernels stored by the writer, or None if none were given."""
+        records = self.manifest.get("ops")
+        if records is None:
+            return None
+        try:
+            return tuple(NetOp.from_dict(r) for r in records)
+        except (ValueError, TypeError, KeyError) as e:
+            raise self._fail("ops", f"not NetOp records ({e})") from e
 
     @property
     def layer_names(self) -> tuple[str, ...]:
@@ -730,8 +765,12 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path, *, chunk_frames:
     Each shard holds the same frames of a disjoint block of streams (``distributed.
     process_streams``); shards are given in process order and concatenated along the stream
     axis. The merged manifest records the shards (path, n streams, sha256 of their manifests).
-    Every shard is verified first; mismatched layers, frame counts or run descriptions raise
-    :class:`TraceError` naming the shard. Written through :class:`TraceWriter`, so the merge is
+    Every shard is verified first; mismatched layers, frame counts, run descriptions or ``ops``
+    raise :class:`TraceError` naming the shard. The shards' ``ops`` (identical, each counted for
+    one shard's batch) are carried with their batch-proportional counts (``reads``, ``writes``,
+    ``flops``, ``extra_reads``) multiplied by the number of shards, so the merged trace records
+    what ``find_ops`` gives for the merged batch, as one process writing it would; this needs
+    shards of equal size. Written through :class:`TraceWriter`, so the merge is
     itself atomic per chunk and resumable.
 
     Returns:
@@ -747,7 +786,7 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path, *, chunk_frames:
         if t.n_frames != ref.n_frames:
             raise TraceError(f"shard {t.path}: {t.n_frames} frames, shard {ref.path} has "
                              f"{ref.n_frames}")
-        for key in ("model", "stream", "predictor", "tau", "chunk_frames"):
+        for key in ("model", "stream", "predictor", "tau", "chunk_frames", "ops"):
             if t.manifest.get(key) != ref.manifest.get(key):
                 raise TraceError(f"shard {t.path}: {key} differs from shard {ref.path}")
         for a, b in zip(t.geoms, ref.geoms, strict=True):
@@ -755,6 +794,14 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path, *, chunk_frames:
                 raise TraceError(f"shard {t.path}: layer {a.name!r} geometry differs")
     layers = [_merged_layer_record([t.layers[i] for t in traces])
               for i in range(len(ref.layers))]
+    ops = ref.manifest.get("ops")
+    if ops is not None:
+        for t in traces[1:]:
+            if t.geoms[0].n != ref.geoms[0].n:
+                raise TraceError(f"shard {t.path}: {t.geoms[0].n} streams, shard {ref.path} has "
+                                 f"{ref.geoms[0].n}; ops counted per shard batch merge only "
+                                 "from equal shards")
+        ops = [{**r, **{f: int(r[f]) * len(traces) for f in _BATCH_FIELDS}} for r in ops]
     meta = {**ref.manifest.get("meta", {}), "shards": [
         {"path": str(t.path), "streams": t.geoms[0].n,
          "manifest_sha256": _sha256((t.path / _MANIFEST).read_bytes())} for t in traces]}
@@ -762,7 +809,8 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path, *, chunk_frames:
                          stream=ref.manifest.get("stream"),
                          predictor=ref.manifest.get("predictor"), tau=ref.manifest.get("tau"),
                          chunk_frames=chunk_frames or int(ref.manifest["chunk_frames"]),
-                         codec=codec or ref.manifest["codec"], meta=meta, overwrite=overwrite)
+                         codec=codec or ref.manifest["codec"], meta=meta, overwrite=overwrite,
+                         ops=ops)
     done = writer.frames_done
     iters = [t.iter_frames(np.arange(done, ref.n_frames)) for t in traces]
     for parts in zip(*iters, strict=True):

@@ -289,13 +289,76 @@ def test_real_video_trace(tmp_path: Path) -> None:
     assert (r.get("h100", "secnn_hw").total_cycles > 0).all()
 
 
-# --- manifest integrity, write failures ----------------------------------------------------
+# --- ops, manifest integrity, write failures ----------------------------------------------------
+
+def _ops() -> list:
+    from secnn_jax.netops import NetOp
+
+    return [NetOp(name="op000:bn:affine", kind="affine", after=0, reads=100, param_reads=24,
+                  writes=100, flops=300, epilogue_of=0, extra_reads=0,
+                  primitives=("sub", "mul", "add")),
+            NetOp(name="op001:activation", kind="activation", after=0, reads=100,
+                  param_reads=0, writes=100, flops=100, epilogue_of=0, extra_reads=0,
+                  primitives=("max",))]
+
 
 def test_trace_error_is_a_secnn_error_and_a_value_error() -> None:
     from secnn_jax.errors import SecnnError
 
     assert issubclass(traces.TraceError, SecnnError)
     assert issubclass(traces.TraceError, ValueError)
+
+
+def test_ops_are_stored_and_read_back(tmp_path: Path) -> None:
+    ev = events(6)
+    ops = _ops()
+    write(tmp_path / "with", ev, ops=ops)
+    t = traces.read_trace(tmp_path / "with", verify=True)
+    assert t.ops == tuple(ops)
+    assert t.manifest["ops"] == [op.as_dict() for op in ops]
+    # Dicts are accepted and stored the same way.
+    write(tmp_path / "dicts", ev, ops=[op.as_dict() for op in ops])
+    assert files(tmp_path / "dicts") == files(tmp_path / "with")
+    # Without ops: no key at all (the header is what it always was), and None.
+    write(tmp_path / "without", ev)
+    t0 = traces.read_trace(tmp_path / "without")
+    assert t0.ops is None and "ops" not in t0.manifest
+    with pytest.raises(traces.TraceError, match=r"ops\[1\]"):
+        write(tmp_path / "bad", ev, ops=[ops[0].as_dict(), {"name": "x"}])
+    # Resuming with other ops is a different run.
+    w = traces.TraceWriter(tmp_path / "part", net(), chunk_frames=4, ops=ops)
+    w.append({k: v[:4] for k, v in ev.items()})
+    with pytest.raises(traces.TraceError, match="ops"):
+        traces.TraceWriter(tmp_path / "part", net(), chunk_frames=4, ops=ops[:1])
+
+
+def test_ops_from_find_ops_round_trip(tmp_path: Path) -> None:
+    import jax
+
+    from secnn_jax import netops
+
+    x = jax.ShapeDtypeStruct((2, 32, 32, 3), np.float32)
+    apply_fn, variables = _tiny_cnn(np.zeros(x.shape, np.float32))
+    ops = netops.find_ops(apply_fn, variables, x)
+    assert [op.kind for op in ops] == ["affine", "activation"] * 4 + ["reduce", "affine"]
+    write(tmp_path / "t", events(4), ops=ops)
+    assert traces.read_trace(tmp_path / "t").ops == ops
+
+
+def test_merge_shards_carries_ops(tmp_path: Path) -> None:
+    ops = _ops()
+    for k in range(2):
+        write(tmp_path / f"s{k}", events(6, seed=k), ops=ops)
+    traces.merge_shards([tmp_path / "s0", tmp_path / "s1"], tmp_path / "m")
+    merged = traces.read_trace(tmp_path / "m", verify=True)
+    assert [g.n for g in merged.geoms] == [4, 4, 4]
+    # Two shards of 2 streams each: batch counts double, per-model param reads do not.
+    assert [(o.reads, o.writes, o.flops, o.param_reads) for o in merged.ops] == [
+        (200, 200, 600, 24), (200, 200, 200, 0)]
+    assert [o.name for o in merged.ops] == [o.name for o in ops]
+    write(tmp_path / "other", events(6, seed=1), ops=ops[:1])
+    with pytest.raises(traces.TraceError, match=r"shard .*other: ops differ"):
+        traces.merge_shards([tmp_path / "s0", tmp_path / "other"], tmp_path / "m2")
 
 
 def _edit_manifest(path: Path, edit, *, reseal: bool) -> None:

@@ -102,24 +102,24 @@ def load_model(name: str) -> ModelHandle:
 class Timer(Protocol):
     """Replays one chunk of events into per-frame times.
 
-    ``timer(layers, events, schemes)`` returns float64 ``[t, G, S]`` microseconds per frame, GPU
-    and scheme — or a mapping with that array as ``"time_us"`` and optionally ``"phase_us"``
-    ``[t, G, S, P]`` — where ``events`` is ``{layer_name: uint8 [t, *in_shape]}``; ``gpus`` and
-    ``schemes`` name the axes; schemes not in the ``schemes`` argument may be left NaN.
-    ``key`` (optional) names the timing configuration in cache paths.
+    ``timer(layers, events, schemes, ops=ops)`` returns float64 ``[t, G, S]`` microseconds per
+    frame, GPU and timed variant — or a mapping with that array as ``"time_us"`` and optionally
+    ``"phase_us"`` ``[t, G, S, P]`` — where ``events`` is ``{layer_name: uint8 [t, *in_shape]}``
+    and ``ops`` the network's op groups; ``gpus`` and ``schemes`` name the axes; variants not in
+    the ``schemes`` argument may be left NaN. ``variants_for(predictor)`` says which variants a
+    predictor's events feed. ``key`` (optional) names the timing configuration in cache paths.
     """
 
     gpus: tuple[str, ...]
     schemes: tuple[str, ...]
 
+    def variants_for(self, predictor: str) -> tuple[str, ...]: ...
+
     def __call__(self, layers: Sequence[Layer], events: Mapping[str, np.ndarray],
-                 schemes: Sequence[str] | None = None) -> Any: ...
+                 schemes: Sequence[str] | None = None, ops: Sequence[Any] | None = None
+                 ) -> Any: ...
 
 
-#: Schemes replayed from the zero predictor's events (exact zero/non-zero pattern at tau 0);
-#: every other predictor's events are replayed for the SE-CNN schemes only.
-BASELINE_SCHEMES: tuple[str, ...] = ("dense", "winograd", "fft", "zero_skip")
-SECNN_SCHEMES: tuple[str, ...] = ("secnn_sw", "secnn_hw")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,6 +374,19 @@ class Workspace:
             self._layers[key] = find_layers(h.apply_fn, h.variables, jnp.asarray(x))
         return self._layers[key]
 
+    def ops(self, model: str, stream: str) -> tuple[Any, ...]:
+        """The op groups between ``model``'s layers at the frame shape of ``stream``
+        (:func:`secnn_jax.netops.find_ops`), for the whole-network timing."""
+        from secnn_jax import netops  # noqa: PLC0415
+
+        x = self.frames(model, stream)[0]
+        key = ("ops", model, tuple(x.shape))
+        if key not in self._memory:
+            h = self.model(model)
+            self._memory[key] = netops.find_ops(h.apply_fn, h.variables, jnp.asarray(x),
+                                                self.layers(model, stream))
+        return self._memory[key]
+
     # -- caching -------------------------------------------------------------------------------
 
     def _cell_dir(self, *parts: str) -> Path | None:
@@ -536,8 +549,9 @@ class Workspace:
                        "counts": np.asarray(counts, np.int64)[:t]}
                 if timed:
                     ev = {name: np.asarray(v)[:t] for name, v in events.items()}
-                    which = BASELINE_SCHEMES if predictor == "zero" else SECNN_SCHEMES
-                    timed_out = self.timer(layers, ev, which)
+                    # Which variants these events feed comes from the timer (the registry).
+                    which = self.timer.variants_for(predictor)
+                    timed_out = self.timer(layers, ev, which, ops=self.ops(model, stream))
                     if not isinstance(timed_out, Mapping):
                         timed_out = {"time_us": timed_out}
                     for name, arr in timed_out.items():
@@ -560,7 +574,10 @@ class Workspace:
 
 
 def _same(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:
-    return set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    # NaN marks variants a cell does not time: equal where both are NaN.
+    return set(a) == set(b) and all(
+        np.array_equal(a[k], b[k], equal_nan=np.issubdtype(np.asarray(a[k]).dtype, np.floating))
+        for k in a)
 
 
 def _pad(chunk: np.ndarray, size: int) -> np.ndarray:

@@ -103,7 +103,7 @@ def make_timer(cfg: ml_collections.ConfigDict) -> Any:
 
     return ReplayTimer(gpus=config_lib.names(cfg.gpus, "gpus"),
                        schemes=config_lib.names(cfg.schemes, "schemes"),
-                       precision=str(cfg.precision))
+                       precision=str(cfg.precision), fusion=str(cfg.fusion))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,9 @@ from collections.abc import Sequence
 
 import ml_collections
 
+from secnn_jax.errors import SecnnError
+from secnn_jax.timing.names import FUSIONS, LAUNCH_MODELS, SCHEMES
+
 __all__ = [
     "ConfigError",
     "ILSVRC9",
@@ -34,13 +37,11 @@ ILSVRC9: tuple[str, ...] = ("alexnet", "zfnet", "vgg16", "vgg19", "googlenet", "
 #: Predictor names the studies know.
 PREDICTORS: tuple[str, ...] = ("zero", "last_value", "secnn")
 
-#: Execution schemes of the timing replayer (issue 4).
-SCHEMES: tuple[str, ...] = ("dense", "winograd", "fft", "zero_skip", "secnn_sw", "secnn_hw")
 
 STUDIES: tuple[str, ...] = ("sparsity", "prediction", "speedup", "accuracy")
 
 
-class ConfigError(ValueError):
+class ConfigError(SecnnError, ValueError):
     """A configuration field has an invalid value (the message names the field)."""
 
 
@@ -60,7 +61,10 @@ def get_config() -> ml_collections.ConfigDict:
       prediction_taus: thresholds of the prediction study.
       taus: global thresholds of the accuracy sweep (0 is always included).
       gpus: GPU configurations of the timing replay (first one: the tuner's objective).
-      schemes: execution schemes replayed.
+      schemes: execution schemes replayed (each under every launch model).
+      launch: the launch model of the headline comparisons (every scheme under it; the ladder
+        uses all three).
+      fusion: the one fusion policy of every replayed scheme (``none`` or ``epilogue``).
       precision: ``fp32``, ``tf32`` or ``fp16`` for the replay.
       timed_stride: replay every ``timed_stride``-th chunk only (1 = every frame).
       agreement_floor: the tuner's minimum top-1 agreement on calibration frames.
@@ -86,6 +90,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.taus = "0,0.01,0.02,0.05,0.1"
     c.gpus = "h100,gtx1080ti"
     c.schemes = ",".join(SCHEMES)
+    c.launch = "persistent"
+    c.fusion = "epilogue"
     c.precision = "fp32"
     c.timed_stride = 1
     c.agreement_floor = 0.95
@@ -170,9 +176,27 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     need(0.0 <= float(cfg.decay) < 1.0, "decay", "must lie in [0, 1)")
     floats(cfg.prediction_taus, "prediction_taus")
     floats(cfg.taus, "taus")
-    names(cfg.gpus, "gpus")
+    from secnn_jax.timing.gpus import GPUS, get_gpu  # noqa: PLC0415
+
+    for g in names(cfg.gpus, "gpus"):
+        try:
+            get_gpu(g)
+        except ValueError:
+            need(False, "gpus", f"unknown GPU {g!r}; known: {', '.join(GPUS)}")
+    if str(cfg.labels).strip():
+        from pathlib import Path  # noqa: PLC0415
+
+        lp = Path(str(cfg.labels))
+        need(lp.is_file(), "labels", "file not found")
+        try:
+            with open(lp, encoding="utf-8") as f:
+                f.readline()
+        except (OSError, UnicodeDecodeError) as e:
+            need(False, "labels", f"unreadable: {e}")
     for s in names(cfg.schemes, "schemes"):
         need(s in SCHEMES, "schemes", f"unknown scheme {s!r}; known: {SCHEMES}")
+    need(str(cfg.launch) in LAUNCH_MODELS, "launch", f"one of {', '.join(LAUNCH_MODELS)}")
+    need(str(cfg.fusion) in FUSIONS, "fusion", f"one of {', '.join(FUSIONS)}")
     need(str(cfg.precision) in ("fp32", "tf32", "fp16"), "precision", "fp32, tf32 or fp16")
     need(int(cfg.timed_stride) >= 1, "timed_stride", "must be >= 1")
     need(0.0 <= float(cfg.agreement_floor) <= 1.0, "agreement_floor", "must lie in [0, 1]")

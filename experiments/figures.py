@@ -3,6 +3,8 @@
 * :func:`sparsity_bars` — per layer, the fraction of input neurons that fire; rectified (post-ReLU)
   and signed inputs coloured apart, the paper's 10% line drawn.
 * :func:`event_stacks` — per layer, the event-code mix (ZZ, ZN, VH, VM) for each predictor.
+* :func:`ladder_bars` — the attribution ladder (one mechanism per step).
+* :func:`schedule` — what runs when in one frame, per scheme.
 * :func:`speedup_bars` — SE-CNN's replayed speedup over each baseline, per GPU, model and stream,
   with the paper's averages marked.
 * :func:`accuracy_curves` — top-1 agreement against replayed speedup over tau, the tuner's result
@@ -161,7 +163,9 @@ def speedup_bars(res: Mapping[str, Any], path: str | Path) -> Path:
         ax.set_xticks(range(len(bases)))
         ax.set_xticklabels(bases)
         ax.set_ylabel("speedup over baseline (x, log)")
-        ax.set_title(f"replayed on {gpu} ({res['predictor']}, tau={res['tau']:g})", fontsize=9)
+        ax.set_title(f"replayed on {gpu}, every scheme {res.get('launch', '')}, fusion "
+                     f"{res.get('fusion', '')} ({res['predictor']}, tau={res['tau']:g})",
+                     fontsize=8)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2,
                   frameon=False)
     fig.tight_layout()
@@ -211,5 +215,72 @@ def accuracy_curves(res: Mapping[str, Any], path: str | Path) -> Path:
     ax2.legend(fontsize=6, loc="lower left")
     for ax in (ax1, ax2):
         ax.set_ylim(-2, 102)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def ladder_bars(res: Mapping[str, Any], path: str | Path) -> Path:
+    """The attribution ladder: mean frame time of each step, one panel per (model, stream,
+    GPU), each bar labelled with its speedup over the step before (one mechanism each)."""
+    cells = [c for c in res["cells"] if c.get("ladder", {}).get("mean_us")]
+    n = max(len(cells), 1)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.6), squeeze=False)
+    for ax, c in zip(axes[0], cells, strict=False):
+        lad = c["ladder"]
+        keys = list(lad["mean_us"])
+        vals = [lad["mean_us"][k] for k in keys]
+        colours = ["#bbbbbb"] * 3 + ["#8da0cb", "#fc8d62", "#66c2a5", "#1b9e77"]
+        ax.barh(range(len(keys)), vals, color=colours[:len(keys)])
+        for i, k in enumerate(keys):
+            r = lad["step_ratio"][k]
+            ax.text(vals[i], i, f" {vals[i]:.0f} us ({r:.2f}x)" if i else f" {vals[i]:.0f} us",
+                    va="center", fontsize=7)
+        ax.set_yticks(range(len(keys)))
+        ax.set_yticklabels([k.replace("secnn_hw/persistent:", "secnn_hw/pers. ") for k in keys],
+                           fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("mean frame time (us)")
+        ax.set_xlim(right=max(vals) * 1.45)
+        ax.set_title(f"{c['model']} / {c['stream']} on {c['gpu']}\nvalue prediction "
+                     f"{lad.get('value_prediction_factor', float('nan')):.2f}x, oracle "
+                     f"{lad.get('oracle_factor', float('nan')):.2f}x (fusion "
+                     f"{res.get('fusion', '')})", fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def schedule(result: Any, path: str | Path, gpu: str, frame: int = 0) -> Path:
+    """What runs when in one frame, one panel per scheme of a ``ReplayResult``: per linear
+    layer, its kernel (layer after layer) or its parallel work (light) and correction parts
+    (dark); op kernels in grey; gaps on a row are launches, graph gaps or barriers."""
+    schemes = list(result.schemes)
+    n_layers = len(result.layers)
+    fig, axes = plt.subplots(len(schemes), 1, figsize=(9.0, 1.2 + 0.09 * n_layers * len(schemes)),
+                             squeeze=False)
+    index = {name: i for i, name in enumerate(result.layers)}
+    for ax, s in zip(axes[:, 0], schemes, strict=True):
+        r = result.get(gpu, s)
+        us = r.clock_mhz
+        row_of_op = 0
+        for track, (labels, st, en) in r.spans.items():
+            for lab, a, b in zip(labels, st[frame], en[frame], strict=True):
+                base = lab.split(":")[0]
+                if base in index:
+                    row_of_op = index[base]
+                row = index.get(base, row_of_op)
+                part = lab.split(":")[-1] if ":" in lab else ""
+                colour = ("#c6dbef" if track == "parallel" else "#2171b5" if base in index and
+                          part in ("", "amend") else "#6baed6" if part in ("compare",
+                                                                            "compaction")
+                          else "#999999")
+                ax.barh(row, max((b - a) / us, 1e-3), left=a / us, height=0.8, color=colour,
+                        linewidth=0)
+        ax.set_xlim(0, float(r.total_us[frame]) * 1.02)
+        ax.set_ylim(n_layers - 0.5, -0.5)
+        ax.set_yticks([])
+        ax.set_ylabel("layer", fontsize=7)
+        ax.set_title(f"{s} on {gpu}: {float(r.total_us[frame]):.0f} us ({result.launch}, "
+                     f"fusion {result.fusion})", fontsize=8)
+    axes[-1, 0].set_xlabel("time in the frame (us)")
     fig.tight_layout()
     return save(fig, path)

@@ -162,8 +162,21 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
         out("sparsity", sparsity_lib.sparsity(ws, models, streams), figures.sparsity_bars,
             "sparsity.png")
     if "speedup" in studies and ws.timer is not None:
-        out("speedup", speedup_lib.speedup(ws, models, streams, secnn), figures.speedup_bars,
-            "speedup.png")
+        su = speedup_lib.speedup(ws, models, streams, secnn, launch=str(cfg.launch))
+        out("speedup", su, figures.speedup_bars, "speedup.png")
+        if run is not None:
+            figures.ladder_bars(su, run.path("figures", "ladder.png"))
+        sens = []
+        for m in models:  # the sensitivity table and one frame's schedule, per model
+            res = speedup_lib.sensitivity(ws, m, streams[0], secnn, gpu=ws.timer.gpus[0],
+                                          launch=str(cfg.launch))
+            layers, ev, ops = res.pop("_replay_inputs")
+            sens.append(res)
+            if run is not None:
+                _schedule(run, m, layers, ev, ops, ws, str(cfg.launch))
+        results["sensitivity"] = {"study": "sensitivity", "cells": sens}
+        if run is not None:
+            run.write_json("results/sensitivity.json", results["sensitivity"])
     if "prediction" in studies:
         preds = [predictor_spec(p, cfg.silence, cfg.decay)
                  for p in config_lib.names(cfg.predictors, "predictors")]
@@ -177,6 +190,24 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
     if run is not None:
         run.write_text("report.md", text)
     return {"results": results, "report": text}
+
+
+def _schedule(run: runs.RunDir, model: str, layers: Any, ev: dict[str, Any], ops: Any,
+              ws: Workspace, launch: str) -> None:
+    """One frame's schedule per scheme: a figure and a Chrome/Perfetto trace."""
+    from secnn_jax import timing  # noqa: PLC0415
+
+    gpu = ws.timer.gpus[0]
+    kw = dict(gpus=(gpu,), precision=ws.timer.precision, launch=launch, fusion=ws.timer.fusion,
+              ops=ops, config=ws.timer.config, frames=[1])
+    base = timing.replay(layers, ev["zero"], schemes=("dense", "zero_skip"), **kw)
+    sec = timing.replay(layers, ev["predictor"], schemes=("secnn_sw", "secnn_hw"), **kw)
+    both = timing.ReplayResult(layers=base.layers, frames=base.frames, precision=base.precision,
+                               gpus=base.gpus, schemes=base.schemes + sec.schemes,
+                               results={**base.results, **sec.results}, meta=base.meta,
+                               launch=base.launch, fusion=base.fusion)
+    figures.schedule(both, run.path("figures", f"schedule_{model}.png"), gpu)
+    both.to_chrome_trace(run.path("figures", f"schedule_{model}.trace.json"))
 
 
 def main(argv: Sequence[str]) -> None:

@@ -1,29 +1,40 @@
-"""Speedup study: replayed GPU time per scheme, model and GPU; SE-CNN's speedup over baselines.
+"""Speedup study: whole-network replayed GPU time per scheme, launch model, model and GPU; the
+attribution ladder (which mechanism buys how much); and a sensitivity table over SE-CNN's
+assumed physics.
 
 Each frame's event maps are replayed (:mod:`secnn_jax.timing`, via
-:class:`experiments.timer.ReplayTimer`) on every configured GPU and scheme:
+:class:`experiments.timer.ReplayTimer`) on every configured GPU, every scheme under every launch
+model, all under the run's one fusion policy:
 
-* the baselines ``dense`` (cuDNN-style implicit GEMM), ``winograd``, ``fft`` and ``zero_skip``
-  are replayed from the *zero predictor's* events at tau = 0, whose codes say exactly which input
-  neurons are non-zero (ZN) and which are zero (ZZ) — what ``zero_skip`` skips;
-* ``secnn_sw`` (SE-CNN on a stock GPU) and ``secnn_hw`` (with the original design's SM extension)
-  from the SE-CNN predictor's events.
+* the baselines ``dense`` (cuDNN/cuBLAS-style kernels), ``winograd``, ``fft`` and ``zero_skip``,
+  SE-CNN *without value prediction* and the *oracle* are replayed from the zero predictor's
+  events at tau = 0 (the exact zero pattern);
+* ``secnn_sw`` and ``secnn_hw`` with value prediction from the chosen predictor's events.
 
-``fast_conv`` is, per frame, the faster of ``winograd`` and ``fft`` (the best classic
-fast-convolution scheme). The paper's three GPU schemes map to ``dense`` (13.4x on average,
-22.0x at most), ``fast_conv`` (10.4x, 18.7x) and ``zero_skip`` (7.9x, 16.4x).
+**Same assumptions.** A speedup compares two schemes under the *same* launch model
+(``COMPARISON_LAUNCH``, ``persistent`` by default: the launch model ``secnn_hw`` was designed
+for, and the fair one for ``dense``) and the same fusion policy. ``fast_conv`` is, per frame,
+the faster of ``winograd`` and ``fft``; ``strongest`` the fastest of ``dense``, ``fast_conv``
+and ``zero_skip``. The paper's three GPU schemes map to ``dense`` (13.4x on average, 22.0x at
+most), ``fast_conv`` (10.4x, 18.7x) and ``zero_skip`` (7.9x, 16.4x).
+
+**The ladder** (:data:`secnn_jax.timing.LADDER`): dense/eager -> dense/graph ->
+dense/persistent -> zero_skip/persistent -> secnn_hw with the zero predictor -> with the chosen
+predictor -> with the oracle; each step's ratio is one mechanism's contribution. The
+*value-prediction factor* is the chosen predictor's step, the *oracle factor* the ceiling.
 
 Speedups per (model, stream, GPU): ``mean`` is the ratio of total times over the stream (the
 throughput gain), ``max`` the best single frame, ``min`` the worst. Across cells, ``average`` is
 the arithmetic mean of the cells' ``mean`` and ``at_most`` the largest ``max``.
 
-Library: :func:`speedup`. Command line::
+Library: :func:`speedup`, :func:`sensitivity`. Command line::
 
     python -m experiments.speedup --out_dir=runs/speedup --config.gpus=h100,titanx
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,47 +42,83 @@ import numpy as np
 from absl import app, logging
 
 from experiments.cells import Workspace
+from experiments.timer import variant, variant_parts
+from secnn_jax.timing.ladder import LADDER
+from secnn_jax.timing.names import SECNN
 
-__all__ = ["BASELINES", "PAPER", "VARIANTS", "frame_times", "speedup", "verdict"]
+__all__ = ["BASELINES", "COMPARISON_LAUNCH", "PAPER", "VARIANTS", "frame_times", "ladder_times",
+           "sensitivity", "speedup", "verdict"]
 
 #: Baselines SE-CNN is compared with, in report order.
-BASELINES: tuple[str, ...] = ("dense", "winograd", "fft", "fast_conv", "zero_skip")
+BASELINES: tuple[str, ...] = ("dense", "winograd", "fft", "fast_conv", "zero_skip", "strongest")
 #: SE-CNN execution schemes.
-VARIANTS: tuple[str, ...] = ("secnn_sw", "secnn_hw")
+VARIANTS: tuple[str, ...] = SECNN
 #: The paper's claims: baseline -> (average speedup, maximum speedup).
 PAPER: dict[str, tuple[float, float]] = {
     "dense": (13.4, 22.0), "fast_conv": (10.4, 18.7), "zero_skip": (7.9, 16.4)}
+#: The launch model of the headline comparisons (every scheme under it).
+COMPARISON_LAUNCH = "persistent"
 
 
-def frame_times(base_us: np.ndarray, secnn_us: np.ndarray, schemes: Sequence[str]
-                ) -> dict[str, np.ndarray]:
-    """Per-frame times ``{scheme: [T]}`` of one GPU from the two cells' ``[T, S]`` replays.
+def frame_times(base_us: np.ndarray, secnn_us: np.ndarray, variants: Sequence[str],
+                launch: str = COMPARISON_LAUNCH) -> dict[str, np.ndarray]:
+    """Per-frame times ``{key: [T]}`` of one GPU from the two cells' ``[T, V]`` replays.
 
-    Baseline schemes come from ``base_us`` (zero predictor), SE-CNN schemes from ``secnn_us``;
-    ``fast_conv`` is the per-frame minimum of ``winograd`` and ``fft`` where both exist.
+    Keys: every variant name (``scheme@launch[:oracle]``; baselines, the zero-predictor SE-CNN
+    and the oracle from ``base_us``, the predictor's SE-CNN from ``secnn_us``, the zero
+    predictor's SE-CNN as ``scheme@launch:zero``), and the plain scheme names for ``launch``:
+    ``dense``..., ``secnn_hw`` (the predictor's), ``fast_conv`` (per frame the faster of
+    winograd and fft) and ``strongest`` (the fastest of dense, fast_conv, zero_skip).
     """
     out: dict[str, np.ndarray] = {}
-    for j, s in enumerate(schemes):
-        out[s] = (secnn_us if s in VARIANTS else base_us)[:, j].astype(np.float64)
+    for j, v in enumerate(variants):
+        scheme, _, oracle = variant_parts(v)
+        if scheme in SECNN and not oracle:
+            out[v] = secnn_us[:, j].astype(np.float64)
+            out[v + ":zero"] = base_us[:, j].astype(np.float64)
+        else:
+            out[v] = base_us[:, j].astype(np.float64)
+    for v in list(out):
+        scheme, ln, oracle = variant_parts(v)
+        if ln == launch and ":" not in v:
+            out[scheme] = out[v]
     fast = [out[s] for s in ("winograd", "fft") if s in out]
     if fast:
         out["fast_conv"] = np.minimum.reduce(fast)
+    strong = [out[s] for s in ("dense", "fast_conv", "zero_skip") if s in out]
+    if strong:
+        out["strongest"] = np.minimum.reduce(strong)
+    return {k: v for k, v in out.items() if np.isfinite(v).all()}
+
+
+def ladder_times(ft: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The :data:`~secnn_jax.timing.LADDER` steps' per-frame times from :func:`frame_times`."""
+    out = {}
+    for s in LADDER:
+        key = variant(s.scheme, s.launch, s.events == "oracle")
+        if s.events == "zero" and s.scheme in SECNN:
+            key += ":zero"
+        if key in ft:
+            out[s.key] = ft[key]
     return out
 
 
 def _phases(base: np.ndarray | None, sec: np.ndarray | None, g: int,
-            schemes: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Mean microseconds per frame of each phase, per scheme (phases the timer reported)."""
+            variants: Sequence[str], launch: str) -> dict[str, dict[str, float]]:
+    """Mean microseconds per frame of each phase, per scheme under ``launch``."""
     from experiments.timer import PHASES  # noqa: PLC0415
 
     out: dict[str, dict[str, float]] = {}
-    for j, s in enumerate(schemes):
-        src = sec if s in VARIANTS else base
+    for j, v in enumerate(variants):
+        scheme, ln, oracle = variant_parts(v)
+        if ln != launch or oracle:
+            continue
+        src = sec if scheme in SECNN else base
         if src is None:
             continue
         vals = src[:, g, j, :]
-        out[s] = {p: float(vals[:, k].mean()) for k, p in enumerate(PHASES)
-                  if np.isfinite(vals[:, k]).all()}
+        out[scheme] = {p: float(vals[:, k].mean()) for k, p in enumerate(PHASES)
+                       if np.isfinite(vals[:, k]).all()}
     return out
 
 
@@ -85,22 +132,30 @@ def verdict(ours: float, paper: float) -> str:
     return "partly" if ours > 1.0 else "does not hold"
 
 
+def _ratios(ft: dict[str, np.ndarray], scheme: str, baseline: str) -> dict[str, float]:
+    ratio = ft[baseline] / ft[scheme]
+    return {"mean": float(ft[baseline].sum() / ft[scheme].sum()), "max": float(ratio.max()),
+            "min": float(ratio.min())}
+
+
 def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predictor: str,
-            tau: float = 0.0) -> dict[str, Any]:
-    """Replayed times and speedups for every model, stream and GPU of the workspace's timer.
+            tau: float = 0.0, launch: str = COMPARISON_LAUNCH) -> dict[str, Any]:
+    """Replayed times, the ladder and speedups for every model, stream and GPU.
 
     Returns:
-      ``{"study": "speedup", "gpus", "schemes", "predictor", "tau", "cells": [...],
-      "summary": [...]}``. A cell (model, stream, gpu) holds ``frames``, ``total_us`` per scheme,
-      ``frame_us`` per scheme (lists over frames), ``phase_us`` (mean microseconds per frame of
-      each phase, per scheme) and ``speedups[variant][baseline]`` with ``mean``, ``max``,
-      ``min``. ``summary`` rows (gpu, variant, baseline) hold ``average``
-      (mean over cells of ``mean``), ``at_most`` (max over cells of ``max``) and, for the
+      ``{"study": "speedup", "gpus", "variants", "launch", "fusion", "predictor", "tau",
+      "cells": [...], "summary": [...]}``. A cell (model, stream, gpu) holds ``frames``,
+      ``total_us`` and ``frame_us`` per key of :func:`frame_times`, ``phase_us`` (per scheme
+      under ``launch``), ``ladder`` (``mean_us``, ``step_ratio`` per step, the
+      ``value_prediction_factor`` and ``oracle_factor``), ``speedups[variant][baseline]``
+      under ``launch`` and ``by_launch[launch][variant][baseline]`` under every launch model.
+      ``summary`` rows (gpu, variant, baseline) hold ``average``, ``at_most`` and, for the
       paper's three baselines, ``paper_average``, ``paper_at_most`` and ``verdict``.
     """
     if ws.timer is None:
         raise ValueError("the speedup study needs a timer (timing replay)")
-    gpus, schemes = tuple(ws.timer.gpus), tuple(ws.timer.schemes)
+    gpus, variants = tuple(ws.timer.gpus), tuple(ws.timer.schemes)
+    launches = tuple(dict.fromkeys(variant_parts(v)[1] for v in variants))
     cells = []
     for m in models:
         for s in streams:
@@ -108,28 +163,36 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
             sec_cell = ws.run(m, s, predictor, tau, timed=True)
             base, sec = base_cell.time_us, sec_cell.time_us
             for g, gpu in enumerate(gpus):
-                ft = frame_times(base[:, g], sec[:, g], schemes)
-                phases = _phases(base_cell.phase_us, sec_cell.phase_us, g, schemes)
-                sp: dict[str, dict[str, dict[str, float]]] = {}
-                for v in VARIANTS:
-                    if v not in ft:
-                        continue
-                    sp[v] = {}
-                    for b in BASELINES:
-                        if b not in ft:
-                            continue
-                        ratio = ft[b] / ft[v]
-                        sp[v][b] = {"mean": float(ft[b].sum() / ft[v].sum()),
-                                    "max": float(ratio.max()), "min": float(ratio.min())}
-                if "secnn_hw" in sp and "dense" in sp["secnn_hw"]:
-                    logging.info("speedup %s/%s on %s: secnn_hw %.2fx over dense", m, s, gpu,
-                                 sp["secnn_hw"]["dense"]["mean"])
+                ft = frame_times(base[:, g], sec[:, g], variants, launch)
+                lad = ladder_times(ft)
+                lmean = {k: float(v.mean()) for k, v in lad.items()}
+                keys = list(lmean)
+                ladder = {"mean_us": lmean,
+                          "step_ratio": {k: (lmean[keys[i - 1]] / lmean[k] if i else 1.0)
+                                         for i, k in enumerate(keys)}}
+                z, p, o = (lmean.get(f"secnn_hw/persistent:{e}")
+                           for e in ("zero", "predictor", "oracle"))
+                if z and p and o:
+                    ladder["value_prediction_factor"] = z / p
+                    ladder["oracle_factor"] = z / o
+                by_launch: dict[str, Any] = {}
+                for ln in launches:
+                    fl = frame_times(base[:, g], sec[:, g], variants, ln)
+                    by_launch[ln] = {v: {b: _ratios(fl, v, b) for b in BASELINES if b in fl}
+                                     for v in VARIANTS if v in fl}
+                sp = by_launch.get(launch, {})
+                if "secnn_hw" in sp and "strongest" in sp["secnn_hw"]:
+                    logging.info("speedup %s/%s on %s (%s): secnn_hw %.2fx over the strongest "
+                                 "baseline; value prediction %.2fx", m, s, gpu, launch,
+                                 sp["secnn_hw"]["strongest"]["mean"],
+                                 ladder.get("value_prediction_factor", float("nan")))
                 cells.append({
                     "model": m, "stream": s, "gpu": gpu, "frames": int(base.shape[0]),
                     "total_us": {k: float(v.sum()) for k, v in ft.items()},
                     "frame_us": {k: v.tolist() for k, v in ft.items()},
-                    "phase_us": phases,
-                    "speedups": sp,
+                    "phase_us": _phases(base_cell.phase_us, sec_cell.phase_us, g, variants,
+                                        launch),
+                    "ladder": ladder, "speedups": sp, "by_launch": by_launch,
                 })
     summary = []
     for gpu in gpus:
@@ -149,11 +212,63 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
                     row["paper_average"], row["paper_at_most"] = PAPER[b]
                     row["verdict"] = verdict(row["average"], PAPER[b][0])
                 summary.append(row)
-    return {"study": "speedup", "gpus": list(gpus), "schemes": list(schemes),
+    return {"study": "speedup", "gpus": list(gpus), "variants": list(variants),
+            "launch": launch, "fusion": getattr(ws.timer, "fusion", None),
             "predictor": predictor, "tau": float(tau), "cells": cells, "summary": summary,
-            "mapping": {"dense": "cuDNN-style implicit GEMM",
+            "mapping": {"dense": "cuDNN/cuBLAS-style kernels (tiles, split-K, GEMV)",
                         "fast_conv": "per frame the faster of winograd and fft",
-                        "zero_skip": "zero-skipping SIMT convolution"}}
+                        "zero_skip": "zero-skipping SIMT convolution",
+                        "strongest": "per frame the fastest of dense, fast_conv, zero_skip"}}
+
+
+def sensitivity(ws: Workspace, model: str, stream: str, predictor: str, *, frames: int = 8,
+                gpu: str = "h100", launch: str = COMPARISON_LAUNCH) -> dict[str, Any]:
+    """The headline ratio as each assumed physics parameter moves over its plausible range.
+
+    Reruns the first ``frames`` frames of ``stream`` through the zero and the chosen predictor
+    (:func:`secnn_jax.run_stream`), then replays ``secnn_hw`` (predictor's events) and the
+    strongest baseline (zero's events) under ``launch`` with each :data:`secnn_jax.timing.
+    PHYSICS` parameter at its low and high end, and with the other fusion policy. Also returns
+    the events, layers and ops (for the schedule figure).
+    """
+    from experiments.cells import make_predictor  # noqa: PLC0415
+    from secnn_jax import run_stream, timing  # noqa: PLC0415
+
+    h = ws.model(model)
+    x = ws.frames(model, stream)[:frames]
+    layers = ws.layers(model, stream)
+    ops = ws.ops(model, stream)
+    ev = {}
+    for name, spec in (("zero", "zero"), ("predictor", predictor)):
+        _, e = run_stream(h.apply_fn, h.variables, x, make_predictor(spec))
+        ev[name] = {k: np.asarray(v) for k, v in e.items()}
+    base_cfg = ws.timer.config if ws.timer is not None else timing.SchemeConfig()
+    fusion = ws.timer.fusion if ws.timer is not None else timing.DEFAULT_FUSION
+    prec = ws.timer.precision if ws.timer is not None else "fp32"
+
+    def ratio(cfg: Any, fu: str) -> dict[str, float]:
+        kw = dict(gpus=(gpu,), precision=prec, launch=launch, fusion=fu, ops=ops, config=cfg)
+        b = timing.replay(layers, ev["zero"], schemes=("dense", "zero_skip"), **kw)
+        s = timing.replay(layers, ev["predictor"], schemes=("secnn_hw",), **kw)
+        strongest = min(b.get(gpu, "dense").total_us.mean(),
+                        b.get(gpu, "zero_skip").total_us.mean())
+        return {"secnn_hw_us": float(s.get(gpu, "secnn_hw").total_us.mean()),
+                "strongest_us": float(strongest),
+                "ratio": float(strongest / s.get(gpu, "secnn_hw").total_us.mean())}
+
+    rows = [{"parameter": "reference", "value": "", **ratio(base_cfg, fusion)}]
+    for p in timing.PHYSICS.values():
+        for end in ("low", "high"):
+            val = getattr(p, end)
+            cfg = dataclasses.replace(base_cfg, **{p.field: val})
+            rows.append({"parameter": p.field, "end": end, "value": val, "unit": p.unit,
+                         **ratio(cfg, fusion)})
+    other = "none" if fusion == "epilogue" else "epilogue"
+    rows.append({"parameter": "fusion", "end": "other", "value": other,
+                 **ratio(base_cfg, other)})
+    return {"model": model, "stream": stream, "gpu": gpu, "launch": launch, "fusion": fusion,
+            "frames": int(x.shape[0]), "rows": rows,
+            "_replay_inputs": (layers, ev, ops)}
 
 
 def main(argv: Sequence[str]) -> None:
@@ -166,7 +281,7 @@ def main(argv: Sequence[str]) -> None:
     cfg = cli.resolve()
     st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite)
     res = speedup(st.ws, list(st.ws.models), list(st.ws.streams),
-                  predictor_spec("secnn", cfg.silence, cfg.decay))
+                  predictor_spec("secnn", cfg.silence, cfg.decay), launch=str(cfg.launch))
     st.run.write_json("results/speedup.json", res)
     figures.speedup_bars(res, st.run.path("figures", "speedup.png"))
     st.run.finish(**st.ws.stats)

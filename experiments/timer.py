@@ -1,10 +1,16 @@
-"""The studies' timer: event maps -> replayed microseconds per frame, GPU and scheme.
+"""The studies' timer: event maps -> replayed microseconds per frame, GPU and timed variant.
 
 A thin adapter over :func:`secnn_jax.timing.replay` with the shapes the cell engine stores
-(see :class:`experiments.cells.Timer`): ``time_us`` ``[t, G, S]`` and ``phase_us``
-``[t, G, S, len(PHASES)]``. Schemes not asked for in a call, and phases a scheme does not have,
-are NaN. The calibrated timing parameters are read once, when the timer is made, so one run uses
-one parameter set; :attr:`ReplayTimer.key` fingerprints them for the cache.
+(see :class:`experiments.cells.Timer`): ``time_us`` ``[t, G, V]`` and ``phase_us``
+``[t, G, V, len(PHASES)]``, one column per *variant* ``scheme@launch`` (every scheme of one
+launch model replayed together, under the run's one fusion policy) or ``scheme@launch:oracle``
+(SE-CNN on the oracle's events, :func:`secnn_jax.timing.oracle_events`, derived from the zero
+predictor's). Which variants a predictor's events feed comes from the scheme registry: the zero
+predictor's events (the exact zero pattern at tau = 0) feed the baselines, SE-CNN without value
+prediction and the oracle; every other predictor's feed the SE-CNN schemes. Variants not asked
+for in a call, and phases a scheme does not have, are NaN. The calibrated timing parameters are
+read once, when the timer is made, so one run uses one parameter set; :attr:`ReplayTimer.key`
+fingerprints them for the cache.
 """
 
 from __future__ import annotations
@@ -12,65 +18,119 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from secnn_jax.layers import Layer
+from secnn_jax.timing.names import (
+    DEFAULT_FUSION,
+    LAUNCH_MODELS,
+    PHASES,
+    SCHEMES,
+    SECNN,
+)
 
-__all__ = ["PHASES", "ReplayTimer"]
+__all__ = ["PHASES", "ReplayTimer", "variant", "variant_parts"]
 
-#: Phases reported by the replayer: layer-after-layer schemes have ``compute`` and ``launch``;
-#: SE-CNN has ``parallel`` (the parallel phase's makespan), ``serial`` (the sum of the per-layer
-#: corrections), and the corrections' ``compare`` and ``amend`` parts.
-PHASES: tuple[str, ...] = ("compute", "launch", "parallel", "serial", "compare", "amend")
+#: The predictor whose events know the real zero pattern (tau = 0).
+ZERO_PREDICTOR = "zero"
+
+
+def variant(scheme: str, launch: str, oracle: bool = False) -> str:
+    """The column name of ``scheme`` under ``launch`` (on the oracle's events if ``oracle``)."""
+    return f"{scheme}@{launch}" + (":oracle" if oracle else "")
+
+
+def variant_parts(name: str) -> tuple[str, str, bool]:
+    """Inverse of :func:`variant`: ``(scheme, launch, oracle)``."""
+    head, _, tail = name.partition(":")
+    scheme, _, launch = head.partition("@")
+    return scheme, launch, tail == "oracle"
 
 
 class ReplayTimer:
-    """Replays chunks of events on fixed GPUs and schemes.
+    """Replays chunks of events on fixed GPUs, schemes and launch models, one fusion policy.
 
     Args:
       gpus: GPU keys (``secnn_jax.timing.GPUS``), e.g. ``("h100", "gtx1080ti")``.
-      schemes: scheme names (``secnn_jax.timing.SCHEMES``).
+      schemes: scheme names (``secnn_jax.timing.SCHEMES``), replayed under every launch model
+        of ``launches``.
       precision: ``fp32``, ``tf32`` or ``fp16``.
+      launches: launch models (``secnn_jax.timing.LAUNCH_MODELS``).
+      fusion: the one fusion policy of every variant.
+      config: scheme knobs (``secnn_jax.timing.SchemeConfig``) or ``None`` for the defaults.
     """
 
-    def __init__(self, gpus: Sequence[str], schemes: Sequence[str],
-                 precision: str = "fp32") -> None:
+    def __init__(self, gpus: Sequence[str], schemes: Sequence[str] = SCHEMES,
+                 precision: str = "fp32", launches: Sequence[str] = LAUNCH_MODELS,
+                 fusion: str = DEFAULT_FUSION, config: Any = None) -> None:
         from secnn_jax import timing  # noqa: PLC0415
 
         self.gpus = tuple(timing.get_gpu(g).key for g in gpus)
-        self.schemes = tuple(schemes)
-        bad = [s for s in self.schemes if s not in timing.SCHEMES]
+        bad = [s for s in schemes if s not in SCHEMES]
         if bad:
-            raise ValueError(f"unknown schemes {bad}; the replayer knows {timing.SCHEMES}")
+            raise timing.ReplayError(f"unknown schemes {bad}; the replayer knows {SCHEMES}")
+        badl = [x for x in launches if x not in LAUNCH_MODELS]
+        if badl:
+            raise timing.ReplayError(f"unknown launch models {badl}; known: {LAUNCH_MODELS}")
+        self.base_schemes = tuple(s for s in SCHEMES if s in schemes)
+        self.launches = tuple(x for x in LAUNCH_MODELS if x in launches)
+        self.fusion = fusion
         self.precision = timing.canonical_precision(precision)
         self.params = timing.load_params()
-        blob = json.dumps({"gpus": self.gpus, "schemes": self.schemes,
-                           "precision": self.precision, "params": self.params.as_dict()},
-                          sort_keys=True, default=str)
-        #: Fingerprint of GPUs, schemes, precision and timing parameters (cache key).
+        self.config = config or timing.SchemeConfig()
+        own = [variant(s, ln) for ln in self.launches for s in self.base_schemes]
+        oracle = [variant(s, ln, True) for ln in self.launches for s in self.base_schemes
+                  if s in SECNN]
+        #: The columns of ``time_us`` (variant names).
+        self.schemes: tuple[str, ...] = tuple(own + oracle)
+        blob = json.dumps({"gpus": self.gpus, "variants": self.schemes, "fusion": fusion,
+                           "precision": self.precision, "params": self.params.as_dict(),
+                           "config": self.config.as_dict()}, sort_keys=True, default=str)
+        #: Fingerprint of GPUs, variants, precision, fusion and timing parameters (cache key).
         self.key = "timed-" + hashlib.sha256(blob.encode()).hexdigest()[:10]
 
+    def variants_for(self, predictor: str) -> tuple[str, ...]:
+        """The variants a predictor's events are replayed for (see the module docstring)."""
+        if predictor.strip() == ZERO_PREDICTOR:
+            return self.schemes
+        return tuple(v for v in self.schemes
+                     if variant_parts(v)[0] in SECNN and not variant_parts(v)[2])
+
     def __call__(self, layers: Sequence[Layer], events: Mapping[str, np.ndarray],
-                 schemes: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """``{"time_us": [t, G, S], "phase_us": [t, G, S, P]}`` float64 microseconds."""
+                 schemes: Sequence[str] | None = None, ops: Sequence[Any] | None = None
+                 ) -> dict[str, np.ndarray]:
+        """``{"time_us": [t, G, V], "phase_us": [t, G, V, P]}`` float64 microseconds.
+
+        ``schemes`` selects variants (default: all); ``ops`` are the network's op groups.
+        """
         from secnn_jax import timing  # noqa: PLC0415
 
-        want = tuple(s for s in self.schemes if schemes is None or s in schemes)
+        want = [v for v in self.schemes if schemes is None or v in schemes]
         t = int(next(iter(events.values())).shape[0])
         out = np.full((t, len(self.gpus), len(self.schemes)), np.nan)
         phases = np.full(out.shape + (len(PHASES),), np.nan)
-        if not want:
-            return {"time_us": out, "phase_us": phases}
-        r = timing.replay(tuple(layers), dict(events), gpus=self.gpus, schemes=want,
-                          precision=self.precision, params=self.params,
-                          batch_frames=max(t, 1))
-        for g, gpu in enumerate(self.gpus):
-            for s in want:
-                res = r.get(gpu, s)
-                j = self.schemes.index(s)
-                out[:, g, j] = res.total_us
-                for k, name in enumerate(PHASES):
-                    if name in res.phases:
-                        phases[:, g, j, k] = np.asarray(res.phases[name]) / res.clock_mhz
+        oracle_ev = None
+        for oracle in (False, True):
+            for ln in self.launches:
+                sch = tuple(s for s in self.base_schemes if variant(s, ln, oracle) in want)
+                if not sch:
+                    continue
+                if oracle and oracle_ev is None:
+                    oracle_ev = timing.oracle_events(events)
+                r = timing.replay(tuple(layers), dict(oracle_ev if oracle else events),
+                                  gpus=self.gpus, schemes=sch, precision=self.precision,
+                                  launch=ln, fusion=self.fusion, ops=ops, params=self.params,
+                                  config=self.config, batch_frames=max(t, 1))
+                for g, gpu in enumerate(self.gpus):
+                    for s in sch:
+                        res = r.get(gpu, s)
+                        j = self.schemes.index(variant(s, ln, oracle))
+                        out[:, g, j] = res.total_us
+                        for k, name in enumerate(PHASES):
+                            if name in res.phases:
+                                phases[:, g, j, k] = np.asarray(res.phases[name]) / res.clock_mhz
         return {"time_us": out, "phase_us": phases}
+
+

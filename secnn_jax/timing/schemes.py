@@ -435,7 +435,7 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
                             layer=np.array(layer, np.int64), labels=tuple(labels))
     par_bytes = np.broadcast_to(plan.io_bytes, (frames, n_layers))
     tl = SE.schedule(ws, ds, occs, par_bytes, release, chain_, gpu, params,
-                     start_at=lc.submit - lc.gap)
+                     start_at=lc.submit)
     # Per-layer critical path: up to the end of each layer's last serial item.
     owner = np.maximum.accumulate(np.where(chain_.layer >= 0, chain_.layer, -1))
     owner = np.where(owner < 0, 0, owner)
@@ -451,7 +451,7 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
                 "compare": parts["compare"].sum(1), "compaction": parts["compaction"].sum(1),
                 "amend": parts["amend"].sum(1),
                 "ops": chain_.duration[:, is_ops].sum(1),
-                "launch": np.full(frames, float(np.sum(chain_.gap)) + lc.submit)},
+                "launch": np.full(frames, float(np.sum(chain_.gap[1:])) + lc.submit)},
         layer_phases={"parallel_done": tl.parallel_done, "correction": correction,
                       "compare": parts["compare"], "compaction": parts["compaction"],
                       "amend": parts["amend"], "amend_compute": parts["amend_compute"],

@@ -89,7 +89,7 @@ def schedule(par_w: Sequence[np.ndarray], par_d: Sequence[np.ndarray], par_occ: 
       par_bytes: ``[T, L]`` bytes each layer's parallel kernel moves.
       release: ``[L]`` release time of each layer's parallel kernel.
       serial: the serial chain.
-      start_at: earliest start of the serial chain (the frame's submission).
+      start_at: start of the serial chain's first item (the frame's submission).
     """
     n_layers = len(par_w)
     frames = serial.duration.shape[0]
@@ -121,7 +121,8 @@ def schedule(par_w: Sequence[np.ndarray], par_d: Sequence[np.ndarray], par_occ: 
     last_layer = -1
     for k in range(n_items):  # the serial phase: a chain over items
         lyr = int(serial.layer[k])
-        s = np.maximum(prev + serial.gap[k], serial.issue[k])
+        # The first item starts with the frame (its submission), later ones after a boundary.
+        s = np.maximum(prev + (serial.gap[k] if k else 0.0), serial.issue[k])
         if lyr >= 0:
             s = np.maximum(s, parallel_done[:, lyr])
             last_layer = max(last_layer, lyr)

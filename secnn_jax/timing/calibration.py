@@ -1,7 +1,8 @@
 """Calibration and validation of the dense kernel model against real kernel measurements.
 
-The measurements (``measurements/h100_cudnn_conv.csv``, shipped in the package) time single
-PyTorch/cuDNN convolutions (NCHW, ``cudnn.benchmark``) with CUDA events. The model predicts each row as
+The measurements (``measurements/h100_cudnn_conv.csv``, shipped in the package) time
+single PyTorch/cuDNN convolutions (NCHW, ``cudnn.benchmark``) with CUDA events. The model
+predicts each row as
 
     pred_us = event_overhead_us + cycles / clock_mhz + (kernels - 1) * extra_kernel_us
 

@@ -1,6 +1,6 @@
 """The secnn_jax model zoo: nine ILSVRC CNNs and EfficientNet-Lite0/1/2 as Flax Linen models.
 
-Public API (see CONTRACT.md)::
+Public API (README.md, "Models: adding a model and converting weights")::
 
     import models
     apply_fn, variables = models.load("efficientnet_lite0")   # converts itself on first use
@@ -13,11 +13,18 @@ float32 input and use inference-mode BatchNorm. Every conv/dense module has a re
 (``layer1_0/conv1``, ``blocks_3/depthwise_conv``) that becomes the SE-CNN layer name.
 
 torch is never imported here: PyTorch weight files are read by :mod:`models.torch_reader`.
+
+Every error raised for a bad name, file, size or checkpoint derives from
+``secnn_jax.SecnnError``: :class:`UnknownModelError`, :class:`InputSizeError`,
+:class:`MissingCheckpointError`, :class:`MissingWeightsError`, :class:`CheckpointError`,
+:class:`ConversionError`, :class:`TorchReaderError`, ``models.preprocessing.ImageError`` and
+``ImageTypeError``.
 """
 
 from models.checkpoints import CheckpointError, MissingCheckpointError
 from models.conversion import CONVERTER_VERSION, ConversionError
 from models.registry import (
+    MissingWeightsError,
     UnknownModelError,
     available,
     build,
@@ -29,14 +36,16 @@ from models.registry import (
     preprocess,
     variable_shapes,
 )
-from models.spec import ModelSpec, Preprocessing
+from models.spec import InputSizeError, ModelSpec, Preprocessing
 from models.torch_reader import TorchReaderError, load_state_dict
 
 __all__ = [
     "CONVERTER_VERSION",
     "CheckpointError",
     "ConversionError",
+    "InputSizeError",
     "MissingCheckpointError",
+    "MissingWeightsError",
     "ModelSpec",
     "Preprocessing",
     "TorchReaderError",

@@ -32,6 +32,7 @@ from absl import logging
 from flax import traverse_util
 
 from models.spec import ModelSpec, join_path
+from secnn_jax.errors import SecnnError
 
 __all__ = [
     "CONVERTER_VERSION",
@@ -62,7 +63,7 @@ _LEAF_TO_TORCH = {
 }
 
 
-class ConversionError(ValueError):
+class ConversionError(SecnnError, ValueError):
     """A state dict does not match the model: unknown, missing, or wrong-shape key."""
 
 
@@ -82,7 +83,7 @@ def dense_kernel(weight: np.ndarray, chw: tuple[int, int, int] | None = None) ->
         c, h, w = chw
         out = weight.shape[0]
         if weight.shape[1] != c * h * w:
-            raise ValueError(f"dense weight {weight.shape} does not flatten {chw}")
+            raise ConversionError(f"dense weight {weight.shape} does not flatten {chw}")
         weight = weight.reshape(out, c, h, w).transpose(0, 2, 3, 1).reshape(out, h * w * c)
     return np.ascontiguousarray(weight.T)
 

@@ -10,6 +10,10 @@ The file is read by the torch-free reader (no code in it ever runs), mapped key 
 model's Flax variables (any unknown, missing or wrong-shape key is an error naming the key), and
 written atomically to ``<cache_dir>/<model>/`` with metadata: source path, its SHA-256, the
 converter version. ``models.load(<model>)`` then restores it.
+
+A bad input (an unreadable torch file, a state dict that does not match the model, a missing
+weights package) is printed as one line and exits with status 1; anything else is a bug and keeps
+its traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 from absl import app, flags, logging
 
 from models import checkpoints, registry
+from models._cli import one_line_errors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", None, list(registry.available()), "Model to convert.")
@@ -45,4 +50,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(one_line_errors(main))

@@ -8,6 +8,8 @@ Usage (from the repository root)::
     python -m models.info --model=vgg16 --size=64 --json_out=/tmp/vgg16.json
 
 No weights are needed: layer geometry comes from tracing the model with abstract variables.
+A bad input (an unknown model name, a size the model cannot take) is printed as one line and
+exits with status 1; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from absl import app, flags
 from flax import traverse_util
 
 from models import registry
+from models._cli import one_line_errors
 from models.conversion import abstract_for
 
 __all__ = ["LayerRow", "ModelInfo", "model_info", "format_table", "format_summary"]
@@ -88,6 +91,7 @@ def model_info(name: str, size: int | None = None, batch: int = 1) -> ModelInfo:
 
     spec = registry.get_spec(name)
     size = size or spec.input_size
+    spec.check_input_size(size)
     variables = abstract_for(spec, full=False)
     module = spec.build()
     x = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32)
@@ -163,4 +167,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(one_line_errors(main))

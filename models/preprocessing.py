@@ -13,22 +13,31 @@ import jax.numpy as jnp
 import numpy as np
 
 from models.spec import Preprocessing
+from secnn_jax.errors import SecnnError
 
-__all__ = ["preprocess_image", "validate_image"]
+__all__ = ["ImageError", "ImageTypeError", "preprocess_image", "validate_image"]
+
+
+class ImageError(SecnnError, ValueError):
+    """An image of the wrong shape (not ``[H, W, 3]``, or empty)."""
+
+
+class ImageTypeError(SecnnError, TypeError):
+    """An image that is not a uint8 numpy/JAX array."""
 
 
 def validate_image(image: Any) -> None:
-    """Raise ``TypeError``/``ValueError`` unless ``image`` is a uint8 ``[H, W, 3]`` array."""
+    """Raise :class:`ImageTypeError`/:class:`ImageError` unless ``image`` is uint8 ``[H, W, 3]``."""
     shape = getattr(image, "shape", None)
     dtype = getattr(image, "dtype", None)
     if shape is None or dtype is None:
-        raise TypeError(f"image must be a numpy or JAX array, got {type(image).__name__}")
+        raise ImageTypeError(f"image must be a numpy or JAX array, got {type(image).__name__}")
     if np.dtype(dtype) != np.uint8:
-        raise TypeError(f"image must be uint8 RGB, got dtype {dtype}")
+        raise ImageTypeError(f"image must be uint8 RGB, got dtype {dtype}")
     if len(shape) != 3 or shape[-1] != 3:
-        raise ValueError(f"image must be [H, W, 3] RGB, got shape {tuple(shape)}")
+        raise ImageError(f"image must be [H, W, 3] RGB, got shape {tuple(shape)}")
     if shape[0] < 1 or shape[1] < 1:
-        raise ValueError(f"image is empty: shape {tuple(shape)}")
+        raise ImageError(f"image is empty: shape {tuple(shape)}")
 
 
 def _center_crop(x: jnp.ndarray, height: int, width: int) -> jnp.ndarray:

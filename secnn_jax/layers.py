@@ -3,9 +3,23 @@
 :func:`find_layers` traces ``apply_fn(params, x)`` and classifies every ``conv_general_dilated``
 and ``dot_general``: it is a *linear layer* when exactly one operand depends on ``x`` (the input
 neurons) and the other on ``params`` only (the learned kernel). Convolutions with input dilation
-(``ConvTranspose``) or ``batch_group_count`` are not layers. A layer's name is the path of its
-kernel in ``params`` with the ``params`` collection and the leaf name dropped — for Flax, the
-module path (``"layer1_0/conv1"``). A kernel applied twice yields ``name`` and ``name@1``.
+(``ConvTranspose``) or ``batch_group_count`` are not layers.
+
+Layer names come from the path of the layer's kernel in ``params`` (:func:`layer_names`):
+
+* the framework's own names where the path holds them: the ``params`` collection and the leaf's
+  name (``kernel``, ``w``) are dropped, leaving the Flax/NNX module path (``"layer1_0/conv1"``,
+  ``"blocks/0/conv"``) or the Haiku module name (``{"mlp/~/linear_0": {"w": ...}}`` ->
+  ``"mlp/linear_0"``);
+* ``layer_0``, ``layer_1``, ... (the kernel's rank among the model's distinct kernels, in
+  execution order) where the path holds no name, e.g. a flat list of params as Keras 3's
+  ``stateless_call`` takes them (``[[w0, b0, w1, b1, ...], [...]]``);
+* ``name@1``, ``name@2``, ... for the second, third, ... application of the *same* kernel leaf.
+  Two different kernels that would share a name (one module holding two kernels) are told
+  apart by their leaf names instead (``"attn/q"``, ``"attn/k"``).
+
+Errors for a bad input or an unsupported model are :class:`LayerError` and
+:class:`UnsupportedModelError`, both :class:`secnn_jax.SecnnError`.
 """
 
 from __future__ import annotations
@@ -22,6 +36,15 @@ import numpy as np
 from jax.extend import core as jcore
 
 from secnn_jax import interpret, kernels
+from secnn_jax.errors import SecnnError
+
+
+class LayerError(SecnnError, ValueError):
+    """Layers that do not fit the model or input at hand, or a model with no linear layer."""
+
+
+class UnsupportedModelError(SecnnError, NotImplementedError):
+    """A model SE-CNN cannot split into layers (a linear layer hidden in ``lax.scan``/``cond``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +119,7 @@ class Layer:
         """Transposes an array shaped ``in_shape`` (optionally with leading axes) to NHWC."""
         lead = a.ndim - len(self.in_shape)
         if lead < 0 or tuple(a.shape[lead:]) != tuple(self.in_shape):
-            raise ValueError(
+            raise LayerError(
                 f"layer {self.name!r}: expected an array ending in shape {self.in_shape}, "
                 f"got {tuple(a.shape)}"
             )
@@ -140,7 +163,7 @@ def _spec_to_nhwc(shape: tuple[int, ...], spec: tuple[int, ...]) -> tuple[int, i
     if len(sp) == 1:
         sp = [1, sp[0]]
     if len(sp) != 2:
-        raise ValueError(f"only 1-D and 2-D convolutions map to NHWC, got spatial dims {sp}")
+        raise LayerError(f"only 1-D and 2-D convolutions map to NHWC, got spatial dims {sp}")
     return (shape[batch], sp[0], sp[1], shape[feat])
 
 
@@ -186,7 +209,7 @@ class _DependencyWalker(interpret.Walker):
     def opaque_with_linear(self, eqn: jcore.JaxprEqn, invals: list[Any]) -> list[Any]:
         dep = _union(invals)
         if dep.x and dep.params:
-            raise NotImplementedError(
+            raise UnsupportedModelError(
                 f"a conv/dot_general inside a `{eqn.primitive.name}` primitive touches both the "
                 "params and the input; SE-CNN cannot split layers hidden in control flow "
                 "(unroll the loop, e.g. flax.linen.scan -> a Python loop)"
@@ -224,18 +247,67 @@ def _union(deps: list[Any]) -> _Dep:
     return _Dep(params, x)
 
 
-def _layer_name(traced: interpret.TracedModel, dep: _Dep) -> tuple[str, str]:
+def _kernel_leaf(traced: interpret.TracedModel, dep: _Dep) -> int:
+    """The param leaf that is the kernel: the largest of those the kernel operand comes from."""
     sizes = {
         i: math.prod(traced.closed_jaxpr.jaxpr.invars[i].aval.shape) for i in dep.params
     }
-    leaf = max(sorted(dep.params), key=lambda i: sizes[i])
-    path = list(traced.param_paths[leaf])
-    full = "/".join(path)
-    if len(path) > 1 and path[0] == "params":
-        path = path[1:]
-    if len(path) > 1:
-        path = path[:-1]
-    return "/".join(path) or f"param{leaf}", full
+    return max(sorted(dep.params), key=lambda i: sizes[i])
+
+
+def _parts(path: tuple[str, ...]) -> list[str]:
+    # Haiku keys hold the module path themselves ("mlp/~/linear_0"); "~" only marks a module
+    # made in its parent's constructor.
+    return [p for key in path for p in str(key).split("/") if p not in ("", "~")]
+
+
+def module_name(path: tuple[str, ...]) -> str | None:
+    """The framework's name of the module owning a kernel at param ``path``, if the path has one.
+
+    Drops a leading ``params`` collection and the leaf's own name (``kernel``, ``w``): for Flax
+    ``("params", "layer1_0", "conv1", "kernel") -> "layer1_0/conv1"``, for Haiku
+    ``("conv2_d/~", "w") -> "conv2_d"``. A path of list positions only (``("0", "4")``, a Keras 3
+    flat params list) names nothing: ``None``.
+    """
+    parts = list(path)
+    if len(parts) > 1 and parts[0] == "params":
+        parts = parts[1:]
+    if len(parts) > 1 and not str(parts[-1]).isdigit():
+        parts = parts[:-1]  # the leaf's own name; a list position is not one
+    names = _parts(tuple(parts))
+    if not names or all(p.isdigit() for p in names):
+        return None
+    return "/".join(names)
+
+
+def layer_names(kernel_paths: list[tuple[str, ...]], kernel_leaves: list[int]) -> list[str]:
+    """Names of the layers whose kernels are the param leaves ``kernel_leaves``, in order.
+
+    ``kernel_paths[i]`` is the param path of ``kernel_leaves[i]``. Reuse is counted by leaf:
+    the second application of one kernel is ``name@1``; see the module docstring for the rest.
+    """
+    distinct: dict[int, tuple[str, ...]] = {}
+    for leaf, path in zip(kernel_leaves, kernel_paths, strict=True):
+        distinct.setdefault(leaf, path)
+    base = {}
+    for rank, (leaf, path) in enumerate(distinct.items()):
+        base[leaf] = module_name(path) or f"layer_{rank}"
+    owners: dict[str, list[int]] = {}
+    for leaf, name in base.items():
+        owners.setdefault(name, []).append(leaf)
+    for leaves in owners.values():
+        if len(leaves) > 1:  # one module, several kernels: tell them apart by their leaf names
+            for leaf in leaves:
+                base[leaf] = "/".join(_parts(distinct[leaf])) or f"param{leaf}"
+    if len(set(base.values())) < len(base):  # still ambiguous (odd keys): the leaf's index
+        base = {leaf: f"param{leaf}" for leaf in base}
+    uses: dict[int, int] = {}
+    names = []
+    for leaf in kernel_leaves:
+        k = uses.get(leaf, 0)
+        uses[leaf] = k + 1
+        names.append(base[leaf] if k == 0 else f"{base[leaf]}@{k}")
+    return names
 
 
 def layers_from_trace(traced: interpret.TracedModel) -> tuple[Layer, ...]:
@@ -244,15 +316,14 @@ def layers_from_trace(traced: interpret.TracedModel) -> tuple[Layer, ...]:
     n_params = len(traced.param_paths)
     args = [_Dep(frozenset({i}), False) for i in range(n_params)] + [_Dep(frozenset(), True)]
     walker.run(traced.closed_jaxpr, args)
-    layers: list[Layer] = []
-    seen: dict[str, int] = {}
-    for index, (k, eqn, input_index, kdep) in enumerate(walker.found):
-        base, kernel_path = _layer_name(traced, kdep)
-        uses = seen.get(base, 0)
-        seen[base] = uses + 1
-        name = base if uses == 0 else f"{base}@{uses}"
-        layers.append(_make_layer(name, index, k, eqn, input_index, kernel_path, traced))
-    return tuple(layers)
+    leaves = [_kernel_leaf(traced, kdep) for _, _, _, kdep in walker.found]
+    paths = [tuple(traced.param_paths[leaf]) for leaf in leaves]
+    names = layer_names(paths, leaves)
+    return tuple(
+        _make_layer(name, index, k, eqn, input_index, "/".join(path), traced)
+        for index, ((k, eqn, input_index, _), name, path)
+        in enumerate(zip(walker.found, names, paths, strict=True))
+    )
 
 
 def _make_layer(name: str, index: int, k: int, eqn: jcore.JaxprEqn, input_index: int,
@@ -305,14 +376,15 @@ def find_layers(apply_fn: Callable[[Any, jax.Array], Any], params: Any,
       A tuple of :class:`Layer`, one per application of a learned kernel.
 
     Raises:
-      ValueError: if ``apply_fn`` has no linear layer, or ``x`` is not an array.
+      LayerError: if ``apply_fn`` has no linear layer, or ``x`` is not an array.
+      UnsupportedModelError: if a linear layer hides inside control flow (``lax.scan``...).
     """
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise ValueError(f"find_layers: x must be an array or ShapeDtypeStruct, got {type(x)}")
+        raise LayerError(f"find_layers: x must be an array or ShapeDtypeStruct, got {type(x)}")
     traced = interpret.trace_model(apply_fn, params, x)
     layers = layers_from_trace(traced)
     if not layers:
-        raise ValueError(
+        raise LayerError(
             "find_layers: apply_fn has no linear layer (no conv_general_dilated/dot_general "
             "whose kernel comes from params and whose input comes from x); SE-CNN has nothing "
             "to predict"

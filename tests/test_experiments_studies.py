@@ -24,7 +24,7 @@ import pytest
 import secnn_jax as sj
 from experiments import cells, config, figures, report, reproduce, runs
 from experiments.timer import ReplayTimer
-from secnn_jax import predictors, streams, timing
+from secnn_jax import netops, predictors, streams, timing
 
 SIZE = 32
 
@@ -174,10 +174,15 @@ def test_speedup_equals_replay(run: dict[str, Any]) -> None:
     for stream in ("bikes", "photos"):
         layers, _, ev_zero = _events(run, stream, predictors.zero())
         _, _, ev_sec = _events(run, stream, predictors.secnn(0.5, 0.5))
-        base = timing.replay(layers, ev_zero, gpus=["h100", "gtx1080ti"],
-                             schemes=["dense", "winograd", "fft", "zero_skip"])
-        sec = timing.replay(layers, ev_sec, gpus=["h100", "gtx1080ti"],
-                            schemes=["secnn_sw", "secnn_hw"])
+        h = tiny_model()
+        ops = netops.find_ops(h.apply_fn, h.variables, jnp.asarray(_frames(run, stream)[0]),
+                                 layers)
+        # The study replays every scheme under one launch model and the run's fusion policy.
+        kw = dict(gpus=["h100", "gtx1080ti"], launch=res["launch"], fusion=res["fusion"],
+                  ops=ops)
+        base = timing.replay(layers, ev_zero, schemes=["dense", "winograd", "fft", "zero_skip"],
+                             **kw)
+        sec = timing.replay(layers, ev_sec, schemes=["secnn_sw", "secnn_hw"], **kw)
         for gpu in ("h100", "gtx1080ti"):
             cell = next(c for c in res["cells"] if c["stream"] == stream and c["gpu"] == gpu)
             for s in ("dense", "winograd", "fft", "zero_skip"):

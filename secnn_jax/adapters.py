@@ -8,6 +8,12 @@ from typing import Any
 import jax
 from flax import nnx
 
+from secnn_jax.errors import SecnnError
+
+
+class AdapterError(SecnnError, TypeError):
+    """An object an adapter cannot turn into ``(apply_fn, params)`` (e.g. not an NNX module)."""
+
 
 def nnx_apply(module: nnx.Module) -> tuple[Callable[[Any, jax.Array], Any], Any]:
     """Splits a ``flax.nnx`` module into a pure ``(apply_fn, params)`` pair.
@@ -21,7 +27,7 @@ def nnx_apply(module: nnx.Module) -> tuple[Callable[[Any, jax.Array], Any], Any]
       ``(apply_fn, params)`` with ``apply_fn(params, x) == module(x)``.
     """
     if not isinstance(module, nnx.Module):
-        raise TypeError(f"nnx_apply expects a flax.nnx.Module, got {type(module).__name__}")
+        raise AdapterError(f"nnx_apply expects a flax.nnx.Module, got {type(module).__name__}")
     graphdef, state = nnx.split(module)
     params = nnx.to_pure_dict(state)
 

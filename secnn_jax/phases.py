@@ -21,33 +21,56 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.extend import core as jcore
 
 from secnn_jax import events as ev
 from secnn_jax import interpret
-from secnn_jax.layers import Layer, layers_from_trace
+from secnn_jax.errors import SecnnError
+from secnn_jax.layers import Layer, LayerError, layers_from_trace
 
 Tau = float | Mapping[str, float]
+
+
+class TauError(SecnnError, ValueError):
+    """A misprediction tolerance that is not a finite number >= 0 (or names unknown layers)."""
+
+
+def _tau_value(value: Any, what: str) -> float:
+    """``value`` as a float, or :class:`TauError` saying what ``tau`` must be."""
+    if isinstance(value, jax.core.Tracer):
+        raise TauError(f"{what} is traced; a static tau must be concrete (to trace tau, use "
+                       "pipeline_dynamic)")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as err:
+        raise TauError(f"{what} must be a number, got {type(value).__name__}") from err
+    if arr.ndim != 0:
+        raise TauError(
+            f"{what} must be one number, got an array of shape {arr.shape}; for one tau per "
+            "layer pass a dict {layer_name: tau}")
+    if arr.dtype.kind not in "fiu":
+        raise TauError(f"{what} must be a number, got {value!r} (dtype {arr.dtype})")
+    out = float(arr)
+    if not math.isfinite(out) or out < 0:
+        raise TauError(f"{what} must be finite and >= 0, got {out}")
+    return out
 
 
 def tau_map(layers: Sequence[Layer], tau: Tau) -> dict[str, float]:
     """Expands ``tau`` (global float or ``{name: float}``) to one float per layer.
 
-    Layers missing from a dict get 0 (exact); an unknown name, a negative or non-finite value
-    raises ``ValueError``.
+    Layers missing from a dict get 0 (exact). An array instead of a number, a negative, NaN or
+    infinite value, or a dict naming an unknown layer raises :class:`TauError` (a
+    ``ValueError``).
     """
     names = [layer.name for layer in layers]
     if isinstance(tau, Mapping):
-        unknown = sorted(set(tau) - set(names))
+        unknown = sorted(set(tau) - set(names), key=str)
         if unknown:
-            raise ValueError(f"tau names unknown layers {unknown[:5]}; layers are {names[:5]}...")
-        out = {n: float(tau.get(n, 0.0)) for n in names}
-    else:
-        out = dict.fromkeys(names, float(tau))
-    for name, value in out.items():
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"tau for layer {name!r} must be finite and >= 0, got {value}")
-    return out
+            raise TauError(f"tau names unknown layers {unknown[:5]}; layers are {names[:5]}...")
+        return {n: _tau_value(tau.get(n, 0.0), f"tau for layer {n!r}") for n in names}
+    return dict.fromkeys(names, _tau_value(tau, "tau"))
 
 
 class _Program:
@@ -55,7 +78,7 @@ class _Program:
 
     def __init__(self, apply_fn: Callable, layers: Sequence[Layer]) -> None:
         if not layers:
-            raise ValueError("SE-CNN needs at least one layer (see find_layers)")
+            raise LayerError("SE-CNN needs at least one layer (see find_layers)")
         self.apply_fn = apply_fn
         self.layers = tuple(layers)
         self.by_candidate = {layer.candidate: layer for layer in self.layers}
@@ -74,7 +97,7 @@ class _Program:
             sig = lambda ls: [(lyr.name, lyr.candidate, lyr.in_shape, lyr.kernel_shape)
                               for lyr in ls]
             if sig(found) != sig(self.layers):
-                raise ValueError(
+                raise LayerError(
                     "the layers passed in do not match apply_fn(params, x): found "
                     f"{len(found)} layers ({[lyr.name for lyr in found[:3]]}...), expected "
                     f"{len(self.layers)} ({[lyr.name for lyr in self.layers[:3]]}...); call "
@@ -86,7 +109,7 @@ class _Program:
     def check_x(self, x: Any) -> None:
         want = self.x_aval
         if tuple(jnp.shape(x)) != tuple(want.shape):
-            raise ValueError(
+            raise LayerError(
                 f"input has shape {tuple(jnp.shape(x))}, but the layers were found for input "
                 f"shape {tuple(want.shape)}; call find_layers again for a new shape"
             )
@@ -174,7 +197,7 @@ class _SerialWalker(interpret.Walker):
             correction = layer.apply(jnp.where(miss, delta, jnp.zeros_like(delta)), kernel)
             y_pred = jnp.asarray(self.y_pred[layer.name])
             if y_pred.shape != correction.shape:
-                raise ValueError(
+                raise LayerError(
                     f"y_pred for layer {layer.name!r} has shape {y_pred.shape}, expected "
                     f"{correction.shape}"
                 )

@@ -10,21 +10,39 @@ The batch axis holds independent streams: every array in a state is per neuron *
 streams never see each other's history. The built-ins are :class:`Predictor` instances; any object
 with those three attributes (a dataclass, a namedtuple, a module) works with
 :func:`secnn_jax.pipeline`.
+
+Compiled programs are cached across calls (:func:`secnn_jax.run_stream`), keyed among other
+things on the predictor's :func:`config_key`: the built-ins carry a ``config_key`` naming what
+their ``predict``/``update`` compute (``("secnn", silence, decay)``), so ``secnn(0.5)`` made
+afresh for every call still hits the cache. A predictor of your own may set a hashable
+``config_key`` attribute the same way; without one it is cached by identity (reuse the object).
+
+Bad arguments and states that do not fit the model raise :class:`PredictorError` (a
+``ValueError``) or :class:`PredictorTypeError` (a ``TypeError``), both
+:class:`secnn_jax.SecnnError`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from secnn_jax.errors import SecnnError
 from secnn_jax.layers import Layer
 
 State = Any
 Predictions = dict[str, jax.Array]
+
+
+class PredictorError(SecnnError, ValueError):
+    """A predictor argument out of range, or a state/prediction that does not fit the model."""
+
+
+class PredictorTypeError(SecnnError, TypeError):
+    """An object that is not a predictor, or a ``predict`` that does not return a dict."""
 
 
 @runtime_checkable
@@ -45,11 +63,54 @@ class PredictorLike(Protocol):
 
 
 class Predictor(NamedTuple):
-    """A value predictor as three pure functions (see module docstring)."""
+    """A value predictor as three pure functions (see module docstring).
+
+    Attributes:
+      init: ``init(layers) -> state``.
+      predict: ``predict(state) -> {layer_name: prediction}``.
+      update: ``update(state, inputs) -> state``.
+      config_key: a hashable value that determines ``predict`` and ``update`` completely (two
+        predictors with equal keys compute the same); ``None``: the predictor is identified by
+        the object itself (see :func:`config_key`).
+    """
 
     init: Callable[[Sequence[Layer]], State]
     predict: Callable[[State], Predictions]
     update: Callable[[State, Mapping[str, jax.Array]], State]
+    config_key: Hashable | None = None
+
+
+class _Identity:
+    """Hashes and compares by object identity (and keeps the object alive while cached)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Identity) and other.obj is self.obj
+
+
+def config_key(predictor: Any) -> Hashable:
+    """What identifies ``predictor``'s compiled ``predict``/``update`` in a program cache.
+
+    Its ``config_key`` attribute (with its type) when it has a hashable one; otherwise the
+    object's identity, so a user-written predictor without a key is reused only as the very
+    same object (a new object compiles anew: never a stale program for changed code).
+    """
+    key = getattr(predictor, "config_key", None)
+    if key is not None:
+        try:
+            hash(key)
+        except TypeError:
+            pass
+        else:
+            return (type(predictor).__module__, type(predictor).__qualname__, key)
+    return _Identity(predictor)
 
 
 def _zeros(layers: Sequence[Layer]) -> dict[str, jax.Array]:
@@ -65,6 +126,7 @@ def zero() -> Predictor:
         init=_zeros,
         predict=lambda state: dict(state),
         update=lambda state, inputs: state,
+        config_key=("zero",),
     )
 
 
@@ -77,7 +139,8 @@ def last_value() -> Predictor:
     def update(state: State, inputs: Mapping[str, jax.Array]) -> State:
         return {name: inputs[name].astype(prev.dtype) for name, prev in state.items()}
 
-    return Predictor(init=_zeros, predict=lambda state: dict(state), update=update)
+    return Predictor(init=_zeros, predict=lambda state: dict(state), update=update,
+                     config_key=("last_value",))
 
 
 def secnn(silence: float = 0.5, decay: float = 0.75) -> Predictor:
@@ -101,10 +164,15 @@ def secnn(silence: float = 0.5, decay: float = 0.75) -> Predictor:
 
     State: ``{name: {"last": previous input, "rate": float32 firing rate}}``.
     """
-    if not 0.0 <= silence <= 1.0 or not np.isfinite(silence):
-        raise ValueError(f"secnn: silence must lie in [0, 1], got {silence}")
+    try:
+        silence, decay = float(silence), float(decay)
+    except (TypeError, ValueError) as err:
+        raise PredictorError(f"secnn: silence and decay must be numbers, got {silence!r}, "
+                             f"{decay!r}") from err
+    if not 0.0 <= silence <= 1.0:  # NaN fails this too
+        raise PredictorError(f"secnn: silence must lie in [0, 1], got {silence}")
     if not 0.0 <= decay < 1.0:
-        raise ValueError(f"secnn: decay must lie in [0, 1), got {decay}")
+        raise PredictorError(f"secnn: decay must lie in [0, 1), got {decay}")
 
     def init(layers: Sequence[Layer]) -> State:
         return {
@@ -129,7 +197,8 @@ def secnn(silence: float = 0.5, decay: float = 0.75) -> Predictor:
             new[name] = {"last": x, "rate": decay * s["rate"] + (1.0 - decay) * fired}
         return new
 
-    return Predictor(init=init, predict=predict, update=update)
+    return Predictor(init=init, predict=predict, update=update,
+                     config_key=("secnn", silence, decay))
 
 
 def mean(stats: Mapping[str, Any]) -> Predictor:
@@ -146,7 +215,7 @@ def mean(stats: Mapping[str, Any]) -> Predictor:
         missing = sorted(names - set(stats))
         extra = sorted(set(stats) - names)
         if missing or extra:
-            raise ValueError(
+            raise PredictorError(
                 f"mean predictor: stats do not match the model's layers "
                 f"(missing: {missing[:5]}, unknown: {extra[:5]})"
             )
@@ -155,15 +224,17 @@ def mean(stats: Mapping[str, Any]) -> Predictor:
             m = stats[layer.name]
             per_stream = tuple(layer.in_shape[1:])
             if m.shape not in (per_stream, tuple(layer.in_shape)):
-                raise ValueError(
+                raise PredictorError(
                     f"mean predictor: stats[{layer.name!r}] has shape {m.shape}, expected "
                     f"{per_stream} or {layer.in_shape}"
                 )
             state[layer.name] = jnp.broadcast_to(m.astype(layer.dtype), layer.in_shape)
         return state
 
+    # The stats enter through init only: predict and update are the same for any stats, so
+    # every mean predictor shares one compiled program.
     return Predictor(init=init, predict=lambda state: dict(state),
-                     update=lambda state, inputs: state)
+                     update=lambda state, inputs: state, config_key=("mean",))
 
 
 def mean_stats(apply_fn: Callable, params: Any, frames: Iterable[Any],
@@ -201,14 +272,14 @@ def mean_stats(apply_fn: Callable, params: Any, frames: Iterable[Any],
         total = sums if total is None else jax.tree_util.tree_map(jnp.add, total, sums)
         n += frame.shape[0]
     if total is None:
-        raise ValueError("mean_stats: the calibration stream is empty")
+        raise PredictorError("mean_stats: the calibration stream is empty")
     return {name: s / n for name, s in total.items()}
 
 
 def check_predictions(layers: Sequence[Layer], predictions: Mapping[str, Any]) -> None:
     """Raises a clear error if ``predictions`` does not hold one array per layer, shaped right."""
     if not isinstance(predictions, Mapping):
-        raise TypeError(
+        raise PredictorTypeError(
             f"predict(state) must return a dict {{layer_name: array}}, got "
             f"{type(predictions).__name__}"
         )
@@ -216,7 +287,7 @@ def check_predictions(layers: Sequence[Layer], predictions: Mapping[str, Any]) -
     missing = [n for n in names if n not in predictions]
     extra = [n for n in predictions if n not in set(names)]
     if missing or extra:
-        raise ValueError(
+        raise PredictorError(
             "predictor state does not match the model's layers: "
             f"missing predictions for {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unknown layers {extra[:5]}{'...' if len(extra) > 5 else ''} "
@@ -225,7 +296,7 @@ def check_predictions(layers: Sequence[Layer], predictions: Mapping[str, Any]) -
     for layer in layers:
         shape = tuple(jnp.shape(predictions[layer.name]))
         if shape != tuple(layer.in_shape):
-            raise ValueError(
+            raise PredictorError(
                 f"prediction for layer {layer.name!r} has shape {shape}, expected the layer's "
                 f"input shape {layer.in_shape}"
             )

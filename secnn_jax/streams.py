@@ -19,8 +19,9 @@ To feed a model, :func:`model_frames` / :func:`batch_frames` apply the model's p
 (``models.preprocess``) and an optional resize for small test configurations, yielding float32
 batches ``[1, H, W, 3]`` (one stream) as :func:`secnn_jax.iter_stream` expects.
 
-Errors are :class:`StreamError` (a ``ValueError``) naming the file or stream at fault: a missing or
-undecodable video, a non-image file in an image directory, a stream without frames.
+Errors are :class:`StreamError` (a :class:`secnn_jax.SecnnError` and a ``ValueError``) naming the
+file or stream at fault: a missing or undecodable video, a non-image file in an image directory,
+a stream without frames, a bad frame count or size.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from secnn_jax.errors import SecnnError
 
 __all__ = [
     "CLIPS",
@@ -76,7 +79,7 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ti
                                    ".webp", ".ppm", ".pgm")
 
 
-class StreamError(ValueError):
+class StreamError(SecnnError, ValueError):
     """A stream cannot deliver frames: missing/unreadable file, non-image file, no frames."""
 
 
@@ -128,7 +131,7 @@ class Stream:
         if n is None:
             return self
         if n < 1:
-            raise ValueError(f"stream {self.info.name!r}: max_frames must be >= 1, got {n}")
+            raise StreamError(f"stream {self.info.name!r}: max_frames must be >= 1, got {n}")
         limit = n if self.max_frames is None else min(n, self.max_frames)
         known = self.info.n_frames
         info = dataclasses.replace(self.info, n_frames=min(known, limit) if known else None)
@@ -516,9 +519,9 @@ def model_frames(stream: Stream | Sequence[np.ndarray], preprocess: Preprocess |
     """
     fn = model_preprocess(preprocess) if isinstance(preprocess, str) else preprocess
     if max_frames is not None and max_frames < 1:
-        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        raise StreamError(f"max_frames must be >= 1, got {max_frames}")
     if resize is not None and resize < 1:
-        raise ValueError(f"resize must be >= 1, got {resize}")
+        raise StreamError(f"resize must be >= 1, got {resize}")
     for i, frame in enumerate(stream):
         if max_frames is not None and i >= max_frames:
             return

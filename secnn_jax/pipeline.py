@@ -4,33 +4,69 @@
 * :func:`run_stream` — every frame of ``[T, N, H, W, C]`` through ``step`` with ``lax.scan``.
 * :func:`iter_stream` — the same over a stream of any length in fixed-size chunks, so memory
   stays bounded: frames may come from a generator (a video decoder), outputs leave per chunk.
+* :func:`stream_program` — the compiled scan behind both, for helpers of your own.
 
 The batch axis ``N`` holds independent streams; predictor state is per stream (see
 :mod:`secnn_jax.predictors`).
+
+**Compiled programs are cached across calls.** :func:`run_stream`, :func:`iter_stream` and
+:func:`stream_program` keep the layers they found and the jitted scan they built in two
+least-recently-used caches of :data:`PROGRAM_CACHE_SIZE` entries each, keyed on what determines
+the program: the model function (by identity: pass the same ``apply_fn`` object), the params'
+tree structure, shapes and dtypes (not their values), one frame's shape and dtype, the layers
+and the predictor's :func:`secnn_jax.predictors.config_key`. ``tau`` is an argument of the
+compiled program, so a new tau value reuses it; jit itself compiles once more for a new stream
+length ``T``. Calling ``run_stream(apply_fn, params, clip, predictors.secnn())`` in a loop over
+clips therefore traces and compiles once. An ``apply_fn`` that cannot be hashed is never
+cached. :func:`program_cache_info` reports hits and misses, :func:`clear_program_cache` empties
+both caches (e.g. to free the compiled programs' memory).
+
+Bad frames (wrong rank, no frames, no streams, NaN, a missing stream axis) raise
+:class:`FramesError`, a :class:`secnn_jax.SecnnError` and ``ValueError``, naming the problem and
+the shape expected.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
+from secnn_jax.errors import SecnnError
 from secnn_jax.layers import Layer, find_layers
 from secnn_jax.phases import Tau, parallel_compute, serial_amend_dynamic, tau_map
-from secnn_jax.predictors import PredictorLike, check_predictions
+from secnn_jax.predictors import (
+    PredictorLike,
+    PredictorTypeError,
+    check_predictions,
+    config_key,
+)
 
 Step = Callable[[Any, Any, jax.Array], tuple[Any, Any, dict[str, jax.Array]]]
+
+#: Entries kept by each program cache (layers found; jitted scans), least recently used dropped.
+PROGRAM_CACHE_SIZE = 32
+
+_FRAMES_SHAPE = ("[T, N, H, W, C] (T frames of N streams; [T, N, L, C] or [T, N, F] for 1-D "
+                 "or dense models)")
+
+
+class FramesError(SecnnError, ValueError):
+    """Frames a stream cannot run on: wrong rank, no frames or streams, NaN/Inf, bad chunking."""
 
 
 def _check_predictor(predictor: Any) -> None:
     missing = [a for a in ("init", "predict", "update") if not callable(getattr(predictor, a,
                                                                                 None))]
     if missing:
-        raise TypeError(
+        raise PredictorTypeError(
             f"predictor {type(predictor).__name__} lacks callable {missing}; a predictor needs "
             "init(layers), predict(state) and update(state, inputs)"
         )
@@ -46,14 +82,17 @@ def pipeline_dynamic(apply_fn: Callable, layers: tuple[Layer, ...], predictor: P
     _check_predictor(predictor)
     parallel = parallel_compute(apply_fn, layers)
     serial = serial_amend_dynamic(apply_fn, layers)
+    # Only predict and update run inside the step: holding them, not the predictor, keeps a
+    # cached program from pinning what init alone needs (the mean predictor's statistics).
+    predict, update = predictor.predict, predictor.update
 
     def step(params: Any, state: Any, x: jax.Array, tau: Any
              ) -> tuple[Any, Any, dict[str, jax.Array]]:
-        predictions = predictor.predict(state)
+        predictions = predict(state)
         check_predictions(layers, predictions)
         y_pred = parallel(params, predictions)
         logits, inputs, events = serial(params, x, predictions, y_pred, tau)
-        return predictor.update(state, inputs), logits, events
+        return update(state, inputs), logits, events
 
     return step
 
@@ -63,7 +102,8 @@ def pipeline(apply_fn: Callable, layers: tuple[Layer, ...], predictor: Predictor
     """Composes one SE-CNN step: ``step(params, state, x) -> (state, logits, events)``.
 
     predict -> parallel_compute -> serial_amend -> update. Pure: the predictor state goes in
-    and comes out; safe under ``jax.jit`` and ``jax.lax.scan``.
+    and comes out; safe under ``jax.jit`` and ``jax.lax.scan``. ``tau`` is fixed into the step
+    (use :func:`pipeline_dynamic` to trace it).
 
     Args:
       apply_fn: the unmodified model ``(params, x) -> logits``.
@@ -80,44 +120,274 @@ def pipeline(apply_fn: Callable, layers: tuple[Layer, ...], predictor: Predictor
     return step
 
 
+def _scan_dynamic(step: Callable[..., tuple[Any, Any, dict[str, jax.Array]]]
+                  ) -> Callable[..., tuple[Any, Any, dict[str, jax.Array]]]:
+    """Jitted ``f(params, state, frames, valid, tau) -> (state, logits, events)`` of ``step``.
+
+    ``step(params, state, x, tau)``; padded frames (``valid`` false) leave the state untouched.
+    """
+
+    def body(carry: tuple[Any, Any, Any], inp: tuple[jax.Array, jax.Array]) -> Any:
+        params, tau, state = carry
+        x, ok = inp
+        new_state, logits, events = step(params, state, x, tau)
+        state = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new_state, state)
+        return (params, tau, state), (logits, events)
+
+    @jax.jit
+    def run(params: Any, state: Any, frames: jax.Array, valid: jax.Array, tau: Any) -> Any:
+        (_, _, state), (logits, events) = jax.lax.scan(body, (params, tau, state),
+                                                       (frames, valid))
+        return state, logits, events
+
+    return run
+
+
 def scan_frames(step: Step) -> Callable[..., tuple[Any, Any, dict[str, jax.Array]]]:
     """Jitted ``f(params, state, frames, valid) -> (state, logits, events)`` over ``frames[T]``.
 
     ``valid`` (bool ``[T]``) marks real frames; padded frames leave the state untouched, so a
     short final chunk reuses the compiled full-chunk program.
     """
-
-    def body(carry: tuple[Any, Any], inp: tuple[jax.Array, jax.Array]) -> Any:
-        params, state = carry
-        x, ok = inp
-        new_state, logits, events = step(params, state, x)
-        state = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new_state, state)
-        return (params, state), (logits, events)
+    run = _scan_dynamic(lambda params, state, x, _tau: step(params, state, x))
 
     @jax.jit
-    def run(params: Any, state: Any, frames: jax.Array, valid: jax.Array) -> Any:
-        (_, state), (logits, events) = jax.lax.scan(body, (params, state), (frames, valid))
-        return state, logits, events
+    def scanned(params: Any, state: Any, frames: jax.Array, valid: jax.Array) -> Any:
+        return run(params, state, frames, valid, None)
 
-    return run
+    return scanned
 
 
-def check_frames(frames: Any, start: int = 0, what: str = "frames") -> np.ndarray:
-    """Validates a frame batch ``[T, N, ...]``: numeric, non-empty, finite. Returns it (numpy).
+def check_frames(frames: Any, start: int = 0, what: str = "frames") -> np.ndarray | jax.Array:
+    """Validates a frame batch ``[T, N, ...]``: numeric, 3- to 5-D, non-empty, finite.
 
-    Raises ``ValueError`` naming the first frame with NaN or Inf.
+    Returns the frames: a ``jax.Array`` stays on its device (the finiteness check runs there),
+    anything else becomes a numpy array.
+
+    Raises:
+      FramesError: naming the problem and the shape expected, or the first frame with NaN or
+        Inf (counting from ``start``).
     """
-    arr = np.asarray(frames)
-    if arr.dtype.kind not in "fiu":
-        raise ValueError(f"{what}: expected numeric frames, got dtype {arr.dtype}")
-    if arr.ndim < 2 or arr.shape[0] == 0:
-        raise ValueError(f"{what}: expected [T, N, ...] with T > 0, got shape {arr.shape}")
-    if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
+    if isinstance(frames, jax.Array):
+        arr: np.ndarray | jax.Array = frames
+    else:
+        try:
+            arr = np.asarray(frames)
+        except ValueError as err:  # a ragged list of frames
+            raise FramesError(f"{what}: frames of different shapes cannot be stacked into "
+                              f"{_FRAMES_SHAPE} ({err})") from err
+    dtype = np.dtype(arr.dtype)
+    shape = tuple(arr.shape)
+    if dtype.kind not in "fiu":
+        raise FramesError(f"{what}: expected numeric frames, got dtype {dtype}")
+    if not 3 <= len(shape) <= 5:
+        raise FramesError(f"{what}: expected {_FRAMES_SHAPE}, got a {len(shape)}-D array of "
+                          f"shape {shape}")
+    if shape[0] == 0:
+        raise FramesError(f"{what}: no frames (T = 0) in shape {shape}; expected "
+                          f"{_FRAMES_SHAPE} with T >= 1")
+    if shape[1] == 0:
+        raise FramesError(f"{what}: no streams (N = 0) in shape {shape}; expected "
+                          f"{_FRAMES_SHAPE} with N >= 1")
+    if 0 in shape[2:]:
+        raise FramesError(f"{what}: shape {shape} has an empty axis; expected {_FRAMES_SHAPE}")
+    if dtype.kind == "f":
+        xp = jnp if isinstance(arr, jax.Array) else np
+        bad = np.asarray(~xp.isfinite(arr.reshape(shape[0], -1)).all(axis=1))
         if bad.any():
             i = int(np.argmax(bad))
-            raise ValueError(f"{what}: frame {start + i} contains NaN or Inf")
+            raise FramesError(f"{what}: frame {start + i} contains NaN or Inf")
     return arr
+
+
+# ---------------------------------------------------------------------------------------------
+# Program caches
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheInfo:
+    """Counters of one program cache (see :func:`program_cache_info`).
+
+    Attributes:
+      hits: look-ups answered from the cache.
+      misses: look-ups that built a new entry (including uncacheable ones).
+      uncacheable: look-ups whose key could not be formed (e.g. an unhashable ``apply_fn``).
+      size: entries held now.
+      maxsize: most entries held.
+    """
+
+    hits: int
+    misses: int
+    uncacheable: int
+    size: int
+    maxsize: int
+
+
+class _LRU:
+    """A thread-safe least-recently-used map from keys to values built on demand."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._data: collections.OrderedDict[Hashable, Any] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = self.uncacheable = 0
+
+    def get(self, key: Hashable | None, build: Callable[[], Any]) -> Any:
+        """The value of ``key``, built (outside the lock: tracing is slow) on a miss."""
+        if key is None:
+            with self._lock:
+                self.misses += 1
+                self.uncacheable += 1
+            return build()
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                self.hits += 1
+                return self._data[key]
+            self.misses += 1
+        value = build()
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+        return value
+
+    def info(self) -> CacheInfo:
+        """The current counters."""
+        with self._lock:
+            return CacheInfo(self.hits, self.misses, self.uncacheable, len(self._data),
+                             self.maxsize)
+
+    def clear(self) -> None:
+        """Drops every entry and zeroes the counters."""
+        with self._lock:
+            self._data.clear()
+            self.hits = self.misses = self.uncacheable = 0
+
+
+_LAYERS = _LRU(PROGRAM_CACHE_SIZE)
+_PROGRAMS = _LRU(PROGRAM_CACHE_SIZE)
+
+
+def program_cache_info() -> dict[str, CacheInfo]:
+    """Counters of the two caches: ``{"layers": ..., "programs": ...}``."""
+    return {"layers": _LAYERS.info(), "programs": _PROGRAMS.info()}
+
+
+def clear_program_cache() -> None:
+    """Empties the layer and program caches (the next call traces and compiles again)."""
+    _LAYERS.clear()
+    _PROGRAMS.clear()
+
+
+def _struct(x: Any) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(tuple(np.shape(x)), jnp.result_type(x))
+
+
+def _model_key(apply_fn: Callable, params: Any, x: jax.ShapeDtypeStruct) -> Hashable | None:
+    """What fixes the traced model: ``apply_fn`` itself, params structure/shapes/dtypes, x."""
+    try:
+        leaves, treedef = jax.tree_util.tree_flatten(params)
+        avals = tuple((tuple(np.shape(a)), str(jnp.result_type(a)),
+                       bool(getattr(a, "weak_type", False))) for a in leaves)
+        key = (apply_fn, treedef, avals, (tuple(x.shape), str(x.dtype)))
+        hash(key)
+    except TypeError:  # an unhashable apply_fn or tree node; a leaf without a dtype
+        logging.log_first_n(logging.INFO, "run_stream: apply_fn or params cannot key the "
+                            "program cache; tracing anew on every call", 1)
+        return None
+    return key
+
+
+def _no_stream_axis(frames_shape: tuple[int, ...]) -> str:
+    return (f"frames of shape {frames_shape} have no stream axis N: the model reads each frame "
+            f"{frames_shape[1:]} as one unbatched input; expected {_FRAMES_SHAPE} (for one "
+            "stream use frames[:, None])")
+
+
+def _find_stream_layers(apply_fn: Callable, params: Any, x: jax.ShapeDtypeStruct,
+                        frames_shape: tuple[int, ...]) -> tuple[Layer, ...]:
+    """``find_layers`` for one frame ``x``, refusing frames that lack the stream axis ``N``."""
+    try:
+        layers = find_layers(apply_fn, params, x)
+    except SecnnError:
+        raise
+    except Exception as err:
+        # Evidence, not a guess: the model fails on one frame but runs once it has a leading
+        # batch axis of 1, so the frames lack their N axis. Otherwise it is the model's error.
+        try:
+            jax.eval_shape(apply_fn, params, jax.ShapeDtypeStruct((1, *x.shape), x.dtype))
+        except Exception:  # noqa: BLE001  (the original error is the one to report)
+            raise err from None
+        raise FramesError(_no_stream_axis(frames_shape)) from err
+    first = layers[0]
+    batch = first.in_shape[first.lhs_spec[0]]
+    # Flax adds a batch axis to an unbatched input: the first layer then sees one more axis
+    # than a frame has, and a batch that is not N.
+    if len(first.in_shape) > len(x.shape) and batch != x.shape[0]:
+        raise FramesError(_no_stream_axis(frames_shape))
+    return layers
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamProgram:
+    """A compiled SE-CNN stream program (see :func:`stream_program`).
+
+    Attributes:
+      layers: the model's layers for one frame's shape.
+      run: jitted ``run(params, state, frames [T, ...], valid bool [T], taus) -> (state, logits
+        [T, ...], events {name: uint8 [T, *in_shape]})``; frames with ``valid`` false leave
+        the state untouched; ``taus`` comes from :meth:`taus`.
+    """
+
+    layers: tuple[Layer, ...]
+    run: Callable[..., tuple[Any, Any, dict[str, jax.Array]]]
+
+    def taus(self, tau: Tau) -> dict[str, float]:
+        """``tau`` (a float or ``{name: float}``) as the program's per-layer argument.
+
+        Python floats: jit traces them as weakly typed scalars, so every value shares one
+        compiled program and compares in the layer's own dtype, exactly like a fixed ``tau``.
+        """
+        return tau_map(self.layers, tau)
+
+
+def _stream_program(apply_fn: Callable, params: Any, x: jax.ShapeDtypeStruct,
+                    predictor: PredictorLike, layers: tuple[Layer, ...] | None,
+                    frames_shape: tuple[int, ...]) -> StreamProgram:
+    _check_predictor(predictor)
+    model = _model_key(apply_fn, params, x)
+    if layers is None:
+        layers = _LAYERS.get(model, lambda: _find_stream_layers(apply_fn, params, x,
+                                                                frames_shape))
+    layers = tuple(layers)
+    key = None if model is None else (model, layers, config_key(predictor))
+
+    def build() -> StreamProgram:
+        logging.debug("run_stream: compiling a stream program for %d layers", len(layers))
+        return StreamProgram(layers, _scan_dynamic(pipeline_dynamic(apply_fn, layers,
+                                                                    predictor)))
+
+    return _PROGRAMS.get(key, build)
+
+
+def stream_program(apply_fn: Callable, params: Any, frame: Any, predictor: PredictorLike, *,
+                   layers: tuple[Layer, ...] | None = None) -> StreamProgram:
+    """The cached compiled stream program of ``apply_fn`` for frames shaped like ``frame``.
+
+    What :func:`run_stream` and :func:`iter_stream` run: reuse it for helpers of your own that
+    scan frames (see the module docstring for the cache and its key).
+
+    Args:
+      apply_fn: the model ``(params, x) -> logits``.
+      params: its parameters (only their structure, shapes and dtypes matter here).
+      frame: one frame batch ``[N, ...]`` (an array or ``jax.ShapeDtypeStruct``).
+      predictor: the predictor whose ``predict``/``update`` the program runs.
+      layers: the model's layers for ``frame`` (found, and cached, otherwise).
+    """
+    x = _struct(frame)
+    return _stream_program(apply_fn, params, x, predictor, layers, (1, *x.shape))
 
 
 def run_stream(apply_fn: Callable, params: Any, frames: Any, predictor: PredictorLike,
@@ -126,13 +396,24 @@ def run_stream(apply_fn: Callable, params: Any, frames: Any, predictor: Predicto
 
     The predictor starts from ``predictor.init(layers)``. Returns ``(logits [T, N, classes],
     events {name: uint8 [T, *in_shape]})``. For long streams use :func:`iter_stream`.
+
+    The compiled program is cached across calls (module docstring): calling again with the same
+    ``apply_fn`` object, params of the same structure, frames of the same shape and an equal
+    predictor configuration neither traces nor compiles, whatever ``tau``'s value.
+
+    Raises:
+      FramesError: frames not ``[T, N, ...]`` (3- to 5-D), ``T = 0`` or ``N = 0``, NaN/Inf in a
+        frame, or frames without the stream axis ``N``.
+      TauError: ``tau`` not a finite number >= 0 (an array, NaN, negative) or naming unknown
+        layers.
     """
     frames = check_frames(frames)
-    layers = find_layers(apply_fn, params, jnp.asarray(frames[0]))
-    step = pipeline(apply_fn, layers, predictor, tau)
-    state = predictor.init(layers)
-    _, logits, events = scan_frames(step)(params, state, jnp.asarray(frames),
-                                          jnp.ones(frames.shape[0], bool))
+    x = jax.ShapeDtypeStruct(tuple(frames.shape[1:]), frames.dtype)
+    program = _stream_program(apply_fn, params, x, predictor, None, tuple(frames.shape))
+    taus = program.taus(tau)
+    state = predictor.init(program.layers)
+    _, logits, events = program.run(params, state, jnp.asarray(frames),
+                                    jnp.ones(frames.shape[0], bool), taus)
     return logits, events
 
 
@@ -165,7 +446,11 @@ def _chunks(frames: Iterable[Any] | np.ndarray, size: int) -> Iterator[np.ndarra
         return
     buf: list[np.ndarray] = []
     for frame in frames:
-        buf.append(np.asarray(frame))
+        frame = np.asarray(frame)
+        if buf and frame.shape != buf[0].shape:
+            raise FramesError(f"a frame batch of shape {frame.shape} follows batches of shape "
+                              f"{buf[0].shape}; every batch of a stream is [N, ...] alike")
+        buf.append(frame)
         if len(buf) == size:
             yield np.stack(buf)
             buf = []
@@ -188,25 +473,34 @@ def iter_stream(apply_fn: Callable, params: Any, frames: Iterable[Any] | np.ndar
 
     Yields:
       :class:`StreamChunk` per chunk; results equal :func:`run_stream` on the whole stream.
+
+    The compiled program is :func:`run_stream`'s, cached across calls the same way; every
+    chunk, the padded last one included, runs it at ``chunk_size`` frames.
+
+    Raises:
+      FramesError: as :func:`run_stream` (per chunk, frame indices from ``start``), a chunk
+        whose frame shape differs from the first's, ``chunk_size < 1``, or an empty stream.
+      TauError: as :func:`run_stream`.
     """
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        raise FramesError(f"chunk_size must be >= 1, got {chunk_size}")
     _check_predictor(predictor)
-    run = None
+    program = None
+    taus = None
     shape = None
     empty = True
     for chunk in _chunks(frames, chunk_size):
         chunk = check_frames(chunk, start)
         empty = False
-        if run is None:
+        if program is None:
             shape = chunk.shape[1:]
-            if layers is None:
-                layers = find_layers(apply_fn, params, jnp.asarray(chunk[0]))
-            run = scan_frames(pipeline(apply_fn, layers, predictor, tau))
+            x = jax.ShapeDtypeStruct(tuple(shape), chunk.dtype)
+            program = _stream_program(apply_fn, params, x, predictor, layers, tuple(chunk.shape))
+            taus = program.taus(tau)
             if state is None:
-                state = predictor.init(layers)
+                state = predictor.init(program.layers)
         if chunk.shape[1:] != shape:
-            raise ValueError(
+            raise FramesError(
                 f"frame {start}: shape {chunk.shape[1:]} differs from the stream's {shape}"
             )
         t = chunk.shape[0]
@@ -214,11 +508,12 @@ def iter_stream(apply_fn: Callable, params: Any, frames: Iterable[Any] | np.ndar
         if t < chunk_size:
             pad = np.repeat(chunk[-1:], chunk_size - t, axis=0)
             chunk = np.concatenate([chunk, pad])
-        state, logits, events = run(params, state, jnp.asarray(chunk), jnp.asarray(valid))
+        state, logits, events = program.run(params, state, jnp.asarray(chunk),
+                                            jnp.asarray(valid), taus)
         if t < chunk_size:
             logits = logits[:t]
             events = {k: v[:t] for k, v in events.items()}
         yield StreamChunk(start, logits, events, state)
         start += t
     if empty:
-        raise ValueError("iter_stream: the stream is empty (no frames)")
+        raise FramesError("iter_stream: the stream is empty (no frames)")

@@ -28,7 +28,6 @@ import platform
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Mapping
@@ -37,6 +36,8 @@ from typing import Any
 
 import numpy as np
 from absl import logging
+
+from secnn_jax.fileio import atomic_write
 
 __all__ = [
     "ArrayFileError",
@@ -70,21 +71,8 @@ class ArrayFileError(ValueError):
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Writes ``data`` to ``path`` atomically (temporary file in the same directory + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    """Writes ``data`` to ``path`` atomically (:func:`secnn_jax.fileio.atomic_write`)."""
+    return atomic_write(path, data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

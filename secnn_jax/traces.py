@@ -30,15 +30,12 @@ byte (first neuron in the low bits), per layer and chunk, then compressed (``zli
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import errno
 import hashlib
 import io
 import json
 import lzma
 import math
-import os
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -47,6 +44,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from secnn_jax import fileio
 from secnn_jax.errors import SecnnError
 from secnn_jax.netops import NetOp
 from secnn_jax.timing import workmaps
@@ -125,33 +123,13 @@ def _sha256(data: bytes) -> str:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` atomically (temporary file, fsync, ``os.replace``).
-
-    On any failure the temporary file is removed (a full disk must not also be left holding a
-    hidden partial copy); an ``OSError`` becomes a :class:`TraceError` naming ``path`` and the
-    OS error.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    """Writes ``data`` to ``path`` atomically (:func:`secnn_jax.fileio.atomic_write`: temporary
+    file, fsync, ``os.replace``, no temporary left behind on failure); a failed write is a
+    :class:`TraceError` naming ``path`` and the OS error."""
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise TraceError(f"cannot write {path}: {_os_error(e)}") from e
-        raise
-
-
-def _os_error(e: OSError) -> str:
-    """``"No space left on device (ENOSPC)"``, or the error's own text."""
-    if e.errno is None:
-        return str(e) or type(e).__name__
-    return f"{e.strerror or os.strerror(e.errno)} ({errno.errorcode.get(e.errno, e.errno)})"
+        fileio.atomic_write(path, data)
+    except fileio.FileWriteError as e:
+        raise TraceError(str(e)) from e.__cause__
 
 
 def manifest_checksum(manifest: Mapping[str, Any]) -> str:

@@ -444,19 +444,19 @@ def test_disk_full_names_the_file_and_leaves_no_temporary(tmp_path: Path, monkey
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(traces.os, "fsync", full)
+    monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(traces.TraceError,
                        match=r"cannot write .*events_000000\.bin: .* \(ENOSPC\)") as err:
         w.append({k: v[:4] for k, v in ev.items()})
     assert isinstance(err.value.__cause__, OSError)
     assert sorted(p.name for p in (path / "chunks").iterdir()) == []  # no hidden .tmp file
     # Any other failure also removes the temporary file and propagates unchanged.
-    monkeypatch.setattr(traces.os, "fsync", real_fsync)
+    monkeypatch.setattr(os, "fsync", real_fsync)
 
     def broken(src, dst) -> None:
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(traces.os, "replace", broken)
+    monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(RuntimeError, match="interrupted"):
         traces.atomic_write(tmp_path / "x.bin", b"data")
     assert not list(tmp_path.glob(".x.bin*")) and not (tmp_path / "x.bin").exists()

@@ -29,6 +29,7 @@ import numpy as np
 from absl import logging
 
 from secnn_jax.errors import SecnnError
+from secnn_jax.fileio import atomic_write
 from secnn_jax.timing import schemes as S
 from secnn_jax.timing import workmaps
 from secnn_jax.timing.geometry import LayerGeom, events_to_nhwc
@@ -207,7 +208,7 @@ class ReplayResult:
         """JSON text (deterministic key order); also written to ``path`` if given."""
         text = json.dumps(self.as_dict(), sort_keys=True, indent=1)
         if path is not None:
-            _atomic_write(Path(path), text)
+            atomic_write(path, text)
         return text
 
     def to_chrome_trace(self, path: str | Path | None = None, frame: int = 0) -> dict[str, Any]:
@@ -238,7 +239,7 @@ class ReplayResult:
                "otherData": {"frame": int(self.frames[frame]), "launch": self.launch,
                              "fusion": self.fusion, "precision": self.precision}}
         if path is not None:
-            _atomic_write(Path(path), json.dumps(doc, sort_keys=True))
+            atomic_write(path, json.dumps(doc, sort_keys=True))
         return doc
 
     def to_csv(self, path: str | Path | None = None) -> str:
@@ -260,26 +261,8 @@ class ReplayResult:
                                  _c(r.layer_cycles[ti, li]), _c(r.layer_us[ti, li])])
         text = buf.getvalue()
         if path is not None:
-            _atomic_write(Path(path), text)
+            atomic_write(path, text)
         return text
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Writes ``text`` to a temporary file beside ``path``, then renames it into place."""
-    import os  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _r(a: np.ndarray) -> Any:

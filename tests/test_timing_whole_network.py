@@ -359,3 +359,15 @@ def test_committed_e2e_calibration_meets_the_goal() -> None:
     e2e = doc["validation"]["e2e"]
     assert doc["params"]["graph_kernel_us"] == pytest.approx(e2e["graph_kernel_us"])
     assert e2e["mape_graph_cv"] <= 15.0
+
+
+def test_events_of_another_geometry_are_refused() -> None:
+    # Same element count, different geometry (8x8x16 vs 16x8x8): refused, naming the layer.
+    g = LayerGeom.conv("c", n=1, h=8, cin=16, cout=16, k=3)
+    ev = np.zeros((2, 1, 16, 8, 8), np.uint8)
+    with pytest.raises(ValueError, match="layer 'c': events of shape"):
+        timing.replay([g], {"c": ev}, schemes=("dense",))
+    # A dense layer's [T, N, F] events are its [T, N, 1, 1, F].
+    d = LayerGeom.dense("fc", n=2, fin=32, fout=4)
+    r = timing.replay([d], {"fc": np.ones((3, 2, 32), np.uint8)}, schemes=("zero_skip",))
+    assert r.get("h100", "zero_skip").total_cycles.shape == (3,)

@@ -233,7 +233,10 @@ def events_to_nhwc(layer: Any, geom: LayerGeom, ev: Any) -> np.ndarray:
     want = geom.in_nhwc
     if ev.ndim == 4 and tuple(ev.shape) == want:
         ev = ev[None]
-    if ev.ndim >= 2 and ev.shape[0] > 0 and ev[0].size == int(np.prod(want)):
+    # Only singleton axes may differ (a dense layer's [T, N, F] is [T, N, 1, 1, F]): events of
+    # another geometry with the same element count must not be silently reshaped.
+    if (ev.ndim >= 2 and ev.shape[0] > 0
+            and [d for d in ev.shape[1:] if d != 1] == [d for d in want if d != 1]):
         return np.ascontiguousarray(ev.reshape((ev.shape[0], *want)))
     raise ValueError(
         f"layer {geom.name!r}: events of shape {tuple(ev.shape)} do not match [T, *{want}]"

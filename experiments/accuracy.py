@@ -32,6 +32,7 @@ import numpy as np
 from absl import app, logging
 
 from experiments.cells import CellResult, Workspace
+from experiments.config import ConfigError
 from experiments.speedup import frame_times
 from secnn_jax import events as ev
 
@@ -63,13 +64,13 @@ def load_labels(path: str | Path) -> dict[tuple[str, int], int]:
         with path.open(newline="") as f:
             rows = list(csv.DictReader(f))
     except OSError as e:
-        raise ValueError(f"labels file {str(path)!r} cannot be read: {e}") from e
+        raise ConfigError(f"labels file {str(path)!r} cannot be read: {e}") from e
     out = {}
     for i, r in enumerate(rows):
         try:
             out[(r["stream"].strip(), int(r["frame"]))] = int(r["label"])
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"labels file {str(path)!r} row {i + 2}: expected columns "
+            raise ConfigError(f"labels file {str(path)!r} row {i + 2}: expected columns "
                              f"stream,frame,label with integer frame and label: {r}") from e
     return out
 
@@ -134,7 +135,7 @@ def tune(ws: Workspace, model: str, stream: str, predictor: str, *, calibration_
       ``agreement`` and ``speedup``, ``calibration_frames``, and ``history`` (every evaluation).
     """
     if ws.timer is None:
-        raise ValueError("the threshold tuner needs a timer (timing replay)")
+        raise ConfigError("the threshold tuner needs a timer (timing replay)")
     layers = ws.layers(model, stream)
     total = ws.n_frames(model, stream)
     cs = ws.chunk_size
@@ -258,7 +259,7 @@ def accuracy(ws: Workspace, models: Sequence[str], streams: Sequence[str], predi
     tuned = []
     if tune_stream is not None and ws.timer is not None:
         if tune_stream not in streams:
-            raise ValueError(f"tune_stream {tune_stream!r} is not among the streams {streams}")
+            raise ConfigError(f"tune_stream {tune_stream!r} is not among the streams {streams}")
         for m in models:
             t = tune(ws, m, tune_stream, predictor, calibration_frames=calibration_frames,
                      floor=floor, evals=evals, gpu=gpu, scheme=scheme, baseline=baseline)

@@ -35,6 +35,7 @@ from absl import logging
 from tqdm import tqdm
 
 from experiments import runs
+from experiments.config import ConfigError
 from secnn_jax import find_layers, pipeline_dynamic, predictors
 from secnn_jax.layers import Layer
 from secnn_jax.streams import Stream, StreamError, model_frames
@@ -85,7 +86,7 @@ def load_model(name: str) -> ModelHandle:
         try:
             factory = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as e:
-            raise ValueError(f"model {name!r}: cannot import factory {attr!r} from module "
+            raise ConfigError(f"model {name!r}: cannot import factory {attr!r} from module "
                              f"{module!r}: {e}") from e
         out = factory()
         if isinstance(out, ModelHandle):
@@ -131,7 +132,7 @@ def make_predictor(spec: str) -> predictors.Predictor:
     ``secnn(silence=0.5,decay=0.5)``."""
     m = re.fullmatch(r"\s*(\w+)\s*(?:\((.*)\))?\s*", spec)
     if not m:
-        raise ValueError(f"bad predictor spec {spec!r}")
+        raise ConfigError(f"bad predictor spec {spec!r}")
     name, args = m.group(1), m.group(2) or ""
     kwargs: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in args.split(","))):
@@ -139,15 +140,15 @@ def make_predictor(spec: str) -> predictors.Predictor:
         try:
             kwargs[key.strip()] = float(value)
         except ValueError as e:
-            raise ValueError(f"predictor {spec!r}: {part!r} is not key=number") from e
+            raise ConfigError(f"predictor {spec!r}: {part!r} is not key=number") from e
     makers = {"zero": predictors.zero, "last_value": predictors.last_value,
               "secnn": predictors.secnn}
     if name not in makers:
-        raise ValueError(f"unknown predictor {name!r}; known: {sorted(makers)}")
+        raise ConfigError(f"unknown predictor {name!r}; known: {sorted(makers)}")
     try:
         return makers[name](**kwargs)
     except TypeError as e:
-        raise ValueError(f"predictor {spec!r}: {e}") from e
+        raise ConfigError(f"predictor {spec!r}: {e}") from e
 
 
 def predictor_spec(name: str, silence: float = 0.5, decay: float = 0.5) -> str:

@@ -28,6 +28,7 @@ from experiments import config as config_lib
 from experiments import runs
 from experiments.cells import ModelHandle, Workspace, load_model
 from secnn_jax import streams as streams_lib
+from secnn_jax.errors import SecnnError
 
 __all__ = ["Setup", "clean_errors", "define_flags", "make_timer", "resolve", "setup"]
 
@@ -69,8 +70,9 @@ def define_flags(default_out_dir: str) -> None:
 
 
 def clean_errors(main: Callable[[Any], None]) -> Callable[[Any], None]:
-    """Wraps a ``main``: a bad input (stream, file, config, checkpoint) exits with status 1 and a
-    one-line message naming the problem, instead of a traceback."""
+    """Wraps a ``main``: a bad input (any :class:`secnn_jax.SecnnError`: stream, file, config,
+    checkpoint, measurements) exits with status 1 and a one-line message naming the problem;
+    any other exception is a bug and keeps its traceback."""
     import functools  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
@@ -78,7 +80,7 @@ def clean_errors(main: Callable[[Any], None]) -> Callable[[Any], None]:
     def wrapped(argv: Any) -> None:
         try:
             main(argv)
-        except (ValueError, OSError) as e:
+        except SecnnError as e:  # a bad input: one line; anything else keeps its traceback
             logging.error("%s: %s", type(e).__name__, e)
             sys.exit(f"error: {type(e).__name__}: {e}")
 
@@ -130,7 +132,12 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
     """
     handles: dict[str, ModelHandle] = {}
     missing: list[tuple[str, str]] = []
+    resolution = int(cfg.resolution)
     for name in config_lib.model_names(cfg.models):
+        if resolution and ":" not in name:  # refuse before anything is written
+            import models  # noqa: PLC0415
+
+            models.get_spec(name).check_input_size(resolution)
         if skip_missing and not _has_weights(name):
             command = _convert_command(name)
             logging.warning("skipping %s: no checkpoint; create it with: %s", name, command)
@@ -138,7 +145,8 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
             continue
         handles[name] = load(name)
     if not handles:
-        raise ValueError("no model has weights; create the missing checkpoints with:\n"
+        raise config_lib.ConfigError("no model has weights; create the missing checkpoints "
+                                     "with:\n"
                          + "\n".join(f"  {c}" for _, c in missing))
     streams = {}
     for spec in config_lib.names(cfg.streams, "streams"):

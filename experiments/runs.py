@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from secnn_jax.errors import SecnnError
 from secnn_jax.fileio import atomic_write
 
 __all__ = [
@@ -58,11 +59,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-class RunConfigError(ValueError):
+class RunConfigError(SecnnError, ValueError):
     """The output directory holds a run made with a different configuration."""
 
 
-class ArrayFileError(ValueError):
+class ArrayFileError(SecnnError, ValueError):
     """A saved array file is missing, truncated or corrupted (the message names it)."""
 
 

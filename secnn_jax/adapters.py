@@ -21,7 +21,9 @@ def nnx_apply(module: nnx.Module) -> tuple[Callable[[Any, jax.Array], Any], Any]
     ``params`` is the module's state as a plain nested dict of arrays (``nnx.to_pure_dict``),
     so layer names are the NNX attribute paths (``"conv1"``, ``"blocks/0/conv"``). The module's
     current mode is kept: call ``module.eval()`` first so BatchNorm uses running statistics and
-    Dropout is off. The module itself is not modified.
+    Dropout is off. The module itself is not modified. Call it once and reuse ``apply_fn``:
+    :func:`secnn_jax.run_stream` caches compiled programs by the ``apply_fn`` object, and each
+    call of ``nnx_apply`` makes a new one.
 
     Returns:
       ``(apply_fn, params)`` with ``apply_fn(params, x) == module(x)``.

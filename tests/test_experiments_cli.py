@@ -147,3 +147,39 @@ def test_missing_models_are_skipped_and_listed_in_the_report(
     assert [m for m, _ in st.missing_models] == list(config.ILSVRC9)
     md = report.render({}, cfg.to_dict(), missing=st.missing_models)
     assert "| resnet50 | `python -m models.convert --model=resnet50 --torch_weights=" in md
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--config.gpus=h100,voodoo2", "unknown GPU 'voodoo2'"),
+    ("--config.labels=/nonexistent/labels.csv", "config.labels"),
+    ("--config.launch=warp", "config.launch"),
+    ("--config.fusion=everything", "config.fusion"),
+])
+def test_bad_timing_and_label_flags_are_refused_before_writing(tmp_path: Path, flag: str,
+                                                               message: str) -> None:
+    # Found only after the run directory existed (labels: after the other studies had written
+    # their results), so the corrected rerun was refused as a "different configuration".
+    r = _run("reproduce", tmp_path / "out", *TINY, flag, timeout=120)
+    assert r.returncode != 0 and message in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_resolution_below_the_models_minimum_is_refused(tmp_path: Path) -> None:
+    r = _run("sparsity", tmp_path / "out", "--models=alexnet", "--streams=photos",
+             "--frames=1", "--config.resolution=16", timeout=120)
+    assert r.returncode == 1 and "InputSizeError" in r.stderr and "63x63" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_recomputed_chunks_with_untimed_variants_compare_equal() -> None:
+    # Cached chunks hold NaN for the variants a cell does not time: a recomputed, equal chunk
+    # must not be reported as differing (it was, on every reproduce run).
+    import numpy as np
+
+    from experiments import cells
+
+    t = np.array([[[1.0, np.nan, 2.0]]])
+    a = {"n": np.int64(1), "logits": np.ones((1, 3), np.float32), "time_us": t}
+    assert cells._same(a, {**a, "time_us": t.copy()})
+    assert not cells._same(a, {**a, "time_us": t + 1.0})
+    assert not cells._same(a, {**a, "logits": np.zeros((1, 3), np.float32)})

@@ -184,3 +184,15 @@ def test_validate_timing_cli_errors(tmp_path: Path) -> None:
     assert r.returncode != 0 and "--gpu" in r.stderr
     r = _cli(f"--measurements={tmp_path / 'missing.csv'}", f"--out={tmp_path / 'o.csv'}")
     assert r.returncode != 0 and "measurements" in r.stderr
+
+
+def test_validate_timing_refuses_inf_and_binary_files(tmp_path: Path) -> None:
+    bad = tmp_path / "inf.csv"
+    bad.write_text(SAMPLE.replace("148.032", "inf", 1))  # us_median of the first row
+    r = _cli(f"--measurements={bad}", f"--out={tmp_path / 'o.csv'}")
+    assert r.returncode == 1 and "us_median" in r.stderr and "Traceback" not in r.stderr
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x00")
+    r = _cli(f"--measurements={binary}", f"--out={tmp_path / 'o.csv'}")
+    assert r.returncode == 1 and "not a" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o.csv").exists()

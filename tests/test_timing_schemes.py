@@ -10,8 +10,7 @@ import pytest
 from secnn_jax import timing
 from secnn_jax.timing import kernels as S
 from secnn_jax.timing import params as P
-from secnn_jax.timing import sm
-from secnn_jax.timing import workmaps
+from secnn_jax.timing import sm, workmaps
 from secnn_jax.timing.geometry import LayerGeom
 from secnn_jax.timing.gpus import H100
 from secnn_jax.timing.launch import LaunchCosts, chain

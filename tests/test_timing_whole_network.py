@@ -157,7 +157,8 @@ def test_persistent_costs_more_where_the_fixed_occupancy_binds() -> None:
     assert K.dense_cost(big, H100, "fp16", PARAMS).occupancy == 1
     g, p = rs["graph"].get("h100", "dense"), rs["persistent"].get("h100", "dense")
     # By hand: 12544 CTAs of 1024 elements, 96 per busiest SM, one 600-cycle latency each.
-    per_sm = -(-(-(-e // 1024)) // H100.sms)
+    n_ctas = -(-e // 1024)
+    per_sm = -(-n_ctas // H100.sms)
     assert p.phases["ops"][0] == pytest.approx(per_sm * 600.0)
     assert (p.phases["ops"] > g.phases["ops"]).all()
     assert (p.total_cycles > g.total_cycles).all()

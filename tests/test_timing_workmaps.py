@@ -65,3 +65,17 @@ def test_tile_reduce_and_indicators() -> None:
     np.testing.assert_array_equal(wm.indicator(codes, "mispredicted"), [0, 1, 0, 1])
     with pytest.raises(ValueError, match="unknown indicator"):
         wm.indicator(codes, "maybe")
+
+
+@pytest.mark.parametrize("cin", [1023, 1024, 1025])
+def test_packed_counts_at_the_10_bit_edge(cin: int) -> None:
+    # ResNet-50's 1024-channel 1x1 convs: with every input flagged, a field counts 1024, which
+    # needs 11 bits; the packed single pass must equal the three separate reductions.
+    g = LayerGeom.conv("edge", n=1, h=2, cin=cin, cout=8, k=1)
+    rng = np.random.default_rng(cin)
+    codes = rng.choice(4, size=(2, *g.in_nhwc)).astype(np.uint8)
+    codes[0] = 3  # frame 0: every input non-zero, predicted and mispredicted
+    got = wm.position_counts_all(codes, g)
+    for which in ("nonzero", "predicted", "mispredicted"):
+        np.testing.assert_array_equal(got[which], wm.position_counts(codes, g, which))
+    assert (got["mispredicted"][0] == cin).all()

@@ -468,3 +468,23 @@ def test_disk_full_names_the_file_and_leaves_no_temporary(tmp_path: Path, monkey
     w.close()
     traces.write_trace(tmp_path / "ref", net(), ev, model="toy", tau=0.0, chunk_frames=4)
     assert files(path) == files(tmp_path / "ref")
+
+
+def test_corrupted_finished_chunk_is_not_kept_on_resume(tmp_path: Path) -> None:
+    # A finished chunk (data and record) whose data is then corrupted: the resuming writer
+    # must verify it and rewrite it, not trust its record.
+    ev = events(10)
+    path = tmp_path / "t"
+    w = traces.TraceWriter(path, net(), model="toy", tau=0.0, chunk_frames=4)
+    w.append({k: v[:9] for k, v in ev.items()})  # chunks 0 and 1 finished
+    del w
+    blob = path / "chunks" / "events_000001.bin"
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    w2 = traces.TraceWriter(path, net(), model="toy", tau=0.0, chunk_frames=4)
+    assert w2.finished_chunks == (0,) and w2.frames_done == 4
+    w2.append({k: v[4:] for k, v in ev.items()})
+    w2.close()
+    write(tmp_path / "ref", ev, stream=None, predictor=None)
+    assert files(path) == files(tmp_path / "ref")

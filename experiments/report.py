@@ -215,7 +215,8 @@ def _speedup_section(su: Mapping[str, Any]) -> list[str]:
            "paper's three GPU schemes: " + "; ".join(f"`{k}` = {v}"
                                                     for k, v in su["mapping"].items()) + ". "
            "*mean* = ratio of total times over the stream, *max* = best single frame.", ""]
-    schemes = list(su["cells"][0]["total_us"]) if su["cells"] else []
+    # The schemes under the comparison launch model (every variant: results/speedup.json).
+    schemes = ([k for k in su["cells"][0]["total_us"] if "@" not in k] if su["cells"] else [])
     rows = []
     for c in su["cells"]:
         rows.append([c["model"], c["stream"], c["gpu"], c["frames"],

@@ -257,12 +257,15 @@ class CellResult:
         elsewhere).
       phase_us: ``[T, G, S, P]`` microseconds per phase (``experiments.timer.PHASES``) if the
         timer reports phases, else ``None``.
+      energy_uj: ``[T, G, S, C]`` microjoules per energy component
+        (``secnn_jax.timing.energy.COMPONENTS``) if the timer reports energy, else ``None``.
     """
 
     logits: np.ndarray
     counts: np.ndarray
     time_us: np.ndarray | None
     phase_us: np.ndarray | None = None
+    energy_uj: np.ndarray | None = None
 
 
 def _safe(name: str) -> str:
@@ -507,6 +510,8 @@ class Workspace:
             time_us=np.concatenate([p["time_us"] for p in parts]) if timed else None,
             phase_us=(np.concatenate([p["phase_us"] for p in parts])
                       if timed and all("phase_us" in p for p in parts) else None),
+            energy_uj=(np.concatenate([p["energy_uj"] for p in parts])
+                       if timed and all("energy_uj" in p for p in parts) else None),
         )
         self._memory[mkey] = res
         return res
@@ -591,7 +596,8 @@ def _pad(chunk: np.ndarray, size: int) -> np.ndarray:
 def _slice(res: CellResult, n: int) -> CellResult:
     return CellResult(res.logits[:n], res.counts[:n],
                       None if res.time_us is None else res.time_us[:n],
-                      None if res.phase_us is None else res.phase_us[:n])
+                      None if res.phase_us is None else res.phase_us[:n],
+                      None if res.energy_uj is None else res.energy_uj[:n])
 
 
 def _tau_values(layers: Sequence[Layer], tau: Tau) -> dict[str, jax.Array]:

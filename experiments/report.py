@@ -81,6 +81,17 @@ def claims(results: Mapping[str, Any]) -> list[dict[str, str]]:
                         f"baseline {times(strongest)}",
                 "verdict": "holds" if vp >= 1.5 else "partly" if vp > 1.05 else "does not hold",
             })
+    en = results.get("energy")
+    if en:
+        for v in en["verdicts"]:
+            rows.append({
+                "claim": f"marginal hardware overheads in area and power ({v['model']}, "
+                         f"{v['stream']}, {v['gpu']}, buffers {v['placement'].replace('_', '-')})",
+                "paper": "marginal",
+                "ours": f"{pct(v['area_share'])} of the die; energy per frame "
+                        f"{times(v['energy_ratio'])} the lower-energy baseline's",
+                "verdict": v["verdict"],
+            })
     ac = results.get("accuracy")
     if ac:
         obj = ac["objective"]
@@ -202,6 +213,61 @@ def _sensitivity_section(se: Mapping[str, Any]) -> list[str]:
     for c in se["cells"]:
         out += [f"![schedule of one frame, {c['model']}](figures/schedule_{c['model']}.png)",
                 f"(Chrome/Perfetto trace: `figures/schedule_{c['model']}.trace.json`)", ""]
+    return out
+
+
+def _energy_section(su: Mapping[str, Any], en: Mapping[str, Any]) -> list[str]:
+    from secnn_jax.timing import LADDER  # noqa: PLC0415
+    from secnn_jax.timing.energy import COMPONENTS  # noqa: PLC0415
+
+    out = ["## Energy and area", "",
+           "Energy per frame from the replay's work counts (FMAs by unit, compares, register, "
+           "shared-memory, L2 and DRAM bytes) priced with Horowitz's ISSCC 2014 45 nm energies "
+           "scaled to each GPU's process (`secnn_jax/timing/energy.py`, every number sourced), "
+           "plus static power x frame time; every scheme under the same launch model and fusion "
+           "as its time. First-order: arithmetic and memory access only (no instruction issue, "
+           "clock tree or interconnect), so absolute power is a lower bound; the comparison "
+           "between schemes is what it is for.", ""]
+    rows = []
+    for c in su["cells"]:
+        e = c.get("energy_uj") or {}
+        for k in ("dense", "zero_skip", "secnn_sw", "secnn_hw"):
+            if k in e:
+                rows.append([c["model"], c["stream"], c["gpu"], k, f"{e[k]['total']:.1f}",
+                             *[f"{e[k][comp]:.1f}" for comp in COMPONENTS]])
+    out += ["Energy per frame (uJ):", "",
+            _table(["model", "stream", "gpu", "scheme", "total", *COMPONENTS], rows), ""]
+    rows = []
+    for c in su["cells"]:
+        e = c.get("energy_uj") or {}
+        vals = []
+        for st in LADDER:
+            key = f"{st.scheme}@{st.launch}" + (":oracle" if st.events == "oracle" else
+                                                ":zero" if st.events == "zero" and
+                                                st.scheme.startswith("secnn") else "")
+            vals.append(f"{e[key]['total']:.0f}" if key in e else "")
+        rows.append([c["model"], c["stream"], c["gpu"], *vals])
+    out += ["The attribution ladder in energy (uJ per frame):", "",
+            _table(["model", "stream", "gpu", *[st.key for st in LADDER]], rows), ""]
+    rows = [[a["model"], a["gpu"], f"{a['buffer_bytes'] / 2**20:.1f} MiB",
+             f"{a['buffer_mm2']:.1f}", f"{a['comparators_mm2']:.2f}", f"{a['sm_mm2']:.2f}",
+             pct(a["on_chip_share"]), pct(a["off_chip_share"])] for a in en["area"]]
+    out += ["Area of SE-CNN's additions: prediction + firing-state buffers (two values per "
+            "input neuron of every layer) and one comparator per lane per SM; on chip the "
+            "buffers are SRAM (published high-density bitcell x1.6 array overhead), off chip "
+            "they cost no area but their traffic is DRAM traffic.", "",
+            _table(["model", "gpu", "buffers", "buffers mm^2 (on chip)", "comparators mm^2",
+                    "one SM mm^2", "die share on chip", "die share off chip"], rows), ""]
+    a = en["anchors"]
+    out += [f"Sanity anchors (dense ResNet-50, batch {a['batch']}, {a['precision']}, H100 graph "
+            f"launch): modelled power {a['modelled_power_w']:.0f} W = {pct(a['power_fraction'])} "
+            f"of the {a['board_power_w']:.0f} W board power (below it, as it must be; the "
+            "model's omission of instruction issue and clocking shows as the gap); modelled "
+            f"{a['modelled_mj_per_image']:.1f} mJ per image"
+            + (f" against at most {a['bound_mj_per_image']:.1f} mJ per image that the measured "
+               f"{a['measured_graph_us']:.0f} us latency at board power allows"
+               if "bound_mj_per_image" in a else "") + ". No MLPerf power figure was "
+            "available offline to compare with.", ""]
     return out
 
 
@@ -330,6 +396,8 @@ def render(results: Mapping[str, Any], config: Mapping[str, Any], *,
         out += _speedup_section(results["speedup"])
     if results.get("sensitivity"):
         out += _sensitivity_section(results["sensitivity"])
+    if results.get("energy") and results.get("speedup"):
+        out += _energy_section(results["speedup"], results["energy"])
     if results.get("accuracy"):
         out += _accuracy_section(results["accuracy"])
     return "\n".join(out).rstrip() + "\n"

@@ -26,6 +26,7 @@ from absl import app, logging
 
 from experiments import accuracy as accuracy_lib
 from experiments import config as config_lib
+from experiments import energy as energy_lib
 from experiments import figures, runs
 from experiments import prediction as prediction_lib
 from experiments import report as report_lib
@@ -177,6 +178,8 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
         results["sensitivity"] = {"study": "sensitivity", "cells": sens}
         if run is not None:
             run.write_json("results/sensitivity.json", results["sensitivity"])
+        out("energy", energy_lib.energy_area(ws, su, models, streams,
+                                             results["sensitivity"]))
     if "prediction" in studies:
         preds = [predictor_spec(p, cfg.silence, cfg.decay)
                  for p in config_lib.names(cfg.predictors, "predictors")]

@@ -149,6 +149,8 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
       under ``launch``), ``ladder`` (``mean_us``, ``step_ratio`` per step, the
       ``value_prediction_factor`` and ``oracle_factor``), ``speedups[variant][baseline]``
       under ``launch`` and ``by_launch[launch][variant][baseline]`` under every launch model.
+      ``energy_uj[key]`` holds the mean microjoules per frame (``total`` and per component) of
+      the schemes under ``launch`` and of the ladder's steps.
       ``summary`` rows (gpu, variant, baseline) hold ``average``, ``at_most`` and, for the
       paper's three baselines, ``paper_average``, ``paper_at_most`` and ``verdict``.
     """
@@ -186,8 +188,23 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
                                  "baseline; value prediction %.2fx", m, s, gpu, launch,
                                  sp["secnn_hw"]["strongest"]["mean"],
                                  ladder.get("value_prediction_factor", float("nan")))
+                energy: dict[str, Any] = {}
+                if base_cell.energy_uj is not None and sec_cell.energy_uj is not None:
+                    from secnn_jax.timing.energy import COMPONENTS  # noqa: PLC0415
+
+                    parts = [frame_times(base_cell.energy_uj[:, g, :, k],
+                                         sec_cell.energy_uj[:, g, :, k], variants, launch)
+                             for k in range(len(COMPONENTS))]
+                    energy = {key: {"total": float(sum(p[key].mean() for p in parts)),
+                                    **{c: float(parts[k][key].mean())
+                                       for k, c in enumerate(COMPONENTS)}}
+                              for key in parts[0] if "@" not in key or key in
+                              {variant(x.scheme, x.launch, x.events == "oracle")
+                               + (":zero" if x.events == "zero" and x.scheme in SECNN else "")
+                               for x in LADDER}}
                 cells.append({
                     "model": m, "stream": s, "gpu": gpu, "frames": int(base.shape[0]),
+                    "energy_uj": energy,
                     "total_us": {k: float(v.sum()) for k, v in ft.items()},
                     "frame_us": {k: v.tolist() for k, v in ft.items()},
                     "phase_us": _phases(base_cell.phase_us, sec_cell.phase_us, g, variants,
@@ -252,9 +269,13 @@ def sensitivity(ws: Workspace, model: str, stream: str, predictor: str, *, frame
         s = timing.replay(layers, ev["predictor"], schemes=("secnn_hw",), **kw)
         strongest = min(b.get(gpu, "dense").total_us.mean(),
                         b.get(gpu, "zero_skip").total_us.mean())
+        low_energy = min(b.get(gpu, "dense").energy_uj.mean(),
+                         b.get(gpu, "zero_skip").energy_uj.mean())
         return {"secnn_hw_us": float(s.get(gpu, "secnn_hw").total_us.mean()),
                 "strongest_us": float(strongest),
-                "ratio": float(strongest / s.get(gpu, "secnn_hw").total_us.mean())}
+                "ratio": float(strongest / s.get(gpu, "secnn_hw").total_us.mean()),
+                "secnn_hw_uj": float(s.get(gpu, "secnn_hw").energy_uj.mean()),
+                "baseline_uj": float(low_energy)}
 
     rows = [{"parameter": "reference", "value": "", **ratio(base_cfg, fusion)}]
     for p in timing.PHYSICS.values():
@@ -263,6 +284,10 @@ def sensitivity(ws: Workspace, model: str, stream: str, predictor: str, *, frame
             cfg = dataclasses.replace(base_cfg, **{p.field: val})
             rows.append({"parameter": p.field, "end": end, "value": val, "unit": p.unit,
                          **ratio(cfg, fusion)})
+    for placement in ("off_chip", "on_chip"):
+        cfg = dataclasses.replace(base_cfg, buffer_placement=placement)
+        rows.append({"parameter": "buffer_placement", "end": placement, "value": placement,
+                     **ratio(cfg, fusion)})
     other = "none" if fusion == "epilogue" else "epilogue"
     rows.append({"parameter": "fusion", "end": "other", "value": other,
                  **ratio(base_cfg, other)})

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from secnn_jax.layers import Layer
+from secnn_jax.timing.energy import COMPONENTS
 from secnn_jax.timing.names import (
     DEFAULT_FUSION,
     FRAME_INDEPENDENT,
@@ -92,6 +93,7 @@ class ReplayTimer:
         #: The columns of ``time_us`` (variant names).
         self.schemes: tuple[str, ...] = tuple(own + oracle)
         blob = json.dumps({"gpus": self.gpus, "variants": self.schemes, "fusion": fusion,
+                           "energy": list(COMPONENTS),
                            "precision": self.precision, "params": self.params.as_dict(),
                            "config": self.config.as_dict()}, sort_keys=True, default=str)
         #: Fingerprint of GPUs, variants, precision, fusion and timing parameters (cache key).
@@ -107,7 +109,8 @@ class ReplayTimer:
     def __call__(self, layers: Sequence[Layer], events: Mapping[str, np.ndarray],
                  schemes: Sequence[str] | None = None, ops: Sequence[Any] | None = None
                  ) -> dict[str, np.ndarray]:
-        """``{"time_us": [t, G, V], "phase_us": [t, G, V, P]}`` float64 microseconds.
+        """``{"time_us": [t, G, V], "phase_us": [t, G, V, P], "energy_uj": [t, G, V, C]}``
+        (float64 microseconds and microjoules per energy component).
 
         ``schemes`` selects variants (default: all); ``ops`` are the network's op groups.
         """
@@ -117,6 +120,7 @@ class ReplayTimer:
         t = int(next(iter(events.values())).shape[0])
         out = np.full((t, len(self.gpus), len(self.schemes)), np.nan)
         phases = np.full(out.shape + (len(PHASES),), np.nan)
+        energy = np.full(out.shape + (len(COMPONENTS),), np.nan)
         oracle_ev = None
         for oracle in (False, True):
             for ln in self.launches:
@@ -134,9 +138,11 @@ class ReplayTimer:
                         res = r.get(gpu, s)
                         j = self.schemes.index(variant(s, ln, oracle))
                         out[:, g, j] = res.total_us
+                        for k, comp in enumerate(COMPONENTS):
+                            energy[:, g, j, k] = res.energy_parts[comp]
                         for k, name in enumerate(PHASES):
                             if name in res.phases:
                                 phases[:, g, j, k] = np.asarray(res.phases[name]) / res.clock_mhz
-        return {"time_us": out, "phase_us": phases}
+        return {"time_us": out, "phase_us": phases, "energy_uj": energy}
 
 

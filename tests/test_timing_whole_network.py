@@ -232,8 +232,17 @@ def test_secnn_hw_pays_software_compaction_unless_hardware_provides_it() -> None
 def test_compare_is_at_least_its_memory_time() -> None:
     ev = events(net(), 1, (0.6, 0.0, 0.4, 0.0), 5)
     res = _secnn(ev, P.SchemeConfig(comparators_per_sm=10 ** 9))  # compute-free compares
-    mem = np.array([2.0 * 4 * g.n_inputs / H100.dram_bytes_per_clk for g in net()])
+    # Read x and the prediction, write the next prediction (4 B each), through the caches.
+    mem = np.array([3.0 * 4 * g.n_inputs / H100.dram_bytes_per_clk for g in net()])
     np.testing.assert_allclose(res.layer_phases["compare"][0], mem)
+    # On-chip prediction buffers: only x comes from memory; off chip the prediction traffic
+    # is DRAM traffic on top (same DRAM rate here: L2 factor 1 in PARAMS).
+    on = _secnn(ev, P.SchemeConfig(comparators_per_sm=10 ** 9, buffer_placement="on_chip"))
+    np.testing.assert_allclose(on.layer_phases["compare"][0], mem / 3)
+    off = _secnn(ev, P.SchemeConfig(comparators_per_sm=10 ** 9, buffer_placement="off_chip"))
+    np.testing.assert_allclose(off.layer_phases["compare"][0], mem)
+    assert (off.energy_parts["dram"] > res.energy_parts["dram"]).all()
+    assert (on.energy_parts["dram"] <= res.energy_parts["dram"]).all()
 
 
 def test_serial_work_and_parallel_work_share_the_sms() -> None:

@@ -95,6 +95,7 @@ class OpPlan:
       kernel_after: ``[K]`` the linear layer each follows (``-1``: before the first).
       layer_extra: ``[L]`` cycles added to each linear layer's kernel by the groups fused into
         its epilogue (their extra bytes).
+      layer_extra_bytes: ``[L]`` those extra bytes.
       secnn_pass: ``[L]`` cycles of SE-CNN's per-layer elementwise pass re-executing the groups
         fused into that layer (0 where none, and always 0 under ``none``).
       secnn_pass_busy, secnn_pass_bytes: ``[L]`` its work and bytes.
@@ -108,6 +109,7 @@ class OpPlan:
     kernel_bytes: np.ndarray
     kernel_after: np.ndarray
     layer_extra: np.ndarray
+    layer_extra_bytes: np.ndarray
     secnn_pass: np.ndarray
     secnn_pass_busy: np.ndarray
     secnn_pass_bytes: np.ndarray
@@ -137,6 +139,7 @@ def plan_ops(ops: Sequence[Any], geoms: Sequence[LayerGeom], gpu: GPU, precision
     costs = [elementwise_cost(og[i].writes or og[i].reads, op_bytes(og[i], precision),
                               og[i].flops, gpu, precision, params, occ_cap) for i in kernels]
     layer_extra = np.zeros(n_layers)
+    extra_bytes = np.zeros(n_layers)
     pass_elems = np.zeros(n_layers, np.int64)
     pass_bytes = np.zeros(n_layers)
     pass_flops = np.zeros(n_layers)
@@ -147,6 +150,7 @@ def plan_ops(ops: Sequence[Any], geoms: Sequence[LayerGeom], gpu: GPU, precision
         lyr = o.epilogue_of
         extra = eb * (o.extra_reads + o.param_reads)
         layer_extra[lyr] += float(mem_cycles(gpu, extra, params))
+        extra_bytes[lyr] += extra
         pass_bytes[lyr] += extra
         pass_flops[lyr] += o.flops
         last_writes[lyr] = o.writes
@@ -166,7 +170,8 @@ def plan_ops(ops: Sequence[Any], geoms: Sequence[LayerGeom], gpu: GPU, precision
         kernel_busy=np.array([c.busy_cycles for c in costs], np.float64),
         kernel_bytes=np.array([op_bytes(og[i], precision) for i in kernels], np.float64),
         kernel_after=np.array([og[i].after for i in kernels], np.int64),
-        layer_extra=layer_extra, secnn_pass=sp, secnn_pass_busy=sp_busy,
+        layer_extra=layer_extra, layer_extra_bytes=extra_bytes, secnn_pass=sp,
+        secnn_pass_busy=sp_busy,
         secnn_pass_bytes=np.where(pass_elems > 0, pass_bytes, 0.0),
         names=tuple(o.name for o in og))
 

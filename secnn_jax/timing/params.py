@@ -24,6 +24,10 @@ from secnn_jax.timing.names import COMPACTIONS
 PARAMS_PATH = Path(__file__).with_name("params_h100.json")
 
 
+#: Where SE-CNN's prediction buffers may live (:attr:`SchemeConfig.buffer_placement`).
+PLACEMENTS: tuple[str, ...] = ("cache", "off_chip", "on_chip")
+
+
 class TimingConfigError(SecnnError, ValueError):
     """A timing parameter or scheme option has an invalid value (the message names it)."""
 
@@ -154,6 +158,10 @@ class SchemeConfig:
       hw_dependency_us: ``secnn_hw``'s per-layer dependency latency in its serial chain.
       compaction_bytes_per_miss: bytes a software compaction writes and the amendment reads
         per mispredicted input.
+      buffer_placement: where SE-CNN's prediction buffers live: ``"cache"`` (ordinary memory:
+        L2 when a layer's traffic fits, else DRAM), ``"off_chip"`` (always DRAM) or
+        ``"on_chip"`` (dedicated SRAM in the SMs: no memory time, SRAM energy; its area is
+        :func:`secnn_jax.timing.energy.secnn_area`'s).
     """
 
     layout: str = "NHWC"
@@ -170,8 +178,12 @@ class SchemeConfig:
     sw_compaction: str = "none"
     hw_dependency_us: float = 0.67
     compaction_bytes_per_miss: float = 8.0
+    buffer_placement: str = "cache"
 
     def __post_init__(self) -> None:
+        if self.buffer_placement not in PLACEMENTS:
+            raise TimingConfigError(f"SchemeConfig.buffer_placement={self.buffer_placement!r}: "
+                                    f"must be one of {PLACEMENTS}")
         for f in ("hw_compaction", "sw_compaction"):
             if getattr(self, f) not in COMPACTIONS:
                 raise TimingConfigError(f"SchemeConfig.{f}={getattr(self, f)!r}: must be one "

@@ -32,6 +32,7 @@ from secnn_jax.errors import SecnnError
 from secnn_jax.fileio import atomic_write
 from secnn_jax.timing import schemes as S
 from secnn_jax.timing import workmaps
+from secnn_jax.timing.energy import energy_parts
 from secnn_jax.timing.geometry import LayerGeom, events_to_nhwc
 from secnn_jax.timing.gpus import GPU, canonical_precision, get_gpu
 from secnn_jax.timing.launch import LaunchCosts
@@ -77,6 +78,9 @@ class SchemeResult:
         ``stream`` (layer-after-layer kernels in order), ``parallel`` (each layer's parallel
         work, release to done) and ``serial`` (SE-CNN's compares, compactions, amendments and
         op kernels).
+      work: ``{key: [T]}`` work counts (:data:`secnn_jax.timing.energy.WORK_KEYS`).
+      energy_parts: ``{component: [T]}`` microjoules per frame by component (``compute``,
+        ``on_chip``, ``dram``, ``static``; :func:`secnn_jax.timing.energy.energy_parts`).
     """
 
     gpu: str
@@ -92,6 +96,18 @@ class SchemeResult:
     fusion: str = DEFAULT_FUSION
     spans: Mapping[str, tuple[tuple[str, ...], np.ndarray, np.ndarray]] = dataclasses.field(
         default_factory=dict, repr=False)
+    work: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
+    energy_parts: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def energy_uj(self) -> np.ndarray:
+        """``[T]`` energy per frame in microjoules (the sum of :attr:`energy_parts`)."""
+        return np.sum([np.asarray(v) for v in self.energy_parts.values()], axis=0)
+
+    @property
+    def power_w(self) -> np.ndarray:
+        """``[T]`` mean power over each frame (energy / time)."""
+        return self.energy_uj / np.maximum(self.total_us, 1e-30)
 
     @property
     def total_us(self) -> np.ndarray:
@@ -362,6 +378,8 @@ class _Acc:
             put("phase:" + k, []).append(np.asarray(v))
         for k, v in times.layer_phases.items():
             put("lp:" + k, []).append(np.asarray(v))
+        for k, v in times.work.items():
+            put("work:" + k, []).append(np.asarray(v))
         for k, (labels, st, en) in times.spans.items():
             self.span_labels[k] = labels
             put("span0:" + k, []).append(st)
@@ -370,14 +388,18 @@ class _Acc:
     def cat(self, k: str) -> np.ndarray:
         return np.concatenate(self.parts[k], axis=0)
 
-    def result(self, gpu: GPU, scheme: str, launch: str, fusion: str) -> SchemeResult:
+    def result(self, gpu: GPU, scheme: str, launch: str, fusion: str, precision: str
+               ) -> SchemeResult:
         keys = list(self.parts)
+        work = {k[5:]: self.cat(k) for k in keys if k.startswith("work:")}
+        total_us = self.cat("total") / gpu.clock_mhz
         return SchemeResult(
             gpu=gpu.key, scheme=scheme, clock_mhz=gpu.clock_mhz, sms=gpu.sms,
             total_cycles=self.cat("total"), layer_cycles=self.cat("layer"),
             phases={k[6:]: self.cat(k) for k in keys if k.startswith("phase:")},
             layer_phases={k[3:]: self.cat(k) for k in keys if k.startswith("lp:")},
-            busy_cycles=self.cat("busy"), launch=launch, fusion=fusion,
+            busy_cycles=self.cat("busy"), launch=launch, fusion=fusion, work=work,
+            energy_parts=energy_parts(work, total_us, gpu.key, precision),
             spans={k: (lab, self.cat("span0:" + k), self.cat("span1:" + k))
                    for k, lab in self.span_labels.items()})
 
@@ -452,7 +474,7 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
     fids = tuple(int(i) for i in np.concatenate(frame_ids))
     out: dict[str, ReplayResult] = {}
     for ln in launches:
-        results = {(g.key, s): acc[(g.key, ln, s)].result(g, s, ln, fusion)
+        results = {(g.key, s): acc[(g.key, ln, s)].result(g, s, ln, fusion, prec)
                    for g in gpu_objs for s in schemes}
         meta = {**src.meta, "params": params.as_dict(), "config": cfg.as_dict(),
                 "ops": len(op_list) if (ops is not None or src.ops is not None) else None}

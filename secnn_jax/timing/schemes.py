@@ -20,8 +20,11 @@ A scheme is a :class:`Scheme`: which event indicators it needs, a frame-independ
   -> compaction -> amend sequenced by hardware: no kernel boundaries inside a correction, one
   ``hw_dependency_us`` before it. Op kernels between the layers are ordinary kernels.
 
-Both SE-CNN schemes compare every input neuron (reading ``x`` and the prediction: the compare is
-at least that memory time), amend each mispredicted input over its exact fan-out (gathered: each
+Both SE-CNN schemes compare every input neuron (reading ``x`` and the prediction, and the
+predictor's update writing the next prediction: the compare is at least that memory time; the
+prediction buffer's placement, ``buffer_placement``, decides whether that traffic goes through
+the cache hierarchy like any other, always to DRAM, or to on-chip SRAM), amend each
+mispredicted input over its exact fan-out (gathered: each
 output re-accumulates the mispredicted inputs of its receptive field; a CTA costs its busiest
 lane without compaction, the mean of its lanes with it), read the mispredicted inputs' deltas
 (or the compacted lists) and read-modify-write the outputs they touch. A software compaction
@@ -40,13 +43,14 @@ import numpy as np
 
 from secnn_jax.timing import kernels as K
 from secnn_jax.timing import secnn as SE
+from secnn_jax.timing.energy import WORK_KEYS
 from secnn_jax.timing.geometry import LayerGeom
 from secnn_jax.timing.gpus import ELEMENT_BYTES, GPU
 from secnn_jax.timing.launch import LaunchCosts, chain, persistent_occupancy
 from secnn_jax.timing.names import BASELINES, SCHEMES, SECNN
 from secnn_jax.timing.opkernels import OpPlan, plan_ops
 from secnn_jax.timing.params import ModelParams, SchemeConfig
-from secnn_jax.timing.sm import dealt_makespan, mem_cycles
+from secnn_jax.timing.sm import dealt_makespan, mem_cycles, rate
 
 __all__ = ["BASELINES", "REGISTRY", "SCHEMES", "SECNN", "Context", "Scheme", "SchemeTimes",
            "needs"]
@@ -100,6 +104,7 @@ class SchemeTimes:
       layer_phases: ``{name: [T, L]}``.
       busy: ``[T]`` SM-cycles of work.
       spans: ``{track: (labels, start [T, n], end [T, n])}`` of what runs when.
+      work: ``{key: [T]}`` work executed (:data:`~.energy.WORK_KEYS`), for the energy model.
     """
 
     total: np.ndarray
@@ -108,6 +113,7 @@ class SchemeTimes:
     layer_phases: Mapping[str, np.ndarray]
     busy: np.ndarray
     spans: Mapping[str, tuple[tuple[str, ...], np.ndarray, np.ndarray]]
+    work: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +136,51 @@ class Scheme:
     plan: Callable[[Context], Any]
     cost: Callable[..., SchemeTimes]
     description: str
+
+
+class _Work:
+    """Counts a frame's work for the energy model: FMAs by unit (from SM-cycles of work at the
+    unit's rate), shared-memory tile traffic of GEMM tiles, compares, and each kernel's bytes
+    as L2 traffic when they fit in L2, else DRAM traffic (the time model's rule)."""
+
+    def __init__(self, ctx: Context, frames: int) -> None:
+        self.ctx = ctx
+        self.frames = frames
+        self.w = {k: np.zeros(frames) for k in WORK_KEYS}
+
+    def fmas(self, busy_cycles: Any, unit: str, tile: K.Tile | None = None) -> None:
+        c = self.ctx
+        macs = np.asarray(busy_cycles, np.float64) * rate(c.gpu, c.precision, unit, c.params)
+        self.w["fma_tensor" if unit == "tensor" else "fma_simt"] += macs
+        if tile is not None and tile.bm > 1 and tile.bn > 1 and tile.bk > 1:
+            # A GEMM tile stages (bm + bn) x bk operands per bm x bn x bk MACs in shared
+            # memory: written once and read once.
+            self.w["smem_bytes"] += 2.0 * c.eb * macs * (1.0 / tile.bm + 1.0 / tile.bn)
+
+    def bytes(self, nbytes: Any) -> None:
+        nb = np.broadcast_to(np.asarray(nbytes, np.float64), (self.frames,))
+        in_l2 = nb <= self.ctx.gpu.l2_bytes
+        self.w["l2_bytes"] += np.where(in_l2, nb, 0.0)
+        self.w["dram_bytes"] += np.where(in_l2, 0.0, nb)
+
+    def compares(self, n: Any) -> None:
+        self.w["compares"] += np.asarray(n, np.float64)
+
+    def ops(self, ops: OpPlan, kernels: Sequence[int] | None = None) -> None:
+        """The op kernels (all, or those given) on the SIMT lanes."""
+        for k in range(len(ops.kernels)) if kernels is None else kernels:
+            self.fmas(ops.kernel_busy[k], "simt")
+            self.bytes(ops.kernel_bytes[k])
+
+
+def _kernel_bytes(ctx: Context, g: LayerGeom, kc: K.KernelCost) -> float:
+    """Bytes one layer's dense operation moves: inputs, weights, outputs, a split-K workspace."""
+    ws = 2.0 * kc.split_k * g.groups * g.m * g.cout_g * 4 if kc.split_k > 1 else 0.0
+    return float(ctx.eb * (g.n_inputs + g.weights + g.n_outputs) + ws)
+
+
+def _unit(kc: K.KernelCost) -> str:
+    return kc.tile.unit if kc.tile is not None else "simt"
 
 
 # --- layer after layer ----------------------------------------------------------------------
@@ -198,7 +249,7 @@ def _layer_times(end: np.ndarray, owner: np.ndarray, n_layers: int, total: np.nd
 
 
 def _layerwise_times(ctx: Context, exec_layers: np.ndarray, layer_kernels: Sequence[int],
-                     layer_busy: np.ndarray, ops: OpPlan) -> SchemeTimes:
+                     layer_busy: np.ndarray, ops: OpPlan, work: _Work) -> SchemeTimes:
     """Whole-network frame time of a layer-after-layer scheme from its linear layers' costs."""
     frames = exec_layers.shape[0]
     exec_layers = exec_layers + ops.layer_extra[None, :]
@@ -219,18 +270,25 @@ def _layerwise_times(ctx: Context, exec_layers: np.ndarray, layer_kernels: Seque
     compute = ex[:, is_layer].sum(1)
     op_time = ex[:, ~is_layer].sum(1)
     busy = layer_busy + ops.kernel_busy.sum()
+    work.ops(ops)
+    work.bytes(ops.layer_extra_bytes.sum())
     return SchemeTimes(
         total=total, layer=_layer_times(end, owner, len(ctx.geoms), total),
         phases={"compute": compute, "ops": op_time, "launch": total - compute - op_time},
         layer_phases={"exec": exec_layers}, busy=busy,
-        spans={"stream": (tuple(labels), start, end)})
+        spans={"stream": (tuple(labels), start, end)}, work=work.w)
 
 
 def _frame_independent_cost(ctx: Context, plan: _LayerwisePlan, counts: Any, misses: Any,
                             frames: int) -> SchemeTimes:
     ex = np.broadcast_to(np.array([c.cycles for c in plan.costs]), (frames, len(plan.costs)))
     busy = np.full(frames, sum(c.busy_cycles for c in plan.costs))
-    return _layerwise_times(ctx, np.array(ex), [c.kernels for c in plan.costs], busy, plan.ops)
+    work = _Work(ctx, frames)
+    for g, c in zip(ctx.geoms, plan.costs, strict=True):
+        work.fmas(c.busy_cycles, _unit(c), c.tile)
+        work.bytes(_kernel_bytes(ctx, g, c))
+    return _layerwise_times(ctx, np.array(ex), [c.kernels for c in plan.costs], busy, plan.ops,
+                            work)
 
 
 # --- zero skipping --------------------------------------------------------------------------
@@ -277,13 +335,17 @@ def _zero_skip_cost(ctx: Context, plan: _SparsePlan, counts: Sequence[Mapping[st
     n_layers = len(ctx.geoms)
     ex = np.zeros((frames, n_layers))
     busy = np.zeros(frames)
+    work = _Work(ctx, frames)
     for li, g in enumerate(ctx.geoms):  # loop over layers
         grid = K.sparse_grid(counts[li]["nonzero"], g, ctx.gpu, ctx.precision, ctx.params,
                              plan.tiles[li])
         mk = dealt_makespan(grid.w, grid.d, ctx.gpu.sms, _occ(grid, plan.occ_cap))
         ex[:, li] = np.maximum(mk, mem_cycles(ctx.gpu, plan.io_bytes[li], ctx.params))
         busy += grid.w.sum(-1)
-    return _layerwise_times(ctx, ex, [1 + (t.split > 1) for t in plan.tiles], busy, plan.ops)
+        work.fmas(grid.w.sum(-1), "simt", plan.tiles[li].tile)
+        work.bytes(plan.io_bytes[li])
+    return _layerwise_times(ctx, ex, [1 + (t.split > 1) for t in plan.tiles], busy, plan.ops,
+                            work)
 
 
 # --- SE-CNN ---------------------------------------------------------------------------------
@@ -316,8 +378,9 @@ def _padc(a: np.ndarray, n: int) -> np.ndarray:
 
 
 def _parallel_grids(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np.ndarray]],
-                    frames: int) -> tuple[list, list, list, np.ndarray]:
-    """Per layer: the parallel phase's CTA work and latency, occupancy, and dense choice."""
+                    frames: int, work: _Work) -> tuple[list, list, list, np.ndarray]:
+    """Per layer: the parallel phase's CTA work and latency, occupancy, and dense choice (its
+    FMAs counted into ``work``)."""
     ws, ds, occs = [], [], []
     use = np.zeros((frames, len(ctx.geoms)))
     for li, g in enumerate(ctx.geoms):  # loop over layers
@@ -340,6 +403,8 @@ def _parallel_grids(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str
             ds.append(np.where(use_dense[:, None], _padc(dd, n), _padc(sp.d, n)))
             occs.append(min(sp_occ, dk.occupancy))
         use[:, li] = use_dense
+        work.fmas(np.where(use_dense, dk.busy_cycles, 0.0), _unit(dk), dk.tile)
+        work.fmas(np.where(use_dense, 0.0, sp.w.sum(-1)), "simt", plan.tiles[li].tile)
     return ws, ds, occs, use
 
 
@@ -356,7 +421,8 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
     gpu, params, cfg, lc = ctx.gpu, ctx.params, ctx.cfg, ctx.launch
     n_layers = len(ctx.geoms)
     eb = ctx.eb
-    ws, ds, occs, use_dense = _parallel_grids(ctx, plan, counts, frames)
+    work = _Work(ctx, frames)
+    ws, ds, occs, use_dense = _parallel_grids(ctx, plan, counts, frames, work)
     compaction = cfg.hw_compaction if hw else cfg.sw_compaction
     comparators = (cfg.comparators_per_sm or gpu.fp32_lanes) if hw else gpu.fp32_lanes
     ops_per = 1.0 if hw else cfg.compare_ops_per_neuron
@@ -366,10 +432,21 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
     for li, g in enumerate(ctx.geoms):  # loop over layers
         n_in = g.n_inputs
         cmp_ops = n_in * ops_per / (gpu.sms * comparators)
-        cmp_bytes = 2.0 * eb * n_in  # read x and the prediction
-        parts["compare"][:, li] = np.maximum(cmp_ops, mem_cycles(gpu, cmp_bytes, params))
+        # The compare reads x and the prediction; the predictor's update writes the next
+        # prediction. Where the prediction buffer lives decides what that traffic costs.
+        pred_bytes = 2.0 * eb * n_in
+        placement = cfg.buffer_placement
+        cmp_bytes = eb * n_in + (pred_bytes if placement == "cache" else 0.0)
+        mem = mem_cycles(gpu, cmp_bytes, params)
+        if placement == "off_chip":
+            mem = mem + pred_bytes / gpu.dram_bytes_per_clk
+            work.w["dram_bytes"] += pred_bytes
+        elif placement == "on_chip":
+            work.w["smem_bytes"] += pred_bytes
+        parts["compare"][:, li] = np.maximum(cmp_ops, mem)
         parts["compare_busy"][:, li] = cmp_ops * gpu.sms
-        parts["compare_bytes"][:, li] = cmp_bytes
+        parts["compare_bytes"][:, li] = cmp_bytes + (pred_bytes if placement == "off_chip"
+                                                     else 0.0)
         miss = misses[:, li]
         compacted = compaction != "none"
         if compaction == "software":
@@ -388,6 +465,10 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
         parts["amend"][:, li] = np.maximum(mk, mem_cycles(gpu, ab, params))
         parts["amend_busy"][:, li] = am.w.sum(-1)
         parts["amend_bytes"][:, li] = ab
+        work.fmas(am.w.sum(-1), "simt", plan.tiles[li].tile)
+        work.compares(n_in)
+        for nb in (plan.io_bytes[li], cmp_bytes, parts["compaction_bytes"][:, li], ab):
+            work.bytes(nb)
     ops = plan.ops
     # Serial items in program order.
     dur, busy, nbytes, gap, layer, hostk, labels = [], [], [], [], [], [], []
@@ -456,11 +537,20 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
                       "compare": parts["compare"], "compaction": parts["compaction"],
                       "amend": parts["amend"], "amend_compute": parts["amend_compute"],
                       "parallel_dense": use_dense},
-        busy=tl.busy,
+        busy=tl.busy, work=_secnn_work(work, ops),
         spans={"parallel": (tuple(g.name for g in ctx.geoms),
                             np.broadcast_to(tl.parallel_release, tl.parallel_done.shape).copy(),
                             tl.parallel_done),
                "serial": (tuple(labels), tl.start, tl.end)})
+
+
+def _secnn_work(work: _Work, ops: OpPlan) -> dict[str, np.ndarray]:
+    """Adds SE-CNN's op kernels and per-layer re-execution passes to ``work``."""
+    work.ops(ops)
+    for li in np.flatnonzero(ops.secnn_pass > 0):
+        work.fmas(ops.secnn_pass_busy[li], "simt")
+        work.bytes(ops.secnn_pass_bytes[li])
+    return work.w
 
 
 #: The registry: every scheme by name, in report order.

@@ -1,0 +1,103 @@
+"""Energy and area study: the paper's "marginal hardware overheads in area and power", judged.
+
+From the speedup study's cells (energy per frame per scheme and ladder step, every scheme under
+one launch model and fusion policy: :mod:`secnn_jax.timing.energy`), this study adds
+
+* **area** of SE-CNN's additions per model and GPU: comparators, and the prediction/state
+  buffers (two values per input neuron of every layer at the model's resolution) placed on chip
+  (SRAM area, share of the SM and of the die) or off chip (no area; their traffic is DRAM
+  traffic, which the replay charges as bytes);
+* **sanity anchors**: the modelled power of a large-batch dense ResNet-50 run on the H100 against
+  the board power, and its energy per image against the bound the measured whole-network latency
+  (``h100_e2e.csv``) times the board power gives;
+* **verdicts** per model and placement.
+
+Library: :func:`energy_area`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from experiments.cells import Workspace
+
+__all__ = ["energy_area", "sanity_anchors", "verdict"]
+
+
+def sanity_anchors(precision: str = "fp16", batch: int = 16) -> dict[str, Any]:
+    """Modelled power and energy per image of dense ResNet-50 at ``batch`` on the H100 (graph
+    launch, NCHW, fusion none, as measured) beside the board power and the measured latency."""
+    from experiments.zoo_networks import network  # noqa: PLC0415
+    from secnn_jax import timing  # noqa: PLC0415
+    from secnn_jax.timing import calibration, e2e  # noqa: PLC0415
+    from secnn_jax.timing.energy import get_energy_params  # noqa: PLC0415
+
+    net = network("resnet50", batch, 224)
+    ev = {g.name: np.ones((1, *g.in_nhwc), np.uint8) for g in net.geoms}
+    r = timing.replay(net.geoms, ev, schemes=("dense",), ops=net.ops, precision=precision,
+                      launch="graph", config=timing.SchemeConfig(layout="NCHW"))
+    res = r.get("h100", "dense")
+    _, rows = e2e.read_e2e(calibration.default_measurements("h100_e2e.csv"))
+    meas = next((x for x in rows if x.net == "resnet50" and x.precision == precision
+                 and x.batch == batch), None)
+    tdp = get_energy_params("h100").tdp_w
+    out = {"model": "resnet50", "precision": precision, "batch": batch,
+           "modelled_us": float(res.total_us[0]), "modelled_power_w": float(res.power_w[0]),
+           "board_power_w": tdp, "power_fraction": float(res.power_w[0] / tdp),
+           "modelled_mj_per_image": float(res.energy_uj[0]) / batch / 1000,
+           "parts_mj_per_image": {k: float(v[0]) / batch / 1000
+                                  for k, v in res.energy_parts.items()}}
+    if meas is not None:
+        out["measured_graph_us"] = meas.graph_us
+        out["bound_mj_per_image"] = tdp * meas.graph_us / batch / 1000
+    return out
+
+
+def verdict(area_share: float, energy_ratio: float) -> str:
+    """``holds`` (area below 1% of the die and no more energy than the strongest baseline),
+    ``partly`` (one of the two), ``does not hold`` (neither)."""
+    small, cheap = area_share < 0.01, energy_ratio <= 1.0
+    return "holds" if small and cheap else "partly" if small or cheap else "does not hold"
+
+
+def energy_area(ws: Workspace, su: dict[str, Any], models: Sequence[str],
+                streams: Sequence[str], sens: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Area per model and GPU, sanity anchors, and verdicts per buffer placement (energies from
+    the sensitivity study ``sens``, which replays both placements; the energy tables
+    themselves are in the speedup study ``su``)."""
+    from secnn_jax.timing import get_gpu  # noqa: PLC0415
+    from secnn_jax.timing.energy import secnn_area  # noqa: PLC0415
+
+    precision = ws.timer.precision if ws.timer is not None else "fp32"
+    area = []
+    for m in models:
+        layers = ws.layers(m, streams[0])
+        for g in su["gpus"]:
+            a = secnn_area(layers, get_gpu(g), precision)
+            area.append({"model": m, "gpu": g, "buffer_bytes": a.buffer_bytes,
+                         "comparators_mm2": a.comparators_mm2, "buffer_mm2": a.buffer_mm2,
+                         "sm_mm2": a.sm_mm2, "die_mm2": a.die_mm2,
+                         "on_chip_share": a.placement_shares["on_chip"],
+                         "off_chip_share": a.placement_shares["off_chip"]})
+    verdicts = []
+    # Per placement, energy from the sensitivity replays (the prediction buffers' traffic in
+    # DRAM off chip, in SRAM on chip), against the lower-energy baseline of the same replay.
+    for c in (sens or {}).get("cells", []):
+        rows = {r.get("end"): r for r in c["rows"] if r["parameter"] == "buffer_placement"}
+        a = next((x for x in area if x["model"] == c["model"] and x["gpu"] == c["gpu"]), None)
+        if a is None:
+            continue
+        for placement in ("on_chip", "off_chip"):
+            r = rows.get(placement)
+            if r is None:
+                continue
+            share = a[f"{placement}_share"]
+            ratio = r["secnn_hw_uj"] / r["baseline_uj"]
+            verdicts.append({"model": c["model"], "stream": c["stream"], "gpu": c["gpu"],
+                             "placement": placement, "area_share": share,
+                             "energy_ratio": ratio, "verdict": verdict(share, ratio)})
+    return {"study": "energy", "area": area, "verdicts": verdicts,
+            "anchors": sanity_anchors()}

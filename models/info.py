@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     python -m models.info --model=resnet50
-    python -m models.info --model=all              # the twelve, one summary line each + tables
+    python -m models.info --model=all              # all fourteen, one summary line each + tables
     python -m models.info --model=all --summary    # summary lines only
     python -m models.info --model=vgg16 --size=64 --json_out=/tmp/vgg16.json
 
@@ -34,7 +34,7 @@ from models.conversion import abstract_for
 __all__ = ["LayerRow", "ModelInfo", "model_info", "format_table", "format_summary"]
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "all", "A model name, or 'all' for the twelve.")
+flags.DEFINE_string("model", "all", "A model name, or 'all' for every zoo model.")
 flags.DEFINE_integer("size", None, "Square input size (default: the model's native size).")
 flags.DEFINE_integer("batch", 1, "Batch size the MACs are counted for.")
 flags.DEFINE_bool("summary", False, "Only the one-line summary per model.")
@@ -64,6 +64,7 @@ class ModelInfo:
     name: str
     description: str
     input_shape: tuple[int, int, int, int]
+    output: str
     layers: tuple[LayerRow, ...]
     total_macs: int
     total_params: int
@@ -109,7 +110,7 @@ def model_info(name: str, size: int | None = None, batch: int = 1) -> ModelInfo:
             groups=int(layer.groups), macs=int(layer.macs), params=count))
     return ModelInfo(
         name=name, description=spec.description, input_shape=(batch, size, size, 3),
-        layers=tuple(rows), total_macs=sum(r.macs for r in rows),
+        output=spec.output, layers=tuple(rows), total_macs=sum(r.macs for r in rows),
         total_params=_size(variables["params"]), linear_params=sum(r.params for r in rows),
         batch_stats=_size(variables.get("batch_stats", {})))
 
@@ -125,7 +126,8 @@ def format_table(info: ModelInfo) -> str:
     """The layer table followed by the totals."""
     header = (f"{'#':>3}  {'layer':<34} {'kind':<5} {'input':<18} {'output':<18} "
               f"{'kernel':<16} {'stride':<6} {'groups':>6} {'MACs':>14} {'params':>11}")
-    lines = [f"{info.name}: {info.description}, input {info.input_shape}", header,
+    lines = [f"{info.name}: {info.description}, input {info.input_shape}, output {info.output}",
+             header,
              "-" * len(header)]
     for row in info.layers:
         stride = "x".join(map(str, row.strides)) or "-"

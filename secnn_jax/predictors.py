@@ -11,6 +11,18 @@ streams never see each other's history. The built-ins are :class:`Predictor` ins
 with those three attributes (a dataclass, a namedtuple, a module) works with
 :func:`secnn_jax.pipeline`.
 
+**Predictors that need the tolerance.** A predictor whose next state depends on which inputs the
+serial phase propagated (DeltaCNN's rule of accumulated truncation) sets the attribute
+``update_needs_tau = True``; the pipeline then calls::
+
+    update(state, inputs, tau) -> state    # tau: {layer_name: scalar}, the serial phase's own
+
+``tau`` holds exactly the values the serial phase compared ``|x - P|`` against on this frame
+(traced under :func:`secnn_jax.pipeline_dynamic`), so the predictor can recompute the serial
+phase's mask bit for bit. Without the attribute (or with it ``False``) ``update`` is called with
+two arguments as before, so existing and user-written predictors run unchanged
+(:func:`update_needs_tau` reads the attribute).
+
 Compiled programs are cached across calls (:func:`secnn_jax.run_stream`), keyed among other
 things on the predictor's :func:`config_key`: the built-ins carry a ``config_key`` naming what
 their ``predict``/``update`` compute (``("secnn", silence, decay)``), so ``secnn(0.5)`` made
@@ -29,6 +41,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from secnn_jax.errors import SecnnError
 from secnn_jax.layers import Layer
@@ -47,7 +60,13 @@ class PredictorTypeError(SecnnError, TypeError):
 
 @runtime_checkable
 class PredictorLike(Protocol):
-    """Structural type of a predictor: anything with ``init``, ``predict`` and ``update``."""
+    """Structural type of a predictor: anything with ``init``, ``predict`` and ``update``.
+
+    Optional: an attribute ``update_needs_tau = True`` makes the pipeline call
+    ``update(state, inputs, tau)`` with ``tau`` the serial phase's ``{layer_name: scalar}``
+    (module docstring); without it ``update(state, inputs)`` is called. It is not a member of
+    this protocol, so objects without it still pass ``isinstance(obj, PredictorLike)``.
+    """
 
     def init(self, layers: Sequence[Layer]) -> State:
         """The initial state (a pytree) for the model's ``layers``."""
@@ -68,16 +87,20 @@ class Predictor(NamedTuple):
     Attributes:
       init: ``init(layers) -> state``.
       predict: ``predict(state) -> {layer_name: prediction}``.
-      update: ``update(state, inputs) -> state``.
+      update: ``update(state, inputs) -> state``, or ``update(state, inputs, tau) -> state``
+        when ``update_needs_tau``.
       config_key: a hashable value that determines ``predict`` and ``update`` completely (two
         predictors with equal keys compute the same); ``None``: the predictor is identified by
         the object itself (see :func:`config_key`).
+      update_needs_tau: ``True``: the pipeline passes the serial phase's per-layer tolerance
+        ``{layer_name: scalar}`` as ``update``'s third argument (see the module docstring).
     """
 
     init: Callable[[Sequence[Layer]], State]
     predict: Callable[[State], Predictions]
-    update: Callable[[State, Mapping[str, jax.Array]], State]
+    update: Callable[..., State]
     config_key: Hashable | None = None
+    update_needs_tau: bool = False
 
 
 class _Identity:
@@ -111,6 +134,25 @@ def config_key(predictor: Any) -> Hashable:
         else:
             return (type(predictor).__module__, type(predictor).__qualname__, key)
     return _Identity(predictor)
+
+
+def update_needs_tau(predictor: Any) -> bool:
+    """Whether the pipeline calls ``predictor.update(state, inputs, tau)`` (else without tau).
+
+    Reads the optional ``update_needs_tau`` attribute; absent means ``False``, so predictors
+    written before the attribute existed keep their two-argument ``update``.
+
+    Raises:
+      PredictorTypeError: the attribute is set to something other than ``True`` or ``False``
+        (a truthy string or array would make the calling convention a guess).
+    """
+    value = getattr(predictor, "update_needs_tau", False)
+    if not isinstance(value, bool | np.bool_):
+        raise PredictorTypeError(
+            f"predictor {type(predictor).__name__}: update_needs_tau must be True or False, got "
+            f"{value!r}"
+        )
+    return bool(value)
 
 
 def _zeros(layers: Sequence[Layer]) -> dict[str, jax.Array]:

@@ -12,7 +12,7 @@ with those three attributes (a dataclass, a namedtuple, a module) works with
 :func:`secnn_jax.pipeline`.
 
 **Predictors that need the tolerance.** A predictor whose next state depends on which inputs the
-serial phase propagated (DeltaCNN's rule of accumulated truncation) sets the attribute
+serial phase propagated (:func:`accumulated`, DeltaCNN's rule) sets the attribute
 ``update_needs_tau = True``; the pipeline then calls::
 
     update(state, inputs, tau) -> state    # tau: {layer_name: scalar}, the serial phase's own
@@ -241,6 +241,83 @@ def secnn(silence: float = 0.5, decay: float = 0.75) -> Predictor:
 
     return Predictor(init=init, predict=predict, update=update,
                      config_key=("secnn", silence, decay))
+
+
+def _tau_value(value: Any, what: str) -> Any:
+    """``value`` unchanged if traced or a finite number >= 0; :class:`PredictorError` else."""
+    if isinstance(value, jax.core.Tracer):
+        return value  # checked where it was made concrete (tau_map), or the caller's to check
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as err:
+        raise PredictorError(f"accumulated: {what} must be a number, got "
+                             f"{type(value).__name__}") from err
+    if arr.ndim != 0 or arr.dtype.kind not in "fiu":
+        raise PredictorError(f"accumulated: {what} must be one number, got {value!r}")
+    if not np.isfinite(arr) or arr < 0:
+        raise PredictorError(f"accumulated: {what} must be finite and >= 0, got {value!r}")
+    return value
+
+
+def accumulated() -> Predictor:
+    """DeltaCNN's rule: each neuron is predicted the last value that was *propagated*.
+
+    Per neuron the state ``P`` (the prediction) is updated with the serial phase's own mask::
+
+        miss = |x - P| > tau;   P <- where(miss, x, P)
+
+    so a change at or below ``tau`` is truncated but not forgotten: it accumulates against the
+    held ``P`` until the total crosses ``tau``, and then the neuron is propagated (DeltaCNN's
+    accumulated truncation; with the previous value instead, a neuron drifting by less than
+    ``tau`` per frame would never be propagated). ``P`` is therefore what a DeltaCNN's input
+    buffer holds after the frame, ``|x - P| <= tau`` holds after every update, and each layer's
+    amended output is its linear map of the new ``P``: the error does not grow with the stream.
+
+    Cold start: ``P = 0``, so frame 0 propagates every input with ``|x| > tau`` (at ``tau = 0``
+    every non-zero input: DeltaCNN's dense first frame; above it, inputs within ``tau`` of 0 are
+    truncated against ``P = 0`` like any other small change).
+
+    At ``tau = 0`` every change propagates, ``P`` is the previous input, and the predictor
+    reduces to :func:`last_value` (equal predictions and event codes; the pipeline's output
+    equals the plain model's up to float rounding).
+
+    The update needs the tolerance, so the predictor sets ``update_needs_tau``: the pipeline
+    calls ``update(state, inputs, tau)`` with the serial phase's ``{layer_name: scalar}``, and
+    the mask is computed exactly as :func:`secnn_jax.serial_amend` computes it (same operands,
+    dtype and comparison). By hand, ``tau`` may also be one number for every layer.
+
+    State: ``{name: last propagated input}`` (the layer's dtype).
+
+    Raises (from ``update``):
+      PredictorError: ``inputs`` or a ``tau`` dict missing a layer of the state, or a concrete
+        tau that is not a finite number >= 0.
+    """
+
+    def update(state: State, inputs: Mapping[str, jax.Array], tau: Any) -> State:
+        missing = sorted(set(state) - set(inputs))
+        if missing:
+            raise PredictorError(f"accumulated: inputs lack layers {missing[:5]}")
+        if isinstance(tau, Mapping):
+            absent = sorted(set(state) - set(tau))
+            if absent:
+                raise PredictorError(f"accumulated: tau lacks layers {absent[:5]}; pass one "
+                                     "number or {layer_name: tau} for every layer")
+            taus = {name: _tau_value(tau[name], f"tau for layer {name!r}") for name in state}
+        else:
+            taus = dict.fromkeys(state, _tau_value(tau, "tau"))
+        new = {}
+        for name, prev in state.items():
+            x = jnp.asarray(inputs[name])
+            # The serial phase's operands exactly: P cast to x's dtype, |x - P| > tau. Any other
+            # form (x cast to P's dtype, >=) could flip a neuron on the edge, and the state would
+            # no longer be what was propagated.
+            p = prev.astype(x.dtype)
+            miss = jnp.abs(x - p) > taus[name]
+            new[name] = jnp.where(miss, x, p).astype(prev.dtype)
+        return new
+
+    return Predictor(init=_zeros, predict=lambda state: dict(state), update=update,
+                     config_key=("accumulated",), update_needs_tau=True)
 
 
 def mean(stats: Mapping[str, Any]) -> Predictor:

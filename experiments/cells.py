@@ -142,7 +142,7 @@ def make_predictor(spec: str) -> predictors.Predictor:
         except ValueError as e:
             raise ConfigError(f"predictor {spec!r}: {part!r} is not key=number") from e
     makers = {"zero": predictors.zero, "last_value": predictors.last_value,
-              "secnn": predictors.secnn}
+              "secnn": predictors.secnn, "accumulated": predictors.accumulated}
     if name not in makers:
         raise ConfigError(f"unknown predictor {name!r}; known: {sorted(makers)}")
     try:

@@ -362,3 +362,9 @@ def test_bad_update_arguments_are_predictor_errors(model):
     with pytest.raises(TypeError):  # the tau is required, never silently taken as 0
         pred.update(state, inputs)
 
+
+def test_make_predictor_knows_accumulated():
+    from experiments.cells import make_predictor  # noqa: PLC0415
+
+    pred = make_predictor("accumulated")
+    assert pred.config_key == ("accumulated",) and predictors.update_needs_tau(pred)

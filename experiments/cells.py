@@ -128,8 +128,8 @@ class Timer(Protocol):
 
 
 def make_predictor(spec: str) -> predictors.Predictor:
-    """A predictor from its spec string: ``zero``, ``last_value``, ``secnn`` or
-    ``secnn(silence=0.5,decay=0.5)``."""
+    """A predictor from its spec string: ``zero``, ``last_value``, ``secnn``,
+    ``secnn(silence=0.5,decay=0.5)`` or ``accumulated`` (DeltaCNN's rule)."""
     m = re.fullmatch(r"\s*(\w+)\s*(?:\((.*)\))?\s*", spec)
     if not m:
         raise ConfigError(f"bad predictor spec {spec!r}")

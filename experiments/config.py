@@ -35,7 +35,7 @@ ILSVRC9: tuple[str, ...] = ("alexnet", "zfnet", "vgg16", "vgg19", "googlenet", "
                             "resnet50", "resnet101", "resnet152")
 
 #: Predictor names the studies know.
-PREDICTORS: tuple[str, ...] = ("zero", "last_value", "secnn")
+PREDICTORS: tuple[str, ...] = ("zero", "last_value", "secnn", "accumulated")
 
 
 STUDIES: tuple[str, ...] = ("sparsity", "prediction", "speedup", "accuracy")

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import ml_collections
 
 from secnn_jax.errors import SecnnError
-from secnn_jax.timing.names import FUSIONS, LAUNCH_MODELS, SCHEMES
+from secnn_jax.timing.names import DEFAULT_SCHEMES, FUSIONS, LAUNCH_MODELS, SCHEMES
 
 __all__ = [
     "ConfigError",
@@ -89,7 +89,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.prediction_taus = "0"
     c.taus = "0,0.01,0.02,0.05,0.1"
     c.gpus = "h100,gtx1080ti"
-    c.schemes = ",".join(SCHEMES)
+    c.schemes = ",".join(DEFAULT_SCHEMES)
     c.launch = "persistent"
     c.fusion = "epilogue"
     c.precision = "fp32"

@@ -100,11 +100,24 @@ class ReplayTimer:
         self.key = "timed-" + hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     def variants_for(self, predictor: str) -> tuple[str, ...]:
-        """The variants a predictor's events are replayed for (see the module docstring)."""
-        if predictor.strip() == ZERO_PREDICTOR:
-            return self.schemes
-        return tuple(v for v in self.schemes
-                     if variant_parts(v)[0] in SECNN and not variant_parts(v)[2])
+        """The variants a predictor's events are replayed for, from the registry's ``events``
+        of each scheme: the zero predictor's feed the baselines, SE-CNN without prediction and
+        the oracle; the ``accumulated`` predictor's the change-based peers and SE-CNN; any
+        other predictor's SE-CNN."""
+        from secnn_jax.timing.schemes import REGISTRY  # noqa: PLC0415
+
+        name = predictor.strip().split("(")[0]
+
+        def wanted(v: str) -> bool:
+            scheme, _, oracle = variant_parts(v)
+            events = REGISTRY[scheme].events
+            if name == ZERO_PREDICTOR:
+                return events in ("zero", "own")
+            if oracle:
+                return False
+            return events == "own" or (events == "accumulated" and name == "accumulated")
+
+        return tuple(v for v in self.schemes if wanted(v))
 
     def __call__(self, layers: Sequence[Layer], events: Mapping[str, np.ndarray],
                  schemes: Sequence[str] | None = None, ops: Sequence[Any] | None = None

@@ -98,3 +98,13 @@ def test_buffer_sizes_and_area() -> None:
     assert a.comparators_mm2 == pytest.approx(128 * 132 * 137.0 * (5 / 45) ** 2 / 1e6)
     assert a.buffer_mm2 == pytest.approx(a.buffer_bytes * 8 * 0.021 * 1.6 / 1e6)
     assert a.placement_shares["on_chip"] > a.placement_shares["off_chip"] > 0
+
+
+def test_method_buffers() -> None:
+    layers = [LayerGeom.conv("a", n=1, h=16, cin=3, cout=8, k=3)]
+    n_in, n_out = 16 * 16 * 3, 16 * 16 * 8
+    assert E.method_buffer_bytes(layers, "fp32", "secnn") == E.buffer_bytes(layers, "fp32")
+    assert E.method_buffer_bytes(layers, "fp32", "deltacnn") == 4 * (n_in + n_out)
+    assert E.method_buffer_bytes(layers, "fp16", "cbinfer") == 2 * (n_in + n_out)
+    with pytest.raises(ValueError, match="unknown method"):
+        E.method_buffer_bytes(layers, "fp32", "magic")

@@ -220,6 +220,25 @@ def buffer_bytes(layers: Sequence[Any], precision: str, state_values: int = 2) -
     return int(sum(LayerGeom.from_layer(g).n_inputs for g in layers) * eb * state_values)
 
 
+#: Per method, the values kept per input and per output neuron of every layer between frames:
+#: SE-CNN the prediction and the firing state per input; DeltaCNN the accumulated (last
+#: propagated) input and the output buffer; CBinfer the stored input and the previous output.
+METHOD_BUFFERS: Mapping[str, tuple[int, int]] = MappingProxyType(
+    {"secnn": (2, 0), "deltacnn": (1, 1), "cbinfer": (1, 1)})
+
+
+def method_buffer_bytes(layers: Sequence[Any], precision: str, method: str) -> int:
+    """Bytes a method keeps between frames (:data:`METHOD_BUFFERS`) for one stream."""
+    from secnn_jax.timing.geometry import LayerGeom  # noqa: PLC0415
+
+    if method not in METHOD_BUFFERS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHOD_BUFFERS)}")
+    per_in, per_out = METHOD_BUFFERS[method]
+    eb = ELEMENT_BYTES[canonical_precision(precision)]
+    geoms = [LayerGeom.from_layer(g) for g in layers]
+    return int(eb * sum(per_in * g.n_inputs + per_out * g.n_outputs for g in geoms))
+
+
 def secnn_area(layers: Sequence[Any], gpu: Any, precision: str = "fp32",
                comparators_per_sm: int | None = None, state_values: int = 2) -> Area:
     """Area of the comparators and of the prediction/state buffers (see the module docstring)."""

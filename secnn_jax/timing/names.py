@@ -7,11 +7,16 @@ from here (never spell them again).
 from __future__ import annotations
 
 #: All execution schemes, in report order.
-SCHEMES: tuple[str, ...] = ("dense", "winograd", "fft", "zero_skip", "secnn_sw", "secnn_hw")
+SCHEMES: tuple[str, ...] = ("dense", "winograd", "fft", "zero_skip", "secnn_sw", "secnn_hw",
+                            "deltacnn", "cbinfer")
 #: Schemes that run layer after layer without SE-CNN (the baselines of the speedups).
 BASELINES: tuple[str, ...] = ("dense", "winograd", "fft", "zero_skip")
 #: SE-CNN schemes.
 SECNN: tuple[str, ...] = ("secnn_sw", "secnn_hw")
+#: Change-based peers (DeltaCNN, CBinfer): replayed from the ``accumulated`` predictor's events.
+PEERS: tuple[str, ...] = ("deltacnn", "cbinfer")
+#: The schemes the studies replay by default (the peers need their own predictor's events).
+DEFAULT_SCHEMES: tuple[str, ...] = BASELINES + SECNN
 #: Baselines whose cost does not depend on the events (one cost per layer for every frame).
 FRAME_INDEPENDENT: tuple[str, ...] = ("dense", "winograd", "fft")
 

@@ -42,6 +42,7 @@ from secnn_jax.timing.names import (
     DEFAULT_LAUNCH,
     FUSIONS,
     LAUNCH_MODELS,
+    PEERS,
     SCHEMES,
     SECNN,
 )
@@ -448,7 +449,7 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
     plans = {(gk, ln, s): S.REGISTRY[s].plan(ctx) for (gk, ln), ctx in ctxs.items()
              for s in schemes}
     which = S.needs(schemes)
-    want_miss = any(s in SECNN for s in schemes)
+    want_miss = any(s in SECNN or s in PEERS for s in schemes)
     acc = {k: _Acc() for k in plans}
     frame_ids: list[np.ndarray] = []
     for fidx, evs in src.chunks:
@@ -467,7 +468,8 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
             if want_miss:
                 misses[:, li] = workmaps.indicator(codes, "mispredicted").reshape(n, -1).sum(1)
         for (gk, ln, s), plan in plans.items():
-            acc[(gk, ln, s)].add(S.REGISTRY[s].cost(ctxs[(gk, ln)], plan, counts, misses, n))
+            acc[(gk, ln, s)].add(S.REGISTRY[s].cost(ctxs[(gk, ln)], plan, counts, misses, n,
+                                                    frame_ids=np.asarray(fidx)))
         logging.vlog(1, "replayed %d frames x %d layers", n, len(geoms))
     if not frame_ids:
         raise ReplayError("replay: no frames selected")

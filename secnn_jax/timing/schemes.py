@@ -125,10 +125,14 @@ class Scheme:
       needs: event indicators its cost reads (:data:`~.workmaps.INDICATORS`); ``()`` for
         frame-independent schemes.
       plan: ``plan(ctx) -> plan`` (frame-independent; computed once per GPU and replay).
-      cost: ``cost(ctx, plan, counts, misses, frames) -> SchemeTimes`` for one chunk, with
-        ``counts[l][indicator]`` the per-position counts of layer ``l`` and ``misses`` ``[T, L]``
-        the mispredicted inputs per layer.
+      cost: ``cost(ctx, plan, counts, misses, frames, frame_ids) -> SchemeTimes`` for one
+        chunk, with ``counts[l][indicator]`` the per-position counts of layer ``l``, ``misses``
+        ``[T, L]`` the mispredicted inputs per layer and ``frame_ids`` the stream's frame
+        indices (a change-based peer runs frame 0 densely).
       description: one line for reports.
+      events: whose events the scheme is replayed from: ``"zero"`` (the zero predictor's:
+        the exact zero pattern), ``"own"`` (the SE-CNN predictor's) or ``"accumulated"``
+        (:func:`secnn_jax.predictors.accumulated`, DeltaCNN's propagation rule).
     """
 
     name: str
@@ -136,6 +140,7 @@ class Scheme:
     plan: Callable[[Context], Any]
     cost: Callable[..., SchemeTimes]
     description: str
+    events: str = "zero"
 
 
 class _Work:
@@ -280,7 +285,7 @@ def _layerwise_times(ctx: Context, exec_layers: np.ndarray, layer_kernels: Seque
 
 
 def _frame_independent_cost(ctx: Context, plan: _LayerwisePlan, counts: Any, misses: Any,
-                            frames: int) -> SchemeTimes:
+                            frames: int, frame_ids: Any = None) -> SchemeTimes:
     ex = np.broadcast_to(np.array([c.cycles for c in plan.costs]), (frames, len(plan.costs)))
     busy = np.full(frames, sum(c.busy_cycles for c in plan.costs))
     work = _Work(ctx, frames)
@@ -331,7 +336,7 @@ def _occ(grid: K.SparseGrid, cap: int | None) -> int:
 
 
 def _zero_skip_cost(ctx: Context, plan: _SparsePlan, counts: Sequence[Mapping[str, np.ndarray]],
-                    misses: np.ndarray, frames: int) -> SchemeTimes:
+                    misses: np.ndarray, frames: int, frame_ids: Any = None) -> SchemeTimes:
     n_layers = len(ctx.geoms)
     ex = np.zeros((frames, n_layers))
     busy = np.zeros(frames)
@@ -410,7 +415,7 @@ def _parallel_grids(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str
 
 def _secnn_cost(hw: bool) -> Callable[..., SchemeTimes]:
     def cost(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np.ndarray]],
-             misses: np.ndarray, frames: int) -> SchemeTimes:
+             misses: np.ndarray, frames: int, frame_ids: Any = None) -> SchemeTimes:
         return _secnn_times(ctx, plan, counts, misses, frames, hw)
 
     return cost
@@ -553,6 +558,81 @@ def _secnn_work(work: _Work, ops: OpPlan) -> dict[str, np.ndarray]:
     return work.w
 
 
+# --- change-based peers ---------------------------------------------------------------------
+
+def _peer_plan(ctx: Context) -> _SecnnPlan:
+    """Dense kernels for the first frame, the SIMT tiling for the sparse frames."""
+    return _secnn_plan(ctx)
+
+
+def _peer_cost(kind: str) -> Callable[..., SchemeTimes]:
+    def cost(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np.ndarray]],
+             misses: np.ndarray, frames: int, frame_ids: Any = None) -> SchemeTimes:
+        return _peer_times(ctx, plan, counts, misses, frames, frame_ids, kind)
+
+    return cost
+
+
+def _peer_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np.ndarray]],
+                misses: np.ndarray, frames: int, frame_ids: Any, kind: str) -> SchemeTimes:
+    """DeltaCNN or CBinfer layer after layer (see :data:`PEER_DOC`)."""
+    gpu, params, eb = ctx.gpu, ctx.params, ctx.eb
+    first = (np.zeros(frames, bool) if frame_ids is None
+             else np.asarray(frame_ids).reshape(-1)[:frames] == 0)
+    n_layers = len(ctx.geoms)
+    ex = np.zeros((frames, n_layers))
+    busy = np.zeros(frames)
+    kernels = []
+    work = _Work(ctx, frames)
+    for li, g in enumerate(ctx.geoms):  # loop over layers
+        dk = plan.dense[li]
+        n_in = g.n_inputs
+        # Change detection (DeltaCNN: delta generation fused with the activation's
+        # truncation): read x and the stored value, write the stored value and the mask.
+        det_bytes = 3.0 * eb * n_in + n_in / 8.0
+        det = np.maximum(n_in / (gpu.sms * gpu.fp32_lanes), mem_cycles(gpu, det_bytes, params))
+        cnt = counts[li]["mispredicted"]  # inputs propagated (changed beyond tau)
+        touched = (cnt > 0).mean(axis=(-2, -1))
+        if kind == "deltacnn":
+            # Sparse conv over the update mask: each output whose receptive field saw a change
+            # accumulates the deltas of its changed inputs into the output buffer.
+            grid = K.sparse_grid(cnt, g, gpu, ctx.precision, params, plan.tiles[li])
+            out_bytes = 2.0 * eb * g.n_outputs * touched + eb * misses[:, li]
+        else:
+            # CBinfer: the output pixels whose receptive field holds a change are recomputed
+            # with their full fan-in (the rest keep their previous value).
+            full = np.where(cnt > 0, g.cin_g * g.kh * g.kw, 0).astype(np.int64)
+            grid = K.sparse_grid(full, g, gpu, ctx.precision, params, plan.tiles[li])
+            out_bytes = (eb * n_in * touched + 2.0 * eb * g.n_outputs * touched)
+        mk = dealt_makespan(grid.w, grid.d, gpu.sms, _occ(grid, plan.occ_cap))
+        conv_bytes = eb * g.weights * grid.active_frac + out_bytes
+        sparse = np.maximum(mk, mem_cycles(gpu, conv_bytes, params)) + det
+        dense_t = dk.cycles + mem_cycles(gpu, eb * g.n_outputs, params)  # + write the buffer
+        ex[:, li] = np.where(first, dense_t, sparse)
+        busy += np.where(first, dk.busy_cycles, grid.w.sum(-1))
+        kernels.append(2)  # change detection + the sparse conv (frame 0: dense + buffer copy)
+        work.fmas(np.where(first, dk.busy_cycles, 0.0), _unit(dk), dk.tile)
+        work.fmas(np.where(first, 0.0, grid.w.sum(-1)), "simt", plan.tiles[li].tile)
+        work.bytes(np.where(first, _kernel_bytes(ctx, g, dk) + eb * g.n_outputs,
+                            conv_bytes + det_bytes))
+        work.compares(np.where(first, 0.0, float(n_in)))
+    return _layerwise_times(ctx, ex, kernels, busy, plan.ops, work)
+
+
+#: How the peers are costed (documentation shared by the registry and reports).
+PEER_DOC = (
+    "deltacnn (DeltaCNN, CVPR 2022): layer after layer on a stock GPU; frame 0 dense (cuDNN-"
+    "style, plus writing the output buffer); later frames per layer: delta generation fused "
+    "with the activation's truncation (read x and the accumulated value, write both and the "
+    "update mask), a sparse convolution over the update mask (each output whose receptive "
+    "field saw a change accumulates the deltas of its changed inputs; a CTA costs its busiest "
+    "lane), read-modify-write of the touched outputs. cbinfer (change-based inference): per "
+    "layer the change map (the same detection pass) and the output pixels whose receptive "
+    "field holds a changed input recomputed with their full fan-in (a tile runs when any of "
+    "its outputs is touched), writing them into the previous output. Both replay the "
+    "accumulated predictor's events: a propagated input is one that changed beyond tau.")
+
+
 #: The registry: every scheme by name, in report order.
 REGISTRY: Mapping[str, Scheme] = MappingProxyType({s.name: s for s in (
     Scheme("dense", (), _frame_independent_plan("dense"), _frame_independent_cost,
@@ -564,9 +644,15 @@ REGISTRY: Mapping[str, Scheme] = MappingProxyType({s.name: s for s in (
     Scheme("zero_skip", ("nonzero",), _zero_skip_plan, _zero_skip_cost,
            "zero-skipping SIMT convolution, layer after layer"),
     Scheme("secnn_sw", ("predicted", "mispredicted"), _secnn_plan, _secnn_cost(False),
-           "SE-CNN on a stock GPU (compare and amend kernels)"),
+           "SE-CNN on a stock GPU (compare and amend kernels)", "own"),
     Scheme("secnn_hw", ("predicted", "mispredicted"), _secnn_plan, _secnn_cost(True),
-           "SE-CNN with the SM extension (hardware comparators and sequencing)"),
+           "SE-CNN with the SM extension (hardware comparators and sequencing)", "own"),
+    Scheme("deltacnn", ("mispredicted",), _peer_plan, _peer_cost("deltacnn"),
+           "DeltaCNN: sparse delta propagation layer after layer, frame 0 dense",
+           "accumulated"),
+    Scheme("cbinfer", ("mispredicted",), _peer_plan, _peer_cost("cbinfer"),
+           "CBinfer: recompute the outputs whose receptive field changed, frame 0 dense",
+           "accumulated"),
 )})
 assert tuple(REGISTRY) == SCHEMES, "the registry and names.SCHEMES must agree"
 

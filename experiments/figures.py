@@ -5,6 +5,7 @@
 * :func:`event_stacks` — per layer, the event-code mix (ZZ, ZN, VH, VM) for each predictor.
 * :func:`ladder_bars` — the attribution ladder (one mechanism per step).
 * :func:`schedule` — what runs when in one frame, per scheme.
+* :func:`pareto` — accuracy against speedup per method over tau (peers study).
 * :func:`speedup_bars` — SE-CNN's replayed speedup over each baseline, per GPU, model and stream,
   with the paper's averages marked.
 * :func:`accuracy_curves` — top-1 agreement against replayed speedup over tau, the tuner's result
@@ -282,5 +283,29 @@ def schedule(result: Any, path: str | Path, gpu: str, frame: int = 0) -> Path:
         ax.set_title(f"{s} on {gpu}: {float(r.total_us[frame]):.0f} us ({result.launch}, "
                      f"fusion {result.fusion})", fontsize=8)
     axes[-1, 0].set_xlabel("time in the frame (us)")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def pareto(res: Mapping[str, Any], path: str | Path) -> Path:
+    """Accuracy against replayed speedup, one curve per method over tau, one panel per
+    (model, stream): the methods' Pareto fronts (peers study)."""
+    keys = sorted({(p["model"], p["stream"]) for p in res["points"]})
+    n = max(len(keys), 1)
+    fig, axes = plt.subplots(1, n, figsize=(5.0 * n, 4.0), squeeze=False)
+    for ax, (m, s) in zip(axes[0], keys, strict=False):
+        pts = [p for p in res["points"] if p["model"] == m and p["stream"] == s]
+        for meth in dict.fromkeys(p["method"] for p in pts):
+            mine = sorted((p for p in pts if p["method"] == meth), key=lambda p: p["tau"])
+            ax.plot([p["speedup"] for p in mine], [p["top1_agreement"] for p in mine],
+                    marker="o", label=meth)
+            for p in mine:
+                ax.annotate(f"{p['tau']:g}", (p["speedup"], p["top1_agreement"]), fontsize=6)
+        ax.axhline(0.95, color="grey", ls="--", lw=0.8)
+        ax.axvline(1.0, color="grey", ls=":", lw=0.8)
+        ax.set_xlabel(f"speedup over dense ({res.get('launch')})")
+        ax.set_ylabel("top-1 agreement with the exact model")
+        ax.set_title(f"{m} / {s} (labels: tau)", fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return save(fig, path)

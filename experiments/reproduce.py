@@ -28,6 +28,7 @@ from experiments import accuracy as accuracy_lib
 from experiments import config as config_lib
 from experiments import energy as energy_lib
 from experiments import figures, runs
+from experiments import peers as peers_lib
 from experiments import prediction as prediction_lib
 from experiments import report as report_lib
 from experiments import sparsity as sparsity_lib
@@ -189,6 +190,12 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
     if "accuracy" in studies:
         out("accuracy", accuracy_lib.run_from_config(ws, cfg), figures.accuracy_curves,
             "accuracy.png")
+    if "peers" in studies and ws.timer is not None:
+        out("peers", peers_lib.peers(ws, models, streams, secnn,
+                                     config_lib.floats(cfg.peer_taus, "peer_taus"),
+                                     frames=int(cfg.peer_frames),
+                                     floor=float(cfg.agreement_floor), launch=str(cfg.launch)),
+            figures.pareto, "peers.png")
     text = report_lib.render(results, cfg.to_dict(), notes=notes(results), missing=missing)
     if run is not None:
         run.write_text("report.md", text)

@@ -303,3 +303,30 @@ def test_accuracy_against_user_labels(run: dict[str, Any], tmp_path: Path) -> No
     (tmp_path / "bad.csv").write_text("stream,frame\nphotos,x\n")
     with pytest.raises(ValueError, match="bad.csv"):
         accuracy.load_labels(tmp_path / "bad.csv")
+
+
+def test_peers_study_equals_replay(run: dict[str, Any]) -> None:
+    # The peers study's DeltaCNN / CBinfer points are the replay of the accumulated
+    # predictor's events against dense from the zero predictor's, same launch and fusion.
+    res = run["results"]["peers"]
+    n = min(res["frames"], _frames(run, "bikes").shape[0])
+    h = tiny_model()
+    frames = _frames(run, "bikes")[:n]
+    layers = sj.find_layers(h.apply_fn, h.variables, jnp.asarray(frames[0]))
+    ops = netops.find_ops(h.apply_fn, h.variables, jnp.asarray(frames[0]), layers)
+    _, ev_acc = sj.run_stream(h.apply_fn, h.variables, frames, predictors.accumulated())
+    _, ev_zero = sj.run_stream(h.apply_fn, h.variables, frames, predictors.zero())
+    sp = run["results"]["speedup"]
+    kw = dict(gpus=["h100"], launch=res["launch"], fusion=sp["fusion"], ops=ops)
+    dense = timing.replay(layers, {k: np.asarray(v) for k, v in ev_zero.items()},
+                          schemes=["dense"], **kw).get("h100", "dense").total_us
+    peers_r = timing.replay(layers, {k: np.asarray(v) for k, v in ev_acc.items()},
+                            schemes=["deltacnn", "cbinfer"], **kw)
+    for meth in ("deltacnn", "cbinfer"):
+        p = next(x for x in res["points"] if x["stream"] == "bikes" and x["method"] == meth
+                 and x["tau"] == 0.0 and x["gpu"] == "h100")
+        want = dense.sum() / peers_r.get("h100", meth).total_us.sum()
+        assert p["speedup"] == pytest.approx(want, rel=1e-9)
+        assert p["top1_agreement"] == 1.0  # tau = 0: exact
+    assert {b["model"] for b in res["buffers"]} == {"tiny"}
+    assert "## Peers" in run["md"] and "![peers](figures/peers.png)" in run["md"]

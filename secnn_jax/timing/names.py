@@ -15,8 +15,7 @@ BASELINES: tuple[str, ...] = ("dense", "winograd", "fft", "zero_skip")
 SECNN: tuple[str, ...] = ("secnn_sw", "secnn_hw")
 #: Change-based peers (DeltaCNN, CBinfer): replayed from the ``accumulated`` predictor's events.
 PEERS: tuple[str, ...] = ("deltacnn", "cbinfer")
-#: The schemes the studies replay by default (the peers need their own predictor's events).
-DEFAULT_SCHEMES: tuple[str, ...] = BASELINES + SECNN
+
 #: Baselines whose cost does not depend on the events (one cost per layer for every frame).
 FRAME_INDEPENDENT: tuple[str, ...] = ("dense", "winograd", "fft")
 

@@ -1,0 +1,123 @@
+"""Peers study: SE-CNN beside DeltaCNN- and CBinfer-style change propagation, on the same
+events, timing model, launch model and fusion policy.
+
+For every model, stream and global tau, three methods run over the first ``frames`` frames:
+
+* ``secnn_hw`` with the SE-CNN predictor (value prediction, parallel phase + serial amendment);
+* ``deltacnn`` and ``cbinfer`` (:data:`secnn_jax.timing.schemes.PEER_DOC`) replayed from the
+  :func:`secnn_jax.predictors.accumulated` predictor's events (DeltaCNN's propagation rule:
+  truncated changes accumulate until they cross tau), whose outputs are what a DeltaCNN
+  computes;
+* ``secnn_sw`` and ``secnn_hw`` on the *same* accumulated events: ``secnn_sw`` against
+  ``deltacnn`` (both on a stock GPU, layer corrections as kernels) isolates what SE-CNN's
+  parallel phase (recomputing ``W * P`` for every predicted input) costs or saves against cached
+  outputs; ``secnn_hw`` adds the SM extension.
+
+Each point is the method's replayed speedup over ``dense`` (same launch model) and its top-1
+agreement with the exact model. The largest tau meeting the agreement floor is chosen on the
+first half of the frames and reported on the second half (frames the choice never saw).
+
+Library: :func:`peers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from experiments.accuracy import agreement
+from experiments.cells import Workspace
+from experiments.speedup import COMPARISON_LAUNCH
+from experiments.timer import variant
+
+__all__ = ["DELTACNN_PUBLISHED", "METHODS", "peers"]
+
+#: Methods compared: (name, scheme, predictor kind).
+METHODS: tuple[tuple[str, str, str], ...] = (
+    ("secnn_hw", "secnn_hw", "secnn"), ("deltacnn", "deltacnn", "accumulated"),
+    ("cbinfer", "cbinfer", "accumulated"), ("secnn_hw(accumulated)", "secnn_hw", "accumulated"),
+    ("secnn_sw(accumulated)", "secnn_sw", "accumulated"))
+#: DeltaCNN's published speedup over cuDNN ("up to 7x", CVPR 2022; RTX 3090, fp16/fp32, HD
+#: video, networks without batch norm folding issues), for the sanity row.
+DELTACNN_PUBLISHED = 7.0
+
+
+def _times(ws: Workspace, model: str, stream: str, predictor: str, tau: float, n: int,
+           key: str, gpu: int) -> np.ndarray | None:
+    cell = ws.run(model, stream, predictor, tau, n_frames=n, timed=True)
+    if cell.time_us is None or key not in ws.timer.schemes:
+        return None
+    return cell.time_us[:, gpu, ws.timer.schemes.index(key)]
+
+
+def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_spec: str,
+          taus: Sequence[float], *, frames: int = 16, floor: float = 0.95,
+          launch: str = COMPARISON_LAUNCH, gpu: int = 0) -> dict[str, Any]:
+    """The three-method comparison (see the module docstring).
+
+    Returns ``{"study": "peers", "points": [...], "verdicts": [...], "buffers": [...],
+    "sanity": [...]}``: a point per (model, stream, method, tau) with ``speedup`` over dense
+    and ``top1_agreement``; per (model, stream) the fastest method meeting ``floor`` on the
+    held-out half and the parallel phase's effect; buffer bytes per method and model.
+    """
+    from secnn_jax.timing.energy import method_buffer_bytes  # noqa: PLC0415
+
+    if ws.timer is None:
+        raise ValueError("the peers study needs a timer (timing replay)")
+    g = ws.timer.gpus[gpu]
+    points, verdicts, buffers, sanity = [], [], [], []
+    for m in models:
+        layers = ws.layers(m, streams[0])
+        buffers.append({"model": m, **{meth: method_buffer_bytes(layers, ws.timer.precision,
+                                                                 meth)
+                                       for meth in ("secnn", "deltacnn", "cbinfer")}})
+        for s in streams:
+            n = min(frames, ws.n_frames(m, s))
+            half = max(1, n // 2)
+            ref = ws.reference(m, s).logits[:n]
+            dense = _times(ws, m, s, "zero", 0.0, n, variant("dense", launch), gpu)
+            by_method: dict[str, list[dict[str, Any]]] = {}
+            for name, scheme, kind in METHODS:
+                spec = secnn_spec if kind == "secnn" else kind
+                for tau in taus:
+                    t = _times(ws, m, s, spec, tau, n, variant(scheme, launch), gpu)
+                    if t is None or dense is None:
+                        continue
+                    logits = ws.run(m, s, spec, tau, n_frames=n, timed=True).logits
+                    p = {"model": m, "stream": s, "gpu": g, "method": name, "tau": float(tau),
+                         "speedup": float(dense.sum() / t.sum()),
+                         "top1_agreement": agreement(logits, ref)["top1_agreement"],
+                         "calib_agreement": agreement(logits[:half], ref[:half])[
+                             "top1_agreement"],
+                         "heldout_agreement": agreement(logits[half:], ref[half:])[
+                             "top1_agreement"] if n > half else float("nan"),
+                         "heldout_speedup": float(dense[half:].sum() / t[half:].sum())
+                         if n > half else float("nan")}
+                    points.append(p)
+                    by_method.setdefault(name, []).append(p)
+            best = {}
+            for name, pts in by_method.items():
+                ok = [p for p in pts if p["calib_agreement"] >= floor]
+                if ok:
+                    best[name] = max(ok, key=lambda p: p["tau"])
+            fastest = max((p for p in best.values() if p["heldout_agreement"] >= floor),
+                          key=lambda p: p["heldout_speedup"], default=None)
+            d0 = next((p for p in by_method.get("deltacnn", []) if p["tau"] == 0.0), None)
+            h0 = next((p for p in by_method.get("secnn_sw(accumulated)", [])
+                       if p["tau"] == 0.0), None)
+            verdicts.append({
+                "model": m, "stream": s, "gpu": g, "floor": floor,
+                "chosen": {k: {"tau": v["tau"], "heldout_speedup": v["heldout_speedup"],
+                               "heldout_agreement": v["heldout_agreement"]}
+                           for k, v in best.items()},
+                "fastest": fastest["method"] if fastest else None,
+                "fastest_speedup": fastest["heldout_speedup"] if fastest else None,
+                "parallel_phase_effect": (d0["speedup"] and h0["speedup"] / d0["speedup"])
+                if d0 and h0 else None})
+            if d0:
+                sanity.append({"model": m, "stream": s, "gpu": g, "ours": d0["speedup"],
+                               "published_up_to": DELTACNN_PUBLISHED})
+    return {"study": "peers", "launch": launch, "frames": frames, "taus": [float(t) for t in taus],
+            "points": points, "verdicts": verdicts, "buffers": buffers, "sanity": sanity}

@@ -106,7 +106,8 @@ class Timer(Protocol):
     ``timer(layers, events, schemes, ops=ops)`` returns float64 ``[t, G, S]`` microseconds per
     frame, GPU and timed variant — or a mapping with that array as ``"time_us"`` and optionally
     ``"phase_us"`` ``[t, G, S, P]`` — where ``events`` is ``{layer_name: uint8 [t, *in_shape]}``
-    and ``ops`` the network's op groups; ``gpus`` and ``schemes`` name the axes; variants not in
+    and ``ops`` the network's op groups, ``frame_offset`` the chunk's first stream frame;
+    ``gpus`` and ``schemes`` name the axes; variants not in
     the ``schemes`` argument may be left NaN. ``variants_for(predictor)`` says which variants a
     predictor's events feed. ``key`` (optional) names the timing configuration in cache paths.
     """
@@ -117,8 +118,8 @@ class Timer(Protocol):
     def variants_for(self, predictor: str) -> tuple[str, ...]: ...
 
     def __call__(self, layers: Sequence[Layer], events: Mapping[str, np.ndarray],
-                 schemes: Sequence[str] | None = None, ops: Sequence[Any] | None = None
-                 ) -> Any: ...
+                 schemes: Sequence[str] | None = None, ops: Sequence[Any] | None = None,
+                 frame_offset: int = 0) -> Any: ...
 
 
 
@@ -557,7 +558,8 @@ class Workspace:
                     ev = {name: np.asarray(v)[:t] for name, v in events.items()}
                     # Which variants these events feed comes from the timer (the registry).
                     which = self.timer.variants_for(predictor)
-                    timed_out = self.timer(layers, ev, which, ops=self.ops(model, stream))
+                    timed_out = self.timer(layers, ev, which, ops=self.ops(model, stream),
+                                           frame_offset=a)
                     if not isinstance(timed_out, Mapping):
                         timed_out = {"time_us": timed_out}
                     for name, arr in timed_out.items():

@@ -192,7 +192,9 @@ def _ladder_section(su: Mapping[str, Any]) -> list[str]:
            "before is that mechanism's contribution. SE-CNN's own steps use the zero predictor "
            "(sequencing and hardware, no value prediction), the chosen predictor, and an oracle "
            "that predicts every input exactly (the ceiling of value prediction).", ""]
-    header = ["model", "stream", "gpu"] + [s.key for s in LADDER]
+    peers = ("deltacnn", "cbinfer")
+    header = ["model", "stream", "gpu"] + [s.key for s in LADDER] + [
+        f"beside: {p}/{su.get('launch')}" for p in peers]
     rows = []
     for c in su["cells"]:
         lad = c.get("ladder", {})
@@ -200,7 +202,7 @@ def _ladder_section(su: Mapping[str, Any]) -> list[str]:
             continue
         rows.append([c["model"], c["stream"], c["gpu"]] + [
             f"{us(lad['mean_us'].get(s.key))} ({times(lad['step_ratio'].get(s.key))})"
-            for s in LADDER])
+            for s in LADDER] + [us(lad.get("peers_us", {}).get(p)) for p in peers])
     out += [_table(header, rows), "",
             "Mechanisms: " + "; ".join(f"`{s.key}`: {s.mechanism}" for s in LADDER) + ".", "",
             "![ladder](figures/ladder.png)", ""]

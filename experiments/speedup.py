@@ -44,7 +44,7 @@ from absl import app, logging
 from experiments.cells import Workspace
 from experiments.timer import variant, variant_parts
 from secnn_jax.timing.ladder import LADDER
-from secnn_jax.timing.names import SECNN
+from secnn_jax.timing.names import PEERS, SECNN
 
 __all__ = ["BASELINES", "COMPARISON_LAUNCH", "PAPER", "VARIANTS", "frame_times", "ladder_times",
            "sensitivity", "speedup", "verdict"]
@@ -164,12 +164,21 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
             base_cell = ws.run(m, s, "zero", 0.0, timed=True)
             sec_cell = ws.run(m, s, predictor, tau, timed=True)
             base, sec = base_cell.time_us, sec_cell.time_us
+            # The change-based peers beside the ladder, from the accumulated predictor's events.
+            peer_keys = [v for v in variants
+                         if variant_parts(v)[0] in PEERS and variant_parts(v)[1] == launch]
+            acc_cell = (ws.run(m, s, "accumulated", tau, timed=True) if peer_keys else None)
             for g, gpu in enumerate(gpus):
                 ft = frame_times(base[:, g], sec[:, g], variants, launch)
+                if acc_cell is not None and acc_cell.time_us is not None:
+                    for v in peer_keys:
+                        ft[v] = acc_cell.time_us[:, g, variants.index(v)].astype(np.float64)
+                        ft[variant_parts(v)[0]] = ft[v]
                 lad = ladder_times(ft)
                 lmean = {k: float(v.mean()) for k, v in lad.items()}
                 keys = list(lmean)
-                ladder = {"mean_us": lmean,
+                ladder = {"peers_us": {p: float(ft[p].mean()) for p in PEERS if p in ft},
+                          "mean_us": lmean,
                           "step_ratio": {k: (lmean[keys[i - 1]] / lmean[k] if i else 1.0)
                                          for i, k in enumerate(keys)}}
                 z, p, o = (lmean.get(f"secnn_hw/persistent:{e}")

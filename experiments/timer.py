@@ -93,7 +93,7 @@ class ReplayTimer:
         #: The columns of ``time_us`` (variant names).
         self.schemes: tuple[str, ...] = tuple(own + oracle)
         blob = json.dumps({"gpus": self.gpus, "variants": self.schemes, "fusion": fusion,
-                           "energy": list(COMPONENTS),
+                           "energy": list(COMPONENTS), "frame_ids": "stream",
                            "precision": self.precision, "params": self.params.as_dict(),
                            "config": self.config.as_dict()}, sort_keys=True, default=str)
         #: Fingerprint of GPUs, variants, precision, fusion and timing parameters (cache key).
@@ -120,12 +120,13 @@ class ReplayTimer:
         return tuple(v for v in self.schemes if wanted(v))
 
     def __call__(self, layers: Sequence[Layer], events: Mapping[str, np.ndarray],
-                 schemes: Sequence[str] | None = None, ops: Sequence[Any] | None = None
-                 ) -> dict[str, np.ndarray]:
+                 schemes: Sequence[str] | None = None, ops: Sequence[Any] | None = None,
+                 frame_offset: int = 0) -> dict[str, np.ndarray]:
         """``{"time_us": [t, G, V], "phase_us": [t, G, V, P], "energy_uj": [t, G, V, C]}``
         (float64 microseconds and microjoules per energy component).
 
-        ``schemes`` selects variants (default: all); ``ops`` are the network's op groups.
+        ``schemes`` selects variants (default: all); ``ops`` are the network's op groups;
+        ``frame_offset`` the stream index of the chunk's first frame.
         """
         from secnn_jax import timing  # noqa: PLC0415
 
@@ -145,7 +146,8 @@ class ReplayTimer:
                 r = timing.replay(tuple(layers), dict(oracle_ev if oracle else events),
                                   gpus=self.gpus, schemes=sch, precision=self.precision,
                                   launch=ln, fusion=self.fusion, ops=ops, params=self.params,
-                                  config=self.config, batch_frames=max(t, 1))
+                                  config=self.config, batch_frames=max(t, 1),
+                                  frame_offset=frame_offset)
                 for g, gpu in enumerate(self.gpus):
                     for s in sch:
                         res = r.get(gpu, s)

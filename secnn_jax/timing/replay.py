@@ -307,7 +307,7 @@ class _Source:
 
 
 def _in_memory(layers: Sequence[Any], events: Mapping[str, Any], frames: Any,
-               batch_frames: int) -> _Source:
+               batch_frames: int, frame_offset: int = 0) -> _Source:
     geoms = tuple(LayerGeom.from_layer(layer) for layer in layers)
     missing = [g.name for g in geoms if g.name not in events]
     if missing:
@@ -322,7 +322,7 @@ def _in_memory(layers: Sequence[Any], events: Mapping[str, Any], frames: Any,
     def chunks() -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         for a in range(0, len(idx), batch_frames):
             sel = idx[a:a + batch_frames]
-            yield sel, {k: v[sel] for k, v in evs.items()}
+            yield sel + frame_offset, {k: v[sel] for k, v in evs.items()}
 
     return _Source(geoms, chunks(), {"source": "in-memory"})
 
@@ -344,17 +344,18 @@ def _from_trace(trace: Any, frames: Any) -> _Source:
                    ops=getattr(trace, "ops", None))
 
 
-def _source(source: Any, events: Any, frames: Any, batch_frames: int) -> _Source:
+def _source(source: Any, events: Any, frames: Any, batch_frames: int,
+            frame_offset: int = 0) -> _Source:
     from secnn_jax import traces  # noqa: PLC0415 (traces imports timing.workmaps)
 
     if events is not None:
-        return _in_memory(source, events, frames, batch_frames)
+        return _in_memory(source, events, frames, batch_frames, frame_offset)
     if isinstance(source, str | Path):
         return _from_trace(traces.read_trace(source), frames)
     if isinstance(source, traces.Trace):
         return _from_trace(source, frames)
     if isinstance(source, tuple) and len(source) == 2:
-        return _in_memory(source[0], source[1], frames, batch_frames)
+        return _in_memory(source[0], source[1], frames, batch_frames, frame_offset)
     raise ReplayError(
         "replay source must be a trace directory, a traces.Trace, or (layers, events); got "
         f"{type(source).__name__}"
@@ -417,7 +418,7 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
                     precision: str = "fp32", fusion: str = DEFAULT_FUSION,
                     ops: Sequence[Any] | None = None, frames: Any = None,
                     params: ModelParams | None = None, config: SchemeConfig | None = None,
-                    batch_frames: int = 16, progress: bool = False
+                    batch_frames: int = 16, progress: bool = False, frame_offset: int = 0
                     ) -> dict[str, ReplayResult]:
     """:func:`replay` under several launch models from one reduction of the events.
 
@@ -436,7 +437,7 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
     params = params or load_params()
     cfg = config or DEFAULT_CONFIG
     gpu_objs = tuple(get_gpu(g) for g in gpus)
-    src = _source(source, events, frames, batch_frames)
+    src = _source(source, events, frames, batch_frames, int(frame_offset))
     geoms = src.geoms
     op_list = tuple(OpGeom.from_op(o) for o in (ops if ops is not None else src.ops or ()))
     if ops is None and src.ops is None:
@@ -492,7 +493,8 @@ def replay(source: Any, events: Mapping[str, Any] | None = None, *,
            precision: str = "fp32", launch: str = DEFAULT_LAUNCH, fusion: str = DEFAULT_FUSION,
            ops: Sequence[Any] | None = None, frames: Any = None,
            params: ModelParams | None = None, config: SchemeConfig | None = None,
-           batch_frames: int = 16, progress: bool = False) -> ReplayResult:
+           batch_frames: int = 16, progress: bool = False, frame_offset: int = 0
+           ) -> ReplayResult:
     """Replays event maps through the whole-network cost models of every scheme.
 
     Args:
@@ -515,6 +517,9 @@ def replay(source: Any, events: Mapping[str, Any] | None = None, *,
       config: scheme knobs (:class:`~secnn_jax.timing.SchemeConfig`).
       batch_frames: frames reduced at once for in-memory events (memory bound).
       progress: show a tqdm bar over layers.
+      frame_offset: stream index of in-memory ``events``' first frame (a chunk of a longer
+        stream): results are labelled with stream frame indices, and a change-based peer runs
+        only the stream's frame 0 densely.
 
     Returns:
       A :class:`ReplayResult`.
@@ -522,4 +527,4 @@ def replay(source: Any, events: Mapping[str, Any] | None = None, *,
     return replay_launches(source, events, launches=(launch,), gpus=gpus, schemes=schemes,
                            precision=precision, fusion=fusion, ops=ops, frames=frames,
                            params=params, config=config, batch_frames=batch_frames,
-                           progress=progress)[launch]
+                           progress=progress, frame_offset=frame_offset)[launch]

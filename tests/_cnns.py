@@ -96,3 +96,17 @@ def plain_model():
 
 
 MODELS = {"linen": linen_model, "nnx": lambda x: nnx_model(), "plain": lambda x: plain_model()}
+
+
+class HalvedPredictor:
+    """A user-written predictor (plain object, two-argument ``update``, no ``config_key`` or
+    ``update_needs_tau``): predicts half of each layer's previous input."""
+
+    def init(self, layers):
+        return {lyr.name: jnp.zeros(lyr.in_shape) for lyr in layers}
+
+    def predict(self, state):
+        return {k: v * 0.5 for k, v in state.items()}
+
+    def update(self, state, inputs):
+        return {k: inputs[k] for k in state}

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _cnns import LinenCNN
+from _cnns import HalvedPredictor, LinenCNN
 from conftest import video_frames
 from flax import linen as nn
 
@@ -155,15 +155,7 @@ def test_user_predictors_are_cached_by_identity_or_by_their_key(counted_model):
     apply_fn, params, _ = counted_model
     frames = video_frames(3, 32, 2)
 
-    class Halved:
-        def init(self, layers):
-            return {lyr.name: jnp.zeros(lyr.in_shape) for lyr in layers}
-
-        def predict(self, state):
-            return {k: v * 0.5 for k, v in state.items()}
-
-        def update(self, state, inputs):
-            return {k: inputs[k] for k in state}
+    Halved = HalvedPredictor
 
     mine = Halved()
     with _counting() as counts:

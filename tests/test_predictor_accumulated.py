@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _cnns import LinenCNN, linen_model
+from _cnns import HalvedPredictor, LinenCNN, linen_model
 from flax import linen as nn
 
 import secnn_jax as sj
@@ -284,17 +284,8 @@ def test_traced_tau_compiles_once_and_streams_share_the_cache(frames):
         np.testing.assert_array_equal(np.concatenate([c.events[k] for c in chunks]), events[k])
 
 
-class _Halved:
-    """A user predictor written before ``update_needs_tau``: two-argument update, no attribute."""
-
-    def init(self, layers):
-        return {lyr.name: jnp.zeros(lyr.in_shape) for lyr in layers}
-
-    def predict(self, state):
-        return {k: v * 0.5 for k, v in state.items()}
-
-    def update(self, state, inputs):
-        return {k: inputs[k] for k in state}
+# A user predictor written before ``update_needs_tau``: two-argument update, no attribute.
+_Halved = HalvedPredictor
 
 
 def test_predictors_without_the_attribute_run_unchanged(model, frames):

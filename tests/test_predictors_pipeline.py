@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _cnns import linen_model, plain_model
+from _cnns import HalvedPredictor, linen_model, plain_model
 
 import secnn_jax as sj
 from secnn_jax import predictors
@@ -177,16 +177,6 @@ def test_user_written_predictor(model, frames):
     """Any object with init/predict/update works: here, 'last value, halved'."""
     apply_fn, params, _ = model
 
-    class Halved:
-        def init(self, layers):
-            return {lyr.name: jnp.zeros(lyr.in_shape) for lyr in layers}
-
-        def predict(self, state):
-            return {k: v * 0.5 for k, v in state.items()}
-
-        def update(self, state, inputs):
-            return {k: inputs[k] for k in state}
-
-    logits, events = sj.run_stream(apply_fn, params, frames[:3], Halved())
+    logits, events = sj.run_stream(apply_fn, params, frames[:3], HalvedPredictor())
     ref = jax.vmap(lambda f: apply_fn(params, f))(jnp.asarray(frames[:3]))
     np.testing.assert_allclose(logits, ref, rtol=1e-5, atol=1e-5)

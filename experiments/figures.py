@@ -27,7 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments import runs  # noqa: E402
+from secnn_jax.fileio import atomic_write  # noqa: E402
 
 __all__ = ["accuracy_curves", "event_stacks", "save", "sparsity_bars", "speedup_bars"]
 
@@ -42,7 +42,7 @@ def save(fig: Any, path: str | Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     plt.close(fig)
-    return runs.atomic_write_bytes(path, buf.getvalue())
+    return atomic_write(path, buf.getvalue())
 
 
 def _short(name: str) -> str:

@@ -18,11 +18,9 @@ fixed zip timestamps, so the same inputs and flags give byte-identical outputs.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import io
 import json
-import math
 import os
 import platform
 import socket
@@ -37,6 +35,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from secnn_jax import fileio
 from secnn_jax.errors import SecnnError
 from secnn_jax.fileio import atomic_write
 
@@ -44,15 +43,11 @@ __all__ = [
     "ArrayFileError",
     "RunConfigError",
     "RunDir",
-    "atomic_write_bytes",
-    "atomic_write_json",
-    "atomic_write_text",
     "compared_files",
     "environment",
     "git_version",
     "load_arrays",
     "save_arrays",
-    "to_jsonable",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -71,48 +66,6 @@ class ArrayFileError(SecnnError, ValueError):
 # Atomic, deterministic files
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Writes ``data`` to ``path`` atomically (:func:`secnn_jax.fileio.atomic_write`)."""
-    return atomic_write(path, data)
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Writes UTF-8 ``text`` atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def to_jsonable(obj: Any) -> Any:
-    """``obj`` with numpy scalars/arrays, tuples, paths and dataclasses made JSON-ready.
-
-    Non-finite floats become ``None`` (JSON has no NaN).
-    """
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        obj = dataclasses.asdict(obj)
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return to_jsonable(obj.item())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def dumps_json(obj: Any) -> str:
-    """Deterministic JSON text: sorted keys, two-space indent, trailing newline."""
-    return json.dumps(to_jsonable(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    """Writes ``obj`` as deterministic JSON (:func:`dumps_json`), atomically."""
-    return atomic_write_text(path, dumps_json(obj))
-
-
 def save_arrays(path: str | Path, arrays: Mapping[str, Any]) -> Path:
     """Saves named arrays as an uncompressed ``.npz`` with fixed timestamps, atomically.
 
@@ -127,7 +80,7 @@ def save_arrays(path: str | Path, arrays: Mapping[str, Any]) -> Path:
             member = io.BytesIO()
             np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
             zf.writestr(info, member.getvalue())
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write(path, buf.getvalue())
 
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
@@ -216,7 +169,7 @@ class RunDir:
     def __init__(self, root: str | Path, config: Mapping[str, Any], *,
                  overwrite: bool = False) -> None:
         self.root = Path(root)
-        self.config = json.loads(dumps_json(config))
+        self.config = json.loads(fileio.dumps_json(config))
         self.root.mkdir(parents=True, exist_ok=True)
         self._t0 = time.time()
         self.resumed = False
@@ -237,16 +190,16 @@ class RunDir:
                 )
             else:
                 self.clear()
-        atomic_write_json(cfg_path, self.config)
+        fileio.write_json(cfg_path, self.config)
         env = {"code": git_version(), "environment": environment()}
         env_path = self.root / self.ENVIRONMENT
         if env_path.exists():
             with contextlib.suppress(OSError, ValueError):
                 old_env = json.loads(env_path.read_text())
-                if old_env != json.loads(dumps_json(env)):
+                if old_env != json.loads(fileio.dumps_json(env)):
                     logging.warning("resuming %s with a different code version or environment "
                                     "(was %s)", self.root, old_env)
-        atomic_write_json(env_path, env)
+        fileio.write_json(env_path, env)
         self.info: dict[str, Any] = {
             "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "hostname": socket.gethostname(),
@@ -277,7 +230,7 @@ class RunDir:
     def write_info(self, **extra: Any) -> None:
         """Updates ``run_info.json`` (the one file that is not compared between runs)."""
         self.info.update(extra)
-        atomic_write_json(self.root / self.RUN_INFO, self.info)
+        fileio.write_json(self.root / self.RUN_INFO, self.info)
 
     def finish(self, **extra: Any) -> float:
         """Records the end time and wall time; returns the wall time in seconds."""
@@ -289,11 +242,11 @@ class RunDir:
 
     def write_json(self, rel: str, obj: Any) -> Path:
         """Writes a deterministic JSON result under the run directory, atomically."""
-        return atomic_write_json(self.path(rel), obj)
+        return fileio.write_json(self.path(rel), obj)
 
     def write_text(self, rel: str, text: str) -> Path:
         """Writes a text result under the run directory, atomically."""
-        return atomic_write_text(self.path(rel), text)
+        return atomic_write(self.path(rel), text)
 
     def compared_files(self) -> list[Path]:
         """Every output file that must be byte-identical across runs (:func:`compared_files`)."""

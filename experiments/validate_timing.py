@@ -59,13 +59,13 @@ flags.register_validator("gpu", _gpu_known,
 
 
 def _write_csv(out: str | Path, columns: list[str], rows: list[dict[str, str]]) -> None:
-    from experiments.runs import atomic_write_text  # noqa: PLC0415
+    from secnn_jax.fileio import atomic_write  # noqa: PLC0415
 
     buf = io.StringIO()
     wr = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     wr.writeheader()
     wr.writerows(rows)
-    atomic_write_text(out, buf.getvalue())
+    atomic_write(out, buf.getvalue())
 
 
 def run(measurements: str | Path, out: str | Path, gpu: str = "h100",

@@ -12,8 +12,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing.e2e import Network
-from secnn_jax.timing.geometry import LayerGeom
 from secnn_jax.timing.opkernels import OpGeom
 
 __all__ = ["network", "zoo_names"]

@@ -41,6 +41,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from flax import traverse_util
 
+from secnn_jax import fileio
 from secnn_jax.errors import SecnnError
 
 __all__ = [
@@ -97,7 +98,7 @@ class CheckpointMetadata:
 
     def to_json(self) -> str:
         """Serialise as indented JSON."""
-        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+        return fileio.dumps_json(self, indent=1, newline=False)
 
     @classmethod
     def from_json(cls, text: str) -> CheckpointMetadata:

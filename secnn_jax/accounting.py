@@ -13,7 +13,7 @@ From a layer's event map alone (no values needed):
   channel group) was mispredicted: they pass the serial phase with no amendment.
 
 Counts and MACs are int64 numpy arrays shaped ``[T, N]`` (``counts``: ``[T, N, 4]``). The
-reductions are the timing replayer's (:mod:`secnn_jax.timing.workmaps`), so the trace summaries,
+reductions are the timing replayer's (:mod:`secnn_jax.workmaps`), so the trace summaries,
 the replayer and this module count the same work.
 """
 
@@ -27,9 +27,9 @@ import jax
 import numpy as np
 
 from secnn_jax import events as ev
+from secnn_jax import workmaps
+from secnn_jax.geometry import LayerGeom
 from secnn_jax.layers import Layer
-from secnn_jax.timing import workmaps
-from secnn_jax.timing.geometry import LayerGeom
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,11 +44,10 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from secnn_jax import fileio
+from secnn_jax import fileio, workmaps
 from secnn_jax.errors import SecnnError
+from secnn_jax.geometry import LayerGeom, events_to_nhwc
 from secnn_jax.netops import NetOp
-from secnn_jax.timing import workmaps
-from secnn_jax.timing.geometry import LayerGeom, events_to_nhwc
 
 #: Trace format identifier and version (bump on any incompatible change).
 FORMAT = "secnn_jax.trace"

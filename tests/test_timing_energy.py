@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from secnn_jax import timing
+from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing import energy as E
 from secnn_jax.timing import kernels as K
 from secnn_jax.timing import params as P
-from secnn_jax.timing.geometry import LayerGeom
 from secnn_jax.timing.gpus import GPUS, H100
 
 PARAMS = P.ModelParams(efficiency={"fp32": 0.5, "tf32": 0.8, "fp16": 0.8}, latency_cycles=600.0,

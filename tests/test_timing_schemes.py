@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from secnn_jax import timing
+from secnn_jax import timing, workmaps
+from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing import kernels as S
 from secnn_jax.timing import params as P
-from secnn_jax.timing import sm, workmaps
-from secnn_jax.timing.geometry import LayerGeom
+from secnn_jax.timing import sm
 from secnn_jax.timing.gpus import H100
 from secnn_jax.timing.launch import LaunchCosts, chain
 

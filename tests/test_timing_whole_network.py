@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from secnn_jax import timing
+from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing import kernels as K
 from secnn_jax.timing import params as P
-from secnn_jax.timing.geometry import LayerGeom
 from secnn_jax.timing.gpus import H100
 from secnn_jax.timing.opkernels import OpGeom, plan_ops
 
@@ -415,7 +415,7 @@ def test_deltacnn_on_changes_everywhere_costs_at_least_dense_linear_work() -> No
     dense = r.get("h100", "dense")
     # Every input propagated: at least every real MAC (each input times its exact fan-out,
     # padding taps excluded) is executed, and the frame takes at least dense's time.
-    from secnn_jax.timing import workmaps
+    from secnn_jax import workmaps
 
     exact = sum(float(workmaps.fanout(g).sum()) * g.cin * g.n for g in layers)
     for s in ("deltacnn", "cbinfer"):

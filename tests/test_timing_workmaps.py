@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from secnn_jax.timing import workmaps as wm
-from secnn_jax.timing.geometry import LayerGeom
+from secnn_jax import workmaps as wm
+from secnn_jax.geometry import LayerGeom
 
 # (kernel, stride, padding, dilation, groups, cin): padded, strided, dilated, grouped,
 # depthwise, asymmetric and negative padding, large windows (integral image), many channels.

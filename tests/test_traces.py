@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from secnn_jax import timing, traces
-from secnn_jax.timing.geometry import LayerGeom
+from secnn_jax.geometry import LayerGeom
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ between layers, fusion), :mod:`.launch` (launch models), :mod:`.secnn` (SE-CNN's
 :mod:`.schemes` (the registry), :mod:`.replay`, :mod:`.ladder`, :mod:`.calibration`.
 """
 
-from secnn_jax.timing.geometry import LayerGeom
+from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing.gpus import GPU, GPUS, PRECISIONS, canonical_precision, get_gpu
 from secnn_jax.timing.kernels import KernelCost, best_algorithm, dense_cost
 from secnn_jax.timing.ladder import LADDER, Ladder, LadderStep, ladder, oracle_events

@@ -28,17 +28,17 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from secnn_jax import fileio
 from secnn_jax.errors import SecnnError
+from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing import kernels as K
 from secnn_jax.timing import params as P
-from secnn_jax.timing.geometry import LayerGeom
 from secnn_jax.timing.gpus import GPU, PRECISION_ALIASES, canonical_precision, get_gpu
 
 #: Columns a measurement file must have (extra columns are ignored).
@@ -510,5 +510,5 @@ def write_outputs(report: ValidationReport, params_path: Path = P.PARAMS_PATH,
         es = e2e.summary()
         doc["validation"]["e2e"] = {k: (round(v, 2) if isinstance(v, float) else v)
                                     for k, v in es.items()}
-    params_path.write_text(json.dumps(doc, sort_keys=True, indent=1) + "\n")
-    markdown_path.write_text(report.markdown(e2e.markdown() if e2e is not None else ()))
+    fileio.write_json(params_path, doc, indent=1)
+    fileio.atomic_write(markdown_path, report.markdown(e2e.markdown() if e2e is not None else ()))

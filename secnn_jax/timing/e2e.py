@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing import schemes as S
 from secnn_jax.timing.calibration import MeasurementError, mape, positive_number, read_csv
-from secnn_jax.timing.geometry import LayerGeom
 from secnn_jax.timing.gpus import GPU, PRECISION_ALIASES, canonical_precision, get_gpu
 from secnn_jax.timing.launch import LaunchCosts
 from secnn_jax.timing.opkernels import OpGeom

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing.gpus import ELEMENT_BYTES, canonical_precision
 
 #: Work counts every scheme reports per frame.
@@ -214,8 +215,6 @@ SM_SHARE = 0.6
 def buffer_bytes(layers: Sequence[Any], precision: str, state_values: int = 2) -> int:
     """Bytes of SE-CNN's per-input-neuron storage: ``state_values`` values (the prediction and,
     for the paper's predictor, its firing state) per input neuron of every layer."""
-    from secnn_jax.timing.geometry import LayerGeom  # noqa: PLC0415
-
     eb = ELEMENT_BYTES[canonical_precision(precision)]
     return int(sum(LayerGeom.from_layer(g).n_inputs for g in layers) * eb * state_values)
 
@@ -229,8 +228,6 @@ METHOD_BUFFERS: Mapping[str, tuple[int, int]] = MappingProxyType(
 
 def method_buffer_bytes(layers: Sequence[Any], precision: str, method: str) -> int:
     """Bytes a method keeps between frames (:data:`METHOD_BUFFERS`) for one stream."""
-    from secnn_jax.timing.geometry import LayerGeom  # noqa: PLC0415
-
     if method not in METHOD_BUFFERS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHOD_BUFFERS)}")
     per_in, per_out = METHOD_BUFFERS[method]

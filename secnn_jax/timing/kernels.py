@@ -44,11 +44,11 @@ from typing import Any
 
 import numpy as np
 
-from secnn_jax.timing.geometry import LayerGeom
+from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing.gpus import ELEMENT_BYTES, GPU, canonical_precision
 from secnn_jax.timing.params import DEFAULT_CONFIG, ModelParams, SchemeConfig
 from secnn_jax.timing.sm import Tile, mem_cycles, rate, uniform_makespan
-from secnn_jax.timing.workmaps import tile_reduce
+from secnn_jax.workmaps import tile_reduce
 
 #: Depth of one MMA instruction in elements (channel-block granularity of tensor-core K).
 MMA_K: Mapping[str, int] = MappingProxyType({"tf32": 8, "fp16": 16})

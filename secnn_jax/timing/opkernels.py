@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from secnn_jax.timing.geometry import LayerGeom
+from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing.gpus import ELEMENT_BYTES, GPU, canonical_precision
 from secnn_jax.timing.kernels import elementwise_cost
 from secnn_jax.timing.names import FUSIONS

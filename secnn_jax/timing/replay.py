@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,12 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from secnn_jax import fileio, workmaps
 from secnn_jax.errors import SecnnError
 from secnn_jax.fileio import atomic_write
+from secnn_jax.geometry import LayerGeom, events_to_nhwc
 from secnn_jax.timing import schemes as S
-from secnn_jax.timing import workmaps
 from secnn_jax.timing.energy import energy_parts
-from secnn_jax.timing.geometry import LayerGeom, events_to_nhwc
 from secnn_jax.timing.gpus import GPU, canonical_precision, get_gpu
 from secnn_jax.timing.launch import LaunchCosts
 from secnn_jax.timing.names import (
@@ -223,7 +222,7 @@ class ReplayResult:
 
     def to_json(self, path: str | Path | None = None) -> str:
         """JSON text (deterministic key order); also written to ``path`` if given."""
-        text = json.dumps(self.as_dict(), sort_keys=True, indent=1)
+        text = fileio.dumps_json(self.as_dict(), indent=1, newline=False)
         if path is not None:
             atomic_write(path, text)
         return text
@@ -256,7 +255,7 @@ class ReplayResult:
                "otherData": {"frame": int(self.frames[frame]), "launch": self.launch,
                              "fusion": self.fusion, "precision": self.precision}}
         if path is not None:
-            atomic_write(path, json.dumps(doc, sort_keys=True))
+            atomic_write(path, fileio.dumps_json(doc, indent=None, newline=False))
         return doc
 
     def to_csv(self, path: str | Path | None = None) -> str:

@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
+from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing import kernels as K
 from secnn_jax.timing import secnn as SE
 from secnn_jax.timing.energy import WORK_KEYS
-from secnn_jax.timing.geometry import LayerGeom
 from secnn_jax.timing.gpus import ELEMENT_BYTES, GPU
 from secnn_jax.timing.launch import LaunchCosts, chain, persistent_occupancy
 from secnn_jax.timing.names import BASELINES, SCHEMES, SECNN

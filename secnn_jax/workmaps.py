@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from secnn_jax.timing.geometry import LayerGeom
+from secnn_jax.geometry import LayerGeom
 
 #: Which event codes each indicator selects, as a lookup table over the code (0..3):
 #: ``nonzero``: not ZZ (VM may hide a real zero; codes do not say); ``predicted``: VH or VM;

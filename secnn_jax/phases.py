@@ -28,6 +28,7 @@ from secnn_jax import events as ev
 from secnn_jax import interpret
 from secnn_jax.errors import SecnnError
 from secnn_jax.layers import Layer, LayerError, layers_from_trace
+from secnn_jax.predictions import check_predictions
 
 Tau = float | Mapping[str, float]
 
@@ -151,8 +152,6 @@ def parallel_compute(apply_fn: Callable, layers: Sequence[Layer]
     program = _Program(apply_fn, layers)
 
     def f(params: Any, predictions: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-        from secnn_jax.predictors import check_predictions  # noqa: PLC0415
-
         check_predictions(program.layers, predictions)
         traced = program.traced(params)
         walker = _ParallelWalker(program, predictions)
@@ -241,8 +240,6 @@ def serial_amend_dynamic(apply_fn: Callable, layers: Sequence[Layer]) -> Callabl
 def _serial_fn(program: _Program, taus: Mapping[str, Any]) -> Callable[..., Any]:
     def f(params: Any, x: Any, predictions: Mapping[str, jax.Array],
           y_pred: Mapping[str, jax.Array]) -> tuple[Any, dict, dict]:
-        from secnn_jax.predictors import check_predictions  # noqa: PLC0415
-
         check_predictions(program.layers, predictions)
         walker = _SerialWalker(program, predictions, y_pred, taus)
         logits = _run_serial(program, params, x, walker)

@@ -42,10 +42,9 @@ from absl import logging
 from secnn_jax.errors import SecnnError
 from secnn_jax.layers import Layer, find_layers
 from secnn_jax.phases import Tau, parallel_compute, serial_amend_dynamic, tau_map
+from secnn_jax.predictions import PredictorTypeError, check_predictions
 from secnn_jax.predictors import (
     PredictorLike,
-    PredictorTypeError,
-    check_predictions,
     config_key,
     update_needs_tau,
 )

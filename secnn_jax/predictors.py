@@ -43,19 +43,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from secnn_jax.errors import SecnnError
 from secnn_jax.layers import Layer
+from secnn_jax.phases import layer_inputs
+from secnn_jax.predictions import PredictorError, PredictorTypeError
 
 State = Any
 Predictions = dict[str, jax.Array]
-
-
-class PredictorError(SecnnError, ValueError):
-    """A predictor argument out of range, or a state/prediction that does not fit the model."""
-
-
-class PredictorTypeError(SecnnError, TypeError):
-    """An object that is not a predictor, or a ``predict`` that does not return a dict."""
 
 
 @runtime_checkable
@@ -370,7 +363,6 @@ def mean_stats(apply_fn: Callable, params: Any, frames: Iterable[Any],
       ``{name: mean}``, each shaped like the layer's input without the batch axis; the average
       runs over frames and streams. Feed it to :func:`mean`.
     """
-    from secnn_jax.phases import layer_inputs  # noqa: PLC0415  (phases imports this module)
 
     total: dict[str, jax.Array] | None = None
     n = 0
@@ -393,29 +385,3 @@ def mean_stats(apply_fn: Callable, params: Any, frames: Iterable[Any],
     if total is None:
         raise PredictorError("mean_stats: the calibration stream is empty")
     return {name: s / n for name, s in total.items()}
-
-
-def check_predictions(layers: Sequence[Layer], predictions: Mapping[str, Any]) -> None:
-    """Raises a clear error if ``predictions`` does not hold one array per layer, shaped right."""
-    if not isinstance(predictions, Mapping):
-        raise PredictorTypeError(
-            f"predict(state) must return a dict {{layer_name: array}}, got "
-            f"{type(predictions).__name__}"
-        )
-    names = [layer.name for layer in layers]
-    missing = [n for n in names if n not in predictions]
-    extra = [n for n in predictions if n not in set(names)]
-    if missing or extra:
-        raise PredictorError(
-            "predictor state does not match the model's layers: "
-            f"missing predictions for {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unknown layers {extra[:5]}{'...' if len(extra) > 5 else ''} "
-            "(was the state initialised with predictor.init(layers) of this model?)"
-        )
-    for layer in layers:
-        shape = tuple(jnp.shape(predictions[layer.name]))
-        if shape != tuple(layer.in_shape):
-            raise PredictorError(
-                f"prediction for layer {layer.name!r} has shape {shape}, expected the layer's "
-                f"input shape {layer.in_shape}"
-            )

@@ -141,31 +141,36 @@ def _torch_shape(spec: ModelSpec, path: tuple[str, ...], flax_shape: tuple[int, 
     return tuple(flax_shape)
 
 
-@functools.lru_cache(maxsize=64)
-def _abstract_cached(name: str, full: bool, options: tuple[tuple[str, Any], ...]
-                     ) -> dict[str, Any]:
-    from models.registry import get_spec  # registry imports this module
+class _ByIdentity:
+    """A spec as a cache key, by identity (a ``ModelSpec`` holds dicts, so it has no hash);
+    the cache holds the key, so the spec stays alive and its ``id`` is never reused."""
 
-    spec = get_spec(name)
+    __slots__ = ("spec",)
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+
+    def __hash__(self) -> int:
+        return id(self.spec)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByIdentity) and other.spec is self.spec
+
+
+@functools.lru_cache(maxsize=64)
+def _abstract_cached(key: _ByIdentity, full: bool, options: tuple[tuple[str, Any], ...]
+                     ) -> dict[str, Any]:
+    spec = key.spec
     module = spec.build_full(**dict(options)) if full else spec.build(**dict(options))
     return abstract_variables(module, spec.input_size)
 
 
 def abstract_for(spec: ModelSpec, full: bool, **options: Any) -> dict[str, Any]:
-    """Abstract variables of the (full or inference) model, cached: tracing ResNet-152's init
-    takes seconds, and load() checks every checkpoint against it."""
-    try:
-        from models.registry import get_spec
-
-        registered = get_spec(spec.name) is spec
-    except ValueError:
-        registered = False
-    if registered:
-        # A fresh tree each time: callers may mutate containers; the leaves are immutable.
-        cached = _abstract_cached(spec.name, full, tuple(sorted(options.items())))
-        return jax.tree.map(lambda leaf: leaf, cached)
-    module = spec.build_full(**options) if full else spec.build(**options)
-    return abstract_variables(module, spec.input_size)
+    """Abstract variables of the (full or inference) model, cached per spec object: tracing
+    ResNet-152's init takes seconds, and load() checks every checkpoint against it."""
+    cached = _abstract_cached(_ByIdentity(spec), full, tuple(sorted(options.items())))
+    # A fresh tree each time: callers may mutate containers; the leaves are immutable.
+    return jax.tree.map(lambda leaf: leaf, cached)
 
 
 def expected_torch_keys(spec: ModelSpec, *, with_aux: bool = True,

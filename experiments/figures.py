@@ -27,6 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments.paper import BASELINES, PAPER, VARIANTS  # noqa: E402
 from secnn_jax.fileio import atomic_write  # noqa: E402
 
 __all__ = ["accuracy_curves", "event_stacks", "save", "sparsity_bars", "speedup_bars"]
@@ -129,8 +130,6 @@ def event_stacks(res: Mapping[str, Any], path: str | Path, tau: float | None = N
 
 def speedup_bars(res: Mapping[str, Any], path: str | Path) -> Path:
     """SE-CNN speedup over each baseline, one panel per GPU; paper averages as black marks."""
-    from experiments.speedup import BASELINES, PAPER, VARIANTS  # noqa: PLC0415
-
     gpus = res["gpus"]
     cells = res["cells"]
     n_series = len({(c["model"], c["stream"]) for c in cells}) * len(VARIANTS)

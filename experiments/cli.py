@@ -27,7 +27,7 @@ from ml_collections import config_flags
 from experiments import config as config_lib
 from experiments import runs
 from experiments.cells import ModelHandle, Workspace, load_model
-from secnn_jax import streams as streams_lib
+from secnn_jax import datasources
 from secnn_jax.errors import SecnnError
 
 __all__ = ["Setup", "clean_errors", "define_flags", "make_timer", "resolve", "setup"]
@@ -150,7 +150,7 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
                          + "\n".join(f"  {c}" for _, c in missing))
     streams = {}
     for spec in config_lib.names(cfg.streams, "streams"):
-        s = streams_lib.open_stream(spec, max_frames=int(cfg.frames))
+        s = datasources.open_stream(spec, max_frames=int(cfg.frames))
         streams[s.info.name] = s
     run = runs.RunDir(out_dir, cfg.to_dict(), overwrite=overwrite)
     ws = Workspace(handles, streams, frames=int(cfg.frames), chunk_size=int(cfg.chunk_size),

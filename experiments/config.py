@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import ml_collections
 
 from secnn_jax.errors import SecnnError
+from secnn_jax.predictors import from_spec
 from secnn_jax.timing.names import FUSIONS, LAUNCH_MODELS, SCHEMES
 
 __all__ = [
@@ -170,11 +171,9 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     need(int(cfg.frames) >= 1, "frames", "must be >= 1")
     need(int(cfg.resolution) >= 0, "resolution", "must be 0 (native) or a positive size")
     need(int(cfg.chunk_size) >= 1, "chunk_size", "must be >= 1")
-    from experiments.cells import make_predictor  # noqa: PLC0415
-
     for p in names(cfg.predictors, "predictors"):
         try:
-            make_predictor(p)
+            from_spec(p)
         except ValueError as e:
             need(False, "predictors", f"{e}; a bare 'secnn' takes config.silence/decay")
     need(0.0 <= float(cfg.silence) <= 1.0, "silence", "must lie in [0, 1]")

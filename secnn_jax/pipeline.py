@@ -4,7 +4,12 @@
 * :func:`run_stream` — every frame of ``[T, N, H, W, C]`` through ``step`` with ``lax.scan``.
 * :func:`iter_stream` — the same over a stream of any length in fixed-size chunks, so memory
   stays bounded: frames may come from a generator (a video decoder), outputs leave per chunk.
-* :func:`stream_program` — the compiled scan behind both, for helpers of your own.
+* :func:`stream_program` — the compiled scan behind both, for helpers of your own; with
+  *reducers* (:class:`EventCounts`, or any ``f(logits, events) -> pytree``) computed per frame
+  inside the compiled scan, so a caller that needs only small summaries never holds the event
+  maps (the studies' cell engine, ``experiments.cells``, runs this program).
+* :func:`scan_program` — the uncached scan of any ``step(params, state, x, tau)``;
+  :func:`pad_chunk` — the padding of a short last chunk that every chunked caller uses.
 
 The batch axis ``N`` holds independent streams; predictor state is per stream (see
 :mod:`secnn_jax.predictors`).
@@ -13,8 +18,9 @@ The batch axis ``N`` holds independent streams; predictor state is per stream (s
 :func:`stream_program` keep the layers they found and the jitted scan they built in two
 least-recently-used caches of :data:`PROGRAM_CACHE_SIZE` entries each, keyed on what determines
 the program: the model function (by identity: pass the same ``apply_fn`` object), the params'
-tree structure, shapes and dtypes (not their values), one frame's shape and dtype, the layers
-and the predictor's :func:`secnn_jax.predictors.config_key`. ``tau`` is an argument of the
+tree structure, shapes and dtypes (not their values), one frame's shape and dtype, the layers,
+the predictor's :func:`secnn_jax.predictors.config_key` and the program's reducers and whether it
+keeps the events (:func:`stream_program`). ``tau`` is an argument of the
 compiled program, so a new tau value reuses it; jit itself compiles once more for a new stream
 length ``T``. Calling ``run_stream(apply_fn, params, clip, predictors.secnn())`` in a loop over
 clips therefore traces and compiles once. An ``apply_fn`` that cannot be hashed is never
@@ -31,8 +37,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import threading
-from collections.abc import Callable, Hashable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -125,27 +131,102 @@ def pipeline(apply_fn: Callable, layers: tuple[Layer, ...], predictor: Predictor
     return step
 
 
-def _scan_dynamic(step: Callable[..., tuple[Any, Any, dict[str, jax.Array]]]
-                  ) -> Callable[..., tuple[Any, Any, dict[str, jax.Array]]]:
-    """Jitted ``f(params, state, frames, valid, tau) -> (state, logits, events)`` of ``step``.
+#: A reducer: ``f(logits, events) -> pytree`` of one frame's outputs, run inside the scan.
+Reducer = Callable[[jax.Array, dict[str, jax.Array]], Any]
 
-    ``step(params, state, x, tau)``; padded frames (``valid`` false) leave the state untouched.
+
+class ScanOutput(NamedTuple):
+    """What a program of :func:`scan_program` returns for a chunk of ``T`` frames.
+
+    Attributes:
+      state: predictor state after the last frame whose ``valid`` is true.
+      logits: ``[T, ...]`` the SE-CNN output per frame.
+      reduced: ``{name: pytree stacked over T}``, one entry per reducer (``{}`` without).
+      events: ``{layer_name: uint8 [T, *in_shape]}``, or ``{}`` when the events are not kept.
     """
+
+    state: Any
+    logits: jax.Array
+    reduced: dict[str, Any]
+    events: dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class EventCounts:
+    """A reducer: each layer's input neurons per event code in one frame, over all streams.
+
+    ``EventCounts(layers)(logits, events)`` is int32 ``[L, 4]``: per layer of ``layers`` (in
+    that order) the neurons coded ZZ, ZN, VH, VM (:mod:`secnn_jax.events`). Hashable (by its
+    layers), so programs built with equal reducers share the program cache.
+    """
+
+    layers: tuple[Layer, ...]
+
+    def __call__(self, logits: jax.Array, events: dict[str, jax.Array]) -> jax.Array:
+        del logits
+        return jnp.stack([
+            jnp.stack([jnp.sum(events[lyr.name] == c, dtype=jnp.int32) for c in range(4)])
+            for lyr in self.layers])
+
+
+def scan_program(step: Callable[..., tuple[Any, Any, dict[str, jax.Array]]], *,
+                 reducers: Mapping[str, Reducer] | None = None,
+                 keep_events: bool = True) -> Callable[..., ScanOutput]:
+    """Jitted ``run(params, state, frames, valid, tau) -> ScanOutput`` scanning ``step``.
+
+    ``step(params, state, x, tau) -> (state, logits, events)`` (:func:`pipeline_dynamic`) runs
+    on every frame of ``frames [T, ...]``; ``tau`` is passed through unchanged (traced: one
+    compile serves every value). Padded frames (``valid`` false) leave the state untouched, so a
+    short last chunk padded by :func:`pad_chunk` reuses the full-chunk program.
+
+    Args:
+      step: the per-frame step.
+      reducers: ``{name: f(logits, events) -> pytree}`` computed per frame inside the compiled
+        scan (after the state update), stacked over frames in :attr:`ScanOutput.reduced`.
+      keep_events: ``False``: the event maps are not returned (``events`` is ``{}``), so a
+        program that needs only reducers never materialises ``[T, *in_shape]`` per layer.
+
+    This one scan is behind :func:`run_stream`, :func:`iter_stream`, :func:`stream_program`
+    and :func:`scan_frames`.
+    """
+    reduce = dict(sorted((reducers or {}).items()))
 
     def body(carry: tuple[Any, Any, Any], inp: tuple[jax.Array, jax.Array]) -> Any:
         params, tau, state = carry
         x, ok = inp
         new_state, logits, events = step(params, state, x, tau)
         state = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new_state, state)
-        return (params, tau, state), (logits, events)
+        reduced = {name: f(logits, events) for name, f in reduce.items()}
+        kept = {k: events[k] for k in (events if keep_events else ())}
+        return (params, tau, state), (logits, reduced, kept)
 
     @jax.jit
-    def run(params: Any, state: Any, frames: jax.Array, valid: jax.Array, tau: Any) -> Any:
-        (_, _, state), (logits, events) = jax.lax.scan(body, (params, tau, state),
-                                                       (frames, valid))
-        return state, logits, events
+    def run(params: Any, state: Any, frames: jax.Array, valid: jax.Array, tau: Any
+            ) -> ScanOutput:
+        (_, _, state), (logits, reduced, events) = jax.lax.scan(
+            body, (params, tau, state), (frames, valid))
+        return ScanOutput(state, logits, reduced, events)
 
     return run
+
+
+def pad_chunk(chunk: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(frames [size, ...], valid bool [size])``: a chunk of ``t <= size`` frames padded.
+
+    A short chunk is padded with copies of its last frame (``valid`` false there; the scan
+    leaves the state alone on them and the caller drops their outputs); a full chunk is
+    returned as it is.
+
+    Raises:
+      FramesError: an empty chunk or one longer than ``size``.
+    """
+    t = int(chunk.shape[0])
+    if not 1 <= t <= size:
+        raise FramesError(f"a chunk of {t} frames cannot be padded to {size} frames")
+    valid = np.arange(size) < t
+    if t < size:
+        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - t, axis=0)])
+    return chunk, valid
 
 
 def scan_frames(step: Step) -> Callable[..., tuple[Any, Any, dict[str, jax.Array]]]:
@@ -154,11 +235,12 @@ def scan_frames(step: Step) -> Callable[..., tuple[Any, Any, dict[str, jax.Array
     ``valid`` (bool ``[T]``) marks real frames; padded frames leave the state untouched, so a
     short final chunk reuses the compiled full-chunk program.
     """
-    run = _scan_dynamic(lambda params, state, x, _tau: step(params, state, x))
+    run = scan_program(lambda params, state, x, _tau: step(params, state, x))
 
     @jax.jit
     def scanned(params: Any, state: Any, frames: jax.Array, valid: jax.Array) -> Any:
-        return run(params, state, frames, valid, None)
+        out = run(params, state, frames, valid, None)
+        return out.state, out.logits, out.events
 
     return scanned
 
@@ -341,13 +423,23 @@ class StreamProgram:
 
     Attributes:
       layers: the model's layers for one frame's shape.
-      run: jitted ``run(params, state, frames [T, ...], valid bool [T], taus) -> (state, logits
-        [T, ...], events {name: uint8 [T, *in_shape]})``; frames with ``valid`` false leave
-        the state untouched; ``taus`` comes from :meth:`taus`.
+      scan: jitted ``scan(params, state, frames [T, ...], valid bool [T], taus) ->``
+        :class:`ScanOutput` (:func:`scan_program` of :func:`pipeline_dynamic`): the state, the
+        logits, the program's reducers and, if it keeps them, the events.
     """
 
     layers: tuple[Layer, ...]
-    run: Callable[..., tuple[Any, Any, dict[str, jax.Array]]]
+    scan: Callable[..., ScanOutput]
+
+    def run(self, params: Any, state: Any, frames: jax.Array, valid: jax.Array, taus: Any
+            ) -> tuple[Any, Any, dict[str, jax.Array]]:
+        """``(state, logits [T, ...], events {name: uint8 [T, *in_shape]})`` of :attr:`scan`.
+
+        Frames with ``valid`` false leave the state untouched; ``taus`` comes from
+        :meth:`taus`.
+        """
+        out = self.scan(params, state, frames, valid, taus)
+        return out.state, out.logits, out.events
 
     def taus(self, tau: Tau) -> dict[str, float]:
         """``tau`` (a float or ``{name: float}``) as the program's per-layer argument.
@@ -360,29 +452,42 @@ class StreamProgram:
 
 def _stream_program(apply_fn: Callable, params: Any, x: jax.ShapeDtypeStruct,
                     predictor: PredictorLike, layers: tuple[Layer, ...] | None,
-                    frames_shape: tuple[int, ...]) -> StreamProgram:
+                    frames_shape: tuple[int, ...],
+                    reducers: Mapping[str, Reducer] | None = None,
+                    keep_events: bool = True) -> StreamProgram:
     _check_predictor(predictor)
     model = _model_key(apply_fn, params, x)
     if layers is None:
         layers = _LAYERS.get(model, lambda: _find_stream_layers(apply_fn, params, x,
                                                                 frames_shape))
     layers = tuple(layers)
-    key = None if model is None else (model, layers, config_key(predictor))
+    reduce = tuple(sorted((reducers or {}).items()))
+    key: Hashable | None = None
+    if model is not None:
+        key = (model, layers, config_key(predictor), reduce, bool(keep_events))
+        try:
+            hash(key)
+        except TypeError:  # a reducer that cannot be hashed: never cached
+            key = None
 
     def build() -> StreamProgram:
         logging.debug("run_stream: compiling a stream program for %d layers", len(layers))
-        return StreamProgram(layers, _scan_dynamic(pipeline_dynamic(apply_fn, layers,
-                                                                    predictor)))
+        return StreamProgram(layers, scan_program(pipeline_dynamic(apply_fn, layers, predictor),
+                                                  reducers=dict(reduce),
+                                                  keep_events=keep_events))
 
     return _PROGRAMS.get(key, build)
 
 
 def stream_program(apply_fn: Callable, params: Any, frame: Any, predictor: PredictorLike, *,
-                   layers: tuple[Layer, ...] | None = None) -> StreamProgram:
+                   layers: tuple[Layer, ...] | None = None,
+                   reducers: Mapping[str, Reducer] | None = None,
+                   keep_events: bool = True) -> StreamProgram:
     """The cached compiled stream program of ``apply_fn`` for frames shaped like ``frame``.
 
     What :func:`run_stream` and :func:`iter_stream` run: reuse it for helpers of your own that
-    scan frames (see the module docstring for the cache and its key).
+    scan frames (see the module docstring for the cache and its key; ``reducers`` and
+    ``keep_events`` are part of the key).
 
     Args:
       apply_fn: the model ``(params, x) -> logits``.
@@ -390,9 +495,15 @@ def stream_program(apply_fn: Callable, params: Any, frame: Any, predictor: Predi
       frame: one frame batch ``[N, ...]`` (an array or ``jax.ShapeDtypeStruct``).
       predictor: the predictor whose ``predict``/``update`` the program runs.
       layers: the model's layers for ``frame`` (found, and cached, otherwise).
+      reducers: ``{name: f(logits, events) -> pytree}`` run per frame inside the compiled scan
+        (e.g. ``{"counts": EventCounts(layers)}``), returned in ``program.scan(...).reduced``;
+        hashable reducers (module-level functions, :class:`EventCounts`) keep the program
+        cached.
+      keep_events: ``False``: the program returns no event maps (``events`` is ``{}``).
     """
     x = _struct(frame)
-    return _stream_program(apply_fn, params, x, predictor, layers, (1, *x.shape))
+    return _stream_program(apply_fn, params, x, predictor, layers, (1, *x.shape),
+                           reducers, keep_events)
 
 
 def run_stream(apply_fn: Callable, params: Any, frames: Any, predictor: PredictorLike,
@@ -509,10 +620,7 @@ def iter_stream(apply_fn: Callable, params: Any, frames: Iterable[Any] | np.ndar
                 f"frame {start}: shape {chunk.shape[1:]} differs from the stream's {shape}"
             )
         t = chunk.shape[0]
-        valid = np.arange(chunk_size) < t
-        if t < chunk_size:
-            pad = np.repeat(chunk[-1:], chunk_size - t, axis=0)
-            chunk = np.concatenate([chunk, pad])
+        chunk, valid = pad_chunk(chunk, chunk_size)
         state, logits, events = program.run(params, state, jnp.asarray(chunk),
                                             jnp.asarray(valid), taus)
         if t < chunk_size:

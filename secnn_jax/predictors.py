@@ -29,6 +29,9 @@ their ``predict``/``update`` compute (``("secnn", silence, decay)``), so ``secnn
 afresh for every call still hits the cache. A predictor of your own may set a hashable
 ``config_key`` attribute the same way; without one it is cached by identity (reuse the object).
 
+**By name.** :func:`from_spec` builds a built-in from a spec string such as ``"zero"`` or
+``"secnn(silence=0.5,decay=0.5)"`` (the studies' configurations name predictors this way).
+
 Bad arguments and states that do not fit the model raise :class:`PredictorError` (a
 ``ValueError``) or :class:`PredictorTypeError` (a ``TypeError``), both
 :class:`secnn_jax.SecnnError`.
@@ -36,6 +39,7 @@ Bad arguments and states that do not fit the model raise :class:`PredictorError`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -385,3 +389,50 @@ def mean_stats(apply_fn: Callable, params: Any, frames: Iterable[Any],
     if total is None:
         raise PredictorError("mean_stats: the calibration stream is empty")
     return {name: s / n for name, s in total.items()}
+
+
+#: The predictors :func:`from_spec` builds, by name (``mean`` needs statistics: not a spec).
+SPEC_MAKERS: dict[str, Callable[..., Predictor]] = {
+    "zero": zero, "last_value": last_value, "secnn": secnn, "accumulated": accumulated,
+}
+
+
+def from_spec(spec: str) -> Predictor:
+    """A built-in predictor from its spec string, as the studies' configurations name them.
+
+    Grammar: ``name`` or ``name(key=number, ...)`` with ``name`` one of :data:`SPEC_MAKERS`
+    (``zero``, ``last_value``, ``secnn``, ``accumulated``) and the keywords its constructor's
+    (white space around the parts is ignored)::
+
+        from_spec("zero")                          # == zero()
+        from_spec("secnn")                         # == secnn(): the constructor's defaults
+        from_spec("secnn(silence=0.5,decay=0.5)")  # == secnn(silence=0.5, decay=0.5)
+        from_spec("accumulated")                   # == accumulated() (DeltaCNN's rule)
+
+    The result is the constructor's own predictor, so its :attr:`Predictor.config_key` is the
+    constructor's and programs compiled for it are shared with directly made ones.
+
+    Raises:
+      PredictorError: naming the spec: not ``name(key=number, ...)``, an unknown name, a
+        keyword the constructor does not take, or a value it refuses (out of range).
+    """
+    m = re.fullmatch(r"\s*(\w+)\s*(?:\((.*)\))?\s*", spec) if isinstance(spec, str) else None
+    if not m:
+        raise PredictorError(f"bad predictor spec {spec!r}")
+    name, args = m.group(1), m.group(2) or ""
+    kwargs: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in args.split(","))):
+        key, _, value = part.partition("=")
+        try:
+            kwargs[key.strip()] = float(value)
+        except ValueError as e:
+            raise PredictorError(f"predictor {spec!r}: {part!r} is not key=number") from e
+    if name not in SPEC_MAKERS:
+        raise PredictorError(f"unknown predictor {name!r} in spec {spec!r}; known: "
+                             f"{sorted(SPEC_MAKERS)}")
+    try:
+        return SPEC_MAKERS[name](**kwargs)
+    except TypeError as e:  # a keyword the constructor does not take
+        raise PredictorError(f"predictor {spec!r}: {e}") from e
+    except PredictorError as e:  # a value the constructor refuses
+        raise PredictorError(f"predictor {spec!r}: {e}") from e

@@ -51,7 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     Fields:
       models: comma-separated model names, or ``ilsvrc9`` for the nine ILSVRC CNNs.
-      streams: comma-separated stream specs (see ``secnn_jax.streams.open_stream``).
+      streams: comma-separated stream specs (see ``secnn_jax.datasources.open_stream``).
       frames: maximum frames per stream.
       resolution: 0 = the model's own input size; else preprocessed frames are resized to
         ``resolution`` x ``resolution`` (small, fast test configurations).

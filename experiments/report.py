@@ -278,8 +278,12 @@ def _energy_section(su: Mapping[str, Any], en: Mapping[str, Any]) -> list[str]:
     a = en["anchors"]
     out += [f"Sanity anchors (dense ResNet-50, batch {a['batch']}, {a['precision']}, H100 graph "
             f"launch): modelled power {a['modelled_power_w']:.0f} W = {pct(a['power_fraction'])} "
-            f"of the {a['board_power_w']:.0f} W board power (below it, as it must be; the "
-            "model's omission of instruction issue and clocking shows as the gap); modelled "
+            f"of the {a['board_power_w']:.0f} W board power — "
+            + ("plausible" if a["plausible"] else "**not plausible**")
+            + f" (band {pct(a['plausible_band'][0])}-{pct(a['plausible_band'][1])}; issue "
+            f"overhead {a['parts_mj_per_image']['issue']:.1f} of "
+            f"{a['modelled_mj_per_image']:.1f} mJ per image, static "
+            f"{a['parts_mj_per_image']['static']:.1f}); modelled "
             f"{a['modelled_mj_per_image']:.1f} mJ per image"
             + (f" against at most {a['bound_mj_per_image']:.1f} mJ per image that the measured "
                f"{a['measured_graph_us']:.0f} us latency at board power allows"

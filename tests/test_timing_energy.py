@@ -52,16 +52,40 @@ def test_one_layer_energy_by_hand() -> None:
             "on_chip": (16 * macs * p.rf_byte_pj + smem * p.smem_byte_pj
                         + nbytes * p.l2_byte_pj) * 1e-6,  # fits in L2
             "dram": 0.0,
+            "issue": macs * p.issue_simt_pj["fp32"] * 1e-6,
             "static": p.static_w * float(res.total_us[0])}
     for k, v in want.items():
         assert res.energy_parts[k][0] == pytest.approx(v, rel=1e-9), k
     assert res.energy_uj[0] == pytest.approx(sum(want.values()))
 
 
+def test_issue_overhead_calibration_by_hand() -> None:
+    """At the peak dense rate, arithmetic + register file + issue overhead equal the board's
+    dynamic power (the calibration premise), for every GPU and datapath that has a rate."""
+    for key, g in GPUS.items():
+        p = E.ENERGY[key]
+        seconds = 1e-3
+        for prec in ("fp32", "fp16", "tf32"):
+            for kind, rate in (("fma_simt", g.simt_fma_per_clk(prec)),
+                               ("fma_tensor", g.tensor_fma_per_clk.get(prec, 0))):
+                if rate == 0 or (kind == "fma_simt" and rate < g.simt_fma_per_clk("fp32")):
+                    continue  # no tensor cores for prec / capped at FP32's overhead
+                ops = rate * g.sms * g.clock_mhz * 1e6 * seconds
+                work = {k: np.zeros(1) for k in E.WORK_KEYS} | {kind: np.full(1, ops)}
+                parts = E.energy_parts(work, np.zeros(1), key, prec)
+                dynamic_uj = (p.tdp_w - p.static_w) * seconds * 1e6
+                got = parts["compute"][0] + parts["on_chip"][0] + parts["issue"][0]
+                assert got == pytest.approx(dynamic_uj, rel=1e-9), (key, prec, kind)
+        # Pascal's FP16 lanes run at 1/64 rate: their per-op overhead is capped at FP32's.
+        assert p.issue_simt_pj["fp16"] <= p.issue_simt_pj["fp32"]
+    assert E.ENERGY["gtx1080ti"].issue_simt_pj["fp16"] == E.ENERGY["gtx1080ti"].issue_simt_pj[
+        "fp32"]
+
+
 def test_no_work_costs_only_static_energy() -> None:
     parts = E.energy_parts({k: np.zeros(2) for k in E.WORK_KEYS}, np.array([10.0, 20.0]),
                            "h100", "fp32")
-    for k in ("compute", "on_chip", "dram"):
+    for k in ("compute", "on_chip", "dram", "issue"):
         assert (parts[k] == 0).all()
     np.testing.assert_allclose(parts["static"], E.ENERGY["h100"].static_w * np.array([10., 20.]))
 
@@ -108,3 +132,33 @@ def test_method_buffers() -> None:
     assert E.method_buffer_bytes(layers, "fp16", "cbinfer") == 2 * (n_in + n_out)
     with pytest.raises(ValueError, match="unknown method"):
         E.method_buffer_bytes(layers, "fp32", "magic")
+
+
+def test_sanity_anchor_large_batch_dense_power() -> None:
+    """Dense ResNet-50 at batch 16 (fp16, H100, graph launch): modelled power below the board
+    power and within the plausible band, energy per image below the measured-latency bound."""
+    from experiments.energy import PLAUSIBLE_POWER, sanity_anchors  # noqa: PLC0415
+
+    a = sanity_anchors()
+    assert 0 < a["modelled_power_w"] < a["board_power_w"]
+    assert PLAUSIBLE_POWER[0] <= a["power_fraction"] <= PLAUSIBLE_POWER[1] and a["plausible"]
+    assert a["modelled_mj_per_image"] < a["bound_mj_per_image"]
+    assert sum(a["parts_mj_per_image"].values()) == pytest.approx(a["modelled_mj_per_image"])
+    assert a["parts_mj_per_image"]["issue"] > a["parts_mj_per_image"]["compute"]
+
+
+def test_software_compares_pay_issue_overhead_hardware_compares_do_not() -> None:
+    """Same events: secnn_sw's compares are SIMT instructions (issue overhead), secnn_hw's run on
+    its comparators; the arithmetic of the compares themselves is the same."""
+    g = LayerGeom.conv("c", n=1, h=16, cin=32, cout=32, k=3)
+    ev = {"c": np.zeros((2, *g.in_nhwc), np.uint8)}  # all ZZ: only the compares work
+    r = timing.replay([g], ev, schemes=("secnn_sw", "secnn_hw"), params=PARAMS, ops=())
+    sw, hw = r.get("h100", "secnn_sw"), r.get("h100", "secnn_hw")
+    assert (sw.work["compares"] == hw.work["compares"]).all()
+    assert (hw.work["compare_instructions"] == 0).all()
+    assert (sw.work["compare_instructions"] >= sw.work["compares"]).all()
+    assert (sw.work["fma_simt"] == hw.work["fma_simt"]).all()
+    assert (sw.work["fma_tensor"] == hw.work["fma_tensor"]).all()
+    extra = sw.work["compare_instructions"] * E.ENERGY["h100"].issue_simt_pj["fp32"] * 1e-6
+    np.testing.assert_allclose(sw.energy_parts["issue"] - hw.energy_parts["issue"], extra,
+                               rtol=1e-9)

@@ -10,6 +10,7 @@ prices them with per-event energies and adds static power times the frame time:
     on_chip = (fma_simt * 4 + fma_tensor * RF_BYTES_PER_TENSOR_MAC / eb) * eb * e_rf_byte
               + smem_bytes * e_smem_byte + l2_bytes * e_l2_byte
     dram    = dram_bytes * e_dram_byte
+    issue   = (fma_simt + compare_instructions) * e_issue_simt + fma_tensor * e_issue_tensor
     static  = static_w * frame_time
 
 **Sources and scaling** (:class:`EnergyParams`, one per GPU, every number sourced): arithmetic
@@ -21,8 +22,28 @@ integer add 0.1 pJ for a compare. They are scaled to each GPU's process with the
 dynamic energy in V^2); the node and voltage of each GPU are in its sources. DRAM energy per bit
 is the memory technology's (O'Connor et al., "Fine-Grained DRAM", MICRO 2017: HBM2 3.9 pJ/bit,
 GDDR5 14 pJ/bit) — not scaled with the logic process. Static power is an assumed fraction of the
-board power (TDP), stated per GPU. These are first-order numbers: they bound, they do not
-measure.
+board power (TDP), stated per GPU.
+
+**Issue overhead** (``issue``): arithmetic and SRAM reads are a small part of what an executed
+operation costs a GPU; instruction fetch, decode and scheduling, operand collection and delivery
+to the lanes and tensor cores, pipeline registers and the clock tree cost more (Horowitz's figure
+puts an instruction's overhead at tens of times its add). No per-GPU circuit figure for it is
+public, so it is calibrated from two datasheet numbers under one stated premise: *at its peak
+dense rate a GPU runs at its board-power limit* (the GPU boost governor holds the clock where
+the board draws TDP). Per operation kind (SIMT FMA per precision; tensor-core MAC per precision)
+
+    e_issue = (TDP - static_w) / peak_rate - (arithmetic + register-file energy of the op)
+
+with ``peak_rate`` from the GPU configuration (:meth:`GPU.simt_fma_per_clk`,
+``tensor_fma_per_clk``, SMs and clock); a SIMT precision slower than FP32 (Pascal's FP16) gets
+FP32's per-op overhead, the premise not holding for it. It is an upper bound for the op's
+all-in energy (a peak kernel may throttle below the clock the rate assumes), charged per
+executed MAC, so a scheme that skips work saves it and one that adds work (SE-CNN's re-executed
+layers) pays it. Compares executed as SIMT instructions (``secnn_sw``, the peers' change
+detection) pay the FP32 SIMT overhead per instruction; ``secnn_hw``'s run on its added
+comparators and pay none.
+
+These are first-order numbers: they bound, they do not measure.
 
 **Area** (:func:`secnn_area`): SE-CNN's comparators (one 32-bit comparator per lane per SM,
 scaled from Horowitz's 32-bit adder area, 137 um^2 at 45 nm, with area ~ node^2) and its
@@ -41,17 +62,17 @@ from typing import Any
 import numpy as np
 
 from secnn_jax.geometry import LayerGeom
-from secnn_jax.timing.gpus import ELEMENT_BYTES, canonical_precision
+from secnn_jax.timing.gpus import ELEMENT_BYTES, GPUS, PRECISIONS, canonical_precision
 
 #: Work counts every scheme reports per frame.
-WORK_KEYS: tuple[str, ...] = ("fma_simt", "fma_tensor", "compares", "smem_bytes", "l2_bytes",
-                              "dram_bytes")
+WORK_KEYS: tuple[str, ...] = ("fma_simt", "fma_tensor", "compares", "compare_instructions",
+                              "smem_bytes", "l2_bytes", "dram_bytes")
 #: Register-file bytes per tensor-core MAC, in elements of the precision: an m16n8k16 MMA reads
 #: 16x16 + 16x8 operands and accumulates 16x8 for 2,048 MACs (~0.25 element per MAC; assumption
 #: rounded up to 0.5). A SIMT FMA reads three operands and writes one (4 elements).
 RF_BYTES_PER_TENSOR_MAC = 0.5
 #: Energy components, in report order.
-COMPONENTS: tuple[str, ...] = ("compute", "on_chip", "dram", "static")
+COMPONENTS: tuple[str, ...] = ("compute", "on_chip", "dram", "issue", "static")
 
 _HOROWITZ = ("M. Horowitz, 'Computing's energy problem (and what we can do about it)', ISSCC "
              "2014, Fig. 1.1.9 (45 nm, 0.9 V)")
@@ -74,6 +95,9 @@ class EnergyParams:
       smem_byte_pj: one byte of shared-memory/L1 traffic (8 KB SRAM, per byte).
       l2_byte_pj: one byte of L2 traffic (1 MB SRAM bank, per byte).
       dram_byte_pj: one byte of DRAM traffic.
+      issue_simt_pj: per precision, the issue overhead of one SIMT FMA (module docstring).
+      issue_tensor_pj: per precision, the issue overhead of one tensor-core MAC (0 where the
+        GPU has no tensor cores for the precision).
       static_w: static (leakage and idle) power.
       tdp_w: board power, for the sanity check.
       sources: where every number comes from.
@@ -89,6 +113,8 @@ class EnergyParams:
     smem_byte_pj: float
     l2_byte_pj: float
     dram_byte_pj: float
+    issue_simt_pj: Mapping[str, float]
+    issue_tensor_pj: Mapping[str, float]
     static_w: float
     tdp_w: float
     sources: Mapping[str, str] = dataclasses.field(repr=False, compare=False)
@@ -102,13 +128,39 @@ def _params(gpu: str, node: float, volts: float, dram_pj_bit: float, dram_src: s
             tdp: float, static_frac: float, proc_src: str, tdp_src: str) -> EnergyParams:
     s = lambda e: _scaled(e, node, volts)  # noqa: E731
     fp32, fp16 = s(0.9 + 3.7), s(0.4 + 1.1)
+    fma = {"fp32": fp32, "tf32": fp32, "fp16": fp16}
+    tensor = {"fp32": fp32, "tf32": s(0.4 + 1.1) * 1.3, "fp16": fp16}
+    rf = s(10.0 / 8)
+    g = GPUS[gpu]
+    dynamic_w = tdp * (1.0 - static_frac)
+    clock_hz = g.clock_mhz * 1e6
+
+    def issue(rate_per_sm_clk: float, counted_pj: float) -> float:
+        if rate_per_sm_clk <= 0:
+            return 0.0
+        all_in_pj = dynamic_w / (rate_per_sm_clk * g.sms * clock_hz) * 1e12
+        return max(all_in_pj - counted_pj, 0.0)
+
+    issue_simt = {p: issue(g.simt_fma_per_clk(p), fma[p] + 4 * ELEMENT_BYTES[p] * rf)
+                  for p in PRECISIONS}
+    # The premise holds for the SIMT lanes' main datapath (FP32). A precision the lanes run
+    # slower (Pascal's FP16 at 1/64 rate) does not make the board draw TDP at its peak, and an
+    # instruction's overhead does not grow because its datapath is narrow: cap it at FP32's.
+    issue_simt = {p: min(v, issue_simt["fp32"]) for p, v in issue_simt.items()}
+    issue_tensor = {p: issue(g.tensor_fma_per_clk.get(p, 0),
+                             tensor[p] + RF_BYTES_PER_TENSOR_MAC * ELEMENT_BYTES[p] * rf)
+                    for p in PRECISIONS}
+    premise = (f"calibrated: (TDP - static) / peak rate - counted arithmetic and register-file "
+               f"energy, premise: at its peak dense rate the board draws its power limit; peak "
+               f"rate from the GPU configuration ({g.sms} SMs x {g.clock_mhz:g} MHz x the "
+               f"per-SM rate: {g.sources.get('sms', 'see secnn_jax.timing.gpus')})")
     return EnergyParams(
         gpu=gpu, node_nm=node, volts=volts,
-        fma_pj=MappingProxyType({"fp32": fp32, "tf32": fp32, "fp16": fp16}),
-        tensor_mac_pj=MappingProxyType({"fp32": fp32, "tf32": s(0.4 + 1.1) * 1.3, "fp16": fp16}),
-        compare_pj=s(0.1), rf_byte_pj=s(10.0 / 8), smem_byte_pj=s(10.0 / 8),
-        l2_byte_pj=s(100.0 / 8),
-        dram_byte_pj=dram_pj_bit * 8, static_w=static_frac * tdp, tdp_w=tdp,
+        fma_pj=MappingProxyType(fma), tensor_mac_pj=MappingProxyType(tensor),
+        compare_pj=s(0.1), rf_byte_pj=rf, smem_byte_pj=s(10.0 / 8),
+        l2_byte_pj=s(100.0 / 8), dram_byte_pj=dram_pj_bit * 8,
+        issue_simt_pj=MappingProxyType(issue_simt), issue_tensor_pj=MappingProxyType(issue_tensor),
+        static_w=static_frac * tdp, tdp_w=tdp,
         sources=MappingProxyType({
             "node_nm": proc_src, "volts": proc_src,
             "fma_pj": f"{_HOROWITZ}: 32-bit FP add 0.9 + mult 3.7 pJ, 16-bit 0.4 + 1.1 pJ; "
@@ -121,6 +173,7 @@ def _params(gpu: str, node: float, volts: float, dram_pj_bit: float, dram_src: s
             "smem_byte_pj": f"{_HOROWITZ}: 8 KB SRAM 64-bit read 10 pJ; {_RULE}",
             "l2_byte_pj": f"{_HOROWITZ}: 1 MB SRAM 64-bit read 100 pJ; {_RULE}",
             "dram_byte_pj": dram_src,
+            "issue_simt_pj": premise, "issue_tensor_pj": premise,
             "static_w": f"assumption: {static_frac:.0%} of the board power is static/idle",
             "tdp_w": tdp_src,
         }))
@@ -175,6 +228,9 @@ def energy_parts(work: Mapping[str, np.ndarray], time_us: np.ndarray, gpu: str,
         "on_chip": pj * (rf_bytes * p.rf_byte_pj + w["smem_bytes"] * p.smem_byte_pj
                          + w["l2_bytes"] * p.l2_byte_pj),
         "dram": pj * w["dram_bytes"] * p.dram_byte_pj,
+        "issue": pj * (w["fma_simt"] * p.issue_simt_pj[prec]
+                       + w["compare_instructions"] * p.issue_simt_pj["fp32"]
+                       + w["fma_tensor"] * p.issue_tensor_pj[prec]),
         "static": p.static_w * np.asarray(time_us, np.float64),  # W x us = uJ
     }
 

@@ -168,8 +168,11 @@ class _Work:
         self.w["l2_bytes"] += np.where(in_l2, nb, 0.0)
         self.w["dram_bytes"] += np.where(in_l2, 0.0, nb)
 
-    def compares(self, n: Any) -> None:
+    def compares(self, n: Any, instructions: Any = 0.0) -> None:
+        """``n`` compares; ``instructions`` SIMT lane-instructions they take (0 on hardware
+        comparators; the issue overhead is charged per instruction)."""
         self.w["compares"] += np.asarray(n, np.float64)
+        self.w["compare_instructions"] += np.asarray(instructions, np.float64)
 
     def ops(self, ops: OpPlan, kernels: Sequence[int] | None = None) -> None:
         """The op kernels (all, or those given) on the SIMT lanes."""
@@ -471,7 +474,7 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
         parts["amend_busy"][:, li] = am.w.sum(-1)
         parts["amend_bytes"][:, li] = ab
         work.fmas(am.w.sum(-1), "simt", plan.tiles[li].tile)
-        work.compares(n_in)
+        work.compares(n_in, 0.0 if hw else n_in * ops_per)
         for nb in (plan.io_bytes[li], cmp_bytes, parts["compaction_bytes"][:, li], ab):
             work.bytes(nb)
     ops = plan.ops
@@ -615,7 +618,8 @@ def _peer_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np
         work.fmas(np.where(first, 0.0, grid.w.sum(-1)), "simt", plan.tiles[li].tile)
         work.bytes(np.where(first, _kernel_bytes(ctx, g, dk) + eb * g.n_outputs,
                             conv_bytes + det_bytes))
-        work.compares(np.where(first, 0.0, float(n_in)))
+        n_cmp = np.where(first, 0.0, float(n_in))
+        work.compares(n_cmp, n_cmp)  # change detection is a SIMT kernel
     return _layerwise_times(ctx, ex, kernels, busy, plan.ops, work)
 
 

@@ -177,7 +177,8 @@ def get_metric(name: str) -> Metric:
 
 def model_metric(model: str) -> str:
     """The metric a model declares: its zoo spec's ``metric``; for a user factory
-    (``package.module:factory``) the factory's ``metric`` attribute, else ``"top1"``."""
+    (``package.module:factory``) the factory's ``metric`` attribute; ``"top1"`` for a factory
+    without one and for any other name (a model handed to a workspace under its own name)."""
     if ":" in model:
         import importlib  # noqa: PLC0415
 
@@ -189,6 +190,8 @@ def model_metric(model: str) -> str:
         return str(getattr(factory, "metric", "top1"))
     import models  # noqa: PLC0415
 
+    if model not in models.available():
+        return "top1"
     return models.get_spec(model).metric
 
 

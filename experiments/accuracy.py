@@ -568,7 +568,10 @@ def accuracy(ws: Workspace, models: Sequence[str], streams: Sequence[str], predi
             raise ConfigError(f"tune_stream {tune_stream!r} is not among the streams {streams}")
         tws = None
         if transfer_streams:
-            tws = _transfer_workspace(ws, transfer_streams, transfer_frames or ws.max_frames)
+            n = transfer_frames or ws.max_frames
+            # The workspace itself when it already holds every transfer stream (no recompile).
+            tws = ws if (n <= ws.max_frames and all(s in ws.streams for s in transfer_streams)) \
+                else _transfer_workspace(ws, transfer_streams, n)
         for m in models:
             for meth in meths:
                 t = tune(ws, m, tune_stream, predictor, calibration_frames=calibration_frames,
@@ -600,8 +603,9 @@ def dense_map_panels(ws: Workspace, result: Mapping[str, Any], stream: str | Non
 
     For every model whose metric is ``edge_f1`` or ``region_f1`` and that was tuned, the map
     the metric binarises (HED's edge probabilities; CRAFT's region score) of ``frame`` of
-    ``stream`` (default: ``photos`` if the workspace has it, else the tuning stream; the last
-    frame), exact and at each tuning method's thresholds.
+    ``stream`` (default: ``photos`` if the workspace has it, else the tuning stream; by default
+    the frame whose exact map has the most pixels on, the last on ties), exact and at each
+    tuning method's thresholds.
 
     Returns:
       One dict per model: ``model``, ``metric``, ``threshold``, ``stream``, ``frame``,
@@ -621,7 +625,13 @@ def dense_map_panels(ws: Workspace, result: Mapping[str, Any], stream: str | Non
         mine = [t for t in result["tuned"] if t["model"] == m]
         s = stream or ("photos" if "photos" in ws.streams else mine[0]["stream"])
         x = ws.frames(m, s)
-        k = x.shape[0] - 1 if frame is None else int(frame)
+        ref = ws.reference(m, s)
+        if frame is None:
+            on = metrics_lib.frame_scores(metric, ref.logits, ref.logits)[
+                "edge_on" if metric == "edge_f1" else "region_on"]
+            k = int(len(on) - 1 - np.argmax(on[::-1]))
+        else:
+            k = int(frame)
         h = ws.model(m)
         shape = jax.eval_shape(h.apply_fn, h.variables, jax.ShapeDtypeStruct(
             x.shape[1:], x.dtype)).shape[1:]
@@ -631,7 +641,6 @@ def dense_map_panels(ws: Workspace, result: Mapping[str, Any], stream: str | Non
                   channel: int = channel) -> np.ndarray:
             return np.asarray(flat, np.float64).reshape(shape)[..., channel]
 
-        ref = ws.reference(m, s)
         exact = plane(ref.logits[k])
         panels = []
         for t in mine:

@@ -11,12 +11,15 @@ model":
 * ``edge_f1`` (HED; edge *probabilities* ``[T, H, W, 1]`` or flattened ``[T, H*W]``): primary
   ``edge_f1``, the F1 score of SE-CNN's edge map binarised at 0.5 against the exact model's
   binarised map, per frame, averaged over frames; also ``edge_mae``, the mean absolute
-  difference of the probabilities. ``hed_vgg16`` returns probabilities (``models/hed.py``);
+  difference of the probabilities, and ``edge_on``, the share of the exact map's pixels that
+  are on (how much there is to agree on). ``hed_vgg16`` returns probabilities (``models/hed.py``);
   :func:`edge_f1` takes ``from_logits=True`` for its ``logits=True`` variant and refuses values
   outside ``[0, 1]`` otherwise.
 * ``region_f1`` (CRAFT; raw scores ``[T, H', W', 2]`` or flattened): primary ``region_f1``, the
   F1 score of the region-score channel (channel 0) binarised at 0.4 (EasyOCR's ``low_text``)
-  against the exact model's, per frame, averaged; also ``region_iou`` (Jaccard index).
+  against the exact model's, per frame, averaged; also ``region_iou`` (Jaccard index) and
+  ``region_on`` (share of the exact region map that is on: on footage without text it is ~0
+  and the F1 is 1 by the empty-map convention below, so read the two together).
 
 Conventions. A pixel is "on" when its value is strictly above the threshold. Per frame,
 ``F1 = 2 TP / (2 TP + FP + FN)`` and ``IoU = TP / (TP + FP + FN)``; when *both* maps are empty
@@ -121,7 +124,8 @@ def _edge_frames(outputs: Any, exact: Any, threshold: float = 0.5,
             raise ValueError(f"edge_f1 expects probabilities in [0, 1], got values in "
                              f"[{lo:.3g}, {hi:.3g}]; pass from_logits=True for pre-sigmoid maps")
     f1, _ = binary_f1_iou(a > threshold, b > threshold)
-    return {"edge_f1": f1, "edge_mae": np.abs(a - b).mean(axis=1)}
+    return {"edge_f1": f1, "edge_mae": np.abs(a - b).mean(axis=1),
+            "edge_on": (b > threshold).mean(axis=1)}
 
 
 def _region_frames(outputs: Any, exact: Any, threshold: float = 0.4, channels: int = 2,
@@ -133,7 +137,7 @@ def _region_frames(outputs: Any, exact: Any, threshold: float = 0.4, channels: i
     ra = a.reshape(a.shape[0], -1, channels)[..., channel]
     rb = b.reshape(b.shape[0], -1, channels)[..., channel]
     f1, iou = binary_f1_iou(ra > threshold, rb > threshold)
-    return {"region_f1": f1, "region_iou": iou}
+    return {"region_f1": f1, "region_iou": iou, "region_on": (rb > threshold).mean(axis=1)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,10 +164,12 @@ METRICS: dict[str, Metric] = {
     "top1": Metric("top1", "top1_agreement", "top-1 agreement", _top1_frames,
                    (("top1_agreement", "top-1 agreement"), ("top5_overlap", "top-5 overlap"))),
     "edge_f1": Metric("edge_f1", "edge_f1", "edge-map F1 (binarised at 0.5)", _edge_frames,
-                      (("edge_f1", "edge F1 @0.5"), ("edge_mae", "edge MAE"))),
+                      (("edge_f1", "edge F1 @0.5"), ("edge_mae", "edge MAE"),
+                       ("edge_on", "exact map on"))),
     "region_f1": Metric("region_f1", "region_f1", "region-score F1 (binarised at 0.4)",
                         _region_frames,
-                        (("region_f1", "region F1 @0.4"), ("region_iou", "region IoU @0.4"))),
+                        (("region_f1", "region F1 @0.4"), ("region_iou", "region IoU @0.4"),
+                         ("region_on", "exact map on"))),
 }
 
 

@@ -361,6 +361,14 @@ def _score(r: Mapping[str, Any]) -> float:
     return r["score"] if "score" in r else r["top1_agreement"]
 
 
+def _field(r: Mapping[str, Any], key: str) -> str:
+    """A metric field as the tables show it (MAE in scientific notation, shares in %)."""
+    v = r.get(key)
+    if v is None:
+        return "n/a"
+    return f"{v:.2e}" if key.endswith("_mae") else pct(v)
+
+
 def _accuracy_claims(ac: Mapping[str, Any]) -> list[dict[str, str]]:
     """The ">95% of accuracy" rows, each judged on the model's declared metric."""
     obj = ac["objective"]
@@ -433,7 +441,7 @@ def _accuracy_section(ac: Mapping[str, Any]) -> list[str]:
         rows = []
         for r in mine:
             row = [r["model"], r["stream"], f"{r['tau']:g}", r["frames"],
-                   *[pct(r.get(k)) if "mae" not in k else f"{r[k]:.2e}" for k, _ in fields],
+                   *[_field(r, k) for k, _ in fields],
                    f"{r['logit_error']:.2e}", pct(r["mispredicted"]), times(r["speedup"])]
             if labelled and name == "top1":
                 row += [pct(r.get("label_top1")), pct(r.get("label_top1_exact"))]
@@ -464,8 +472,7 @@ def _accuracy_section(ac: Mapping[str, Any]) -> list[str]:
         for e in t["evaluation"]:
             ho = e.get("heldout", {})
             rows.append([e["stream"], e["heldout_frames"],
-                         *[(pct(ho.get(k)) if "mae" not in k else f"{ho[k]:.2e}")
-                           if ho else "n/a" for k, _ in fields],
+                         *[_field(ho, k) if ho else "n/a" for k, _ in fields],
                          f"{ho['logit_error']:.2e}" if ho else "n/a",
                          pct(e.get("mispredicted")), times(e.get("speedup"))])
         out += ["Tuned thresholds on held-out frames:", "",

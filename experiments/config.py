@@ -114,7 +114,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.tune_evals = 6
     c.tune_scheme = "secnn_hw"
     c.tune_baseline = "dense"
-    c.tune_methods = "mean,worst_window(windows=4,backoff=0.5)"
+    c.tune_methods = "mean,worst_window(windows=4,backoff=0.25)"
     c.transfer_streams = "bigbuckbunny,carphone_pristine"
     c.transfer_frames = 0
     c.transfer_window = 8

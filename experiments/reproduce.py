@@ -132,14 +132,14 @@ def _transfer_notes(ac: dict[str, Any]) -> list[str]:
     for m in dict.fromkeys(t["model"] for t in tuned):
         mine = [t for t in tuned if t["model"] == m]
         label = report_lib.metric_label(ac, m)
-        parts = [f"`{t['method']}` worst held-out window "
-                 f"{pct(min(p['worst_window'] for p in t['transfer']['streams']))} at "
+        parts = [f"`{t['method']}` lowest held-out score "
+                 f"{pct(min(p['score'] for p in t['transfer']['streams']))} at "
                  f"{times(t['speedup'])} calibration speedup" for t in mine]
         held = [t for t in mine if t["transfer"]["floor_met"]]
         verdict = (f"`{max(held, key=lambda t: t['speedup'] or 0)['method']}` holds the floor "
-                   "on every held-out window and clip" if held else
-                   f"no tuning method holds the {pct(mine[0]['floor'])} floor on every held-out "
-                   "window and clip; only tau = 0 (exact) is safe")
+                   "on the held-out frames of every clip" if held else
+                   f"no tuning method holds the {pct(mine[0]['floor'])} floor on the held-out "
+                   "frames of every clip; only tau = 0 (exact) is safe")
         out.append(f"Transfer ({m}, {label}): " + "; ".join(parts) + f". Verdict: {verdict}.")
     return out
 

@@ -169,8 +169,11 @@ def test_transfer_rows_per_clip_and_window(study: dict[str, Any]) -> None:
         wins = [r for r in tr["rows"] if r["stream"] == "carphone_pristine"]
         assert [(r["start"], r["end"]) for r in wins] == [(i, i + 1) for i in range(6)]
         assert car["worst_window"] == min(r["score"] for r in wins)
-        assert car["floor_met"] == (car["worst_window"] >= t["floor"])
+        assert car["score"] == pytest.approx(np.mean([r["score"] for r in wins]))
+        assert car["floor_met"] == (car["score"] >= t["floor"])
+        assert car["windows_met"] == (car["worst_window"] >= t["floor"])
         assert tr["floor_met"] == (bikes["floor_met"] and car["floor_met"])
+        assert car["exact_speedup"] > 0 and 0 < car["exact_mispredicted"] <= 1
         assert all(r["speedup"] is not None and r["speedup"] > 0 for r in tr["rows"])
     # the carphone windows are the metric on an independent run over that clip
     t = res["tuned"][0]

@@ -54,6 +54,7 @@ def test_edge_f1_hand_computed() -> None:
     r = metrics.edge_f1(outs, exact)
     assert r["edge_f1"] == pytest.approx(2 / 4) and r["score"] == r["edge_f1"]
     assert r["edge_mae"] == pytest.approx(np.mean([0.3, 0.4, 0.6, 0.1]))
+    assert r["edge_on"] == 0.5                       # half the exact map is on
     # identical maps: 1; disjoint maps: 0
     assert metrics.edge_f1(exact, exact)["score"] == 1.0
     assert metrics.edge_f1(1 - exact, exact)["score"] == 0.0
@@ -81,6 +82,7 @@ def test_empty_maps() -> None:
     some[1, 0, 0, 0] = 0.9
     # both empty: 1.0 (documented convention); one empty: 0.0
     assert metrics.edge_f1(zeros, zeros)["score"] == 1.0
+    assert metrics.edge_f1(zeros, zeros)["edge_on"] == 0.0   # nothing to agree on
     r = metrics.edge_f1(zeros, some)
     assert r["score"] == 0.5 and r["score_min"] == 0.0
     f1, iou = metrics.binary_f1_iou(np.zeros((1, 4), bool), np.zeros((1, 4), bool))
@@ -97,6 +99,7 @@ def test_region_f1_uses_channel_0_at_0_4() -> None:
     outs[0, :, :, 1] = 0.0
     r = metrics.region_f1(outs, exact)
     assert r["region_f1"] == pytest.approx(0.5) and r["region_iou"] == pytest.approx(1 / 3)
+    assert r["region_on"] == 0.5
     assert metrics.region_f1(outs.reshape(1, -1), exact.reshape(1, -1)) == r
     assert metrics.region_f1(exact, exact)["score"] == 1.0
     disjoint = exact.copy()

@@ -1,29 +1,53 @@
 """Accuracy study: what a tolerance tau costs in agreement with the exact model, and what it buys.
 
+Every model is judged on the task metric it declares (``models.get_spec(name).metric``,
+:mod:`experiments.metrics`): classifiers on *top-1 agreement* (same arg-max class as the exact
+model; also top-5 overlap), HED on the F1 score of its edge map binarised at 0.5 (also the mean
+absolute error of the probabilities), CRAFT on the F1 score of its region score binarised at 0.4
+(also the IoU). The metric's *primary score* (in ``[0, 1]``, 1 = the exact model's output) is
+what the ">95%" claim, the tuner's floor and the held-out verdicts are judged on; every row
+names its metric.
+
 * **Sweep.** For every model, stream and global tau, SE-CNN runs over the stream and is compared,
-  frame by frame, with the plain forward pass: *top-1 agreement* (same arg-max class), *top-5
-  overlap* (shared classes among the two top-5 sets, over 5) and *logit error* (max absolute logit
-  difference over the exact logits' max absolute value). With a timer, each tau also gets its
-  replayed speedup (the tuner's scheme over its baseline on the first GPU). With ``labels``, top-1
-  accuracy against the labels is reported for the exact model and every tau.
+  frame by frame, with the plain forward pass: the metric's fields and *output error* (max
+  absolute output difference over the exact output's max absolute value, ``logit_error``). With
+  a timer, each tau also gets its replayed speedup (the tuner's scheme over its baseline on the
+  first GPU). With ``labels`` (classifiers), top-1 accuracy against the labels is reported for
+  the exact model and every tau.
 * **Threshold tuner** (:func:`tune`). Per-layer thresholds ``tau_l = alpha_l * s_l``, with
-  ``s_l`` the mean ``|x|`` of layer ``l``'s input on the calibration frames, chosen to maximise
-  the replayed speedup subject to a top-1 agreement floor (default 95%) on the calibration frames
-  (the first ``calibration_frames`` of the tuning stream). Stage 1 searches one global ``alpha``
-  by doubling/halving; stage 2 doubles ``alpha`` for groups of layers, largest serial-phase work
+  ``s_l`` the mean ``|x|`` of layer ``l``'s input on the calibration frames (thresholds relative
+  to each layer's activation scale), chosen to maximise the replayed speedup subject to a floor
+  (default 95%) on the metric's primary score over the calibration frames (the first
+  ``calibration_frames`` of the tuning stream). Stage 1 searches one global ``alpha`` by
+  doubling/halving; stage 2 doubles ``alpha`` for groups of layers, largest serial-phase work
   first, keeping each change that stays above the floor and gains speed. Every evaluation is one
-  SE-CNN run over the calibration frames with ``serial_amend_dynamic`` (tau is traced: one
-  compile). The chosen thresholds are then run over the whole stream and every other stream, and
-  the agreement is reported on the *held-out* frames (never seen by the tuner).
+  SE-CNN run over the calibration frames with tau traced (one compile).
+* **Tuning methods** (:class:`TuneMethod`, ``config.tune_methods``) decide what "above the
+  floor" means on the calibration frames. ``mean`` (the original tuner): the score over all
+  calibration frames. ``worst_window``: the calibration frames are cut into ``windows``
+  contiguous windows and the *worst* window's score must clear the floor. ``mean_std``: the mean
+  of the window scores minus ``k`` standard deviations must. Every method takes a safety
+  ``margin`` (the criterion must reach ``floor + margin``) and a ``backoff`` (the chosen
+  ``alpha`` is multiplied by it, a margin in threshold space).
+* **Transfer** (:func:`transfer`). The chosen thresholds run over a longer stretch of the tuning
+  stream (``transfer_frames``) and over other clips; the study reports the score over the
+  held-out frames of every clip and on every window of ``transfer_window`` frames (after the
+  calibration frames on the tuning stream), whether the floor holds on every clip's held-out
+  frames (and, stricter, on every window), and what each method's margin costs: its held-out
+  speedup beside exact SE-CNN's (tau = 0) on the same frames, and the serial work left.
 
-Library: :func:`sweep`, :func:`tune`, :func:`accuracy`. Command line::
+Library: :func:`sweep`, :func:`tune`, :func:`transfer`, :func:`accuracy`,
+:func:`dense_map_panels`. Command line::
 
-    python -m experiments.accuracy --out_dir=runs/accuracy --config.taus=0,0.1,0.2
+    python -m experiments.accuracy --out_dir=runs/accuracy --config.taus=0,0.1,0.2 \\
+        --config.tune_methods='mean,worst_window(windows=4,backoff=0.5)'
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,30 +55,51 @@ from typing import Any
 import numpy as np
 from absl import app, logging
 
+from experiments import metrics as metrics_lib
 from experiments.cells import CellResult, Workspace
 from experiments.config import ConfigError
 from experiments.speedup import frame_times
 from secnn_jax import events as ev
 
-__all__ = ["CLAIM_AGREEMENT", "accuracy", "agreement", "load_labels", "sweep", "tune"]
+__all__ = [
+    "CLAIM_AGREEMENT",
+    "TuneMethod",
+    "accuracy",
+    "agreement",
+    "dense_map_panels",
+    "evaluate",
+    "load_labels",
+    "sweep",
+    "transfer",
+    "tune",
+    "tune_method",
+]
 
-#: The paper's claim: SE-CNN keeps over this fraction of the classification accuracy.
+#: The paper's claim: SE-CNN keeps over this fraction of the accuracy (judged on each model's
+#: declared metric).
 CLAIM_AGREEMENT = 0.95
 
 
+def _output_error(outputs: np.ndarray, exact: np.ndarray) -> dict[str, float]:
+    a = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
+    b = np.asarray(exact, np.float64).reshape(len(exact), -1)
+    scale = np.maximum(np.abs(b).max(-1), 1e-30)
+    err = np.abs(a - b).max(-1) / scale
+    return {"logit_error": float(err.mean()), "logit_error_max": float(err.max())}
+
+
 def agreement(logits: np.ndarray, exact: np.ndarray) -> dict[str, float]:
-    """Top-1 agreement, top-5 overlap and logit error of ``logits`` vs ``exact`` ``[T, C]``."""
-    logits = np.asarray(logits, np.float64)
-    exact = np.asarray(exact, np.float64)
-    top1 = float(np.mean(logits.argmax(-1) == exact.argmax(-1)))
-    k = min(5, exact.shape[-1])
-    a = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
-    b = np.argsort(-exact, axis=-1, kind="stable")[:, :k]
-    overlap = float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b, strict=True)]))
-    scale = np.maximum(np.abs(exact).max(-1), 1e-30)
-    err = np.abs(logits - exact).max(-1) / scale
-    return {"top1_agreement": top1, "top5_overlap": overlap,
-            "logit_error": float(err.mean()), "logit_error_max": float(err.max())}
+    """Top-1 agreement, top-5 overlap and logit error of ``logits`` vs ``exact`` ``[T, C]``
+    (the classifier metric; :func:`evaluate` uses each model's declared one)."""
+    r = metrics_lib.top1(logits, exact)
+    return {"top1_agreement": r["top1_agreement"], "top5_overlap": r["top5_overlap"],
+            **_output_error(logits, exact)}
+
+
+def evaluate(metric: str, outputs: np.ndarray, exact: np.ndarray) -> dict[str, Any]:
+    """``metric``'s fields (:func:`experiments.metrics.evaluate`: ``score``, ``score_min``,
+    ``metric`` and the named fields) plus the output error of ``outputs`` vs ``exact``."""
+    return {**metrics_lib.evaluate(metric, outputs, exact), **_output_error(outputs, exact)}
 
 
 def load_labels(path: str | Path) -> dict[tuple[str, int], int]:
@@ -75,6 +120,112 @@ def load_labels(path: str | Path) -> dict[tuple[str, int], int]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# Tuning methods
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneMethod:
+    """What the tuner requires of the calibration frames (see the module docstring).
+
+    Attributes:
+      kind: ``"mean"`` (score over all calibration frames), ``"worst_window"`` (the worst of
+        ``windows`` contiguous windows) or ``"mean_std"`` (mean of the window scores minus ``k``
+        standard deviations).
+      windows: calibration windows (``worst_window``, ``mean_std``: at least 2).
+      margin: safety margin: the criterion must reach ``floor + margin``.
+      k: standard deviations subtracted (``mean_std``).
+      backoff: the chosen ``alpha`` is multiplied by this (``(0, 1]``; 1 = none).
+    """
+
+    kind: str = "mean"
+    windows: int = 1
+    margin: float = 0.0
+    k: float = 1.0
+    backoff: float = 1.0
+
+    KINDS = ("mean", "worst_window", "mean_std")
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ConfigError(f"tune method {self.kind!r}: unknown; known: "
+                              f"{', '.join(self.KINDS)}")
+        if int(self.windows) != self.windows or self.windows < 1:
+            raise ConfigError(f"tune method {self.spec}: windows must be an integer >= 1")
+        if self.kind != "mean" and self.windows < 2:
+            raise ConfigError(f"tune method {self.spec}: {self.kind} needs windows >= 2")
+        if not 0.0 <= self.margin < 1.0:
+            raise ConfigError(f"tune method {self.spec}: margin must lie in [0, 1)")
+        if not (np.isfinite(self.k) and self.k >= 0):
+            raise ConfigError(f"tune method {self.spec}: k must be finite and >= 0")
+        if not 0.0 < self.backoff <= 1.0:
+            raise ConfigError(f"tune method {self.spec}: backoff must lie in (0, 1]")
+
+    @property
+    def spec(self) -> str:
+        """Canonical spec string: ``worst_window(windows=4,margin=0.02,backoff=0.5)``."""
+        args = []
+        if self.kind != "mean":
+            args.append(f"windows={int(self.windows)}")
+        if self.kind == "mean_std":
+            args.append(f"k={self.k:g}")
+        if self.margin:
+            args.append(f"margin={self.margin:g}")
+        if self.backoff != 1.0:
+            args.append(f"backoff={self.backoff:g}")
+        return self.kind + (f"({','.join(args)})" if args else "")
+
+    def window_scores(self, per_frame: np.ndarray) -> np.ndarray:
+        """Mean score of each of the ``windows`` contiguous windows of ``per_frame``."""
+        parts = np.array_split(np.asarray(per_frame, np.float64), int(self.windows))
+        return np.array([p.mean() for p in parts if p.size], np.float64)
+
+    def criterion(self, per_frame: np.ndarray) -> float:
+        """The number compared with ``floor + margin``, from per-frame primary scores."""
+        per_frame = np.asarray(per_frame, np.float64)
+        if self.kind == "mean":
+            return float(per_frame.mean())
+        w = self.window_scores(per_frame)
+        if self.kind == "worst_window":
+            return float(w.min())
+        return float(w.mean() - self.k * (w.std(ddof=1) if w.size > 1 else 0.0))
+
+
+def tune_method(spec: str | TuneMethod) -> TuneMethod:
+    """A :class:`TuneMethod` from ``mean``, ``worst_window(windows=4,margin=0.02)``,
+    ``mean_std(windows=4,k=1,backoff=0.5)``...; :class:`ConfigError` naming the problem."""
+    if isinstance(spec, TuneMethod):
+        return spec
+    m = re.fullmatch(r"\s*(\w+)\s*(?:\((.*)\))?\s*", str(spec))
+    if not m:
+        raise ConfigError(f"bad tune method spec {spec!r}")
+    kind, args = m.group(1), m.group(2) or ""
+    kwargs: dict[str, float] = {}
+    names = ("windows", "margin", "k", "backoff")
+    for part in filter(None, (p.strip() for p in args.split(","))):
+        key, _, value = part.partition("=")
+        key = key.strip()
+        if key not in names:
+            raise ConfigError(f"tune method {spec!r}: unknown argument {key!r}; known: "
+                              f"{', '.join(names)}")
+        try:
+            kwargs[key] = float(value)
+        except ValueError as e:
+            raise ConfigError(f"tune method {spec!r}: {part!r} is not key=number") from e
+    if kind != "mean" and "windows" not in kwargs:
+        kwargs["windows"] = 4
+    if "windows" in kwargs:
+        w = kwargs["windows"]
+        if not float(w).is_integer():
+            raise ConfigError(f"tune method {spec!r}: windows must be an integer")
+        kwargs["windows"] = int(w)
+    return TuneMethod(kind, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweep
+
+
 def _cell_speedup(ws: Workspace, model: str, stream: str, cell: CellResult, gpu: int,
                   scheme: str, baseline: str, frames: slice = slice(None)) -> float | None:
     if cell.time_us is None or ws.timer is None:
@@ -90,15 +241,24 @@ def _cell_speedup(ws: Workspace, model: str, stream: str, cell: CellResult, gpu:
 
 def sweep(ws: Workspace, model: str, stream: str, predictor: str, taus: Sequence[float], *,
           gpu: int = 0, scheme: str = "secnn_hw", baseline: str = "dense",
-          labels: Mapping[tuple[str, int], int] | None = None) -> list[dict[str, Any]]:
-    """Agreement (and speedup, with a timer) of SE-CNN at each global tau over one stream."""
+          labels: Mapping[tuple[str, int], int] | None = None,
+          metric: str | None = None) -> list[dict[str, Any]]:
+    """The declared metric (and speedup, with a timer) of SE-CNN at each global tau.
+
+    Args:
+      metric: the metric to judge on (default: the model's declared one).
+    """
+    metric = metric or metrics_lib.model_metric(model)
     ref = ws.reference(model, stream)
     rows = []
     labelled = sorted(f for (s, f) in (labels or {}) if s == stream and f < len(ref.logits))
+    if labelled and metric != "top1":
+        logging.warning("labels given, but %s is judged on %s: labels ignored", model, metric)
+        labelled = []
     for tau in taus:
         cell = ws.run(model, stream, predictor, float(tau), timed=True)
         row: dict[str, Any] = {"tau": float(tau), "frames": int(cell.logits.shape[0]),
-                               **agreement(cell.logits, ref.logits),
+                               **evaluate(metric, cell.logits, ref.logits),
                                "mispredicted": _mispredicted(cell),
                                "speedup": _cell_speedup(ws, model, stream, cell, gpu, scheme,
                                                         baseline)}
@@ -116,72 +276,100 @@ def _mispredicted(cell: CellResult) -> float:
     return float((c[ev.ZN] + c[ev.VM]) / c.sum())
 
 
+# ---------------------------------------------------------------------------------------------
+# Tuner
+
+
+def _calibration_frames(ws: Workspace, model: str, stream: str, requested: int) -> int:
+    total = ws.n_frames(model, stream)
+    cs = ws.chunk_size
+    calib = max(cs, (min(requested, total) // cs) * cs)
+    if calib >= total and total > cs:
+        calib = ((total - 1) // cs) * cs
+    return min(calib, total)
+
+
 def tune(ws: Workspace, model: str, stream: str, predictor: str, *, calibration_frames: int,
          floor: float = CLAIM_AGREEMENT, evals: int = 8, gpu: int = 0,
-         scheme: str = "secnn_hw", baseline: str = "dense", groups: int = 4) -> dict[str, Any]:
-    """Per-layer thresholds maximising replayed speedup with top-1 agreement >= ``floor``.
+         scheme: str = "secnn_hw", baseline: str = "dense", groups: int = 4,
+         method: str | TuneMethod = "mean", metric: str | None = None) -> dict[str, Any]:
+    """Per-layer thresholds maximising replayed speedup with the metric's score >= ``floor``.
 
     Args:
       calibration_frames: frames the tuner sees (rounded down to a multiple of the workspace's
         chunk size; at least one chunk; at most all frames but one chunk when possible).
-      floor: minimum top-1 agreement with the exact model on the calibration frames.
-      evals: maximum SE-CNN runs over the calibration frames.
+      floor: minimum of the method's criterion (minus its margin) on the calibration frames,
+        on the primary score of ``metric``.
+      evals: maximum SE-CNN runs over the calibration frames (a ``backoff`` below 1 adds one).
       gpu, scheme, baseline: the objective: speedup of ``scheme`` over ``baseline`` on the
         timer's ``gpu``-th GPU.
       groups: layer groups of stage 2 (by serial-phase work).
+      method: a :class:`TuneMethod` or its spec (``mean``: the score over all calibration
+        frames).
+      metric: the metric (default: the model's declared one).
 
     Returns:
-      ``tau`` (``{layer: float}``), ``alpha`` and ``scale`` per layer, the calibration
-      ``agreement`` and ``speedup``, ``calibration_frames``, and ``history`` (every evaluation).
+      ``tau`` (``{layer: float}``), ``alpha`` and ``scale`` per layer, ``metric``, ``method``
+      (its spec), the calibration ``agreement`` (the primary score over all calibration frames),
+      ``criterion`` (the method's number), ``window_scores``, ``speedup``,
+      ``calibration_frames``, and ``history`` (every evaluation).
     """
     if ws.timer is None:
         raise ConfigError("the threshold tuner needs a timer (timing replay)")
+    meth = tune_method(method)
+    metric = metric or metrics_lib.model_metric(model)
+    primary = metrics_lib.get_metric(metric).primary
     layers = ws.layers(model, stream)
-    total = ws.n_frames(model, stream)
-    cs = ws.chunk_size
-    calib = max(cs, (min(calibration_frames, total) // cs) * cs)
-    if calib >= total and total > cs:
-        calib = ((total - 1) // cs) * cs
-    calib = min(calib, total)
+    calib = _calibration_frames(ws, model, stream, calibration_frames)
+    if meth.windows > calib:
+        raise ConfigError(f"tune method {meth.spec}: {meth.windows} windows need at least as "
+                          f"many calibration frames, have {calib}")
     ref = ws.reference(model, stream)
     n_inputs = ref.n_inputs.astype(np.float64)
     scale = ref.abs_sum[:calib].sum(0) / (n_inputs * calib)
     fan = np.array([lyr.macs / lyr.n_inputs / lyr.in_shape[0] for lyr in layers], np.float64)
     names = [lyr.name for lyr in layers]
+    need = floor + meth.margin
     history: list[dict[str, Any]] = []
     cache: dict[tuple[float, ...], dict[str, Any]] = {}
 
-    def evaluate(alpha: np.ndarray, note: str) -> dict[str, Any]:
+    def evaluate_alpha(alpha: np.ndarray, note: str) -> dict[str, Any]:
         key = tuple(float(a) for a in alpha)
         if key in cache:
             return cache[key]
         tau = {n: float(a * s) for n, a, s in zip(names, alpha, scale, strict=True)}
         cell = ws.run(model, stream, predictor, tau, n_frames=calib, timed=True)
-        agr = agreement(cell.logits, ref.logits[:calib])["top1_agreement"]
+        per = metrics_lib.frame_scores(metric, cell.logits, ref.logits[:calib])[primary]
+        agr = float(per.mean())
+        crit = meth.criterion(per)
         sp = _cell_speedup(ws, model, stream, cell, gpu, scheme, baseline)
         miss = cell.counts[:, :, ev.ZN].sum(0) + cell.counts[:, :, ev.VM].sum(0)
+        ok = bool(crit >= need)
         out = {"alpha": np.array(alpha, np.float64), "tau": tau, "agreement": agr,
-               "speedup": sp, "feasible": agr >= floor, "serial_work": miss * fan}
+               "criterion": crit, "windows": meth.window_scores(per).tolist(),
+               "speedup": sp, "feasible": ok, "serial_work": miss * fan,
+               "mispredicted": _mispredicted(cell)}
         cache[key] = out
-        history.append({"step": len(history), "note": note, "agreement": agr, "speedup": sp,
-                        "feasible": bool(agr >= floor),
+        history.append({"step": len(history), "note": note, "agreement": agr,
+                        "criterion": crit, "speedup": sp, "feasible": ok,
                         "alpha_min": float(np.min(alpha)), "alpha_max": float(np.max(alpha))})
-        logging.info("tuner %s: agreement %.3f speedup %s (%s)", note, agr,
-                     f"{sp:.3f}" if sp is not None else "n/a", "ok" if agr >= floor else "below")
+        logging.info("tuner %s %s %s: %s %.3f, criterion %.3f, speedup %s (%s)", model,
+                     meth.spec, note, metric, agr, crit,
+                     f"{sp:.3f}" if sp is not None else "n/a", "ok" if ok else "below")
         return out
 
     L = len(layers)
-    best = evaluate(np.zeros(L), "exact (alpha 0)")
+    best = evaluate_alpha(np.zeros(L), "exact (alpha 0)")
     budget = evals - 1
     # Stage 1: one global alpha, doubling up from 0.02 or halving down.
     a = 0.02
-    first = evaluate(np.full(L, a), f"global alpha {a:g}") if budget > 0 else None
+    first = evaluate_alpha(np.full(L, a), f"global alpha {a:g}") if budget > 0 else None
     budget -= 1 if first is not None else 0
     if first is not None and first["feasible"]:
         best = _better(best, first)
         while budget > 0 and a < 64:
             a *= 2
-            r = evaluate(np.full(L, a), f"global alpha {a:g}")
+            r = evaluate_alpha(np.full(L, a), f"global alpha {a:g}")
             budget -= 1
             if not r["feasible"]:
                 break
@@ -189,7 +377,7 @@ def tune(ws: Workspace, model: str, stream: str, predictor: str, *, calibration_
     elif first is not None:
         while budget > 0 and a > 0.001:
             a /= 2
-            r = evaluate(np.full(L, a), f"global alpha {a:g}")
+            r = evaluate_alpha(np.full(L, a), f"global alpha {a:g}")
             budget -= 1
             if r["feasible"]:
                 best = _better(best, r)
@@ -212,19 +400,27 @@ def tune(ws: Workspace, model: str, stream: str, predictor: str, *, calibration_
                     continue
                 alpha = best["alpha"].copy()
                 alpha[members] *= 2
-                r = evaluate(alpha, f"group {gi} ({members.size} layers) x2")
+                r = evaluate_alpha(alpha, f"group {gi} ({members.size} layers) x2")
                 budget -= 1
                 if r["feasible"] and (r["speedup"] or 0) > (best["speedup"] or 0):
                     best = r
                 else:
                     frozen.add(gi)
+    searched = best
+    if meth.backoff < 1.0 and float(best["alpha"].max()) > 0:
+        best = evaluate_alpha(best["alpha"] * meth.backoff, f"backoff x{meth.backoff:g}")
     return {
         "model": model, "stream": stream, "predictor": predictor, "floor": float(floor),
+        "metric": metric, "method": meth.spec, "margin": float(meth.margin),
         "calibration_frames": int(calib), "tau": best["tau"],
         "alpha": dict(zip(names, best["alpha"].tolist(), strict=True)),
         "scale": dict(zip(names, scale.tolist(), strict=True)),
-        "agreement": best["agreement"], "speedup": best["speedup"], "history": history,
-        "objective": {"gpu": gpu, "scheme": scheme, "baseline": baseline},
+        "agreement": best["agreement"], "criterion": best["criterion"],
+        "window_scores": best["windows"], "speedup": best["speedup"],
+        "mispredicted": best["mispredicted"],
+        "searched": {"agreement": searched["agreement"], "speedup": searched["speedup"],
+                     "criterion": searched["criterion"]},
+        "history": history, "objective": {"gpu": gpu, "scheme": scheme, "baseline": baseline},
     }
 
 
@@ -235,59 +431,248 @@ def _better(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return b if (b["speedup"] or 0) >= (a["speedup"] or 0) else a
 
 
+# ---------------------------------------------------------------------------------------------
+# Held-out evaluation and transfer
+
+
+def _evaluation(ws: Workspace, model: str, streams: Sequence[str], t: Mapping[str, Any],
+                predictor: str, gpu: int, scheme: str, baseline: str) -> list[dict[str, Any]]:
+    """Per workspace stream: the metric on calibration and held-out frames, speedup."""
+    metric = t["metric"]
+    out = []
+    for s in streams:
+        ref = ws.reference(model, s)
+        cell = ws.run(model, s, predictor, t["tau"], timed=True)
+        held = slice(t["calibration_frames"], None) if s == t["stream"] else slice(None)
+        e: dict[str, Any] = {"stream": s, "frames": int(cell.logits.shape[0]),
+                             "heldout_frames": int(cell.logits[held].shape[0])}
+        if s == t["stream"]:
+            calib = slice(0, t["calibration_frames"])
+            e["calibration"] = evaluate(metric, cell.logits[calib], ref.logits[calib])
+        if e["heldout_frames"] > 0:
+            e["heldout"] = evaluate(metric, cell.logits[held], ref.logits[held])
+            e["speedup"] = _cell_speedup(ws, model, s, cell, gpu, scheme, baseline, held)
+            e["mispredicted"] = _mispredicted(
+                CellResult(cell.logits[held], cell.counts[held], None))
+        out.append(e)
+    return out
+
+
+def transfer(ws: Workspace, model: str, tuned: Mapping[str, Any], streams: Sequence[str], *,
+             predictor: str | None = None, window: int = 16, gpu: int = 0,
+             scheme: str = "secnn_hw", baseline: str = "dense") -> dict[str, Any]:
+    """The tuned thresholds on later stretches of the tuning stream and on other streams.
+
+    ``ws`` holds the streams (for the tuning stream, typically more frames than the tuner's
+    workspace: the calibration frames are its first ``tuned["calibration_frames"]``). On the
+    tuning stream every ``window`` frames after the calibration frames form a window; on any
+    other stream windows start at frame 0 (every frame is held out).
+
+    Returns:
+      ``{"model", "method", "metric", "floor", "rows", "streams", "floor_met",
+      "windows_met"}``: ``rows`` per
+      (stream, window) with ``start``, ``end``, ``score`` (and the metric's fields),
+      ``speedup``, ``mispredicted``; ``streams`` per stream the held-out ``score`` over all its
+      held-out frames, ``worst_window``, ``speedup``, ``exact_speedup`` (tau = 0 on the same
+      frames: what the thresholds gain over exact SE-CNN), ``mispredicted`` and
+      ``exact_mispredicted``, ``floor_met`` (the held-out score at or above the floor) and
+      ``windows_met`` (every window at or above it: the stricter reading); ``floor_met`` and
+      ``windows_met`` at the top: on every stream.
+    """
+    if window < 1:
+        raise ConfigError(f"transfer window must be >= 1 frame, got {window}")
+    predictor = predictor or tuned["predictor"]
+    metric = tuned["metric"]
+    primary = metrics_lib.get_metric(metric).primary
+    floor = float(tuned["floor"])
+    rows, per_stream = [], []
+    for s in streams:
+        ref = ws.reference(model, s)
+        cell = ws.run(model, s, predictor, tuned["tau"], timed=True)
+        n = int(cell.logits.shape[0])
+        start = int(tuned["calibration_frames"]) if s == tuned["stream"] else 0
+        if start >= n:
+            logging.warning("transfer: %s has %d frames, none after the %d calibration frames",
+                            s, n, start)
+            continue
+        scores = metrics_lib.frame_scores(metric, cell.logits, ref.logits)
+        mine = []
+        for a in range(start, n, window):
+            b = min(a + window, n)
+            sl = slice(a, b)
+            r = {"model": model, "method": tuned["method"], "stream": s, "start": a, "end": b,
+                 "frames": b - a, **metrics_lib.summarize(metric, scores, sl),
+                 "speedup": _cell_speedup(ws, model, s, cell, gpu, scheme, baseline, sl),
+                 "mispredicted": _mispredicted(CellResult(cell.logits[sl], cell.counts[sl],
+                                                          None))}
+            mine.append(r)
+        rows += mine
+        held = slice(start, n)
+        worst = min(r["score"] for r in mine)
+        score = float(np.mean(scores[primary][held]))
+        exact = ws.run(model, s, predictor, 0.0, n_frames=n, timed=True)
+        per_stream.append({
+            "stream": s, "calibration_stream": s == tuned["stream"], "start": start,
+            "frames": n - start, "windows": len(mine), "score": score, "worst_window": worst,
+            "speedup": _cell_speedup(ws, model, s, cell, gpu, scheme, baseline, held),
+            "exact_speedup": _cell_speedup(ws, model, s, exact, gpu, scheme, baseline, held),
+            "mispredicted": _mispredicted(CellResult(cell.logits[held], cell.counts[held],
+                                                     None)),
+            "exact_mispredicted": _mispredicted(CellResult(exact.logits[held],
+                                                           exact.counts[held], None)),
+            "floor_met": bool(score >= floor), "windows_met": bool(worst >= floor)})
+    return {"model": model, "method": tuned["method"], "metric": metric, "floor": floor,
+            "window": int(window), "rows": rows, "streams": per_stream,
+            "floor_met": bool(per_stream) and all(p["floor_met"] for p in per_stream),
+            "windows_met": bool(per_stream) and all(p["windows_met"] for p in per_stream)}
+
+
+def _transfer_workspace(ws: Workspace, streams: Mapping[str, Any], frames: int) -> Workspace:
+    """A workspace over ``streams`` sharing ``ws``'s models, timer and chunk cache (cells are
+    keyed by model and stream, so a longer run of a stream reuses the shorter run's chunks)."""
+    return Workspace(ws.models, streams, frames=frames, chunk_size=ws.chunk_size,
+                     resize=ws.resize, cache_dir=ws.cache_dir, timer=ws.timer,
+                     progress=ws.progress)
+
+
 def accuracy(ws: Workspace, models: Sequence[str], streams: Sequence[str], predictor: str,
              taus: Sequence[float], *, tune_stream: str | None = None,
              calibration_frames: int = 16, floor: float = CLAIM_AGREEMENT, evals: int = 8,
              gpu: int = 0, scheme: str = "secnn_hw", baseline: str = "dense",
-             labels: Mapping[tuple[str, int], int] | None = None) -> dict[str, Any]:
-    """The sweep for every model and stream, then the tuner and its held-out evaluation.
+             labels: Mapping[tuple[str, int], int] | None = None,
+             methods: Sequence[str | TuneMethod] = ("mean",),
+             transfer_streams: Mapping[str, Any] | None = None, transfer_frames: int = 0,
+             transfer_window: int = 16) -> dict[str, Any]:
+    """The sweep for every model and stream, then the tuner, its held-out evaluation and
+    transfer.
+
+    Args:
+      methods: tuning methods (:func:`tune_method` specs); each is tuned and evaluated.
+      transfer_streams: ``{name: Stream}`` for :func:`transfer`: the tuning stream (with
+        ``transfer_frames`` frames, for the windows after the calibration frames) and other
+        clips. ``None``: no transfer evaluation.
+      transfer_frames: frames per transfer stream (0: the workspace's frame cap).
+      transfer_window: frames per transfer window.
 
     Returns:
-      ``{"study": "accuracy", "sweep": [...], "tuned": [...], "claim": ...}``. ``sweep`` rows
-      hold ``model``, ``stream`` and the :func:`sweep` fields. ``tuned`` (one per model, if
-      ``tune_stream`` is given and a timer is set) holds the :func:`tune` result plus
-      ``evaluation``: per stream, ``agreement`` on the calibration frames (tuning stream only),
-      ``heldout`` agreement fields and ``speedup`` over the held-out frames.
+      ``{"study": "accuracy", "sweep": [...], "tuned": [...], "metrics": {...}, "claim": ...}``.
+      ``sweep`` rows hold ``model``, ``stream``, ``metric`` and the :func:`sweep` fields.
+      ``tuned`` (one per model and method, if ``tune_stream`` is given and a timer is set)
+      holds the :func:`tune` result plus ``evaluation`` — per workspace stream the metric on
+      the calibration frames (tuning stream only), ``heldout`` fields and ``speedup`` over the
+      held-out frames — and ``transfer`` (:func:`transfer`, with transfer streams). ``metrics``
+      maps each model to its metric's ``name``, ``primary`` and ``label``.
     """
     taus = sorted({0.0, *map(float, taus)})
+    meths = [tune_method(m) for m in methods]
+    model_metrics = {m: metrics_lib.model_metric(m) for m in models}
     rows = []
     for m in models:
         for s in streams:
             for r in sweep(ws, m, s, predictor, taus, gpu=gpu, scheme=scheme,
-                           baseline=baseline, labels=labels):
+                           baseline=baseline, labels=labels, metric=model_metrics[m]):
                 rows.append({"model": m, "stream": s, **r})
     tuned = []
     if tune_stream is not None and ws.timer is not None:
         if tune_stream not in streams:
             raise ConfigError(f"tune_stream {tune_stream!r} is not among the streams {streams}")
+        tws = None
+        if transfer_streams:
+            n = transfer_frames or ws.max_frames
+            # The workspace itself when it already holds every transfer stream (no recompile).
+            tws = ws if (n <= ws.max_frames and all(s in ws.streams for s in transfer_streams)) \
+                else _transfer_workspace(ws, transfer_streams, n)
         for m in models:
-            t = tune(ws, m, tune_stream, predictor, calibration_frames=calibration_frames,
-                     floor=floor, evals=evals, gpu=gpu, scheme=scheme, baseline=baseline)
-            evaluation = []
-            for s in streams:
-                ref = ws.reference(m, s)
-                cell = ws.run(m, s, predictor, t["tau"], timed=True)
-                held = slice(t["calibration_frames"], None) if s == tune_stream else slice(None)
-                e: dict[str, Any] = {"stream": s, "frames": int(cell.logits.shape[0]),
-                                     "heldout_frames": int(cell.logits[held].shape[0])}
-                if s == tune_stream:
-                    calib = slice(0, t["calibration_frames"])
-                    e["calibration"] = agreement(cell.logits[calib], ref.logits[calib])
-                if e["heldout_frames"] > 0:
-                    e["heldout"] = agreement(cell.logits[held], ref.logits[held])
-                    e["speedup"] = _cell_speedup(ws, m, s, cell, gpu, scheme, baseline, held)
-                    e["mispredicted"] = _mispredicted(
-                        CellResult(cell.logits[held], cell.counts[held], None))
-                evaluation.append(e)
-            t["evaluation"] = evaluation
-            tuned.append(t)
+            for meth in meths:
+                t = tune(ws, m, tune_stream, predictor, calibration_frames=calibration_frames,
+                         floor=floor, evals=evals, gpu=gpu, scheme=scheme, baseline=baseline,
+                         method=meth, metric=model_metrics[m])
+                t["evaluation"] = _evaluation(ws, m, streams, t, predictor, gpu, scheme,
+                                              baseline)
+                if tws is not None:
+                    t["transfer"] = transfer(tws, m, t, list(transfer_streams),
+                                             predictor=predictor, window=transfer_window,
+                                             gpu=gpu, scheme=scheme, baseline=baseline)
+                tuned.append(t)
     return {"study": "accuracy", "predictor": predictor, "sweep": rows, "tuned": tuned,
+            "metrics": {m: {"name": k, "primary": metrics_lib.get_metric(k).primary,
+                            "label": metrics_lib.get_metric(k).label}
+                        for m, k in model_metrics.items()},
+            "methods": [mt.spec for mt in meths],
             "claim": {"agreement_above": CLAIM_AGREEMENT},
             "objective": {"gpu": gpu, "scheme": scheme, "baseline": baseline}}
 
 
+# ---------------------------------------------------------------------------------------------
+# Dense-prediction maps for the figure
+
+
+def dense_map_panels(ws: Workspace, result: Mapping[str, Any], stream: str | None = None,
+                     frame: int | None = None) -> list[dict[str, Any]]:
+    """Exact and SE-CNN output maps of one frame for each dense-prediction model tuned.
+
+    For every model whose metric is ``edge_f1`` or ``region_f1`` and that was tuned, the map
+    the metric binarises (HED's edge probabilities; CRAFT's region score) of ``frame`` of
+    ``stream`` (default: ``photos`` if the workspace has it, else the tuning stream; by default
+    the frame whose exact map has the most pixels on, the last on ties), exact and at each
+    tuning method's thresholds.
+
+    Returns:
+      One dict per model: ``model``, ``metric``, ``threshold``, ``stream``, ``frame``,
+      ``image`` (the stream's uint8 frame), ``exact`` ``[H, W]`` and ``secnn``: a list of
+      ``{"method", "map", "score"}`` (the frame's primary score).
+    """
+    import itertools  # noqa: PLC0415
+
+    import jax  # noqa: PLC0415
+
+    thresholds = {"edge_f1": 0.5, "region_f1": 0.4}
+    out = []
+    for m in dict.fromkeys(t["model"] for t in result.get("tuned", [])):
+        metric = result["metrics"][m]["name"]
+        if metric not in thresholds:
+            continue
+        mine = [t for t in result["tuned"] if t["model"] == m]
+        s = stream or ("photos" if "photos" in ws.streams else mine[0]["stream"])
+        x = ws.frames(m, s)
+        ref = ws.reference(m, s)
+        if frame is None:
+            on = metrics_lib.frame_scores(metric, ref.logits, ref.logits)[
+                "edge_on" if metric == "edge_f1" else "region_on"]
+            k = int(len(on) - 1 - np.argmax(on[::-1]))
+        else:
+            k = int(frame)
+        h = ws.model(m)
+        shape = jax.eval_shape(h.apply_fn, h.variables, jax.ShapeDtypeStruct(
+            x.shape[1:], x.dtype)).shape[1:]
+        channel = 0
+
+        def plane(flat: np.ndarray, shape: tuple[int, ...] = shape,
+                  channel: int = channel) -> np.ndarray:
+            return np.asarray(flat, np.float64).reshape(shape)[..., channel]
+
+        exact = plane(ref.logits[k])
+        panels = []
+        for t in mine:
+            cell = ws.run(m, s, t["predictor"], t["tau"], timed=False)
+            score = metrics_lib.summarize(metric, metrics_lib.frame_scores(
+                metric, cell.logits[k:k + 1], ref.logits[k:k + 1]))["score"]
+            panels.append({"method": t["method"], "map": plane(cell.logits[k]),
+                           "score": score})
+        image = next(itertools.islice(iter(ws.streams[s]), k, k + 1), None)
+        out.append({"model": m, "metric": metric, "label": result["metrics"][m]["label"],
+                    "threshold": thresholds[metric], "stream": s, "frame": k,
+                    "image": None if image is None else np.asarray(image), "exact": exact,
+                    "secnn": panels})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
 def main(argv: Sequence[str]) -> None:
-    """Runs the accuracy study and writes results/accuracy.json and its figure."""
+    """Runs the accuracy study and writes results/accuracy.json and its figures."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     from experiments import cli, figures  # noqa: PLC0415
@@ -297,7 +682,43 @@ def main(argv: Sequence[str]) -> None:
     res = run_from_config(st.ws, cfg)
     st.run.write_json("results/accuracy.json", res)
     figures.accuracy_curves(res, st.run.path("figures", "accuracy.png"))
+    panels = dense_map_panels(st.ws, res)
+    if panels:
+        figures.dense_maps(panels, st.run.path("figures", "dense_maps.png"))
     st.run.finish(**st.ws.stats)
+
+
+def transfer_streams_from_config(cfg: Any, tune_stream: str | None,
+                                 opened: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``{name: Stream}`` of the tuning stream and ``cfg.transfer_streams``, each opened with
+    ``cfg.transfer_frames`` frames (0: ``cfg.frames``); ``{}`` when nothing is to transfer.
+
+    The tuning stream is reopened by its name; a stream that cannot be (``pan:...`` streams
+    are named differently from their spec) is taken from ``opened`` as it is.
+    """
+    from experiments import config as config_lib  # noqa: PLC0415
+    from secnn_jax import streams as streams_lib  # noqa: PLC0415
+
+    specs = (config_lib.names(cfg.transfer_streams, "transfer_streams")
+             if str(cfg.transfer_streams).strip() else ())
+    if tune_stream is None or (not specs and not int(cfg.transfer_frames)):
+        return {}
+    n = int(cfg.transfer_frames) or int(cfg.frames)
+    try:
+        out = {tune_stream: streams_lib.open_stream(tune_stream, max_frames=n)}
+    except streams_lib.StreamError:
+        if opened is None or tune_stream not in opened:
+            raise
+        logging.warning("transfer: stream %r cannot be reopened with %d frames; using its %s",
+                        tune_stream, n, "frames in the workspace")
+        out = {tune_stream: opened[tune_stream]}
+    for spec in specs:
+        try:
+            s = streams_lib.open_stream(spec, max_frames=n)
+        except streams_lib.StreamError as e:
+            raise ConfigError(f"config.transfer_streams: {e}") from e
+        out.setdefault(s.info.name, s)
+    return out
 
 
 def run_from_config(ws: Workspace, cfg: Any) -> dict[str, Any]:
@@ -315,7 +736,10 @@ def run_from_config(ws: Workspace, cfg: Any) -> dict[str, Any]:
         config_lib.floats(cfg.taus, "taus"), tune_stream=tune_stream,
         calibration_frames=int(cfg.calibration_frames), floor=float(cfg.agreement_floor),
         evals=int(cfg.tune_evals), gpu=0, scheme=cfg.tune_scheme, baseline=cfg.tune_baseline,
-        labels=load_labels(cfg.labels) if cfg.labels else None)
+        labels=load_labels(cfg.labels) if cfg.labels else None,
+        methods=config_lib.names(cfg.tune_methods, "tune_methods"),
+        transfer_streams=transfer_streams_from_config(cfg, tune_stream, ws.streams),
+        transfer_frames=int(cfg.transfer_frames), transfer_window=int(cfg.transfer_window))
 
 
 if __name__ == "__main__":

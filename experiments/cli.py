@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import ml_collections
+import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
@@ -152,11 +153,36 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
     for spec in config_lib.names(cfg.streams, "streams"):
         s = datasources.open_stream(spec, max_frames=int(cfg.frames))
         streams[s.info.name] = s
+    if not resolution:
+        _check_fcn_sizes(list(handles), streams)
     run = runs.RunDir(out_dir, cfg.to_dict(), overwrite=overwrite)
     ws = Workspace(handles, streams, frames=int(cfg.frames), chunk_size=int(cfg.chunk_size),
                    resize=int(cfg.resolution) or None, cache_dir=run.root / "cells",
                    timer=make_timer(cfg) if timer == "default" else timer)
     return Setup(run, ws, cfg, tuple(missing))
+
+
+def _check_fcn_sizes(names: list[str], streams: dict[str, Any]) -> None:
+    """Refuses, before any work, a fully convolutional zoo model at its native resolution on
+    a photo or image-directory stream whose pictures it would preprocess to different sizes
+    (it keeps each picture's aspect ratio; a stream's frames must share one shape)."""
+    import models  # noqa: PLC0415
+    from models.preprocessing import fcn_size  # noqa: PLC0415
+
+    fcn = [n for n in names if ":" not in n and n in models.available()
+           and models.get_spec(n).fully_convolutional]
+    for sname, stream in streams.items():
+        if not fcn or stream.info.kind not in ("photos", "images"):
+            continue
+        shapes = {np.shape(f)[:2] for f in stream}
+        for n in fcn:
+            sizes = {fcn_size(models.get_spec(n).preprocessing, h, w) for h, w in shapes}
+            if len(sizes) > 1:
+                raise config_lib.ConfigError(
+                    f"config.resolution=0: {n} keeps each picture's aspect ratio, so the "
+                    f"{sname!r} stream's frames would have {len(sizes)} different sizes "
+                    f"({', '.join('x'.join(map(str, z)) for z in sorted(sizes))}); set "
+                    "--config.resolution=N (e.g. 224) or use a video stream")
 
 
 def _has_weights(name: str) -> bool:

@@ -68,13 +68,24 @@ def get_config() -> ml_collections.ConfigDict:
       fusion: the one fusion policy of every replayed scheme (``none`` or ``epilogue``).
       precision: ``fp32``, ``tf32`` or ``fp16`` for the replay.
       timed_stride: replay every ``timed_stride``-th chunk only (1 = every frame).
-      agreement_floor: the tuner's minimum top-1 agreement on calibration frames.
+      agreement_floor: the tuner's floor on calibration frames, on the primary score of each
+        model's declared metric (``experiments.metrics``: top-1 agreement for classifiers,
+        edge-map F1 for HED, region-score F1 for CRAFT); also the held-out verdicts' floor.
       calibration_frames: frames of ``tune_stream`` the tuner may look at (the rest are held out);
         rounded down to a multiple of ``chunk_size``.
       tune_stream: stream the threshold tuner calibrates on.
       tune_evals: maximum tuner evaluations (each one SE-CNN run over the calibration frames).
       tune_scheme, tune_baseline: the tuner maximises the speedup of ``tune_scheme`` over
         ``tune_baseline`` on ``gpus[0]``.
+      tune_methods: tuning methods, each tuned and evaluated (``experiments.accuracy.TuneMethod``
+        specs): ``mean`` (the score over all calibration frames clears the floor),
+        ``worst_window(windows=4)`` (the worst of 4 contiguous calibration windows does),
+        ``mean_std(windows=4,k=1)`` (window mean minus k standard deviations does); each takes
+        ``margin=`` (criterion >= floor + margin) and ``backoff=`` (chosen alpha times this).
+      transfer_streams: other clips the tuned thresholds are evaluated on ('' = none).
+      transfer_frames: frames of the tuning stream and of each transfer stream in the transfer
+        evaluation (0 = ``frames``); the windows after the calibration frames are held out.
+      transfer_window: frames per held-out window in the transfer evaluation.
       labels: optional CSV ``frame,label`` (ImageNet class index) for the accuracy study.
       peer_taus: global thresholds of the peers study (SE-CNN, DeltaCNN, CBinfer).
       peer_frames: frames per stream of the peers study (the first half chooses tau, the
@@ -104,6 +115,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.tune_evals = 6
     c.tune_scheme = "secnn_hw"
     c.tune_baseline = "dense"
+    c.tune_methods = "mean,worst_window(windows=4,backoff=0.25)"
+    c.transfer_streams = "bigbuckbunny,carphone_pristine"
+    c.transfer_frames = 0
+    c.transfer_window = 8
     c.labels = ""
     c.peer_taus = "0,0.02,0.1"
     c.peer_frames = 16
@@ -211,6 +226,17 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     need(cfg.tune_scheme in ("secnn_sw", "secnn_hw"), "tune_scheme", "secnn_sw or secnn_hw")
     need(cfg.tune_baseline in ("dense", "winograd", "fft", "zero_skip", "fast_conv"),
          "tune_baseline", "dense, winograd, fft, fast_conv or zero_skip")
+    from experiments.accuracy import tune_method  # noqa: PLC0415
+
+    for spec in names(cfg.tune_methods, "tune_methods"):
+        try:
+            tune_method(spec)
+        except ConfigError as e:
+            need(False, "tune_methods", str(e))
+    if str(cfg.transfer_streams).strip():
+        names(cfg.transfer_streams, "transfer_streams")
+    need(int(cfg.transfer_frames) >= 0, "transfer_frames", "must be 0 (= frames) or >= 1")
+    need(int(cfg.transfer_window) >= 1, "transfer_window", "must be >= 1")
     for s in names(cfg.studies, "studies"):
         need(s in STUDIES, "studies", f"unknown study {s!r}; known: {STUDIES}")
     return cfg

@@ -8,8 +8,11 @@
 * :func:`pareto` — accuracy against speedup per method over tau (peers study).
 * :func:`speedup_bars` — SE-CNN's replayed speedup over each baseline, per GPU, model and stream,
   with the paper's averages marked.
-* :func:`accuracy_curves` — top-1 agreement against replayed speedup over tau, the tuner's result
-  and the 95% floor; and agreement/top-5 overlap against tau.
+* :func:`accuracy_curves` — each model's declared metric (top-1 agreement, edge-map F1, region
+  F1) against replayed speedup over tau, the tuners' held-out results and the 95% floor; and the
+  metric with its second field against tau.
+* :func:`dense_maps` — HED's edge map and CRAFT's region score on one frame, exact against
+  SE-CNN at the tuned thresholds.
 
 Every function takes the study's result dict and an output path and returns the path. PNGs carry
 no timestamp or software metadata, so equal results give byte-identical files.
@@ -17,7 +20,7 @@ no timestamp or software metadata, so equal results give byte-identical files.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,8 @@ import numpy as np  # noqa: E402
 from experiments.paper import BASELINES, PAPER, VARIANTS  # noqa: E402
 from secnn_jax.fileio import atomic_write  # noqa: E402
 
-__all__ = ["accuracy_curves", "event_stacks", "save", "sparsity_bars", "speedup_bars"]
+__all__ = ["accuracy_curves", "dense_maps", "event_stacks", "save", "sparsity_bars",
+           "speedup_bars"]
 
 CODE_COLOURS = {"ZZ": "#d9d9d9", "ZN": "#d62728", "VH": "#2ca02c", "VM": "#ff7f0e"}
 DPI = 110
@@ -172,49 +176,99 @@ def speedup_bars(res: Mapping[str, Any], path: str | Path) -> Path:
     return save(fig, path)
 
 
+def _score(r: Mapping[str, Any]) -> float:
+    return r["score"] if "score" in r else r["top1_agreement"]
+
+
+def _label(res: Mapping[str, Any], model: str) -> str:
+    return res.get("metrics", {}).get(model, {}).get("label", "top-1 agreement")
+
+
 def accuracy_curves(res: Mapping[str, Any], path: str | Path) -> Path:
-    """Agreement vs speedup over tau (left) and agreement / top-5 overlap vs tau (right)."""
+    """Each model's declared metric vs speedup over tau (left) and the metric and its second
+    field (top-5 overlap, edge MAE as 1 - MAE, region IoU) vs tau (right)."""
     rows = res["sweep"]
     floor = res["claim"]["agreement_above"]
     obj = res.get("objective", {})
     keys = list(dict.fromkeys((r["model"], r["stream"]) for r in rows))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    second = {"top1": ("top5_overlap", "top-5 overlap"), "edge_f1": ("edge_mae", "1 - edge MAE"),
+              "region_f1": ("region_iou", "region IoU")}
     for i, key in enumerate(keys):
         mine = [r for r in rows if (r["model"], r["stream"]) == key]
         col = colours[i % len(colours)]
         taus = [r["tau"] for r in mine]
-        agr = [100 * r["top1_agreement"] for r in mine]
+        agr = [100 * _score(r) for r in mine]
         sp = [r["speedup"] if r["speedup"] is not None else np.nan for r in mine]
-        ax1.plot(sp, agr, "o-", color=col, label=f"{key[0]} / {key[1]}")
+        label = _label(res, key[0])
+        ax1.plot(sp, agr, "o-", color=col, label=f"{key[0]} / {key[1]} ({label})")
         for x, y, t in zip(sp, agr, taus, strict=True):
             if np.isfinite(x):
                 ax1.annotate(f"{t:g}", (x, y), textcoords="offset points", xytext=(3, 3),
                              fontsize=6, color=col)
-        ax2.plot(taus, agr, "o-", color=col, label=f"top-1 agreement: {key[1]}")
-        ax2.plot(taus, [100 * r["top5_overlap"] for r in mine], "s--", color=col, alpha=0.6,
-                 label=f"top-5 overlap: {key[1]}")
+        ax2.plot(taus, agr, "o-", color=col, label=f"{label}: {key[0]} / {key[1]}")
+        field, name = second.get(mine[0].get("metric", "top1"), second["top1"])
+        vals = [r.get(field) for r in mine]
+        if all(v is not None for v in vals):
+            vals = [100 * (1 - v if field == "edge_mae" else v) for v in vals]
+            ax2.plot(taus, vals, "s--", color=col, alpha=0.6, label=f"{name}: {key[1]}")
+    markers = "*PXD^v"
+    methods = list(dict.fromkeys(t.get("method", "mean") for t in res.get("tuned", [])))
     for t in res.get("tuned", []):
+        mk = markers[methods.index(t.get("method", "mean")) % len(markers)]
         for e in t.get("evaluation", []):
             if "heldout" in e and e.get("speedup") is not None:
-                ax1.plot(e["speedup"], 100 * e["heldout"]["top1_agreement"], "*", ms=14,
-                         color="k", zorder=5)
-                ax1.annotate(f"tuned, held-out {e['stream']}",
-                             (e["speedup"], 100 * e["heldout"]["top1_agreement"]),
-                             textcoords="offset points", xytext=(5, -10), fontsize=7)
+                y = 100 * _score(e["heldout"])
+                ax1.plot(e["speedup"], y, mk, ms=12, color="k", zorder=5)
+                ax1.annotate(f"tuned {t.get('method', 'mean')}, held-out {e['stream']}",
+                             (e["speedup"], y), textcoords="offset points", xytext=(5, -10),
+                             fontsize=6)
     ax1.axhline(100 * floor, color="k", ls="--", lw=1, label=f"floor {100 * floor:g}%")
     ax1.set_xlabel(f"replayed speedup of {obj.get('scheme', 'secnn')} over "
                    f"{obj.get('baseline', 'dense')} (GPU #{obj.get('gpu', 0)})")
-    ax1.set_ylabel("top-1 agreement with exact model (%)")
-    ax1.set_title("accuracy vs speedup over tau (labels: global tau)", fontsize=9)
+    labels = sorted({_label(res, k[0]) for k in keys})
+    ax1.set_ylabel(f"{' / '.join(labels)} vs exact model (%)", fontsize=8)
+    ax1.set_title("declared metric vs speedup over tau (labels: global tau)", fontsize=9)
     ax1.legend(fontsize=7, loc="lower left")
     ax2.axhline(100 * floor, color="k", ls="--", lw=1)
     ax2.set_xlabel("global tau")
     ax2.set_ylabel("%")
-    ax2.set_title("agreement and top-5 overlap vs tau", fontsize=9)
+    ax2.set_title("declared metric and its second field vs tau", fontsize=9)
     ax2.legend(fontsize=6, loc="lower left")
     for ax in (ax1, ax2):
         ax.set_ylim(-2, 102)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def dense_maps(panels: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Dense-prediction outputs of one frame: per model a row with the input frame, the exact
+    model's map and SE-CNN's map at each tuning method's thresholds (the maps
+    :func:`experiments.accuracy.dense_map_panels` returns: HED's edge probability, CRAFT's
+    region score), each titled with the frame's score on the model's metric and the
+    binarisation threshold drawn as a contour."""
+    if not panels:
+        raise ValueError("dense_maps: no panels (no dense-prediction model was tuned)")
+    cols = 2 + max(len(p["secnn"]) for p in panels)
+    fig, axes = plt.subplots(len(panels), cols, figsize=(3.4 * cols, 3.0 * len(panels)),
+                             squeeze=False)
+    for row, p in zip(axes, panels, strict=True):
+        for ax in row:
+            ax.axis("off")
+        if p.get("image") is not None:
+            row[0].imshow(p["image"])
+        row[0].set_title(f"{p['model']}: {p['stream']} frame {p['frame']}", fontsize=8)
+        what = "edge probability" if p["metric"] == "edge_f1" else "region score"
+        maps = [(f"exact {what}", p["exact"])] + [
+            (f"SE-CNN, {s['method']}\n{p['label'].split(' (')[0]} {100 * s['score']:.1f}%",
+             s["map"]) for s in p["secnn"]]
+        for ax, (title, m) in zip(row[1:], maps, strict=False):
+            ax.imshow(np.clip(m, 0, 1), cmap="gray_r" if p["metric"] == "edge_f1" else "magma",
+                      vmin=0, vmax=1, interpolation="nearest")
+            if np.nanmin(m) < p["threshold"] < np.nanmax(m):
+                ax.contour(m, levels=[p["threshold"]], colors="#1f77b4", linewidths=0.5)
+            ax.set_title(title, fontsize=7)
     fig.tight_layout()
     return save(fig, path)
 
@@ -296,14 +350,14 @@ def pareto(res: Mapping[str, Any], path: str | Path) -> Path:
         pts = [p for p in res["points"] if p["model"] == m and p["stream"] == s]
         for meth in dict.fromkeys(p["method"] for p in pts):
             mine = sorted((p for p in pts if p["method"] == meth), key=lambda p: p["tau"])
-            ax.plot([p["speedup"] for p in mine], [p["top1_agreement"] for p in mine],
-                    marker="o", label=meth)
-            for p in mine:
-                ax.annotate(f"{p['tau']:g}", (p["speedup"], p["top1_agreement"]), fontsize=6)
+            agr = [p.get("agreement", p.get("top1_agreement")) for p in mine]
+            ax.plot([p["speedup"] for p in mine], agr, marker="o", label=meth)
+            for p, a in zip(mine, agr, strict=True):
+                ax.annotate(f"{p['tau']:g}", (p["speedup"], a), fontsize=6)
         ax.axhline(0.95, color="grey", ls="--", lw=0.8)
         ax.axvline(1.0, color="grey", ls=":", lw=0.8)
         ax.set_xlabel(f"speedup over dense ({res.get('launch')})")
-        ax.set_ylabel("top-1 agreement with the exact model")
+        ax.set_ylabel(f"{pts[0].get('metric', 'top1')} agreement with the exact model")
         ax.set_title(f"{m} / {s} (labels: tau)", fontsize=8)
         ax.legend(fontsize=7)
     fig.tight_layout()

@@ -13,8 +13,10 @@ For every model, stream and global tau, three methods run over the first ``frame
   parallel phase (recomputing ``W * P`` for every predicted input) costs or saves against cached
   outputs; ``secnn_hw`` adds the SM extension.
 
-Each point is the method's replayed speedup over ``dense`` (same launch model) and its top-1
-agreement with the exact model. The largest tau meeting the agreement floor is chosen on the
+Each point is the method's replayed speedup over ``dense`` (same launch model) and its
+agreement with the exact model on the model's declared metric (:mod:`experiments.metrics`:
+top-1 agreement for classifiers, edge/region F1 for HED/CRAFT), under ``agreement``. The
+largest tau meeting the agreement floor is chosen on the
 first half of the frames and reported on the second half (frames the choice never saw).
 
 Library: :func:`peers`.
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.accuracy import agreement
+from experiments import metrics as metrics_lib
 from experiments.cells import Workspace
 from experiments.paper import COMPARISON_LAUNCH
 from experiments.timer import variant
@@ -59,7 +61,8 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
 
     Returns ``{"study": "peers", "points": [...], "verdicts": [...], "buffers": [...],
     "sanity": [...]}``: a point per (model, stream, method, tau) with ``speedup`` over dense
-    and ``top1_agreement``; per (model, stream) the fastest method meeting ``floor`` on the
+    and ``agreement`` (the declared metric's primary score, named by ``metric``); per
+    (model, stream) the fastest method meeting ``floor`` on the
     held-out half and the parallel phase's effect; buffer bytes per method and model.
     """
     from secnn_jax.timing.energy import method_buffer_bytes  # noqa: PLC0415
@@ -69,6 +72,8 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
     g = ws.timer.gpus[gpu]
     points, verdicts, buffers, sanity = [], [], [], []
     for m in models:
+        metric = metrics_lib.model_metric(m)
+        primary = metrics_lib.get_metric(metric).primary
         layers = ws.layers(m, streams[0])
         buffers.append({"model": m, **{meth: method_buffer_bytes(layers, ws.timer.precision,
                                                                  meth)
@@ -86,13 +91,13 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
                     if t is None or dense is None:
                         continue
                     logits = ws.run(m, s, spec, tau, n_frames=n, timed=True).logits
+                    per = metrics_lib.frame_scores(metric, logits, ref)[primary]
                     p = {"model": m, "stream": s, "gpu": g, "method": name, "tau": float(tau),
-                         "speedup": float(dense.sum() / t.sum()),
-                         "top1_agreement": agreement(logits, ref)["top1_agreement"],
-                         "calib_agreement": agreement(logits[:half], ref[:half])[
-                             "top1_agreement"],
-                         "heldout_agreement": agreement(logits[half:], ref[half:])[
-                             "top1_agreement"] if n > half else float("nan"),
+                         "metric": metric, "speedup": float(dense.sum() / t.sum()),
+                         "agreement": float(per.mean()),
+                         "calib_agreement": float(per[:half].mean()),
+                         "heldout_agreement": float(per[half:].mean())
+                         if n > half else float("nan"),
                          "heldout_speedup": float(dense[half:].sum() / t[half:].sum())
                          if n > half else float("nan")}
                     points.append(p)

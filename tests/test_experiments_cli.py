@@ -91,6 +91,9 @@ def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path: Path) -> None:
     ("--config.agreement_floor=1.5", "agreement_floor"),
     ("--config.predictors=zero,oracle", "unknown predictor 'oracle'"),
     ("--config.taus=0,-1", "config.taus"),
+    ("--config.tune_methods=mean,worst_window(windows=1)", "config.tune_methods"),
+    ("--config.tune_methods=median", "config.tune_methods"),
+    ("--config.transfer_window=0", "config.transfer_window"),
 ])
 def test_invalid_flags_exit_nonzero_naming_the_flag(tmp_path: Path, flag: str,
                                                     message: str) -> None:

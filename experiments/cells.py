@@ -38,7 +38,7 @@ from absl import logging
 from tqdm import tqdm
 
 from experiments.cellcache import CellCache, tau_key
-from experiments.config import ConfigError
+from experiments.errors import ConfigError
 from secnn_jax import find_layers, predictors
 from secnn_jax.datasources import Stream, StreamError, model_frames
 from secnn_jax.layers import Layer

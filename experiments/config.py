@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 import ml_collections
 
-from secnn_jax.errors import SecnnError
+from experiments.errors import ConfigError
+from experiments.tuning import tune_method
 from secnn_jax.predictors import from_spec
 from secnn_jax.timing.names import FUSIONS, LAUNCH_MODELS, SCHEMES
 
@@ -40,10 +41,6 @@ PREDICTORS: tuple[str, ...] = ("zero", "last_value", "secnn", "accumulated")
 
 
 STUDIES: tuple[str, ...] = ("sparsity", "prediction", "speedup", "accuracy", "peers")
-
-
-class ConfigError(SecnnError, ValueError):
-    """A configuration field has an invalid value (the message names the field)."""
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -77,7 +74,7 @@ def get_config() -> ml_collections.ConfigDict:
       tune_evals: maximum tuner evaluations (each one SE-CNN run over the calibration frames).
       tune_scheme, tune_baseline: the tuner maximises the speedup of ``tune_scheme`` over
         ``tune_baseline`` on ``gpus[0]``.
-      tune_methods: tuning methods, each tuned and evaluated (``experiments.accuracy.TuneMethod``
+      tune_methods: tuning methods, each tuned and evaluated (``experiments.tuning.TuneMethod``
         specs): ``mean`` (the score over all calibration frames clears the floor),
         ``worst_window(windows=4)`` (the worst of 4 contiguous calibration windows does),
         ``mean_std(windows=4,k=1)`` (window mean minus k standard deviations does); each takes
@@ -226,8 +223,6 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     need(cfg.tune_scheme in ("secnn_sw", "secnn_hw"), "tune_scheme", "secnn_sw or secnn_hw")
     need(cfg.tune_baseline in ("dense", "winograd", "fft", "zero_skip", "fast_conv"),
          "tune_baseline", "dense, winograd, fft, fast_conv or zero_skip")
-    from experiments.accuracy import tune_method  # noqa: PLC0415
-
     for spec in names(cfg.tune_methods, "tune_methods"):
         try:
             tune_method(spec)

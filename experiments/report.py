@@ -566,7 +566,8 @@ def render(results: Mapping[str, Any], config: Mapping[str, Any], *,
            _table(["setting", "value"], [[k, f"`{config[k]}`"] for k in
                                          ("models", "streams", "frames", "resolution", "gpus",
                                           "precision", "launch", "fusion", "taus",
-                                          "agreement_floor") if k in config]),
+                                          "agreement_floor", "tune_methods",
+                                          "transfer_streams") if k in config]),
            "", "## The paper's claims beside our measurements", ""]
     rows = claims(results)
     out += [_table(["claim", "paper", "ours", "verdict"],

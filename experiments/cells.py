@@ -236,12 +236,15 @@ class Workspace:
       cache_dir: where finished chunks go (``None``: in memory only, nothing resumable).
       timer: replays events into times (``None``: no timing).
       progress: show tqdm progress bars.
+      model_frames: ``{model: frames}``: a smaller frame cap for some models.
+      model_resize: ``{model: size}``: a resize for some models (overrides ``resize``).
     """
 
     def __init__(self, models: Mapping[str, ModelHandle], streams: Mapping[str, Stream], *,
                  frames: int, chunk_size: int = 8, resize: int | None = None,
                  cache_dir: str | Path | None = None, timer: Timer | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, model_frames: Mapping[str, int] | None = None,
+                 model_resize: Mapping[str, int] | None = None) -> None:
         if frames < 1:
             raise ValueError(f"frames must be >= 1, got {frames}")
         if chunk_size < 1:
@@ -251,6 +254,15 @@ class Workspace:
         self.max_frames = int(frames)
         self.chunk_size = int(chunk_size)
         self.resize = resize
+        # Per-model overrides: a VGG-16 costs ~40x EfficientNet-Lite0 per pixel, so a study can
+        # give it fewer frames and a smaller input than the other models.
+        self.model_frames = {str(k): int(v) for k, v in (model_frames or {}).items()}
+        self.model_resize = {str(k): int(v) for k, v in (model_resize or {}).items()}
+        for what, table in (("model_frames", self.model_frames),
+                            ("model_resize", self.model_resize)):
+            bad = {k: v for k, v in table.items() if v < 1}
+            if bad:
+                raise ValueError(f"{what} must be >= 1, got {bad}")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.cache = CellCache(self.cache_dir)
         self.timer = timer
@@ -269,6 +281,14 @@ class Workspace:
             raise KeyError(f"unknown model {name!r}; this workspace has {sorted(self.models)}")
         return self.models[name]
 
+    def frames_for(self, model: str) -> int:
+        """The frame cap of ``model``: ``frames``, or its ``model_frames`` entry if smaller."""
+        return min(self.max_frames, self.model_frames.get(model, self.max_frames))
+
+    def resize_for(self, model: str) -> int | None:
+        """The input size ``model``'s frames are resized to (``None``: its preprocessing's)."""
+        return self.model_resize.get(model, self.resize)
+
     def frames(self, model: str, stream: str) -> np.ndarray:
         """Preprocessed frames ``[T, 1, H, W, 3]`` of ``stream`` for ``model`` (cached)."""
         key = (model, stream)
@@ -277,8 +297,8 @@ class Workspace:
                 raise KeyError(f"unknown stream {stream!r}; have {sorted(self.streams)}")
             handle = self.model(model)
             s = self.streams[stream]
-            out = list(model_frames(s, handle.preprocess, max_frames=self.max_frames,
-                                    resize=self.resize))
+            out = list(model_frames(s, handle.preprocess, max_frames=self.frames_for(model),
+                                    resize=self.resize_for(model)))
             if not out:
                 raise StreamError(f"stream {stream!r} has no frames")
             self._frames[key] = np.stack(out)

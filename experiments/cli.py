@@ -134,11 +134,14 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
     handles: dict[str, ModelHandle] = {}
     missing: list[tuple[str, str]] = []
     resolution = int(cfg.resolution)
+    model_resolution = config_lib.per_model(cfg.model_resolution, "model_resolution")
+    model_frames = config_lib.per_model(cfg.model_frames, "model_frames")
     for name in config_lib.model_names(cfg.models):
-        if resolution and ":" not in name:  # refuse before anything is written
+        size = model_resolution.get(name, resolution)
+        if size and ":" not in name:  # refuse before anything is written
             import models  # noqa: PLC0415
 
-            models.get_spec(name).check_input_size(resolution)
+            models.get_spec(name).check_input_size(size)
         if skip_missing and not _has_weights(name):
             command = _convert_command(name)
             logging.warning("skipping %s: no checkpoint; create it with: %s", name, command)
@@ -153,12 +156,12 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
     for spec in config_lib.names(cfg.streams, "streams"):
         s = datasources.open_stream(spec, max_frames=int(cfg.frames))
         streams[s.info.name] = s
-    if not resolution:
-        _check_fcn_sizes(list(handles), streams)
+    _check_fcn_sizes([n for n in handles if not model_resolution.get(n, resolution)], streams)
     run = runs.RunDir(out_dir, cfg.to_dict(), overwrite=overwrite)
     ws = Workspace(handles, streams, frames=int(cfg.frames), chunk_size=int(cfg.chunk_size),
                    resize=int(cfg.resolution) or None, cache_dir=run.root / "cells",
-                   timer=make_timer(cfg) if timer == "default" else timer)
+                   timer=make_timer(cfg) if timer == "default" else timer,
+                   model_frames=model_frames, model_resize=model_resolution)
     return Setup(run, ws, cfg, tuple(missing))
 
 

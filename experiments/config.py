@@ -52,6 +52,11 @@ def get_config() -> ml_collections.ConfigDict:
       frames: maximum frames per stream.
       resolution: 0 = the model's own input size; else preprocessed frames are resized to
         ``resolution`` x ``resolution`` (small, fast test configurations).
+      model_frames: per-model frame caps, ``name=frames`` comma-separated (a model's cap is the
+        smaller of this and ``frames``); for models much costlier per frame than the others.
+      model_resolution: per-model input sizes, ``name=size`` comma-separated (overrides
+        ``resolution`` for that model; fully convolutional models take any size >= their
+        minimum).
       chunk_size: frames per compiled scan and per cached, resumable chunk.
       predictors: predictors compared in the prediction study: names (``secnn`` takes
         ``silence``/``decay`` below) or full specs such as ``secnn(silence=0.75,decay=0.5)``.
@@ -94,6 +99,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.streams = "bikes,photos"
     c.frames = 64
     c.resolution = 0
+    c.model_frames = ""
+    c.model_resolution = ""
     c.chunk_size = 8
     c.predictors = "zero,secnn,secnn(silence=0.75,decay=0.5)"
     c.silence = 0.5
@@ -164,6 +171,30 @@ def floats(value: str | Sequence[float], field: str = "value") -> tuple[float, .
     return tuple(sorted(set(out)))
 
 
+def per_model(value: str, field: str) -> dict[str, int]:
+    """``"hed_vgg16=160,craft_vgg16_bn=128"`` as ``{name: int}`` (each value >= 1; a model
+    named twice is an error); ``""`` is ``{}``."""
+    out: dict[str, int] = {}
+    if not str(value).strip():
+        return out
+    for part in names(value, field):
+        name, eq, num = part.partition("=")
+        name = name.strip()
+        if not eq or not name:
+            raise ConfigError(f"config.{field}: {part!r} is not name=integer")
+        try:
+            n = int(num)
+        except ValueError as e:
+            raise ConfigError(f"config.{field}: {part!r}: {num.strip()!r} is not an integer") \
+                from e
+        if n < 1:
+            raise ConfigError(f"config.{field}: {part!r} must be >= 1")
+        if name in out:
+            raise ConfigError(f"config.{field}: {name!r} is given twice")
+        out[name] = n
+    return out
+
+
 def model_names(value: str) -> tuple[str, ...]:
     """Model names; ``ilsvrc9`` expands to :data:`ILSVRC9`."""
     out: list[str] = []
@@ -182,6 +213,14 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     names(cfg.streams, "streams")
     need(int(cfg.frames) >= 1, "frames", "must be >= 1")
     need(int(cfg.resolution) >= 0, "resolution", "must be 0 (native) or a positive size")
+    listed = set(model_names(cfg.models))
+    for field in ("model_frames", "model_resolution"):
+        for name in per_model(cfg[field], field):
+            if name not in listed:
+                import models  # noqa: PLC0415  (the zoo only when a per-model value is set)
+
+                need(name in models.available(), field,
+                     f"unknown model {name!r}; known: {', '.join(models.available())}")
     need(int(cfg.chunk_size) >= 1, "chunk_size", "must be >= 1")
     for p in names(cfg.predictors, "predictors"):
         try:

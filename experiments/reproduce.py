@@ -1,11 +1,13 @@
 """The main job: every study on embedded defaults, ending in one ``report.md``.
 
-``python -m experiments.reproduce`` runs, on EfficientNet-Lite0 (real ImageNet weights), the bikes
+``python -m experiments.reproduce`` runs, on EfficientNet-Lite0 (real ImageNet weights, 224) and
+HED's VGG-16 (real trained weights, 128 x 128, fewer frames: ``config.model_frames``), the bikes
 clip and the photo sequence, replayed on the H100 and a Pascal-era GTX 1080 Ti:
 
-1. sparsity (plain forward pass), 2. speedup (zero-predictor baselines and SE-CNN, tau = 0),
-3. prediction (every predictor's event codes), 4. accuracy (tau sweep, threshold tuner,
-held-out evaluation),
+1. sparsity (plain forward pass), 2. speedup (zero-predictor baselines and SE-CNN, tau = 0, the
+attribution ladder), 3. prediction (every predictor's event codes), 4. accuracy on each model's
+declared metric (tau sweep, threshold tuner per tuning method, held-out evaluation, transfer to
+other clips), 5. peers (DeltaCNN, CBinfer), 6. energy and area,
 
 then writes ``results/*.json``, ``figures/*.png`` and ``report.md`` into ``--out_dir`` (default
 ``runs/reproduce``), with ``config.json``, ``environment.json`` and ``run_info.json`` beside them.

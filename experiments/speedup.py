@@ -127,6 +127,28 @@ def _ratios(ft: dict[str, np.ndarray], scheme: str, baseline: str) -> dict[str, 
             "min": float(ratio.min())}
 
 
+
+def _summary_rows(model: str, gpu: str, mine: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Average and maximum speedup of every SE-CNN variant over every baseline across one
+    model's streams on one GPU, with the paper's claim and a verdict where it made one."""
+    rows = []
+    for v in VARIANTS:
+        for b in BASELINES:
+            vals = [c["speedups"][v][b] for c in mine if b in c["speedups"].get(v, {})]
+            if not vals:
+                continue
+            row: dict[str, Any] = {
+                "model": model, "gpu": gpu, "variant": v, "baseline": b,
+                "average": float(np.mean([x["mean"] for x in vals])),
+                "at_most": float(max(x["max"] for x in vals)),
+                "cells": len(vals),
+            }
+            if b in PAPER:
+                row["paper_average"], row["paper_at_most"] = PAPER[b]
+                row["verdict"] = verdict(row["average"], PAPER[b][0])
+            rows.append(row)
+    return rows
+
 def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predictor: str,
             tau: float = 0.0, launch: str = COMPARISON_LAUNCH) -> dict[str, Any]:
     """Replayed times, the ladder and speedups for every model, stream and GPU.
@@ -140,8 +162,9 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
       under ``launch`` and ``by_launch[launch][variant][baseline]`` under every launch model.
       ``energy_uj[key]`` holds the mean microjoules per frame (``total`` and per component) of
       the schemes under ``launch`` and of the ladder's steps.
-      ``summary`` rows (gpu, variant, baseline) hold ``average``, ``at_most`` and, for the
-      paper's three baselines, ``paper_average``, ``paper_at_most`` and ``verdict``.
+      ``summary`` rows (model, gpu, variant, baseline: over the model's streams) hold
+      ``average``, ``at_most`` and, for the paper's three baselines, ``paper_average``,
+      ``paper_at_most`` and ``verdict``.
     """
     if ws.timer is None:
         raise ValueError("the speedup study needs a timer (timing replay)")
@@ -210,23 +233,10 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
                     "ladder": ladder, "speedups": sp, "by_launch": by_launch,
                 })
     summary = []
-    for gpu in gpus:
-        mine = [c for c in cells if c["gpu"] == gpu]
-        for v in VARIANTS:
-            for b in BASELINES:
-                vals = [c["speedups"][v][b] for c in mine if b in c["speedups"].get(v, {})]
-                if not vals:
-                    continue
-                row: dict[str, Any] = {
-                    "gpu": gpu, "variant": v, "baseline": b,
-                    "average": float(np.mean([x["mean"] for x in vals])),
-                    "at_most": float(max(x["max"] for x in vals)),
-                    "cells": len(vals),
-                }
-                if b in PAPER:
-                    row["paper_average"], row["paper_at_most"] = PAPER[b]
-                    row["verdict"] = verdict(row["average"], PAPER[b][0])
-                summary.append(row)
+    for m in dict.fromkeys(c["model"] for c in cells):  # every verdict per model
+        for gpu in gpus:
+            mine = [c for c in cells if c["gpu"] == gpu and c["model"] == m]
+            summary += _summary_rows(m, gpu, mine)
     return {"study": "speedup", "gpus": list(gpus), "variants": list(variants),
             "launch": launch, "fusion": getattr(ws.timer, "fusion", None),
             "predictor": predictor, "tau": float(tau), "cells": cells, "summary": summary,

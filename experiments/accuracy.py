@@ -475,7 +475,8 @@ def transfer(ws: Workspace, model: str, tuned: Mapping[str, Any], streams: Seque
       ``speedup``, ``mispredicted``; ``streams`` per stream the held-out ``score`` over all its
       held-out frames, ``worst_window``, ``speedup``, ``exact_speedup`` (tau = 0 on the same
       frames: what the thresholds gain over exact SE-CNN), ``mispredicted`` and
-      ``exact_mispredicted``, ``floor_met`` (the held-out score at or above the floor) and
+      ``exact_mispredicted``, ``exact_on`` (dense maps: the share of the exact map that is on;
+      ``None`` for classifiers), ``floor_met`` (the held-out score at or above the floor) and
       ``windows_met`` (every window at or above it: the stricter reading); ``floor_met`` and
       ``windows_met`` at the top: on every stream.
     """
@@ -510,6 +511,7 @@ def transfer(ws: Workspace, model: str, tuned: Mapping[str, Any], streams: Seque
         held = slice(start, n)
         worst = min(r["score"] for r in mine)
         score = float(np.mean(scores[primary][held]))
+        on = next((k for k in scores if k.endswith("_on")), None)
         exact = ws.run(model, s, predictor, 0.0, n_frames=n, timed=True)
         per_stream.append({
             "stream": s, "calibration_stream": s == tuned["stream"], "start": start,
@@ -520,6 +522,7 @@ def transfer(ws: Workspace, model: str, tuned: Mapping[str, Any], streams: Seque
                                                      None)),
             "exact_mispredicted": _mispredicted(CellResult(exact.logits[held],
                                                            exact.counts[held], None)),
+            "exact_on": float(np.mean(scores[on][held])) if on else None,
             "floor_met": bool(score >= floor), "windows_met": bool(worst >= floor)})
     return {"model": model, "method": tuned["method"], "metric": metric, "floor": floor,
             "window": int(window), "rows": rows, "streams": per_stream,

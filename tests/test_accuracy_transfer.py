@@ -174,6 +174,7 @@ def test_transfer_rows_per_clip_and_window(study: dict[str, Any]) -> None:
         assert car["windows_met"] == (car["worst_window"] >= t["floor"])
         assert tr["floor_met"] == (bikes["floor_met"] and car["floor_met"])
         assert car["exact_speedup"] > 0 and 0 < car["exact_mispredicted"] <= 1
+        assert 0 <= car["exact_on"] <= 1
         assert all(r["speedup"] is not None and r["speedup"] > 0 for r in tr["rows"])
     # the carphone windows are the metric on an independent run over that clip
     t = res["tuned"][0]

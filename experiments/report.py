@@ -100,7 +100,7 @@ def claims(results: Mapping[str, Any]) -> list[dict[str, str]]:
                               f"({pct(c['heldout_agreement'])})" for k, c in ch.items())
             rows.append({
                 "claim": f"SE-CNN beats change-based peers at >= {pct(v['floor'])} agreement "
-                         f"({v['model']}, {v['stream']}, {v['gpu']})",
+                         f"({v.get('metric', 'top1')}; {v['model']}, {v['stream']}, {v['gpu']})",
                 "paper": "(not claimed; DeltaCNN/CBinfer are later work)",
                 "ours": f"fastest: {v['fastest'] or 'none meets the floor'}; held-out: {parts}",
                 # SE-CNN with any of its predictors (secnn, or accumulated) counts as SE-CNN.

@@ -310,7 +310,9 @@ def tune(ws: Workspace, model: str, stream: str, predictor: str, *, calibration_
 
     Returns:
       ``tau`` (``{layer: float}``), ``alpha`` and ``scale`` per layer, ``metric``, ``method``
-      (its spec), the calibration ``agreement`` (the primary score over all calibration frames),
+      (its spec; ``windows_used``: its windows, fewer when the calibration frames are fewer
+      than the windows), the calibration ``agreement`` (the primary score over all
+      calibration frames),
       ``criterion`` (the method's number), ``window_scores``, ``speedup``,
       ``calibration_frames``, and ``history`` (every evaluation).
     """
@@ -321,9 +323,12 @@ def tune(ws: Workspace, model: str, stream: str, predictor: str, *, calibration_
     primary = metrics_lib.get_metric(metric).primary
     layers = ws.layers(model, stream)
     calib = _calibration_frames(ws, model, stream, calibration_frames)
-    if meth.windows > calib:
-        raise ConfigError(f"tune method {meth.spec}: {meth.windows} windows need at least as "
-                          f"many calibration frames, have {calib}")
+    spec = meth.spec
+    if meth.windows > calib:  # a small run: as many windows as frames (one frame: the mean)
+        logging.warning("tune method %s: %d windows but only %d calibration frames; using %d",
+                        spec, meth.windows, calib, calib)
+        meth = dataclasses.replace(meth, windows=calib) if calib >= 2 else \
+            dataclasses.replace(meth, kind="mean", windows=1)
     ref = ws.reference(model, stream)
     n_inputs = ref.n_inputs.astype(np.float64)
     scale = ref.abs_sum[:calib].sum(0) / (n_inputs * calib)
@@ -354,7 +359,7 @@ def tune(ws: Workspace, model: str, stream: str, predictor: str, *, calibration_
                         "criterion": crit, "speedup": sp, "feasible": ok,
                         "alpha_min": float(np.min(alpha)), "alpha_max": float(np.max(alpha))})
         logging.info("tuner %s %s %s: %s %.3f, criterion %.3f, speedup %s (%s)", model,
-                     meth.spec, note, metric, agr, crit,
+                     spec, note, metric, agr, crit,
                      f"{sp:.3f}" if sp is not None else "n/a", "ok" if ok else "below")
         return out
 
@@ -411,7 +416,8 @@ def tune(ws: Workspace, model: str, stream: str, predictor: str, *, calibration_
         best = evaluate_alpha(best["alpha"] * meth.backoff, f"backoff x{meth.backoff:g}")
     return {
         "model": model, "stream": stream, "predictor": predictor, "floor": float(floor),
-        "metric": metric, "method": meth.spec, "margin": float(meth.margin),
+        "metric": metric, "method": spec, "windows_used": int(meth.windows),
+        "margin": float(meth.margin),
         "calibration_frames": int(calib), "tau": best["tau"],
         "alpha": dict(zip(names, best["alpha"].tolist(), strict=True)),
         "scale": dict(zip(names, scale.tolist(), strict=True)),

@@ -149,6 +149,7 @@ def test_tuner_floor_applies_to_the_declared_metric(study: dict[str, Any]) -> No
         assert t["criterion"] == pytest.approx(meth.criterion(per), abs=1e-6)
         # the robust tuner meets its floor (+ margin) on every calibration window
         assert t["criterion"] >= t["floor"] + meth.margin
+        assert t["windows_used"] == meth.windows
         if meth.kind == "worst_window":
             assert min(t["window_scores"]) >= t["floor"] + meth.margin
             assert len(t["window_scores"]) == 2

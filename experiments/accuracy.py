@@ -207,7 +207,9 @@ def tune(ws: Workspace, model: str, stream: str, predictor: str, *, calibration_
 
     Returns:
       ``tau`` (``{layer: float}``), ``alpha`` and ``scale`` per layer, ``metric``, ``method``
-      (its spec), the calibration ``agreement`` (the primary score over all calibration frames),
+      (its spec; ``windows_used``: its windows, fewer when the calibration frames are fewer
+      than the windows), the calibration ``agreement`` (the primary score over all
+      calibration frames),
       ``criterion`` (the method's number), ``window_scores``, ``speedup``,
       ``calibration_frames``, and ``history`` (every evaluation).
     """
@@ -218,9 +220,12 @@ def tune(ws: Workspace, model: str, stream: str, predictor: str, *, calibration_
     primary = metrics_lib.get_metric(metric).primary
     layers = ws.layers(model, stream)
     calib = _calibration_frames(ws, model, stream, calibration_frames)
-    if meth.windows > calib:
-        raise ConfigError(f"tune method {meth.spec}: {meth.windows} windows need at least as "
-                          f"many calibration frames, have {calib}")
+    spec = meth.spec
+    if meth.windows > calib:  # a small run: as many windows as frames (one frame: the mean)
+        logging.warning("tune method %s: %d windows but only %d calibration frames; using %d",
+                        spec, meth.windows, calib, calib)
+        meth = dataclasses.replace(meth, windows=calib) if calib >= 2 else \
+            dataclasses.replace(meth, kind="mean", windows=1)
     ref = ws.reference(model, stream)
     n_inputs = ref.n_inputs.astype(np.float64)
     scale = ref.abs_sum[:calib].sum(0) / (n_inputs * calib)
@@ -251,7 +256,7 @@ def tune(ws: Workspace, model: str, stream: str, predictor: str, *, calibration_
                         "criterion": crit, "speedup": sp, "feasible": ok,
                         "alpha_min": float(np.min(alpha)), "alpha_max": float(np.max(alpha))})
         logging.info("tuner %s %s %s: %s %.3f, criterion %.3f, speedup %s (%s)", model,
-                     meth.spec, note, metric, agr, crit,
+                     spec, note, metric, agr, crit,
                      f"{sp:.3f}" if sp is not None else "n/a", "ok" if ok else "below")
         return out
 
@@ -308,7 +313,8 @@ def tune(ws: Workspace, model: str, stream: str, predictor: str, *, calibration_
         best = evaluate_alpha(best["alpha"] * meth.backoff, f"backoff x{meth.backoff:g}")
     return {
         "model": model, "stream": stream, "predictor": predictor, "floor": float(floor),
-        "metric": metric, "method": meth.spec, "margin": float(meth.margin),
+        "metric": metric, "method": spec, "windows_used": int(meth.windows),
+        "margin": float(meth.margin),
         "calibration_frames": int(calib), "tau": best["tau"],
         "alpha": dict(zip(names, best["alpha"].tolist(), strict=True)),
         "scale": dict(zip(names, scale.tolist(), strict=True)),
@@ -372,7 +378,8 @@ def transfer(ws: Workspace, model: str, tuned: Mapping[str, Any], streams: Seque
       ``speedup``, ``mispredicted``; ``streams`` per stream the held-out ``score`` over all its
       held-out frames, ``worst_window``, ``speedup``, ``exact_speedup`` (tau = 0 on the same
       frames: what the thresholds gain over exact SE-CNN), ``mispredicted`` and
-      ``exact_mispredicted``, ``floor_met`` (the held-out score at or above the floor) and
+      ``exact_mispredicted``, ``exact_on`` (dense maps: the share of the exact map that is on;
+      ``None`` for classifiers), ``floor_met`` (the held-out score at or above the floor) and
       ``windows_met`` (every window at or above it: the stricter reading); ``floor_met`` and
       ``windows_met`` at the top: on every stream.
     """
@@ -407,6 +414,7 @@ def transfer(ws: Workspace, model: str, tuned: Mapping[str, Any], streams: Seque
         held = slice(start, n)
         worst = min(r["score"] for r in mine)
         score = float(np.mean(scores[primary][held]))
+        on = next((k for k in scores if k.endswith("_on")), None)
         exact = ws.run(model, s, predictor, 0.0, n_frames=n, timed=True)
         per_stream.append({
             "stream": s, "calibration_stream": s == tuned["stream"], "start": start,
@@ -417,6 +425,7 @@ def transfer(ws: Workspace, model: str, tuned: Mapping[str, Any], streams: Seque
                                                      None)),
             "exact_mispredicted": _mispredicted(CellResult(exact.logits[held],
                                                            exact.counts[held], None)),
+            "exact_on": float(np.mean(scores[on][held])) if on else None,
             "floor_met": bool(score >= floor), "windows_met": bool(worst >= floor)})
     return {"model": model, "method": tuned["method"], "metric": metric, "floor": floor,
             "window": int(window), "rows": rows, "streams": per_stream,

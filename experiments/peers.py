@@ -113,7 +113,7 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
             h0 = next((p for p in by_method.get("secnn_sw(accumulated)", [])
                        if p["tau"] == 0.0), None)
             verdicts.append({
-                "model": m, "stream": s, "gpu": g, "floor": floor,
+                "model": m, "stream": s, "gpu": g, "floor": floor, "metric": metric,
                 "chosen": {k: {"tau": v["tau"], "heldout_speedup": v["heldout_speedup"],
                                "heldout_agreement": v["heldout_agreement"]}
                            for k, v in best.items()},

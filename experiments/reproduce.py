@@ -142,7 +142,12 @@ def _transfer_notes(ac: dict[str, Any]) -> list[str]:
                    "on the held-out frames of every clip" if held else
                    f"no tuning method holds the {pct(mine[0]['floor'])} floor on the held-out "
                    "frames of every clip; only tau = 0 (exact) is safe")
-        out.append(f"Transfer ({m}, {label}): " + "; ".join(parts) + f". Verdict: {verdict}.")
+        empty = [p["stream"] for p in mine[0]["transfer"]["streams"]
+                 if p.get("exact_on") is not None and p["exact_on"] < report_lib.EMPTY_MAP]
+        caution = (f" Caution: the exact map is almost empty on {', '.join(empty)}, where the "
+                   "score is ~1 whatever SE-CNN computes." if empty else "")
+        out.append(f"Transfer ({m}, {label}): " + "; ".join(parts) + f". Verdict: {verdict}."
+                   + caution)
     return out
 
 

@@ -149,6 +149,7 @@ def test_tuner_floor_applies_to_the_declared_metric(study: dict[str, Any]) -> No
         assert t["criterion"] == pytest.approx(meth.criterion(per), abs=1e-6)
         # the robust tuner meets its floor (+ margin) on every calibration window
         assert t["criterion"] >= t["floor"] + meth.margin
+        assert t["windows_used"] == meth.windows
         if meth.kind == "worst_window":
             assert min(t["window_scores"]) >= t["floor"] + meth.margin
             assert len(t["window_scores"]) == 2
@@ -174,6 +175,7 @@ def test_transfer_rows_per_clip_and_window(study: dict[str, Any]) -> None:
         assert car["windows_met"] == (car["worst_window"] >= t["floor"])
         assert tr["floor_met"] == (bikes["floor_met"] and car["floor_met"])
         assert car["exact_speedup"] > 0 and 0 < car["exact_mispredicted"] <= 1
+        assert 0 <= car["exact_on"] <= 1
         assert all(r["speedup"] is not None and r["speedup"] > 0 for r in tr["rows"])
     # the carphone windows are the metric on an independent run over that clip
     t = res["tuned"][0]

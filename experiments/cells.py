@@ -479,7 +479,7 @@ class Workspace:
                        "logits": np.asarray(out.logits, np.float32)[:t].reshape(t, -1),
                        "counts": np.asarray(out.reduced["counts"], np.int64)[:t]}
                 if timed:
-                    ev = {name: np.asarray(v)[:t] for name, v in out.events.items()}
+                    ev = out.events.map(lambda v, t=t: np.asarray(v)[:t])
                     # Which variants these events feed comes from the timer (the registry).
                     which = self.timer.variants_for(predictor)
                     timed_out = self.timer(layers, ev, which, ops=self.ops(model, stream),

@@ -266,7 +266,7 @@ def sensitivity(ws: Workspace, model: str, stream: str, predictor: str, *, frame
     ev = {}
     for name, spec in (("zero", "zero"), ("predictor", predictor)):
         _, e = run_stream(h.apply_fn, h.variables, x, make_predictor(spec))
-        ev[name] = {k: np.asarray(v) for k, v in e.items()}
+        ev[name] = e.map(np.asarray)
     base_cfg = ws.timer.config if ws.timer is not None else timing.SchemeConfig()
     fusion = ws.timer.fusion if ws.timer is not None else timing.DEFAULT_FUSION
     prec = ws.timer.precision if ws.timer is not None else "fp32"

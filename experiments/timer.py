@@ -143,7 +143,8 @@ class ReplayTimer:
                     continue
                 if oracle and oracle_ev is None:
                     oracle_ev = timing.oracle_events(events)
-                r = timing.replay(tuple(layers), dict(oracle_ev if oracle else events),
+                # The events as they are: their fires maps and predictor name go with them.
+                r = timing.replay(tuple(layers), oracle_ev if oracle else events,
                                   gpus=self.gpus, schemes=sch, precision=self.precision,
                                   launch=ln, fusion=self.fusion, ops=ops, params=self.params,
                                   config=self.config, batch_frames=max(t, 1),

@@ -5,15 +5,22 @@ and ``dot_general``: it is a *linear layer* when exactly one operand depends on 
 neurons) and the other on ``params`` only (the learned kernel). Convolutions with input dilation
 (``ConvTranspose``) or ``batch_group_count`` are not layers.
 
-Layer names come from the path of the layer's kernel in ``params`` (:func:`layer_names`):
+Layer names come from the path of the layer's kernel in ``params`` (:func:`layer_names`), and
+are the framework's own name for the module, spelled exactly as the framework spells it:
 
-* the framework's own names where the path holds them: the ``params`` collection and the leaf's
-  name (``kernel``, ``w``) are dropped, leaving the Flax/NNX module path (``"layer1_0/conv1"``,
-  ``"blocks/0/conv"``) or the Haiku module name (``{"mlp/~/linear_0": {"w": ...}}`` ->
-  ``"mlp/linear_0"``);
+* the container the user passed ``params`` in is not part of any name: when ``params`` is a
+  tuple or list at its root (Haiku's ``(params, state)``, an Equinox model partitioned into
+  ``(params, state)``, Keras 3's ``(trainable, non_trainable)``), the position in it is dropped;
+  so are a leading ``params`` collection (Flax's ``{"params": ..., "batch_stats": ...}``) and
+  the leaf's own name (``kernel``, ``w``, ``weight``);
+* what remains is the Flax/NNX module path (``"layer1_0/conv1"``, ``"blocks/0/conv"``: a list
+  position inside the model is part of its module path), the Haiku module name exactly as its
+  ``params`` key and ``module_name`` spell it (``{"res_net18/~/initial_conv": {"w": ...}}`` ->
+  ``"res_net18/~/initial_conv"``) or the Equinox attribute path (``"layers/0"``);
 * ``layer_0``, ``layer_1``, ... (the kernel's rank among the model's distinct kernels, in
-  execution order) where the path holds no name, e.g. a flat list of params as Keras 3's
-  ``stateless_call`` takes them (``[[w0, b0, w1, b1, ...], [...]]``);
+  execution order) where the path holds no name, e.g. the flat lists of params Keras 3's
+  ``stateless_call`` takes (``([w0, b0, w1, b1, ...], [...])``): Keras keeps its names on the
+  variables (``model.trainable_variables[i].path``), not in the lists;
 * ``name@1``, ``name@2``, ... for the second, third, ... application of the *same* kernel leaf.
   Two different kernels that would share a name (one module holding two kernels) are told
   apart by their leaf names instead (``"attn/q"``, ``"attn/k"``).
@@ -256,18 +263,19 @@ def _kernel_leaf(traced: interpret.TracedModel, dep: _Dep) -> int:
 
 
 def _parts(path: tuple[str, ...]) -> list[str]:
-    # Haiku keys hold the module path themselves ("mlp/~/linear_0"); "~" only marks a module
-    # made in its parent's constructor.
-    return [p for key in path for p in str(key).split("/") if p not in ("", "~")]
+    # Each key whole: a Haiku key is the module's own name, "/" and "~" included
+    # ("res_net18/~/initial_conv"), and must stay spelled as Haiku spells it.
+    return [str(key) for key in path if str(key) != ""]
 
 
 def module_name(path: tuple[str, ...]) -> str | None:
     """The framework's name of the module owning a kernel at param ``path``, if the path has one.
 
-    Drops a leading ``params`` collection and the leaf's own name (``kernel``, ``w``): for Flax
+    ``path`` is the kernel's path below the user's container (see the module docstring). Drops
+    a leading ``params`` collection and the leaf's own name (``kernel``, ``w``): for Flax
     ``("params", "layer1_0", "conv1", "kernel") -> "layer1_0/conv1"``, for Haiku
-    ``("conv2_d/~", "w") -> "conv2_d"``. A path of list positions only (``("0", "4")``, a Keras 3
-    flat params list) names nothing: ``None``.
+    ``("res_net18/~/initial_conv", "w") -> "res_net18/~/initial_conv"``. A path of list
+    positions only (``("4",)``, a Keras 3 flat params list) names nothing: ``None``.
     """
     parts = list(path)
     if len(parts) > 1 and parts[0] == "params":
@@ -310,6 +318,14 @@ def layer_names(kernel_paths: list[tuple[str, ...]], kernel_leaves: list[int]) -
     return names
 
 
+def _below_container(traced: interpret.TracedModel, path: tuple[str, ...]) -> tuple[str, ...]:
+    """``path`` without the position in the tuple or list the user passed ``params`` in."""
+    root = traced.param_treedef.node_data()
+    if root is not None and root[0] in (tuple, list) and path:
+        return path[1:]
+    return path
+
+
 def layers_from_trace(traced: interpret.TracedModel) -> tuple[Layer, ...]:
     """Classifies the linear layers of an already traced model."""
     walker = _DependencyWalker(traced)
@@ -318,7 +334,7 @@ def layers_from_trace(traced: interpret.TracedModel) -> tuple[Layer, ...]:
     walker.run(traced.closed_jaxpr, args)
     leaves = [_kernel_leaf(traced, kdep) for _, _, _, kdep in walker.found]
     paths = [tuple(traced.param_paths[leaf]) for leaf in leaves]
-    names = layer_names(paths, leaves)
+    names = layer_names([_below_container(traced, p) for p in paths], leaves)
     return tuple(
         _make_layer(name, index, k, eqn, input_index, "/".join(path), traced)
         for index, ((k, eqn, input_index, _), name, path)

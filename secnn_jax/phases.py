@@ -175,7 +175,13 @@ class _SerialWalker(interpret.Walker):
         self.y_pred = y_pred
         self.taus = taus
         self.inputs: dict[str, jax.Array] = {}
-        self.events: dict[str, jax.Array] = {}
+        self.codes: dict[str, jax.Array] = {}
+        self.fires: dict[str, jax.Array] = {}
+
+    @property
+    def events(self) -> ev.EventMaps:
+        """The codes recorded so far, with each layer's fires map beside them."""
+        return ev.EventMaps(self.codes, self.fires)
 
     def linear(self, eqn: jcore.JaxprEqn, invals: list[Any], k: int) -> Any:
         layer = self.program.by_candidate.get(k)
@@ -190,8 +196,10 @@ class _SerialWalker(interpret.Walker):
             p = jnp.asarray(self.predictions[layer.name]).astype(x.dtype)
             tau = self.taus[layer.name]
             delta = x - p
-            miss = jnp.abs(delta) > tau
-            self.events[layer.name] = ev.classify(x, p, tau)
+            # Comparisons on x itself, never on delta: see secnn_jax.events (missed).
+            miss = ev.missed(x, p, tau)
+            self.codes[layer.name] = ev.classify(x, p, tau)
+            self.fires[layer.name] = ev.fires(x, tau)
             # where(), not delta * miss: an infinite delta must not turn into NaN via inf * 0.
             correction = layer.apply(jnp.where(miss, delta, jnp.zeros_like(delta)), kernel)
             y_pred = jnp.asarray(self.y_pred[layer.name])
@@ -215,8 +223,9 @@ def serial_amend(apply_fn: Callable, layers: Sequence[Layer], tau: Tau = 0.0
     """Builds ``f(params, x, predictions, y_pred) -> (logits, inputs, events)``.
 
     ``inputs[name]`` is the real input of each layer, ``events[name]`` its uint8 event codes
-    (:mod:`secnn_jax.events`). ``tau`` is a float for all layers or ``{name: float}``
-    (missing layers: 0).
+    (:mod:`secnn_jax.events`), ``events`` an :class:`secnn_jax.events.EventMaps` that also
+    carries each layer's fires map (``|x| > tau``). ``tau`` is a float for all layers or
+    ``{name: float}`` (missing layers: 0).
     """
     program = _Program(apply_fn, layers)
     taus = tau_map(program.layers, tau)

@@ -45,12 +45,14 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from secnn_jax import events as ev
 from secnn_jax.errors import SecnnError
 from secnn_jax.layers import Layer, find_layers
 from secnn_jax.phases import Tau, parallel_compute, serial_amend_dynamic, tau_map
 from secnn_jax.predictions import PredictorTypeError, check_predictions
 from secnn_jax.predictors import (
     PredictorLike,
+    builtin_name,
     config_key,
     update_needs_tau,
 )
@@ -82,6 +84,9 @@ def pipeline_dynamic(apply_fn: Callable, layers: tuple[Layer, ...], predictor: P
                      ) -> Callable[..., tuple[Any, Any, dict[str, jax.Array]]]:
     """:func:`pipeline` with ``tau`` an argument: ``step(params, state, x, tau)``.
 
+    The step's ``events`` is an :class:`secnn_jax.events.EventMaps`: the codes per layer, each
+    layer's fires map beside them and the built-in predictor's name (``None`` for others).
+
     ``tau`` is ``{layer_name: scalar}`` (every layer) and may be traced, so a sweep over
     thresholds compiles once. A predictor with ``update_needs_tau`` gets this same ``tau`` as
     ``update(state, inputs, tau)``'s third argument (see :mod:`secnn_jax.predictors`).
@@ -93,9 +98,10 @@ def pipeline_dynamic(apply_fn: Callable, layers: tuple[Layer, ...], predictor: P
     # Only predict and update run inside the step: holding them, not the predictor, keeps a
     # cached program from pinning what init alone needs (the mean predictor's statistics).
     predict, update = predictor.predict, predictor.update
+    name = builtin_name(predictor)
 
     def step(params: Any, state: Any, x: jax.Array, tau: Any
-             ) -> tuple[Any, Any, dict[str, jax.Array]]:
+             ) -> tuple[Any, Any, ev.EventMaps]:
         predictions = predict(state)
         check_predictions(layers, predictions)
         y_pred = parallel(params, predictions)
@@ -103,7 +109,7 @@ def pipeline_dynamic(apply_fn: Callable, layers: tuple[Layer, ...], predictor: P
         # The very tau object the serial phase compared against, so a predictor that rebuilds
         # its mask (accumulated) gets the propagated set bit for bit.
         new_state = update(state, inputs, tau) if needs_tau else update(state, inputs)
-        return new_state, logits, events
+        return new_state, logits, ev.EventMaps(events.codes, events.fires, name)
 
     return step
 
@@ -142,13 +148,14 @@ class ScanOutput(NamedTuple):
       state: predictor state after the last frame whose ``valid`` is true.
       logits: ``[T, ...]`` the SE-CNN output per frame.
       reduced: ``{name: pytree stacked over T}``, one entry per reducer (``{}`` without).
-      events: ``{layer_name: uint8 [T, *in_shape]}``, or ``{}`` when the events are not kept.
+      events: :class:`secnn_jax.events.EventMaps` ``{layer_name: uint8 [T, *in_shape]}`` (with
+        the fires maps), or ``{}`` when the events are not kept.
     """
 
     state: Any
     logits: jax.Array
     reduced: dict[str, Any]
-    events: dict[str, jax.Array]
+    events: ev.EventMaps | dict[str, jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +204,7 @@ def scan_program(step: Callable[..., tuple[Any, Any, dict[str, jax.Array]]], *,
         new_state, logits, events = step(params, state, x, tau)
         state = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new_state, state)
         reduced = {name: f(logits, events) for name, f in reduce.items()}
-        kept = {k: events[k] for k in (events if keep_events else ())}
+        kept = events if keep_events else {}
         return (params, tau, state), (logits, reduced, kept)
 
     @jax.jit
@@ -507,11 +514,13 @@ def stream_program(apply_fn: Callable, params: Any, frame: Any, predictor: Predi
 
 
 def run_stream(apply_fn: Callable, params: Any, frames: Any, predictor: PredictorLike,
-               tau: Tau = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+               tau: Tau = 0.0) -> tuple[jax.Array, ev.EventMaps]:
     """Runs every frame of ``frames`` ``[T, N, H, W, C]`` through :func:`pipeline`, scanned.
 
     The predictor starts from ``predictor.init(layers)``. Returns ``(logits [T, N, classes],
-    events {name: uint8 [T, *in_shape]})``. For long streams use :func:`iter_stream`.
+    events {name: uint8 [T, *in_shape]})``, ``events`` an :class:`secnn_jax.events.EventMaps`
+    (each layer's fires map in ``events.fires``, the predictor's name in
+    ``events.predictor``). For long streams use :func:`iter_stream`.
 
     The compiled program is cached across calls (module docstring): calling again with the same
     ``apply_fn`` object, params of the same structure, frames of the same shape and an equal
@@ -540,13 +549,13 @@ class StreamChunk:
     Attributes:
       start: index of the chunk's first frame in the stream.
       logits: ``[t, N, classes]`` for the chunk's ``t`` frames.
-      events: ``{name: uint8 [t, *in_shape]}``.
+      events: ``{name: uint8 [t, *in_shape]}`` (an :class:`secnn_jax.events.EventMaps`).
       state: predictor state after the chunk's last frame (resume from it).
     """
 
     start: int
     logits: jax.Array
-    events: dict[str, jax.Array]
+    events: ev.EventMaps
     state: Any
 
     @property
@@ -625,7 +634,7 @@ def iter_stream(apply_fn: Callable, params: Any, frames: Iterable[Any] | np.ndar
                                             jnp.asarray(valid), taus)
         if t < chunk_size:
             logits = logits[:t]
-            events = {k: v[:t] for k, v in events.items()}
+            events = events.map(lambda v, t=t: v[:t])
         yield StreamChunk(start, logits, events, state)
         start += t
     if empty:

@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from secnn_jax import events
 from secnn_jax.layers import Layer
 from secnn_jax.phases import layer_inputs
 from secnn_jax.predictions import PredictorError, PredictorTypeError
@@ -131,6 +132,23 @@ def config_key(predictor: Any) -> Hashable:
         else:
             return (type(predictor).__module__, type(predictor).__qualname__, key)
     return _Identity(predictor)
+
+
+#: Names of the built-in predictors (their ``config_key``'s first element).
+BUILTIN_NAMES: tuple[str, ...] = ("zero", "last_value", "secnn", "accumulated", "mean")
+
+
+def builtin_name(predictor: Any) -> str | None:
+    """The built-in predictor ``predictor`` is (``"zero"``, ``"secnn"``...), else ``None``.
+
+    Read from a :class:`Predictor`'s ``config_key``, which names what its ``predict`` and
+    ``update`` compute; any other object is unknown. The pipeline stamps it on the events it
+    returns (:attr:`secnn_jax.events.EventMaps.predictor`).
+    """
+    key = getattr(predictor, "config_key", None) if isinstance(predictor, Predictor) else None
+    if isinstance(key, tuple) and key and key[0] in BUILTIN_NAMES:
+        return str(key[0])
+    return None
 
 
 def update_needs_tau(predictor: Any) -> bool:
@@ -309,7 +327,7 @@ def accumulated() -> Predictor:
             # form (x cast to P's dtype, >=) could flip a neuron on the edge, and the state would
             # no longer be what was propagated.
             p = prev.astype(x.dtype)
-            miss = jnp.abs(x - p) > taus[name]
+            miss = events.missed(x, p, taus[name])
             new[name] = jnp.where(miss, x, p).astype(prev.dtype)
         return new
 

@@ -26,7 +26,9 @@ import numpy as np
 from secnn_jax.geometry import LayerGeom
 
 #: Which event codes each indicator selects, as a lookup table over the code (0..3):
-#: ``nonzero``: not ZZ (VM may hide a real zero; codes do not say); ``predicted``: VH or VM;
+#: ``nonzero``: not ZZ (VM may hide a real zero; codes do not say: where the events carry their
+#: fires maps, :attr:`secnn_jax.events.EventMaps.fires`, ``nonzero`` is read from those
+#: instead, and no longer depends on the predictor); ``predicted``: VH or VM;
 #: ``mispredicted``: ZN or VM.
 INDICATORS: dict[str, np.ndarray] = {
     "nonzero": np.array([0, 1, 1, 1], np.uint8),
@@ -35,9 +37,15 @@ INDICATORS: dict[str, np.ndarray] = {
 }
 
 
-def indicator(codes: np.ndarray, which: str) -> np.ndarray:
-    """0/1 ``uint8`` map of the neurons selected by ``which`` (see :data:`INDICATORS`)."""
+def indicator(codes: np.ndarray, which: str, fires: np.ndarray | None = None) -> np.ndarray:
+    """0/1 ``uint8`` map of the neurons selected by ``which`` (see :data:`INDICATORS`).
+
+    ``fires`` (the layer's fires map, shaped like ``codes``), when given, is the ``nonzero``
+    indicator itself.
+    """
     codes = np.asarray(codes)
+    if which == "nonzero" and fires is not None:
+        return np.asarray(fires).astype(np.uint8, copy=False)
     if which == "predicted":
         return codes >> 1
     if which == "mispredicted":
@@ -103,13 +111,15 @@ def window_counts(s: np.ndarray, geom: LayerGeom) -> np.ndarray:
     return out
 
 
-def position_counts(codes: np.ndarray, geom: LayerGeom, which: str) -> np.ndarray:
+def position_counts(codes: np.ndarray, geom: LayerGeom, which: str,
+                    fires: np.ndarray | None = None) -> np.ndarray:
     """Flagged inputs in each output's receptive field: ``[..., M, G]`` int32.
 
     ``codes`` is ``[..., N, H, W, C]`` (NHWC event codes); rows are output positions
-    ``(n, ho, wo)`` in row-major order (the implicit GEMM's M axis).
+    ``(n, ho, wo)`` in row-major order (the implicit GEMM's M axis). ``fires`` (same shape)
+    is the ``nonzero`` indicator where known (:func:`indicator`).
     """
-    cnt = window_counts(group_sums(indicator(codes, which), geom), geom)
+    cnt = window_counts(group_sums(indicator(codes, which, fires), geom), geom)
     return cnt.reshape(cnt.shape[:-4] + (geom.m, cnt.shape[-1]))
 
 
@@ -128,18 +138,26 @@ def _packed_lut(bits: int, dtype: type) -> np.ndarray:
 
 
 def position_counts_all(codes: np.ndarray, geom: LayerGeom,
-                        which: tuple[str, ...] = _FIELDS) -> dict[str, np.ndarray]:
+                        which: tuple[str, ...] = _FIELDS,
+                        fires: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """:func:`position_counts` for several indicators, reduced in one pass.
 
     The three indicator counts are packed into bit fields of one integer per neuron (a lookup
-    on the code), summed and box-filtered once, then unpacked; exact while every field's sum
-    (at most ``Cin/groups * kh * kw``) fits its width.
+    on the code; the ``nonzero`` field from ``fires`` where given), summed and box-filtered
+    once, then unpacked; exact while every field's sum (at most ``Cin/groups * kh * kw``) fits
+    its width.
     """
     limit = geom.cin_g * geom.kh * geom.kw
     bits, dtype = (10, np.int32) if limit < 2 ** 10 else (21, np.int64)
     if limit >= 2 ** 21:
-        return {w: position_counts(codes, geom, w) for w in which}
-    packed = _packed_lut(bits, dtype)[np.asarray(codes)]
+        return {w: position_counts(codes, geom, w, fires) for w in which}
+    lut = _packed_lut(bits, dtype)
+    if fires is None:
+        packed = lut[np.asarray(codes)]
+    else:
+        field = (1 << (bits * _FIELDS.index("nonzero"))) * ((1 << bits) - 1)
+        packed = (lut & ~dtype(field))[np.asarray(codes)]
+        packed |= np.asarray(fires).astype(dtype) << (bits * _FIELDS.index("nonzero"))
     if geom.is_depthwise:
         s = packed
     elif geom.groups == 1:

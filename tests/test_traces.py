@@ -268,7 +268,7 @@ def test_real_video_trace(tmp_path: Path) -> None:
     apply_fn, variables = _tiny_cnn(frames[0])
     layers = sj.find_layers(apply_fn, variables, frames[0])
     _, ev = sj.run_stream(apply_fn, variables, frames, predictors.secnn())
-    ev = {k: np.asarray(v) for k, v in ev.items()}
+    ev = ev.map(np.asarray)
     traces.write_trace(tmp_path / "real", layers, ev, model="tiny_cnn",
                        stream={"clip": "bikes.mp4", "frames": 8, "size": 32},
                        predictor="secnn", tau=0.0, chunk_frames=4)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from secnn_jax.events import VH, VM, ZN
+from secnn_jax.events import VH, VM, ZN, ZZ, EventMaps, fires_of
 from secnn_jax.timing.names import DEFAULT_FUSION
 from secnn_jax.timing.replay import ReplayResult, replay_launches
 
@@ -69,16 +69,22 @@ LADDER: tuple[LadderStep, ...] = (
 )
 
 
-def oracle_events(events: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Events of a perfect predictor, from events that know which inputs are non-zero.
+def oracle_events(events: Mapping[str, Any]) -> EventMaps:
+    """Events of a perfect predictor: every input that fires is VH, every other ZZ.
 
-    ZN (a non-zero input predicted zero) and VM become VH (predicted exactly); ZZ and VH stay.
-    Pass the zero predictor's events at tau = 0, whose codes are exactly the real zero pattern
-    (a VM code of another predictor may hide a real zero).
+    From events that carry their fires maps (:class:`secnn_jax.events.EventMaps`, as
+    ``run_stream`` returns them), any predictor's: a firing input is predicted exactly (VH),
+    a silent one predicted 0 (ZZ). From codes alone (a plain dict, a version-1 trace), ZN and
+    VM become VH and ZZ and VH stay, which is exact only for the zero predictor's events (a
+    VM code of another predictor may hide a real zero). The result keeps the fires maps.
     """
-    lut = np.array([0, VH, VH, VH], np.uint8)
+    fires = fires_of(events)
+    if fires is not None:
+        return EventMaps({k: np.where(np.asarray(fires[k]), np.uint8(VH), np.uint8(ZZ))
+                          for k in events}, {k: np.asarray(fires[k]) for k in events}, "oracle")
+    lut = np.array([ZZ, VH, VH, VH], np.uint8)
     assert lut[ZN] == VH and lut[VM] == VH
-    return {k: lut[np.asarray(v)] for k, v in events.items()}
+    return EventMaps({k: lut[np.asarray(v)] for k, v in events.items()}, None, "oracle")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from secnn_jax import events as ev_mod
 from secnn_jax import fileio, traces, workmaps
 from secnn_jax.errors import SecnnError
 from secnn_jax.fileio import atomic_write
@@ -300,9 +301,11 @@ def _fmt(rows: Sequence[Sequence[str]]) -> str:
 @dataclasses.dataclass(frozen=True)
 class _Source:
     geoms: tuple[LayerGeom, ...]
-    chunks: Iterable[tuple[np.ndarray, dict[str, np.ndarray]]]
+    chunks: Iterable[tuple[np.ndarray, Mapping[str, np.ndarray]]]
     meta: Mapping[str, Any]
     ops: tuple[Any, ...] | None = None
+    has_fires: bool = False
+    predictor: str | None = None
 
 
 def _in_memory(layers: Sequence[Any], events: Mapping[str, Any], frames: Any,
@@ -313,17 +316,26 @@ def _in_memory(layers: Sequence[Any], events: Mapping[str, Any], frames: Any,
         raise ReplayError(f"no events for layers {missing}")
     evs = {g.name: events_to_nhwc(layer, g, events[g.name])
            for layer, g in zip(layers, geoms, strict=True)}
+    fires = ev_mod.fires_of(events)
+    fire_maps = None if fires is None else {
+        g.name: events_to_nhwc(layer, g, np.asarray(fires[g.name]).astype(np.uint8))
+        for layer, g in zip(layers, geoms, strict=True)}
     t = {v.shape[0] for v in evs.values()}
     if len(t) != 1:
         raise ReplayError(f"layers have different frame counts: {sorted(t)}")
     idx = _frame_indices(frames, t.pop())
+    predictor = ev_mod.predictor_of(events)
 
-    def chunks() -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    def chunks() -> Iterator[tuple[np.ndarray, Mapping[str, np.ndarray]]]:
         for a in range(0, len(idx), batch_frames):
             sel = idx[a:a + batch_frames]
-            yield sel + frame_offset, {k: v[sel] for k, v in evs.items()}
+            yield sel + frame_offset, ev_mod.EventMaps(
+                {k: v[sel] for k, v in evs.items()},
+                None if fire_maps is None else {k: v[sel] for k, v in fire_maps.items()},
+                predictor)
 
-    return _Source(geoms, chunks(), {"source": "in-memory"})
+    return _Source(geoms, chunks(), {"source": "in-memory", "predictor": predictor},
+                   has_fires=fire_maps is not None, predictor=predictor)
 
 
 def _frame_indices(frames: Any, n: int) -> np.ndarray:
@@ -338,7 +350,8 @@ def _from_trace(trace: Any, frames: Any) -> _Source:
                     "stream": trace.manifest.get("stream"),
                     "predictor": trace.manifest.get("predictor"),
                     "tau": trace.manifest.get("tau")},
-                   ops=getattr(trace, "ops", None))
+                   ops=getattr(trace, "ops", None), has_fires=trace.has_fires,
+                   predictor=ev_mod.predictor_name(trace.manifest.get("predictor")))
 
 
 def _source(source: Any, events: Any, frames: Any, batch_frames: int,
@@ -401,6 +414,42 @@ class _Acc:
                    for k, lab in self.span_labels.items()})
 
 
+def _fits(src: _Source, scheme: str) -> bool:
+    """Whether ``scheme`` may be timed from ``src``'s events (see :func:`_check_events_fit`)."""
+    want = S.REGISTRY[scheme].events
+    return want in ("zero", "own") or src.predictor in (None, want)
+
+
+def _check_events_fit(src: _Source, schemes: Sequence[str]) -> None:
+    """Refuses a scheme that models another predictor's events; warns where fires are unknown.
+
+    A scheme whose registry entry names a predictor (``events="accumulated"``: DeltaCNN and
+    CBinfer propagate what changed beyond tau) is timed only from that predictor's events;
+    events of unknown origin (a plain dict, a trace with a free-form predictor) pass with a
+    warning. Without fires maps (a version-1 trace, a plain dict), a zero-skipping scheme reads
+    "non-zero" as "not ZZ", which depends on the predictor: a warning says so.
+    """
+    for s in schemes:
+        want = S.REGISTRY[s].events
+        if want in ("zero", "own"):
+            continue
+        if src.predictor is None:
+            logging.log_first_n(logging.WARNING, "replay: scheme %s models the %s predictor's "
+                                "events; these events do not say which predictor made them", 4,
+                                s, want)
+        elif src.predictor != want:
+            raise ReplayError(
+                f"scheme {s!r} is timed from predictors.{want}()'s events (what it propagates); "
+                f"these are predictors.{src.predictor}()'s: run the stream with "
+                f"predictors.{want}() for it")
+    if not src.has_fires and any("nonzero" in S.REGISTRY[s].needs for s in schemes):
+        logging.log_first_n(
+            logging.WARNING, "replay: the events carry no fires maps (a version-1 trace or a "
+            "plain dict): %s counts every non-ZZ neuron as work, so its time depends on the "
+            "predictor; replay events from run_stream, or the zero predictor's", 1,
+            ", ".join(s for s in schemes if "nonzero" in S.REGISTRY[s].needs))
+
+
 def _check_choice(value: str, known: Sequence[str], what: str) -> str:
     if value not in known:
         raise ReplayError(f"unknown {what} {value!r}; known: {', '.join(known)}")
@@ -409,7 +458,8 @@ def _check_choice(value: str, known: Sequence[str], what: str) -> str:
 
 def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
                     launches: Sequence[str] = LAUNCH_MODELS,
-                    gpus: Sequence[str | GPU] = ("h100",), schemes: Sequence[str] = SCHEMES,
+                    gpus: Sequence[str | GPU] = ("h100",),
+                    schemes: Sequence[str] | None = None,
                     precision: str = "fp32", fusion: str = DEFAULT_FUSION,
                     ops: Sequence[Any] | None = None, frames: Any = None,
                     params: ModelParams | None = None, config: SchemeConfig | None = None,
@@ -420,7 +470,8 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
     Returns ``{launch: ReplayResult}``; each result is exactly what :func:`replay` with that
     ``launch`` returns (every scheme of one result under one launch model).
     """
-    schemes = tuple(schemes)
+    asked = schemes
+    schemes = tuple(SCHEMES if schemes is None else schemes)
     bad = [s for s in schemes if s not in SCHEMES]
     if bad:
         raise ReplayError(f"unknown schemes {bad}; known: {', '.join(SCHEMES)}")
@@ -433,6 +484,9 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
     cfg = config or DEFAULT_CONFIG
     gpu_objs = tuple(get_gpu(g) for g in gpus)
     src = _source(source, events, frames, batch_frames, int(frame_offset))
+    if asked is None:  # every scheme these events can feed
+        schemes = tuple(s for s in schemes if _fits(src, s))
+    _check_events_fit(src, schemes)
     geoms = src.geoms
     op_list = tuple(OpGeom.from_op(o) for o in (ops if ops is not None else src.ops or ()))
     if ops is None and src.ops is None:
@@ -458,9 +512,12 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
             it = tqdm(it, desc="replay layers", leave=False)
         counts: list[dict[str, np.ndarray]] = []
         misses = np.zeros((n, len(geoms)))
+        fires = ev_mod.fires_of(evs)
         for li in it:  # loop over layers: reduce each layer's events once for all schemes
             codes = evs[geoms[li].name]
-            counts.append(workmaps.position_counts_all(codes, geoms[li], which) if which else {})
+            fire = None if fires is None else fires[geoms[li].name]
+            counts.append(workmaps.position_counts_all(codes, geoms[li], which, fire)
+                          if which else {})
             if want_miss:
                 misses[:, li] = workmaps.indicator(codes, "mispredicted").reshape(n, -1).sum(1)
         for (gk, ln, s), plan in plans.items():
@@ -474,7 +531,8 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
     for ln in launches:
         results = {(g.key, s): acc[(g.key, ln, s)].result(g, s, ln, fusion, prec)
                    for g in gpu_objs for s in schemes}
-        meta = {**src.meta, "params": params.as_dict(), "config": cfg.as_dict(),
+        meta = {**src.meta, "fires": src.has_fires,
+                "params": params.as_dict(), "config": cfg.as_dict(),
                 "ops": len(op_list) if (ops is not None or src.ops is not None) else None}
         out[ln] = ReplayResult(layers=tuple(g.name for g in geoms), frames=fids,
                                precision=prec, gpus=tuple(g.key for g in gpu_objs),
@@ -484,7 +542,7 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
 
 
 def replay(source: Any, events: Mapping[str, Any] | None = None, *,
-           gpus: Sequence[str | GPU] = ("h100",), schemes: Sequence[str] = SCHEMES,
+           gpus: Sequence[str | GPU] = ("h100",), schemes: Sequence[str] | None = None,
            precision: str = "fp32", launch: str = DEFAULT_LAUNCH, fusion: str = DEFAULT_FUSION,
            ops: Sequence[Any] | None = None, frames: Any = None,
            params: ModelParams | None = None, config: SchemeConfig | None = None,
@@ -496,9 +554,16 @@ def replay(source: Any, events: Mapping[str, Any] | None = None, *,
       source: a trace directory, a :class:`secnn_jax.traces.Trace`, a ``(layers, events)``
         pair, or the layers (with ``events`` given separately). Layers are
         :class:`secnn_jax.layers.Layer`, :class:`LayerGeom` or their dict forms.
-      events: ``{name: uint8 [T, *in_shape]}`` when ``source`` is the layers.
+      events: ``{name: uint8 [T, *in_shape]}`` when ``source`` is the layers: what
+        :func:`secnn_jax.run_stream` returns (an :class:`secnn_jax.events.EventMaps`, whose
+        fires maps make ``zero_skip`` independent of the predictor and whose predictor name
+        lets ``deltacnn``/``cbinfer`` refuse another predictor's codes) or a plain dict
+        (fires unknown: a warning).
       gpus: GPU keys (:data:`secnn_jax.timing.GPUS`) or :class:`GPU` objects.
-      schemes: subset of :data:`~secnn_jax.timing.SCHEMES`.
+      schemes: subset of :data:`~secnn_jax.timing.SCHEMES`; default: every scheme the events
+        can feed (``deltacnn`` and ``cbinfer`` only from the accumulated predictor's events or
+        events of unknown origin). A scheme asked for explicitly whose registry entry names
+        another predictor's events raises :class:`ReplayError`.
       precision: ``fp32``, ``tf32`` or ``fp16``.
       launch: ``eager``, ``graph`` (default) or ``persistent``
         (:data:`~secnn_jax.timing.LAUNCH_MODELS`): how kernels are issued, for every scheme of

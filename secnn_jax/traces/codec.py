@@ -1,8 +1,10 @@
 """The trace format's bytes: constants, file names, event-code packing, compression, checksums.
 
 Event codes (ZZ=0, ZN=1, VH=2, VM=3, :mod:`secnn_jax.events`) are packed four per byte, first
-code in the low bits (:func:`pack_codes`), then compressed with one of :data:`CODECS`. Every data
-file is recorded with its sha256 (:func:`sha256`); the manifest carries the sha256 of its own
+code in the low bits (:func:`pack_codes`), then compressed with one of :data:`CODECS`. From
+version 2 each layer's fires map follows as one bit per neuron, stored as its difference from
+what the codes suggest (:func:`pack_fires`): almost all zeros, so it compresses to little. Every
+data file is recorded with its sha256 (:func:`sha256`); the manifest carries the sha256 of its own
 canonical JSON without the :data:`CHECKSUM_FIELD` (:func:`manifest_checksum`). The format is
 documented in ``traces/README.md`` at the repository root.
 """
@@ -22,11 +24,13 @@ from secnn_jax.fileio import dumps_json
 
 __all__ = ["CHECKSUM_FIELD", "CHUNKS_DIR", "CODECS", "FORMAT", "HEADER_FILE", "MANIFEST_FILE",
            "SUMMARY_COLUMNS", "VERSION", "TraceError", "chunk_names", "compress", "decompress",
-           "manifest_checksum", "pack_codes", "sha256", "unpack_codes"]
+           "manifest_checksum", "pack_codes", "pack_fires", "sha256", "unpack_codes",
+           "unpack_fires"]
 
-#: Trace format identifier and version (bump on any incompatible change).
+#: Trace format identifier and version (bump on any incompatible change). Version 2 adds the
+#: fires maps (``manifest["fires"]``); version-1 traces still read, as lacking them.
 FORMAT = "secnn_jax.trace"
-VERSION = 1
+VERSION = 2
 #: Columns of the summary table's last axis.
 SUMMARY_COLUMNS: tuple[str, ...] = ("ZZ", "ZN", "VH", "VM", "parallel_macs", "serial_macs")
 #: Compression codecs of the event data (``zlib`` is the default).
@@ -73,6 +77,33 @@ def unpack_codes(data: bytes, n: int) -> np.ndarray:
     for i in range(4):  # four bit fields per byte
         out[:, i] = (b >> (2 * i)) & 3
     return out.reshape(-1)[:n]
+
+
+def _fires_guess(codes: np.ndarray) -> np.ndarray:
+    # What the codes alone suggest: every neuron not ZZ fires. Wrong only where a VM neuron
+    # went silent or a hit lies within tau of zero, so the difference is nearly all zeros.
+    return np.asarray(codes, np.uint8) != 0
+
+
+def pack_fires(fires: np.ndarray, codes: np.ndarray) -> bytes:
+    """Packs a fires map (bool, shaped like ``codes``) as its difference from ``codes != ZZ``,
+    eight neurons per byte, first neuron in the low bit (C order)."""
+    fires = np.asarray(fires).astype(bool, copy=False)
+    if fires.shape != np.shape(codes):
+        raise ValueError(f"fires map of shape {fires.shape} does not match codes "
+                         f"{np.shape(codes)}")
+    diff = (fires != _fires_guess(codes)).reshape(-1)
+    return np.packbits(diff, bitorder="little").tobytes()
+
+
+def unpack_fires(data: bytes, codes: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_fires`: the fires map (bool) shaped like ``codes``."""
+    n = int(np.size(codes))
+    b = np.frombuffer(data, np.uint8)
+    if b.size * 8 < n:
+        raise ValueError(f"packed data holds {b.size * 8} fires bits, {n} expected")
+    diff = np.unpackbits(b, count=n, bitorder="little").astype(bool).reshape(np.shape(codes))
+    return diff != _fires_guess(codes)
 
 
 def compress(data: bytes, codec: str) -> bytes:

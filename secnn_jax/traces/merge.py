@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from secnn_jax.events import EventMaps
 from secnn_jax.traces.codec import MANIFEST_FILE, TraceError, sha256
 from secnn_jax.traces.reader import read_trace
 from secnn_jax.traces.writer import TraceWriter
@@ -90,10 +91,14 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path, *, chunk_frames:
                          predictor=ref.manifest.get("predictor"), tau=ref.manifest.get("tau"),
                          chunk_frames=chunk_frames or int(ref.manifest["chunk_frames"]),
                          codec=codec or ref.manifest["codec"], meta=meta, overwrite=overwrite,
-                         ops=ops)
+                         ops=ops, fires=all(t.has_fires for t in traces))
     done = writer.frames_done
     iters = [t.iter_frames(np.arange(done, ref.n_frames)) for t in traces]
     for parts in zip(*iters, strict=True):
-        writer.append({name: np.concatenate([ev[name] for _, ev in parts], axis=1)
-                       for name in ref.layer_names})
+        codes = {name: np.concatenate([ev[name] for _, ev in parts], axis=1)
+                 for name in ref.layer_names}
+        fires = None if not all(t.has_fires for t in traces) else {
+            name: np.concatenate([ev.fires[name] for _, ev in parts], axis=1)
+            for name in ref.layer_names}
+        writer.append(EventMaps(codes, fires, ref.predictor_name))
     return writer.close()

@@ -5,7 +5,9 @@ field), its structure (``n_frames`` equal to the chunks' frames, contiguous chun
 per-layer code counts), and that every file named by it exists with its recorded size; every
 chunk read is verified against its sha256; failures raise
 :class:`~secnn_jax.traces.codec.TraceError` naming the file and the chunk or field. A manifest from
-before the checksum is read with a warning. Event maps come back as uint8 codes in NHWC order.
+before the checksum is read with a warning. Event maps come back as uint8 codes in NHWC order,
+as :class:`secnn_jax.events.EventMaps` carrying the fires maps where the trace records them
+(format version 2; a version-1 trace is read as lacking them: :attr:`Trace.has_fires`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from secnn_jax import events as events_mod
 from secnn_jax.geometry import LayerGeom
 from secnn_jax.netops import NetOp
 from secnn_jax.traces.codec import (
@@ -38,6 +41,7 @@ from secnn_jax.traces.codec import (
     manifest_checksum,
     sha256,
     unpack_codes,
+    unpack_fires,
 )
 from secnn_jax.traces.writer import ChunkRecord
 
@@ -85,6 +89,10 @@ class Trace:
         except (KeyError, TypeError, ValueError) as e:
             raise TraceError(f"trace {self.path}: manifest.json is malformed (field {e})") from e
         self._check_structure()
+        if not self.has_fires:
+            logging.info("trace %s (format version %s) records no fires maps: a zero-skipping "
+                         "scheme replayed from it depends on its predictor", self.path,
+                         self.manifest.get("version"))
         for c in self.chunks:
             for f in (c.events, c.summary):
                 p = self.path / f["file"]
@@ -136,13 +144,30 @@ class Trace:
                     raise self._fail(f"{field}.layers[{g.name!r}].n_codes",
                                      f"is {rec['n_codes']}, but {c.n_frames} frames of "
                                      f"{tuple(g.in_nhwc)} hold {want}")
-                if int(rec["offset"]) + int(rec["nbytes"]) > int(c.events["nbytes"]):
+                ends = [int(rec["offset"]) + int(rec["nbytes"])]
+                if self.has_fires:
+                    if "fires_offset" not in rec:
+                        raise self._fail(f"{field}.layers[{g.name!r}]", "has no fires_offset, "
+                                         "but the trace records fires maps")
+                    ends.append(int(rec["fires_offset"]) + int(rec["fires_nbytes"]))
+                if max(ends) > int(c.events["nbytes"]):
                     raise self._fail(f"{field}.layers[{g.name!r}]", "extends past the end of "
                                      f"{c.events['file']}")
             start += c.n_frames
         if self.n_frames != start:
             raise self._fail("n_frames", f"is {self.n_frames}, but the chunk records hold "
                              f"{start} frames")
+
+    @property
+    def has_fires(self) -> bool:
+        """Whether the trace records each layer's fires maps (format version 2 written from
+        events that carried them); ``False`` for version-1 traces."""
+        return bool(self.manifest.get("fires", False))
+
+    @property
+    def predictor_name(self) -> str | None:
+        """The built-in predictor the manifest's ``predictor`` description names, if any."""
+        return events_mod.predictor_name(self.manifest.get("predictor"))
 
     @property
     def ops(self) -> tuple[NetOp, ...] | None:
@@ -178,21 +203,51 @@ class Trace:
                              "sha256 mismatch)")
         return data
 
-    def chunk_events(self, k: int, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Event codes of chunk ``k``: ``{name: uint8 [n, N, H, W, C]}`` (NHWC)."""
+    def _blob(self, c: ChunkRecord, data: bytes, g: LayerGeom, offset: int, nbytes: int
+              ) -> bytes:
+        try:
+            return decompress(data[offset: offset + nbytes], self.manifest["codec"])
+        except (zlib.error, lzma.LZMAError) as e:
+            raise TraceError(f"trace {self.path}: chunk {c.index} is corrupted "
+                             f"({c.events['file']}, layer {g.name!r}: {e})") from e
+
+    def chunk_events(self, k: int, names: Sequence[str] | None = None
+                     ) -> events_mod.EventMaps:
+        """Event codes of chunk ``k``: ``{name: uint8 [n, N, H, W, C]}`` (NHWC), as an
+        :class:`secnn_jax.events.EventMaps` with the fires maps if the trace records them."""
         c = self.chunks[k]
         data = self._read(c, "events")
-        out = {}
+        out, fires = {}, {}
         for i in (self._index[n] for n in names) if names else range(len(self.layers)):
             rec, g = c.layers[i], self._geoms[i]
-            blob = data[rec["offset"]: rec["offset"] + rec["nbytes"]]
-            try:
-                raw = decompress(blob, self.manifest["codec"])
-            except (zlib.error, lzma.LZMAError) as e:
-                raise TraceError(f"trace {self.path}: chunk {c.index} is corrupted "
-                                 f"({c.events['file']}, layer {g.name!r}: {e})") from e
-            out[g.name] = unpack_codes(raw, rec["n_codes"]).reshape((c.n_frames, *g.in_nhwc))
-        return out
+            raw = self._blob(c, data, g, int(rec["offset"]), int(rec["nbytes"]))
+            codes = unpack_codes(raw, rec["n_codes"]).reshape((c.n_frames, *g.in_nhwc))
+            out[g.name] = codes
+            if self.has_fires:
+                raw = self._blob(c, data, g, int(rec["fires_offset"]), int(rec["fires_nbytes"]))
+                try:
+                    fires[g.name] = unpack_fires(raw, codes)
+                except ValueError as e:
+                    raise TraceError(f"trace {self.path}: chunk {c.index} is corrupted "
+                                     f"({c.events['file']}, layer {g.name!r}: {e})") from e
+        return events_mod.EventMaps(out, fires if self.has_fires else None,
+                                    self.predictor_name)
+
+    def fires(self, name: str, frames: Any = None) -> np.ndarray:
+        """Fires map (bool) of layer ``name`` for ``frames`` (default all): ``[T, N, H, W, C]``.
+
+        Raises:
+          TraceError: the trace records no fires maps (format version 1).
+        """
+        if not self.has_fires:
+            raise TraceError(f"trace {self.path} (format version "
+                             f"{self.manifest.get('version')}) records no fires maps")
+        if name not in self._index:
+            raise KeyError(f"no layer {name!r} in trace {self.path}")
+        idx = frame_indices(frames, self.n_frames)
+        parts = [ev.fires[name] for _, ev in self.iter_frames(idx, names=[name])]
+        g = self._geoms[self._index[name]]
+        return np.concatenate(parts) if parts else np.zeros((0, *g.in_nhwc), bool)
 
     def events(self, name: str, frames: Any = None) -> np.ndarray:
         """Event codes of layer ``name`` for ``frames`` (default all): ``[T, N, H, W, C]``."""
@@ -204,8 +259,9 @@ class Trace:
         return np.concatenate(parts) if parts else np.zeros((0, *g.in_nhwc), np.uint8)
 
     def iter_frames(self, frames: Any = None, names: Sequence[str] | None = None
-                    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-        """Yields ``(frame indices, {name: NHWC codes})`` chunk by chunk for ``frames``."""
+                    ) -> Iterator[tuple[np.ndarray, events_mod.EventMaps]]:
+        """Yields ``(frame indices, {name: NHWC codes})`` chunk by chunk for ``frames`` (an
+        :class:`secnn_jax.events.EventMaps`, with fires maps where recorded)."""
         idx = frame_indices(frames, self.n_frames)
         for k, c in enumerate(self.chunks):
             sel = idx[(idx >= c.frame_start) & (idx < c.frame_start + c.n_frames)]
@@ -213,7 +269,7 @@ class Trace:
                 continue
             ev = self.chunk_events(k, names)
             local = sel - c.frame_start
-            yield sel, {n: a[local] for n, a in ev.items()}
+            yield sel, ev.map(lambda a, local=local: a[local])
 
     def summary(self) -> np.ndarray:
         """The summary table ``[T, L, N, 6]`` int64 (columns :data:`SUMMARY_COLUMNS`)."""

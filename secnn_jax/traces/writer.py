@@ -39,6 +39,7 @@ from secnn_jax.traces.codec import (
     compress,
     manifest_checksum,
     pack_codes,
+    pack_fires,
     sha256,
 )
 
@@ -110,7 +111,8 @@ class ChunkRecord:
       n_frames: frames in the chunk.
       events: ``{"file", "sha256", "nbytes"}`` of the event data.
       summary: ``{"file", "sha256", "nbytes"}`` of the summary table.
-      layers: per layer ``{"offset", "nbytes", "n_codes"}`` inside the event file.
+      layers: per layer ``{"offset", "nbytes", "n_codes"}`` inside the event file, and in a
+        trace with fires maps ``"fires_offset"``, ``"fires_nbytes"`` of its fires blob.
     """
 
     index: int
@@ -150,7 +152,8 @@ class TraceWriter:
                  stream: Any = None, predictor: Any = None, tau: Any = 0.0,
                  chunk_frames: int = 16, codec: str = "zlib",
                  meta: Mapping[str, Any] | None = None, overwrite: bool = False,
-                 ops: Sequence[NetOp | Mapping[str, Any]] | None = None) -> None:
+                 ops: Sequence[NetOp | Mapping[str, Any]] | None = None,
+                 fires: bool | None = None) -> None:
         """Opens (or resumes) the run at ``path``.
 
         Args:
@@ -164,6 +167,10 @@ class TraceWriter:
           ops: the model's non-linear kernels (:func:`secnn_jax.netops.find_ops`, as
             :class:`~secnn_jax.netops.NetOp` or their dicts), stored as ``"ops"``; omitted from
             the header when None.
+          fires: record each layer's fires map (``True``: every append must carry them, as
+            the :class:`secnn_jax.events.EventMaps` of ``run_stream`` do); ``False``: codes
+            only; ``None`` (default): decided by the first append (a resumed run by its
+            finished chunks). The manifest's ``fires`` says which.
 
         Raises:
           TraceError: ``path`` holds a complete trace (and not ``overwrite``), or a partial
@@ -189,8 +196,12 @@ class TraceWriter:
         }
         if ops is not None:
             self.header["ops"] = _op_records(ops)
+        if fires is not None:
+            self.header["fires"] = bool(fires)
+        self._fires: bool | None = None if fires is None else bool(fires)
         self.chunks: list[ChunkRecord] = []
         self._buffer: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        self._fire_buffer: dict[str, list[np.ndarray]] = {n: [] for n in names}
         self._buffered = 0
         self._closed = False
         if (self.path / MANIFEST_FILE).exists():
@@ -202,9 +213,20 @@ class TraceWriter:
         (self.path / CHUNKS_DIR).mkdir(exist_ok=True)
         hp = self.path / HEADER_FILE
         if hp.exists():
-            self._resume(json.loads(hp.read_text()))
+            old = json.loads(hp.read_text())
+            if fires is None and "fires" in old:
+                self.header["fires"] = old["fires"]
+                self._fires = bool(old["fires"])
+            self._resume(old)
+            if self._fires is None and self.chunks:  # decided by the finished chunks
+                self._fires = "fires_offset" in self.chunks[0].layers[0]
         else:
             _write(hp, _json_file(self.header))
+
+    @property
+    def records_fires(self) -> bool | None:
+        """Whether the trace records fires maps (``None``: not decided yet, no frames)."""
+        return self._fires
 
     # -- resume
     def _resume(self, old: Mapping[str, Any]) -> None:
@@ -257,6 +279,13 @@ class TraceWriter:
             self._flush(self.header["chunk_frames"])
 
     def _ingest(self, events: Mapping[str, Any]) -> int:
+        fires = events_mod.fires_of(events)
+        if self._fires is None:  # decided by the first frames appended
+            self._fires = fires is not None
+        if self._fires and fires is None:
+            raise TraceError(f"append: trace {self.path} records fires maps, but these events "
+                             "carry none (pass the EventMaps run_stream returns, or open the "
+                             "writer with fires=False)")
         ts = set()
         for layer, g in zip(self._layers, self._geoms, strict=True):
             if g.name not in events:
@@ -265,6 +294,12 @@ class TraceWriter:
             if ev.size and int(ev.max()) > 3:
                 raise TraceError(f"layer {g.name!r}: event codes must be 0..3")
             self._buffer[g.name].append(ev)
+            if self._fires:
+                fm = _to_nhwc(layer, g, np.asarray(fires[g.name]).astype(np.uint8))
+                if fm.shape != ev.shape:
+                    raise TraceError(f"layer {g.name!r}: fires map of shape {fm.shape} does "
+                                     f"not match its codes {ev.shape}")
+                self._fire_buffer[g.name].append(fm)
             ts.add(ev.shape[0])
         if len(ts) != 1:
             raise TraceError(f"append: layers have different frame counts {sorted(ts)}")
@@ -274,14 +309,19 @@ class TraceWriter:
         if self.chunks and self.chunks[-1].n_frames < self.header["chunk_frames"]:
             raise TraceError(f"trace {self.path}: cannot append after a final short chunk")
         part: dict[str, np.ndarray] = {}
-        for name, bufs in self._buffer.items():
-            allf = np.concatenate(bufs, axis=0) if len(bufs) > 1 else bufs[0]
-            part[name] = allf[:n]
-            self._buffer[name] = [allf[n:]] if allf.shape[0] > n else []
+        fire_part: dict[str, np.ndarray] = {}
+        for buffer, out in ((self._buffer, part), (self._fire_buffer, fire_part)):
+            for name, bufs in buffer.items():
+                if not bufs:
+                    continue
+                allf = np.concatenate(bufs, axis=0) if len(bufs) > 1 else bufs[0]
+                out[name] = allf[:n]
+                buffer[name] = [allf[n:]] if allf.shape[0] > n else []
         self._buffered -= n
-        self._write_chunk(part)
+        self._write_chunk(part, fire_part if self._fires else None)
 
-    def _write_chunk(self, part: Mapping[str, np.ndarray]) -> ChunkRecord:
+    def _write_chunk(self, part: Mapping[str, np.ndarray],
+                     fires: Mapping[str, np.ndarray] | None) -> ChunkRecord:
         k = len(self.chunks)
         ev_name, sm_name, rec_name = chunk_names(k)
         blobs, layers, summaries = [], [], []
@@ -293,6 +333,12 @@ class TraceWriter:
             layers.append({"offset": offset, "nbytes": len(blob), "n_codes": int(codes.size)})
             offset += len(blob)
             summaries.append(_summary(codes, g))
+        if fires is not None:  # version 2: the fires blobs follow all layers' codes
+            for g, rec in zip(self._geoms, layers, strict=True):
+                blob = compress(pack_fires(fires[g.name], part[g.name]), self.header["codec"])
+                blobs.append(blob)
+                rec.update(fires_offset=offset, fires_nbytes=len(blob))
+                offset += len(blob)
         n = next(iter(part.values())).shape[0]
         data = b"".join(blobs)
         table = np.stack(summaries, axis=1)  # [T, L, N, 6]
@@ -321,7 +367,7 @@ class TraceWriter:
             self._flush(self._buffered)
         neurons = sum(layer["n_codes"] for c in self.chunks for layer in c.layers)
         nbytes = sum(c.events["nbytes"] for c in self.chunks)
-        manifest = {**self.header, "n_frames": self.frames_done,
+        manifest = {**self.header, "fires": bool(self._fires), "n_frames": self.frames_done,
                     "chunks": [c.as_dict() for c in self.chunks],
                     "stats": {"neuron_events": neurons, "event_bytes": nbytes,
                               "bytes_per_neuron_event": nbytes / neurons if neurons else 0.0}}
@@ -368,12 +414,18 @@ def write_trace(path: str | Path, layers: Sequence[Any], events: Mapping[str, An
                 ops: Sequence[NetOp | Mapping[str, Any]] | None = None, **kwargs: Any) -> Path:
     """Writes a whole trace from in-memory events; returns the manifest path.
 
+    ``events`` from :func:`secnn_jax.run_stream` (an :class:`secnn_jax.events.EventMaps`)
+    write their fires maps too; a plain dict of codes writes none.
+
     Resumes a partial run at ``path`` (frames already written are skipped). ``ops`` (the
     model's :func:`secnn_jax.netops.find_ops`) and ``kwargs`` go to :class:`TraceWriter`.
     """
     w = TraceWriter(path, layers, ops=ops, **kwargs)
     done = w.frames_done
-    rest = {k: np.asarray(v)[done:] for k, v in events.items()}
-    if any(v.shape[0] for v in rest.values()):
+    if isinstance(events, events_mod.EventMaps):
+        rest: Mapping[str, Any] = events.map(lambda v: np.asarray(v)[done:])
+    else:
+        rest = {k: np.asarray(v)[done:] for k, v in events.items()}
+    if any(np.shape(v)[0] for v in rest.values()):
         w.append(rest)
     return w.close()

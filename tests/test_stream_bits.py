@@ -143,8 +143,8 @@ PREDICTORS = {
 }
 
 
-@pytest.mark.parametrize("tau", [0.0, 0.05])
-@pytest.mark.parametrize("name", [*PREDICTORS, "mean"])
+@pytest.mark.parametrize("name,tau", [*((n, 0.0) for n in [*PREDICTORS, "mean"]),
+                                      ("zero", 0.05), ("secnn", 0.05), ("accumulated", 0.05)])
 def test_every_path_gives_the_loops_bits(video: np.ndarray, name: str, tau: float) -> None:
     model = HardCNN()
     params = _init(model, video[0])

@@ -496,8 +496,10 @@ class ValidationReport:
             return "\n".join(lines)
         lines += [
             "- Depthwise and grouped convolutions: the shared measurements contain none, and "
-            "this session had no GPU to measure them; the depthwise model (a direct SIMT "
-            "kernel, usually memory-bound) is unvalidated.",
+            "no GPU has been at hand to measure them; the depthwise model (a direct SIMT "
+            "kernel, usually memory-bound) is unvalidated. `python -m experiments.measure_gpu` "
+            "measures them (with the op kernels and the concurrency probe below) on any GPU, "
+            "and `calibrate_timing --measurements=DIR` reports them on lines of their own.",
             "- The zero-skipping and SE-CNN kernels have no hardware counterpart to measure; "
             "they reuse the dense model's calibrated SIMT efficiency and latency.",
             "- One FP32 efficiency serves all SIMT kernels: cuDNN's batch-16 VGG-16 FP32 "
@@ -512,6 +514,8 @@ class ValidationReport:
             "host-bound eager runs; it is the launch cost alone, not Python's dispatch.",
             "- The whole-network op kernels (BatchNorm, activations, pooling, adds) are modelled "
             "as bandwidth-bound kernels from their shapes; none was measured alone.",
+            "- Concurrency: how far independent kernels overlap on a real GPU (the premise of "
+            "SE-CNN's parallel phase) is unmeasured.",
             "",
         ]
         return "\n".join(lines)

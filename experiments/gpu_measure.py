@@ -24,10 +24,11 @@ events; the tiny kernel of the ceilings is timed the same way and is the GPU ent
 * ``ceilings`` (``ceilings.json``): copy bandwidth, matmul throughput per precision, the tiny
   kernel and the back-to-back launch rate, with the device description.
 
-Resumable per row: every row is appended (flushed and fsynced) as soon as it is measured, a
-torn last line is dropped on restart, and a restarted run skips the rows whose key is already
-in the file, so a killed run resumes where it stopped. ``device.json`` records the device and
-whether the run is a GPU measurement; a restart on another device or mode is refused.
+Rows are measured round robin over the sections (a run stopped by ``time_budget_s`` has some
+of each). Resumable per row: every row is appended (flushed and fsynced) as soon as it is
+measured, a torn last line is dropped on restart, and a restarted run skips the rows whose key
+is already in the file, so a killed run resumes where it stopped. ``device.json`` records the
+device and whether the run is a GPU measurement; a restart on another device or mode is refused.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import contextlib
 import csv
 import dataclasses
 import datetime
+import itertools
 import json
 import math
 import os
@@ -728,11 +730,14 @@ def measure(cfg: MeasureConfig, progress: bool = True) -> dict[str, int]:
                 "secnn_sw": lambda: _sw_tasks(r, nets), "e2e": lambda: _e2e_tasks(r)}
         logs = {s: RowLog(out / f"{s}.csv", COLUMNS[s], KEYS[s]) for s in gens
                 if s in cfg.sections}
-        todo = []
+        per_section = []
         for s, log in logs.items():
             tasks = list(gens[s]())
             tasks = tasks[:cfg.limit] if cfg.limit else tasks  # the same rows on a resume
-            todo += [t for t in tasks if log.key(t.key_row) not in log.done]
+            per_section.append([t for t in tasks if log.key(t.key_row) not in log.done])
+        # Round robin over the sections: a run stopped by its time budget has some of each.
+        todo = [t for group in itertools.zip_longest(*per_section) for t in group
+                if t is not None]
         bar = None
         if progress:
             from tqdm import tqdm  # noqa: PLC0415

@@ -12,7 +12,13 @@ run restarted with the same command resumes after its last finished row. Then
 
     python -m experiments.calibrate_timing --measurements=DIR --gpu=NAME --out=NAME.json
 
-fits the timing model to them. ``--dry_run`` runs the same code on XLA:CPU with tiny shapes
+fits the timing model to them. The defaults measure thousands of kernels (tens of minutes on a
+fast GPU: a run is resumable, and ``--time_budget_s`` stops it cleanly); a ~10-minute look:
+
+    python -m experiments.measure_gpu --out=DIR --nets=efficientnet_lite0,hed_vgg16,resnet50,vgg16 \
+        --modes=fp32_strict,fp16 --repeats=10 --warmup=2 --concurrency_n=1,2,4,8 \
+        --densities=0.01,0.05,0.2,0.6 --sw_layers=3 --time_budget_s=480
+ ``--dry_run`` runs the same code on XLA:CPU with tiny shapes
 (the output is marked as not a GPU measurement; calibration refuses it unless told
 ``--allow_cpu``). Measurement logic: :mod:`experiments.gpu_measure`.
 """
@@ -99,7 +105,14 @@ def _check_nets(text: str) -> bool:
 
 
 def _check_sizes(text: str) -> bool:
-    _parse_sizes(text)
+    import models  # noqa: PLC0415
+
+    for name, size in _parse_sizes(text).items():
+        if name not in models.available():
+            raise flags.ValidationError(f"--sizes: unknown model {name!r}")
+        if size < models.get_spec(name).min_size:
+            raise flags.ValidationError(f"--sizes: {name} needs at least "
+                                        f"{models.get_spec(name).min_size} pixels, got {size}")
     return True
 
 
@@ -145,14 +158,10 @@ def main(argv: Sequence[str]) -> None:
     """absl entry point."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    import models  # noqa: PLC0415
     from experiments import gpu_measure as G  # noqa: PLC0415
 
     sizes = _parse_sizes(_SIZES.value)
     nets = _names(_NETS.value)
-    for n, s in sizes.items():
-        if n in models.available():
-            models.get_spec(n).check_input_size(s)
     cfg = G.MeasureConfig(
         out=_OUT.value, nets=nets, sizes=sizes, batches=_ints(_BATCHES.value, "batches"),
         modes=_names(_MODES.value), sections=_names(_SECTIONS.value), repeats=_REPEATS.value,

@@ -328,3 +328,15 @@ def test_bad_gpu_files_are_refused(gpu_file: Path, tmp_path: Path) -> None:
         gpufile.load_gpu_file(bad)
     with pytest.raises(P.TimingConfigError, match="finite number"):
         gpufile.gpu_from_ceilings({**CEILINGS, "tiny_kernel_us": -1}, "x", "h100")
+
+
+def test_the_packaged_h100_ceilings_rebuild_the_h100_entry() -> None:
+    """gpu_from_ceilings maps the measured figures exactly as the built-in H100 used them."""
+    ceil = json.loads((C.MEASUREMENTS_DIR / "h100_ceilings.json").read_text())
+    g, h = gpufile.gpu_from_ceilings(ceil, "h100_again", "h100"), get_gpu("h100")
+    for f in ("sms", "clock_mhz", "dram_gbps", "launch_us", "event_overhead_us", "l2_bytes",
+              "fp32_lanes", "tensor_fma_per_clk"):
+        assert getattr(g, f) == getattr(h, f), f
+    assert dict(g.ceiling_frac) == dict(h.ceiling_frac)
+    assert g.key == "h100_again" and "measured" in g.sources["dram_gbps"]
+    assert "base GPU 'h100'" in g.sources["fp32_lanes"]

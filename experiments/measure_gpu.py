@@ -175,7 +175,8 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    if "--dry_run" in sys.argv or "--dry_run=true" in sys.argv:
+    if any(a.partition("=")[0] == "--dry_run" and a.partition("=")[2].lower() not in
+           ("false", "0") for a in sys.argv[1:]):
         os.environ.setdefault("JAX_PLATFORMS", "cpu")  # before JAX picks a backend
     _register_validators()
     from experiments import cli as _cli

@@ -37,6 +37,7 @@ import contextlib
 import csv
 import dataclasses
 import datetime
+import io
 import itertools
 import json
 import math
@@ -217,17 +218,9 @@ def _fmt(v: Any) -> str:
 
 
 def _csv_text(rows: Sequence[Sequence[Any]]) -> str:
-    buf = _Buf()
+    buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
-    return "".join(buf.parts)
-
-
-class _Buf:
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def write(self, s: str) -> None:
-        self.parts.append(s)
+    return buf.getvalue()
 
 
 # --- timing ---------------------------------------------------------------------------------

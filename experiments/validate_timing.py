@@ -40,8 +40,9 @@ _OUT = flags.DEFINE_string("out", "runs/validate_timing/predictions.csv",
                            "Output CSV: the measurement rows plus the predictions.")
 _PARAMS = flags.DEFINE_string("params", None,
                               "Model parameters JSON (default: the committed calibration).")
-_LAYOUT = flags.DEFINE_enum("layout", "NCHW", ["NCHW", "NHWC"],
-                            "Tensor layout of the measured kernels.")
+_LAYOUT = flags.DEFINE_enum("layout", None, ["NCHW", "NHWC"],
+                            "Tensor layout of the measured kernels (default: each row's "
+                            "'layout' column, NCHW where there is none).")
 
 
 def _gpu_known(value: str) -> bool:
@@ -69,7 +70,7 @@ def _write_csv(out: str | Path, columns: list[str], rows: list[dict[str, str]]) 
 
 
 def run(measurements: str | Path, out: str | Path, gpu: str = "h100",
-        params_path: str | Path | None = None, layout: str = "NCHW") -> float:
+        params_path: str | Path | None = None, layout: str | None = None) -> float:
     """Predicts every kernel row, writes ``out``, returns the MAPE (percent)."""
     from secnn_jax.timing import calibration, params  # noqa: PLC0415
 

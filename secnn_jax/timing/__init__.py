@@ -6,10 +6,21 @@ Main entry points: :func:`replay` (see :mod:`secnn_jax.timing.replay`) and :func
 Modules: :mod:`.names` (vocabulary), :mod:`.params` (fitted parameters, assumed knobs),
 :mod:`.sm` (CTAs on SMs), :mod:`.kernels` (one operation's kernels), :mod:`.opkernels` (the ops
 between layers, fusion), :mod:`.launch` (launch models), :mod:`.secnn` (SE-CNN's schedule),
-:mod:`.schemes` (the registry), :mod:`.replay`, :mod:`.ladder`, :mod:`.calibration`.
+:mod:`.schemes` (the registry), :mod:`.replay`, :mod:`.ladder`, :mod:`.calibration`,
+:mod:`.gpufile` (a user's calibrated GPU as a named entry: :func:`load_gpu_file`),
+:mod:`.probes` (the op-kernel, concurrency and software SE-CNN measurements).
 """
 
 from secnn_jax.geometry import LayerGeom
+from secnn_jax.timing.gpufile import (
+    CalibratedGPU,
+    gpu_from_ceilings,
+    load_gpu_file,
+    params_for,
+    read_gpu_file,
+    unload_gpu_file,
+    write_gpu_file,
+)
 from secnn_jax.timing.gpus import GPU, GPUS, PRECISIONS, canonical_precision, get_gpu
 from secnn_jax.timing.kernels import KernelCost, best_algorithm, dense_cost
 from secnn_jax.timing.ladder import LADDER, Ladder, LadderStep, ladder, oracle_events
@@ -37,6 +48,7 @@ from secnn_jax.timing.schemes import REGISTRY
 
 __all__ = [
     "BASELINES",
+    "CalibratedGPU",
     "COMPACTIONS",
     "DEFAULT_FUSION",
     "DEFAULT_LAUNCH",
@@ -66,9 +78,15 @@ __all__ = [
     "canonical_precision",
     "dense_cost",
     "get_gpu",
+    "gpu_from_ceilings",
     "ladder",
+    "load_gpu_file",
     "load_params",
     "oracle_events",
+    "params_for",
+    "read_gpu_file",
     "replay",
     "replay_launches",
+    "unload_gpu_file",
+    "write_gpu_file",
 ]

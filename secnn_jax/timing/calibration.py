@@ -19,8 +19,10 @@ among plain MAPE, mean |log ratio|, a Huber loss and caps of 20-40% by the cross
 error (caps of 20-30% all give 16-17%; plain MAPE 21%). Validation reports MAPE
 per precision and batch, fitted on all rows and cross-validated leave-one-network-out (fit on
 ResNet-50, predict VGG-16 and vice versa); whole networks are validated by :mod:`.e2e`.
-``python -m experiments.calibrate_timing`` refits, rewrites the committed
-``params_h100.json`` and ``VALIDATION.md``.
+``python -m experiments.calibrate_timing`` refits and, with ``--write`` only, rewrites the
+committed ``params_h100.json`` and ``VALIDATION.md``; with ``--measurements=DIR`` it fits a
+user's GPU from ``python -m experiments.measure_gpu`` measurements into a GPU file
+(:mod:`.gpufile`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,8 +47,14 @@ from secnn_jax.timing.gpus import GPU, PRECISION_ALIASES, canonical_precision, g
 #: Columns a measurement file must have (extra columns are ignored).
 REQUIRED_COLUMNS: tuple[str, ...] = ("cin", "cout", "k", "stride", "pad", "groups", "H", "B",
                                      "mode", "us_median")
-#: Columns used when present.
-OPTIONAL_COLUMNS: tuple[str, ...] = ("net", "name", "Ho", "macs", "us_min")
+#: Columns used when present: ``geom`` (the full :class:`LayerGeom` as JSON, for layers the
+#: square columns cannot describe: dense layers, non-square kernels, asymmetric padding) and
+#: ``layout`` (``NCHW`` or ``NHWC``; default ``NCHW``, PyTorch's) come from
+#: ``python -m experiments.measure_gpu``.
+OPTIONAL_COLUMNS: tuple[str, ...] = ("net", "name", "Ho", "macs", "us_min", "geom", "layout")
+
+#: Layer classes the validation reports apart (:func:`layer_class`).
+LAYER_CLASSES: tuple[str, ...] = ("standard", "depthwise", "grouped", "dense")
 
 VALIDATION_PATH = Path(__file__).with_name("VALIDATION.md")
 #: Parameter vector order of the fit.
@@ -61,6 +70,19 @@ class MeasurementError(SecnnError, ValueError):
     """A measurement file is missing a column, has an unreadable value or is not text."""
 
 
+class CalibrationError(SecnnError, ValueError):
+    """A fit that cannot run as asked (no restarts, a CPU dry run as a GPU measurement)."""
+
+
+def layer_class(g: LayerGeom) -> str:
+    """``dense``, ``depthwise``, ``grouped`` or ``standard`` (:data:`LAYER_CLASSES`)."""
+    if g.kind == "dense":
+        return "dense"
+    if g.is_depthwise:
+        return "depthwise"
+    return "grouped" if g.groups > 1 else "standard"
+
+
 @dataclasses.dataclass(frozen=True)
 class Measurement:
     """One measured kernel (a row of a measurement CSV).
@@ -72,6 +94,7 @@ class Measurement:
       precision: canonical precision.
       us_median: measured median time (microseconds).
       row: the row as read (strings), written back by ``validate_timing``.
+      layout: tensor layout of the measured kernel (``NCHW`` or ``NHWC``).
     """
 
     net: str
@@ -80,6 +103,12 @@ class Measurement:
     precision: str
     us_median: float
     row: Mapping[str, str]
+    layout: str = "NCHW"
+
+    @property
+    def layer_class(self) -> str:
+        """:func:`layer_class` of the geometry."""
+        return layer_class(self.geom)
 
     @property
     def batch(self) -> int:
@@ -157,10 +186,17 @@ def _parse_row(path: Path, line: int, row: Mapping[str, str]) -> Measurement:
         raise MeasurementError(f"{path}:{line}: column 'mode' has unknown precision {mode!r} "
                                f"(known: {', '.join(sorted(PRECISION_ALIASES))})")
     name = str(row.get("name") or f"row{line}")
+    layout = str(row.get("layout") or "NCHW").strip().upper()
+    if layout not in ("NCHW", "NHWC"):
+        raise MeasurementError(f"{path}:{line}: column 'layout' must be NCHW or NHWC, got "
+                               f"{row.get('layout')!r}")
     try:
-        g = LayerGeom.conv(name, n=num("B"), h=num("H"), cin=num("cin"), cout=num("cout"),
-                           k=num("k"), stride=num("stride"), pad=num("pad"),
-                           groups=num("groups"))
+        if str(row.get("geom") or "").strip():
+            g = _geom_column(path, line, row, name)
+        else:
+            g = LayerGeom.conv(name, n=num("B"), h=num("H"), cin=num("cin"), cout=num("cout"),
+                               k=num("k"), stride=num("stride"), pad=num("pad"),
+                               groups=num("groups"))
     except ValueError as e:
         if isinstance(e, MeasurementError):
             raise
@@ -170,7 +206,24 @@ def _parse_row(path: Path, line: int, row: Mapping[str, str]) -> Measurement:
                                f"shape (expected {g.ho})")
     us = positive_number(path, line, row, "us_median")
     return Measurement(net=str(row.get("net", "")), name=name, geom=g,
-                       precision=canonical_precision(mode), us_median=us, row=dict(row))
+                       precision=canonical_precision(mode), us_median=us, row=dict(row),
+                       layout=layout)
+
+
+def _geom_column(path: Path, line: int, row: Mapping[str, str], name: str) -> LayerGeom:
+    """The ``geom`` column (a :class:`LayerGeom` as JSON), checked against the square
+    columns it must agree with (``B``, ``cin``, ``cout``, ``groups``)."""
+    try:
+        d = json.loads(str(row["geom"]))
+        g = LayerGeom.from_dict({**d, "name": name})
+    except (json.JSONDecodeError, TypeError, KeyError) as e:
+        raise MeasurementError(f"{path}:{line}: column 'geom' is not a layer geometry "
+                               f"({e})") from e
+    for col, val in (("B", g.n), ("cin", g.cin), ("cout", g.cout), ("groups", g.groups)):
+        if str(row.get(col, "")).strip() != str(val):
+            raise MeasurementError(f"{path}:{line}: column {col!r} = {row.get(col)!r} "
+                                   f"disagrees with column 'geom' ({val})")
+    return g
 
 
 # --- vectorised prediction ------------------------------------------------------------------
@@ -178,9 +231,10 @@ def _parse_row(path: Path, line: int, row: Mapping[str, str]) -> Measurement:
 class _Table:
     """All candidate kernels of a list of measurements, evaluated at once for a parameter set."""
 
-    def __init__(self, ms: Sequence[Measurement], gpu: GPU, layout: str = "NCHW") -> None:
-        cfg = P.SchemeConfig(layout=layout)
-        cands = [K.dense_candidates(m.geom, gpu, m.precision, cfg) for m in ms]
+    def __init__(self, ms: Sequence[Measurement], gpu: GPU, layout: str | None = None) -> None:
+        cfgs = {x: P.SchemeConfig(layout=x) for x in ("NCHW", "NHWC")}
+        cands = [K.dense_candidates(m.geom, gpu, m.precision, cfgs[(layout or m.layout).upper()])
+                 for m in ms]
         self.gpu = gpu
         self.row = np.concatenate([np.full(len(c.n_ctas), i) for i, c in enumerate(cands)])
         self.n = len(ms)
@@ -199,8 +253,9 @@ class _Table:
 
 
 def predict_us(ms: Sequence[Measurement], gpu: str | GPU = "h100",
-               params: P.ModelParams | None = None, layout: str = "NCHW") -> np.ndarray:
-    """Predicted event-timed microseconds of each measurement (see the module docstring)."""
+               params: P.ModelParams | None = None, layout: str | None = None) -> np.ndarray:
+    """Predicted event-timed microseconds of each measurement (see the module docstring);
+    ``layout`` overrides every row's own (``None``: each row's ``layout``, default NCHW)."""
     g = get_gpu(gpu)
     return _Table(ms, g, layout).predict(params or P.load_params())
 
@@ -275,7 +330,12 @@ def nelder_mead(f: Callable[[np.ndarray], float], x0: np.ndarray, *, step: float
 def fit(ms: Sequence[Measurement], gpu: str | GPU = "h100", *,
         init: P.ModelParams | None = None, mask: np.ndarray | None = None,
         restarts: int = 3, table: _Table | None = None) -> P.ModelParams:
-    """Fits the six parameters on ``ms`` (rows where ``mask`` is true), capped-APE loss."""
+    """Fits the six parameters on ``ms`` (rows where ``mask`` is true), capped-APE loss.
+
+    Raises:
+      CalibrationError: ``restarts < 1`` (no fit would run: the starting guess is not a fit).
+    """
+    _check_restarts(restarts)
     g = get_gpu(gpu)
     tab = table or _Table(ms, g)
     meas = np.array([m.us_median for m in ms])
@@ -293,6 +353,13 @@ def fit(ms: Sequence[Measurement], gpu: str | GPU = "h100", *,
     for _ in range(restarts):  # restarts escape Nelder-Mead's premature collapse
         x, _ = nelder_mead(objective, x)
     return params_from_vector(x, base)
+
+
+def _check_restarts(restarts: int) -> None:
+    if not isinstance(restarts, int | np.integer) or restarts < 1:
+        raise CalibrationError(f"restarts must be an integer >= 1 (got {restarts!r}): with "
+                               "none the fit does not run and the starting guess would be "
+                               "reported as fitted")
 
 
 # --- validation -----------------------------------------------------------------------------
@@ -354,22 +421,32 @@ class ValidationReport:
         per_net = {n: {"mape_fit": mape(self.pred_fit[nets == n], meas[nets == n]),
                        "mape_cv": mape(self.pred_cv[nets == n], meas[nets == n])}
                    for n in sorted(set(nets.tolist()))}
+        cls = np.array([m.layer_class for m in self.measurements])
+        classes = {c: {"rows": int((cls == c).sum()),
+                       "mape_fit": mape(self.pred_fit[cls == c], meas[cls == c]),
+                       "mape_cv": mape(self.pred_cv[cls == c], meas[cls == c])}
+                   for c in LAYER_CLASSES if (cls == c).any()}
         return {"rows": len(meas), "mape_fit": mape(self.pred_fit, meas),
                 "mape_cv": mape(self.pred_cv, meas), "groups": groups, "end_to_end": e2e,
-                "per_net": per_net}
+                "per_net": per_net, "classes": classes}
 
-    def markdown(self, sections: Sequence[str] = ()) -> str:
+    def markdown(self, sections: Sequence[str] = (), *, kernel: str | None = None,
+                 open_items: Sequence[str] | None = None, ceilings: str | None = None) -> str:
         """The validation tables as markdown (what ``VALIDATION.md`` holds); ``sections`` are
-        further markdown lines inserted before the fitted parameters (the whole-network
-        validation)."""
+        further markdown lines inserted before the fitted parameters (the whole-network,
+        op-kernel, concurrency and software SE-CNN validation). ``kernel`` describes how a row
+        was measured (default: the packaged cuDNN/CUDA-event rows); ``open_items`` replaces the
+        packaged H100 calibration's list of open points; ``ceilings`` names the file of the
+        fixed (measured, not fitted) figures."""
         s = self.summary()
+        kernel = kernel or "one cuDNN convolution timed alone with CUDA events"
         lines = [
             "# Timing model validation (generated)",
             "",
             "Generated by `python -m experiments.calibrate_timing` — do not edit by hand.",
             f"Measurements: `{self.source}` (sha256 `{self.sha256[:16]}…`, {s['rows']} rows, "
-            f"GPU `{self.gpu}`). Each row is one cuDNN convolution timed alone with CUDA "
-            "events; the model predicts it from the layer shape (no lookup of measured "
+            f"GPU `{self.gpu}`). Each row is {kernel}; the model predicts it from the layer "
+            "shape (no lookup of measured "
             "values). *fit*: parameters fitted on all rows; *CV*: leave-one-network-out "
             "(each network's rows predicted by parameters fitted on the other network only). "
             f"Fit loss: per-row absolute percentage error capped at {ROBUST_CAP:.0%} (robust "
@@ -390,9 +467,16 @@ class ValidationReport:
                   "| network | MAPE fit | MAPE CV |", "| --- | ---: | ---: |"]
         for n, v in s["per_net"].items():
             lines.append(f"| {n} | {v['mape_fit']:.1f}% | {v['mape_cv']:.1f}% |")
+        if set(s["classes"]) - {"standard"}:
+            lines += ["", "Per layer class (depthwise: one input channel per group; grouped: "
+                      "several; dense: matrix products):", "",
+                      "| class | rows | MAPE fit | MAPE CV |", "| --- | ---: | ---: | ---: |"]
+            for c, v in s["classes"].items():
+                lines.append(f"| {c} | {v['rows']} | {v['mape_fit']:.1f}% | "
+                             f"{v['mape_cv']:.1f}% |")
         lines += ["", *sections, "## Fitted parameters", "",
-                  "| parameter | all rows | " + " | ".join(
-                      f"without {n}" for n in self.folds) + " |",
+                  "| parameter | all rows |" + "".join(
+                      f" without {n} |" for n in self.folds),
                   "| --- | ---: |" + " ---: |" * len(self.folds)]
         vecs = [vector_from_params(self.params)] + [vector_from_params(p)
                                                     for p in self.folds.values()]
@@ -402,13 +486,20 @@ class ValidationReport:
             "",
             "Fixed (measured, not fitted): `event_overhead_us` = tiny kernel timed with CUDA "
             "events, matmul ceilings, copy bandwidth, SM count and clock "
-            "(`secnn_jax/timing/measurements/h100_ceilings.json`).",
+            f"(`{ceilings or 'secnn_jax/timing/measurements/h100_ceilings.json'}`).",
             "",
             "## Open",
             "",
+        ]
+        if open_items is not None:
+            lines += [f"- {x}" for x in open_items] + [""]
+            return "\n".join(lines)
+        lines += [
             "- Depthwise and grouped convolutions: the shared measurements contain none, and "
-            "this session had no GPU to measure them; the depthwise model (a direct SIMT "
-            "kernel, usually memory-bound) is unvalidated.",
+            "no GPU has been at hand to measure them; the depthwise model (a direct SIMT "
+            "kernel, usually memory-bound) is unvalidated. `python -m experiments.measure_gpu` "
+            "measures them (with the op kernels and the concurrency probe below) on any GPU, "
+            "and `calibrate_timing --measurements=DIR` reports them on lines of their own.",
             "- The zero-skipping and SE-CNN kernels have no hardware counterpart to measure; "
             "they reuse the dense model's calibrated SIMT efficiency and latency.",
             "- One FP32 efficiency serves all SIMT kernels: cuDNN's batch-16 VGG-16 FP32 "
@@ -423,6 +514,8 @@ class ValidationReport:
             "host-bound eager runs; it is the launch cost alone, not Python's dispatch.",
             "- The whole-network op kernels (BatchNorm, activations, pooling, adds) are modelled "
             "as bandwidth-bound kernels from their shapes; none was measured alone.",
+            "- Concurrency: how far independent kernels overlap on a real GPU (the premise of "
+            "SE-CNN's parallel phase) is unmeasured.",
             "",
         ]
         return "\n".join(lines)
@@ -434,7 +527,13 @@ def _sha256_file(path: Path) -> str:
 
 def validate(path: str | Path, gpu: str | GPU = "h100", *, restarts: int = 3,
              init: P.ModelParams | None = None) -> ValidationReport:
-    """Fits on all rows and leave-one-network-out; returns the :class:`ValidationReport`."""
+    """Fits on all rows and leave-one-network-out; returns the :class:`ValidationReport`.
+
+    Raises:
+      CalibrationError: ``restarts < 1``.
+      MeasurementError: an unreadable measurement file.
+    """
+    _check_restarts(restarts)
     path = Path(path)
     g = get_gpu(gpu)
     _, ms = read_measurements(path)

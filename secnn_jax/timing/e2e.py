@@ -47,6 +47,8 @@ class E2ERow:
       size: input height = width.
       eager_us, graph_us: measured latencies (microseconds).
       row: the row as read, written back by ``validate_timing``.
+      layout: tensor layout of the measured network (optional ``layout`` column; default
+        ``NCHW``, PyTorch's; ``python -m experiments.measure_gpu`` writes ``NHWC``).
     """
 
     net: str
@@ -56,6 +58,12 @@ class E2ERow:
     eager_us: float
     graph_us: float
     row: Mapping[str, str]
+    layout: str = "NCHW"
+
+    @property
+    def config(self) -> SchemeConfig:
+        """The scheme configuration the row is predicted under (its layout)."""
+        return SchemeConfig(layout=self.layout)
 
 
 def read_e2e(path: str | Path, known_nets: Sequence[str] | None = None
@@ -86,8 +94,12 @@ def read_e2e(path: str | Path, known_nets: Sequence[str] | None = None
                 raise MeasurementError(f"{path}:{line}: column {col!r} must be an integer, "
                                        f"got {row[col]!r}")
             ints[col] = int(v)
-        out.append(E2ERow(net=net, precision=canonical_precision(mode), batch=ints["B"],
-                          size=ints["size"],
+        layout = str(row.get("layout") or "NCHW").strip().upper()
+        if layout not in ("NCHW", "NHWC"):
+            raise MeasurementError(f"{path}:{line}: column 'layout' must be NCHW or NHWC, got "
+                                   f"{row.get('layout')!r}")
+        out.append(E2ERow(layout=layout, net=net, precision=canonical_precision(mode),
+                          batch=ints["B"], size=ints["size"],
                           eager_us=positive_number(path, line, row, "eager_us"),
                           graph_us=positive_number(path, line, row, "graph_us"), row=row))
     if not out:
@@ -123,9 +135,9 @@ def predict_e2e(rows: Sequence[E2ERow], nets: Mapping[tuple[str, int, int], Netw
                 params: ModelParams, gpu: str | GPU = "h100") -> tuple[np.ndarray, np.ndarray]:
     """``(pred_eager_us, pred_graph_us)`` of every row (``nets[(net, batch, size)]``)."""
     eager = np.array([network_us(nets[(r.net, r.batch, r.size)], gpu, r.precision, "eager",
-                                 params) for r in rows])
+                                 params, r.config) for r in rows])
     graph = np.array([network_us(nets[(r.net, r.batch, r.size)], gpu, r.precision, "graph",
-                                 params) for r in rows])
+                                 params, r.config) for r in rows])
     return eager, graph
 
 
@@ -140,10 +152,10 @@ def fit_graph_kernel_us(rows: Sequence[E2ERow], nets: Mapping[tuple[str, int, in
     grid = np.arange(0.0, 10.0001, 0.01) if grid is None else np.asarray(grid)
     p0 = dataclasses.replace(params, graph_kernel_us=0.0)
     p1 = dataclasses.replace(params, graph_kernel_us=1.0)
-    a = np.array([network_us(nets[(r.net, r.batch, r.size)], gpu, r.precision, "graph", p0)
-                  for r in rows])
-    b = np.array([network_us(nets[(r.net, r.batch, r.size)], gpu, r.precision, "graph", p1)
-                  for r in rows]) - a
+    a = np.array([network_us(nets[(r.net, r.batch, r.size)], gpu, r.precision, "graph", p0,
+                             r.config) for r in rows])
+    b = np.array([network_us(nets[(r.net, r.batch, r.size)], gpu, r.precision, "graph", p1,
+                             r.config) for r in rows]) - a
     meas = np.array([r.graph_us for r in rows])
     err = np.abs(a[None, :] + grid[:, None] * b[None, :] - meas) / meas
     return float(grid[int(np.argmin(err.mean(1)))])
@@ -184,12 +196,14 @@ class E2EReport:
         """The whole-network section of ``VALIDATION.md``."""
         s = self.summary()
         lines = [
-            "## End to end: whole networks (dense, fusion none, NCHW)", "",
+            "## End to end: whole networks (dense, fusion none, "
+            + ", ".join(sorted({r.layout for r in self.rows})) + ")", "",
             "Every kernel of the forward pass: the linear layers and the op groups between them "
             "(BatchNorm, activations, pooling, residual adds) from the zoo network's jaxpr. "
             f"`graph_kernel_us` fitted on all rows: **{self.graph_kernel_us:.2f} us**; "
-            "leave-one-network-out: " + ", ".join(f"without {k}: {v:.2f} us"
-                                                  for k, v in self.folds.items()) + ". "
+            "leave-one-network-out: " + (", ".join(f"without {k}: {v:.2f} us"
+                                                   for k, v in self.folds.items())
+                                         or "none (one network)") + ". "
             "CV predictions use the per-layer parameters fitted without the held-out network "
             "as well. `eager` has no fitted parameter (measured back-to-back launch rate).", "",
             "| network | precision | batch | graph (us) | pred graph | CV | eager (us) | "

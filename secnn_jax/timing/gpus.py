@@ -373,16 +373,55 @@ _ALIASES = {"1080ti": "gtx1080ti", "gtx_1080_ti": "gtx1080ti", "titan_x": "titan
             "titanxp": "titanx", "titan_v": "titanv", "h100_sxm": "h100", "h200_sxm": "h200"}
 
 
+#: GPUs registered at run time (:func:`register_gpu`; a calibrated GPU file loaded with
+#: :func:`secnn_jax.timing.load_gpu_file`), by key. Never holds a built-in key.
+_REGISTERED: dict[str, GPU] = {}
+
+
+def gpu_key(name: str) -> str:
+    """``name`` normalised as a GPU key (lower case, ``-`` and spaces as ``_``, aliases)."""
+    key = str(name).lower().replace("-", "_").replace(" ", "_")
+    return _ALIASES.get(key, key)
+
+
+def register_gpu(gpu: GPU) -> GPU:
+    """Makes ``gpu`` known to :func:`get_gpu` under ``gpu.key`` (replacing an earlier
+    registration of the same key); returns it.
+
+    Raises:
+      ValueError: ``gpu.key`` is not a normalised key or names a built-in GPU (:data:`GPUS`).
+    """
+    if gpu.key != gpu_key(gpu.key) or not gpu.key:
+        raise ValueError(f"GPU key {gpu.key!r} is not normalised (use {gpu_key(gpu.key)!r})")
+    if gpu.key in GPUS:
+        raise ValueError(f"GPU key {gpu.key!r} is a built-in configuration; register a "
+                         f"calibrated GPU under another name (e.g. {gpu.key + '_mine'!r})")
+    _REGISTERED[gpu.key] = gpu
+    return gpu
+
+
+def unregister_gpu(key: str) -> None:
+    """Forgets a GPU registered with :func:`register_gpu` (no error if it is not)."""
+    _REGISTERED.pop(gpu_key(key), None)
+
+
+def registered_gpus() -> Mapping[str, GPU]:
+    """The GPUs registered at run time, by key (a read-only view)."""
+    return MappingProxyType(_REGISTERED)
+
+
 def get_gpu(gpu: str | GPU) -> GPU:
-    """The configuration named ``gpu`` (a key of :data:`GPUS`, case-insensitive) or ``gpu``.
+    """The configuration named ``gpu`` (a key of :data:`GPUS` or of :func:`registered_gpus`,
+    case-insensitive) or ``gpu``.
 
     Raises:
       ValueError: for an unknown name, listing the known ones.
     """
     if isinstance(gpu, GPU):
         return gpu
-    key = str(gpu).lower().replace("-", "_").replace(" ", "_")
-    key = _ALIASES.get(key, key)
-    if key not in GPUS:
-        raise ValueError(f"unknown GPU {gpu!r}; known: {', '.join(GPUS)}")
-    return GPUS[key]
+    key = gpu_key(gpu)
+    if key in GPUS:
+        return GPUS[key]
+    if key in _REGISTERED:
+        return _REGISTERED[key]
+    raise ValueError(f"unknown GPU {gpu!r}; known: {', '.join([*GPUS, *_REGISTERED])}")

@@ -34,6 +34,7 @@ from secnn_jax.fileio import atomic_write
 from secnn_jax.geometry import LayerGeom, events_to_nhwc
 from secnn_jax.timing import schemes as S
 from secnn_jax.timing.energy import energy_parts
+from secnn_jax.timing.gpufile import params_for
 from secnn_jax.timing.gpus import GPU, canonical_precision, get_gpu
 from secnn_jax.timing.launch import LaunchCosts
 from secnn_jax.timing.names import (
@@ -480,9 +481,11 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
     launches = tuple(_check_choice(x, LAUNCH_MODELS, "launch model") for x in launches)
     _check_choice(fusion, FUSIONS, "fusion policy")
     prec = canonical_precision(precision)
-    params = params or load_params()
     cfg = config or DEFAULT_CONFIG
     gpu_objs = tuple(get_gpu(g) for g in gpus)
+    # Each GPU's own calibration (a loaded GPU file's) unless ``params`` is given for all.
+    par = {g.key: params or params_for(g) for g in gpu_objs}
+    params = params or (par[gpu_objs[0].key] if gpu_objs else load_params())
     src = _source(source, events, frames, batch_frames, int(frame_offset))
     if asked is None:  # every scheme these events can feed
         schemes = tuple(s for s in schemes if _fits(src, s))
@@ -493,8 +496,9 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
         logging.log_first_n(logging.WARNING, "replay: no op groups given (ops=...): only the "
                             "linear layers' kernels are timed", 1)
     ctxs = {(g.key, ln): S.Context(geoms=geoms, ops=op_list, gpu=g, precision=prec,
-                                   params=params, cfg=cfg,
-                                   launch=LaunchCosts.of(ln, g, params, cfg), fusion=fusion)
+                                   params=par[g.key], cfg=cfg,
+                                   launch=LaunchCosts.of(ln, g, par[g.key], cfg),
+                                   fusion=fusion)
             for g in gpu_objs for ln in launches}
     plans = {(gk, ln, s): S.REGISTRY[s].plan(ctx) for (gk, ln), ctx in ctxs.items()
              for s in schemes}
@@ -573,7 +577,9 @@ def replay(source: Any, events: Mapping[str, Any] | None = None, *,
       ops: the network's op groups (:func:`secnn_jax.netops.find_ops`); default: the trace's
         own, else none (only the linear layers are timed; a warning is logged).
       frames: ``None`` (all), a count, a slice, or frame indices.
-      params: calibrated model parameters (default: the committed H100 calibration).
+      params: calibrated model parameters for every GPU of the call (default: each GPU's
+        own, from a GPU file loaded with :func:`~secnn_jax.timing.load_gpu_file`, else the
+        committed H100 calibration).
       config: scheme knobs (:class:`~secnn_jax.timing.SchemeConfig`).
       batch_frames: frames reduced at once for in-memory events (memory bound).
       progress: show a tqdm bar over layers.

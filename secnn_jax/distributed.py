@@ -28,6 +28,7 @@ from jax.sharding import PartitionSpec as P
 
 from secnn_jax.layers import find_layers
 from secnn_jax.phases import Tau
+from secnn_jax.events import EventMaps, fires_of, predictor_of
 from secnn_jax.pipeline import check_frames, pipeline, scan_frames
 from secnn_jax.predictors import PredictorLike
 
@@ -111,11 +112,20 @@ def process_streams(n_streams: int, info: ProcessInfo | None = None) -> slice:
 
 def merge_stream_shards(shards: Sequence[Mapping[str, np.ndarray]], axis: int = 1
                         ) -> dict[str, np.ndarray]:
-    """Concatenates per-process results (same keys, shards in process order) along streams."""
+    """Concatenates per-process results (same keys, shards in process order) along streams.
+
+    Shards that are :class:`secnn_jax.events.EventMaps` with fires maps merge into one (fires
+    concatenated the same way); anything else merges into a plain dict.
+    """
     if not shards:
         raise ValueError("merge_stream_shards: no shards")
     keys = set(shards[0])
     for i, s in enumerate(shards):
         if set(s) != keys:
             raise ValueError(f"shard {i} has keys {sorted(s)}, expected {sorted(keys)}")
-    return {k: np.concatenate([np.asarray(s[k]) for s in shards], axis=axis) for k in keys}
+    out = {k: np.concatenate([np.asarray(s[k]) for s in shards], axis=axis) for k in keys}
+    fires = [fires_of(s) for s in shards]
+    if all(f is not None for f in fires):  # event maps keep their fires maps and predictor
+        return EventMaps(out, {k: np.concatenate([np.asarray(f[k]) for f in fires], axis=axis)
+                               for k in keys}, predictor_of(shards[0]))
+    return out

@@ -184,3 +184,17 @@ def test_event_maps_are_a_pytree_and_a_mapping() -> None:
     assert dict(m).keys() == {"a"} and len(m) == 1
     with pytest.raises(ev.EventsError, match="same layers"):
         ev.EventMaps({"a": m["a"]}, {"b": m.fires["a"]})
+
+
+def test_merged_stream_shards_keep_fires(net) -> None:
+    from secnn_jax import distributed  # noqa: PLC0415
+
+    e = _events(net, predictors.secnn())
+    halves = [e.map(lambda v, i=i: v[:, i:i + 1]) for i in (0, 1)]
+    merged = distributed.merge_stream_shards(halves)
+    assert isinstance(merged, ev.EventMaps) and merged.predictor == "secnn"
+    for k in e:
+        np.testing.assert_array_equal(merged[k], e[k])
+        np.testing.assert_array_equal(merged.fires[k], e.fires[k])
+    plain = distributed.merge_stream_shards([h.codes for h in halves])
+    assert not isinstance(plain, ev.EventMaps)

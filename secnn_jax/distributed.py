@@ -26,9 +26,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from secnn_jax.events import EventMaps, fires_of, predictor_of
 from secnn_jax.layers import find_layers
 from secnn_jax.phases import Tau
-from secnn_jax.events import EventMaps, fires_of, predictor_of
 from secnn_jax.pipeline import check_frames, pipeline, scan_frames
 from secnn_jax.predictors import PredictorLike
 

@@ -447,7 +447,7 @@ class Workspace:
         self._memory[mkey] = res
         return res
 
-    def _compute(self, model: str, stream: str, predictor: str, taus: dict[str, jax.Array],
+    def _compute(self, model: str, stream: str, predictor: str, taus: dict[str, float],
                  timed: bool, d: Path | None, chunks: list[tuple[int, int]],
                  parts: list[dict[str, np.ndarray] | None]) -> None:
         h = self.model(model)
@@ -513,10 +513,12 @@ def _slice(res: CellResult, n: int) -> CellResult:
                       None if res.energy_uj is None else res.energy_uj[:n])
 
 
-def _tau_values(layers: Sequence[Layer], tau: Tau) -> dict[str, jax.Array]:
+def _tau_values(layers: Sequence[Layer], tau: Tau) -> dict[str, float]:
+    # The program's own conversion (StreamProgram.taus: Python floats, weakly typed under jit),
+    # so a cell compares exactly as run_stream and the jitted step do, in the layer's dtype.
     from secnn_jax.phases import tau_map  # noqa: PLC0415
 
-    return {k: jnp.asarray(v, jnp.float32) for k, v in tau_map(layers, tau).items()}
+    return tau_map(layers, tau)
 
 
 def _short_tau(taus: Mapping[str, jax.Array]) -> str:

@@ -203,3 +203,26 @@ def test_missed_is_abs_delta_beyond_tau_on_exact_values() -> None:
         np.testing.assert_array_equal(np.asarray(ev.missed(jnp.asarray(x), jnp.asarray(p), tau)),
                                       np.abs(x - p) > tau)
     np.testing.assert_array_equal(np.asarray(ev.missed(x, p, 0.0)), x != p)
+
+
+@pytest.mark.parametrize("spec,tau", [("last_value", 0.0), ("accumulated", 0.05)])
+def test_cell_engine_counts_equal_the_loops(spec: str, tau: float) -> None:
+    """The studies' cell engine (experiments.cells: chunks of 3, a padded last chunk, tau as the
+    program takes it) counts exactly the loop's codes on a model with an in-model division."""
+    from experiments import cells  # noqa: PLC0415
+    from secnn_jax import datasources  # noqa: PLC0415
+
+    stream = datasources.pan("astronaut", n_frames=7, overlap=0.9, size=32)
+    model = HardCNN()
+    prep = lambda img: np.asarray(img, np.float32) / 255.0  # noqa: E731
+    ws = cells.Workspace({"hard": cells.ModelHandle("hard", model.apply, None, prep)},
+                         {"pan": stream}, frames=7, chunk_size=3, progress=False)
+    frames = ws.frames("hard", "pan")
+    params = _init(model, frames[0])
+    ws.models["hard"] = cells.ModelHandle("hard", model.apply, params, prep)
+    res = ws.run("hard", "pan", spec, tau)
+    _, want = _loop(model.apply, params, frames, predictors.from_spec(spec), tau)
+    layers = sj.find_layers(model.apply, params, frames[0])
+    counts = np.stack([ev.count(np.asarray(want[lyr.name]).reshape(7, -1), axis=-1)
+                       for lyr in layers], axis=1)
+    np.testing.assert_array_equal(res.counts, counts)

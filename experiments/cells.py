@@ -80,7 +80,8 @@ def load_model(name: str) -> ModelHandle:
 
     ``name`` is a zoo name (``models.load`` with ``models.preprocess`` bound) or
     ``"package.module:factory"``: a user's own CNN, where ``factory()`` returns a
-    :class:`ModelHandle` or a tuple ``(apply_fn, variables, preprocess)``.
+    :class:`ModelHandle` or a tuple ``(apply_fn, variables, preprocess)``; a factory that is
+    not callable, raises or returns anything else is a :class:`ConfigError` naming the model.
     """
     if ":" in name:
         import importlib  # noqa: PLC0415
@@ -91,16 +92,39 @@ def load_model(name: str) -> ModelHandle:
         except (ImportError, AttributeError) as e:
             raise ConfigError(f"model {name!r}: cannot import factory {attr!r} from module "
                              f"{module!r}: {e}") from e
-        out = factory()
-        if isinstance(out, ModelHandle):
-            return dataclasses.replace(out, name=name)
-        apply_fn, variables, preprocess = out
-        return ModelHandle(name, apply_fn, variables, preprocess)
+        return _from_factory(name, factory)
     import models  # noqa: PLC0415  (the zoo is only needed for real runs)
 
     apply_fn, variables = models.load(name)
     return ModelHandle(name, apply_fn, variables,
                        lambda image: np.asarray(models.preprocess(name, image)))
+
+
+def _from_factory(name: str, factory: Any) -> ModelHandle:
+    """The handle a user's ``module:factory`` makes; :class:`ConfigError` naming ``name`` when
+    the factory is not callable, raises, or returns something else than a :class:`ModelHandle`
+    or ``(apply_fn, variables, preprocess)`` with callable ``apply_fn`` and ``preprocess``."""
+    want = "a ModelHandle or a tuple (apply_fn, variables, preprocess)"
+    if not callable(factory):
+        raise ConfigError(f"model {name!r}: {type(factory).__name__} object is not callable; "
+                          f"the factory must be a function returning {want}")
+    try:
+        out = factory()
+    except Exception as e:  # noqa: BLE001  (the user's code: reported as one line)
+        raise ConfigError(f"model {name!r}: the factory raised {type(e).__name__}: {e}") from e
+    if isinstance(out, ModelHandle):
+        out = dataclasses.replace(out, name=name)
+    elif isinstance(out, tuple | list) and len(out) == 3:
+        out = ModelHandle(name, *out)
+    else:
+        got = (f"a {type(out).__name__} of length {len(out)}"
+               if isinstance(out, tuple | list) else f"a {type(out).__name__}")
+        raise ConfigError(f"model {name!r}: the factory returned {got}, expected {want}")
+    for field in ("apply_fn", "preprocess"):
+        if not callable(getattr(out, field)):
+            raise ConfigError(f"model {name!r}: the factory's {field} is a "
+                              f"{type(getattr(out, field)).__name__}, not callable")
+    return out
 
 
 class Timer(Protocol):

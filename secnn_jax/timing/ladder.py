@@ -32,6 +32,7 @@ import numpy as np
 from secnn_jax.events import VH, VM, ZN
 from secnn_jax.timing.names import DEFAULT_FUSION
 from secnn_jax.timing.replay import ReplayResult, replay_launches
+from secnn_jax.timing.validate import check_events
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +76,11 @@ def oracle_events(events: Mapping[str, Any]) -> dict[str, np.ndarray]:
     ZN (a non-zero input predicted zero) and VM become VH (predicted exactly); ZZ and VH stay.
     Pass the zero predictor's events at tau = 0, whose codes are exactly the real zero pattern
     (a VM code of another predictor may hide a real zero).
+
+    Raises:
+      ReplayError: naming the layer, for codes that are not uint8 ``0..3`` or no frames.
     """
+    check_events(events)
     lut = np.array([0, VH, VH, VH], np.uint8)
     assert lut[ZN] == VH and lut[VM] == VH
     return {k: lut[np.asarray(v)] for k, v in events.items()}
@@ -151,7 +156,13 @@ def ladder(layers: Sequence[Any], zero_events: Mapping[str, Any],
       ops: the network's op groups (:func:`secnn_jax.netops.find_ops`).
       gpus, precision, fusion: as for :func:`~.replay.replay`; one fusion for every step.
       replay_kw: further :func:`~.replay.replay` arguments (``params``, ``config``, ``frames``).
+
+    Raises:
+      ReplayError: naming the bad argument (``zero_events``, ``predictor_events``, ``gpus``,
+        ``precision``, ``frames``...) before any replay.
     """
+    check_events(zero_events, "zero_events")
+    check_events(predictor_events, "predictor_events")
     kw = dict(gpus=gpus, precision=precision, fusion=fusion, ops=ops, **replay_kw)
     src = {"zero": zero_events, "predictor": predictor_events,
            "oracle": oracle_events(zero_events)}

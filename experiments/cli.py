@@ -182,14 +182,19 @@ def check_accuracy_inputs(cfg: ml_collections.ConfigDict, streams: dict[str, Any
     """Refuses, before any work, an accuracy study whose tuning stream is not one of
     ``streams`` (``--config.tune_stream=''`` turns tuning off) or whose transfer streams do not
     open (:class:`experiments.errors.ConfigError` naming the field)."""
-    from experiments.accuracy import transfer_streams_from_config  # noqa: PLC0415
-
     tune = str(cfg.tune_stream).strip()
     if tune and tune not in streams:
         raise config_lib.ConfigError(
             f"config.tune_stream={tune!r}: not among the streams {sorted(streams)}; name one "
             "of them (the threshold tuner calibrates on it), or '' for no tuning")
-    transfer_streams_from_config(cfg, tune or None, streams)  # opens every transfer stream
+    if not tune or not str(cfg.transfer_streams).strip():
+        return
+    n = int(cfg.transfer_frames) or int(cfg.frames)
+    for spec in config_lib.names(cfg.transfer_streams, "transfer_streams"):
+        try:  # opened as experiments.accuracy.transfer_streams_from_config opens them
+            datasources.open_stream(spec, max_frames=n)
+        except datasources.StreamError as e:
+            raise config_lib.ConfigError(f"config.transfer_streams: {e}") from e
 
 
 def _check_fcn_sizes(names: list[str], streams: dict[str, Any]) -> None:

@@ -156,31 +156,42 @@ EV = _replay_events()
 
 
 @pytest.mark.parametrize("kw,message", [
-    ({"events": {k: v[:0] for k, v in EV.items()}}, r"events\['stem'\]: no frames \(T = 0\)"),
+    ({"events": {k: v[:0] for k, v in EV.items()}},
+     r"events\['stem'\]: no frames \(T = 0\) in events of shape \(0, 1, 8, 8, 3\); expected "
+     r"\[T, \.\.\.\] with T >= 1$"),
     ({"events": {k: v.astype(np.int32) for k, v in EV.items()}},
      r"events\['stem'\]: event codes must be uint8.*got int32"),
     ({"events": {k: v.astype(np.float32) for k, v in EV.items()}},
      r"events\['stem'\]: .*got float32"),
     ({"events": {k: np.where(v == 3, 7, v).astype(np.uint8) for k, v in EV.items()}},
      r"events\['stem'\]: event code 7 is not one of"),
-    ({"events": [1, 2]}, "events: expected a mapping"),
-    ({"gpus": ["h1000"]}, "gpus: unknown GPU 'h1000'"),
+    ({"events": {"stem": [[1, 2]], "fc": [[0]]}},
+     r"events\['stem'\]: event codes must be uint8 \(ZZ=0, ZN=1, VH=2, VM=3\), got int64"),
+    ({"events": [1, 2]}, r"^events: expected a mapping \{layer name: uint8 codes \[T, \.\.\.\]\}, "
+                         "got list$"),
+    ({"gpus": ["h1000"]}, "^gpus: unknown GPU 'h1000'; known: gtx1080ti, titanx, "),
     ({"gpus": "h1000"}, "gpus: unknown GPU 'h1000'"),
-    ({"gpus": ()}, "gpus: no GPUs"),
+    ({"gpus": ()}, "^gpus: no GPUs requested$"),
+    ({"gpus": 3}, "^gpus: expected a GPU name or a sequence of them, got int$"),
     ({"precision": "fp8"}, "precision: unknown precision 'fp8'"),
     ({"frames": [5]}, r"frames=\[5\]: indices outside the 3 replayed frames"),
     ({"frames": [-1]}, r"frames=\[-1\]: indices outside"),
     ({"frames": 0}, "frames=0: expected an integer >= 1"),
-    ({"frames": "all"}, "frames='all': expected None"),
+    ({"frames": "all"}, "^frames='all': expected None, a count, a slice or a sequence of frame "
+                        "indices$"),
+    ({"frames": list(range(10))},
+     r"^frames=\[0, 1, 2, 3, 4, 5, 6, 7\]: indices outside the 3 replayed frames \[0, 3\)$"),
     ({"frames": [0.5]}, "frame indices must be integers"),
     ({"batch_frames": 0}, "batch_frames=0: expected an integer >= 1"),
     ({"batch_frames": 1.5}, "batch_frames=1.5"),
     ({"frame_offset": -1}, "frame_offset=-1: expected an integer >= 0"),
     ({"schemes": ()}, "schemes: no schemes"),
-    ({"schemes": ("dense", "magic")}, r"schemes: unknown schemes \['magic'\]"),
-    ({"schemes": 3}, "schemes: expected a name or a sequence"),
+    ({"schemes": ("dense", "magic")},
+     r"^schemes: unknown schemes \['magic'\]; known: dense, winograd, fft, "),
+    ({"schemes": 3}, "^schemes: expected a name or a sequence of names, got int$"),
 ])
 def test_replay_refuses_bad_arguments_naming_them(kw: dict, message: str) -> None:
+    kw = dict(kw)  # the parametrize dict is shared between runs of the test
     events = kw.pop("events", EV)
     with pytest.raises(timing.ReplayError, match=message) as e:
         timing.replay(_replay_net(), events, ops=(), **kw)
@@ -202,6 +213,19 @@ def test_replay_checks_a_layers_events_pair_and_frames_of_a_trace(tmp_path: Path
     traces.write_trace(tmp_path / "t", _replay_net(), EV, model="toy", chunk_frames=2)
     with pytest.raises(timing.ReplayError, match=r"frames=\[3\]: indices outside the 3"):
         timing.replay(tmp_path / "t", frames=[3], ops=())
+
+
+def test_checks_run_before_any_source_is_read() -> None:
+    from secnn_jax.timing import validate
+
+    kw = dict(gpus="h100", schemes="dense", precision="fp32", batch_frames=1, frame_offset=0)
+    with pytest.raises(timing.ReplayError, match="frames='all'"):  # a trace is never opened
+        validate.check_replay("/nonexistent/trace", None, frames="all", **kw)
+    assert validate.check_replay("/nonexistent/trace", None, frames=None, **kw) == (
+        ("h100",), ("dense",), "fp32")
+    with pytest.raises(timing.ReplayError, match="frames='all'"):
+        validate.frame_indices("all", 3)
+    np.testing.assert_array_equal(validate.frame_indices(slice(1, None), 3), [1, 2])
 
 
 def test_ladder_and_oracle_events_check_their_events() -> None:

@@ -68,18 +68,15 @@ def check_events(events: Any, arg: str = "events") -> None:
                           f"got {type(events).__name__}")
     for name, ev in events.items():
         where = f"{arg}[{name!r}]"
-        dtype = getattr(ev, "dtype", None)
-        if dtype is None:
-            ev = np.asarray(ev)
-            dtype = ev.dtype
-        if np.dtype(dtype) != np.uint8:
+        ev = np.asarray(ev)
+        if ev.dtype != np.uint8:
             raise ReplayError(f"{where}: event codes must be uint8 (ZZ=0, ZN=1, VH=2, VM=3), "
-                              f"got {np.dtype(dtype)}")
+                              f"got {ev.dtype}")
         shape = tuple(np.shape(ev))
         if not shape or shape[0] == 0:
             raise ReplayError(f"{where}: no frames (T = 0) in events of shape {shape}; "
                               "expected [T, ...] with T >= 1")
-        top = int(np.max(np.asarray(ev)))
+        top = int(np.max(ev))
         if top > 3:
             raise ReplayError(f"{where}: event code {top} is not one of ZZ=0, ZN=1, VH=2, VM=3")
 
@@ -106,10 +103,9 @@ def frame_indices(frames: Any, n: int) -> np.ndarray:
     _check_frames(frames)
     try:
         return select(frames, n)
-    except IndexError as e:
-        shown = list(frames)[:8] if not isinstance(frames, slice | int) else frames
-        raise ReplayError(f"frames={shown!r}: indices outside the {n} replayed frames "
-                          f"[0, {n})") from e
+    except IndexError as e:  # only explicit indices are range-checked: show the first 8
+        raise ReplayError(f"frames={list(frames)[:8]!r}: indices outside the {n} replayed "
+                          f"frames [0, {n})") from e
 
 
 def check_replay(source: Any, events: Any, *, gpus: Any, schemes: Any, precision: Any,

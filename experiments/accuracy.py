@@ -586,7 +586,8 @@ def main(argv: Sequence[str]) -> None:
     from experiments import cli, figures  # noqa: PLC0415
 
     cfg = cli.resolve()
-    st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite)
+    st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite,
+                   studies=("accuracy",))
     res = run_from_config(st.ws, cfg)
     st.run.write_json("results/accuracy.json", res)
     figures.accuracy_curves(res, st.run.path("figures", "accuracy.png"))
@@ -630,15 +631,20 @@ def transfer_streams_from_config(cfg: Any, tune_stream: str | None,
 
 
 def run_from_config(ws: Workspace, cfg: Any) -> dict[str, Any]:
-    """:func:`accuracy` with every argument taken from a config (:mod:`experiments.config`)."""
+    """:func:`accuracy` with every argument taken from a config (:mod:`experiments.config`).
+
+    Raises:
+      ConfigError: ``cfg.tune_stream`` is not one of the workspace's streams (``''``: no
+        tuning), or a transfer stream does not open.
+    """
     from experiments import config as config_lib  # noqa: PLC0415
     from experiments.cells import predictor_spec  # noqa: PLC0415
 
     streams = list(ws.streams)
-    tune_stream = cfg.tune_stream if cfg.tune_stream in streams else None
-    if tune_stream is None:
-        logging.warning("tune_stream %r is not among the streams %s: no threshold tuning",
-                        cfg.tune_stream, streams)
+    tune_stream = str(cfg.tune_stream).strip() or None  # '' turns threshold tuning off
+    if tune_stream is not None and tune_stream not in streams:
+        raise ConfigError(f"config.tune_stream={tune_stream!r}: not among the streams "
+                          f"{sorted(streams)}; name one of them, or '' for no tuning")
     return accuracy(
         ws, list(ws.models), streams, predictor_spec("secnn", cfg.silence, cfg.decay),
         config_lib.floats(cfg.taus, "taus"), tune_stream=tune_stream,

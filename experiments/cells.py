@@ -37,7 +37,13 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from experiments.cellcache import CellCache, tau_key
+from experiments.cellcache import (
+    CellCache,
+    safe_name,
+    stream_fingerprint,
+    tau_key,
+    weights_digest,
+)
 from experiments.errors import ConfigError
 from secnn_jax import find_layers, predictors
 from secnn_jax.datasources import Stream, StreamError, model_frames
@@ -80,7 +86,8 @@ def load_model(name: str) -> ModelHandle:
 
     ``name`` is a zoo name (``models.load`` with ``models.preprocess`` bound) or
     ``"package.module:factory"``: a user's own CNN, where ``factory()`` returns a
-    :class:`ModelHandle` or a tuple ``(apply_fn, variables, preprocess)``.
+    :class:`ModelHandle` or a tuple ``(apply_fn, variables, preprocess)``; a factory that is
+    not callable, raises or returns anything else is a :class:`ConfigError` naming the model.
     """
     if ":" in name:
         import importlib  # noqa: PLC0415
@@ -91,16 +98,53 @@ def load_model(name: str) -> ModelHandle:
         except (ImportError, AttributeError) as e:
             raise ConfigError(f"model {name!r}: cannot import factory {attr!r} from module "
                              f"{module!r}: {e}") from e
-        out = factory()
-        if isinstance(out, ModelHandle):
-            return dataclasses.replace(out, name=name)
-        apply_fn, variables, preprocess = out
-        return ModelHandle(name, apply_fn, variables, preprocess)
+        return _from_factory(name, factory)
     import models  # noqa: PLC0415  (the zoo is only needed for real runs)
 
     apply_fn, variables = models.load(name)
     return ModelHandle(name, apply_fn, variables,
                        lambda image: np.asarray(models.preprocess(name, image)))
+
+
+def _from_factory(name: str, factory: Any) -> ModelHandle:
+    """The handle a user's ``module:factory`` makes; :class:`ConfigError` naming ``name`` when
+    the factory is not callable, raises, or returns something else than a :class:`ModelHandle`
+    or ``(apply_fn, variables, preprocess)`` with callable ``apply_fn`` and ``preprocess``."""
+    want = "a ModelHandle or a tuple (apply_fn, variables, preprocess)"
+    if not callable(factory):
+        raise ConfigError(f"model {name!r}: {type(factory).__name__} object is not callable; "
+                          f"the factory must be a function returning {want}")
+    try:
+        out = factory()
+    except Exception as e:  # noqa: BLE001  (the user's code: reported as one line)
+        raise ConfigError(f"model {name!r}: the factory raised {type(e).__name__}: {e}") from e
+    if isinstance(out, ModelHandle):
+        out = dataclasses.replace(out, name=name)
+    elif isinstance(out, tuple | list) and len(out) == 3:
+        out = ModelHandle(name, *out)
+    else:
+        got = (f"a {type(out).__name__} of length {len(out)}"
+               if isinstance(out, tuple | list) else f"a {type(out).__name__}")
+        raise ConfigError(f"model {name!r}: the factory returned {got}, expected {want}")
+    for field in ("apply_fn", "preprocess"):
+        if not callable(getattr(out, field)):
+            raise ConfigError(f"model {name!r}: the factory's {field} is a "
+                              f"{type(getattr(out, field)).__name__}, not callable")
+    return out
+
+
+def _factory_source_digest(name: str) -> str | None:
+    """The :func:`secnn_jax.fileio.file_digest` of a ``module:factory`` model's source file
+    (its code is not in :func:`experiments.runs.code_digest`); ``None`` for a zoo model."""
+    if ":" not in name:
+        return None
+    import importlib.util  # noqa: PLC0415
+
+    from secnn_jax.fileio import file_digest  # noqa: PLC0415
+
+    spec = importlib.util.find_spec(name.partition(":")[0])
+    origin = getattr(spec, "origin", None)
+    return file_digest(origin) if origin and Path(origin).is_file() else None
 
 
 class Timer(Protocol):
@@ -334,8 +378,31 @@ class Workspace:
 
     # -- caching (the files: experiments.cellcache) -------------------------------------------
 
-    def _cell_dir(self, *parts: str) -> Path | None:
-        return self.cache.cell(*parts)
+    def inputs_fingerprint(self, model: str, stream: str) -> dict[str, Any]:
+        """What the cells of ``model`` on ``stream`` are computed from, by content (the key of
+        their cache directory: :meth:`experiments.cellcache.CellCache.inputs_dir`)."""
+        from experiments.runs import code_digest  # noqa: PLC0415
+
+        h = self.model(model)
+        if stream not in self.streams:
+            raise KeyError(f"unknown stream {stream!r}; have {sorted(self.streams)}")
+        return {"model": model, "weights": weights_digest(h.variables),
+                "model_source": _factory_source_digest(model),
+                "stream": stream_fingerprint(self.streams[stream].info),
+                "resize": self.resize_for(model), "chunk_size": self.chunk_size,
+                "code": code_digest()}
+
+    def cell_dir(self, model: str, stream: str, *parts: str) -> Path | None:
+        """The cache directory of ``model`` on ``stream`` computed from this workspace's inputs
+        (created with its ``inputs.json``), joined with ``parts`` (``"reference"``, or the
+        predictor spec and the tau key); ``None`` without a cache directory."""
+        if self.cache.root is None:
+            return None
+        key = ("inputs", model, stream)
+        if key not in self._memory:
+            self._memory[key] = self.cache.inputs_dir(
+                model, stream, self.inputs_fingerprint(model, stream))
+        return self._memory[key].joinpath(*(safe_name(p) for p in parts))
 
     def _chunks(self, n: int) -> list[tuple[int, int]]:
         return [(s, min(s + self.chunk_size, n)) for s in range(0, n, self.chunk_size)]
@@ -363,7 +430,7 @@ class Workspace:
         frames = self.frames(model, stream)
         layers = self.layers(model, stream)
         h = self.model(model)
-        d = self._cell_dir(model, stream, "reference")
+        d = self.cell_dir(model, stream, "reference")
         parts = []
         chunks = self._chunks(frames.shape[0])
         with self._bar(frames.shape[0], f"{model}/{stream} reference") as bar:
@@ -423,13 +490,13 @@ class Workspace:
             alt = self._memory.get(mkey[:-1] + (True,))
             if alt is not None and alt.logits.shape[0] >= total:
                 return CellResult(alt.logits[:total], alt.counts[:total], None)
-            dt = self._cell_dir(model, stream, predictor, tkey + "-" + self._timer_key())
+            dt = self.cell_dir(model, stream, predictor, tkey + "-" + self._timer_key())
             if self.cache.has_chunks(dt, len(chunks)):
                 got = [self._load_chunk(dt, k, b - a) for k, (a, b) in enumerate(chunks)]
                 if all(g is not None for g in got):
                     return CellResult(np.concatenate([g["logits"] for g in got]),
                                       np.concatenate([g["counts"] for g in got]), None)
-        d = self._cell_dir(model, stream, predictor,
+        d = self.cell_dir(model, stream, predictor,
                            tkey + ("-" + self._timer_key() if timed else ""))
         parts: list[dict[str, np.ndarray] | None] = [self._load_chunk(d, k, b - a)
                                                      for k, (a, b) in enumerate(chunks)]

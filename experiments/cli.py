@@ -16,7 +16,7 @@ exit) before any work starts.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,8 @@ from experiments.cells import ModelHandle, Workspace, load_model
 from secnn_jax import datasources
 from secnn_jax.errors import SecnnError
 
-__all__ = ["Setup", "clean_errors", "define_flags", "make_timer", "resolve", "setup"]
+__all__ = ["Setup", "check_accuracy_inputs", "clean_errors", "define_flags", "make_timer",
+           "resolve", "setup"]
 
 FLAGS = flags.FLAGS
 
@@ -121,8 +122,13 @@ class Setup:
 
 def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: bool = False,
           load: Callable[[str], ModelHandle] = load_model, timer: Any = "default",
-          skip_missing: bool = False) -> Setup:
+          skip_missing: bool = False, studies: Sequence[str] | None = None) -> Setup:
     """Opens the run directory and builds the workspace (models, streams, timer).
+
+    Everything is checked before any model is loaded and before anything is written: the
+    models' input sizes, every stream (opened), and the inputs of the ``studies`` to run (the
+    accuracy study's ``tune_stream`` must be one of the streams, its ``transfer_streams`` must
+    open); then the models are loaded and the run directory is opened.
 
     Args:
       load: model loader (tests pass small models).
@@ -130,18 +136,29 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
       skip_missing: models without real weights (no converted checkpoint; ZFNet has no
         published weights at all) are skipped and listed with the command that creates their
         checkpoint, instead of failing or running on random weights — for ``--models=ilsvrc9``.
+      studies: the studies this command runs (default: ``cfg.studies``), whose inputs are
+        checked up front.
     """
     handles: dict[str, ModelHandle] = {}
     missing: list[tuple[str, str]] = []
     resolution = int(cfg.resolution)
     model_resolution = config_lib.per_model(cfg.model_resolution, "model_resolution")
     model_frames = config_lib.per_model(cfg.model_frames, "model_frames")
-    for name in config_lib.model_names(cfg.models):
+    names = config_lib.model_names(cfg.models)
+    for name in names:
         size = model_resolution.get(name, resolution)
         if size and ":" not in name:  # refuse before anything is written
             import models  # noqa: PLC0415
 
             models.get_spec(name).check_input_size(size)
+    streams = {}
+    for spec in config_lib.names(cfg.streams, "streams"):
+        s = datasources.open_stream(spec, max_frames=int(cfg.frames))
+        streams[s.info.name] = s
+    wanted = config_lib.names(cfg.studies, "studies") if studies is None else tuple(studies)
+    if "accuracy" in wanted and timer is not None:
+        check_accuracy_inputs(cfg, streams)
+    for name in names:
         if skip_missing and not _has_weights(name):
             command = _convert_command(name)
             logging.warning("skipping %s: no checkpoint; create it with: %s", name, command)
@@ -152,10 +169,6 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
         raise config_lib.ConfigError("no model has weights; create the missing checkpoints "
                                      "with:\n"
                          + "\n".join(f"  {c}" for _, c in missing))
-    streams = {}
-    for spec in config_lib.names(cfg.streams, "streams"):
-        s = datasources.open_stream(spec, max_frames=int(cfg.frames))
-        streams[s.info.name] = s
     _check_fcn_sizes([n for n in handles if not model_resolution.get(n, resolution)], streams)
     run = runs.RunDir(out_dir, cfg.to_dict(), overwrite=overwrite)
     ws = Workspace(handles, streams, frames=int(cfg.frames), chunk_size=int(cfg.chunk_size),
@@ -163,6 +176,25 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
                    timer=make_timer(cfg) if timer == "default" else timer,
                    model_frames=model_frames, model_resize=model_resolution)
     return Setup(run, ws, cfg, tuple(missing))
+
+
+def check_accuracy_inputs(cfg: ml_collections.ConfigDict, streams: dict[str, Any]) -> None:
+    """Refuses, before any work, an accuracy study whose tuning stream is not one of
+    ``streams`` (``--config.tune_stream=''`` turns tuning off) or whose transfer streams do not
+    open (:class:`experiments.errors.ConfigError` naming the field)."""
+    tune = str(cfg.tune_stream).strip()
+    if tune and tune not in streams:
+        raise config_lib.ConfigError(
+            f"config.tune_stream={tune!r}: not among the streams {sorted(streams)}; name one "
+            "of them (the threshold tuner calibrates on it), or '' for no tuning")
+    if not tune or not str(cfg.transfer_streams).strip():
+        return
+    n = int(cfg.transfer_frames) or int(cfg.frames)
+    for spec in config_lib.names(cfg.transfer_streams, "transfer_streams"):
+        try:  # opened as experiments.accuracy.transfer_streams_from_config opens them
+            datasources.open_stream(spec, max_frames=n)
+        except datasources.StreamError as e:
+            raise config_lib.ConfigError(f"config.transfer_streams: {e}") from e
 
 
 def _check_fcn_sizes(names: list[str], streams: dict[str, Any]) -> None:

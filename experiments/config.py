@@ -81,7 +81,8 @@ def get_config() -> ml_collections.ConfigDict:
         edge-map F1 for HED, region-score F1 for CRAFT); also the held-out verdicts' floor.
       calibration_frames: frames of ``tune_stream`` the tuner may look at (the rest are held out);
         rounded down to a multiple of ``chunk_size``.
-      tune_stream: stream the threshold tuner calibrates on.
+      tune_stream: stream the threshold tuner calibrates on: the name of one of the streams
+        (checked before any work), or '' for no threshold tuning.
       tune_evals: maximum tuner evaluations (each one SE-CNN run over the calibration frames).
       tune_scheme, tune_baseline: the tuner maximises the speedup of ``tune_scheme`` over
         ``tune_baseline`` on ``gpus[0]``.

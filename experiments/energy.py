@@ -12,19 +12,42 @@ one launch model and fusion policy: :mod:`secnn_jax.timing.energy`), this study 
   (``h100_e2e.csv``) times the board power gives;
 * **verdicts** per model and placement.
 
-Library: :func:`energy_area`.
+Library: :func:`energy_area`. Command line (runs the speedup study and the sensitivity replays
+it needs, prints the energy and area tables, writes ``results/energy.json`` beside the
+``results/speedup.json`` and ``results/sensitivity.json`` it was computed from, with
+``config.json``, ``environment.json`` and ``run_info.json``; a killed run resumes from its cached
+chunks under ``cells/``)::
+
+    python -m experiments.energy --out_dir=runs/energy --config.gpus=h100
+
+Flags (every one validated before any model loads or anything is written):
+
+* ``--out_dir``: output directory (default ``runs/energy``); ``--overwrite``: start over when it
+  holds a run made with other flags (otherwise refused);
+* ``--models``, ``--streams``, ``--frames``: the models (zoo names or ``pkg.module:factory``),
+  stream specs (``bikes``, ``photos``, ``video:PATH``, ``images:PATH``, ...) and frame cap;
+* ``--config.gpus``: the GPUs whose area and energy are modelled (the first one runs the
+  sensitivity replays that judge each buffer placement); ``--config.launch``,
+  ``--config.fusion``, ``--config.precision``, ``--config.schemes``: the timing replay;
+* ``--config.silence``, ``--config.decay``: the SE-CNN predictor's parameters;
+* ``--config.resolution``, ``--config.model_resolution``, ``--config.model_frames``,
+  ``--config.chunk_size``: input sizes, per-model frame caps, frames per cached chunk.
+
+Every ``--config.FIELD`` is described in :func:`experiments.config.get_config`.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from absl import app
 
 from experiments.cells import Workspace
 
-__all__ = ["PLAUSIBLE_POWER", "energy_area", "sanity_anchors", "verdict"]
+__all__ = ["PLAUSIBLE_POWER", "energy_area", "main", "sanity_anchors", "verdict"]
 
 #: The share of the board power a large-batch dense inference run must model to be plausible.
 #: Below: an idle H100 SXM draws about a tenth of its 700 W (nvidia-smi idle readings), and a
@@ -110,3 +133,40 @@ def energy_area(ws: Workspace, su: dict[str, Any], models: Sequence[str],
                              "energy_ratio": ratio, "verdict": verdict(share, ratio)})
     return {"study": "energy", "area": area, "verdicts": verdicts,
             "anchors": sanity_anchors()}
+
+
+def main(argv: Sequence[str]) -> None:
+    """``python -m experiments.energy``: the speedup study and its sensitivity replays, then the
+    energy and area study; prints the tables and writes ``results/{speedup,sensitivity,
+    energy}.json`` into ``--out_dir``."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    from experiments import cli, report  # noqa: PLC0415
+    from experiments import speedup as speedup_lib  # noqa: PLC0415
+    from experiments.cells import predictor_spec  # noqa: PLC0415
+
+    cfg = cli.resolve()
+    st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite, studies=("energy",))
+    ws, models, streams = st.ws, list(st.ws.models), list(st.ws.streams)
+    secnn = predictor_spec("secnn", cfg.silence, cfg.decay)
+    su = speedup_lib.speedup(ws, models, streams, secnn, launch=str(cfg.launch))
+    sens = []
+    for m in models:
+        res = speedup_lib.sensitivity(ws, m, streams[0], secnn, gpu=ws.timer.gpus[0],
+                                      launch=str(cfg.launch))
+        res.pop("_replay_inputs")
+        sens.append(res)
+    sensitivity = {"study": "sensitivity", "cells": sens}
+    en = energy_area(ws, su, models, streams, sensitivity)
+    st.run.write_json("results/speedup.json", su)
+    st.run.write_json("results/sensitivity.json", sensitivity)
+    st.run.write_json("results/energy.json", en)
+    st.run.finish(**ws.stats)
+    sys.stdout.write("\n".join(report.energy_section(su, en)) + "\n")
+
+
+if __name__ == "__main__":
+    from experiments import cli as _cli
+
+    _cli.define_flags("runs/energy")
+    app.run(_cli.clean_errors(main))

@@ -19,22 +19,46 @@ top-1 agreement for classifiers, edge/region F1 for HED/CRAFT), under ``agreemen
 largest tau meeting the agreement floor is chosen on the
 first half of the frames and reported on the second half (frames the choice never saw).
 
-Library: :func:`peers`.
+Library: :func:`peers`. Command line (prints the table, writes ``results/peers.json`` and
+``figures/peers.png`` into ``--out_dir``, with ``config.json``, ``environment.json`` and
+``run_info.json``; a killed run resumes from its cached chunks under ``cells/``)::
+
+    python -m experiments.peers --out_dir=runs/peers --config.peer_taus=0,0.02,0.1
+
+Flags (every one validated before any model loads or anything is written):
+
+* ``--out_dir``: output directory (default ``runs/peers``); ``--overwrite``: start over when it
+  holds a run made with other flags (otherwise refused);
+* ``--models``, ``--streams``, ``--frames``: the models (zoo names or ``pkg.module:factory``),
+  stream specs (``bikes``, ``photos``, ``video:PATH``, ``images:PATH``, ...) and frame cap;
+* ``--config.peer_taus``: the global thresholds compared (comma-separated, >= 0);
+  ``--config.peer_frames``: frames per stream (>= 2: the first half chooses tau, the second
+  evaluates it); ``--config.agreement_floor``: the floor on the declared metric;
+* ``--config.silence``, ``--config.decay``: the SE-CNN predictor's parameters;
+* ``--config.gpus`` (the first one is compared), ``--config.launch``, ``--config.fusion``,
+  ``--config.precision``, ``--config.schemes``: the timing replay (``deltacnn`` and
+  ``cbinfer`` must be among the schemes for their rows);
+* ``--config.resolution``, ``--config.model_resolution``, ``--config.model_frames``,
+  ``--config.chunk_size``: input sizes, per-model frame caps, frames per cached chunk.
+
+Every ``--config.FIELD`` is described in :func:`experiments.config.get_config`.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from absl import app
 
 from experiments import metrics as metrics_lib
 from experiments.cells import Workspace
 from experiments.paper import COMPARISON_LAUNCH
 from experiments.timer import variant
 
-__all__ = ["DELTACNN_PUBLISHED", "METHODS", "peers"]
+__all__ = ["DELTACNN_PUBLISHED", "METHODS", "main", "peers"]
 
 #: Methods compared: (name, scheme, predictor kind).
 METHODS: tuple[tuple[str, str, str], ...] = (
@@ -126,3 +150,31 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
                                "published_up_to": DELTACNN_PUBLISHED})
     return {"study": "peers", "launch": launch, "frames": frames, "taus": [float(t) for t in taus],
             "points": points, "verdicts": verdicts, "buffers": buffers, "sanity": sanity}
+
+
+def main(argv: Sequence[str]) -> None:
+    """``python -m experiments.peers``: runs the peers study, prints its table and writes
+    ``results/peers.json`` and ``figures/peers.png`` into ``--out_dir``."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    from experiments import cli, figures, report  # noqa: PLC0415
+    from experiments import config as config_lib  # noqa: PLC0415
+    from experiments.cells import predictor_spec  # noqa: PLC0415
+
+    cfg = cli.resolve()
+    st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite, studies=("peers",))
+    res = peers(st.ws, list(st.ws.models), list(st.ws.streams),
+                predictor_spec("secnn", cfg.silence, cfg.decay),
+                config_lib.floats(cfg.peer_taus, "peer_taus"), frames=int(cfg.peer_frames),
+                floor=float(cfg.agreement_floor), launch=str(cfg.launch))
+    st.run.write_json("results/peers.json", res)
+    figures.pareto(res, st.run.path("figures", "peers.png"))
+    st.run.finish(**st.ws.stats)
+    sys.stdout.write("\n".join(report.peers_section(res)) + "\n")
+
+
+if __name__ == "__main__":
+    from experiments import cli as _cli
+
+    _cli.define_flags("runs/peers")
+    app.run(_cli.clean_errors(main))

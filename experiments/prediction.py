@@ -85,7 +85,8 @@ def main(argv: Sequence[str]) -> None:
     from experiments.cells import predictor_spec  # noqa: PLC0415
 
     cfg = cli.resolve()
-    st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite, timer=None)
+    st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite, timer=None,
+                   studies=("prediction",))
     preds = [predictor_spec(p, cfg.silence, cfg.decay)
              for p in config_lib.names(cfg.predictors, "predictors")]
     res = prediction(st.ws, list(st.ws.models), list(st.ws.streams), preds,

@@ -15,7 +15,8 @@ import numpy as np
 
 from experiments.paper import PAPER
 
-__all__ = ["claims", "metric_label", "pct", "render", "times", "us"]
+__all__ = ["claims", "energy_section", "metric_label", "pct", "peers_section", "render", "times",
+           "us"]
 
 
 def pct(x: float | None) -> str:
@@ -266,6 +267,25 @@ def _energy_section(su: Mapping[str, Any], en: Mapping[str, Any]) -> list[str]:
                if "bound_mj_per_image" in a else "") + ". No MLPerf power figure was "
             "available offline to compare with.", ""]
     return out
+
+
+def peers_section(pe: Mapping[str, Any]) -> list[str]:
+    """The peers study's report section (markdown lines): ``python -m experiments.peers``
+    prints it."""
+    return _peers_section(pe)
+
+
+def energy_section(su: Mapping[str, Any], en: Mapping[str, Any]) -> list[str]:
+    """The energy study's report section (markdown lines) from the speedup study ``su`` and
+    the energy study ``en``, with its verdicts per buffer placement: ``python -m
+    experiments.energy`` prints it."""
+    rows = [[v["model"], v["stream"], v["gpu"], v["placement"], pct(v["area_share"]),
+             times(v["energy_ratio"]), v["verdict"]] for v in en["verdicts"]]
+    return _energy_section(su, en) + [
+        "Verdicts (marginal area and power): area share of the die, and SE-CNN's energy per "
+        "frame over the lower-energy baseline's:", "",
+        _table(["model", "stream", "gpu", "placement", "area share", "energy ratio",
+                "verdict"], rows), ""]
 
 
 def _peers_section(pe: Mapping[str, Any]) -> list[str]:

@@ -245,12 +245,17 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
 
 def _schedule(run: runs.RunDir, model: str, layers: Any, ev: dict[str, Any], ops: Any,
               ws: Workspace, launch: str) -> None:
-    """One frame's schedule per scheme: a figure and a Chrome/Perfetto trace."""
+    """One frame's schedule per scheme: a figure and a Chrome/Perfetto trace.
+
+    The frame is frame 1 (the first with a history to predict from), or frame 0 when the run
+    has only one frame (``--frames=1``, ``--config.model_frames=NAME=1``).
+    """
     from secnn_jax import timing  # noqa: PLC0415
 
     gpu = ws.timer.gpus[0]
+    n = min(int(np.shape(v)[0]) for v in ev["zero"].values())
     kw = dict(gpus=(gpu,), precision=ws.timer.precision, launch=launch, fusion=ws.timer.fusion,
-              ops=ops, config=ws.timer.config, frames=[1])
+              ops=ops, config=ws.timer.config, frames=[min(1, n - 1)])
     base = timing.replay(layers, ev["zero"], schemes=("dense", "zero_skip"), **kw)
     sec = timing.replay(layers, ev["predictor"], schemes=("secnn_sw", "secnn_hw"), **kw)
     both = timing.ReplayResult(layers=base.layers, frames=base.frames, precision=base.precision,

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
+import hashlib
 import io
 import json
 import os
@@ -43,6 +45,7 @@ __all__ = [
     "ArrayFileError",
     "RunConfigError",
     "RunDir",
+    "code_digest",
     "compared_files",
     "environment",
     "git_version",
@@ -115,6 +118,21 @@ def git_version(repo: Path = REPO_ROOT) -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         return {"commit": "unknown", "dirty": None}
     return {"commit": commit, "dirty": dirty}
+
+
+@functools.cache
+def code_digest(root: Path = REPO_ROOT) -> str:
+    """sha256 hex of the code that computes results: every ``.py`` file (relative path and
+    bytes) of the ``secnn_jax``, ``experiments`` and ``models`` packages under ``root``.
+
+    Unlike :func:`git_version` it sees uncommitted edits and needs no git; the cell cache keys
+    on it, so edited code recomputes instead of reusing chunks the old code computed.
+    """
+    h = hashlib.sha256()
+    for pkg in ("secnn_jax", "experiments", "models"):
+        for p in sorted((root / pkg).rglob("*.py")):
+            h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def environment() -> dict[str, Any]:

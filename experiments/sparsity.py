@@ -93,7 +93,8 @@ def main(argv: Sequence[str]) -> None:
     from experiments import cli, figures  # noqa: PLC0415
 
     cfg = cli.resolve()
-    st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite, timer=None)
+    st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite, timer=None,
+                   studies=("sparsity",))
     res = sparsity(st.ws, list(st.ws.models), list(st.ws.streams))
     st.run.write_json("results/sparsity.json", res)
     figures.sparsity_bars(res, st.run.path("figures", "sparsity.png"))

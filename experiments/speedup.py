@@ -312,7 +312,7 @@ def main(argv: Sequence[str]) -> None:
     from experiments.cells import predictor_spec  # noqa: PLC0415
 
     cfg = cli.resolve()
-    st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite)
+    st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite, studies=("speedup",))
     res = speedup(st.ws, list(st.ws.models), list(st.ws.streams),
                   predictor_spec("secnn", cfg.silence, cfg.decay), launch=str(cfg.launch))
     st.run.write_json("results/speedup.json", res)

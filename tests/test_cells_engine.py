@@ -224,7 +224,7 @@ def test_killed_cell_resumes_from_the_saved_state(tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(cellcache.CellCache, "finish", lambda self, d: None)
         _workspace(tmp_path).run("tiny", "pan", spec, 0.02, n_frames=6)
-    d = cellcache.CellCache(tmp_path).cell("tiny", "pan", spec, "tau=0.02")
+    d = _workspace(tmp_path).cell_dir("tiny", "pan", spec, "tau=0.02")
     assert sorted(p.name for p in d.iterdir()) == ["chunk00000.npz", "chunk00001.npz",
                                                    "state00001.npz"]
     ws = _workspace(tmp_path)

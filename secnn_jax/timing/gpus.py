@@ -25,6 +25,8 @@ import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from secnn_jax.timing.errors import ReplayError
+
 #: Precisions the timing model knows; ``fp32`` is strict FP32 (TF32 off).
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16")
 
@@ -43,11 +45,11 @@ def canonical_precision(precision: str) -> str:
     """``precision`` in canonical form (``fp32``, ``tf32`` or ``fp16``).
 
     Raises:
-      ValueError: for an unknown precision name.
+      ReplayError: (a ``SecnnError`` and ``ValueError``) for an unknown precision name.
     """
     key = PRECISION_ALIASES.get(str(precision).lower())
     if key is None:
-        raise ValueError(
+        raise ReplayError(
             f"unknown precision {precision!r}; known: {sorted(PRECISION_ALIASES)}"
         )
     return key
@@ -415,7 +417,8 @@ def get_gpu(gpu: str | GPU) -> GPU:
     case-insensitive) or ``gpu``.
 
     Raises:
-      ValueError: for an unknown name, listing the known ones.
+      ReplayError: (a ``SecnnError`` and ``ValueError``) for an unknown name, listing the
+        known ones.
     """
     if isinstance(gpu, GPU):
         return gpu
@@ -424,4 +427,4 @@ def get_gpu(gpu: str | GPU) -> GPU:
         return GPUS[key]
     if key in _REGISTERED:
         return _REGISTERED[key]
-    raise ValueError(f"unknown GPU {gpu!r}; known: {', '.join([*GPUS, *_REGISTERED])}")
+    raise ReplayError(f"unknown GPU {gpu!r}; known: {', '.join([*GPUS, *_REGISTERED])}")

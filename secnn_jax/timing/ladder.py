@@ -32,6 +32,7 @@ import numpy as np
 from secnn_jax.events import VH, VM, ZN, ZZ, EventMaps, fires_of
 from secnn_jax.timing.names import DEFAULT_FUSION
 from secnn_jax.timing.replay import ReplayResult, replay_launches
+from secnn_jax.timing.validate import check_events
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +78,11 @@ def oracle_events(events: Mapping[str, Any]) -> EventMaps:
     a silent one predicted 0 (ZZ). From codes alone (a plain dict, a version-1 trace), ZN and
     VM become VH and ZZ and VH stay, which is exact only for the zero predictor's events (a
     VM code of another predictor may hide a real zero). The result keeps the fires maps.
+
+    Raises:
+      ReplayError: naming the layer, for codes that are not uint8 ``0..3`` or no frames.
     """
+    check_events(events)
     fires = fires_of(events)
     if fires is not None:
         return EventMaps({k: np.where(np.asarray(fires[k]), np.uint8(VH), np.uint8(ZZ))
@@ -157,7 +162,13 @@ def ladder(layers: Sequence[Any], zero_events: Mapping[str, Any],
       ops: the network's op groups (:func:`secnn_jax.netops.find_ops`).
       gpus, precision, fusion: as for :func:`~.replay.replay`; one fusion for every step.
       replay_kw: further :func:`~.replay.replay` arguments (``params``, ``config``, ``frames``).
+
+    Raises:
+      ReplayError: naming the bad argument (``zero_events``, ``predictor_events``, ``gpus``,
+        ``precision``, ``frames``...) before any replay.
     """
+    check_events(zero_events, "zero_events")
+    check_events(predictor_events, "predictor_events")
     kw = dict(gpus=gpus, precision=precision, fusion=fusion, ops=ops, **replay_kw)
     src = {"zero": zero_events, "predictor": predictor_events,
            "oracle": oracle_events(zero_events)}

@@ -29,7 +29,6 @@ from absl import logging
 
 from secnn_jax import events as ev_mod
 from secnn_jax import fileio, traces, workmaps
-from secnn_jax.errors import SecnnError
 from secnn_jax.fileio import atomic_write
 from secnn_jax.geometry import LayerGeom, events_to_nhwc
 from secnn_jax.timing import schemes as S
@@ -49,10 +48,8 @@ from secnn_jax.timing.names import (
 )
 from secnn_jax.timing.opkernels import OpGeom
 from secnn_jax.timing.params import DEFAULT_CONFIG, ModelParams, SchemeConfig, load_params
-
-
-class ReplayError(SecnnError, ValueError):
-    """Replay inputs that do not fit together (schemes, launch model, events, frames)."""
+from secnn_jax.timing.validate import ReplayError, check_replay
+from secnn_jax.timing.validate import frame_indices as _checked_frame_indices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -340,7 +337,7 @@ def _in_memory(layers: Sequence[Any], events: Mapping[str, Any], frames: Any,
 
 
 def _frame_indices(frames: Any, n: int) -> np.ndarray:
-    return traces.frame_indices(frames, n)
+    return _checked_frame_indices(frames, n)
 
 
 def _from_trace(trace: Any, frames: Any) -> _Source:
@@ -472,7 +469,11 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
     ``launch`` returns (every scheme of one result under one launch model).
     """
     asked = schemes
-    schemes = tuple(SCHEMES if schemes is None else schemes)
+    gpus, schemes, precision = check_replay(  # ReplayError naming a bad argument, before work
+        source, events, gpus=gpus, schemes=SCHEMES if schemes is None else schemes,
+        precision=precision, frames=frames, batch_frames=batch_frames,
+        frame_offset=frame_offset)
+    schemes = tuple(schemes)
     bad = [s for s in schemes if s not in SCHEMES]
     if bad:
         raise ReplayError(f"unknown schemes {bad}; known: {', '.join(SCHEMES)}")

@@ -39,6 +39,22 @@ def _merged_layer_record(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]
     return out
 
 
+def _check_distinct(traces: Sequence[Any]) -> None:
+    """Refuses a shard given twice: the same directory, or a copy of one (the same manifest
+    bytes: the same events of the same frames), which would merge into streams that repeat."""
+    seen: dict[Any, Path] = {}
+    for t in traces:
+        path = Path(t.path)
+        for key in (("path", path.resolve()),
+                    ("sha", sha256((path / MANIFEST_FILE).read_bytes()))):
+            if key in seen:
+                raise TraceError(f"merge_shards: shard {str(path)!r} is shard "
+                                 f"{str(seen[key])!r} given twice (same "
+                                 f"{'directory' if key[0] == 'path' else 'manifest and events'})"
+                                 "; each shard must hold its own block of streams")
+            seen[key] = path
+
+
 def merge_shards(shards: Sequence[str | Path], out: str | Path, *, chunk_frames: int | None = None,
                  codec: str | None = None, overwrite: bool = False) -> Path:
     """Merges traces that split one run's streams (one per process) into a single trace.
@@ -47,7 +63,8 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path, *, chunk_frames:
     process_streams``); shards are given in process order and concatenated along the stream
     axis. The merged manifest records the shards (path, n streams, sha256 of their manifests).
     Every shard is verified first; mismatched layers, frame counts, run descriptions or ``ops``
-    raise :class:`TraceError` naming the shard. The shards' ``ops`` (identical, each counted for
+    raise :class:`TraceError` naming the shard, as does a shard given twice (the same
+    directory or a byte-identical copy). The shards' ``ops`` (identical, each counted for
     one shard's batch) are carried with their batch-proportional counts (``reads``, ``writes``,
     ``flops``, ``extra_reads``) multiplied by the number of shards, so the merged trace records
     what ``find_ops`` gives for the merged batch, as one process writing it would; this needs
@@ -60,6 +77,7 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path, *, chunk_frames:
     if not shards:
         raise TraceError("merge_shards: no shards given")
     traces = [read_trace(p, verify=True) for p in shards]
+    _check_distinct(traces)
     ref = traces[0]
     for t in traces[1:]:
         if t.layer_names != ref.layer_names:

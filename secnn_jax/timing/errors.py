@@ -1,0 +1,12 @@
+"""The timing package's error for bad input: :class:`ReplayError` (a ``SecnnError``)."""
+
+from __future__ import annotations
+
+from secnn_jax.errors import SecnnError
+
+__all__ = ["ReplayError"]
+
+
+class ReplayError(SecnnError, ValueError):
+    """Bad input to the timing replay or a public timing function (the message names the
+    argument: events, GPUs, schemes, precision, frames...)."""

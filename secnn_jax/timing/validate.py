@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from secnn_jax.timing.errors import ReplayError
-from secnn_jax.timing.gpus import GPU, GPUS, canonical_precision, get_gpu
+from secnn_jax.timing.gpus import GPU, canonical_precision, get_gpu
 from secnn_jax.timing.names import SCHEMES
 
 __all__ = ["ReplayError", "check_events", "check_replay", "frame_indices", "names"]

@@ -29,21 +29,32 @@ from secnn_jax.timing.names import SCHEMES
 __all__ = ["ReplayError", "check_events", "check_replay", "frame_indices", "names"]
 
 
+def _one_or_many(value: Any, arg: str, single: type | tuple[type, ...],
+                 expected: str = "a name or a sequence of names", plural: str = ""
+                 ) -> tuple[Any, ...]:
+    """``value`` as a non-empty tuple, one ``single`` instance counting as one element.
+
+    Raises:
+      ReplayError: naming ``arg``: neither one element nor a sequence, or empty.
+    """
+    if isinstance(value, single):
+        value = (value,)
+    try:
+        out = tuple(value)
+    except TypeError as e:
+        raise ReplayError(f"{arg}: expected {expected}, got {type(value).__name__}") from e
+    if not out:
+        raise ReplayError(f"{arg}: no {plural or arg} requested")
+    return out
+
+
 def names(value: Any, arg: str, known: Sequence[str]) -> tuple[str, ...]:
     """``value`` (a name or a sequence of names) as a tuple of known names.
 
     Raises:
       ReplayError: naming ``arg``: not a name or sequence of names, empty, or an unknown name.
     """
-    if isinstance(value, str):
-        value = (value,)
-    try:
-        out = tuple(value)
-    except TypeError as e:
-        raise ReplayError(f"{arg}: expected a name or a sequence of names, got "
-                          f"{type(value).__name__}") from e
-    if not out:
-        raise ReplayError(f"{arg}: no {arg} requested")
+    out = _one_or_many(value, arg, str)
     bad = [v for v in out if not isinstance(v, str) or v not in known]
     if bad:
         raise ReplayError(f"{arg}: unknown {arg} {bad}; known: {', '.join(known)}")
@@ -124,14 +135,7 @@ def check_replay(source: Any, events: Any, *, gpus: Any, schemes: Any, precision
         events = source[1]
     if events is not None:
         check_events(events)
-    gpu_list = (gpus,) if isinstance(gpus, str | GPU) else gpus
-    try:
-        gpu_list = tuple(gpu_list)
-    except TypeError as e:
-        raise ReplayError(f"gpus: expected a GPU name or a sequence of them, got "
-                          f"{type(gpus).__name__}") from e
-    if not gpu_list:
-        raise ReplayError("gpus: no GPUs requested")
+    gpu_list = _one_or_many(gpus, "gpus", (str, GPU), "a GPU name or a sequence of them", "GPUs")
     for g in gpu_list:
         try:
             get_gpu(g)

@@ -34,9 +34,10 @@ def pixels() -> np.ndarray:
     return (video_frames(5, 32, 2) + 1.0) / 2.0
 
 
-def _bits(apply_fn, params, frames) -> ev.EventMaps:
-    """run_stream equals the jitted step loop for secnn at tau 0 and accumulated at 0.05."""
-    for pred, tau in ((predictors.secnn(), 0.0), (predictors.accumulated(), 0.05)):
+def _bits(apply_fn, params, frames, configs=None) -> ev.EventMaps:
+    """run_stream equals the jitted step loop (default: secnn at tau 0, accumulated at 0.05)."""
+    configs = configs or ((predictors.secnn(), 0.0), (predictors.accumulated(), 0.05))
+    for pred, tau in configs:
         _, want = _loop(apply_fn, params, frames, pred, tau)
         _, got = sj.run_stream(apply_fn, params, frames, pred, tau)
         _assert_same(got.map(np.asarray), want, f"{pred.config_key} tau={tau}")
@@ -166,8 +167,11 @@ def test_zoo_models_give_the_loops_bits(name: str, size: int, zoo_cache) -> None
 
     apply_fn, variables = models.load(name, cache_dir=zoo_cache)
     frames = small_frames(4, size, 2)
-    want = _bits(apply_fn, variables, frames)
-    assert want.predictor == "accumulated"
+    # Lite0 (the costliest compile) runs the paper's predictor at tau 0 only; every predictor
+    # and tau > 0 run on the small CNNs above and in test_stream_bits.py.
+    configs = ((predictors.secnn(), 0.0),) if name == "efficientnet_lite0" else None
+    want = _bits(apply_fn, variables, frames, configs)
+    assert want.predictor == ("secnn" if configs else "accumulated")
 
     clip = small_frames(12, size, 1)
     a, b = clip[0], clip[11]

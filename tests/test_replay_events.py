@@ -94,10 +94,7 @@ def test_property_independent_schemes_ignore_the_codes(seed, density, gpu, launc
     """Random fires maps and two unrelated random code maps: equal times for every scheme
     whose work does not depend on the predictor."""
     rng = np.random.default_rng(seed)
-    geoms = (timing.LayerGeom(name="c1", kind="conv", n=1, h=12, w=12, cin=8, ho=12, wo=12,
-                              cout=16, kh=3, kw=3, pad=((1, 1), (1, 1))),
-             timing.LayerGeom(name="c2", kind="conv", n=1, h=12, w=12, cin=16, ho=6, wo=6,
-                              cout=16, kh=3, kw=3, sh=2, sw=2, pad=((1, 1), (0, 1))))
+    geoms = _GEOMS
     fires = {g.name: rng.random((3, *g.in_nhwc)) < density for g in geoms}
     a = ev.EventMaps({k: rng.integers(0, 4, f.shape, np.uint8) for k, f in fires.items()}, fires)
     b = ev.EventMaps({k: rng.integers(0, 4, f.shape, np.uint8) for k, f in fires.items()}, fires)
@@ -198,3 +195,32 @@ def test_merged_stream_shards_keep_fires(net) -> None:
         np.testing.assert_array_equal(merged.fires[k], e.fires[k])
     plain = distributed.merge_stream_shards([h.codes for h in halves])
     assert not isinstance(plain, ev.EventMaps)
+
+
+_GEOMS = (timing.LayerGeom(name="c1", kind="conv", n=1, h=12, w=12, cin=8, ho=12, wo=12,
+                           cout=16, kh=3, kw=3, pad=((1, 1), (1, 1))),
+          timing.LayerGeom(name="c2", kind="conv", n=1, h=12, w=12, cin=16, ho=6, wo=6,
+                           cout=16, kh=3, kw=3, sh=2, sw=2, pad=((1, 1), (0, 1))))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), density=st.floats(0.0, 1.0),
+       keep=st.floats(0.0, 1.0), gpu=st.sampled_from(["h100", "gtx1080ti"]),
+       launch=st.sampled_from(["eager", "graph", "persistent"]))
+def test_property_less_work_is_never_slower(seed, density, keep, gpu, launch) -> None:
+    """Monotonicity under every launch model: silencing fires never slows zero_skip; turning
+    mispredictions (ZN) into ZZ never slows SE-CNN; dense ignores both."""
+    rng = np.random.default_rng(seed)
+    codes = {g.name: rng.integers(0, 4, (2, *g.in_nhwc), np.uint8) for g in _GEOMS}
+    fires = {k: rng.random(v.shape) < density for k, v in codes.items()}
+    less_fires = {k: v & (rng.random(v.shape) < keep) for k, v in fires.items()}
+    fewer_misses = {k: np.where((v == ev.ZN) & (rng.random(v.shape) >= keep), np.uint8(ev.ZZ),
+                                v) for k, v in codes.items()}
+    schemes = ("dense", "zero_skip", "secnn_sw", "secnn_hw")
+    kw = dict(gpus=(gpu,), schemes=schemes, launch=launch)
+    base = timing.replay(_GEOMS, ev.EventMaps(codes, fires), **kw)
+    less = timing.replay(_GEOMS, ev.EventMaps(fewer_misses, less_fires), **kw)
+    for s in schemes:
+        assert (less.get(gpu, s).total_cycles <= base.get(gpu, s).total_cycles + 1e-9).all(), s
+    np.testing.assert_array_equal(less.get(gpu, "dense").total_cycles,
+                                  base.get(gpu, "dense").total_cycles)

@@ -197,14 +197,14 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
         check_accuracy_inputs(cfg, streams)
     for name in names:
         if skip_missing and not _has_weights(name):
-            command = _convert_command(name)
-            logging.warning("skipping %s: no checkpoint; create it with: %s", name, command)
-            missing.append((name, command))
+            missing.append((name, _convert_command(name)))
             continue
         handles[name] = load(name)
     if not handles:
         raise config_lib.ConfigError("no model has weights; create the missing checkpoints "
                                      "with: " + "; ".join(c for _, c in missing))
+    for name, command in missing:
+        logging.warning("skipping %s: no checkpoint; create it with: %s", name, command)
     _check_fcn_sizes([n for n in handles if not model_resolution.get(n, resolution)], streams)
     run = runs.RunDir(out_dir, cfg.to_dict(), overwrite=overwrite)
     ws = Workspace(handles, streams, frames=int(cfg.frames), chunk_size=int(cfg.chunk_size),

@@ -36,6 +36,7 @@ from secnn_jax.traces.codec import (
     MANIFEST_FILE,
     VERSION,
     TraceError,
+    UnknownLayerError,
     chunk_names,
     decompress,
     manifest_checksum,
@@ -243,7 +244,7 @@ class Trace:
             raise TraceError(f"trace {self.path} (format version "
                              f"{self.manifest.get('version')}) records no fires maps")
         if name not in self._index:
-            raise KeyError(f"no layer {name!r} in trace {self.path}")
+            raise UnknownLayerError(f"no layer {name!r} in trace {self.path}")
         idx = frame_indices(frames, self.n_frames)
         parts = [ev.fires[name] for _, ev in self.iter_frames(idx, names=[name])]
         g = self._geoms[self._index[name]]
@@ -252,7 +253,7 @@ class Trace:
     def events(self, name: str, frames: Any = None) -> np.ndarray:
         """Event codes of layer ``name`` for ``frames`` (default all): ``[T, N, H, W, C]``."""
         if name not in self._index:
-            raise KeyError(f"no layer {name!r} in trace {self.path}")
+            raise UnknownLayerError(f"no layer {name!r} in trace {self.path}")
         idx = frame_indices(frames, self.n_frames)
         parts = [ev[name] for _, ev in self.iter_frames(idx, names=[name])]
         g = self._geoms[self._index[name]]

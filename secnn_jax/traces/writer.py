@@ -177,15 +177,15 @@ class TraceWriter:
             run whose header differs (names the differing fields), or a damaged chunk.
         """
         if chunk_frames < 1:
-            raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+            raise TraceError(f"chunk_frames must be >= 1, got {chunk_frames}")
         if codec not in CODECS:
-            raise ValueError(f"unknown codec {codec!r}; known: {CODECS}")
+            raise TraceError(f"unknown codec {codec!r}; known: {CODECS}")
         self.path = Path(path)
         self._layers = list(layers)
         self._geoms = [LayerGeom.from_layer(x) for x in self._layers]
         names = [g.name for g in self._geoms]
         if len(set(names)) != len(names):
-            raise ValueError(f"layer names must be unique, got {names}")
+            raise TraceError(f"layer names must be unique, got {names}")
         jsonable = fileio.to_jsonable
         self.header: dict[str, Any] = {
             "format": FORMAT, "version": VERSION, "code_version": _code_version(),

@@ -81,6 +81,8 @@ def layer_record(layer: Any) -> dict[str, Any]:
         if hasattr(layer, f):
             rec[f] = fileio.to_jsonable(getattr(layer, f))
     rec.setdefault("macs", geom.macs)
+    if hasattr(layer, "in_perm") and "in_shape" in rec:  # the layer's own layout
+        rec["in_perm"] = [int(p) for p in layer.in_perm]
     return rec
 
 

@@ -130,3 +130,18 @@ def test_every_listed_command_explains_itself_with_help() -> None:
             for name in config.COMMAND_FIELDS[study]:
                 line = f"--config.{name} (default: {table[name].default!r}): {table[name].doc}"
                 assert line in out, (command, name)
+
+
+def test_the_test_extras_install_torchvision_at_the_version_the_scripts_name() -> None:
+    """``pip install -e .[test]`` brings torchvision (its tests would otherwise skip), at the
+    version ``models/scripts/torchvision_import.INSTALL`` names for a ``--no-deps`` install."""
+    import tomllib
+
+    from models.scripts.torchvision_import import INSTALL
+
+    project = tomllib.loads((CONTRACT.parents[1] / "pyproject.toml").read_text())["project"]
+    test = project["optional-dependencies"]["test"]
+    pinned = [d for d in test if d.startswith("torchvision")]
+    assert pinned == [INSTALL.split()[-1]], pinned
+    torch = [d for d in test if d.startswith("torch==")]
+    assert torch == ["torch==2.13.0"]  # the torch torchvision 0.28.0's wheel pins

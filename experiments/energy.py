@@ -33,7 +33,8 @@ Flags (every one validated before any model loads or anything is written):
 * ``--config.resolution``, ``--config.model_resolution``, ``--config.model_frames``,
   ``--config.chunk_size``: input sizes, per-model frame caps, frames per cached chunk.
 
-Every ``--config.FIELD`` is described in :func:`experiments.config.get_config`.
+Every ``--config.FIELD`` is described in :data:`experiments.config.FIELDS` (``--help`` lists
+the ones this command reads).
 """
 
 from __future__ import annotations

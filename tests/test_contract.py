@@ -81,7 +81,8 @@ def _commands() -> list[str]:
     ``experiments.{a,b}`` group, a backticked ``experiments.X``/``models.X``)."""
     text = CONTRACT.read_text().split("## Command line", 1)[1]
     out: list[str] = []
-    for m in re.finditer(r"(?:python -m |`)((?:experiments|models)\.(?:\{[\w,]+\}|\w+))", text):
+    pattern = r"(?:python -m |`)((?:experiments|models)\.(?:\{[\w,]+\}|\w+))(?=[`\s])"
+    for m in re.finditer(pattern, text):
         head, _, tail = m.group(1).partition(".")
         out += [f"{head}.{t}" for t in tail.strip("{}").split(",")]
     return list(dict.fromkeys(out))

@@ -658,6 +658,6 @@ def run_from_config(ws: Workspace, cfg: Any) -> dict[str, Any]:
 
 if __name__ == "__main__":
     from experiments import cli as _cli
+    from experiments.config import COMMAND_FIELDS as _FIELDS
 
-    _cli.define_flags("runs/accuracy")
-    app.run(_cli.clean_errors(main))
+    _cli.run(main, "runs/accuracy", _FIELDS["accuracy"])

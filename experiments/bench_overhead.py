@@ -16,7 +16,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 _MODEL = flags.DEFINE_string("model", "resnet50", "Zoo model (random weights: speed only).")
 _SIZE = flags.DEFINE_integer("size", 224, "Input height and width.", lower_bound=16)
@@ -88,4 +88,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from models._cli import run as _run
+
+    _run(main)

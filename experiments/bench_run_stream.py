@@ -174,4 +174,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from models._cli import run as _run
+
+    _run(main)

@@ -317,6 +317,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    from experiments import cli as _cli
+    from models._cli import run as _run
 
-    app.run(_cli.clean_errors(main))
+    _run(main)

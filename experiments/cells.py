@@ -44,7 +44,7 @@ from experiments.cellcache import (
     tau_key,
     weights_digest,
 )
-from experiments.errors import ConfigError
+from experiments.errors import CellError, ConfigError, UnknownCellError
 from secnn_jax import find_layers, predictors
 from secnn_jax.datasources import Stream, StreamError, model_frames
 from secnn_jax.layers import Layer
@@ -290,9 +290,9 @@ class Workspace:
                  progress: bool = True, model_frames: Mapping[str, int] | None = None,
                  model_resize: Mapping[str, int] | None = None) -> None:
         if frames < 1:
-            raise ValueError(f"frames must be >= 1, got {frames}")
+            raise CellError(f"frames must be >= 1, got {frames}")
         if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+            raise CellError(f"chunk_size must be >= 1, got {chunk_size}")
         self.models = dict(models)
         self.streams = dict(streams)
         self.max_frames = int(frames)
@@ -306,7 +306,7 @@ class Workspace:
                             ("model_resize", self.model_resize)):
             bad = {k: v for k, v in table.items() if v < 1}
             if bad:
-                raise ValueError(f"{what} must be >= 1, got {bad}")
+                raise CellError(f"{what} must be >= 1, got {bad}")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.cache = CellCache(self.cache_dir)
         self.timer = timer
@@ -322,7 +322,8 @@ class Workspace:
     def model(self, name: str) -> ModelHandle:
         """The handle of model ``name``."""
         if name not in self.models:
-            raise KeyError(f"unknown model {name!r}; this workspace has {sorted(self.models)}")
+            raise UnknownCellError(
+                f"unknown model {name!r}; this workspace has {sorted(self.models)}")
         return self.models[name]
 
     def frames_for(self, model: str) -> int:
@@ -338,7 +339,7 @@ class Workspace:
         key = (model, stream)
         if key not in self._frames:
             if stream not in self.streams:
-                raise KeyError(f"unknown stream {stream!r}; have {sorted(self.streams)}")
+                raise UnknownCellError(f"unknown stream {stream!r}; have {sorted(self.streams)}")
             handle = self.model(model)
             s = self.streams[stream]
             out = list(model_frames(s, handle.preprocess, max_frames=self.frames_for(model),
@@ -385,7 +386,7 @@ class Workspace:
 
         h = self.model(model)
         if stream not in self.streams:
-            raise KeyError(f"unknown stream {stream!r}; have {sorted(self.streams)}")
+            raise UnknownCellError(f"unknown stream {stream!r}; have {sorted(self.streams)}")
         return {"model": model, "weights": weights_digest(h.variables),
                 "model_source": _factory_source_digest(model),
                 "stream": stream_fingerprint(self.streams[stream].info),
@@ -476,7 +477,7 @@ class Workspace:
         frames = self.frames(model, stream)
         total = frames.shape[0] if n_frames is None else min(int(n_frames), frames.shape[0])
         if total < 1:
-            raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+            raise CellError(f"n_frames must be >= 1, got {n_frames}")
         layers = self.layers(model, stream)
         taus = _tau_values(layers, tau)
         timed = timed and self.timer is not None

@@ -9,8 +9,9 @@ study never defines flags) and, in ``main``, :func:`resolve` then :func:`setup`.
 * ``--models``, ``--streams``, ``--frames`` — shortcuts for the matching config fields;
 * ``--overwrite`` — start over when ``--out_dir`` holds a run made with other flags.
 
-Invalid values are rejected by absl validators (a clear message naming the flag and a non-zero
-exit) before any work starts.
+Invalid values are rejected (one line on stderr naming the flag, exit status 1) before any
+model loads or anything is written; ``--help`` lists the shortcuts and the configuration fields
+the command reads (:func:`run`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from ml_collections import config_flags
 from experiments import config as config_lib
 from experiments import runs
 from experiments.cells import ModelHandle, Workspace, load_model
+from models import _cli as _models_cli
+from models._cli import one_line
 from secnn_jax import datasources
 from secnn_jax.errors import SecnnError
 
-__all__ = ["Setup", "check_accuracy_inputs", "clean_errors", "define_flags", "make_timer",
-           "resolve", "setup"]
+__all__ = ["Setup", "check_accuracy_inputs", "check_config_names", "clean_errors",
+           "define_flags", "make_timer", "resolve", "run", "setup"]
 
 FLAGS = flags.FLAGS
 
@@ -61,14 +64,11 @@ def define_flags(default_out_dir: str) -> None:
     flags.register_validator("streams", lambda v: v is None or bool(v.strip(" ,")),
                              "--streams must name at least one stream")
 
-    def check_config(cfg: ml_collections.ConfigDict) -> bool:
-        try:
-            config_lib.validate(cfg)
-        except config_lib.ConfigError as e:
-            raise flags.ValidationError(str(e)) from e
-        return True
+    import sys  # noqa: PLC0415
 
-    flags.register_validator("config", check_config)
+    main = sys.argv[0]  # absl's name of the main module: --help lists these as its own flags
+    for name in ("out_dir", "models", "streams", "frames", "overwrite"):
+        FLAGS.register_key_flag_for_module(main, FLAGS[name])
 
 
 def clean_errors(main: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -83,10 +83,46 @@ def clean_errors(main: Callable[[Any], None]) -> Callable[[Any], None]:
         try:
             main(argv)
         except SecnnError as e:  # a bad input: one line; anything else keeps its traceback
-            logging.error("%s: %s", type(e).__name__, e)
-            sys.exit(f"error: {type(e).__name__}: {e}")
+            sys.exit(one_line(e))
 
     return wrapped
+
+
+def run(main: Callable[[Any], None], default_out_dir: str,
+        fields: Sequence[str] | None = None) -> None:
+    """Defines the shared flags and runs a study's ``main`` under the one-line policy
+    (:func:`models._cli.run`): ``--help`` lists the shortcuts and the ``fields`` of the
+    configuration the study reads (default: all) with defaults and meanings, from
+    :data:`experiments.config.FIELDS`, and exits 0; a bad flag or config value is one line on
+    stderr and exit 1, before anything is loaded or written."""
+    import sys  # noqa: PLC0415
+
+    try:
+        check_config_names(sys.argv)
+    except config_lib.ConfigError as e:  # ml_collections would raise at definition time
+        sys.exit(one_line(e))
+    define_flags(default_out_dir)
+
+    def extra() -> str:
+        return ("Configuration fields this command reads (override as --config.FIELD=VALUE; "
+                "--helpfull shows --config itself):\n" + config_lib.help_text(fields))
+
+    _models_cli.run(clean_errors(main), extra_help=extra, check=resolve)
+
+
+def check_config_names(argv: Sequence[str]) -> None:
+    """Refuses a ``--config.NAME`` in ``argv`` (before any ``--``) that names no field of
+    :data:`experiments.config.FIELDS` (:class:`ConfigError` naming it and the known fields)."""
+    known = {f.name for f in config_lib.FIELDS}
+    for arg in argv[1:]:
+        if arg == "--":
+            return
+        if arg.lstrip("-").startswith("config."):
+            name = arg.lstrip("-")[len("config."):].partition("=")[0]
+            if name not in known:
+                raise config_lib.ConfigError(
+                    f"--config.{name}: no such configuration field; known: "
+                    f"{', '.join(f.name for f in config_lib.FIELDS)}")
 
 
 def resolve() -> ml_collections.ConfigDict:
@@ -139,6 +175,7 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
       studies: the studies this command runs (default: ``cfg.studies``), whose inputs are
         checked up front.
     """
+    runs.check_config(out_dir, cfg.to_dict(), overwrite=overwrite)  # before any model loads
     handles: dict[str, ModelHandle] = {}
     missing: list[tuple[str, str]] = []
     resolution = int(cfg.resolution)
@@ -160,15 +197,14 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
         check_accuracy_inputs(cfg, streams)
     for name in names:
         if skip_missing and not _has_weights(name):
-            command = _convert_command(name)
-            logging.warning("skipping %s: no checkpoint; create it with: %s", name, command)
-            missing.append((name, command))
+            missing.append((name, _convert_command(name)))
             continue
         handles[name] = load(name)
     if not handles:
         raise config_lib.ConfigError("no model has weights; create the missing checkpoints "
-                                     "with:\n"
-                         + "\n".join(f"  {c}" for _, c in missing))
+                                     "with: " + "; ".join(c for _, c in missing))
+    for name, command in missing:
+        logging.warning("skipping %s: no checkpoint; create it with: %s", name, command)
     _check_fcn_sizes([n for n in handles if not model_resolution.get(n, resolution)], streams)
     run = runs.RunDir(out_dir, cfg.to_dict(), overwrite=overwrite)
     ws = Workspace(handles, streams, frames=int(cfg.frames), chunk_size=int(cfg.chunk_size),

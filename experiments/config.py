@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import ml_collections
 
@@ -22,11 +23,16 @@ from secnn_jax.predictors import from_spec
 from secnn_jax.timing.names import FUSIONS, LAUNCH_MODELS, SCHEMES
 
 __all__ = [
+    "COMMAND_FIELDS",
+    "COMMON_FIELDS",
+    "FIELDS",
     "ConfigError",
+    "Field",
     "ILSVRC9",
     "PREDICTORS",
     "floats",
     "get_config",
+    "help_text",
     "model_names",
     "names",
     "validate",
@@ -43,98 +49,115 @@ PREDICTORS: tuple[str, ...] = ("zero", "last_value", "secnn", "accumulated")
 STUDIES: tuple[str, ...] = ("sparsity", "prediction", "speedup", "accuracy", "peers")
 
 
+class Field(NamedTuple):
+    """One configuration field: its name, default and a one-line meaning (shown by ``--help``)."""
+
+    name: str
+    default: Any
+    doc: str
+
+
+#: The one table of configuration fields: defaults and meanings. :func:`get_config` builds the
+#: ConfigDict from it and every command's ``--help`` lists the fields it reads from it
+#: (:func:`help_text`).
+FIELDS: tuple[Field, ...] = (
+    Field("models", "efficientnet_lite0,hed_vgg16",
+          "comma-separated model names (zoo names or pkg.module:factory), or 'ilsvrc9'"),
+    Field("streams", "bikes,photos", "comma-separated stream specs: bikes, photos, "
+          "pan:PHOTO[:OVERLAP], zoom:PHOTO[:OVERLAP], video:PATH, images:PATH"),
+    Field("frames", 32, "maximum frames per stream (>= 1)"),
+    Field("resolution", 0, "0 = each model's own input size; N = frames resized to N x N"),
+    Field("model_frames", "hed_vgg16=16",
+          "per-model frame caps, name=frames comma-separated (the smaller of this and frames)"),
+    Field("model_resolution", "hed_vgg16=128",
+          "per-model input sizes, name=size comma-separated (overrides resolution)"),
+    Field("chunk_size", 8, "frames per compiled scan and per cached, resumable chunk"),
+    Field("predictors", "zero,secnn,secnn(silence=0.75,decay=0.5)",
+          "predictors compared in the prediction study (names or full specs)"),
+    Field("silence", 0.5, "the secnn predictor's silence parameter, in [0, 1]"),
+    Field("decay", 0.5, "the secnn predictor's decay parameter, in [0, 1)"),
+    Field("prediction_taus", "0", "thresholds of the prediction study (comma-separated, >= 0)"),
+    Field("taus", "0,0.02,0.1", "global thresholds of the accuracy sweep (0 always included)"),
+    Field("gpus", "h100,gtx1080ti",
+          "GPU configurations of the timing replay (the first: the tuner's objective)"),
+    Field("schemes", ",".join(SCHEMES), "execution schemes replayed (comma-separated)"),
+    Field("launch", "persistent",
+          f"launch model of the headline comparisons: {', '.join(LAUNCH_MODELS)}"),
+    Field("fusion", "epilogue", f"fusion policy of every replayed scheme: {', '.join(FUSIONS)}"),
+    Field("precision", "fp32", "precision of the replay: fp32, tf32 or fp16"),
+    Field("timed_stride", 1, "replay every timed_stride-th chunk only (1 = every frame)"),
+    Field("agreement_floor", 0.95, "floor on each model's declared metric (tuner and "
+          "held-out verdicts), in [0, 1]"),
+    Field("calibration_frames", 16, "frames of tune_stream the tuner may look at (the rest are "
+          "held out); rounded down to a multiple of chunk_size"),
+    Field("tune_stream", "bikes", "the stream the threshold tuner calibrates on (one of "
+          "streams), or '' for no tuning"),
+    Field("tune_evals", 4, "maximum tuner evaluations (each one SE-CNN run)"),
+    Field("tune_scheme", "secnn_hw", "scheme whose speedup the tuner maximises: secnn_sw or "
+          "secnn_hw"),
+    Field("tune_baseline", "dense", "the tuner's baseline: dense, winograd, fft, fast_conv or "
+          "zero_skip"),
+    Field("tune_methods", "mean,worst_window(windows=4,backoff=0.25)", "tuning methods: "
+          "mean, worst_window(windows=4), mean_std(windows=4,k=1); each takes margin=, backoff="),
+    Field("transfer_streams", "bigbuckbunny,carphone_pristine",
+          "other clips the tuned thresholds are evaluated on ('' = none)"),
+    Field("transfer_frames", 24, "frames of each stream in the transfer evaluation "
+          "(0 = frames)"),
+    Field("transfer_window", 8, "frames per held-out window in the transfer evaluation"),
+    Field("labels", "", "optional CSV frame,label (ImageNet class index) for the accuracy study"),
+    Field("peer_taus", "0,0.02,0.1", "global thresholds of the peers study (SE-CNN, DeltaCNN, "
+          "CBinfer)"),
+    Field("peer_frames", 16, "frames per stream of the peers study (first half chooses tau, "
+          "second half evaluates; >= 2)"),
+    Field("studies", ",".join(STUDIES), "which studies reproduce runs"),
+)
+
+#: What every study reads through ``cli.setup`` (models, streams, the replay timer).
+COMMON_FIELDS: tuple[str, ...] = ("models", "streams", "frames", "resolution", "model_frames",
+                                  "model_resolution", "chunk_size", "gpus", "schemes",
+                                  "precision", "fusion")
+
+
+_SECNN = ("silence", "decay")
+#: The configuration fields each command reads (``reproduce``: all of them), listed by its
+#: ``--help``.
+COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
+    "sparsity": COMMON_FIELDS,
+    "prediction": (*COMMON_FIELDS, "predictors", *_SECNN, "prediction_taus"),
+    "speedup": (*COMMON_FIELDS, "launch", *_SECNN),
+    "accuracy": (*COMMON_FIELDS, *_SECNN, "taus", "agreement_floor", "calibration_frames",
+                 "tune_stream", "tune_evals", "tune_scheme", "tune_baseline", "tune_methods",
+                 "transfer_streams", "transfer_frames", "transfer_window", "labels"),
+    "peers": (*COMMON_FIELDS, *_SECNN, "launch", "agreement_floor", "peer_taus", "peer_frames"),
+    "energy": (*COMMON_FIELDS, *_SECNN, "launch"),
+    "reproduce": tuple(f.name for f in FIELDS),
+}
+
 def get_config() -> ml_collections.ConfigDict:
-    """The default configuration (``reproduce``'s embedded defaults).
+    """The default configuration (``reproduce``'s embedded defaults), built from :data:`FIELDS`.
 
     The defaults run EfficientNet-Lite0 (224, 32 bikes frames + 8 photos) and HED's VGG-16
     (128 x 128, 16 bikes frames + 8 photos: ~40x Lite0's MACs per pixel) through every study in
     about 10 minutes on 2 CPU cores; ``craft_vgg16_bn`` is one flag away
     (``--models=efficientnet_lite0,craft_vgg16_bn --config.model_resolution=craft_vgg16_bn=128
-    --config.model_frames=craft_vgg16_bn=16``).
-
-    Fields:
-      models: comma-separated model names, or ``ilsvrc9`` for the nine ILSVRC CNNs.
-      streams: comma-separated stream specs (see ``secnn_jax.datasources.open_stream``).
-      frames: maximum frames per stream.
-      resolution: 0 = the model's own input size; else preprocessed frames are resized to
-        ``resolution`` x ``resolution`` (small, fast test configurations).
-      model_frames: per-model frame caps, ``name=frames`` comma-separated (a model's cap is the
-        smaller of this and ``frames``); for models much costlier per frame than the others.
-      model_resolution: per-model input sizes, ``name=size`` comma-separated (overrides
-        ``resolution`` for that model; fully convolutional models take any size >= their
-        minimum).
-      chunk_size: frames per compiled scan and per cached, resumable chunk.
-      predictors: predictors compared in the prediction study: names (``secnn`` takes
-        ``silence``/``decay`` below) or full specs such as ``secnn(silence=0.75,decay=0.5)``.
-      silence, decay: parameters of the ``secnn`` predictor.
-      prediction_taus: thresholds of the prediction study.
-      taus: global thresholds of the accuracy sweep (0 is always included).
-      gpus: GPU configurations of the timing replay (first one: the tuner's objective).
-      schemes: execution schemes replayed (each under every launch model).
-      launch: the launch model of the headline comparisons (every scheme under it; the ladder
-        uses all three).
-      fusion: the one fusion policy of every replayed scheme (``none`` or ``epilogue``).
-      precision: ``fp32``, ``tf32`` or ``fp16`` for the replay.
-      timed_stride: replay every ``timed_stride``-th chunk only (1 = every frame).
-      agreement_floor: the tuner's floor on calibration frames, on the primary score of each
-        model's declared metric (``experiments.metrics``: top-1 agreement for classifiers,
-        edge-map F1 for HED, region-score F1 for CRAFT); also the held-out verdicts' floor.
-      calibration_frames: frames of ``tune_stream`` the tuner may look at (the rest are held out);
-        rounded down to a multiple of ``chunk_size``.
-      tune_stream: stream the threshold tuner calibrates on: the name of one of the streams
-        (checked before any work), or '' for no threshold tuning.
-      tune_evals: maximum tuner evaluations (each one SE-CNN run over the calibration frames).
-      tune_scheme, tune_baseline: the tuner maximises the speedup of ``tune_scheme`` over
-        ``tune_baseline`` on ``gpus[0]``.
-      tune_methods: tuning methods, each tuned and evaluated (``experiments.tuning.TuneMethod``
-        specs): ``mean`` (the score over all calibration frames clears the floor),
-        ``worst_window(windows=4)`` (the worst of 4 contiguous calibration windows does),
-        ``mean_std(windows=4,k=1)`` (window mean minus k standard deviations does); each takes
-        ``margin=`` (criterion >= floor + margin) and ``backoff=`` (chosen alpha times this).
-      transfer_streams: other clips the tuned thresholds are evaluated on ('' = none).
-      transfer_frames: frames of the tuning stream and of each transfer stream in the transfer
-        evaluation (0 = ``frames``); the windows after the calibration frames are held out.
-      transfer_window: frames per held-out window in the transfer evaluation.
-      labels: optional CSV ``frame,label`` (ImageNet class index) for the accuracy study.
-      peer_taus: global thresholds of the peers study (SE-CNN, DeltaCNN, CBinfer).
-      peer_frames: frames per stream of the peers study (the first half chooses tau, the
-        second half evaluates it).
-      studies: which studies ``reproduce`` runs.
+    --config.model_frames=craft_vgg16_bn=16``). Each field's meaning is in :data:`FIELDS`.
     """
     c = ml_collections.ConfigDict()
-    c.models = "efficientnet_lite0,hed_vgg16"
-    c.streams = "bikes,photos"
-    c.frames = 32
-    c.resolution = 0
-    c.model_frames = "hed_vgg16=16"
-    c.model_resolution = "hed_vgg16=128"
-    c.chunk_size = 8
-    c.predictors = "zero,secnn,secnn(silence=0.75,decay=0.5)"
-    c.silence = 0.5
-    c.decay = 0.5
-    c.prediction_taus = "0"
-    c.taus = "0,0.02,0.1"
-    c.gpus = "h100,gtx1080ti"
-    c.schemes = ",".join(SCHEMES)
-    c.launch = "persistent"
-    c.fusion = "epilogue"
-    c.precision = "fp32"
-    c.timed_stride = 1
-    c.agreement_floor = 0.95
-    c.calibration_frames = 16
-    c.tune_stream = "bikes"
-    c.tune_evals = 4
-    c.tune_scheme = "secnn_hw"
-    c.tune_baseline = "dense"
-    c.tune_methods = "mean,worst_window(windows=4,backoff=0.25)"
-    c.transfer_streams = "bigbuckbunny,carphone_pristine"
-    c.transfer_frames = 24
-    c.transfer_window = 8
-    c.labels = ""
-    c.peer_taus = "0,0.02,0.1"
-    c.peer_frames = 16
-    c.studies = ",".join(STUDIES)
+    for f in FIELDS:
+        c[f.name] = f.default
     return c
+
+
+def help_text(fields: Sequence[str] | None = None) -> str:
+    """The ``--help`` lines of the ``fields`` a command reads (default: all), from
+    :data:`FIELDS`: ``--config.NAME (default: VALUE): meaning``, one per field."""
+    table = {f.name: f for f in FIELDS}
+    wanted = [f.name for f in FIELDS] if fields is None else list(fields)
+    unknown = [n for n in wanted if n not in table]
+    if unknown:
+        raise ConfigError(f"no such config fields: {unknown}")
+    return "\n".join(f"  --config.{n} (default: {table[n].default!r}): {table[n].doc}"
+                     for n in wanted)
 
 
 def _split(value: str) -> list[str]:

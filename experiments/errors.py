@@ -6,8 +6,21 @@ from __future__ import annotations
 
 from secnn_jax.errors import SecnnError
 
-__all__ = ["ConfigError"]
+__all__ = ["CellError", "ConfigError", "MetricError", "UnknownCellError"]
 
 
 class ConfigError(SecnnError, ValueError):
     """A configuration field has an invalid value (the message names the field)."""
+
+
+class MetricError(SecnnError, ValueError):
+    """Outputs a metric cannot score (shapes that differ, values outside the metric's range);
+    the message names the metric and the shapes or values."""
+
+
+class CellError(SecnnError, ValueError):
+    """Bad input to the studies' cell engine (a frame count or chunk size below 1)."""
+
+
+class UnknownCellError(SecnnError, KeyError):
+    """A model or stream the workspace does not have (the message lists the ones it has)."""

@@ -33,11 +33,36 @@ import numpy as np  # noqa: E402
 from experiments.paper import BASELINES, PAPER, VARIANTS  # noqa: E402
 from secnn_jax.fileio import atomic_write  # noqa: E402
 
-__all__ = ["accuracy_curves", "dense_maps", "event_stacks", "save", "sparsity_bars",
-           "speedup_bars"]
+__all__ = ["accuracy_curves", "dense_maps", "event_stacks", "fit_titles", "save",
+           "sparsity_bars", "speedup_bars"]
 
 CODE_COLOURS = {"ZZ": "#d9d9d9", "ZN": "#d62728", "VH": "#2ca02c", "VM": "#ff7f0e"}
 DPI = 110
+
+
+def fit_titles(fig: Any, *, margin: float = 0.96) -> int:
+    """Wraps every axes title wider than ``margin`` times its axes (a title wider than its
+    panel is cut off at the figure's edge or runs into the next panel); call it before
+    ``tight_layout``. Returns how many titles were wrapped."""
+    import textwrap  # noqa: PLC0415
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    wrapped = 0
+    for ax in fig.axes:
+        title = ax.title
+        text = original = title.get_text()
+        limit = ax.get_window_extent(renderer).width * margin
+        for _ in range(4):  # wrap until it fits (a font's widths are not proportional)
+            width = title.get_window_extent(renderer).width
+            if not text or width <= limit:
+                break
+            longest = max(len(line) for line in text.split("\n"))
+            chars = max(12, int(longest * limit / width) - 1)
+            text = "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+            title.set_text(text)
+        wrapped += title.get_text() != original
+    return wrapped
 
 
 def save(fig: Any, path: str | Path) -> Path:
@@ -90,6 +115,7 @@ def sparsity_bars(res: Mapping[str, Any], path: str | Path) -> Path:
         ax.set_yticks(range(0, 101, 20))
         _layer_ticks(ax, names)
         ax.legend(fontsize=7, loc="upper left", ncol=3, frameon=False)
+    fit_titles(fig)
     fig.tight_layout()
     return save(fig, path)
 
@@ -128,6 +154,7 @@ def event_stacks(res: Mapping[str, Any], path: str | Path, tau: float | None = N
                "VH": "VH: value hit", "VM": "VM: value miss"}
     fig.legend(handles, [meaning.get(x, x) for x in labels], loc="upper center", ncol=4,
                fontsize=8, frameon=False)
+    fit_titles(fig)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (3.0 * len(keys))))
     return save(fig, path)
 
@@ -172,6 +199,7 @@ def speedup_bars(res: Mapping[str, Any], path: str | Path) -> Path:
                      fontsize=8)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2,
                   frameon=False)
+    fit_titles(fig)
     fig.tight_layout()
     return save(fig, path)
 
@@ -239,6 +267,7 @@ def accuracy_curves(res: Mapping[str, Any], path: str | Path) -> Path:
     ax2.legend(fontsize=6, loc="lower left")
     for ax in (ax1, ax2):
         ax.set_ylim(-2, 102)
+    fit_titles(fig)
     fig.tight_layout()
     return save(fig, path)
 
@@ -270,6 +299,7 @@ def dense_maps(panels: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
             if np.nanmin(m) < p["threshold"] < np.nanmax(m):
                 ax.contour(m, levels=[p["threshold"]], colors="#1f77b4", linewidths=0.5)
             ax.set_title(title, fontsize=7)
+    fit_titles(fig)
     fig.tight_layout()
     return save(fig, path)
 
@@ -300,6 +330,7 @@ def ladder_bars(res: Mapping[str, Any], path: str | Path) -> Path:
                      f"{lad.get('value_prediction_factor', float('nan')):.2f}x, oracle "
                      f"{lad.get('oracle_factor', float('nan')):.2f}x (fusion "
                      f"{res.get('fusion', '')})", fontsize=8)
+    fit_titles(fig)
     fig.tight_layout()
     return save(fig, path)
 
@@ -337,6 +368,7 @@ def schedule(result: Any, path: str | Path, gpu: str, frame: int = 0) -> Path:
         ax.set_title(f"{s} on {gpu}: {float(r.total_us[frame]):.0f} us ({result.launch}, "
                      f"fusion {result.fusion})", fontsize=8)
     axes[-1, 0].set_xlabel("time in the frame (us)")
+    fit_titles(fig)
     fig.tight_layout()
     return save(fig, path)
 
@@ -361,5 +393,6 @@ def pareto(res: Mapping[str, Any], path: str | Path) -> Path:
         ax.set_ylabel(f"{pts[0].get('metric', 'top1')} agreement with the exact model")
         ax.set_title(f"{m} / {s} (labels: tau)", fontsize=8)
         ax.legend(fontsize=7)
+    fit_titles(fig)
     fig.tight_layout()
     return save(fig, path)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from tqdm import tqdm
 
 from secnn_jax import fileio
@@ -117,4 +117,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from models._cli import run as _run
+
+    _run(main)

@@ -179,6 +179,6 @@ if __name__ == "__main__":
            ("false", "0") for a in sys.argv[1:]):
         os.environ.setdefault("JAX_PLATFORMS", "cpu")  # before JAX picks a backend
     _register_validators()
-    from experiments import cli as _cli
+    from models._cli import run as _run
 
-    app.run(_cli.clean_errors(main))
+    _run(main)

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.errors import ConfigError
+from experiments.errors import ConfigError, MetricError
 
 __all__ = [
     "METRICS",
@@ -62,14 +62,14 @@ def _frames2d(x: Any) -> np.ndarray:
     """``[T, ...]`` as float64 ``[T, D]``."""
     a = np.asarray(x, np.float64)
     if a.ndim < 2:
-        raise ValueError(f"expected outputs of shape [T, ...] (T frames), got {a.shape}")
+        raise MetricError(f"expected outputs of shape [T, ...] (T frames), got {a.shape}")
     return a.reshape(a.shape[0], -1)
 
 
 def _check_pair(outputs: Any, exact: Any) -> tuple[np.ndarray, np.ndarray]:
     a, b = _frames2d(outputs), _frames2d(exact)
     if a.shape != b.shape:
-        raise ValueError(f"SE-CNN outputs {np.shape(outputs)} and exact outputs "
+        raise MetricError(f"SE-CNN outputs {np.shape(outputs)} and exact outputs "
                          f"{np.shape(exact)} differ in shape")
     return a, b
 
@@ -82,7 +82,7 @@ def binary_f1_iou(pred: Any, true: Any) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(pred, bool).reshape(np.shape(pred)[0], -1)
     t = np.asarray(true, bool).reshape(np.shape(true)[0], -1)
     if p.shape != t.shape:
-        raise ValueError(f"maps {np.shape(pred)} and {np.shape(true)} differ in shape")
+        raise MetricError(f"maps {np.shape(pred)} and {np.shape(true)} differ in shape")
     tp = np.sum(p & t, axis=1, dtype=np.int64)
     fp = np.sum(p & ~t, axis=1, dtype=np.int64)
     fn = np.sum(~p & t, axis=1, dtype=np.int64)
@@ -121,7 +121,7 @@ def _edge_frames(outputs: Any, exact: Any, threshold: float = 0.5,
     else:
         lo, hi = min(a.min(), b.min()), max(a.max(), b.max())
         if lo < -1e-6 or hi > 1 + 1e-6:
-            raise ValueError(f"edge_f1 expects probabilities in [0, 1], got values in "
+            raise MetricError(f"edge_f1 expects probabilities in [0, 1], got values in "
                              f"[{lo:.3g}, {hi:.3g}]; pass from_logits=True for pre-sigmoid maps")
     f1, _ = binary_f1_iou(a > threshold, b > threshold)
     return {"edge_f1": f1, "edge_mae": np.abs(a - b).mean(axis=1),
@@ -132,7 +132,7 @@ def _region_frames(outputs: Any, exact: Any, threshold: float = 0.4, channels: i
                    channel: int = 0) -> dict[str, np.ndarray]:
     a, b = _check_pair(outputs, exact)
     if a.shape[1] % channels:
-        raise ValueError(f"region_f1: {a.shape[1]} values per frame are not a multiple of "
+        raise MetricError(f"region_f1: {a.shape[1]} values per frame are not a multiple of "
                          f"{channels} channels")
     ra = a.reshape(a.shape[0], -1, channels)[..., channel]
     rb = b.reshape(b.shape[0], -1, channels)[..., channel]

@@ -41,7 +41,8 @@ Flags (every one validated before any model loads or anything is written):
 * ``--config.resolution``, ``--config.model_resolution``, ``--config.model_frames``,
   ``--config.chunk_size``: input sizes, per-model frame caps, frames per cached chunk.
 
-Every ``--config.FIELD`` is described in :func:`experiments.config.get_config`.
+Every ``--config.FIELD`` is described in :data:`experiments.config.FIELDS` (``--help`` lists
+the ones this command reads).
 """
 
 from __future__ import annotations
@@ -175,6 +176,6 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     from experiments import cli as _cli
+    from experiments.config import COMMAND_FIELDS as _FIELDS
 
-    _cli.define_flags("runs/peers")
-    app.run(_cli.clean_errors(main))
+    _cli.run(main, "runs/peers", _FIELDS["peers"])

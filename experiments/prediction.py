@@ -98,6 +98,6 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     from experiments import cli as _cli
+    from experiments.config import COMMAND_FIELDS as _FIELDS
 
-    _cli.define_flags("runs/prediction")
-    app.run(_cli.clean_errors(main))
+    _cli.run(main, "runs/prediction", _FIELDS["prediction"])

@@ -284,6 +284,6 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     from experiments import cli as _cli
+    from experiments.config import COMMAND_FIELDS as _FIELDS
 
-    _cli.define_flags("runs/reproduce")
-    app.run(_cli.clean_errors(main))
+    _cli.run(main, "runs/reproduce", _FIELDS["reproduce"])

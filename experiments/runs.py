@@ -44,6 +44,7 @@ from secnn_jax.fileio import atomic_write
 __all__ = [
     "ArrayFileError",
     "RunConfigError",
+    "check_config",
     "RunDir",
     "code_digest",
     "compared_files",
@@ -166,6 +167,34 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")] if a != b else []
 
 
+def check_config(root: str | Path, config: Mapping[str, Any], *,
+                 overwrite: bool = False) -> str:
+    """What :class:`RunDir` will do with ``root`` for ``config``, checked without writing:
+    ``"new"`` (no run there), ``"resume"`` (the same configuration) or ``"overwrite"``.
+
+    Raises:
+      RunConfigError: ``root`` holds a run with a different configuration (the message names
+        the differing fields) and ``overwrite`` is false.
+    """
+    cfg_path = Path(root) / RunDir.CONFIG
+    if not cfg_path.exists():
+        return "new"
+    config = json.loads(fileio.dumps_json(config))
+    try:
+        old = json.loads(cfg_path.read_text())
+    except (OSError, ValueError):
+        old = None
+    if old == config:
+        return "resume"
+    if not overwrite:
+        fields = _diff_keys(old, config) if isinstance(old, dict) else ["<all>"]
+        raise RunConfigError(
+            f"{str(root)!r} holds a run with a different configuration (fields "
+            f"{', '.join(fields[:8])} differ); choose another --out_dir or pass "
+            "--overwrite to start over")
+    return "overwrite"
+
+
 class RunDir:
     """A study's output directory with provenance files (see module docstring).
 
@@ -188,26 +217,13 @@ class RunDir:
                  overwrite: bool = False) -> None:
         self.root = Path(root)
         self.config = json.loads(fileio.dumps_json(config))
+        action = check_config(self.root, self.config, overwrite=overwrite)  # before any write
         self.root.mkdir(parents=True, exist_ok=True)
         self._t0 = time.time()
-        self.resumed = False
+        self.resumed = action == "resume"
         cfg_path = self.root / self.CONFIG
-        if cfg_path.exists():
-            try:
-                old = json.loads(cfg_path.read_text())
-            except (OSError, ValueError):
-                old = None
-            if old == self.config:
-                self.resumed = True
-            elif not overwrite:
-                fields = _diff_keys(old, self.config) if isinstance(old, dict) else ["<all>"]
-                raise RunConfigError(
-                    f"{str(self.root)!r} holds a run with a different configuration (fields "
-                    f"{', '.join(fields[:8])} differ); choose another --out_dir or pass "
-                    "--overwrite to start over"
-                )
-            else:
-                self.clear()
+        if action == "overwrite":
+            self.clear()
         fileio.write_json(cfg_path, self.config)
         env = {"code": git_version(), "environment": environment()}
         env_path = self.root / self.ENVIRONMENT

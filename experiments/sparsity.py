@@ -103,6 +103,6 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     from experiments import cli as _cli
+    from experiments.config import COMMAND_FIELDS as _FIELDS
 
-    _cli.define_flags("runs/sparsity")
-    app.run(_cli.clean_errors(main))
+    _cli.run(main, "runs/sparsity", _FIELDS["sparsity"])

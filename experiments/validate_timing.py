@@ -127,6 +127,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    from experiments import cli as _cli
+    from models._cli import run as _run
 
-    app.run(_cli.clean_errors(main))
+    _run(main)

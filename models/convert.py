@@ -23,7 +23,6 @@ from __future__ import annotations
 from absl import app, flags, logging
 
 from models import checkpoints, registry
-from models._cli import one_line_errors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", None, list(registry.available()), "Model to convert.")
@@ -53,4 +52,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(one_line_errors(main))
+    from models._cli import run as _run
+
+    _run(main)

@@ -26,7 +26,6 @@ from absl import app, flags
 from flax import traverse_util
 
 from models import registry
-from models._cli import one_line_errors
 from models.conversion import abstract_for
 from secnn_jax import fileio
 
@@ -167,4 +166,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(one_line_errors(main))
+    from models._cli import run as _run
+
+    _run(main)

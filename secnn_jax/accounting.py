@@ -28,8 +28,12 @@ import numpy as np
 
 from secnn_jax import events as ev
 from secnn_jax import workmaps
+from secnn_jax.errors import SecnnError
 from secnn_jax.geometry import LayerGeom
 from secnn_jax.layers import Layer
+
+__all__ = ["AccountingError", "LayerAccount", "NetworkAccount", "account", "account_layer",
+           "fanout", "total"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +59,47 @@ class LayerAccount:
     n_inputs: int
     n_outputs: int
     dense_macs: int
+
+    def __repr__(self) -> str:
+        return _short_repr(self, f"{self.name!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkAccount:
+    """The network's total work: :class:`LayerAccount`'s fields summed over its layers.
+
+    Attributes:
+      layers: the names of the layers summed, in order.
+      counts: ``[T, N, 4]`` input neurons per event code over all layers.
+      parallel_macs, serial_macs, untouched_outputs: ``[T, N]`` sums over the layers.
+      n_inputs, n_outputs, dense_macs: per stream, summed over the layers.
+    """
+
+    layers: tuple[str, ...]
+    counts: np.ndarray
+    parallel_macs: np.ndarray
+    serial_macs: np.ndarray
+    untouched_outputs: np.ndarray
+    n_inputs: int
+    n_outputs: int
+    dense_macs: int
+
+    def __repr__(self) -> str:
+        return _short_repr(self, f"{len(self.layers)} layers")
+
+
+class AccountingError(SecnnError, ValueError):
+    """Bad input to :func:`account` or :func:`total` (missing events, accounts that do not
+    share frames and streams); the message names the layers."""
+
+
+def _short_repr(acc: LayerAccount | NetworkAccount, what: str) -> str:
+    """One line: frames, streams and the stream-summed totals, not the arrays."""
+    t, n = acc.counts.shape[:2]
+    zz, zn, vh, vm = (int(v) for v in acc.counts.sum((0, 1)))
+    return (f"{type(acc).__name__}({what}, T={t}, N={n}, dense_macs/frame={acc.dense_macs * n}, "
+            f"parallel_macs={int(acc.parallel_macs.sum())}, "
+            f"serial_macs={int(acc.serial_macs.sum())}, ZZ/ZN/VH/VM={zz}/{zn}/{vh}/{vm})")
 
 
 def _geom(layer: Layer) -> LayerGeom:
@@ -99,5 +144,31 @@ def account(layers: Sequence[Layer], events: Mapping[str, np.ndarray | jax.Array
     """:func:`account_layer` for every layer; ``events[name]`` is ``[T, *in_shape]``."""
     missing = [layer.name for layer in layers if layer.name not in events]
     if missing:
-        raise ValueError(f"account: no events for layers {missing[:5]}")
+        raise AccountingError(f"account: no events for layers {missing[:5]}")
     return {layer.name: account_layer(layer, events[layer.name]) for layer in layers}
+
+
+def total(accounts: Mapping[str, LayerAccount] | Sequence[LayerAccount]) -> NetworkAccount:
+    """The network total of :func:`account`'s per-layer accounts (a mapping or a sequence):
+    every count and MAC summed over the layers, per frame and stream.
+
+    Raises:
+      AccountingError: no accounts, or accounts over different frames or streams.
+    """
+    accs = list(accounts.values()) if isinstance(accounts, Mapping) else list(accounts)
+    if not accs:
+        raise AccountingError("total: no layer accounts")
+    shapes = {a.counts.shape[:2] for a in accs}
+    if len(shapes) > 1:
+        raise AccountingError(f"total: the layers' accounts cover different [T, N]: "
+                              f"{sorted(shapes)}")
+    return NetworkAccount(
+        layers=tuple(a.name for a in accs),
+        counts=sum(a.counts for a in accs),
+        parallel_macs=sum(a.parallel_macs for a in accs),
+        serial_macs=sum(a.serial_macs for a in accs),
+        untouched_outputs=sum(a.untouched_outputs for a in accs),
+        n_inputs=sum(a.n_inputs for a in accs),
+        n_outputs=sum(a.n_outputs for a in accs),
+        dense_macs=sum(a.dense_macs for a in accs),
+    )

@@ -26,6 +26,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from secnn_jax.errors import SecnnError
 from secnn_jax.events import EventMaps, fires_of, predictor_of
 from secnn_jax.layers import find_layers
 from secnn_jax.phases import Tau
@@ -35,11 +36,16 @@ from secnn_jax.predictors import PredictorLike
 AXIS = "streams"
 
 
+class DistributedError(SecnnError, ValueError):
+    """Bad input to the distributed helpers (no devices, streams that do not divide over the
+    devices or processes, shards that do not match); the message names the argument."""
+
+
 def stream_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A 1-D mesh named ``"streams"`` over ``devices`` (default: this process's devices)."""
     devices = list(devices if devices is not None else jax.local_devices())
     if not devices:
-        raise ValueError("stream_mesh: no devices")
+        raise DistributedError("stream_mesh: no devices")
     return Mesh(np.asarray(devices), (AXIS,))
 
 
@@ -63,7 +69,7 @@ def run_stream_sharded(apply_fn: Callable, params: Any, frames: Any, predictor: 
     frames = check_frames(frames)
     n, n_dev = frames.shape[1], mesh.devices.size
     if n % n_dev:
-        raise ValueError(
+        raise DistributedError(
             f"run_stream_sharded: {n} streams do not divide over {n_dev} devices; use a "
             "multiple of the device count"
         )
@@ -104,7 +110,7 @@ def process_streams(n_streams: int, info: ProcessInfo | None = None) -> slice:
     """This process's contiguous block of ``range(n_streams)`` (blocks differ by at most one)."""
     info = info or ProcessInfo(jax.process_index(), jax.process_count())
     if n_streams < info.count:
-        raise ValueError(f"{n_streams} streams cannot feed {info.count} processes")
+        raise DistributedError(f"{n_streams} streams cannot feed {info.count} processes")
     base, extra = divmod(n_streams, info.count)
     start = info.index * base + min(info.index, extra)
     return slice(start, start + base + (1 if info.index < extra else 0))
@@ -118,11 +124,11 @@ def merge_stream_shards(shards: Sequence[Mapping[str, np.ndarray]], axis: int = 
     concatenated the same way); anything else merges into a plain dict.
     """
     if not shards:
-        raise ValueError("merge_stream_shards: no shards")
+        raise DistributedError("merge_stream_shards: no shards")
     keys = set(shards[0])
     for i, s in enumerate(shards):
         if set(s) != keys:
-            raise ValueError(f"shard {i} has keys {sorted(s)}, expected {sorted(keys)}")
+            raise DistributedError(f"shard {i} has keys {sorted(s)}, expected {sorted(keys)}")
     out = {k: np.concatenate([np.asarray(s[k]) for s in shards], axis=axis) for k in keys}
     fires = [fires_of(s) for s in shards]
     if all(f is not None for f in fires):  # event maps keep their fires maps and predictor

@@ -122,6 +122,13 @@ class Layer:
         spec = self.primitive_params["dimension_numbers"].out_spec
         return _spec_to_nhwc(self.out_shape, spec)
 
+    @property
+    def in_perm(self) -> tuple[int, ...]:
+        """The axes of ``in_shape`` in NHWC order: :meth:`to_nhwc` transposes by them, then
+        reshapes to :attr:`in_nhwc` (a trace records them to give events back in this
+        layer's own layout)."""
+        return tuple(int(p) for p in _nhwc_perm(self)[0])
+
     def to_nhwc(self, a: Any) -> Any:
         """Transposes an array shaped ``in_shape`` (optionally with leading axes) to NHWC."""
         lead = a.ndim - len(self.in_shape)

@@ -94,8 +94,13 @@ from jax.extend import core as jcore
 
 from secnn_jax import interpret
 from secnn_jax import layers as layers_mod
+from secnn_jax.errors import SecnnError
 
-__all__ = ["FREE_PRIMITIVES", "OP_KINDS", "NetOp", "find_ops"]
+__all__ = ["FREE_PRIMITIVES", "OP_KINDS", "NetOp", "NetOpError", "find_ops"]
+
+
+class NetOpError(SecnnError, ValueError):
+    """Bad input to :func:`find_ops` or :class:`NetOp` (the message names the argument)."""
 
 #: Kinds of :class:`NetOp`, see the module docstring.
 OP_KINDS: tuple[str, ...] = ("affine", "activation", "binary", "pool", "reduce", "concat",
@@ -162,7 +167,7 @@ class NetOp:
 
     def __post_init__(self) -> None:
         if self.kind not in OP_KINDS:
-            raise ValueError(f"NetOp {self.name!r}: kind {self.kind!r} is not one of {OP_KINDS}")
+            raise NetOpError(f"NetOp {self.name!r}: kind {self.kind!r} is not one of {OP_KINDS}")
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (:meth:`from_dict` inverts it)."""
@@ -175,7 +180,7 @@ class NetOp:
         """Inverse of :meth:`as_dict`; raises ``ValueError`` naming a missing field."""
         missing = [f.name for f in dataclasses.fields(cls) if f.name not in d]
         if missing:
-            raise ValueError(f"NetOp.from_dict: missing field(s) {', '.join(missing)}")
+            raise NetOpError(f"NetOp.from_dict: missing field(s) {', '.join(missing)}")
         ints = ("after", "reads", "param_reads", "writes", "flops", "epilogue_of",
                 "extra_reads")
         return cls(name=str(d["name"]), kind=str(d["kind"]),
@@ -310,7 +315,7 @@ class _OpWalker(interpret.Walker):
         if layer is not None:
             self._use(invals, ("L", layer.index))
             if tuple(eqn.outvars[0].aval.shape) != tuple(layer.out_shape):
-                raise ValueError(f"find_ops: layer {layer.name!r} (candidate {k}) has out_shape "
+                raise NetOpError(f"find_ops: layer {layer.name!r} (candidate {k}) has out_shape "
                                  f"{layer.out_shape} but that equation outputs "
                                  f"{tuple(eqn.outvars[0].aval.shape)}; pass the find_layers "
                                  "result of the same (apply_fn, params, x)")
@@ -548,17 +553,18 @@ def find_ops(apply_fn: Callable[[Any, Any], Any], params: Any, x: Any,
       A tuple of :class:`NetOp` (the rules are in the module docstring).
 
     Raises:
-      ValueError: ``x`` is not an array, or ``layers`` do not belong to this trace.
+      NetOpError: (a ``ValueError``) ``x`` is not an array, or ``layers`` do not belong to
+        this trace.
     """
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise ValueError(f"find_ops: x must be an array or ShapeDtypeStruct, got {type(x)}")
+        raise NetOpError(f"find_ops: x must be an array or ShapeDtypeStruct, got {type(x)}")
     traced = interpret.trace_model(apply_fn, params, x)
     if layers is None:
         layers = layers_mod.layers_from_trace(traced)
     layers = tuple(layers)
     by_candidate = {layer.candidate: layer for layer in layers}
     if len(by_candidate) != len(layers) or any(k < 0 for k in by_candidate):
-        raise ValueError("find_ops: layers must come from find_layers (distinct candidates)")
+        raise NetOpError("find_ops: layers must come from find_layers (distinct candidates)")
     walker = _OpWalker(by_candidate)
     jaxpr = traced.closed_jaxpr
     invars = jaxpr.jaxpr.invars
@@ -569,6 +575,6 @@ def find_ops(apply_fn: Callable[[Any, Any], Any], params: Any, x: Any,
         if isinstance(v, _Val) and v.x:
             walker.uses.setdefault(v.origin, set()).add("out")
     if walker.k <= max(by_candidate, default=-1):
-        raise ValueError(f"find_ops: layers name candidate {max(by_candidate)} but the "
+        raise NetOpError(f"find_ops: layers name candidate {max(by_candidate)} but the "
                          f"program has only {walker.k} conv/dot_general equations")
     return _finish(walker, layers)

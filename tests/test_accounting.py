@@ -120,6 +120,25 @@ def test_account_on_a_real_stream(frames):
         assert a.counts.shape == (3, 2, 4) and (a.counts.sum(-1) == layer.n_inputs).all()
         assert (a.parallel_macs[0] == 0).all()  # cold start: everything predicted zero
         assert ((a.serial_macs >= 0) & (a.serial_macs <= a.dense_macs)).all()
-    with pytest.raises(ValueError, match="no events"):
+    with pytest.raises(accounting.AccountingError, match="no events"):
         accounting.account(layers, {})
+    net = accounting.total(acc)
+    assert net.layers == tuple(layer.name for layer in layers)
+    np.testing.assert_array_equal(net.serial_macs, sum(a.serial_macs for a in acc.values()))
+    np.testing.assert_array_equal(net.counts, sum(a.counts for a in acc.values()))
+    assert net.dense_macs == sum(layer_acc.dense_macs for layer_acc in acc.values())
+    assert net.n_inputs == sum(layer.n_inputs for layer in layers)
+    first = acc[layers[0].name]
+    r = repr(first)  # one short line: totals, not the arrays
+    assert "\n" not in r and len(r) < 200 and "array" not in r
+    assert f"T=3, N=2, dense_macs/frame={2 * first.dense_macs}" in r
+    assert f"serial_macs={int(first.serial_macs.sum())}" in r
+    zz, zn, vh, vm = first.counts.sum((0, 1))
+    assert r.endswith(f"ZZ/ZN/VH/VM={zz}/{zn}/{vh}/{vm})")
+    assert repr(net).startswith(f"NetworkAccount({len(layers)} layers, T=3, N=2,")
+    with pytest.raises(accounting.AccountingError, match="no layer accounts"):
+        accounting.total({})
+    one_frame = accounting.account_layer(layers[0], events[layers[0].name][:1])
+    with pytest.raises(accounting.AccountingError, match="different"):
+        accounting.total([first, one_frame])
     del logits

@@ -74,3 +74,75 @@ def test_contract_entry_exists(package: str, name: str, params: str) -> None:
         return
     for arg in re.findall(r"\b([a-z_]\w*)\s*=", params):
         assert arg in sig.parameters, f"{name} has no parameter {arg!r}"
+
+
+def _commands() -> list[str]:
+    """The modules of the command lines ``docs/contract.md`` lists (``python -m X``, a
+    ``experiments.{a,b}`` group, a backticked ``experiments.X``/``models.X``)."""
+    text = CONTRACT.read_text().split("## Command line", 1)[1]
+    out: list[str] = []
+    pattern = r"(?:python -m |`)((?:experiments|models)\.(?:\{[\w,]+\}|\w+))(?=[`\s])"
+    for m in re.finditer(pattern, text):
+        head, _, tail = m.group(1).partition(".")
+        out += [f"{head}.{t}" for t in tail.strip("{}").split(",")]
+    return list(dict.fromkeys(out))
+
+
+def test_every_listed_command_explains_itself_with_help() -> None:
+    """``python -m X --help`` for every listed command: exit 0 and a text that names the
+    command's own flags, and for a study its shortcuts and every configuration field it reads
+    (with default and meaning, from ``experiments.config.FIELDS``). The commands run in forked
+    children of one process that imported JAX once (``tests/_cli_runner.py``); one of them
+    also as a plain ``python -m`` subprocess."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from experiments import config
+
+    commands = _commands()
+    assert {"experiments.reproduce", "experiments.peers", "experiments.energy",
+            "models.convert", "experiments.measure_gpu"} <= set(commands)
+    root = CONTRACT.parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root),
+                                                        os.environ.get("PYTHONPATH", "")]),
+           "JAX_PLATFORMS": "cpu"}
+    lines = json.dumps([[c, "--help"] for c in commands])
+    ran = subprocess.run([sys.executable, str(root / "tests" / "_cli_runner.py"), lines],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    helps = dict(zip(commands, json.loads(ran.stdout), strict=True))
+    plain = subprocess.run([sys.executable, "-m", "experiments.reproduce", "--help"], cwd=root,
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0 and plain.stdout == helps["experiments.reproduce"][1]
+    table = {f.name: f for f in config.FIELDS}
+    for command in commands:
+        code, out, err = helps[command]
+        assert code == 0, f"{command}: {err[-2000:]}"
+        assert "Traceback" not in err and out.strip(), f"{command}: {err[-2000:]}"
+        source = (root / (command.replace(".", "/") + ".py")).read_text()
+        for flag in re.findall(r"DEFINE_\w+\(\s*\"(\w+)\"", source):
+            assert f"--{flag}" in out or f"--[no]{flag}" in out, (command, flag)
+        study = command.split(".")[1]
+        if study in config.COMMAND_FIELDS:
+            for flag in ("--out_dir", "--models", "--streams", "--frames", "--[no]overwrite"):
+                assert flag in out, (command, flag)
+            for name in config.COMMAND_FIELDS[study]:
+                line = f"--config.{name} (default: {table[name].default!r}): {table[name].doc}"
+                assert line in out, (command, name)
+
+
+def test_the_test_extras_install_torchvision_at_the_version_the_scripts_name() -> None:
+    """``pip install -e .[test]`` brings torchvision (its tests would otherwise skip), at the
+    version ``models/scripts/torchvision_import.INSTALL`` names for a ``--no-deps`` install."""
+    import tomllib
+
+    from models.scripts.torchvision_import import INSTALL
+
+    project = tomllib.loads((CONTRACT.parents[1] / "pyproject.toml").read_text())["project"]
+    test = project["optional-dependencies"]["test"]
+    pinned = [d for d in test if d.startswith("torchvision")]
+    assert pinned == [INSTALL.split()[-1]], pinned
+    torch = [d for d in test if d.startswith("torch==")]
+    assert torch == ["torch==2.13.0"]  # the torch torchvision 0.28.0's wheel pins

@@ -20,16 +20,23 @@ from conftest import video_frames
 
 import models
 import secnn_jax as sj
+from experiments.errors import CellError, MetricError, UnknownCellError
 from models import _cli
 from models.preprocessing import ImageError, ImageTypeError
 from models.registry import MissingWeightsError
 from models.spec import InputSizeError
+from secnn_jax.accounting import AccountingError
 from secnn_jax.adapters import AdapterError
 from secnn_jax.datasources import StreamError
+from secnn_jax.distributed import DistributedError
 from secnn_jax.layers import LayerError, UnsupportedModelError
+from secnn_jax.netops import NetOpError
 from secnn_jax.phases import TauError
 from secnn_jax.pipeline import FramesError
 from secnn_jax.predictors import PredictorError, PredictorTypeError
+from secnn_jax.timing.errors import ReplayError, UnknownResultError
+from secnn_jax.traces import TraceError
+from secnn_jax.traces.codec import UnknownLayerError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +50,10 @@ ROOT = Path(__file__).resolve().parent.parent
     (models.MissingCheckpointError, FileNotFoundError),
     (MissingWeightsError, FileNotFoundError), (InputSizeError, ValueError),
     (ImageError, ValueError), (ImageTypeError, TypeError),
+    (NetOpError, ValueError), (DistributedError, ValueError), (AccountingError, ValueError),
+    (ReplayError, ValueError), (UnknownResultError, KeyError), (MetricError, ValueError),
+    (CellError, ValueError), (UnknownCellError, KeyError), (TraceError, ValueError),
+    (UnknownLayerError, KeyError),
 ])
 def test_every_bad_input_error_is_a_secnn_error_and_keeps_its_builtin(cls, builtin):
     assert issubclass(cls, sj.SecnnError) and issubclass(cls, builtin)
@@ -72,6 +83,41 @@ def test_bad_inputs_raise_secnn_errors():
     for case in cases:
         with pytest.raises(sj.SecnnError):
             case()
+
+
+def test_issue22_library_bad_inputs_raise_secnn_errors(tmp_path: Path) -> None:
+    """Issue 22: find_ops, distributed, metrics, the cell engine, replay results and traces
+    raise SecnnError subclasses (which keep their built-in error) naming the bad input."""
+    from experiments import cells, metrics  # noqa: PLC0415
+    from secnn_jax import distributed, netops, timing, traces  # noqa: PLC0415
+
+    apply_fn, params = plain_model()
+    x = jnp.zeros((1, 16, 16, 3))
+    layers = sj.find_layers(apply_fn, params, x)
+    events = {layer.name: np.zeros((1, *layer.in_shape), np.uint8) for layer in layers}
+    result = timing.replay((layers, events), gpus="h100", schemes="dense")
+    traces.write_trace(tmp_path / "t", layers, events)
+    trace = traces.read_trace(tmp_path / "t")
+    ws = cells.Workspace({}, {}, frames=1, chunk_size=1)
+    cases = [
+        (lambda: timing.replay((layers, events), gpus=["rtx4090"]), ReplayError, "rtx4090"),
+        (lambda: result.get("h100", "winograd"), UnknownResultError, "winograd"),
+        (lambda: netops.find_ops(apply_fn, params, "not an array", layers), NetOpError,
+         "x must be an array"),
+        (lambda: distributed.stream_mesh([]), DistributedError, "no devices"),
+        (lambda: distributed.merge_stream_shards([]), DistributedError, "no shards"),
+        (lambda: metrics.frame_scores("top1", np.zeros(3), np.zeros(3)), MetricError,
+         "shape"),
+        (lambda: cells.Workspace({}, {}, frames=0), CellError, "frames must be >= 1"),
+        (lambda: ws.model("nosuch"), UnknownCellError, "nosuch"),
+        (lambda: trace.events("nosuch"), UnknownLayerError, "nosuch"),
+        (lambda: traces.write_trace(tmp_path / "u", layers, events, codec="nosuch"),
+         TraceError, "nosuch"),
+    ]
+    for case, cls, words in cases:
+        with pytest.raises(cls, match=words) as info:
+            case()
+        assert isinstance(info.value, sj.SecnnError)
 
 
 # ---------------------------------------------------------------------------------------------

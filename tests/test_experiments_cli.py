@@ -86,21 +86,46 @@ def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path: Path) -> None:
     assert json.loads((victim / "run_info.json").read_text())["chunks_computed"] == 0
 
 
-@pytest.mark.parametrize("flag,message", [
-    ("--frames=0", "--frames must be >= 1"),
-    ("--config.agreement_floor=1.5", "agreement_floor"),
-    ("--config.predictors=zero,oracle", "unknown predictor 'oracle'"),
-    ("--config.taus=0,-1", "config.taus"),
-    ("--config.tune_methods=mean,worst_window(windows=1)", "config.tune_methods"),
-    ("--config.tune_methods=median", "config.tune_methods"),
-    ("--config.transfer_window=0", "config.transfer_window"),
-])
-def test_invalid_flags_exit_nonzero_naming_the_flag(tmp_path: Path, flag: str,
-                                                    message: str) -> None:
-    r = _run("sparsity", tmp_path / "out", *TINY, flag, timeout=120)
-    assert r.returncode != 0
-    assert message in r.stderr
-    assert not (tmp_path / "out").exists()  # rejected before anything is written
+#: (command, flag, the one line printed on stderr, or its start)
+ONE_LINE_ERRORS = [
+    ("sparsity", "--frames=0", "error: flag --frames=0: --frames must be >= 1"),
+    ("sparsity", "--config.agreement_floor=1.5",
+     "error: ConfigError: config.agreement_floor=1.5: must lie in [0, 1]"),
+    ("sparsity", "--config.predictors=zero,oracle",
+     "error: ConfigError: config.predictors='zero,oracle': unknown predictor 'oracle'"),
+    ("sparsity", "--config.taus=0,-1", "error: ConfigError: config.taus: '-1' must be finite"),
+    ("sparsity", "--config.tune_methods=mean,worst_window(windows=1)",
+     "error: ConfigError: config.tune_methods="),
+    ("sparsity", "--config.tune_methods=median", "error: ConfigError: config.tune_methods="),
+    ("speedup", "--config.tune_methods=",
+     "error: ConfigError: config.tune_methods: expected at least one name, got ''"),
+    ("sparsity", "--config.transfer_window=0",
+     "error: ConfigError: config.transfer_window=0: must be >= 1"),
+    ("accuracy", "--config.nosuch=1",
+     "error: ConfigError: --config.nosuch: no such configuration field; known: models, "),
+    ("accuracy", "--config.frames=abc", "error: flag --config.frames=abc: invalid literal"),
+    ("peers", "--frmaes=2", "error: Unknown command line flag 'frmaes'"),
+    ("energy", "stray_argument", "error: unexpected arguments ['stray_argument']"),
+    ("reproduce", "--config.gpus=rtx4090",
+     "error: ConfigError: config.gpus='rtx4090': unknown GPU 'rtx4090'; known: "),
+]
+
+
+def test_bad_flags_print_one_line_and_write_nothing(tmp_path: Path) -> None:
+    """Every refused flag: exit status 1, exactly one line on stderr (the expected one), nothing
+    written. The command lines run in forked children of one process (``_cli_runner.py``)."""
+    lines = [[f"experiments.{m}", f"--out_dir={tmp_path / str(i)}", *TINY, flag]
+             for i, (m, flag, _) in enumerate(ONE_LINE_ERRORS)]
+    ran = subprocess.run([sys.executable, str(REPO / "tests" / "_cli_runner.py"),
+                          json.dumps(lines)], cwd=REPO, env=_env(), capture_output=True,
+                         text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    for (module, flag, message), (code, _, err) in zip(ONE_LINE_ERRORS, json.loads(ran.stdout),
+                                                       strict=True):
+        assert code == 1, (module, flag, err[-2000:])
+        assert len(err.strip().splitlines()) == 1, (module, flag, err[-2000:])
+        assert err.startswith(message), (module, flag, err)
+    assert not any(tmp_path.iterdir())  # rejected before anything is written
 
 
 def test_bad_inputs_exit_nonzero_naming_the_file(tmp_path: Path) -> None:
@@ -120,8 +145,14 @@ def test_bad_inputs_exit_nonzero_naming_the_file(tmp_path: Path) -> None:
 def test_other_flags_in_same_out_dir_are_refused(tmp_path: Path) -> None:
     out = tmp_path / "out"
     runs.RunDir(out, {"frames": 99})
+    before = {p: p.read_bytes() for p in out.iterdir()}
     r = _run("sparsity", out, *TINY, timeout=120)
-    assert r.returncode == 1 and "different configuration" in r.stderr and "frames" in r.stderr
+    assert r.returncode == 1
+    assert r.stderr.strip() == (  # one line, before any model loads (no JAX log line)
+        f"error: RunConfigError: {str(out)!r} holds a run with a different configuration "
+        "(fields agreement_floor, calibration_frames, chunk_size, decay, frames, fusion, gpus, "
+        "labels differ); choose another --out_dir or pass --overwrite to start over")
+    assert {p: p.read_bytes() for p in out.iterdir()} == before  # nothing written
 
 
 def test_ilsvrc9_without_checkpoints_lists_the_commands(tmp_path: Path) -> None:
@@ -129,7 +160,7 @@ def test_ilsvrc9_without_checkpoints_lists_the_commands(tmp_path: Path) -> None:
     env["SECNN_JAX_CACHE"] = str(tmp_path / "empty_cache")
     r = subprocess.run(_cmd("reproduce", tmp_path / "out", "--models=ilsvrc9", "--frames=2"),
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr[-3000:]
     for name in ("alexnet", "zfnet", "vgg16", "vgg19", "googlenet", "inception_v3", "resnet50",
                  "resnet101", "resnet152"):
         assert f"python -m models.convert --model={name} --torch_weights=" in r.stderr
@@ -217,3 +248,17 @@ def test_reproduce_runs_every_study_on_hed_and_craft(tmp_path: Path) -> None:
     for m in ("hed_vgg16", "craft_vgg16_bn"):
         assert f"({m}, bikes)" in md  # a verdict row per model
     assert (out / "figures" / "dense_maps.png").stat().st_size > 0
+
+
+def test_run_dir_checks_its_config_before_writing(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    assert runs.check_config(root, {"a": 1}) == "new" and not root.exists()
+    assert runs.RunDir(root, {"a": 1}).resumed is False
+    assert runs.check_config(root, {"a": 1}) == "resume"
+    assert runs.RunDir(root, {"a": 1}).resumed is True
+    with pytest.raises(runs.RunConfigError, match=r"fields a differ"):
+        runs.check_config(root, {"a": 2})
+    assert runs.check_config(root, {"a": 2}, overwrite=True) == "overwrite"
+    assert json.loads((root / "config.json").read_text()) == {"a": 1}  # checks never write
+    assert runs.RunDir(root, {"a": 2}, overwrite=True).resumed is False
+    assert json.loads((root / "config.json").read_text()) == {"a": 2}

@@ -336,3 +336,28 @@ def test_peers_study_equals_replay(run: dict[str, Any]) -> None:
         assert p["agreement"] == 1.0 and p["metric"] == "top1"  # tau = 0: exact
     assert {b["model"] for b in res["buffers"]} == {"tiny"}
     assert "## Peers" in run["md"] and "![peers](figures/peers.png)" in run["md"]
+
+
+def test_figure_titles_fit_their_panels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The speedup figure's panel titles (the right one was cut off at the figure's edge) are
+    wrapped to their panel's width and lie inside the figure."""
+    from experiments import figures
+    from experiments.paper import VARIANTS
+
+    kept = []
+    monkeypatch.setattr(figures, "save", lambda fig, path: kept.append(fig) or Path(path))
+    cells_ = [{"gpu": g, "model": "efficientnet_lite0", "stream": "bikes",
+               "speedups": {v: {b: {"mean": 2.0} for b in ("dense", "fast_conv", "zero_skip")}
+                            for v in VARIANTS}} for g in ("h100", "gtx1080ti")]
+    res = {"gpus": ["h100", "gtx1080ti"], "cells": cells_, "launch": "persistent",
+           "fusion": "epilogue", "predictor": "secnn(silence=0.75,decay=0.5)", "tau": 0.0}
+    figures.speedup_bars(res, tmp_path / "s.png")
+    fig = kept[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        box = ax.title.get_window_extent(renderer)
+        assert "\n" in ax.get_title()  # too long for one line at this width: wrapped
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.x1, ax.get_title()
+        assert box.width <= ax.get_window_extent(renderer).width * 1.05, ax.get_title()
+    assert figures.fit_titles(fig) == 0  # already fits: nothing more to wrap

@@ -74,7 +74,7 @@ def layer(name: str) -> int:
 def test_graph_is_read() -> None:
     """The parser sees the imports it must see (a guard against a test that cannot fail)."""
     assert "secnn_jax.layers" in GRAPH["secnn_jax.phases"]
-    assert "secnn_jax.traces" in GRAPH["secnn_jax.timing.replay"]
+    assert "secnn_jax.traces" in GRAPH["secnn_jax.timing.replayer"]
     assert "models.registry" in GRAPH["models"]
     assert len(MODULES) > 60
 
@@ -133,3 +133,21 @@ def test_every_module_imports_alone(package: str) -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "_import_each.py"), *mods],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
+def test_the_replay_function_and_its_module_have_different_names() -> None:
+    """``secnn_jax.timing.replay`` is the function; its module is ``secnn_jax.timing.replayer``
+    (a module named ``replay`` was shadowed by the function: importing it gave the function)."""
+    import importlib
+    import types
+
+    import secnn_jax.timing.replayer as replayer_module
+    from secnn_jax import timing
+
+    assert isinstance(replayer_module, types.ModuleType)
+    assert importlib.import_module("secnn_jax.timing.replayer") is replayer_module
+    assert callable(timing.replay) and not isinstance(timing.replay, types.ModuleType)
+    assert timing.replay is replayer_module.replay
+    assert timing.ReplayResult is replayer_module.ReplayResult
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("secnn_jax.timing.replay")

@@ -13,8 +13,9 @@ the file at about two CPU-minutes). GoogLeNet and Inception-v3 run twice: with t
 heads in the file (``aux_logits=True``, ``transform_input=True``: the zoo's defaults) and
 without them (``aux_logits=False``, loaded with ``transform_input=False``).
 
-torchvision is not installed by the tests: without it every test here skips, naming the command
-(``pip install --no-deps torchvision==0.28.0``; see ``models/scripts/torchvision_import.py``).
+torchvision is in the ``[test]`` extras (``pip install -e .[test]``); installed without it every
+test here skips, naming the command (``pip install --no-deps torchvision==0.28.0``, which also
+works beside another torch build; see ``models/scripts/torchvision_import.py``).
 """
 
 from __future__ import annotations

@@ -488,3 +488,41 @@ def test_corrupted_finished_chunk_is_not_kept_on_resume(tmp_path: Path) -> None:
     w2.close()
     write(tmp_path / "ref", ev, stream=None, predictor=None)
     assert files(path) == files(tmp_path / "ref")
+
+
+def test_events_come_back_in_the_layers_own_layout(tmp_path: Path) -> None:
+    """A dense layer's ``(8, 1, 32)`` events come back ``(8, 1, 32)`` with ``layout="layer"``
+    (``[T, N, 1, M, F]`` as stored), an NCHW conv's ``[T, N, C, H, W]`` as written; fires too."""
+    import jax.numpy as jnp
+    from jax import lax
+
+    import secnn_jax as sj
+
+    def apply_fn(p, x):  # an NCHW conv, then a dense layer on [N, 32]
+        y = lax.conv_general_dilated(jnp.transpose(x, (0, 3, 1, 2)), p["c"], (1, 1), "SAME",
+                                     dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        return y.reshape(y.shape[0], -1)[:, :32] @ p["d"]
+
+    params = {"c": jnp.ones((2, 3, 3, 3)), "d": jnp.ones((32, 4))}
+    conv, dense = sj.find_layers(apply_fn, params, jnp.zeros((1, 4, 5, 3)))
+    assert conv.in_shape == (1, 3, 4, 5) and dense.in_shape == (1, 32)
+    rng = np.random.default_rng(0)
+    codes = {layer.name: rng.integers(0, 4, (8, *layer.in_shape)).astype(np.uint8)
+             for layer in (conv, dense)}
+    fires = {k: rng.integers(0, 2, v.shape).astype(bool) for k, v in codes.items()}
+    traces.write_trace(tmp_path / "t", [conv, dense], sj.events.EventMaps(codes, fires))
+    t = traces.read_trace(tmp_path / "t")
+    assert t.events(dense.name).shape == (8, 1, 1, 1, 32)  # stored NHWC
+    for layer in (conv, dense):
+        back = t.events(layer.name, layout="layer")
+        assert back.shape == (8, *layer.in_shape)
+        np.testing.assert_array_equal(back, codes[layer.name])
+        np.testing.assert_array_equal(t.fires(layer.name, layout="layer"), fires[layer.name])
+        np.testing.assert_array_equal(t.events(layer.name, [2, 5], layout="layer"),
+                                      codes[layer.name][[2, 5]])
+    with pytest.raises(traces.TraceError, match="layout must be"):
+        t.events(dense.name, layout="nchw")
+    geom_only = [LayerGeom.from_layer(conv)]  # a LayerGeom does not know the layer's layout
+    traces.write_trace(tmp_path / "g", geom_only, {conv.name: conv.to_nhwc(codes[conv.name])})
+    with pytest.raises(traces.TraceError, match="without its own layout"):
+        traces.read_trace(tmp_path / "g").events(conv.name, layout="layer")

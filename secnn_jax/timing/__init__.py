@@ -2,7 +2,7 @@
 models under launch models and fusion policies, a vectorized replayer, the attribution ladder,
 and the calibration against real H100 measurements.
 
-Main entry points: :func:`replay` (see :mod:`secnn_jax.timing.replay`) and :func:`ladder`.
+Main entry points: :func:`replay` (see :mod:`secnn_jax.timing.replayer`) and :func:`ladder`.
 Modules: :mod:`.names` (vocabulary), :mod:`.params` (fitted parameters, assumed knobs),
 :mod:`.sm` (CTAs on SMs), :mod:`.kernels` (one operation's kernels), :mod:`.opkernels` (the ops
 between layers, fusion), :mod:`.launch` (launch models), :mod:`.secnn` (SE-CNN's schedule),
@@ -43,7 +43,13 @@ from secnn_jax.timing.params import (
     TimingConfigError,
     load_params,
 )
-from secnn_jax.timing.replay import ReplayError, ReplayResult, SchemeResult, replay, replay_launches
+from secnn_jax.timing.replayer import (
+    ReplayError,
+    ReplayResult,
+    SchemeResult,
+    replay,
+    replay_launches,
+)
 from secnn_jax.timing.schemes import REGISTRY
 
 __all__ = [

@@ -27,6 +27,7 @@ import numpy as np
 from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing import schemes as S
 from secnn_jax.timing.calibration import MeasurementError, mape, positive_number, read_csv
+from secnn_jax.timing.errors import ReplayError
 from secnn_jax.timing.gpus import GPU, PRECISION_ALIASES, canonical_precision, get_gpu
 from secnn_jax.timing.launch import LaunchCosts
 from secnn_jax.timing.opkernels import OpGeom
@@ -126,7 +127,7 @@ def network_us(net: Network, gpu: str | GPU, precision: str, launch: str, params
                     fusion=fusion)
     sch = S.REGISTRY[scheme]
     if sch.needs:
-        raise ValueError(f"scheme {scheme!r} depends on events; use timing.replay")
+        raise ReplayError(f"scheme {scheme!r} depends on events; use timing.replay")
     t = sch.cost(ctx, sch.plan(ctx), [], np.zeros((1, len(net.geoms))), 1)
     return float(t.total[0]) / g.clock_mhz
 

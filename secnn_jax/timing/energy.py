@@ -62,6 +62,7 @@ from typing import Any
 import numpy as np
 
 from secnn_jax.geometry import LayerGeom
+from secnn_jax.timing.errors import ReplayError
 from secnn_jax.timing.gpus import ELEMENT_BYTES, GPUS, PRECISIONS, canonical_precision
 
 #: Work counts every scheme reports per frame.
@@ -285,7 +286,7 @@ METHOD_BUFFERS: Mapping[str, tuple[int, int]] = MappingProxyType(
 def method_buffer_bytes(layers: Sequence[Any], precision: str, method: str) -> int:
     """Bytes a method keeps between frames (:data:`METHOD_BUFFERS`) for one stream."""
     if method not in METHOD_BUFFERS:
-        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHOD_BUFFERS)}")
+        raise ReplayError(f"unknown method {method!r}; known: {', '.join(METHOD_BUFFERS)}")
     per_in, per_out = METHOD_BUFFERS[method]
     eb = ELEMENT_BYTES[canonical_precision(precision)]
     geoms = [LayerGeom.from_layer(g) for g in layers]

@@ -394,9 +394,9 @@ def register_gpu(gpu: GPU) -> GPU:
       ValueError: ``gpu.key`` is not a normalised key or names a built-in GPU (:data:`GPUS`).
     """
     if gpu.key != gpu_key(gpu.key) or not gpu.key:
-        raise ValueError(f"GPU key {gpu.key!r} is not normalised (use {gpu_key(gpu.key)!r})")
+        raise ReplayError(f"GPU key {gpu.key!r} is not normalised (use {gpu_key(gpu.key)!r})")
     if gpu.key in GPUS:
-        raise ValueError(f"GPU key {gpu.key!r} is a built-in configuration; register a "
+        raise ReplayError(f"GPU key {gpu.key!r} is a built-in configuration; register a "
                          f"calibrated GPU under another name (e.g. {gpu.key + '_mine'!r})")
     _REGISTERED[gpu.key] = gpu
     return gpu

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from secnn_jax.geometry import LayerGeom
+from secnn_jax.timing.errors import ReplayError
 from secnn_jax.timing.gpus import ELEMENT_BYTES, GPU, canonical_precision
 from secnn_jax.timing.params import DEFAULT_CONFIG, ModelParams, SchemeConfig
 from secnn_jax.timing.sm import Tile, mem_cycles, rate, uniform_makespan
@@ -409,7 +410,7 @@ def scheme_dense_cost(scheme: str, g: LayerGeom, gpu: GPU, precision: str, param
         return winograd_cost(g, gpu, precision, params, cfg)
     if scheme == "fft":
         return fft_cost(g, gpu, precision, params, cfg)
-    raise ValueError(f"{scheme!r} is not a frame-independent scheme")
+    raise ReplayError(f"{scheme!r} is not a frame-independent scheme")
 
 
 def best_algorithm(g: LayerGeom, gpu: GPU, precision: str, params: ModelParams,

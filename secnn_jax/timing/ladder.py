@@ -31,7 +31,7 @@ import numpy as np
 
 from secnn_jax.events import VH, VM, ZN, ZZ, EventMaps, fires_of
 from secnn_jax.timing.names import DEFAULT_FUSION
-from secnn_jax.timing.replay import ReplayResult, replay_launches
+from secnn_jax.timing.replayer import ReplayResult, replay_launches
 from secnn_jax.timing.validate import check_events
 
 

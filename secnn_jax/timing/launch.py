@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from secnn_jax.timing.errors import ReplayError
 from secnn_jax.timing.gpus import GPU
 from secnn_jax.timing.names import LAUNCH_MODELS
 from secnn_jax.timing.params import ModelParams, SchemeConfig, TimingConfigError
@@ -77,7 +78,7 @@ def chain(exec_cycles: np.ndarray, kernels: Sequence[int], lc: LaunchCosts,
     exec_cycles = np.atleast_2d(np.asarray(exec_cycles, np.float64))
     kern = np.asarray(kernels, np.int64)
     if kern.shape != exec_cycles.shape[1:]:
-        raise ValueError(f"kernels {kern.shape} do not match items {exec_cycles.shape[1:]}")
+        raise ReplayError(f"kernels {kern.shape} do not match items {exec_cycles.shape[1:]}")
     issue = (first_issue + np.cumsum(kern) - kern) * lc.issue + lc.submit
     inner = (kern - 1) * lc.gap
     start = np.empty_like(exec_cycles)

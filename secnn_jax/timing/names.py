@@ -40,7 +40,7 @@ DEFAULT_FUSION = "none"
 #: extension for free).
 COMPACTIONS: tuple[str, ...] = ("none", "software", "hardware")
 
-#: Phases a :class:`~secnn_jax.timing.replay.SchemeResult` reports (a scheme has a subset):
+#: Phases a :class:`~secnn_jax.timing.replayer.SchemeResult` reports (a scheme has a subset):
 #: layer-after-layer schemes: ``compute`` (linear kernels), ``ops`` (non-linear kernels),
 #: ``launch`` (issue waits, graph gaps and barriers on the critical path); SE-CNN adds
 #: ``parallel`` (parallel-phase makespan), ``serial`` (sum of corrections), ``compare``,

@@ -174,7 +174,7 @@ def secnn_sw_us(geom: LayerGeom, density: float, precision: str, gpu: str | GPU,
                 params: ModelParams, seed: int = 0) -> dict[str, float]:
     """The ``secnn_sw`` model's ``compare``, ``compact`` and ``amend`` microseconds (kernel
     time, no launch) for one layer whose inputs are mispredicted at ``density``."""
-    from secnn_jax.timing.replay import replay  # noqa: PLC0415  (replay imports this layer)
+    from secnn_jax.timing.replayer import replay  # noqa: PLC0415  (replay imports this layer)
 
     g = get_gpu(gpu)
     rng = np.random.default_rng(seed)

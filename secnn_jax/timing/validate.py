@@ -1,6 +1,6 @@
 """Input validation of the public timing functions: :class:`ReplayError` naming the argument.
 
-:func:`~secnn_jax.timing.replay.replay`, :func:`~secnn_jax.timing.replay.replay_launches`,
+:func:`~secnn_jax.timing.replayer.replay`, :func:`~secnn_jax.timing.replayer.replay_launches`,
 :func:`~secnn_jax.timing.ladder.ladder` and :func:`~secnn_jax.timing.ladder.oracle_events` check
 their arguments here before any work, so a wrong argument is one clear error, never an
 ``IndexError`` deep in the work maps or a silently misread value:
@@ -122,7 +122,7 @@ def frame_indices(frames: Any, n: int) -> np.ndarray:
 def check_replay(source: Any, events: Any, *, gpus: Any, schemes: Any, precision: Any,
                  frames: Any, batch_frames: Any, frame_offset: Any
                  ) -> tuple[tuple[Any, ...], tuple[str, ...], str]:
-    """Checks :func:`~secnn_jax.timing.replay.replay_launches`' arguments (module docstring).
+    """Checks :func:`~secnn_jax.timing.replayer.replay_launches`' arguments (module docstring).
 
     Returns:
       ``(gpus, schemes, precision)``: GPUs and schemes as tuples (a single name as one), the

@@ -23,9 +23,9 @@ from secnn_jax.errors import SecnnError
 from secnn_jax.fileio import dumps_json
 
 __all__ = ["CHECKSUM_FIELD", "CHUNKS_DIR", "CODECS", "FORMAT", "HEADER_FILE", "MANIFEST_FILE",
-           "SUMMARY_COLUMNS", "VERSION", "TraceError", "chunk_names", "compress", "decompress",
-           "manifest_checksum", "pack_codes", "pack_fires", "sha256", "unpack_codes",
-           "unpack_fires"]
+           "SUMMARY_COLUMNS", "VERSION", "TraceError", "UnknownLayerError", "chunk_names",
+           "compress", "decompress", "manifest_checksum", "pack_codes", "pack_fires", "sha256",
+           "unpack_codes", "unpack_fires"]
 
 #: Trace format identifier and version (bump on any incompatible change). Version 2 adds the
 #: fires maps (``manifest["fires"]``); version-1 traces still read, as lacking them.
@@ -50,6 +50,10 @@ class TraceError(SecnnError, ValueError):
     """
 
 
+class UnknownLayerError(TraceError, KeyError):
+    """A layer name the trace does not hold (also a ``KeyError``, as a mapping's lookup)."""
+
+
 def chunk_names(k: int) -> tuple[str, str, str]:
     """Paths (relative to the run directory) of chunk ``k``'s event data, summary and record."""
     return (f"{CHUNKS_DIR}/events_{k:06d}.bin", f"{CHUNKS_DIR}/summary_{k:06d}.npy",
@@ -60,7 +64,7 @@ def pack_codes(codes: np.ndarray) -> bytes:
     """Packs uint8 codes (0..3) four per byte, first code in the low bits (C order)."""
     flat = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1)
     if flat.size and int(flat.max()) > 3:
-        raise ValueError(f"event codes must be in 0..3, found {int(flat.max())}")
+        raise TraceError(f"event codes must be in 0..3, found {int(flat.max())}")
     pad = (-flat.size) % 4
     if pad:
         flat = np.concatenate([flat, np.zeros(pad, np.uint8)])
@@ -72,7 +76,7 @@ def unpack_codes(data: bytes, n: int) -> np.ndarray:
     """Inverse of :func:`pack_codes`: the first ``n`` codes as uint8."""
     b = np.frombuffer(data, np.uint8)
     if b.size * 4 < n:
-        raise ValueError(f"packed data holds {b.size * 4} codes, {n} expected")
+        raise TraceError(f"packed data holds {b.size * 4} codes, {n} expected")
     out = np.empty((b.size, 4), np.uint8)
     for i in range(4):  # four bit fields per byte
         out[:, i] = (b >> (2 * i)) & 3
@@ -90,7 +94,7 @@ def pack_fires(fires: np.ndarray, codes: np.ndarray) -> bytes:
     eight neurons per byte, first neuron in the low bit (C order)."""
     fires = np.asarray(fires).astype(bool, copy=False)
     if fires.shape != np.shape(codes):
-        raise ValueError(f"fires map of shape {fires.shape} does not match codes "
+        raise TraceError(f"fires map of shape {fires.shape} does not match codes "
                          f"{np.shape(codes)}")
     diff = (fires != _fires_guess(codes)).reshape(-1)
     return np.packbits(diff, bitorder="little").tobytes()
@@ -101,7 +105,7 @@ def unpack_fires(data: bytes, codes: np.ndarray) -> np.ndarray:
     n = int(np.size(codes))
     b = np.frombuffer(data, np.uint8)
     if b.size * 8 < n:
-        raise ValueError(f"packed data holds {b.size * 8} fires bits, {n} expected")
+        raise TraceError(f"packed data holds {b.size * 8} fires bits, {n} expected")
     diff = np.unpackbits(b, count=n, bitorder="little").astype(bool).reshape(np.shape(codes))
     return diff != _fires_guess(codes)
 
@@ -118,7 +122,7 @@ def compress(data: bytes, codec: str) -> bytes:
         return lzma.compress(data, format=lzma.FORMAT_XZ, preset=6)
     if codec == "none":
         return data
-    raise ValueError(f"unknown codec {codec!r}; known: {CODECS}")
+    raise TraceError(f"unknown codec {codec!r}; known: {CODECS}")
 
 
 def decompress(data: bytes, codec: str) -> bytes:

@@ -36,6 +36,7 @@ from secnn_jax.traces.codec import (
     MANIFEST_FILE,
     VERSION,
     TraceError,
+    UnknownLayerError,
     chunk_names,
     decompress,
     manifest_checksum,
@@ -233,8 +234,9 @@ class Trace:
         return events_mod.EventMaps(out, fires if self.has_fires else None,
                                     self.predictor_name)
 
-    def fires(self, name: str, frames: Any = None) -> np.ndarray:
-        """Fires map (bool) of layer ``name`` for ``frames`` (default all): ``[T, N, H, W, C]``.
+    def fires(self, name: str, frames: Any = None, *, layout: str = "nhwc") -> np.ndarray:
+        """Fires map (bool) of layer ``name`` for ``frames`` (default all): ``[T, N, H, W, C]``
+        (``layout="layer"``: ``[T, *in_shape]``, as for :meth:`events`).
 
         Raises:
           TraceError: the trace records no fires maps (format version 1).
@@ -242,21 +244,52 @@ class Trace:
         if not self.has_fires:
             raise TraceError(f"trace {self.path} (format version "
                              f"{self.manifest.get('version')}) records no fires maps")
-        if name not in self._index:
-            raise KeyError(f"no layer {name!r} in trace {self.path}")
+        self._check_layout(name, layout)
         idx = frame_indices(frames, self.n_frames)
         parts = [ev.fires[name] for _, ev in self.iter_frames(idx, names=[name])]
         g = self._geoms[self._index[name]]
-        return np.concatenate(parts) if parts else np.zeros((0, *g.in_nhwc), bool)
+        out = np.concatenate(parts) if parts else np.zeros((0, *g.in_nhwc), bool)
+        return self._to_layout(name, out, layout)
 
-    def events(self, name: str, frames: Any = None) -> np.ndarray:
-        """Event codes of layer ``name`` for ``frames`` (default all): ``[T, N, H, W, C]``."""
-        if name not in self._index:
-            raise KeyError(f"no layer {name!r} in trace {self.path}")
+    def events(self, name: str, frames: Any = None, *, layout: str = "nhwc") -> np.ndarray:
+        """Event codes of layer ``name`` for ``frames`` (default all).
+
+        Args:
+          layout: ``"nhwc"`` (default): ``[T, N, H, W, C]`` as stored (a dense layer is
+            ``[T, N, 1, M, F]``); ``"layer"``: ``[T, *in_shape]``, the layer's own layout, as
+            ``run_stream`` returned them (a dense layer's ``(8, 1, 32)`` comes back
+            ``(8, 1, 32)``).
+
+        Raises:
+          UnknownLayerError: no layer ``name``; TraceError: an unknown ``layout``, or
+          ``"layer"`` for a layer written without its layout (from a ``LayerGeom`` or a
+          record, or by an older writer).
+        """
+        self._check_layout(name, layout)
         idx = frame_indices(frames, self.n_frames)
         parts = [ev[name] for _, ev in self.iter_frames(idx, names=[name])]
         g = self._geoms[self._index[name]]
-        return np.concatenate(parts) if parts else np.zeros((0, *g.in_nhwc), np.uint8)
+        out = np.concatenate(parts) if parts else np.zeros((0, *g.in_nhwc), np.uint8)
+        return self._to_layout(name, out, layout)
+
+    def _check_layout(self, name: str, layout: str) -> None:
+        if name not in self._index:
+            raise UnknownLayerError(f"no layer {name!r} in trace {self.path}")
+        if layout not in ("nhwc", "layer"):
+            raise TraceError(f"layout must be 'nhwc' or 'layer', got {layout!r}")
+        rec = self.layers[self._index[name]]
+        if layout == "layer" and ("in_shape" not in rec or "in_perm" not in rec):
+            raise TraceError(f"trace {self.path}: layer {name!r} was written without its own "
+                             "layout (in_shape, in_perm); read it with layout='nhwc'")
+
+    def _to_layout(self, name: str, a: np.ndarray, layout: str) -> np.ndarray:
+        """``a`` ``[T, N, H, W, C]`` in ``layout`` (the inverse of ``Layer.to_nhwc``)."""
+        if layout == "nhwc":
+            return a
+        rec = self.layers[self._index[name]]
+        shape, perm = tuple(rec["in_shape"]), tuple(rec["in_perm"])
+        a = a.reshape((a.shape[0], *(shape[p] for p in perm)))
+        return np.transpose(a, (0, *(1 + int(i) for i in np.argsort(perm))))
 
     def iter_frames(self, frames: Any = None, names: Sequence[str] | None = None
                     ) -> Iterator[tuple[np.ndarray, events_mod.EventMaps]]:

@@ -81,6 +81,8 @@ def layer_record(layer: Any) -> dict[str, Any]:
         if hasattr(layer, f):
             rec[f] = fileio.to_jsonable(getattr(layer, f))
     rec.setdefault("macs", geom.macs)
+    if hasattr(layer, "in_perm") and "in_shape" in rec:  # the layer's own layout
+        rec["in_perm"] = [int(p) for p in layer.in_perm]
     return rec
 
 
@@ -177,15 +179,15 @@ class TraceWriter:
             run whose header differs (names the differing fields), or a damaged chunk.
         """
         if chunk_frames < 1:
-            raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+            raise TraceError(f"chunk_frames must be >= 1, got {chunk_frames}")
         if codec not in CODECS:
-            raise ValueError(f"unknown codec {codec!r}; known: {CODECS}")
+            raise TraceError(f"unknown codec {codec!r}; known: {CODECS}")
         self.path = Path(path)
         self._layers = list(layers)
         self._geoms = [LayerGeom.from_layer(x) for x in self._layers]
         names = [g.name for g in self._geoms]
         if len(set(names)) != len(names):
-            raise ValueError(f"layer names must be unique, got {names}")
+            raise TraceError(f"layer names must be unique, got {names}")
         jsonable = fileio.to_jsonable
         self.header: dict[str, Any] = {
             "format": FORMAT, "version": VERSION, "code_version": _code_version(),

@@ -33,6 +33,7 @@ from secnn_jax.fileio import atomic_write
 from secnn_jax.geometry import LayerGeom, events_to_nhwc
 from secnn_jax.timing import schemes as S
 from secnn_jax.timing.energy import energy_parts
+from secnn_jax.timing.errors import UnknownResultError
 from secnn_jax.timing.gpufile import params_for
 from secnn_jax.timing.gpus import GPU, canonical_precision, get_gpu
 from secnn_jax.timing.launch import LaunchCosts
@@ -156,7 +157,7 @@ class ReplayResult:
         if (key, scheme) not in self.results:
             key = get_gpu(key).key
         if (key, scheme) not in self.results:
-            raise KeyError(f"no result for gpu {key!r} and scheme {scheme!r}")
+            raise UnknownResultError(f"no result for gpu {key!r} and scheme {scheme!r}")
         return self.results[(key, scheme)]
 
     def speedup(self, gpu: str, scheme: str, baseline: str) -> np.ndarray:

@@ -37,6 +37,16 @@ class DivisionCNN(nn.Module):
         return nn.Dense(10)(x.mean(axis=(1, 2)))
 
 
+class AffineCNN(nn.Module):
+    """Products feeding additions before the first layer (FMA-contractible chains)."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = (x * 0.7 - 0.3) * 1.37 + 0.11
+        x = nn.relu(nn.Conv(16, (3, 3))(x))
+        return nn.Dense(10)(x.mean(axis=(1, 2)))
+
+
 class HardCNN(nn.Module):
     """In-model normalisation by division, inference BatchNorm, depthwise conv, residual add."""
 
@@ -119,11 +129,12 @@ def video() -> np.ndarray:
     return (video_frames(7, 32, 2) + 1.0) / 2.0
 
 
-def test_identical_frames_are_value_hits_behind_an_in_model_division() -> None:
+@pytest.mark.parametrize("model_cls", [DivisionCNN, AffineCNN])
+def test_identical_frames_are_value_hits_behind_in_model_arithmetic(model_cls) -> None:
     """The issue's reproduction: three identical frames, last_value, tau = 0."""
     f = np.random.default_rng(0).random((1, 8, 8, 3), np.float32)
     frames = np.stack([f, f, f])
-    model = DivisionCNN()
+    model = model_cls()
     params = model.init(jax.random.PRNGKey(0), f)
     _, events = sj.run_stream(model.apply, params, frames, predictors.last_value())
     layer0 = np.asarray(events["Conv_0"])

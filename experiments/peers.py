@@ -166,7 +166,7 @@ def main(argv: Sequence[str]) -> None:
     st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite, studies=("peers",))
     res = peers(st.ws, list(st.ws.models), list(st.ws.streams),
                 predictor_spec("secnn", cfg.silence, cfg.decay),
-                config_lib.floats(cfg.peer_taus, "peer_taus"), frames=int(cfg.peer_frames),
+                config_lib.floats(cfg.peer_taus, "peer_taus"), frames=config_lib.peer_frames(cfg),
                 floor=float(cfg.agreement_floor), launch=str(cfg.launch))
     st.run.write_json("results/peers.json", res)
     figures.pareto(res, st.run.path("figures", "peers.png"))

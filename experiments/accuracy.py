@@ -205,7 +205,10 @@ def tune(ws: Workspace, model: str, stream: str, predictor: str, *, calibration_
 
     Args:
       calibration_frames: frames the tuner sees (rounded down to a multiple of the workspace's
-        chunk size; at least one chunk; at most all frames but one chunk when possible).
+        chunk size; at least one chunk; at most all frames but one chunk when possible); a
+        change is logged as a warning and returned as ``calibration_frames``
+        (:func:`record_effective` writes it to ``config.json``; the command line refuses a
+        request that is not a whole number of chunks).
       floor: minimum of the method's criterion (minus its margin) on the calibration frames,
         on the primary score of ``metric``.
       evals: maximum SE-CNN runs over the calibration frames (a ``backoff`` below 1 adds one).

@@ -11,9 +11,9 @@ names its metric.
 * **Sweep.** For every model, stream and global tau, SE-CNN runs over the stream and is compared,
   frame by frame, with the plain forward pass: the metric's fields and *output error* (max
   absolute output difference over the exact output's max absolute value, ``logit_error``). With
-  a timer, each tau also gets its replayed speedup (the tuner's scheme over its baseline on the
-  first GPU). With ``labels`` (classifiers), top-1 accuracy against the labels is reported for
-  the exact model and every tau.
+  a timer, each tau also gets its replayed speedup (the tuner's scheme over its baseline) on
+  every GPU of ``--config.gpus``. With ``labels`` (classifiers), top-1 accuracy against the
+  labels is reported for the exact model and every tau.
 * **Threshold tuner** (:func:`tune`). Per-layer thresholds ``tau_l = alpha_l * s_l``, with
   ``s_l`` the mean ``|x|`` of layer ``l``'s input on the calibration frames (thresholds relative
   to each layer's activation scale), chosen to maximise the replayed speedup subject to a floor
@@ -67,8 +67,10 @@ __all__ = [
     "accuracy",
     "agreement",
     "dense_map_panels",
+    "effective_calibration",
     "evaluate",
     "load_labels",
+    "record_effective",
     "sweep",
     "transfer",
     "tune",
@@ -143,10 +145,15 @@ def sweep(ws: Workspace, model: str, stream: str, predictor: str, taus: Sequence
           metric: str | None = None) -> list[dict[str, Any]]:
     """The declared metric (and speedup, with a timer) of SE-CNN at each global tau.
 
+    Every GPU of the timer is timed: ``speedup_by_gpu`` maps each GPU key to the speedup of
+    ``scheme`` over ``baseline`` on it; ``speedup`` is the one on the ``gpu``-th GPU (the
+    tuner's objective).
+
     Args:
       metric: the metric to judge on (default: the model's declared one).
     """
     metric = metric or metrics_lib.model_metric(model)
+    gpus = tuple(ws.timer.gpus) if ws.timer is not None else ()
     ref = ws.reference(model, stream)
     rows = []
     labelled = sorted(f for (s, f) in (labels or {}) if s == stream and f < len(ref.logits))
@@ -159,7 +166,10 @@ def sweep(ws: Workspace, model: str, stream: str, predictor: str, taus: Sequence
                                **evaluate(metric, cell.logits, ref.logits),
                                "mispredicted": _mispredicted(cell),
                                "speedup": _cell_speedup(ws, model, stream, cell, gpu, scheme,
-                                                        baseline)}
+                                                        baseline),
+                               "speedup_by_gpu": {
+                                   g: _cell_speedup(ws, model, stream, cell, i, scheme, baseline)
+                                   for i, g in enumerate(gpus)}}
         if labelled:
             lab = np.array([labels[(stream, f)] for f in labelled])
             row["label_top1"] = float(np.mean(cell.logits[labelled].argmax(-1) == lab))
@@ -195,7 +205,10 @@ def tune(ws: Workspace, model: str, stream: str, predictor: str, *, calibration_
 
     Args:
       calibration_frames: frames the tuner sees (rounded down to a multiple of the workspace's
-        chunk size; at least one chunk; at most all frames but one chunk when possible).
+        chunk size; at least one chunk; at most all frames but one chunk when possible); a
+        change is logged as a warning and returned as ``calibration_frames``
+        (:func:`record_effective` writes it to ``config.json``; the command line refuses a
+        request that is not a whole number of chunks).
       floor: minimum of the method's criterion (minus its margin) on the calibration frames,
         on the primary score of ``metric``.
       evals: maximum SE-CNN runs over the calibration frames (a ``backoff`` below 1 adds one).
@@ -221,6 +234,13 @@ def tune(ws: Workspace, model: str, stream: str, predictor: str, *, calibration_
     primary = metrics_lib.get_metric(metric).primary
     layers = ws.layers(model, stream)
     calib = _calibration_frames(ws, model, stream, calibration_frames)
+    if calib != calibration_frames:
+        total = ws.n_frames(model, stream)
+        logging.warning(
+            "calibration_frames=%d: %s calibrates on %d of its %d %s frames (whole chunks of "
+            "%d%s); recorded in config.json as effective", calibration_frames, model, calib,
+            total, stream, ws.chunk_size,
+            f", {total - calib} held out" if calib < total else ", none held out")
     spec = meth.spec
     if meth.windows > calib:  # a small run: as many windows as frames (one frame: the mean)
         logging.warning("tune method %s: %d windows but only %d calibration frames; using %d",
@@ -434,6 +454,22 @@ def transfer(ws: Workspace, model: str, tuned: Mapping[str, Any], streams: Seque
             "windows_met": bool(per_stream) and all(p["windows_met"] for p in per_stream)}
 
 
+def effective_calibration(result: Mapping[str, Any], requested: int) -> dict[str, int]:
+    """``{model: calibration frames used}`` for every tuned model whose calibration frames
+    differ from ``requested`` (fewer frames than asked, or not a whole number of chunks:
+    :func:`tune`); ``{}`` when every model calibrated on what was asked."""
+    return {t["model"]: int(t["calibration_frames"]) for t in result.get("tuned", [])
+            if int(t["calibration_frames"]) != int(requested)}
+
+
+def record_effective(run: Any, cfg: Any, result: Mapping[str, Any]) -> None:
+    """Records in ``run``'s ``config.json`` (:meth:`experiments.runs.RunDir.record_effective`)
+    the calibration frames each model used where they differ from ``cfg.calibration_frames``."""
+    eff = effective_calibration(result, int(cfg.calibration_frames))
+    if eff:
+        run.record_effective("calibration_frames", eff)
+
+
 def _transfer_workspace(ws: Workspace, streams: Mapping[str, Any], frames: int) -> Workspace:
     """A workspace over ``streams`` sharing ``ws``'s models, timer and chunk cache (cells are
     keyed by model and stream, so a longer run of a stream reuses the shorter run's chunks)."""
@@ -464,7 +500,9 @@ def accuracy(ws: Workspace, models: Sequence[str], streams: Sequence[str], predi
 
     Returns:
       ``{"study": "accuracy", "sweep": [...], "tuned": [...], "metrics": {...}, "claim": ...}``.
-      ``sweep`` rows hold ``model``, ``stream``, ``metric`` and the :func:`sweep` fields.
+      ``sweep`` rows hold ``model``, ``stream``, ``metric`` and the :func:`sweep` fields
+      (``speedup_by_gpu``: every GPU of the timer, listed in ``gpus``; ``speedup``: the
+      objective's, ``objective["gpu_name"]``).
       ``tuned`` (one per model and method, if ``tune_stream`` is given and a timer is set)
       holds the :func:`tune` result plus ``evaluation`` — per workspace stream the metric on
       the calibration frames (tuning stream only), ``heldout`` fields and ``speedup`` over the
@@ -508,7 +546,9 @@ def accuracy(ws: Workspace, models: Sequence[str], streams: Sequence[str], predi
                         for m, k in model_metrics.items()},
             "methods": [mt.spec for mt in meths],
             "claim": {"agreement_above": CLAIM_AGREEMENT},
-            "objective": {"gpu": gpu, "scheme": scheme, "baseline": baseline}}
+            "gpus": list(ws.timer.gpus) if ws.timer is not None else [],
+            "objective": {"gpu": gpu, "scheme": scheme, "baseline": baseline,
+                          "gpu_name": ws.timer.gpus[gpu] if ws.timer is not None else None}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -589,6 +629,7 @@ def main(argv: Sequence[str]) -> None:
     st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite,
                    studies=("accuracy",))
     res = run_from_config(st.ws, cfg)
+    record_effective(st.run, cfg, res)
     st.run.write_json("results/accuracy.json", res)
     figures.accuracy_curves(res, st.run.path("figures", "accuracy.png"))
     panels = dense_map_panels(st.ws, res)
@@ -600,7 +641,8 @@ def main(argv: Sequence[str]) -> None:
 def transfer_streams_from_config(cfg: Any, tune_stream: str | None,
                                  opened: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``{name: Stream}`` of the tuning stream and ``cfg.transfer_streams``, each opened with
-    ``cfg.transfer_frames`` frames (0: ``cfg.frames``); ``{}`` when nothing is to transfer.
+    ``cfg.transfer_frames`` frames (0: ``cfg.frames``; at most ``cfg.frames``:
+    :func:`experiments.config.transfer_frames`); ``{}`` when nothing is to transfer.
 
     The tuning stream is reopened by its name; a stream that cannot be (``pan:...`` streams
     are named differently from their spec) is taken from ``opened`` as it is.
@@ -612,7 +654,7 @@ def transfer_streams_from_config(cfg: Any, tune_stream: str | None,
              if str(cfg.transfer_streams).strip() else ())
     if tune_stream is None or (not specs and not int(cfg.transfer_frames)):
         return {}
-    n = int(cfg.transfer_frames) or int(cfg.frames)
+    n = config_lib.transfer_frames(cfg)
     try:
         out = {tune_stream: datasources.open_stream(tune_stream, max_frames=n)}
     except datasources.StreamError:
@@ -653,7 +695,8 @@ def run_from_config(ws: Workspace, cfg: Any) -> dict[str, Any]:
         labels=load_labels(cfg.labels) if cfg.labels else None,
         methods=config_lib.names(cfg.tune_methods, "tune_methods"),
         transfer_streams=transfer_streams_from_config(cfg, tune_stream, ws.streams),
-        transfer_frames=int(cfg.transfer_frames), transfer_window=int(cfg.transfer_window))
+        transfer_frames=config_lib.transfer_frames(cfg),
+        transfer_window=int(cfg.transfer_window))
 
 
 if __name__ == "__main__":

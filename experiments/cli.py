@@ -175,7 +175,8 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
       studies: the studies this command runs (default: ``cfg.studies``), whose inputs are
         checked up front.
     """
-    runs.check_config(out_dir, cfg.to_dict(), overwrite=overwrite)  # before any model loads
+    record = _config_record(cfg)
+    runs.check_config(out_dir, record, overwrite=overwrite)  # before any model loads
     handles: dict[str, ModelHandle] = {}
     missing: list[tuple[str, str]] = []
     resolution = int(cfg.resolution)
@@ -206,12 +207,32 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
     for name, command in missing:
         logging.warning("skipping %s: no checkpoint; create it with: %s", name, command)
     _check_fcn_sizes([n for n in handles if not model_resolution.get(n, resolution)], streams)
-    run = runs.RunDir(out_dir, cfg.to_dict(), overwrite=overwrite)
+    _warn_capped(cfg)
+    run = runs.RunDir(out_dir, record, overwrite=overwrite)
     ws = Workspace(handles, streams, frames=int(cfg.frames), chunk_size=int(cfg.chunk_size),
                    resize=int(cfg.resolution) or None, cache_dir=run.root / "cells",
                    timer=make_timer(cfg) if timer == "default" else timer,
                    model_frames=model_frames, model_resize=model_resolution)
     return Setup(run, ws, cfg, tuple(missing))
+
+
+def _config_record(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+    """What ``config.json`` holds: the configuration asked for and, under ``"effective"``, the
+    values capped by ``frames`` (:func:`experiments.config.effective`)."""
+    record = cfg.to_dict()
+    eff = config_lib.effective(cfg)
+    if eff:
+        record[runs.EFFECTIVE] = eff
+    return record
+
+
+def _warn_capped(cfg: ml_collections.ConfigDict) -> None:
+    """One warning per value capped by ``frames`` (once every input is checked: a refused run
+    prints only its one error line)."""
+    for field, value in config_lib.effective(cfg).items():
+        logging.warning("config.%s=%s capped to %d: config.frames=%d caps every step's frames "
+                        "(recorded in config.json as effective)", field, cfg[field], value,
+                        int(cfg.frames))
 
 
 def check_accuracy_inputs(cfg: ml_collections.ConfigDict, streams: dict[str, Any]) -> None:
@@ -225,7 +246,7 @@ def check_accuracy_inputs(cfg: ml_collections.ConfigDict, streams: dict[str, Any
             "of them (the threshold tuner calibrates on it), or '' for no tuning")
     if not tune or not str(cfg.transfer_streams).strip():
         return
-    n = int(cfg.transfer_frames) or int(cfg.frames)
+    n = config_lib.transfer_frames(cfg)
     for spec in config_lib.names(cfg.transfer_streams, "transfer_streams"):
         try:  # opened as experiments.accuracy.transfer_streams_from_config opens them
             datasources.open_stream(spec, max_frames=n)

@@ -30,11 +30,14 @@ __all__ = [
     "Field",
     "ILSVRC9",
     "PREDICTORS",
+    "effective",
     "floats",
     "get_config",
     "help_text",
     "model_names",
     "names",
+    "peer_frames",
+    "transfer_frames",
     "validate",
 ]
 
@@ -65,7 +68,9 @@ FIELDS: tuple[Field, ...] = (
           "comma-separated model names (zoo names or pkg.module:factory), or 'ilsvrc9'"),
     Field("streams", "bikes,photos", "comma-separated stream specs: bikes, photos, "
           "pan:PHOTO[:OVERLAP], zoom:PHOTO[:OVERLAP], video:PATH, images:PATH"),
-    Field("frames", 32, "maximum frames per stream (>= 1)"),
+    Field("frames", 32, "maximum frames per stream of every step (>= 1): a larger "
+          "transfer_frames or peer_frames is capped to it, with a warning, and config.json "
+          "records the value used under 'effective'"),
     Field("resolution", 0, "0 = each model's own input size; N = frames resized to N x N"),
     Field("model_frames", "hed_vgg16=16",
           "per-model frame caps, name=frames comma-separated (the smaller of this and frames)"),
@@ -79,7 +84,8 @@ FIELDS: tuple[Field, ...] = (
     Field("prediction_taus", "0", "thresholds of the prediction study (comma-separated, >= 0)"),
     Field("taus", "0,0.02,0.1", "global thresholds of the accuracy sweep (0 always included)"),
     Field("gpus", "h100,gtx1080ti",
-          "GPU configurations of the timing replay (the first: the tuner's objective)"),
+          "GPU configurations of the timing replay, each one timed (the first: the tuner's "
+          "objective)"),
     Field("schemes", ",".join(SCHEMES), "execution schemes replayed (comma-separated)"),
     Field("launch", "persistent",
           f"launch model of the headline comparisons: {', '.join(LAUNCH_MODELS)}"),
@@ -89,7 +95,10 @@ FIELDS: tuple[Field, ...] = (
     Field("agreement_floor", 0.95, "floor on each model's declared metric (tuner and "
           "held-out verdicts), in [0, 1]"),
     Field("calibration_frames", 16, "frames of tune_stream the tuner may look at (the rest are "
-          "held out); rounded down to a multiple of chunk_size"),
+          "held out): a multiple of chunk_size (anything else is refused, naming the nearest "
+          "valid value); a model with fewer frames calibrates on fewer, whole chunks, leaving "
+          "held-out frames where it can, with a warning, and config.json records the value "
+          "used per model under 'effective'"),
     Field("tune_stream", "bikes", "the stream the threshold tuner calibrates on (one of "
           "streams), or '' for no tuning"),
     Field("tune_evals", 4, "maximum tuner evaluations (each one SE-CNN run)"),
@@ -102,13 +111,13 @@ FIELDS: tuple[Field, ...] = (
     Field("transfer_streams", "bigbuckbunny,carphone_pristine",
           "other clips the tuned thresholds are evaluated on ('' = none)"),
     Field("transfer_frames", 24, "frames of each stream in the transfer evaluation "
-          "(0 = frames)"),
+          "(0 = frames; at most frames)"),
     Field("transfer_window", 8, "frames per held-out window in the transfer evaluation"),
     Field("labels", "", "optional CSV frame,label (ImageNet class index) for the accuracy study"),
     Field("peer_taus", "0,0.02,0.1", "global thresholds of the peers study (SE-CNN, DeltaCNN, "
           "CBinfer)"),
     Field("peer_frames", 16, "frames per stream of the peers study (first half chooses tau, "
-          "second half evaluates; >= 2)"),
+          "second half evaluates; >= 2; at most frames)"),
     Field("studies", ",".join(STUDIES), "which studies reproduce runs"),
 )
 
@@ -233,6 +242,42 @@ def model_names(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _nearest_multiple(value: int, step: int) -> str:
+    """The multiple(s) of ``step`` (at least ``step``) nearest ``value``: ``"8"`` or, on a tie,
+    ``"8 or 16"``."""
+    lo = max(step, (value // step) * step)
+    hi = lo + step
+    if value - lo < hi - value or value <= step:
+        return str(lo)
+    return str(hi) if hi - value < value - lo else f"{lo} or {hi}"
+
+
+def effective(cfg: ml_collections.ConfigDict) -> dict[str, int]:
+    """The fields whose value a run uses differs from the one asked for, capped by
+    ``cfg.frames`` (which caps every step's frames): ``{field: value used}``, empty when every
+    request is kept. ``transfer_frames`` (0 = ``frames``) and ``peer_frames`` are capped at
+    ``frames``; :func:`experiments.cli.setup` logs a warning for each and records them in
+    ``config.json`` under ``"effective"``."""
+    frames = int(cfg.frames)
+    out: dict[str, int] = {}
+    if int(cfg.transfer_frames) > frames:
+        out["transfer_frames"] = frames
+    if int(cfg.peer_frames) > frames:
+        out["peer_frames"] = frames
+    return out
+
+
+def transfer_frames(cfg: ml_collections.ConfigDict) -> int:
+    """Frames per stream of the transfer evaluation: ``transfer_frames`` (0: ``frames``),
+    at most ``frames``."""
+    return min(int(cfg.transfer_frames) or int(cfg.frames), int(cfg.frames))
+
+
+def peer_frames(cfg: ml_collections.ConfigDict) -> int:
+    """Frames per stream of the peers study: ``peer_frames``, at most ``frames``."""
+    return min(int(cfg.peer_frames), int(cfg.frames))
+
+
 def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Checks every field; raises :class:`ConfigError` naming the first bad one."""
     def need(cond: bool, field: str, msg: str) -> None:
@@ -288,6 +333,11 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     need(int(cfg.timed_stride) >= 1, "timed_stride", "must be >= 1")
     need(0.0 <= float(cfg.agreement_floor) <= 1.0, "agreement_floor", "must lie in [0, 1]")
     need(int(cfg.calibration_frames) >= 1, "calibration_frames", "must be >= 1")
+    cs, calib = int(cfg.chunk_size), int(cfg.calibration_frames)
+    if calib % cs:
+        need(False, "calibration_frames",
+             f"the tuner calibrates on whole chunks of config.chunk_size={cs} frames; nearest "
+             f"valid value: {_nearest_multiple(calib, cs)}")
     need(int(cfg.tune_evals) >= 1, "tune_evals", "must be >= 1")
     need(cfg.tune_scheme in ("secnn_sw", "secnn_hw"), "tune_scheme", "secnn_sw or secnn_hw")
     need(cfg.tune_baseline in ("dense", "winograd", "fft", "zero_skip", "fast_conv"),

@@ -219,6 +219,9 @@ def accuracy_curves(res: Mapping[str, Any], path: str | Path) -> Path:
     floor = res["claim"]["agreement_above"]
     obj = res.get("objective", {})
     keys = list(dict.fromkeys((r["model"], r["stream"]) for r in rows))
+    # Every GPU timed (one line style each; the first: the tuner's objective).
+    gpus = list(res.get("gpus") or [obj.get("gpu_name") or f"GPU #{obj.get('gpu', 0)}"])
+    styles = ("-", "--", ":", "-.")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     second = {"top1": ("top5_overlap", "top-5 overlap"), "edge_f1": ("edge_mae", "1 - edge MAE"),
@@ -228,13 +231,17 @@ def accuracy_curves(res: Mapping[str, Any], path: str | Path) -> Path:
         col = colours[i % len(colours)]
         taus = [r["tau"] for r in mine]
         agr = [100 * _score(r) for r in mine]
-        sp = [r["speedup"] if r["speedup"] is not None else np.nan for r in mine]
         label = _label(res, key[0])
-        ax1.plot(sp, agr, "o-", color=col, label=f"{key[0]} / {key[1]} ({label})")
-        for x, y, t in zip(sp, agr, taus, strict=True):
-            if np.isfinite(x):
-                ax1.annotate(f"{t:g}", (x, y), textcoords="offset points", xytext=(3, 3),
-                             fontsize=6, color=col)
+        for j, gpu in enumerate(gpus):
+            sp = [_gpu_speedup(r, gpu, j == 0) for r in mine]
+            ax1.plot(sp, agr, "o" + styles[j % len(styles)], color=col,
+                     alpha=1.0 if j == 0 else 0.6,
+                     label=f"{key[0]} / {key[1]} ({label})" + (f", {gpu}" if len(gpus) > 1
+                                                               else ""))
+            for x, y, t in zip(sp, agr, taus, strict=True):
+                if np.isfinite(x):
+                    ax1.annotate(f"{t:g}", (x, y), textcoords="offset points", xytext=(3, 3),
+                                 fontsize=6, color=col)
         ax2.plot(taus, agr, "o-", color=col, label=f"{label}: {key[0]} / {key[1]}")
         field, name = second.get(mine[0].get("metric", "top1"), second["top1"])
         vals = [r.get(field) for r in mine]
@@ -254,8 +261,10 @@ def accuracy_curves(res: Mapping[str, Any], path: str | Path) -> Path:
                          label=None if method in labelled else f"tuned {method}, held out")
                 labelled.add(method)
     ax1.axhline(100 * floor, color="k", ls="--", lw=1, label=f"floor {100 * floor:g}%")
+    on = ", ".join(f"{g} {'solid' if j == 0 else 'dashed' if j == 1 else styles[j % 4]}"
+                   for j, g in enumerate(gpus)) if len(gpus) > 1 else gpus[0]
     ax1.set_xlabel(f"replayed speedup of {obj.get('scheme', 'secnn')} over "
-                   f"{obj.get('baseline', 'dense')} (GPU #{obj.get('gpu', 0)})")
+                   f"{obj.get('baseline', 'dense')} ({on})")
     labels = sorted({_label(res, k[0]) for k in keys})
     ax1.set_ylabel(f"{' / '.join(labels)} vs exact model (%)", fontsize=8)
     ax1.set_title("declared metric vs speedup over tau (labels: global tau)", fontsize=9)
@@ -270,6 +279,14 @@ def accuracy_curves(res: Mapping[str, Any], path: str | Path) -> Path:
     fit_titles(fig)
     fig.tight_layout()
     return save(fig, path)
+
+
+def _gpu_speedup(row: Mapping[str, Any], gpu: str, objective: bool) -> float:
+    """A sweep row's speedup on ``gpu`` (``speedup_by_gpu``; rows without it: ``speedup`` on
+    the objective's GPU), NaN when not timed."""
+    by = row.get("speedup_by_gpu")
+    v = by.get(gpu) if by else (row.get("speedup") if objective else None)
+    return float(v) if v is not None else np.nan
 
 
 def dense_maps(panels: Sequence[Mapping[str, Any]], path: str | Path) -> Path:

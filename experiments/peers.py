@@ -33,7 +33,8 @@ Flags (every one validated before any model loads or anything is written):
   stream specs (``bikes``, ``photos``, ``video:PATH``, ``images:PATH``, ...) and frame cap;
 * ``--config.peer_taus``: the global thresholds compared (comma-separated, >= 0);
   ``--config.peer_frames``: frames per stream (>= 2: the first half chooses tau, the second
-  evaluates it); ``--config.agreement_floor``: the floor on the declared metric;
+  evaluates it; at most ``--frames``, a cap recorded in ``config.json`` as effective);
+  ``--config.agreement_floor``: the floor on the declared metric;
 * ``--config.silence``, ``--config.decay``: the SE-CNN predictor's parameters;
 * ``--config.gpus`` (the first one is compared), ``--config.launch``, ``--config.fusion``,
   ``--config.precision``, ``--config.schemes``: the timing replay (``deltacnn`` and
@@ -166,7 +167,7 @@ def main(argv: Sequence[str]) -> None:
     st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite, studies=("peers",))
     res = peers(st.ws, list(st.ws.models), list(st.ws.streams),
                 predictor_spec("secnn", cfg.silence, cfg.decay),
-                config_lib.floats(cfg.peer_taus, "peer_taus"), frames=int(cfg.peer_frames),
+                config_lib.floats(cfg.peer_taus, "peer_taus"), frames=config_lib.peer_frames(cfg),
                 floor=float(cfg.agreement_floor), launch=str(cfg.launch))
     st.run.write_json("results/peers.json", res)
     figures.pareto(res, st.run.path("figures", "peers.png"))

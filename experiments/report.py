@@ -445,9 +445,14 @@ def _accuracy_section(ac: Mapping[str, Any]) -> list[str]:
     from experiments.metrics import METRICS  # noqa: PLC0415
 
     obj = ac["objective"]
+    gpus = list(ac.get("gpus") or [])  # every GPU timed; the objective's column first
+    others = [g for i, g in enumerate(gpus) if i != obj["gpu"]]
+    on = (f"on {gpus[obj['gpu']]}" + (f" (the tuner's objective; the sweep also on "
+                                        f"{', '.join(others)})" if others else "")
+          if gpus else f"on GPU #{obj['gpu']}")
     out = ["## Accuracy: agreement with the exact model against tau", "",
            f"Predictor `{ac['predictor']}`. Speedup = `{obj['scheme']}` over "
-           f"`{obj['baseline']}` on GPU #{obj['gpu']}. Each model is judged on the task metric "
+           f"`{obj['baseline']}` {on}. Each model is judged on the task metric "
            "it declares (`models.get_spec(name).metric`, `experiments/metrics.py`): classifiers "
            "on top-1 agreement with the exact model (and top-5 overlap), HED on the F1 score of "
            "its edge map binarised at 0.5 against the exact model's (and the mean absolute "
@@ -466,12 +471,14 @@ def _accuracy_section(ac: Mapping[str, Any]) -> list[str]:
         for r in mine:
             row = [r["model"], r["stream"], f"{r['tau']:g}", r["frames"],
                    *[_field(r, k) for k, _ in fields],
-                   f"{r['logit_error']:.2e}", pct(r["mispredicted"]), times(r["speedup"])]
+                   f"{r['logit_error']:.2e}", pct(r["mispredicted"]), times(r["speedup"]),
+                   *[times((r.get("speedup_by_gpu") or {}).get(g)) for g in others]]
             if labelled and name == "top1":
                 row += [pct(r.get("label_top1")), pct(r.get("label_top1_exact"))]
             rows.append(row)
         header = ["model", "stream", "tau", "frames", *[lab for _, lab in fields],
-                  "output error", "mispredicted", "speedup"]
+                  "output error", "mispredicted", "speedup",
+                  *[f"speedup on {g}" for g in others]]
         if labelled and name == "top1":
             header += ["top-1 accuracy (labels)", "exact model's accuracy"]
         out += [f"Judged on {METRICS[name].label}:", "", _table(header, rows), ""]

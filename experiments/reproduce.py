@@ -226,15 +226,17 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
             ws, models, streams, preds, config_lib.floats(cfg.prediction_taus, "prediction_taus")),
             figures.event_stacks, "events.png")
     if "accuracy" in studies:
-        out("accuracy", accuracy_lib.run_from_config(ws, cfg), figures.accuracy_curves,
-            "accuracy.png")
+        acc = accuracy_lib.run_from_config(ws, cfg)
+        if run is not None:
+            accuracy_lib.record_effective(run, cfg, acc)
+        out("accuracy", acc, figures.accuracy_curves, "accuracy.png")
         panels = accuracy_lib.dense_map_panels(ws, results["accuracy"])
         if panels and run is not None:
             figures.dense_maps(panels, run.path("figures", "dense_maps.png"))
     if "peers" in studies and ws.timer is not None:
         out("peers", peers_lib.peers(ws, models, streams, secnn,
                                      config_lib.floats(cfg.peer_taus, "peer_taus"),
-                                     frames=int(cfg.peer_frames),
+                                     frames=config_lib.peer_frames(cfg),
                                      floor=float(cfg.agreement_floor), launch=str(cfg.launch)),
             figures.pareto, "peers.png")
     text = report_lib.render(results, cfg.to_dict(), notes=notes(results), missing=missing)

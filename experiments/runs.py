@@ -3,7 +3,9 @@
 A :class:`RunDir` is a study's output directory. On open it writes, next to the results:
 
 * ``config.json`` — the full configuration (compared on resume: a different config in the same
-  directory is refused, so finished work is only ever reused for the same flags);
+  directory is refused, so finished work is only ever reused for the same flags), and under
+  ``"effective"`` every value the run used that differs from the one asked for (a capped
+  ``transfer_frames``, a model's ``calibration_frames``: :meth:`RunDir.record_effective`);
 * ``environment.json`` — code version (git commit, dirty flag) and environment (Python, JAX,
   jaxlib, NumPy, Flax versions, platform, JAX backend);
 * ``run_info.json`` — what must *not* be compared between runs: start/end times, wall time,
@@ -167,10 +169,22 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")] if a != b else []
 
 
+EFFECTIVE = "effective"
+
+
+def _requested(config: Any) -> Any:
+    """``config`` without its :data:`EFFECTIVE` record (what was asked for: compared on
+    resume; the values used follow from it)."""
+    if isinstance(config, dict):
+        return {k: v for k, v in config.items() if k != EFFECTIVE}
+    return config
+
+
 def check_config(root: str | Path, config: Mapping[str, Any], *,
                  overwrite: bool = False) -> str:
     """What :class:`RunDir` will do with ``root`` for ``config``, checked without writing:
-    ``"new"`` (no run there), ``"resume"`` (the same configuration) or ``"overwrite"``.
+    ``"new"`` (no run there), ``"resume"`` (the same configuration) or ``"overwrite"``. The
+    ``"effective"`` record (values used where a request was capped) is not compared.
 
     Raises:
       RunConfigError: ``root`` holds a run with a different configuration (the message names
@@ -179,9 +193,9 @@ def check_config(root: str | Path, config: Mapping[str, Any], *,
     cfg_path = Path(root) / RunDir.CONFIG
     if not cfg_path.exists():
         return "new"
-    config = json.loads(fileio.dumps_json(config))
+    config = _requested(json.loads(fileio.dumps_json(config)))
     try:
-        old = json.loads(cfg_path.read_text())
+        old = _requested(json.loads(cfg_path.read_text()))
     except (OSError, ValueError):
         old = None
     if old == config:
@@ -244,6 +258,15 @@ class RunDir:
             "wall_s": None,
         }
         self.write_info()
+
+    def record_effective(self, field: str, value: Any) -> None:
+        """Records in ``config.json``, under ``"effective"``, the value a run used for
+        ``field`` where it differs from the one asked for (a capped or per-model value);
+        rewrites the file atomically. Not compared on resume (it follows from the request)."""
+        eff = dict(self.config.get(EFFECTIVE) or {})
+        eff[field] = json.loads(fileio.dumps_json(value))
+        self.config[EFFECTIVE] = eff
+        fileio.write_json(self.root / self.CONFIG, self.config)
 
     def path(self, *parts: str) -> Path:
         """A path under the run directory (parents created)."""

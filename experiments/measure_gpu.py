@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from absl import app, flags, logging
 
@@ -68,26 +69,26 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random inputs and weights."
 _PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar.")
 
 
-def _ints(text: str, flag: str) -> tuple[int, ...]:
+def _numbers(text: str, flag: str, kind: type, ok: Any, what: str) -> tuple[Any, ...]:
+    """``text`` as comma-separated numbers of ``kind``, each passing ``ok`` (else a
+    ``flags.ValidationError`` naming ``--flag`` and ``what`` it must list)."""
     try:
-        vals = tuple(int(v) for v in text.split(",") if v.strip())
+        vals = tuple(kind(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise flags.ValidationError(f"--{flag} must be comma-separated integers, got "
+        noun = "integers" if kind is int else "numbers"
+        raise flags.ValidationError(f"--{flag} must be comma-separated {noun}, got "
                                     f"{text!r}") from None
-    if not vals or min(vals) < 1:
-        raise flags.ValidationError(f"--{flag} must list integers >= 1, got {text!r}")
+    if not vals or not all(ok(v) for v in vals):
+        raise flags.ValidationError(f"--{flag} must list {what}, got {text!r}")
     return vals
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    return _numbers(text, flag, int, lambda v: v >= 1, "integers >= 1")
 
 
 def _floats(text: str, flag: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise flags.ValidationError(f"--{flag} must be comma-separated numbers, got "
-                                    f"{text!r}") from None
-    if not vals or not all(0 < v <= 1 for v in vals):
-        raise flags.ValidationError(f"--{flag} must list fractions in (0, 1], got {text!r}")
-    return vals
+    return _numbers(text, flag, float, lambda v: 0 < v <= 1, "fractions in (0, 1]")
 
 
 def _names(text: str) -> tuple[str, ...]:

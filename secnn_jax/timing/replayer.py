@@ -35,7 +35,7 @@ from secnn_jax.timing import schemes as S
 from secnn_jax.timing.energy import energy_parts
 from secnn_jax.timing.errors import UnknownResultError
 from secnn_jax.timing.gpufile import params_for
-from secnn_jax.timing.gpus import GPU, canonical_precision, get_gpu
+from secnn_jax.timing.gpus import GPU, get_gpu
 from secnn_jax.timing.launch import LaunchCosts
 from secnn_jax.timing.names import (
     BASELINES,
@@ -470,19 +470,14 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
     ``launch`` returns (every scheme of one result under one launch model).
     """
     asked = schemes
-    gpus, schemes, precision = check_replay(  # ReplayError naming a bad argument, before work
+    # ReplayError naming a bad argument, before work: unknown or no schemes and GPUs, the
+    # precision (returned canonical), frames, batch_frames, frame_offset, the events.
+    gpus, schemes, prec = check_replay(
         source, events, gpus=gpus, schemes=SCHEMES if schemes is None else schemes,
         precision=precision, frames=frames, batch_frames=batch_frames,
         frame_offset=frame_offset)
-    schemes = tuple(schemes)
-    bad = [s for s in schemes if s not in SCHEMES]
-    if bad:
-        raise ReplayError(f"unknown schemes {bad}; known: {', '.join(SCHEMES)}")
-    if not schemes:
-        raise ReplayError("replay: no schemes requested")
     launches = tuple(_check_choice(x, LAUNCH_MODELS, "launch model") for x in launches)
     _check_choice(fusion, FUSIONS, "fusion policy")
-    prec = canonical_precision(precision)
     cfg = config or DEFAULT_CONFIG
     gpu_objs = tuple(get_gpu(g) for g in gpus)
     # Each GPU's own calibration (a loaded GPU file's) unless ``params`` is given for all.

@@ -1,0 +1,184 @@
+"""The timing model's side of the GPGPU-Sim comparison: each simulated kernel predicted from the
+same building blocks the replayer uses (:mod:`.kernels`, :mod:`.sm`), on the simulator's own
+machine configuration.
+
+The simulated kernels (``experiments/gpgpusim/secnn_kernels.cu``) are 1x1-convolution GEMMs
+``y [M, N] = x [M, K] W [K, N]`` over real event codes (``[M, K]``), tiled ``BM x BN`` per CTA
+(one thread per position, ``BN`` accumulators, ``K`` in steps of ``BK`` through shared memory), and
+elementwise passes of ``EW_THREADS x EW_PER_THREAD`` neurons per CTA. The model predicts:
+
+* ``dense_simt`` / ``zero_skip`` / ``amend`` — :func:`~.kernels.sparse_grid` over the per-position
+  count of inputs each lane processes (all ``K``; the firing inputs; the mispredicted inputs),
+  with the kernel's own tile and occupancy, CTAs dealt to SMs (:func:`~.sm.dealt_makespan`), at
+  least the bytes over the bandwidth (:func:`~.sm.mem_cycles`);
+* ``compare`` / ``compact`` / ``detect`` — :func:`~.kernels.elementwise_cost` with the bytes each
+  kernel moves and its SIMT instructions;
+* ``serial`` — the layers' ``zero_skip`` kernels one after another; ``parallel`` — the same
+  kernels sharing the machine (:func:`parallel_cycles`: work-conserving — the busiest SM's share
+  of every kernel's CTA work, never less than the longest kernel alone).
+
+Machine mapping (``SIM_GPUS``): GPGPU-Sim's ``SM6_TITANX`` is the replayer's ``titanx`` with the
+simulator's core clock (1417 MHz) and DRAM (12 channels x 4 B x 2500 MHz x 4 = 480 GB/s);
+``SM7_QV100`` is ``v100`` at 1132 MHz with 32 x 16 B x 850 MHz x 2 = 870.4 GB/s. Cycles are
+compared, so the clock only enters through memory time. Kernel launch latency is set to 0 in the
+simulator (the replayer's launch models are validated separately).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from secnn_jax.geometry import LayerGeom
+from secnn_jax.timing import kernels as K
+from secnn_jax.timing.errors import ReplayError
+from secnn_jax.timing.gpus import GPU, get_gpu
+from secnn_jax.timing.params import ModelParams, load_params
+from secnn_jax.timing.sm import Tile, dealt_makespan, mem_cycles
+
+__all__ = ["GEMM_TILE", "SIM_GPUS", "SimComparison", "compare_rows", "parallel_cycles",
+           "predict"]
+
+#: The simulated GEMM kernel's tile (``BM``, ``BN``, ``BK``; 64 threads; 87 registers per
+#: thread as ptxas reports for sm_61; one shared-memory stage).
+GEMM_TILE = Tile(bm=64, bn=16, bk=16, threads=64, regs=87, stages=1, unit="simt")
+#: SIMT instructions per neuron of the elementwise kernels (compare: compare, select code,
+#: delta; detect: two compares, select; compact: ballot, popc, atomic share).
+ELEMENTWISE_OPS: Mapping[str, float] = {"compare": 4.0, "detect": 3.0, "compact": 3.0}
+
+
+def _sim_gpu(key: str, clock_mhz: float, dram_gbps: float, l2_bytes: int) -> GPU:
+    g = get_gpu(key)
+    src = dict(g.sources)
+    src.update(clock_mhz="GPGPU-Sim config core clock", dram_gbps="GPGPU-Sim config DRAM",
+               l2_bytes="GPGPU-Sim config L2")
+    return dataclasses.replace(g, key=f"gpgpusim_{key}", clock_mhz=clock_mhz,
+                               dram_gbps=dram_gbps, l2_bytes=l2_bytes, sources=src)
+
+
+#: The simulator's configurations as replayer GPUs (see the module docstring).
+SIM_GPUS: Mapping[str, GPU] = {
+    "titanx": _sim_gpu("titanx", 1417.0, 480.0, 3 * 1024 * 1024),
+    "qv100": _sim_gpu("v100", 1132.0, 870.4, 6 * 1024 * 1024),
+}
+
+
+def _geom(m: int, k: int, n: int) -> LayerGeom:
+    return LayerGeom(name="gemm", kind="conv", n=1, h=m, w=1, cin=k, ho=m, wo=1, cout=n)
+
+
+def _gemm(count: np.ndarray, k: int, n: int, gpu: GPU, params: ModelParams,
+          nbytes: float) -> tuple[float, np.ndarray, np.ndarray, int]:
+    m = count.shape[0]
+    grid = K.sparse_grid(count.reshape(1, m, 1).astype(np.int64), _geom(m, k, n), gpu, "fp32",
+                         params, K.SparseTile(GEMM_TILE))
+    comp = float(dealt_makespan(grid.w, grid.d, gpu.sms, grid.occupancy)[0])
+    return (max(comp, float(mem_cycles(gpu, nbytes, params))), grid.w[0], grid.d[0],
+            grid.occupancy)
+
+
+def predict(kernel_class: str, codes: np.ndarray, n_out: int, gpu: GPU,
+            params: ModelParams | None = None) -> float:
+    """Predicted cycles of one simulated single-layer kernel over ``codes [M, K]``."""
+    params = load_params() if params is None else params
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or codes.dtype != np.uint8 or codes.size == 0 or codes.max() > 3:
+        raise ReplayError(f"codes: expected non-empty uint8 [M, K] event codes (0-3), got "
+                          f"{codes.dtype} {codes.shape}")
+    m, k = codes.shape
+    fires = codes != 0
+    missed = (codes & 1) == 1
+    n = codes.size
+    io = 4.0 * (m * k + k * n_out + m * n_out)
+    if kernel_class == "dense_simt":
+        return _gemm(np.full(m, k), k, n_out, gpu, params, io)[0]
+    if kernel_class == "zero_skip":
+        return _gemm(fires.sum(1), k, n_out, gpu, params, io)[0]
+    if kernel_class == "amend":  # delta in, y read and written
+        return _gemm(missed.sum(1), k, n_out, gpu, params, io + 4.0 * m * n_out)[0]
+    if kernel_class in ELEMENTWISE_OPS:
+        nbytes = {"compare": n * (4 + 4 + 1 + 4 + 4),  # x, p in; code, delta, p out
+                  "detect": n * (4 + 4 + 4) + 4 * int(missed.sum()),  # x, acc in; delta out
+                  "compact": n + 4 * int(missed.sum())}[kernel_class]
+        kc = K.elementwise_cost(n, nbytes, ELEMENTWISE_OPS[kernel_class] * n, gpu, "fp32",
+                                params)
+        return float(kc.cycles)
+    raise ReplayError(f"kernel_class={kernel_class!r}: one of dense_simt, zero_skip, amend, "
+                      f"{', '.join(ELEMENTWISE_OPS)}")
+
+
+def parallel_cycles(layers: Sequence[tuple[np.ndarray, int]], gpu: GPU,
+                    params: ModelParams | None = None) -> tuple[float, float]:
+    """``(serial, parallel)`` cycles of the layers' ``zero_skip`` kernels: one after another,
+    and all at once sharing the SMs work-conservingly (every kernel's CTAs dealt over all SMs
+    together, rounds of the smallest occupancy; never less than the longest kernel alone)."""
+    params = load_params() if params is None else params
+    alone, ws, ds, occs = [], [], [], []
+    for codes, n_out in layers:
+        m, k = codes.shape
+        cyc, w, d, occ = _gemm((codes != 0).sum(1), k, n_out, gpu, params,
+                               4.0 * (m * k + k * n_out + m * n_out))
+        alone.append(cyc)
+        ws.append(w)
+        ds.append(d)
+        occs.append(occ)
+    together = float(dealt_makespan(np.concatenate(ws)[None], np.concatenate(ds)[None],
+                                    gpu.sms, min(occs))[0])
+    return float(sum(alone)), max(together, max(alone))
+
+
+@dataclasses.dataclass(frozen=True)
+class SimComparison:
+    """Simulated against predicted cycles, row by row, and the MAPE per kernel class."""
+
+    rows: tuple[dict, ...]
+    mape: Mapping[str, float]
+
+    def table(self) -> str:
+        """The per-class table and the overall figure (``GPGPU-Sim MAPE <x>%`` last)."""
+        lines = [f"{'class':<12} {'rows':>4} {'MAPE %':>8}"]
+        for cls, v in self.mape.items():
+            if cls != "all":
+                n = sum(r["kernel_class"] == cls for r in self.rows)
+                lines.append(f"{cls:<12} {n:>4} {v:>8.1f}")
+        lines.append(f"GPGPU-Sim MAPE {self.mape['all']:.1f}%")
+        return "\n".join(lines)
+
+
+def compare_rows(csv_path: str | Path, cases: Mapping[str, tuple[np.ndarray, int]],
+                 config: str, params: ModelParams | None = None) -> SimComparison:
+    """Predicts every row of the runner's CSV for ``config`` (``parallel`` rows with
+    ``concurrent_kernel_sm`` 0 and 1 are both compared against the same prediction)."""
+    if config not in SIM_GPUS:
+        raise ReplayError(f"config={config!r}: one of {sorted(SIM_GPUS)}")
+    gpu = SIM_GPUS[config]
+    path = Path(csv_path)
+    if not path.is_file():
+        raise ReplayError(f"GPGPU-Sim CSV not found: {path}")
+    with open(path, newline="") as fh:
+        raw = [r for r in csv.DictReader(fh) if r["config"] == config]
+    if not raw:
+        raise ReplayError(f"{path}: no rows for config {config!r}")
+    out = []
+    for r in raw:
+        names = r["layers"].split("+")
+        missing = [n for n in names if n not in cases]
+        if missing:
+            raise ReplayError(f"{path}: row {r['kernel_class']} names cases {missing} that the "
+                              "cases file lacks")
+        if r["kernel_class"] in ("serial", "parallel"):
+            ser, par = parallel_cycles([cases[n] for n in names], gpu, params)
+            pred = ser if r["kernel_class"] == "serial" else par
+        else:
+            pred = predict(r["kernel_class"], *cases[names[0]], gpu, params)
+        sim = float(r["cycles"])
+        out.append({**r, "predicted": pred, "error_pct": 100.0 * (pred - sim) / sim})
+    classes = sorted({r["kernel_class"] for r in out})
+    mape = {c: float(np.mean([abs(r["error_pct"]) for r in out if r["kernel_class"] == c]))
+            for c in classes}
+    mape["all"] = float(np.mean([abs(r["error_pct"]) for r in out]))
+    return SimComparison(rows=tuple(out), mape=mape)

@@ -46,6 +46,7 @@ Command line (prints the speedup and ladder tables, writes ``results/speedup.jso
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -191,6 +192,7 @@ def ratio_bands(ws: Workspace, inputs: tuple[Any, dict[str, Any], Any],
         return out
     n = min(int(np.shape(v)[0]) for v in ev["zero"].values())
     for gpu in ws.timer.gpus:
+        t0 = time.perf_counter()
         got = uncertainty.bands(layers, ev["predictor"], ev["zero"], tuple(ratios.values()),
                                 ops=ops, gpu=gpu, precision=ws.timer.precision, launch=launch,
                                 fusion=ws.timer.fusion, params=ws.timer.params,
@@ -201,7 +203,8 @@ def ratio_bands(ws: Workspace, inputs: tuple[Any, dict[str, Any], Any],
                 per[v] = got[r.name]
             else:
                 per.setdefault(v, {})[b] = got[r.name]
-        logging.info("bands on %s: %d replays", gpu, next(iter(got.values())).replays)
+        logging.info("bands on %s: %d ratios, %d replays in %.1f s", gpu, len(got),
+                     next(iter(got.values())).replays, time.perf_counter() - t0)
         out[gpu] = per
     return out
 

@@ -196,3 +196,27 @@ def test_bad_bands_arguments_refused(net: dict[str, Any]) -> None:
     with pytest.raises(timing.ReplayError, match="same frames"):
         u.bands(net["layers"], net["pred"], {k: v[:1] for k, v in net["zero"].items()}, (HW,),
                 ops=net["ops"])
+
+
+def test_ladder_bands(net: dict[str, Any]) -> None:
+    """``ladder(box=...)``: per GPU, the bands of SE-CNN over the strongest baseline and of the
+    value-prediction factor, each centred on the ladder's own ratio; no box, no bands."""
+    box = tuple(BY_NAME[n] for n in ("latency_cycles", "barrier_us"))
+    kw = dict(ops=net["ops"], gpus=("h100",), fusion="epilogue")
+    plain = timing.ladder(net["layers"], net["zero"], net["pred"], **kw)
+    assert plain.bands == {} and "bands" not in plain.as_dict()["gpus"]["h100"]
+    lad = timing.ladder(net["layers"], net["zero"], net["pred"], box=box, frames=[0, 2], **kw)
+    b = lad.bands["h100"]
+    assert b["secnn_over_strongest"].default == lad.secnn_over_strongest("h100")
+    assert b["value_prediction_factor"].default == lad.value_prediction_factor("h100")
+    # the band's factors are those of timing.bands on the same frames under persistent
+    sub = {k: ev.EventMaps({n: np.asarray(v)[[0, 2]] for n, v in e.items()},
+                           {n: np.asarray(v)[[0, 2]] for n, v in e.fires.items()}, e.predictor)
+           for k, e in (("zero", net["zero"]), ("pred", net["pred"]))}
+    ref = u.band(net["layers"], sub["pred"], sub["zero"], ops=net["ops"], box=box,
+                 launch="persistent", fusion="epilogue")
+    got = b["secnn_over_strongest"]
+    assert got.high / got.default == pytest.approx(ref.high / ref.default, rel=1e-12)
+    assert got.low / got.default == pytest.approx(ref.low / ref.default, rel=1e-12)
+    assert lad.as_dict()["gpus"]["h100"]["bands"]["value_prediction_factor"]["low"] <= \
+        lad.value_prediction_factor("h100")

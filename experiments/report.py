@@ -177,13 +177,19 @@ def _prediction_section(pr: Mapping[str, Any]) -> list[str]:
            "value, any other 0) and gives exactly the codes of `last_value`; a higher "
            "`silence` also predicts 0 for neurons that fired only recently: fewer value "
            "predictions (VH, VM), more zero mispredictions (ZN).", ""]
+    judged = {(r["model"], r["stream"], r["predictor"], r["tau"]): r["verdict"]
+              for r in pr.get("summary", [])}
     rows = []
     for c in pr["cells"]:
         o = c["overall"]
         rows.append([c["model"], c["stream"], c["predictor"], f"{c['tau']:g}", c["frames"],
-                     pct(o[0]), pct(o[1]), pct(o[2]), pct(o[3]), pct(c["mispredicted"])])
-    out.append(_table(["model", "stream", "predictor", "tau", "frames", "ZZ", "ZN", "VH", "VM",
-                       "mispredicted"], rows))
+                     pct(o[0]), pct(o[1]), pct(o[2]), pct(o[3]), pct(c["mispredicted"]),
+                     judged.get((c["model"], c["stream"], c["predictor"], c["tau"]),
+                                "(reference)")])
+    out += ["*Verdict*: does the predictor leave fewer inputs to amend (mispredicted) than the "
+            "zero predictor at the same tau?", "",
+            _table(["model", "stream", "predictor", "tau", "frames", "ZZ", "ZN", "VH", "VM",
+                    "mispredicted", "verdict"], rows)]
     out += ["", "![event codes per layer](figures/events.png)", ""]
     return out
 

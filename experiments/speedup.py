@@ -63,9 +63,12 @@ __all__ = ["BAND_FRAMES", "BASELINE_SCHEMES", "PROBE_FRAMES", "frame_times", "la
            "ratio_bands", "replay_inputs", "sensitivity", "speedup", "verdict"]
 
 #: Frames (the first ones of a model's first stream) the verdict bands' corners replay, and
-#: frames each one-at-a-time probe replays (:func:`secnn_jax.timing.bands`).
-BAND_FRAMES = 8
-PROBE_FRAMES = 2
+#: frames (the last of those) each one-at-a-time probe replays (:func:`secnn_jax.timing.bands`).
+BAND_FRAMES = 4
+PROBE_FRAMES = 1
+#: Frames of the first stream :func:`replay_inputs` runs for the sensitivity table (the bands
+#: use the first ``BAND_FRAMES`` of them).
+SENSITIVITY_FRAMES = 8
 #: Each baseline of :data:`experiments.paper.BASELINES`: the schemes it is per frame the
 #: fastest of.
 BASELINE_SCHEMES: dict[str, tuple[str, ...]] = {
@@ -156,7 +159,7 @@ def faster(ratio: float) -> str:
 
 
 def replay_inputs(ws: Workspace, model: str, stream: str, predictor: str,
-                  frames: int = BAND_FRAMES) -> tuple[Any, dict[str, Any], Any]:
+                  frames: int = SENSITIVITY_FRAMES) -> tuple[Any, dict[str, Any], Any]:
     """``(layers, {"zero": events, "predictor": events}, ops)`` of the first ``frames`` frames
     of ``stream`` through the zero and the chosen predictor (:func:`secnn_jax.run_stream`), for
     replays at other parameters than the study's (bands, sensitivity, schedule)."""
@@ -178,10 +181,11 @@ def ratio_bands(ws: Workspace, inputs: tuple[Any, dict[str, Any], Any],
     variant over every baseline of :data:`BASELINE_SCHEMES` the timer replays, and of the
     value-prediction factor: ``{gpu: {variant: {baseline: Band}, "value_prediction": Band}}``
     (one :func:`secnn_jax.timing.bands` call per GPU, on ``inputs`` from
-    :func:`replay_inputs`)."""
+    :func:`replay_inputs`, of which the first ``BAND_FRAMES`` frames)."""
     from secnn_jax.timing import uncertainty  # noqa: PLC0415
 
     layers, ev, ops = inputs
+    ev = {k: e.map(lambda v: np.asarray(v)[:BAND_FRAMES]) for k, e in ev.items()}
     have = set(ws.timer.base_schemes)
     ratios = {(v, b): uncertainty.Ratio(v, schemes) for v in VARIANTS if v in have
               for b, schemes in BASELINE_SCHEMES.items() if set(schemes) <= have}
@@ -373,7 +377,8 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
                         "strongest": "per frame the fastest of dense, fast_conv, zero_skip"}}
 
 
-def sensitivity(ws: Workspace, model: str, stream: str, predictor: str, *, frames: int = 8,
+def sensitivity(ws: Workspace, model: str, stream: str, predictor: str, *,
+                frames: int = SENSITIVITY_FRAMES,
                 gpu: str = "h100", launch: str = COMPARISON_LAUNCH,
                 inputs: tuple[Any, dict[str, Any], Any] | None = None) -> dict[str, Any]:
     """The headline ratio as each assumed physics parameter moves over its plausible range.

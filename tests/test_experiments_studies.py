@@ -394,7 +394,8 @@ def test_every_summary_row_has_a_verdict_by_the_band_rule(run: dict[str, Any]) -
     # the band is timing.bands' on the first frames of the first stream, moved to the average
     ws = run["ws"]
     spec = su["predictor"]
-    layers, ev, ops = speedup_lib.replay_inputs(ws, "tiny", "bikes", spec)
+    layers, ev, ops = speedup_lib.replay_inputs(ws, "tiny", "bikes", spec,
+                                                frames=speedup_lib.BAND_FRAMES)
     assert min(int(v.shape[0]) for v in ev["zero"].values()) == min(
         speedup_lib.BAND_FRAMES, _frames(run, "bikes").shape[0])
     ratio = uncertainty.Ratio("secnn_hw", speedup_lib.BASELINE_SCHEMES["strongest"])

@@ -19,8 +19,9 @@ ratios (:class:`Ratio`: baseline time over SE-CNN time, higher is better for SE-
 the box moves each ratio. **Method** (one-at-a-time probing, then the combined corners):
 
 1. the ratio at the given parameters on all frames (the *default*);
-2. each range's two ends, one at a time, on the first ``probe_frames`` frames: the end with the
-   higher ratio is SE-CNN-optimistic, the other pessimistic (a range that changes no ratio
+2. each range's two ends, one at a time, on the last ``probe_frames`` frames (the first frame of
+   a stream is a cold start, everything predicted 0): the end with the higher ratio is
+   SE-CNN-optimistic, the other pessimistic (a range that changes no ratio
    stays at its default value in both corners);
 3. the *optimistic* corner (every range at its optimistic end) and the *pessimistic* corner on
    all frames; the :class:`Band` is ``[min, max]`` of the default and both corners.
@@ -336,7 +337,7 @@ def bands(layers: Sequence[Any], secnn_events: Mapping[str, Any],
       params, config: the default point (``None``: the GPU's calibration, the reference
         configuration).
       box: the ranges (:data:`BOX`); ``()`` gives zero-width bands.
-      probe_frames: frames (the first ones) each one-at-a-time probe replays.
+      probe_frames: frames (the last ones) each one-at-a-time probe replays.
 
     Returns:
       ``{ratio.name: Band}``.
@@ -373,7 +374,7 @@ def bands(layers: Sequence[Any], secnn_events: Mapping[str, Any],
     calls = [0]
     memo: dict[tuple[Any, ...], dict[str, float]] = {}
 
-    def evaluate(point: Mapping[str, Any], frames: int) -> dict[str, float]:
+    def evaluate(point: Mapping[str, Any], frames: tuple[int, ...]) -> dict[str, float]:
         key = (frames, tuple(sorted((k, repr(v)) for k, v in point.items())))
         if key in memo:
             return memo[key]
@@ -382,7 +383,7 @@ def bands(layers: Sequence[Any], secnn_events: Mapping[str, Any],
             if r.name in point:
                 p, c = r.apply(point[r.name], p, c)
         kw = dict(gpus=(g,), precision=prec, launch=launch, fusion=fusion, ops=ops,
-                  params=p, config=c, frames=frames)
+                  params=p, config=c, frames=list(frames))
         times: dict[tuple[str, str], np.ndarray] = {}
         if base_ev is secnn_events:
             res = replay(layers, secnn_events, schemes=tuple(dict.fromkeys(
@@ -405,8 +406,9 @@ def bands(layers: Sequence[Any], secnn_events: Mapping[str, Any],
         memo[key] = out
         return out
 
-    default = evaluate({}, n)
-    probe_n = min(int(probe_frames), n)
+    every = tuple(range(n))
+    default = evaluate({}, every)
+    probe_n = every[n - min(int(probe_frames), n):]
     probe_default = evaluate({}, probe_n) if box else {}
     # For every ratio, each range's optimistic and pessimistic value.
     corner: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {r.name: ({}, {}) for r in ratios}
@@ -425,7 +427,7 @@ def bands(layers: Sequence[Any], secnn_events: Mapping[str, Any],
     out = {}
     for r in ratios:
         opt, pes = corner[r.name]
-        ro, rp = evaluate(opt, n)[r.name], evaluate(pes, n)[r.name]
+        ro, rp = evaluate(opt, every)[r.name], evaluate(pes, every)[r.name]
         d = default[r.name]
         out[r.name] = Band(default=d, low=min(d, ro, rp), high=max(d, ro, rp),
                            pessimistic=dict(pes), optimistic=dict(opt))

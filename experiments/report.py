@@ -298,6 +298,12 @@ def _energy_section(su: Mapping[str, Any], en: Mapping[str, Any]) -> list[str]:
                f"{a['measured_graph_us']:.0f} us latency at board power allows"
                if "bound_mj_per_image" in a else "") + ". No MLPerf power figure was "
             "available offline to compare with.", ""]
+    rows = [[v["model"], v["stream"], v["gpu"], v["placement"], pct(v["area_share"]),
+             times(v["energy_ratio"]), v["verdict"]] for v in en["verdicts"]]
+    out += ["Verdicts (marginal area and power): area share of the die, and SE-CNN's energy per "
+            "frame over the lower-energy baseline's:", "",
+            _table(["model", "stream", "gpu", "placement", "area share", "energy ratio",
+                    "verdict"], rows), ""]
     return out
 
 
@@ -309,15 +315,8 @@ def peers_section(pe: Mapping[str, Any]) -> list[str]:
 
 def energy_section(su: Mapping[str, Any], en: Mapping[str, Any]) -> list[str]:
     """The energy study's report section (markdown lines) from the speedup study ``su`` and
-    the energy study ``en``, with its verdicts per buffer placement: ``python -m
-    experiments.energy`` prints it."""
-    rows = [[v["model"], v["stream"], v["gpu"], v["placement"], pct(v["area_share"]),
-             times(v["energy_ratio"]), v["verdict"]] for v in en["verdicts"]]
-    return _energy_section(su, en) + [
-        "Verdicts (marginal area and power): area share of the die, and SE-CNN's energy per "
-        "frame over the lower-energy baseline's:", "",
-        _table(["model", "stream", "gpu", "placement", "area share", "energy ratio",
-                "verdict"], rows), ""]
+    the energy study ``en``, with its verdicts per buffer placement."""
+    return _energy_section(su, en)
 
 
 def _peers_section(pe: Mapping[str, Any]) -> list[str]:

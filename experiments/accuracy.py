@@ -57,6 +57,7 @@ from absl import app, logging
 from experiments import metrics as metrics_lib
 from experiments.cells import CellResult, Workspace
 from experiments.errors import ConfigError
+from experiments.paper import above
 from experiments.speedup import frame_times
 from experiments.tuning import TuneMethod, tune_method
 from secnn_jax import events as ev
@@ -551,13 +552,6 @@ def accuracy(ws: Workspace, models: Sequence[str], streams: Sequence[str], predi
             "gpus": list(ws.timer.gpus) if ws.timer is not None else [],
             "objective": {"gpu": gpu, "scheme": scheme, "baseline": baseline,
                           "gpu_name": ws.timer.gpus[gpu] if ws.timer is not None else None}})
-
-
-def above(score: float | None, floor: float) -> str:
-    """The verdict on "keeps more than ``floor`` of the exact model's accuracy"."""
-    if score is None or not np.isfinite(score):
-        return "not measured"
-    return "holds" if score > floor else "does not hold"
 
 
 def summarised(result: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.paper import PAPER
+from experiments.paper import PAPER, above
 
 __all__ = ["band_range", "claims", "energy_section", "metric_label", "pct", "peers_section",
            "render", "study_output", "times", "us"]
@@ -436,9 +436,7 @@ def _field(r: Mapping[str, Any], key: str) -> str:
 
 def _accuracy_claims(ac: Mapping[str, Any]) -> list[dict[str, str]]:
     """The ">95% of accuracy" rows, each judged on the model's declared metric
-    (:func:`experiments.accuracy.above`, the study summary's verdicts)."""
-    from experiments.accuracy import above  # noqa: PLC0415
-
+    (:func:`experiments.paper.above`, as the study's summary)."""
     obj = ac["objective"]
     floor = ac["claim"]["agreement_above"]
     rows = []

@@ -57,6 +57,7 @@ from absl import app, logging
 from experiments import metrics as metrics_lib
 from experiments.cells import CellResult, Workspace
 from experiments.errors import ConfigError
+from experiments.paper import above
 from experiments.speedup import frame_times
 from experiments.tuning import TuneMethod, tune_method
 from secnn_jax import events as ev
@@ -499,7 +500,8 @@ def accuracy(ws: Workspace, models: Sequence[str], streams: Sequence[str], predi
       transfer_window: frames per transfer window.
 
     Returns:
-      ``{"study": "accuracy", "sweep": [...], "tuned": [...], "metrics": {...}, "claim": ...}``.
+      ``{"study": "accuracy", "sweep": [...], "tuned": [...], "metrics": {...}, "claim": ...,
+      "summary": [...]}`` (:func:`summarised`).
       ``sweep`` rows hold ``model``, ``stream``, ``metric`` and the :func:`sweep` fields
       (``speedup_by_gpu``: every GPU of the timer, listed in ``gpus``; ``speedup``: the
       objective's, ``objective["gpu_name"]``).
@@ -540,7 +542,8 @@ def accuracy(ws: Workspace, models: Sequence[str], streams: Sequence[str], predi
                                              predictor=predictor, window=transfer_window,
                                              gpu=gpu, scheme=scheme, baseline=baseline)
                 tuned.append(t)
-    return {"study": "accuracy", "predictor": predictor, "sweep": rows, "tuned": tuned,
+    return summarised({"study": "accuracy", "predictor": predictor, "sweep": rows,
+                       "tuned": tuned,
             "metrics": {m: {"name": k, "primary": metrics_lib.get_metric(k).primary,
                             "label": metrics_lib.get_metric(k).label}
                         for m, k in model_metrics.items()},
@@ -548,7 +551,35 @@ def accuracy(ws: Workspace, models: Sequence[str], streams: Sequence[str], predi
             "claim": {"agreement_above": CLAIM_AGREEMENT},
             "gpus": list(ws.timer.gpus) if ws.timer is not None else [],
             "objective": {"gpu": gpu, "scheme": scheme, "baseline": baseline,
-                          "gpu_name": ws.timer.gpus[gpu] if ws.timer is not None else None}}
+                          "gpu_name": ws.timer.gpus[gpu] if ws.timer is not None else None}})
+
+
+def summarised(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with its ``summary``: one row per judged claim, each with a ``verdict``:
+    ``kind`` ``tau0`` (per sweep row at tau = 0: the score against the paper's >95%),
+    ``heldout`` (per tuned model, method and stream: the held-out score) and ``transfer``
+    (per tuned model and method: every transfer stream at the floor)."""
+    floor = result["claim"]["agreement_above"]
+
+    def score(r: Mapping[str, Any]) -> float:
+        return r["score"] if "score" in r else r["top1_agreement"]
+
+    rows = [{"kind": "tau0", "model": r["model"], "stream": r["stream"], "score": score(r),
+             "floor": floor, "verdict": above(score(r), floor)}
+            for r in result["sweep"] if r["tau"] == 0.0]
+    for t in result.get("tuned", []):
+        for e in t["evaluation"]:
+            if "heldout" in e:
+                a = score(e["heldout"])
+                rows.append({"kind": "heldout", "model": t["model"],
+                             "method": t.get("method", "mean"), "stream": e["stream"],
+                             "score": a, "floor": floor, "verdict": above(a, floor)})
+        tr = t.get("transfer")
+        if tr and tr["streams"]:
+            rows.append({"kind": "transfer", "model": t["model"],
+                         "method": t.get("method", "mean"), "floor": tr.get("floor"),
+                         "verdict": "holds" if tr["floor_met"] else "does not hold"})
+    return {**result, "summary": rows}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -620,10 +651,13 @@ def dense_map_panels(ws: Workspace, result: Mapping[str, Any], stream: str | Non
 
 
 def main(argv: Sequence[str]) -> None:
-    """Runs the accuracy study and writes results/accuracy.json and its figures."""
+    """Runs the accuracy study, prints its claims and tables, and writes
+    results/accuracy.json, its figures and report.md (its claims and sections)."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    from experiments import cli, figures  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from experiments import cli, figures, report  # noqa: PLC0415
 
     cfg = cli.resolve()
     st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite,
@@ -635,7 +669,10 @@ def main(argv: Sequence[str]) -> None:
     panels = dense_map_panels(st.ws, res)
     if panels:
         figures.dense_maps(panels, st.run.path("figures", "dense_maps.png"))
+    md, printed = report.study_output({"accuracy": res}, cfg.to_dict(), "experiments.accuracy")
+    st.run.write_text("report.md", md)
     st.run.finish(**st.ws.stats)
+    sys.stdout.write(printed)
 
 
 def transfer_streams_from_config(cfg: Any, tune_stream: str | None,

@@ -139,7 +139,7 @@ def energy_area(ws: Workspace, su: dict[str, Any], models: Sequence[str],
 def main(argv: Sequence[str]) -> None:
     """``python -m experiments.energy``: the speedup study and its sensitivity replays, then the
     energy and area study; prints the tables and writes ``results/{speedup,sensitivity,
-    energy}.json`` into ``--out_dir``."""
+    energy}.json`` and ``report.md`` (their claims and sections) into ``--out_dir``."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     from experiments import cli, report  # noqa: PLC0415
@@ -150,11 +150,12 @@ def main(argv: Sequence[str]) -> None:
     st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite, studies=("energy",))
     ws, models, streams = st.ws, list(st.ws.models), list(st.ws.streams)
     secnn = predictor_spec("secnn", cfg.silence, cfg.decay)
-    su = speedup_lib.speedup(ws, models, streams, secnn, launch=str(cfg.launch))
+    inputs = {m: speedup_lib.replay_inputs(ws, m, streams[0], secnn) for m in models}
+    su = speedup_lib.speedup(ws, models, streams, secnn, launch=str(cfg.launch), inputs=inputs)
     sens = []
     for m in models:
         res = speedup_lib.sensitivity(ws, m, streams[0], secnn, gpu=ws.timer.gpus[0],
-                                      launch=str(cfg.launch))
+                                      launch=str(cfg.launch), inputs=inputs[m])
         res.pop("_replay_inputs")
         sens.append(res)
     sensitivity = {"study": "sensitivity", "cells": sens}
@@ -162,8 +163,11 @@ def main(argv: Sequence[str]) -> None:
     st.run.write_json("results/speedup.json", su)
     st.run.write_json("results/sensitivity.json", sensitivity)
     st.run.write_json("results/energy.json", en)
+    md, printed = report.study_output({"speedup": su, "sensitivity": sensitivity, "energy": en},
+                                      cfg.to_dict(), "experiments.energy")
+    st.run.write_text("report.md", md)
     st.run.finish(**ws.stats)
-    sys.stdout.write("\n".join(report.energy_section(su, en)) + "\n")
+    sys.stdout.write(printed)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from secnn_jax.timing.names import SECNN
 
-__all__ = ["BASELINES", "COMPARISON_LAUNCH", "PAPER", "VARIANTS"]
+__all__ = ["BASELINES", "COMPARISON_LAUNCH", "PAPER", "VARIANTS", "above"]
 
 #: Baselines SE-CNN is compared with, in report order.
 BASELINES: tuple[str, ...] = ("dense", "winograd", "fft", "fast_conv", "zero_skip", "strongest")
@@ -20,3 +20,11 @@ PAPER: dict[str, tuple[float, float]] = {
     "dense": (13.4, 22.0), "fast_conv": (10.4, 18.7), "zero_skip": (7.9, 16.4)}
 #: The launch model of the headline comparisons (every scheme under it).
 COMPARISON_LAUNCH = "persistent"
+
+
+def above(score: float | None, floor: float) -> str:
+    """The verdict on "keeps more than ``floor`` of the exact model's accuracy" (the accuracy
+    study's summary and the report's claims both judge with it)."""
+    if score is None or score != score:  # None or NaN
+        return "not measured"
+    return "holds" if score > floor else "does not hold"

@@ -80,16 +80,83 @@ def _times(ws: Workspace, model: str, stream: str, predictor: str, tau: float, n
     return cell.time_us[:, gpu, ws.timer.schemes.index(key)]
 
 
+def _split(best: dict[str, dict[str, Any]], floor: float) -> tuple[Any, Any]:
+    """The fastest SE-CNN method and the fastest peer among ``best`` that meet ``floor`` on
+    the held-out half (``None`` where none does)."""
+    ok = [p for p in best.values() if p["heldout_agreement"] >= floor]
+    sec = max((p for p in ok if p["method"].startswith("secnn")),
+              key=lambda p: p["heldout_speedup"], default=None)
+    peer = max((p for p in ok if not p["method"].startswith("secnn")),
+               key=lambda p: p["heldout_speedup"], default=None)
+    return sec, peer
+
+
+def _point_verdict(best: dict[str, dict[str, Any]], floor: float) -> str:
+    """"SE-CNN beats the change-based peers": ``holds`` when SE-CNN (any predictor) is the
+    fastest method meeting the floor, ``does not hold`` when a peer is, ``not measured`` when
+    none meets it."""
+    sec, peer = _split(best, floor)
+    if sec is None:
+        return "does not hold" if peer is not None else "not measured"
+    if peer is None:
+        return "holds"
+    return "holds" if sec["heldout_speedup"] > peer["heldout_speedup"] else "does not hold"
+
+
+def _verdict(ws: Workspace, model: str, stream: str, secnn_spec: str,
+             best: dict[str, dict[str, Any]], floor: float, launch: str, gpu: int,
+             memo: dict[tuple[str, float], Any]) -> tuple[dict[str, Any] | None, str]:
+    """``(band, verdict)`` of "SE-CNN beats the change-based peers": where both an SE-CNN
+    method and a peer meet the floor, the band of the peer's time over SE-CNN's, each method at
+    its chosen tau, over the timing model's uncertainty (:func:`secnn_jax.timing.bands` on the
+    first ``BAND_FRAMES`` frames of the model's first stream ``stream``, moved to this
+    stream's held-out ratio), judged above 1 by the band rule; else the point verdict.
+    ``memo`` keeps each (predictor, tau)'s events of the model (one run_stream each)."""
+    from experiments.cells import make_predictor  # noqa: PLC0415
+    from experiments.speedup import BAND_FRAMES, PROBE_FRAMES, SENSITIVITY_FRAMES  # noqa: PLC0415
+    from secnn_jax import run_stream  # noqa: PLC0415
+    from secnn_jax.timing import uncertainty  # noqa: PLC0415
+
+    sec, peer = _split(best, floor)
+    if sec is None or peer is None:
+        return None, _point_verdict(best, floor)
+    how = {name: (scheme, secnn_spec if kind == "secnn" else kind)
+           for name, scheme, kind in METHODS}
+    h = ws.model(model)
+    # As many frames as the speedup study's run_stream (its compiled program is reused).
+    x = ws.frames(model, stream)[:SENSITIVITY_FRAMES]
+    ev = []
+    for p in (sec, peer):
+        key = (how[p["method"]][1], p["tau"])
+        if key not in memo:
+            _, e = run_stream(h.apply_fn, h.variables, x, make_predictor(key[0]), tau=key[1])
+            memo[key] = e.map(lambda v: np.asarray(v)[:BAND_FRAMES])
+        ev.append(memo[key])
+    n = min(BAND_FRAMES, len(x))
+    r = uncertainty.Ratio(how[sec["method"]][0], (how[peer["method"]][0],))
+    b = uncertainty.bands(ws.layers(model, stream), ev[0], ev[1], (r,),
+                          ops=ws.ops(model, stream), gpu=ws.timer.gpus[gpu],
+                          precision=ws.timer.precision, launch=launch, fusion=ws.timer.fusion,
+                          params=ws.timer.params, config=ws.timer.config,
+                          probe_frames=min(PROBE_FRAMES, n))[r.name]
+    b = b.scaled(sec["heldout_speedup"] / peer["heldout_speedup"])
+    return {"secnn": sec["method"], "peer": peer["method"], "stream": stream,
+            **b.as_dict()}, b.judge(lambda ratio: "holds" if ratio > 1.0 else "does not hold")
+
+
 def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_spec: str,
           taus: Sequence[float], *, frames: int = 16, floor: float = 0.95,
-          launch: str = COMPARISON_LAUNCH, gpu: int = 0) -> dict[str, Any]:
+          launch: str = COMPARISON_LAUNCH, gpu: int = 0, bands: bool = True) -> dict[str, Any]:
     """The three-method comparison (see the module docstring).
 
     Returns ``{"study": "peers", "points": [...], "verdicts": [...], "buffers": [...],
     "sanity": [...]}``: a point per (model, stream, method, tau) with ``speedup`` over dense
     and ``agreement`` (the declared metric's primary score, named by ``metric``); per
     (model, stream) the fastest method meeting ``floor`` on the
-    held-out half and the parallel phase's effect; buffer bytes per method and model.
+    held-out half, the parallel phase's effect, and the ``verdict`` on "SE-CNN beats the
+    change-based peers" with its ``band`` (SE-CNN's best method over the best peer, each at
+    its chosen tau, over the timing model's uncertainty; ``bands=False``: point verdicts);
+    buffer bytes per method and model.
     """
     from secnn_jax.timing.energy import method_buffer_bytes  # noqa: PLC0415
 
@@ -98,6 +165,7 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
     g = ws.timer.gpus[gpu]
     points, verdicts, buffers, sanity = [], [], [], []
     for m in models:
+        memo: dict[tuple[str, float], Any] = {}  # the model's band events per (predictor, tau)
         metric = metrics_lib.model_metric(m)
         primary = metrics_lib.get_metric(metric).primary
         layers = ws.layers(m, streams[0])
@@ -135,6 +203,8 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
                     best[name] = max(ok, key=lambda p: p["tau"])
             fastest = max((p for p in best.values() if p["heldout_agreement"] >= floor),
                           key=lambda p: p["heldout_speedup"], default=None)
+            band, verdict = _verdict(ws, m, streams[0], secnn_spec, best, floor, launch,
+                                     gpu, memo) if bands else (None, _point_verdict(best, floor))
             d0 = next((p for p in by_method.get("deltacnn", []) if p["tau"] == 0.0), None)
             h0 = next((p for p in by_method.get("secnn_sw(accumulated)", [])
                        if p["tau"] == 0.0), None)
@@ -146,7 +216,8 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
                 "fastest": fastest["method"] if fastest else None,
                 "fastest_speedup": fastest["heldout_speedup"] if fastest else None,
                 "parallel_phase_effect": (d0["speedup"] and h0["speedup"] / d0["speedup"])
-                if d0 and h0 else None})
+                if d0 and h0 else None,
+                "band": band, "verdict": verdict})
             if d0:
                 sanity.append({"model": m, "stream": s, "gpu": g, "ours": d0["speedup"],
                                "published_up_to": DELTACNN_PUBLISHED})
@@ -155,8 +226,9 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
 
 
 def main(argv: Sequence[str]) -> None:
-    """``python -m experiments.peers``: runs the peers study, prints its table and writes
-    ``results/peers.json`` and ``figures/peers.png`` into ``--out_dir``."""
+    """``python -m experiments.peers``: runs the peers study, prints its tables and writes
+    ``results/peers.json``, ``figures/peers.png`` and ``report.md`` (its claims and section)
+    into ``--out_dir``."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     from experiments import cli, figures, report  # noqa: PLC0415
@@ -171,8 +243,10 @@ def main(argv: Sequence[str]) -> None:
                 floor=float(cfg.agreement_floor), launch=str(cfg.launch))
     st.run.write_json("results/peers.json", res)
     figures.pareto(res, st.run.path("figures", "peers.png"))
+    md, printed = report.study_output({"peers": res}, cfg.to_dict(), "experiments.peers")
+    st.run.write_text("report.md", md)
     st.run.finish(**st.ws.stats)
-    sys.stdout.write("\n".join(report.peers_section(res)) + "\n")
+    sys.stdout.write(printed)
 
 
 if __name__ == "__main__":

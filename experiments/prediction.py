@@ -23,7 +23,7 @@ from absl import app, logging
 from experiments.cells import Workspace
 from secnn_jax import events as ev
 
-__all__ = ["code_rates", "prediction"]
+__all__ = ["code_rates", "prediction", "summary_rows"]
 
 
 def code_rates(counts: np.ndarray, n_inputs: np.ndarray) -> dict[str, Any]:
@@ -48,7 +48,8 @@ def prediction(ws: Workspace, models: Sequence[str], streams: Sequence[str],
     """Event-code rates per layer for every model, stream, predictor spec and tau.
 
     Returns:
-      ``{"study": "prediction", "codes": [...], "cells": [...]}``; each cell holds ``model``,
+      ``{"study": "prediction", "codes": [...], "cells": [...], "summary": [...]}``
+      (:func:`summary_rows`); each cell holds ``model``,
       ``stream``, ``predictor``, ``tau``, ``frames``, ``overall`` (rates of ZZ, ZN, VH, VM),
       ``mispredicted``, ``predicted_nonzero`` and ``layers``: per layer ``name`` and ``rates``.
     """
@@ -73,14 +74,39 @@ def prediction(ws: Workspace, models: Sequence[str], streams: Sequence[str],
                         "layers": [{"name": lyr.name, "rates": r["per_layer"][i].tolist()}
                                    for i, lyr in enumerate(layers)],
                     })
-    return {"study": "prediction", "codes": list(ev.NAMES), "cells": cells}
+    return {"study": "prediction", "codes": list(ev.NAMES), "cells": cells,
+            "summary": summary_rows(cells)}
+
+
+def summary_rows(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (model, stream, predictor, tau) other than the zero predictor: its mispredicted
+    share beside the zero predictor's at the same tau, and the verdict on "predicting values
+    leaves fewer inputs to amend than predicting zero" (``not measured`` without a zero
+    predictor cell to compare with)."""
+    zero = {(c["model"], c["stream"], c["tau"]): c["mispredicted"] for c in cells
+            if c["predictor"] == "zero"}
+    rows = []
+    for c in cells:
+        if c["predictor"] == "zero":
+            continue
+        z = zero.get((c["model"], c["stream"], c["tau"]))
+        rows.append({"model": c["model"], "stream": c["stream"], "predictor": c["predictor"],
+                     "tau": c["tau"], "mispredicted": c["mispredicted"],
+                     "zero_mispredicted": z,
+                     "claim": "fewer inputs to amend than the zero predictor",
+                     "verdict": "not measured" if z is None else
+                     "holds" if c["mispredicted"] < z else "does not hold"})
+    return rows
 
 
 def main(argv: Sequence[str]) -> None:
-    """Runs the prediction study and writes results/prediction.json and its figure."""
+    """Runs the prediction study, prints its table, and writes results/prediction.json, its
+    figure and report.md (its section)."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    from experiments import cli, figures  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from experiments import cli, figures, report  # noqa: PLC0415
     from experiments import config as config_lib  # noqa: PLC0415
     from experiments.cells import predictor_spec  # noqa: PLC0415
 
@@ -93,7 +119,11 @@ def main(argv: Sequence[str]) -> None:
                      config_lib.floats(cfg.prediction_taus, "prediction_taus"))
     st.run.write_json("results/prediction.json", res)
     figures.event_stacks(res, st.run.path("figures", "events.png"))
+    md, printed = report.study_output({"prediction": res}, cfg.to_dict(),
+                                      "experiments.prediction")
+    st.run.write_text("report.md", md)
     st.run.finish(**st.ws.stats)
+    sys.stdout.write(printed)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from experiments.paper import PAPER
+from experiments.paper import PAPER, above
 
-__all__ = ["claims", "energy_section", "metric_label", "pct", "peers_section", "render", "times",
-           "us"]
+__all__ = ["band_range", "claims", "energy_section", "metric_label", "pct", "peers_section",
+           "render", "study_output", "times", "us"]
 
 
 def pct(x: float | None) -> str:
@@ -52,7 +52,8 @@ def claims(results: Mapping[str, Any]) -> list[dict[str, str]]:
                 "paper": "< 10.00%",
                 "ours": f"{pct(s['fired_all'])} of all input neurons; "
                         f"{pct(s['fired_rectified'])} in rectified (post-ReLU) layers",
-                "verdict": "holds" if s["claim_holds"] else "does not hold",
+                "verdict": s.get("verdict",
+                                 "holds" if s["claim_holds"] else "does not hold"),
             })
     su = results.get("speedup")
     if su:
@@ -64,7 +65,8 @@ def claims(results: Mapping[str, Any]) -> list[dict[str, str]]:
                          f"{r['model']}, {r['gpu']}, both {su.get('launch')}, fusion "
                          f"{su.get('fusion')}",
                 "paper": f"{times(r['paper_average'])} ({times(r['paper_at_most'])})",
-                "ours": f"{times(r['average'])} ({times(r['at_most'])}) secnn_hw; "
+                "ours": f"{times(r['average'])} ({times(r['at_most'])}) secnn_hw"
+                        + _band_text(r.get("band")) + "; "
                         + _sw(su, r["model"], r["gpu"], r["baseline"]),
                 "verdict": r["verdict"],
             })
@@ -73,15 +75,16 @@ def claims(results: Mapping[str, Any]) -> list[dict[str, str]]:
             if "value_prediction_factor" not in lad:
                 continue
             vp, of = lad["value_prediction_factor"], lad["oracle_factor"]
+            vb = lad.get("value_prediction_band")
             strongest = c["speedups"].get("secnn_hw", {}).get("strongest", {}).get("mean")
             rows.append({
                 "claim": f"value prediction is what makes SE-CNN fast ({c['model']}, "
                          f"{c['stream']}, {c['gpu']})",
                 "paper": "the speedup comes from predicting inputs",
-                "ours": f"value prediction buys {times(vp)} (oracle ceiling {times(of)}) over "
-                        f"SE-CNN's sequencing without prediction; secnn_hw over the strongest "
-                        f"baseline {times(strongest)}",
-                "verdict": "holds" if vp >= 1.5 else "partly" if vp > 1.05 else "does not hold",
+                "ours": f"value prediction buys {times(vp)}{_band_text(vb)} (oracle ceiling "
+                        f"{times(of)}) over SE-CNN's sequencing without prediction; secnn_hw "
+                        f"over the strongest baseline {times(strongest)}",
+                "verdict": _judge(vb, vp, _vp_rule),
             })
     en = results.get("energy")
     if en:
@@ -105,9 +108,7 @@ def claims(results: Mapping[str, Any]) -> list[dict[str, str]]:
                          f"({v.get('metric', 'top1')}; {v['model']}, {v['stream']}, {v['gpu']})",
                 "paper": "(not claimed; DeltaCNN/CBinfer are later work)",
                 "ours": f"fastest: {v['fastest'] or 'none meets the floor'}; held-out: {parts}",
-                # SE-CNN with any of its predictors (secnn, or accumulated) counts as SE-CNN.
-                "verdict": ("holds" if v["fastest"].startswith("secnn") else "does not hold")
-                if v["fastest"] else "not measured",
+                "verdict": v["verdict"],
             })
     ac = results.get("accuracy")
     if ac:
@@ -115,11 +116,36 @@ def claims(results: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+def _vp_rule(vp: float) -> str:
+    return "holds" if vp >= 1.5 else "partly" if vp > 1.05 else "does not hold"
+
+
+def _judge(band: Mapping[str, Any] | None, value: float, rule: Any) -> str:
+    """``rule``'s verdict on ``value``, or by the band rule
+    (:meth:`secnn_jax.timing.Band.judge`) when the band is known."""
+    if not band:
+        return rule(value)
+    from secnn_jax.timing.uncertainty import Band  # noqa: PLC0415
+
+    return Band(band["default"], band["low"], band["high"]).judge(rule)
+
+
+def _band_text(band: Mapping[str, Any] | None) -> str:
+    """`` [band low-high]`` over the timing model's uncertainty, or nothing."""
+    return f" [band {band_range(band)}]" if band else ""
+
+
+def band_range(band: Mapping[str, Any] | None) -> str:
+    """A band as ``low-high`` (two decimals, ``x``), or ``''``."""
+    return f"{band['low']:.2f}-{band['high']:.2f}x" if band else ""
+
+
 def _sw(su: Mapping[str, Any], model: str, gpu: str, baseline: str) -> str:
     for r in su["summary"]:
         if (r["model"], r["gpu"], r["variant"], r["baseline"]) == (model, gpu, "secnn_sw",
                                                                     baseline):
-            return f"{times(r['average'])} ({times(r['at_most'])}) secnn_sw"
+            return (f"{times(r['average'])} ({times(r['at_most'])}) secnn_sw"
+                    + _band_text(r.get("band")))
     return ""
 
 
@@ -151,13 +177,19 @@ def _prediction_section(pr: Mapping[str, Any]) -> list[str]:
            "value, any other 0) and gives exactly the codes of `last_value`; a higher "
            "`silence` also predicts 0 for neurons that fired only recently: fewer value "
            "predictions (VH, VM), more zero mispredictions (ZN).", ""]
+    judged = {(r["model"], r["stream"], r["predictor"], r["tau"]): r["verdict"]
+              for r in pr.get("summary", [])}
     rows = []
     for c in pr["cells"]:
         o = c["overall"]
         rows.append([c["model"], c["stream"], c["predictor"], f"{c['tau']:g}", c["frames"],
-                     pct(o[0]), pct(o[1]), pct(o[2]), pct(o[3]), pct(c["mispredicted"])])
-    out.append(_table(["model", "stream", "predictor", "tau", "frames", "ZZ", "ZN", "VH", "VM",
-                       "mispredicted"], rows))
+                     pct(o[0]), pct(o[1]), pct(o[2]), pct(o[3]), pct(c["mispredicted"]),
+                     judged.get((c["model"], c["stream"], c["predictor"], c["tau"]),
+                                "(reference)")])
+    out += ["*Verdict*: does the predictor leave fewer inputs to amend (mispredicted) than the "
+            "zero predictor at the same tau?", "",
+            _table(["model", "stream", "predictor", "tau", "frames", "ZZ", "ZN", "VH", "VM",
+                    "mispredicted", "verdict"], rows)]
     out += ["", "![event codes per layer](figures/events.png)", ""]
     return out
 
@@ -266,6 +298,12 @@ def _energy_section(su: Mapping[str, Any], en: Mapping[str, Any]) -> list[str]:
                f"{a['measured_graph_us']:.0f} us latency at board power allows"
                if "bound_mj_per_image" in a else "") + ". No MLPerf power figure was "
             "available offline to compare with.", ""]
+    rows = [[v["model"], v["stream"], v["gpu"], v["placement"], pct(v["area_share"]),
+             times(v["energy_ratio"]), v["verdict"]] for v in en["verdicts"]]
+    out += ["Verdicts (marginal area and power): area share of the die, and SE-CNN's energy per "
+            "frame over the lower-energy baseline's:", "",
+            _table(["model", "stream", "gpu", "placement", "area share", "energy ratio",
+                    "verdict"], rows), ""]
     return out
 
 
@@ -277,15 +315,8 @@ def peers_section(pe: Mapping[str, Any]) -> list[str]:
 
 def energy_section(su: Mapping[str, Any], en: Mapping[str, Any]) -> list[str]:
     """The energy study's report section (markdown lines) from the speedup study ``su`` and
-    the energy study ``en``, with its verdicts per buffer placement: ``python -m
-    experiments.energy`` prints it."""
-    rows = [[v["model"], v["stream"], v["gpu"], v["placement"], pct(v["area_share"]),
-             times(v["energy_ratio"]), v["verdict"]] for v in en["verdicts"]]
-    return _energy_section(su, en) + [
-        "Verdicts (marginal area and power): area share of the die, and SE-CNN's energy per "
-        "frame over the lower-energy baseline's:", "",
-        _table(["model", "stream", "gpu", "placement", "area share", "energy ratio",
-                "verdict"], rows), ""]
+    the energy study ``en``, with its verdicts per buffer placement."""
+    return _energy_section(su, en)
 
 
 def _peers_section(pe: Mapping[str, Any]) -> list[str]:
@@ -363,11 +394,20 @@ def _speedup_section(su: Mapping[str, Any]) -> list[str]:
             _table(["model", "stream", "gpu", "SE-CNN", "baseline", "mean", "max", "min"], rows),
             ""]
     rows = [[r["model"], r["gpu"], r["variant"], r["baseline"], times(r["average"]),
-             times(r["at_most"]), f"{times(r['paper_average'])} ({times(r['paper_at_most'])})"
-             if "paper_average" in r else "", r.get("verdict", "")] for r in su["summary"]]
-    out += ["Averaged over each model's streams:", "",
-            _table(["model", "gpu", "SE-CNN", "baseline", "average", "at most", "paper",
-                    "verdict"], rows), "", "![speedups](figures/speedup.png)", ""]
+             band_range(r.get("band")), times(r["at_most"]),
+             f"{times(r['paper_average'])} ({times(r['paper_at_most'])})"
+             if "paper_average" in r else "", r["verdict"]] for r in su["summary"]]
+    bd = su.get("bands") or {}
+    out += ["Averaged over each model's streams. *band*: the average at the SE-CNN-pessimistic "
+            "and -optimistic corners of the timing model's uncertainty box (every fitted "
+            "parameter over its leave-one-network-out refits, every assumed one over its "
+            "sourced range: `secnn_jax/timing/uncertainty.py`), found on the first "
+            f"{bd.get('frames', '?')} frames of `{bd.get('stream')}` (probes on "
+            f"{bd.get('probe_frames', '?')}); a verdict is *holds* or *does not hold* only "
+            "when both corners agree, else *inconclusive (low-high)*. Without a paper claim "
+            "the verdict judges \"SE-CNN is faster\" (above 1x).", "",
+            _table(["model", "gpu", "SE-CNN", "baseline", "average", "band", "at most",
+                    "paper", "verdict"], rows), "", "![speedups](figures/speedup.png)", ""]
     return out
 
 
@@ -395,7 +435,8 @@ def _field(r: Mapping[str, Any], key: str) -> str:
 
 
 def _accuracy_claims(ac: Mapping[str, Any]) -> list[dict[str, str]]:
-    """The ">95% of accuracy" rows, each judged on the model's declared metric."""
+    """The ">95% of accuracy" rows, each judged on the model's declared metric
+    (:func:`experiments.paper.above`, as the study's summary)."""
     obj = ac["objective"]
     floor = ac["claim"]["agreement_above"]
     rows = []
@@ -408,7 +449,7 @@ def _accuracy_claims(ac: Mapping[str, Any]) -> list[dict[str, str]]:
             "ours": f"{pct(_score(r))} {label} with the exact model on {r['frames']} frames at "
                     f"{times(r['speedup'])} ({obj['scheme']} over {obj['baseline']}; output "
                     f"error {r['logit_error']:.2e})",
-            "verdict": "holds" if _score(r) > floor else "does not hold",
+            "verdict": above(_score(r), floor),
         })
     for t in ac.get("tuned", []):
         label = metric_label(ac, t["model"])
@@ -424,7 +465,7 @@ def _accuracy_claims(ac: Mapping[str, Any]) -> list[dict[str, str]]:
                 "paper": "> 95.00%",
                 "ours": f"{pct(a)} {label} on {e['heldout_frames']} held-out frames at "
                         f"{times(e.get('speedup'))} ({obj['scheme']} over {obj['baseline']})",
-                "verdict": "holds" if a > floor else "does not hold",
+                "verdict": above(a, floor),
             })
         tr = t.get("transfer")
         if tr and tr["streams"]:
@@ -607,10 +648,12 @@ def _transfer_section(ac: Mapping[str, Any]) -> list[str]:
 
 
 def render(results: Mapping[str, Any], config: Mapping[str, Any], *,
-           notes: Sequence[str] = (), missing: Sequence[tuple[str, str]] = ()) -> str:
-    """The full ``report.md`` text from the studies' results and the run's config."""
+           notes: Sequence[str] = (), missing: Sequence[tuple[str, str]] = (),
+           command: str = "experiments.reproduce") -> str:
+    """The full ``report.md`` text from the studies' results and the run's config (``command``:
+    the module that generated it)."""
     out = ["# SE-CNN reproduction report", "",
-           "Generated by `python -m experiments.reproduce`. Configuration: `config.json`; code "
+           f"Generated by `python -m {command}`. Configuration: `config.json`; code "
            "version and environment: `environment.json`; wall time and host: `run_info.json`.",
            "",
            _table(["setting", "value"], [[k, f"`{config[k]}`"] for k in
@@ -629,6 +672,13 @@ def render(results: Mapping[str, Any], config: Mapping[str, Any], *,
         out += ["### Models not run (no checkpoint)", "",
                 _table(["model", "create the checkpoint with"],
                        [[m, f"`{c}`"] for m, c in missing]), ""]
+    out += _sections(results)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _sections(results: Mapping[str, Any]) -> list[str]:
+    """Every study's section of the report, in report order."""
+    out: list[str] = []
     if results.get("sparsity"):
         out += _sparsity_section(results["sparsity"])
     if results.get("prediction"):
@@ -644,4 +694,21 @@ def render(results: Mapping[str, Any], config: Mapping[str, Any], *,
         out += _accuracy_section(results["accuracy"])
     if results.get("peers"):
         out += _peers_section(results["peers"])
-    return "\n".join(out).rstrip() + "\n"
+    return out
+
+
+def study_output(results: Mapping[str, Any], config: Mapping[str, Any],
+                 command: str) -> tuple[str, str]:
+    """What a study run alone (``python -m <command>``, e.g. ``experiments.speedup``) writes
+    as ``report.md`` and prints:
+    ``(report_md, printed)``. ``report_md`` is :func:`render` of the study's results alone
+    (the claims they judge, then their sections: the same text ``reproduce`` renders for them);
+    ``printed`` the claims table and the sections without the report's preamble."""
+    rows = claims(results)
+    printed = []
+    if rows:
+        printed += [_table(["claim", "paper", "ours", "verdict"],
+                           [[r["claim"], r["paper"], r["ours"], r["verdict"]] for r in rows]),
+                    ""]
+    printed += _sections(results)
+    return render(results, config, command=command), "\n".join(printed).rstrip() + "\n"

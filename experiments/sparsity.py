@@ -49,6 +49,8 @@ def summarise(nonzero: np.ndarray, negative: np.ndarray, n_inputs: np.ndarray) -
         "median_layer_fired": float(np.median(per_layer)),
         "layers_below_claim": int((per_layer < CLAIM_FIRED).sum()),
         "claim_holds": bool(fired_all is not None and fired_all < CLAIM_FIRED),
+        "verdict": ("not measured" if fired_all is None else
+                    "holds" if fired_all < CLAIM_FIRED else "does not hold"),
     }
 
 
@@ -56,8 +58,10 @@ def sparsity(ws: Workspace, models: Sequence[str], streams: Sequence[str]) -> di
     """Per-layer firing rates for every model and stream.
 
     Returns:
-      ``{"study": "sparsity", "claim": ..., "cells": [...]}``; each cell holds ``model``,
-      ``stream``, ``summary`` (:func:`summarise`) and ``layers``: per layer ``name``, ``kind``,
+      ``{"study": "sparsity", "claim": ..., "cells": [...], "summary": [...]}`` (a summary
+      row per cell: ``model``, ``stream``, ``fired_all``, ``claim``, ``verdict``); each cell
+      holds ``model``, ``stream``, ``summary`` (:func:`summarise`) and ``layers``: per layer
+      ``name``, ``kind``,
       ``role`` (rectified/signed), ``n_inputs``, ``fired`` (fraction of input neurons != 0 over
       all frames), ``fired_min``/``fired_max`` over frames.
     """
@@ -83,14 +87,21 @@ def sparsity(ws: Workspace, models: Sequence[str], streams: Sequence[str]) -> di
                          "layers)", m, s, 100 * summary["fired_all"],
                          100 * (summary["fired_rectified"] or float("nan")))
             cells.append({"model": m, "stream": s, "summary": summary, "layers": rows})
-    return {"study": "sparsity", "claim": {"fired_below": CLAIM_FIRED}, "cells": cells}
+    summary = [{"model": c["model"], "stream": c["stream"], "fired_all": c["summary"]["fired_all"],
+                "claim": f"fewer than {CLAIM_FIRED:.0%} of input neurons fire",
+                "verdict": c["summary"]["verdict"]} for c in cells]
+    return {"study": "sparsity", "claim": {"fired_below": CLAIM_FIRED}, "cells": cells,
+            "summary": summary}
 
 
 def main(argv: Sequence[str]) -> None:
-    """Runs the sparsity study and writes results/sparsity.json and its figure."""
+    """Runs the sparsity study, prints its claims and table, and writes results/sparsity.json,
+    its figure and report.md (its claims and section)."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    from experiments import cli, figures  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from experiments import cli, figures, report  # noqa: PLC0415
 
     cfg = cli.resolve()
     st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite, timer=None,
@@ -98,7 +109,10 @@ def main(argv: Sequence[str]) -> None:
     res = sparsity(st.ws, list(st.ws.models), list(st.ws.streams))
     st.run.write_json("results/sparsity.json", res)
     figures.sparsity_bars(res, st.run.path("figures", "sparsity.png"))
+    md, printed = report.study_output({"sparsity": res}, cfg.to_dict(), "experiments.sparsity")
+    st.run.write_text("report.md", md)
     st.run.finish(**st.ws.stats)
+    sys.stdout.write(printed)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,18 @@ Speedups per (model, stream, GPU): ``mean`` is the ratio of total times over the
 throughput gain), ``max`` the best single frame, ``min`` the worst. Across cells, ``average`` is
 the arithmetic mean of the cells' ``mean`` and ``at_most`` the largest ``max``.
 
-Library: :func:`speedup`, :func:`sensitivity`. Command line::
+**Verdict bands.** Every SE-CNN-versus-baseline ratio of the summary, and each cell's
+value-prediction factor, is also computed at the SE-CNN-optimistic and -pessimistic corners of
+the timing model's uncertainty box (:mod:`secnn_jax.timing.uncertainty`) on the first
+``BAND_FRAMES`` frames of the model's first stream (probes on ``PROBE_FRAMES``); the band's
+factors (corner / default on those frames) are applied to the study's own ratio, and a verdict
+is ``holds`` or ``does not hold`` only when the default and both corners agree, else
+``inconclusive (low-high)``. Every summary row has a ``verdict``: the paper's claim where it
+made one, else "SE-CNN is faster" (ratio above 1).
+
+Library: :func:`speedup`, :func:`sensitivity`, :func:`replay_inputs`, :func:`ratio_bands`.
+Command line (prints the speedup and ladder tables, writes ``results/speedup.json``,
+``figures/speedup.png`` and the study's section of ``report.md``)::
 
     python -m experiments.speedup --out_dir=runs/speedup --config.gpus=h100,titanx
 """
@@ -35,6 +46,7 @@ Library: :func:`speedup`, :func:`sensitivity`. Command line::
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,7 +59,25 @@ from experiments.timer import variant, variant_parts
 from secnn_jax.timing.ladder import LADDER
 from secnn_jax.timing.names import PEERS, SECNN
 
-__all__ = ["frame_times", "ladder_times", "sensitivity", "speedup", "verdict"]
+__all__ = ["BAND_FRAMES", "BASELINE_SCHEMES", "PROBE_FRAMES", "frame_times", "ladder_times",
+           "ratio_bands", "replay_inputs", "sensitivity", "speedup", "verdict"]
+
+#: Frames (the first ones of a model's first stream) the verdict bands' corners replay, and
+#: frames (the last of those) each one-at-a-time probe replays (:func:`secnn_jax.timing.bands`).
+BAND_FRAMES = 4
+PROBE_FRAMES = 1
+#: Frames of the first stream :func:`replay_inputs` runs for the sensitivity table (the bands
+#: use the first ``BAND_FRAMES`` of them).
+SENSITIVITY_FRAMES = 8
+#: Each baseline of :data:`experiments.paper.BASELINES`: the schemes it is per frame the
+#: fastest of.
+BASELINE_SCHEMES: dict[str, tuple[str, ...]] = {
+    "dense": ("dense",), "winograd": ("winograd",), "fft": ("fft",),
+    "fast_conv": ("winograd", "fft"), "zero_skip": ("zero_skip",),
+    "strongest": ("dense", "winograd", "fft", "zero_skip")}
+#: Key of the value-prediction factor's band (secnn_hw on the zero predictor's events over
+#: secnn_hw on the chosen predictor's).
+VALUE_PREDICTION = "value_prediction"
 
 def frame_times(base_us: np.ndarray, secnn_us: np.ndarray, variants: Sequence[str],
                 launch: str = COMPARISON_LAUNCH) -> dict[str, np.ndarray]:
@@ -121,6 +151,68 @@ def verdict(ours: float, paper: float) -> str:
     return "partly" if ours > 1.0 else "does not hold"
 
 
+def faster(ratio: float) -> str:
+    """The verdict on "SE-CNN is faster" (no paper claim): ``holds`` above 1."""
+    if not np.isfinite(ratio):
+        return "not measured"
+    return "holds" if ratio > 1.0 else "does not hold"
+
+
+def replay_inputs(ws: Workspace, model: str, stream: str, predictor: str,
+                  frames: int = SENSITIVITY_FRAMES) -> tuple[Any, dict[str, Any], Any]:
+    """``(layers, {"zero": events, "predictor": events}, ops)`` of the first ``frames`` frames
+    of ``stream`` through the zero and the chosen predictor (:func:`secnn_jax.run_stream`), for
+    replays at other parameters than the study's (bands, sensitivity, schedule)."""
+    from experiments.cells import make_predictor  # noqa: PLC0415
+    from secnn_jax import run_stream  # noqa: PLC0415
+
+    h = ws.model(model)
+    x = ws.frames(model, stream)[:frames]
+    ev = {}
+    for name, spec in (("zero", "zero"), ("predictor", predictor)):
+        _, e = run_stream(h.apply_fn, h.variables, x, make_predictor(spec))
+        ev[name] = e.map(np.asarray)
+    return ws.layers(model, stream), ev, ws.ops(model, stream)
+
+
+def ratio_bands(ws: Workspace, inputs: tuple[Any, dict[str, Any], Any],
+                launch: str = COMPARISON_LAUNCH) -> dict[str, dict[str, Any]]:
+    """Per GPU of the workspace's timer, the :class:`secnn_jax.timing.Band` of every SE-CNN
+    variant over every baseline of :data:`BASELINE_SCHEMES` the timer replays, and of the
+    value-prediction factor: ``{gpu: {variant: {baseline: Band}, "value_prediction": Band}}``
+    (one :func:`secnn_jax.timing.bands` call per GPU, on ``inputs`` from
+    :func:`replay_inputs`, of which the first ``BAND_FRAMES`` frames)."""
+    from secnn_jax.timing import uncertainty  # noqa: PLC0415
+
+    layers, ev, ops = inputs
+    ev = {k: e.map(lambda v: np.asarray(v)[:BAND_FRAMES]) for k, e in ev.items()}
+    have = set(ws.timer.base_schemes)
+    ratios = {(v, b): uncertainty.Ratio(v, schemes) for v in VARIANTS if v in have
+              for b, schemes in BASELINE_SCHEMES.items() if set(schemes) <= have}
+    if "secnn_hw" in have:
+        ratios[(VALUE_PREDICTION, "")] = uncertainty.Ratio("secnn_hw", ("secnn_hw",))
+    out: dict[str, dict[str, Any]] = {}
+    if not ratios:
+        return out
+    n = min(int(np.shape(v)[0]) for v in ev["zero"].values())
+    for gpu in ws.timer.gpus:
+        t0 = time.perf_counter()
+        got = uncertainty.bands(layers, ev["predictor"], ev["zero"], tuple(ratios.values()),
+                                ops=ops, gpu=gpu, precision=ws.timer.precision, launch=launch,
+                                fusion=ws.timer.fusion, params=ws.timer.params,
+                                config=ws.timer.config, probe_frames=min(PROBE_FRAMES, n))
+        per: dict[str, Any] = {}
+        for (v, b), r in ratios.items():
+            if v == VALUE_PREDICTION:
+                per[v] = got[r.name]
+            else:
+                per.setdefault(v, {})[b] = got[r.name]
+        logging.info("bands on %s: %d ratios, %d replays in %.1f s", gpu, len(got),
+                     next(iter(got.values())).replays, time.perf_counter() - t0)
+        out[gpu] = per
+    return out
+
+
 def _ratios(ft: dict[str, np.ndarray], scheme: str, baseline: str) -> dict[str, float]:
     ratio = ft[baseline] / ft[scheme]
     return {"mean": float(ft[baseline].sum() / ft[scheme].sum()), "max": float(ratio.max()),
@@ -128,9 +220,12 @@ def _ratios(ft: dict[str, np.ndarray], scheme: str, baseline: str) -> dict[str, 
 
 
 
-def _summary_rows(model: str, gpu: str, mine: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _summary_rows(model: str, gpu: str, mine: Sequence[dict[str, Any]],
+                  bands: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Average and maximum speedup of every SE-CNN variant over every baseline across one
-    model's streams on one GPU, with the paper's claim and a verdict where it made one."""
+    model's streams on one GPU, each with a ``claim`` (the paper's average, or "faster"), its
+    ``band`` over the timing model's uncertainty (``bands[variant][baseline]`` moved to the
+    average) and a ``verdict`` by the band rule."""
     rows = []
     for v in VARIANTS:
         for b in BASELINES:
@@ -145,13 +240,32 @@ def _summary_rows(model: str, gpu: str, mine: Sequence[dict[str, Any]]) -> list[
             }
             if b in PAPER:
                 row["paper_average"], row["paper_at_most"] = PAPER[b]
-                row["verdict"] = verdict(row["average"], PAPER[b][0])
+                row["claim"] = f"paper average {PAPER[b][0]:g}x"
+
+                def rule(r: float, paper: float = PAPER[b][0]) -> str:
+                    return verdict(r, paper)
+            else:
+                row["claim"] = "SE-CNN is faster (above 1x)"
+                rule = faster
+            band = (bands or {}).get(v, {}).get(b)
+            if band is not None and np.isfinite(row["average"]):
+                band = band.scaled(row["average"])
+                row["band"] = band.as_dict()
+                row["verdict"] = band.judge(rule)
+            else:
+                row["verdict"] = rule(row["average"])
             rows.append(row)
     return rows
 
 def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predictor: str,
-            tau: float = 0.0, launch: str = COMPARISON_LAUNCH) -> dict[str, Any]:
-    """Replayed times, the ladder and speedups for every model, stream and GPU.
+            tau: float = 0.0, launch: str = COMPARISON_LAUNCH, *,
+            inputs: dict[str, tuple[Any, dict[str, Any], Any]] | None = None,
+            bands: bool = True) -> dict[str, Any]:
+    """Replayed times, the ladder, speedups and their verdict bands for every model, stream
+    and GPU.
+
+    ``inputs``: per model, :func:`replay_inputs` already computed (else computed here, on the
+    first stream, when ``bands``); ``bands=False`` skips the bands (point verdicts).
 
     Returns:
       ``{"study": "speedup", "gpus", "variants", "launch", "fusion", "predictor", "tau",
@@ -163,15 +277,24 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
       ``energy_uj[key]`` holds the mean microjoules per frame (``total`` and per component) of
       the schemes under ``launch`` and of the ladder's steps.
       ``summary`` rows (model, gpu, variant, baseline: over the model's streams) hold
-      ``average``, ``at_most`` and, for the paper's three baselines, ``paper_average``,
-      ``paper_at_most`` and ``verdict``.
+      ``average``, ``at_most``, ``claim``, ``band`` (``default``, ``low``, ``high``, the
+      corners) and ``verdict``; for the paper's three baselines ``paper_average`` and
+      ``paper_at_most``. A cell's ``ladder`` holds ``value_prediction_band`` beside its factor.
+      ``bands`` records ``frames``, ``probe_frames`` and the box's ``ranges``.
     """
     if ws.timer is None:
         raise ValueError("the speedup study needs a timer (timing replay)")
     gpus, variants = tuple(ws.timer.gpus), tuple(ws.timer.schemes)
     launches = tuple(dict.fromkeys(variant_parts(v)[1] for v in variants))
     cells = []
+    band_by: dict[str, dict[str, Any]] = {}
     for m in models:
+        if bands:
+            if inputs is None or m not in inputs:
+                inp = replay_inputs(ws, m, streams[0], predictor)
+            else:
+                inp = inputs[m]
+            band_by[m] = ratio_bands(ws, inp, launch)
         for s in streams:
             base_cell = ws.run(m, s, "zero", 0.0, timed=True)
             sec_cell = ws.run(m, s, predictor, tau, timed=True)
@@ -198,6 +321,9 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
                 if z and p and o:
                     ladder["value_prediction_factor"] = z / p
                     ladder["oracle_factor"] = z / o
+                    vb = band_by.get(m, {}).get(gpu, {}).get(VALUE_PREDICTION)
+                    if vb is not None:
+                        ladder["value_prediction_band"] = vb.scaled(z / p).as_dict()
                 by_launch: dict[str, Any] = {}
                 for ln in launches:
                     fl = frame_times(base[:, g], sec[:, g], variants, ln)
@@ -236,8 +362,13 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
     for m in dict.fromkeys(c["model"] for c in cells):  # every verdict per model
         for gpu in gpus:
             mine = [c for c in cells if c["gpu"] == gpu and c["model"] == m]
-            summary += _summary_rows(m, gpu, mine)
+            summary += _summary_rows(m, gpu, mine, band_by.get(m, {}).get(gpu))
+    from secnn_jax.timing.uncertainty import BOX  # noqa: PLC0415
+
     return {"study": "speedup", "gpus": list(gpus), "variants": list(variants),
+            "bands": {"frames": BAND_FRAMES, "probe_frames": PROBE_FRAMES,
+                      "stream": streams[0] if streams else None,
+                      "ranges": [r.as_dict() for r in BOX]} if bands else None,
             "launch": launch, "fusion": getattr(ws.timer, "fusion", None),
             "predictor": predictor, "tau": float(tau), "cells": cells, "summary": summary,
             "mapping": {"dense": "cuDNN/cuBLAS-style kernels (tiles, split-K, GEMV)",
@@ -246,27 +377,24 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
                         "strongest": "per frame the fastest of dense, fast_conv, zero_skip"}}
 
 
-def sensitivity(ws: Workspace, model: str, stream: str, predictor: str, *, frames: int = 8,
-                gpu: str = "h100", launch: str = COMPARISON_LAUNCH) -> dict[str, Any]:
+def sensitivity(ws: Workspace, model: str, stream: str, predictor: str, *,
+                frames: int = SENSITIVITY_FRAMES,
+                gpu: str = "h100", launch: str = COMPARISON_LAUNCH,
+                inputs: tuple[Any, dict[str, Any], Any] | None = None) -> dict[str, Any]:
     """The headline ratio as each assumed physics parameter moves over its plausible range.
 
     Reruns the first ``frames`` frames of ``stream`` through the zero and the chosen predictor
     (:func:`secnn_jax.run_stream`), then replays ``secnn_hw`` (predictor's events) and the
     strongest baseline (zero's events) under ``launch`` with each :data:`secnn_jax.timing.
     PHYSICS` parameter at its low and high end, and with the other fusion policy. Also returns
-    the events, layers and ops (for the schedule figure).
+    the events, layers and ops (for the schedule figure). ``inputs``: :func:`replay_inputs`
+    already computed (then ``frames`` is theirs).
     """
-    from experiments.cells import make_predictor  # noqa: PLC0415
-    from secnn_jax import run_stream, timing  # noqa: PLC0415
+    from secnn_jax import timing  # noqa: PLC0415
 
-    h = ws.model(model)
-    x = ws.frames(model, stream)[:frames]
-    layers = ws.layers(model, stream)
-    ops = ws.ops(model, stream)
-    ev = {}
-    for name, spec in (("zero", "zero"), ("predictor", predictor)):
-        _, e = run_stream(h.apply_fn, h.variables, x, make_predictor(spec))
-        ev[name] = e.map(np.asarray)
+    layers, ev, ops = inputs if inputs is not None else replay_inputs(ws, model, stream,
+                                                                       predictor, frames)
+    n_frames = min(int(np.shape(v)[0]) for v in ev["zero"].values())
     base_cfg = ws.timer.config if ws.timer is not None else timing.SchemeConfig()
     fusion = ws.timer.fusion if ws.timer is not None else timing.DEFAULT_FUSION
     prec = ws.timer.precision if ws.timer is not None else "fp32"
@@ -300,15 +428,18 @@ def sensitivity(ws: Workspace, model: str, stream: str, predictor: str, *, frame
     rows.append({"parameter": "fusion", "end": "other", "value": other,
                  **ratio(base_cfg, other)})
     return {"model": model, "stream": stream, "gpu": gpu, "launch": launch, "fusion": fusion,
-            "frames": int(x.shape[0]), "rows": rows,
+            "frames": n_frames, "rows": rows,
             "_replay_inputs": (layers, ev, ops)}
 
 
 def main(argv: Sequence[str]) -> None:
-    """Runs the speedup study and writes results/speedup.json and its figure."""
+    """Runs the speedup study, prints its claims and tables, and writes results/speedup.json,
+    its figures and report.md (its claims and sections)."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    from experiments import cli, figures  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from experiments import cli, figures, report  # noqa: PLC0415
     from experiments.cells import predictor_spec  # noqa: PLC0415
 
     cfg = cli.resolve()
@@ -317,7 +448,11 @@ def main(argv: Sequence[str]) -> None:
                   predictor_spec("secnn", cfg.silence, cfg.decay), launch=str(cfg.launch))
     st.run.write_json("results/speedup.json", res)
     figures.speedup_bars(res, st.run.path("figures", "speedup.png"))
+    figures.ladder_bars(res, st.run.path("figures", "ladder.png"))
+    md, printed = report.study_output({"speedup": res}, cfg.to_dict(), "experiments.speedup")
+    st.run.write_text("report.md", md)
     st.run.finish(**st.ws.stats)
+    sys.stdout.write(printed)
 
 
 if __name__ == "__main__":

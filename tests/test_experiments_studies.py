@@ -361,3 +361,100 @@ def test_figure_titles_fit_their_panels(tmp_path: Path, monkeypatch: pytest.Monk
         assert box.x0 >= 0 and box.x1 <= fig.bbox.x1, ax.get_title()
         assert box.width <= ax.get_window_extent(renderer).width * 1.05, ax.get_title()
     assert figures.fit_titles(fig) == 0  # already fits: nothing more to wrap
+
+
+def _summary_rows(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Every study's judged rows: ``summary`` (``verdicts`` for peers and energy)."""
+    return {k: r.get("summary") or r.get("verdicts") or [] for k, r in results.items()
+            if k != "sensitivity"}
+
+
+def test_every_summary_row_has_a_verdict_by_the_band_rule(run: dict[str, Any]) -> None:
+    from experiments import speedup as speedup_lib
+    from experiments.paper import PAPER
+    from secnn_jax.timing import uncertainty
+
+    rows = _summary_rows(run["results"])
+    assert set(rows) == {"sparsity", "prediction", "speedup", "energy", "accuracy", "peers"}
+    for study, rs in rows.items():
+        assert rs, study
+        for r in rs:
+            assert r["verdict"] in ("holds", "does not hold", "partly", "not measured") or \
+                r["verdict"].startswith("inconclusive ("), (study, r)
+    su = run["results"]["speedup"]
+    for r in su["summary"]:
+        b = r["band"]
+        assert b["low"] <= r["average"] == b["default"] <= b["high"]
+        paper = PAPER.get(r["baseline"], (None,))[0]
+        ends = {speedup_lib.verdict(x, paper) if paper else speedup_lib.faster(x)
+                for x in (b["low"], r["average"], b["high"])}
+        # one verdict only where the default and both corners give it
+        assert r["verdict"] == (ends.pop() if len(ends) == 1 else
+                                f"inconclusive ({b['low']:.2f}-{b['high']:.2f})")
+    # the band is timing.bands' on the first frames of the first stream, moved to the average
+    ws = run["ws"]
+    spec = su["predictor"]
+    layers, ev, ops = speedup_lib.replay_inputs(ws, "tiny", "bikes", spec,
+                                                frames=speedup_lib.BAND_FRAMES)
+    assert min(int(v.shape[0]) for v in ev["zero"].values()) == min(
+        speedup_lib.BAND_FRAMES, _frames(run, "bikes").shape[0])
+    ratio = uncertainty.Ratio("secnn_hw", speedup_lib.BASELINE_SCHEMES["strongest"])
+    want = uncertainty.bands(layers, ev["predictor"], ev["zero"], (ratio,), ops=ops,
+                             gpu="gtx1080ti", precision=ws.timer.precision, launch=su["launch"],
+                             fusion=ws.timer.fusion, params=ws.timer.params,
+                             config=ws.timer.config, probe_frames=speedup_lib.PROBE_FRAMES)
+    row = next(r for r in su["summary"] if (r["gpu"], r["variant"], r["baseline"]) ==
+               ("gtx1080ti", "secnn_hw", "strongest"))
+    scaled = want[ratio.name].scaled(row["average"])
+    assert (row["band"]["low"], row["band"]["high"]) == pytest.approx(
+        (scaled.low, scaled.high), rel=1e-12)
+    # the report shows each band beside its verdict
+    _row(run["md"], "tiny", "gtx1080ti", "secnn_hw", "strongest", report.times(row["average"]),
+         report.band_range(row["band"]))
+    for v in run["results"]["peers"]["verdicts"]:
+        if v["band"]:
+            assert v["band"]["low"] <= v["band"]["default"] <= v["band"]["high"]
+
+
+def test_each_study_alone_prints_its_table_and_writes_its_report(
+        run: dict[str, Any], tmp_path: Path) -> None:
+    """``report.study_output`` (what every study command writes and prints) on each study's
+    results, and one command run alone (``python -m experiments.sparsity``) end to end."""
+    import os
+    import subprocess
+    import sys
+
+    results = run["results"]
+    alone = {"sparsity": ("sparsity",), "prediction": ("prediction",),
+             "speedup": ("speedup",), "energy": ("speedup", "sensitivity", "energy"),
+             "accuracy": ("accuracy",), "peers": ("peers",)}
+    heads = {"sparsity": "## Sparsity", "prediction": "## Prediction",
+             "speedup": "## Speedup", "energy": "## Energy and area", "accuracy": "## Accuracy",
+             "peers": "## Peers"}
+    for study, keys in alone.items():
+        md, printed = report.study_output({k: results[k] for k in keys}, run["cfg"].to_dict(),
+                                          f"experiments.{study}")
+        assert heads[study] in md and heads[study] in printed
+        assert f"`python -m experiments.{study}`" in md
+        for c in report.claims({k: results[k] for k in keys}):
+            assert c["verdict"] in printed and c["claim"] in md
+        # the same section text as the full report's
+        sec = printed[printed.index(heads[study]):]
+        assert sec.strip() in run["md"]
+    out = tmp_path / "sparsity"
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.pathsep.join(
+        [str(repo / "tests"), str(repo), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.sparsity", f"--out_dir={out}",
+         "--models=test_experiments_studies:tiny_model", "--streams=photos", "--frames=2"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    md = (out / "report.md").read_text()
+    res = json.loads((out / "results" / "sparsity.json").read_text())
+    cell = res["cells"][0]
+    line = (f"| {cell['model']} | photos | 2 | {report.pct(cell['summary']['fired_all'])} | "
+            f"{report.pct(cell['summary']['fired_rectified'])} |")
+    assert line in done.stdout and line in md
+    assert cell["summary"]["verdict"] in done.stdout
+    assert "`python -m experiments.sparsity`" in md

@@ -8,7 +8,8 @@ Modules: :mod:`.names` (vocabulary), :mod:`.params` (fitted parameters, assumed 
 between layers, fusion), :mod:`.launch` (launch models), :mod:`.secnn` (SE-CNN's schedule),
 :mod:`.schemes` (the registry), :mod:`.replay`, :mod:`.ladder`, :mod:`.calibration`,
 :mod:`.gpufile` (a user's calibrated GPU as a named entry: :func:`load_gpu_file`),
-:mod:`.probes` (the op-kernel, concurrency and software SE-CNN measurements).
+:mod:`.probes` (the op-kernel, concurrency and software SE-CNN measurements),
+:mod:`.uncertainty` (the physics parameters' sourced ranges; verdict bands over their box).
 """
 
 from secnn_jax.geometry import LayerGeom
@@ -51,9 +52,12 @@ from secnn_jax.timing.replayer import (
     replay_launches,
 )
 from secnn_jax.timing.schemes import REGISTRY
+from secnn_jax.timing.uncertainty import BOX, Band, Range, Ratio, band, bands
 
 __all__ = [
     "BASELINES",
+    "BOX",
+    "Band",
     "CalibratedGPU",
     "COMPACTIONS",
     "DEFAULT_FUSION",
@@ -66,6 +70,8 @@ __all__ = [
     "PHASES",
     "PHYSICS",
     "PRECISIONS",
+    "Range",
+    "Ratio",
     "REGISTRY",
     "SCHEMES",
     "SECNN",
@@ -80,6 +86,8 @@ __all__ = [
     "SchemeConfig",
     "SchemeResult",
     "TimingConfigError",
+    "band",
+    "bands",
     "best_algorithm",
     "canonical_precision",
     "dense_cost",

@@ -32,7 +32,8 @@ import numpy as np
 from secnn_jax.events import VH, VM, ZN, ZZ, EventMaps, fires_of
 from secnn_jax.timing.names import DEFAULT_FUSION
 from secnn_jax.timing.replayer import ReplayResult, replay_launches
-from secnn_jax.timing.validate import check_events
+from secnn_jax.timing.uncertainty import Band, Range, Ratio, bands
+from secnn_jax.timing.validate import check_events, frame_indices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,12 +102,16 @@ class Ladder:
       frames: replayed frame indices.
       fusion: the fusion policy every step used.
       times_us: ``{gpu: {step key: [T] microseconds}}``.
+      bands: ``{gpu: {"secnn_over_strongest" | "value_prediction_factor": Band}}`` over the
+        timing model's uncertainty box (:mod:`.uncertainty`), when :func:`ladder` was given a
+        ``box``; else empty.
     """
 
     gpus: tuple[str, ...]
     frames: tuple[int, ...]
     fusion: str
     times_us: Mapping[str, Mapping[str, np.ndarray]]
+    bands: Mapping[str, Mapping[str, Band]] = dataclasses.field(default_factory=dict)
 
     def mean_us(self, gpu: str) -> dict[str, float]:
         """Mean frame time of each step on ``gpu``."""
@@ -132,8 +137,16 @@ class Ladder:
         """The oracle over the zero predictor: the ceiling of value prediction."""
         return self.speedup(gpu, "secnn_hw/persistent:oracle", "secnn_hw/persistent:zero")
 
+    def secnn_over_strongest(self, gpu: str) -> float:
+        """``secnn_hw`` with the predictor over the faster of ``dense/persistent`` and
+        ``zero_skip/persistent`` (mean times)."""
+        m = self.mean_us(gpu)
+        return min(m["dense/persistent"], m["zero_skip/persistent"]) / m[
+            "secnn_hw/persistent:predictor"]
+
     def as_dict(self) -> dict[str, Any]:
-        """Plain data: per GPU the steps' mean times, step ratios and the two factors."""
+        """Plain data: per GPU the steps' mean times, step ratios, the two factors, SE-CNN over
+        the strongest baseline and, where computed, their bands."""
         out: dict[str, Any] = {"fusion": self.fusion, "frames": list(self.frames),
                                "steps": [dataclasses.asdict(s) for s in LADDER], "gpus": {}}
         for g in self.gpus:
@@ -141,18 +154,18 @@ class Ladder:
                 "mean_us": self.mean_us(g), "step_ratio": self.step_ratios(g),
                 "value_prediction_factor": self.value_prediction_factor(g),
                 "oracle_factor": self.oracle_factor(g),
-                "secnn_over_strongest": self.speedup(
-                    g, "secnn_hw/persistent:predictor",
-                    min(("dense/persistent", "zero_skip/persistent"),
-                        key=lambda k: self.mean_us(g)[k])),
+                "secnn_over_strongest": self.secnn_over_strongest(g),
             }
+            if g in self.bands:
+                out["gpus"][g]["bands"] = {k: b.as_dict() for k, b in self.bands[g].items()}
         return out
 
 
 def ladder(layers: Sequence[Any], zero_events: Mapping[str, Any],
            predictor_events: Mapping[str, Any], *, ops: Sequence[Any] | None,
            gpus: Sequence[str] = ("h100",), precision: str = "fp32",
-           fusion: str = DEFAULT_FUSION, **replay_kw: Any) -> Ladder:
+           fusion: str = DEFAULT_FUSION, box: Sequence[Range] | None = None,
+           probe_frames: int = 2, **replay_kw: Any) -> Ladder:
     """Replays every :data:`LADDER` step.
 
     Args:
@@ -161,6 +174,11 @@ def ladder(layers: Sequence[Any], zero_events: Mapping[str, Any],
       predictor_events: the chosen predictor's events (same frames).
       ops: the network's op groups (:func:`secnn_jax.netops.find_ops`).
       gpus, precision, fusion: as for :func:`~.replay.replay`; one fusion for every step.
+      box: ranges of the timing model's uncertainty (:data:`.uncertainty.BOX`): the ladder
+        then also holds, per GPU, the bands of ``secnn_over_strongest`` and the
+        ``value_prediction_factor`` (:func:`.uncertainty.bands` under ``persistent``, the
+        ladder's SE-CNN steps, on ``probe_frames`` probe frames; each band moved to the
+        ladder's own ratio). ``None`` (default): no bands, no extra replays.
       replay_kw: further :func:`~.replay.replay` arguments (``params``, ``config``, ``frames``).
 
     Raises:
@@ -183,4 +201,25 @@ def ladder(layers: Sequence[Any], zero_events: Mapping[str, Any],
     first = runs[("zero", "eager")]
     times = {first.get(g, "dense").gpu: {s.key: runs[(s.events, s.launch)].get(g, s.scheme)
                                          .total_us for s in LADDER} for g in gpus}
-    return Ladder(gpus=tuple(times), frames=first.frames, fusion=fusion, times_us=times)
+    out = Ladder(gpus=tuple(times), frames=first.frames, fusion=fusion, times_us=times)
+    if box is None:
+        return out
+    strongest, vp = Ratio("secnn_hw", ("dense", "zero_skip")), Ratio("secnn_hw", ("secnn_hw",))
+    idx = frame_indices(replay_kw.get("frames"), int(np.shape(
+        next(iter(zero_events.values())))[0]))
+
+    def sel(ev: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The replayed frames of ``ev`` (the bands replay every frame they are given)."""
+        if isinstance(ev, EventMaps):
+            return ev.map(lambda v: np.asarray(v)[idx])
+        return {k: np.asarray(v)[idx] for k, v in ev.items()}
+
+    got = {}
+    for g in out.gpus:
+        b = bands(tuple(layers), sel(predictor_events), sel(zero_events), (strongest, vp),
+                  ops=ops, gpu=g, precision=precision, launch="persistent", fusion=fusion,
+                  params=replay_kw.get("params"), config=replay_kw.get("config"), box=box,
+                  probe_frames=probe_frames)
+        got[g] = {"secnn_over_strongest": b[strongest.name].scaled(out.secnn_over_strongest(g)),
+                  "value_prediction_factor": b[vp.name].scaled(out.value_prediction_factor(g))}
+    return dataclasses.replace(out, bands=got)

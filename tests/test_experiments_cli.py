@@ -35,7 +35,9 @@ def _env() -> dict[str, str]:
 
 
 def _cmd(module: str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", f"experiments.{module}", f"--out_dir={out}", *extra]
+    # Each run its own cell cache, in its out_dir: a killed run resumes from its own cells.
+    return [sys.executable, "-m", f"experiments.{module}", f"--out_dir={out}",
+            f"--cell_cache={out / 'cells'}", *extra]
 
 
 def _run(module: str, out: Path, *extra: str, timeout: int = 240

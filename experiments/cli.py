@@ -40,8 +40,8 @@ from secnn_jax import datasources
 from secnn_jax.errors import SecnnError
 
 __all__ = ["CELL_CACHE_OFF", "Setup", "check_accuracy_inputs", "check_config_names",
-           "clean_errors", "define_flags", "make_cell_cache", "make_timer", "resolve", "run",
-           "setup"]
+           "check_labels", "clean_errors", "define_flags", "make_cell_cache", "make_timer",
+           "resolve", "run", "setup"]
 
 FLAGS = flags.FLAGS
 
@@ -260,6 +260,8 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
     wanted = config_lib.names(cfg.studies, "studies") if studies is None else tuple(studies)
     if "accuracy" in wanted and timer is not None:
         check_accuracy_inputs(cfg, streams)
+    if "accuracy" in wanted and str(cfg.labels).strip():
+        check_labels(cfg, streams)
     for name in names:
         if skip_missing and not _has_weights(name):
             missing.append((name, _convert_command(name)))
@@ -321,6 +323,19 @@ def check_accuracy_inputs(cfg: ml_collections.ConfigDict, streams: dict[str, Any
             datasources.open_stream(spec, max_frames=n)
         except datasources.StreamError as e:
             raise config_lib.ConfigError(f"config.transfer_streams: {e}") from e
+
+
+def check_labels(cfg: ml_collections.ConfigDict, streams: dict[str, Any]) -> None:
+    """Refuses, before any model loads, a ``--config.labels`` file with a bad row or a row that
+    names no stream of this run (:func:`experiments.config.read_labels`: one line naming the
+    file and the line); warns once about rows beyond the frames this run uses (not used)."""
+    labels = config_lib.read_labels(str(cfg.labels), streams=streams)
+    beyond = sorted((s, f) for s, f in labels
+                    if f >= (streams[s].info.n_frames or int(cfg.frames)))
+    if beyond:
+        logging.warning("config.labels: %d of %d rows of %s label frames beyond those this run "
+                        "uses (first: frame %d of %s); they are not used", len(beyond),
+                        len(labels), cfg.labels, beyond[0][1], beyond[0][0])
 
 
 def _check_fcn_sizes(names: list[str], streams: dict[str, Any]) -> None:

@@ -110,6 +110,10 @@ ONE_LINE_ERRORS = [
     ("energy", "stray_argument", "error: unexpected arguments ['stray_argument']"),
     ("reproduce", "--config.gpus=rtx4090",
      "error: ConfigError: config.gpus='rtx4090': unknown GPU 'rtx4090'; known: "),
+    ("speedup", "--cell_cache_mb=0", "error: flag --cell_cache_mb=0.0: --cell_cache_mb must be "
+     "> 0 (MiB)"),
+    ("sparsity", f"--cell_cache={REPO / 'README.md'}", f"error: ConfigError: --cell_cache="
+     f"{REPO / 'README.md'}: is a file, expected a directory (or --cell_cache=off)"),
 ]
 
 

@@ -475,7 +475,7 @@ def _transfer_workspace(ws: Workspace, streams: Mapping[str, Any], frames: int) 
     """A workspace over ``streams`` sharing ``ws``'s models, timer and chunk cache (cells are
     keyed by model and stream, so a longer run of a stream reuses the shorter run's chunks)."""
     return Workspace(ws.models, streams, frames=frames, chunk_size=ws.chunk_size,
-                     resize=ws.resize, cache_dir=ws.cache_dir, timer=ws.timer,
+                     resize=ws.resize, cache_dir=ws.cache, timer=ws.timer,
                      model_frames=ws.model_frames, model_resize=ws.model_resize,
                      progress=ws.progress)
 

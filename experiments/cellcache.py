@@ -23,14 +23,39 @@ recomputed. In a cell's directory:
   atomically), with ``n`` its number of frames;
 * ``state{k:05d}.npz`` — the predictor state after chunk ``k`` (its pytree leaves in order), kept
   only for the last finished chunk of an unfinished cell, so a killed run resumes after it.
+
+**Shared across runs and studies.** The command lines keep their cells not in the run's
+``--out_dir`` but in one cache shared by every run and study (:func:`shared_root`: ``--cell_cache``,
+else ``$SECNN_JAX_CELL_CACHE``, else ``cells/`` in the cache directory of converted checkpoints,
+:func:`models.checkpoints.cache_root`). Since a cell's path is its content key, a study after
+``reproduce`` on the same model and frames, or a rerun with one more tau, reads every cell it
+shares and computes only the new ones. A shared cache (``shared=True``):
+
+* keeps cells computed from other inputs (another run may still want them) instead of removing
+  them;
+* is bounded (``max_bytes``; the command lines' default :data:`DEFAULT_MAX_MB` MiB, changed with
+  ``--cell_cache_mb`` or ``$SECNN_JAX_CELL_CACHE_MB``): after each computed cell,
+  :meth:`CellCache.evict` removes least-recently-used files (a chunk read or written is *used*: its
+  modification time is set to the time of use) until the files fit;
+* is safe against concurrent writers and killed runs without locks: every file is written to a
+  hidden temporary file and renamed into place (:func:`secnn_jax.fileio.atomic_write`), so two
+  writers of one key leave one whole file (both computed the same bytes) and a reader never sees
+  a partial one; a temporary file left by a killed writer is never read, and is removed by
+  eviction once it is :data:`STALE_TMP_S` seconds old. A chunk that another process evicts
+  while it is being read, or that is corrupt, is a miss: recomputed (a corrupt one with a
+  warning, and removed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
+import os
 import re
 import shutil
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,10 +68,54 @@ from absl import logging
 from experiments import runs
 from secnn_jax.layers import Layer
 
-__all__ = ["CellCache", "flatten_state", "inputs_key", "safe_name", "stream_fingerprint",
+__all__ = ["CELL_CACHE_ENV", "CELL_CACHE_MB_ENV", "DEFAULT_MAX_MB", "CellCache", "flatten_state",
+           "inputs_key", "max_bytes_from_env", "safe_name", "shared_root", "stream_fingerprint",
            "tau_key", "unflatten_state", "weights_digest"]
 
 Tau = float | Mapping[str, float]
+
+#: Environment variable naming the shared cell cache's directory (:func:`shared_root`).
+CELL_CACHE_ENV = "SECNN_JAX_CELL_CACHE"
+#: Environment variable bounding the shared cell cache, in MiB (:func:`max_bytes_from_env`).
+CELL_CACHE_MB_ENV = "SECNN_JAX_CELL_CACHE_MB"
+#: The shared cell cache's default bound in MiB (a default ``reproduce`` run stores ~40 MiB).
+DEFAULT_MAX_MB = 2048
+#: A writer's temporary file older than this (seconds) was left by a killed run: eviction
+#: removes it (a live writer's lives for the time of one write).
+STALE_TMP_S = 3600.0
+
+
+def shared_root(path: str | os.PathLike[str] | None = None) -> Path:
+    """The directory of the shared cell cache: ``path`` (``--cell_cache``), else
+    ``$SECNN_JAX_CELL_CACHE``, else ``cells/`` in the checkpoint cache directory
+    (:func:`models.checkpoints.cache_root`: ``$SECNN_JAX_CACHE``, else
+    ``$XDG_CACHE_HOME/secnn_jax/checkpoints``, else ``~/.cache/secnn_jax/checkpoints``)."""
+    if path is not None and str(path):
+        return Path(path).expanduser()
+    if os.environ.get(CELL_CACHE_ENV):
+        return Path(os.environ[CELL_CACHE_ENV]).expanduser()
+    from models.checkpoints import cache_root  # noqa: PLC0415  (orbax only when needed)
+
+    return cache_root() / "cells"
+
+
+def max_bytes_from_env(mb: float | None = None) -> int:
+    """The shared cache's bound in bytes: ``mb`` MiB (``--cell_cache_mb``), else
+    ``$SECNN_JAX_CELL_CACHE_MB``, else :data:`DEFAULT_MAX_MB`.
+
+    Raises:
+      runs.RunConfigError: the environment variable is not a number > 0 (naming it).
+    """
+    if mb is None and os.environ.get(CELL_CACHE_MB_ENV):
+        raw = os.environ[CELL_CACHE_MB_ENV]
+        try:
+            mb = float(raw)
+        except ValueError:
+            mb = math.nan
+        if not (math.isfinite(mb) and mb > 0):
+            raise runs.RunConfigError(f"${CELL_CACHE_MB_ENV}={raw!r}: expected a number of "
+                                      "MiB > 0")
+    return int((DEFAULT_MAX_MB if mb is None else mb) * (1 << 20))
 
 
 def safe_name(name: str) -> str:
@@ -150,10 +219,24 @@ class CellCache:
 
     With ``root=None`` nothing is stored: :meth:`cell` is ``None`` and every method taking a
     cell directory does nothing for ``None`` (loads find nothing).
+
+    Args:
+      root: the cache directory.
+      shared: other runs use the same directory: cells computed from other inputs are kept
+        (not removed), and chunks read are marked as used for :meth:`evict`.
+      max_bytes: bound on the files' total size (``None``: unbounded); :meth:`evict` applies
+        it after each computed cell.
     """
 
-    def __init__(self, root: str | Path | None) -> None:
+    def __init__(self, root: str | Path | None, *, shared: bool = False,
+                 max_bytes: int | None = None) -> None:
         self.root = Path(root) if root is not None else None
+        self.shared = bool(shared)
+        if max_bytes is not None and max_bytes < 0:
+            raise runs.RunConfigError(f"a cell cache's max_bytes must be >= 0, got {max_bytes}")
+        self.max_bytes = max_bytes
+        #: Files removed by :meth:`evict` (by this process).
+        self.evicted = 0
 
     def cell(self, *parts: str) -> Path | None:
         """The directory of the cell named by ``parts`` (``None`` without a root)."""
@@ -179,7 +262,7 @@ class CellCache:
         pair = self.root / safe_name(model) / safe_name(stream)
         d = pair / inputs_key(fingerprint)
         want = json.loads(fileio.dumps_json(fingerprint))
-        if pair.is_dir():
+        if pair.is_dir() and not (d / self.INPUTS).exists():
             for old in sorted(pair.iterdir()):
                 if old == d or not old.is_dir():
                     continue
@@ -187,11 +270,14 @@ class CellCache:
                     was = json.loads((old / self.INPUTS).read_text())
                 except (OSError, ValueError):
                     was = None
-                changed = (_changed(was, want) if isinstance(was, dict)
-                           else ["the cache layout"])
+                changed = ", ".join(_changed(was, want) if isinstance(was, dict)
+                                    else ["the cache layout"])
+                if self.shared:  # another run may still use them: eviction bounds the cache
+                    logging.info("cells of %s on %s from other inputs (%s changed) are not "
+                                 "reused", model, stream, changed)
+                    continue
                 logging.warning("cells of %s on %s were computed from other inputs (%s changed):"
-                                " removing them and recomputing", model, stream,
-                                ", ".join(changed))
+                                " removing them and recomputing", model, stream, changed)
                 shutil.rmtree(old, ignore_errors=True)
         if not (d / self.INPUTS).exists():
             d.mkdir(parents=True, exist_ok=True)
@@ -220,15 +306,24 @@ class CellCache:
         p = self.chunk_path(d, k)
         if not p.exists():
             return None
-        arrays = runs.load_arrays(p)
-        if int(arrays["n"]) != t:
+        try:
+            arrays = runs.load_arrays(p)
+            n = int(arrays["n"])
+        except (runs.ArrayFileError, KeyError, TypeError, ValueError) as e:
+            if p.exists():  # not merely evicted meanwhile by another process: corrupt
+                logging.warning("recomputing an unreadable cached chunk: %s", e)
+                with contextlib.suppress(OSError):
+                    p.unlink()
             return None
+        if n != t:
+            return None
+        _touch(p)
         return arrays
 
     def save_chunk(self, d: Path | None, k: int, arrays: Mapping[str, np.ndarray]) -> None:
         """Stores chunk ``k`` of ``d`` (atomically)."""
         if d is not None:
-            runs.save_arrays(self.chunk_path(d, k), arrays)
+            _touch(runs.save_arrays(self.chunk_path(d, k), arrays))
 
     def save_progress(self, d: Path | None, k: int, arrays: Mapping[str, np.ndarray],
                       state: Any) -> None:
@@ -236,11 +331,9 @@ class CellCache:
         after chunk ``k - 1``: at every moment a killed run finds a state to resume from."""
         if d is None:
             return
-        runs.save_arrays(self.state_path(d, k), flatten_state(state))
-        runs.save_arrays(self.chunk_path(d, k), arrays)
-        old = self.state_path(d, k - 1)
-        if old.exists():
-            old.unlink()
+        _touch(runs.save_arrays(self.state_path(d, k), flatten_state(state)))
+        _touch(runs.save_arrays(self.chunk_path(d, k), arrays))
+        self.state_path(d, k - 1).unlink(missing_ok=True)  # another writer may have done it
 
     def load_state(self, d: Path | None, first_missing: int,
                    template: Callable[[], Any]) -> tuple[Any, int]:
@@ -260,7 +353,78 @@ class CellCache:
         return None, 0
 
     def finish(self, d: Path | None) -> None:
-        """Drops the saved states of a finished cell (they are only needed mid-run)."""
+        """Drops the saved states of a finished cell (they are only needed mid-run), then
+        applies the bound (:meth:`evict`)."""
         if d is not None:
             for sp in d.glob("state*.npz"):
-                sp.unlink()
+                sp.unlink(missing_ok=True)
+            self.evict()
+
+    def size(self) -> int:
+        """Total bytes of the files under the root (temporary files included)."""
+        return sum(size for _, _, size in self._files(include_tmp=True))
+
+    def _files(self, *, include_tmp: bool) -> list[tuple[int, Path, int]]:
+        """``(mtime_ns, path, size)`` of every cached file (not ``inputs.json``); a writer's
+        temporary file older than :data:`STALE_TMP_S` is removed on the way."""
+        if self.root is None or not self.root.is_dir():
+            return []
+        out = []
+        stale = time.time() - STALE_TMP_S
+        for p in self.root.rglob("*"):
+            try:
+                st = p.lstat()
+            except OSError:  # removed meanwhile by another process
+                continue
+            if not p.is_file() or p.name == self.INPUTS:
+                continue
+            if p.name.startswith(".") and p.name.endswith(".tmp"):
+                if st.st_mtime < stale:  # left by a killed writer
+                    p.unlink(missing_ok=True)
+                    continue
+                if not include_tmp:
+                    continue
+            out.append((st.st_mtime_ns, p, st.st_size))
+        return out
+
+    def evict(self) -> int:
+        """Removes least-recently-used files until the cache holds at most ``max_bytes``
+        (nothing without a bound); returns how many were removed. Then removes directories
+        left without any chunk (a key directory holding only its ``inputs.json``)."""
+        if self.root is None or self.max_bytes is None:
+            return 0
+        files = self._files(include_tmp=True)
+        total = sum(size for _, _, size in files)
+        removed = 0
+        if total > self.max_bytes:
+            for _, p, size in sorted(f for f in files if not f[1].name.startswith(".")):
+                p.unlink(missing_ok=True)
+                removed += 1
+                total -= size
+                if total <= self.max_bytes:
+                    break
+            self._prune()
+            logging.info("cell cache %s: evicted %d least-recently-used files (bound %d "
+                         "bytes)", self.root, removed, self.max_bytes)
+        self.evicted += removed
+        return removed
+
+    def _prune(self) -> None:
+        """Removes directories with no file left but ``inputs.json`` (deepest first)."""
+        assert self.root is not None
+        dirs = sorted((p for p in self.root.rglob("*") if p.is_dir()),
+                      key=lambda p: len(p.parts), reverse=True)
+        for p in dirs:
+            with contextlib.suppress(OSError):  # not empty, or removed by another process
+                left = list(p.iterdir())
+                if len(left) == 1 and left[0].name == self.INPUTS:
+                    left[0].unlink()
+                p.rmdir()
+
+
+def _touch(p: Path) -> None:
+    """Marks ``p`` as used now (its modification time, at nanosecond resolution: the
+    recency :meth:`CellCache.evict` orders by)."""
+    now = time.time_ns()
+    with contextlib.suppress(OSError):  # evicted meanwhile by another process
+        os.utime(p, ns=(now, now))

@@ -277,7 +277,9 @@ class Workspace:
       frames: maximum frames per stream.
       chunk_size: frames per compiled scan and per cached chunk.
       resize: if set, preprocessed frames are resized to ``resize`` x ``resize``.
-      cache_dir: where finished chunks go (``None``: in memory only, nothing resumable).
+      cache_dir: where finished chunks go (``None``: in memory only, nothing resumable), or a
+        :class:`experiments.cellcache.CellCache` (the command lines pass the shared, bounded
+        one: a cell any run computed from the same inputs is read, not recomputed).
       timer: replays events into times (``None``: no timing).
       progress: show tqdm progress bars.
       model_frames: ``{model: frames}``: a smaller frame cap for some models.
@@ -286,7 +288,7 @@ class Workspace:
 
     def __init__(self, models: Mapping[str, ModelHandle], streams: Mapping[str, Stream], *,
                  frames: int, chunk_size: int = 8, resize: int | None = None,
-                 cache_dir: str | Path | None = None, timer: Timer | None = None,
+                 cache_dir: str | Path | CellCache | None = None, timer: Timer | None = None,
                  progress: bool = True, model_frames: Mapping[str, int] | None = None,
                  model_resize: Mapping[str, int] | None = None) -> None:
         if frames < 1:
@@ -307,14 +309,16 @@ class Workspace:
             bad = {k: v for k, v in table.items() if v < 1}
             if bad:
                 raise CellError(f"{what} must be >= 1, got {bad}")
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.cache = CellCache(self.cache_dir)
+        self.cache = cache_dir if isinstance(cache_dir, CellCache) else CellCache(cache_dir)
+        self.cache_dir = self.cache.root
         self.timer = timer
         self.progress = progress
         self._frames: dict[tuple[str, str], np.ndarray] = {}
         self._layers: dict[tuple[str, tuple[int, ...]], tuple[Layer, ...]] = {}
         self._steps: dict[Any, Callable[..., Any]] = {}
         self._memory: dict[tuple[str, ...], Any] = {}
+        #: Chunks computed (cache misses) and read from the cache (hits): the hook that tells
+        #: how much of a run was new.
         self.stats = {"chunks_computed": 0, "chunks_loaded": 0}
 
     # -- inputs --------------------------------------------------------------------------------
@@ -433,6 +437,7 @@ class Workspace:
         h = self.model(model)
         d = self.cell_dir(model, stream, "reference")
         parts = []
+        computed = self.stats["chunks_computed"]
         chunks = self._chunks(frames.shape[0])
         with self._bar(frames.shape[0], f"{model}/{stream} reference") as bar:
             for k, (a, b) in enumerate(chunks):
@@ -453,6 +458,8 @@ class Workspace:
                     self.stats["chunks_computed"] += 1
                 parts.append(got)
                 bar.update(b - a)
+        if self.stats["chunks_computed"] > computed:
+            self.cache.evict()
         res = RefResult(
             logits=np.concatenate([p["logits"] for p in parts]),
             nonzero=np.concatenate([p["nonzero"] for p in parts]),

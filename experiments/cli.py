@@ -7,7 +7,11 @@ study never defines flags) and, in ``main``, :func:`resolve` then :func:`setup`.
   ``--config.FIELD=VALUE``;
 * ``--out_dir`` — where results, figures, the report and provenance files go;
 * ``--models``, ``--streams``, ``--frames`` — shortcuts for the matching config fields;
-* ``--overwrite`` — start over when ``--out_dir`` holds a run made with other flags.
+* ``--overwrite`` — start over when ``--out_dir`` holds a run made with other flags;
+* ``--cell_cache``, ``--cell_cache_mb`` — the cell cache shared by every run and study
+  (:mod:`experiments.cellcache`: content-keyed, bounded, least-recently-used eviction), so a
+  study after ``reproduce`` on the same models and frames computes only what is new
+  (``--cell_cache=off``: cells only in ``<out_dir>/cells``, unshared and unbounded).
 
 Invalid values are rejected (one line on stderr naming the flag, exit status 1) before any
 model loads or anything is written; ``--help`` lists the shortcuts and the configuration fields
@@ -17,6 +21,7 @@ the command reads (:func:`run`).
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,18 +31,22 @@ import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
+from experiments import cellcache, runs
 from experiments import config as config_lib
-from experiments import runs
 from experiments.cells import ModelHandle, Workspace, load_model
 from models import _cli as _models_cli
 from models._cli import one_line
 from secnn_jax import datasources
 from secnn_jax.errors import SecnnError
 
-__all__ = ["Setup", "check_accuracy_inputs", "check_config_names", "clean_errors",
-           "define_flags", "make_timer", "resolve", "run", "setup"]
+__all__ = ["CELL_CACHE_OFF", "Setup", "check_accuracy_inputs", "check_config_names",
+           "check_labels", "clean_errors", "define_flags", "make_cell_cache", "make_timer",
+           "resolve", "run", "setup"]
 
 FLAGS = flags.FLAGS
+
+#: ``--cell_cache=off``: a run keeps its cells in ``<out_dir>/cells`` only.
+CELL_CACHE_OFF = "off"
 
 
 def define_flags(default_out_dir: str) -> None:
@@ -54,6 +63,15 @@ def define_flags(default_out_dir: str) -> None:
     flags.DEFINE_integer("frames", None, "Shortcut for --config.frames (max frames per stream).")
     flags.DEFINE_boolean("overwrite", False, "Start over if --out_dir holds a run made with a "
                          "different configuration.")
+    flags.DEFINE_string("cell_cache", None, "Directory of the cell cache shared by every run "
+                        "and study (cells keyed by the content of their inputs: a study after "
+                        f"reproduce computes only what is new); default ${cellcache.CELL_CACHE_ENV}"
+                        ", else cells/ in the checkpoint cache ($SECNN_JAX_CACHE or "
+                        "~/.cache/secnn_jax/checkpoints); 'off' keeps cells in <out_dir>/cells "
+                        "only.")
+    flags.DEFINE_float("cell_cache_mb", None, "Bound of the shared cell cache in MiB (least-"
+                       f"recently-used files are evicted); default ${cellcache.CELL_CACHE_MB_ENV}"
+                       f", else {cellcache.DEFAULT_MAX_MB}.")
 
     flags.register_validator("out_dir", lambda v: bool(v and str(v).strip()),
                              "--out_dir must be a non-empty path")
@@ -63,11 +81,16 @@ def define_flags(default_out_dir: str) -> None:
                              "--models must name at least one model")
     flags.register_validator("streams", lambda v: v is None or bool(v.strip(" ,")),
                              "--streams must name at least one stream")
+    flags.register_validator("cell_cache_mb", lambda v: v is None or v > 0,
+                             "--cell_cache_mb must be > 0 (MiB)")
+    flags.register_validator("cell_cache", lambda v: v is None or bool(v.strip()),
+                             "--cell_cache must be a directory, or 'off'")
 
     import sys  # noqa: PLC0415
 
     main = sys.argv[0]  # absl's name of the main module: --help lists these as its own flags
-    for name in ("out_dir", "models", "streams", "frames", "overwrite"):
+    for name in ("out_dir", "models", "streams", "frames", "overwrite", "cell_cache",
+                 "cell_cache_mb"):
         FLAGS.register_key_flag_for_module(main, FLAGS[name])
 
 
@@ -146,6 +169,43 @@ def make_timer(cfg: ml_collections.ConfigDict) -> Any:
                        precision=str(cfg.precision), fusion=str(cfg.fusion))
 
 
+def make_cell_cache(out_dir: str | Path, path: str | Path | None = None,
+                    mb: float | None = None) -> cellcache.CellCache:
+    """The cell cache of a run into ``out_dir``: the shared, bounded one
+    (:func:`experiments.cellcache.shared_root` of ``path``, bound ``mb`` MiB or
+    :func:`experiments.cellcache.max_bytes_from_env`), or with ``path="off"`` the run's own
+    ``<out_dir>/cells`` (unshared, unbounded). Nothing is created.
+
+    Raises:
+      experiments.errors.ConfigError: the directory is an existing file, or the bound is not
+        > 0 (naming the flag or environment variable).
+    """
+    if str(path).strip() == CELL_CACHE_OFF:
+        return cellcache.CellCache(Path(out_dir) / "cells")
+    if mb is not None and not mb > 0:
+        raise config_lib.ConfigError(f"--cell_cache_mb={mb}: must be > 0 (MiB)")
+    root = cellcache.shared_root(path)
+    if root.exists() and not root.is_dir():
+        where = "--cell_cache" if path else (f"${cellcache.CELL_CACHE_ENV}" if
+                                             cellcache.CELL_CACHE_ENV in os.environ
+                                             else "the cell cache")
+        raise config_lib.ConfigError(f"{where}={root}: is a file, expected a directory (or "
+                                     f"--cell_cache={CELL_CACHE_OFF})")
+    try:
+        limit = cellcache.max_bytes_from_env(mb)
+    except runs.RunConfigError as e:
+        raise config_lib.ConfigError(str(e)) from e
+    return cellcache.CellCache(root, shared=True, max_bytes=limit)
+
+
+def _flag_cell_cache(out_dir: str | Path) -> cellcache.CellCache:
+    """:func:`make_cell_cache` from ``--cell_cache``/``--cell_cache_mb`` when parsed (a
+    command line), else from the environment and defaults (a program calling :func:`setup`)."""
+    if "cell_cache" in FLAGS and FLAGS.is_parsed():
+        return make_cell_cache(out_dir, FLAGS.cell_cache, FLAGS.cell_cache_mb)
+    return make_cell_cache(out_dir)
+
+
 @dataclasses.dataclass(frozen=True)
 class Setup:
     """What a study's ``main`` needs: the run directory, the workspace and the config."""
@@ -158,7 +218,8 @@ class Setup:
 
 def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: bool = False,
           load: Callable[[str], ModelHandle] = load_model, timer: Any = "default",
-          skip_missing: bool = False, studies: Sequence[str] | None = None) -> Setup:
+          skip_missing: bool = False, studies: Sequence[str] | None = None,
+          cell_cache: cellcache.CellCache | None = None) -> Setup:
     """Opens the run directory and builds the workspace (models, streams, timer).
 
     Everything is checked before any model is loaded and before anything is written: the
@@ -174,9 +235,12 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
         checkpoint, instead of failing or running on random weights — for ``--models=ilsvrc9``.
       studies: the studies this command runs (default: ``cfg.studies``), whose inputs are
         checked up front.
+      cell_cache: where cells are read and written (default: :func:`make_cell_cache` of the
+        ``--cell_cache`` and ``--cell_cache_mb`` flags: the shared cache).
     """
     record = _config_record(cfg)
     runs.check_config(out_dir, record, overwrite=overwrite)  # before any model loads
+    cache = _flag_cell_cache(out_dir) if cell_cache is None else cell_cache
     handles: dict[str, ModelHandle] = {}
     missing: list[tuple[str, str]] = []
     resolution = int(cfg.resolution)
@@ -196,6 +260,8 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
     wanted = config_lib.names(cfg.studies, "studies") if studies is None else tuple(studies)
     if "accuracy" in wanted and timer is not None:
         check_accuracy_inputs(cfg, streams)
+    if "accuracy" in wanted and str(cfg.labels).strip():
+        check_labels(cfg, streams)
     for name in names:
         if skip_missing and not _has_weights(name):
             missing.append((name, _convert_command(name)))
@@ -209,8 +275,13 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
     _check_fcn_sizes([n for n in handles if not model_resolution.get(n, resolution)], streams)
     _warn_capped(cfg)
     run = runs.RunDir(out_dir, record, overwrite=overwrite)
+    if cache.shared:
+        logging.info("cells: shared cache %s (bound %.0f MiB); a cell computed before from "
+                     "the same inputs is read, not recomputed", cache.root,
+                     (cache.max_bytes or 0) / (1 << 20))
+    run.write_info(cell_cache=str(cache.root))
     ws = Workspace(handles, streams, frames=int(cfg.frames), chunk_size=int(cfg.chunk_size),
-                   resize=int(cfg.resolution) or None, cache_dir=run.root / "cells",
+                   resize=int(cfg.resolution) or None, cache_dir=cache,
                    timer=make_timer(cfg) if timer == "default" else timer,
                    model_frames=model_frames, model_resize=model_resolution)
     return Setup(run, ws, cfg, tuple(missing))
@@ -252,6 +323,19 @@ def check_accuracy_inputs(cfg: ml_collections.ConfigDict, streams: dict[str, Any
             datasources.open_stream(spec, max_frames=n)
         except datasources.StreamError as e:
             raise config_lib.ConfigError(f"config.transfer_streams: {e}") from e
+
+
+def check_labels(cfg: ml_collections.ConfigDict, streams: dict[str, Any]) -> None:
+    """Refuses, before any model loads, a ``--config.labels`` file with a bad row or a row that
+    names no stream of this run (:func:`experiments.config.read_labels`: one line naming the
+    file and the line); warns once about rows beyond the frames this run uses (not used)."""
+    labels = config_lib.read_labels(str(cfg.labels), streams=streams)
+    beyond = sorted((s, f) for s, f in labels
+                    if f >= (streams[s].info.n_frames or int(cfg.frames)))
+    if beyond:
+        logging.warning("config.labels: %d of %d rows of %s label frames beyond those this run "
+                        "uses (first: frame %d of %s); they are not used", len(beyond),
+                        len(labels), cfg.labels, beyond[0][1], beyond[0][0])
 
 
 def _check_fcn_sizes(names: list[str], streams: dict[str, Any]) -> None:

@@ -11,8 +11,10 @@ finish in at most 10 minutes on 2 CPU cores.
 
 from __future__ import annotations
 
+import csv
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Collection, Sequence
 from typing import Any, NamedTuple
 
 import ml_collections
@@ -37,6 +39,7 @@ __all__ = [
     "model_names",
     "names",
     "peer_frames",
+    "read_labels",
     "transfer_frames",
     "validate",
 ]
@@ -44,6 +47,9 @@ __all__ = [
 #: The nine ILSVRC CNNs of the original study (``--models=ilsvrc9``).
 ILSVRC9: tuple[str, ...] = ("alexnet", "zfnet", "vgg16", "vgg19", "googlenet", "inception_v3",
                             "resnet50", "resnet101", "resnet152")
+
+#: Classes of a label (ImageNet's, the zoo classifiers' outputs): 0 .. LABEL_CLASSES - 1.
+LABEL_CLASSES = 1000
 
 #: Predictor names the studies know.
 PREDICTORS: tuple[str, ...] = ("zero", "last_value", "secnn", "accumulated")
@@ -113,7 +119,9 @@ FIELDS: tuple[Field, ...] = (
     Field("transfer_frames", 24, "frames of each stream in the transfer evaluation "
           "(0 = frames; at most frames)"),
     Field("transfer_window", 8, "frames per held-out window in the transfer evaluation"),
-    Field("labels", "", "optional CSV frame,label (ImageNet class index) for the accuracy study"),
+    Field("labels", "", "optional CSV with header stream,frame,label (a stream name, a frame "
+          "index, an ImageNet class index 0-999) for the accuracy study's top-1 accuracy; "
+          "checked, row by row, before any model loads"),
     Field("peer_taus", "0,0.02,0.1", "global thresholds of the peers study (SE-CNN, DeltaCNN, "
           "CBinfer)"),
     Field("peer_frames", 16, "frames per stream of the peers study (first half chooses tau, "
@@ -278,6 +286,68 @@ def peer_frames(cfg: ml_collections.ConfigDict) -> int:
     return min(int(cfg.peer_frames), int(cfg.frames))
 
 
+LABEL_COLUMNS = ("stream", "frame", "label")
+
+
+def read_labels(path: str | os.PathLike[str], *, streams: Collection[str] | None = None
+                ) -> dict[tuple[str, int], int]:
+    """The rows of a labels file (``--config.labels``): ``{(stream, frame): class}``.
+
+    The file is a CSV with the header ``stream,frame,label`` (in any column order; other
+    columns are ignored) and one row per labelled frame: a stream name (one of ``streams``,
+    when given), a frame index >= 0 and an ImageNet class index in ``[0, LABEL_CLASSES)``.
+    Blank lines are skipped.
+
+    Raises:
+      ConfigError: one line naming the file (and the line) for a missing or unreadable file, a
+        missing header column, an empty cell, a stream not among ``streams``, a non-integer or
+        out-of-range frame or class, or a frame labelled twice.
+    """
+    where = f"config.labels: {os.fspath(path)}"
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(enumerate(csv.reader(f), start=1))
+    except FileNotFoundError as e:
+        raise ConfigError(f"{where}: no such file") from e
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ConfigError(f"{where}: unreadable ({type(e).__name__}: {e})") from e
+    rows = [(n, r) for n, r in rows if any(c.strip() for c in r)]
+    if not rows:
+        raise ConfigError(f"{where}: empty; expected the header {','.join(LABEL_COLUMNS)}")
+    line, header = rows[0]
+    cols = [c.strip().lower() for c in header]
+    missing = [c for c in LABEL_COLUMNS if c not in cols]
+    if missing:
+        raise ConfigError(f"{where} line {line}: header {','.join(header)!r} lacks "
+                          f"{', '.join(missing)}; expected {','.join(LABEL_COLUMNS)}")
+    at = {c: cols.index(c) for c in LABEL_COLUMNS}
+    out: dict[tuple[str, int], int] = {}
+    for line, row in rows[1:]:
+        cells = {c: (row[i].strip() if i < len(row) else "") for c, i in at.items()}
+        for c, v in cells.items():
+            if not v:
+                raise ConfigError(f"{where} line {line}: no {c} (expected stream,frame,label)")
+        try:
+            frame, label = int(cells["frame"]), int(cells["label"])
+        except ValueError as e:
+            raise ConfigError(f"{where} line {line}: frame {cells['frame']!r} and label "
+                              f"{cells['label']!r} must be integers") from e
+        if streams is not None and cells["stream"] not in streams:
+            raise ConfigError(f"{where} line {line}: stream {cells['stream']!r} is not among "
+                              f"this run's streams {sorted(streams)}")
+        if frame < 0:
+            raise ConfigError(f"{where} line {line}: frame {frame} must be >= 0")
+        if not 0 <= label < LABEL_CLASSES:
+            raise ConfigError(f"{where} line {line}: label {label} is not a class index in "
+                              f"[0, {LABEL_CLASSES})")
+        key = (cells["stream"], frame)
+        if key in out:
+            raise ConfigError(f"{where} line {line}: frame {frame} of stream "
+                              f"{cells['stream']!r} is labelled twice")
+        out[key] = label
+    return out
+
+
 def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Checks every field; raises :class:`ConfigError` naming the first bad one."""
     def need(cond: bool, field: str, msg: str) -> None:
@@ -316,15 +386,7 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         except ValueError:
             need(False, "gpus", f"unknown GPU {g!r}; known: {', '.join(GPUS)}")
     if str(cfg.labels).strip():
-        from pathlib import Path  # noqa: PLC0415
-
-        lp = Path(str(cfg.labels))
-        need(lp.is_file(), "labels", "file not found")
-        try:
-            with open(lp, encoding="utf-8") as f:
-                f.readline()
-        except (OSError, UnicodeDecodeError) as e:
-            need(False, "labels", f"unreadable: {e}")
+        read_labels(str(cfg.labels))  # the whole file, row by row
     for s in names(cfg.schemes, "schemes"):
         need(s in SCHEMES, "schemes", f"unknown scheme {s!r}; known: {SCHEMES}")
     need(str(cfg.launch) in LAUNCH_MODELS, "launch", f"one of {', '.join(LAUNCH_MODELS)}")

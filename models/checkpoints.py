@@ -5,6 +5,14 @@ Layout, for a cache root ``R`` (see :func:`cache_root`)::
     R/<model>/state/          Orbax StandardCheckpointer directory ({"params", "batch_stats"})
     R/<model>/metadata.json   CheckpointMetadata (written last: its presence marks completeness)
 
+**Content-aware.** The metadata records what a checkpoint was converted from: the source file's
+SHA-256 and its cheap :func:`secnn_jax.fileio.file_digest` (size, modification time, sampled
+blocks), the converter version and the digest of the converter's code
+(:func:`models.conversion.converter_digest`). :func:`stale_reason` compares them with the
+inputs of today (``models.load`` does, before restoring), so a weights package upgraded in
+place, a torch file replaced at the same path or an edited converter is converted again, never
+mixed with the old conversion.
+
 Writes are atomic at the directory level: everything is written into a hidden temporary
 sibling, then renamed into place, so a crash never leaves a directory that looks valid. On load,
 the tree structure, shapes, dtypes and a CRC32 of every array are checked against the metadata
@@ -56,6 +64,7 @@ __all__ = [
     "restore",
     "save",
     "sha256_file",
+    "stale_reason",
 ]
 
 #: Environment variable overriding the cache root (the directory holding ``<model>/``).
@@ -86,6 +95,10 @@ class CheckpointMetadata:
       created: ISO-8601 UTC timestamp.
       arrays: ``{"params/layer1_0/conv1/kernel": {"shape", "dtype", "crc32"}}`` for every leaf.
       options: model options used at conversion time (informational).
+      source_digest: :func:`secnn_jax.fileio.file_digest` of ``source`` at conversion time
+        (empty for random init and checkpoints written before it was recorded).
+      converter_code: :func:`models.conversion.converter_digest` at conversion time (empty
+        when not recorded).
     """
 
     model: str
@@ -95,6 +108,8 @@ class CheckpointMetadata:
     created: str
     arrays: dict[str, dict[str, Any]]
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    source_digest: str = ""
+    converter_code: str = ""
 
     def to_json(self) -> str:
         """Serialise as indented JSON."""
@@ -216,11 +231,15 @@ def _describe(variables: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 def save(name: str, variables: Mapping[str, Any], *, source: str, source_sha256: str,
          converter_version: str, options: Mapping[str, Any] | None = None,
-         cache_dir: str | os.PathLike[str] | None = None, overwrite: bool = False) -> Path:
+         cache_dir: str | os.PathLike[str] | None = None, overwrite: bool = False,
+         converter_code: str | None = None) -> Path:
     """Write ``variables`` as the checkpoint of ``name``, atomically; return its directory.
 
-    If another process completes the same checkpoint first and ``overwrite`` is false, its copy
-    is kept and ours discarded (both hold the same conversion).
+    The metadata records ``source``'s :func:`secnn_jax.fileio.file_digest` (when it is a
+    file) and ``converter_code`` (default: :func:`models.conversion.converter_digest`), which
+    :func:`stale_reason` compares later. If another process completes the same checkpoint first
+    and ``overwrite`` is false, its copy is kept and ours discarded (both hold the same
+    conversion).
     """
     root = cache_root(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -230,7 +249,9 @@ def save(name: str, variables: Mapping[str, Any], *, source: str, source_sha256:
         model=name, source=source, source_sha256=source_sha256,
         converter_version=converter_version,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        arrays=_describe(variables), options=dict(options or {}))
+        arrays=_describe(variables), options=dict(options or {}),
+        source_digest=fileio.file_digest(source) if Path(source).is_file() else "",
+        converter_code=_converter_code() if converter_code is None else converter_code)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
     try:
         with _settled_event_loops(), ocp.StandardCheckpointer() as checkpointer:
@@ -256,6 +277,46 @@ def save(name: str, variables: Mapping[str, Any], *, source: str, source_sha256:
         raise
     logging.info("wrote checkpoint %s", final)
     return final
+
+
+def _converter_code() -> str:
+    from models.conversion import converter_digest  # noqa: PLC0415  (jax, flax: when writing)
+
+    return converter_digest()
+
+
+def stale_reason(name: str, source: str | os.PathLike[str] | None, *, converter_version: str,
+                 converter_code: str, cache_dir: str | os.PathLike[str] | None = None
+                 ) -> str | None:
+    """Why ``name``'s checkpoint no longer matches its inputs, or ``None`` when it does.
+
+    Stale: written by another ``converter_version`` or by other converter code (when
+    recorded), or ``source`` — the weight file it would be converted from today (``None``:
+    unknown, not compared) — has other content than the one converted: its
+    :func:`secnn_jax.fileio.file_digest` differs from the recorded one and its SHA-256 (read in
+    full only then) differs too. A source whose content is unchanged but whose digest is not
+    (a reinstall: a new modification time) gets its new digest recorded.
+
+    Raises:
+      FileNotFoundError: no checkpoint; CheckpointError: unreadable metadata.
+    """
+    meta = read_metadata(name, cache_dir)
+    if meta.converter_version != converter_version:
+        return (f"written by converter version {meta.converter_version}, this is "
+                f"{converter_version}")
+    if meta.converter_code and meta.converter_code != converter_code:
+        return "written by other converter code (models/conversion.py or a weight reader changed)"
+    if source is None or not Path(source).is_file() or meta.source == "random-init":
+        return None
+    digest = fileio.file_digest(source)
+    if meta.source_digest and digest == meta.source_digest:
+        return None
+    if sha256_file(source) != meta.source_sha256:
+        return f"its weights {source} differ from those converted ({meta.source})"
+    new = dataclasses.replace(meta, source=str(Path(source).resolve()), source_digest=digest)
+    with contextlib.suppress(OSError):  # only a cheaper check next time
+        fileio.atomic_write(checkpoint_dir(name, cache_dir) / _METADATA, new.to_json())
+    return None
 
 
 def read_metadata(name: str, cache_dir: str | os.PathLike[str] | None = None

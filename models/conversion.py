@@ -40,6 +40,7 @@ from models.spec import ModelSpec, join_path
 from secnn_jax.errors import SecnnError
 
 __all__ = [
+    "CONVERTER_FILES",
     "CONVERTER_VERSION",
     "ConversionError",
     "conv_kernel",
@@ -49,11 +50,29 @@ __all__ = [
     "expected_torch_keys",
     "abstract_for",
     "convert_state_dict",
+    "converter_digest",
     "IGNORED_SUFFIXES",
 ]
 
 #: Bumped whenever the mapping changes, so stale cached checkpoints are detected.
 CONVERTER_VERSION = "1"
+
+#: The converter's code: its digest (:func:`converter_digest`) is recorded in every checkpoint,
+#: so an edit of the mapping or of a weight reader converts again even without a version bump.
+CONVERTER_FILES = ("conversion.py", "torch_reader.py", "keras_reader.py")
+
+
+@functools.cache
+def converter_digest() -> str:
+    """sha256 hex of :data:`CONVERTER_FILES` (names and bytes): the converter code version."""
+    import hashlib  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for name in CONVERTER_FILES:
+        h.update(name.encode() + b"\0" + (here / name).read_bytes() + b"\0")
+    return h.hexdigest()
 
 #: torch keys ignored on purpose (never silently): BatchNorm's step counter.
 IGNORED_SUFFIXES = (".num_batches_tracked",)

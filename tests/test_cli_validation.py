@@ -132,3 +132,56 @@ def test_one_frame_run_schedules_frame_0(tmp_path: Path) -> None:
     reproduce._schedule(rd, "m", layers, {"zero": one, "predictor": one}, (), ws, "persistent")
     trace = json.loads((rd.root / "figures" / "schedule_m.trace.json").read_text())
     assert trace["traceEvents"] and (rd.root / "figures" / "schedule_m.png").exists()
+
+
+LABEL_ERRORS = [  # (file text, the error after "config.labels: PATH")
+    (None, ": no such file"),
+    (b"\xff\xfe", ": unreadable (UnicodeDecodeError"),
+    ("", ": empty; expected the header stream,frame,label"),
+    ("frame,label\n0,3\n", " line 1: header 'frame,label' lacks stream"),
+    ("stream,frame,label\nbikes,0,3\n\nbikes,1\n", " line 4: no label"),
+    ("stream,frame,label\nbikes,zero,3\n", " line 2: frame 'zero' and label '3' must be"),
+    ("stream,frame,label\nbikes,-1,3\n", " line 2: frame -1 must be >= 0"),
+    ("stream,frame,label\nbikes,0,1000\n", " line 2: label 1000 is not a class index in"),
+    ("stream,frame,label\nbikes,0,3\nbikes,0,4\n", " line 3: frame 0 of stream 'bikes' is "
+     "labelled twice"),
+    ("stream,frame,label\nbikes,0,3\nnosuch,1,4\n", " line 3: stream 'nosuch' is not among "
+     "this run's streams ['bikes']"),
+]
+
+
+@pytest.mark.parametrize("text,error", LABEL_ERRORS)
+def test_labels_file_is_checked_row_by_row(tmp_path: Path, text: str | bytes | None,
+                                           error: str) -> None:
+    from experiments import config
+
+    path = tmp_path / "labels.csv"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
+        path.write_text(text)
+    with pytest.raises(config.ConfigError) as e:
+        config.read_labels(path, streams=["bikes"])
+    assert str(e.value).startswith(f"config.labels: {path}{error}"), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_labels_accepted_in_any_column_order(tmp_path: Path) -> None:
+    from experiments import config
+
+    path = tmp_path / "labels.csv"
+    path.write_text("label,frame,stream,note\n7,0,bikes,a bike\n\n9, 2 ,photos,\n")
+    assert config.read_labels(path) == {("bikes", 0): 7, ("photos", 2): 9}
+
+
+def test_bad_labels_row_is_refused_before_any_model_loads(tmp_path: Path) -> None:
+    labels, out = tmp_path / "labels.csv", tmp_path / "out"
+    labels.write_text("stream,frame,label\nbikes,0,3\nphotos,1,4\n")
+    # The factory would fail on load: the labels must be refused first.
+    r = _run("accuracy", out, *TINY, "--models=test_input_validation:_raises",
+             f"--config.labels={labels}", timeout=120)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert _error_lines(r.stderr) == [
+        f"error: ConfigError: config.labels: {labels} line 3: stream 'photos' is not among "
+        "this run's streams ['bikes']"]
+    assert not out.exists()

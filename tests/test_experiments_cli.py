@@ -35,7 +35,9 @@ def _env() -> dict[str, str]:
 
 
 def _cmd(module: str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", f"experiments.{module}", f"--out_dir={out}", *extra]
+    # Each run its own cell cache, in its out_dir: a killed run resumes from its own cells.
+    return [sys.executable, "-m", f"experiments.{module}", f"--out_dir={out}",
+            f"--cell_cache={out / 'cells'}", *extra]
 
 
 def _run(module: str, out: Path, *extra: str, timeout: int = 240
@@ -108,6 +110,10 @@ ONE_LINE_ERRORS = [
     ("energy", "stray_argument", "error: unexpected arguments ['stray_argument']"),
     ("reproduce", "--config.gpus=rtx4090",
      "error: ConfigError: config.gpus='rtx4090': unknown GPU 'rtx4090'; known: "),
+    ("speedup", "--cell_cache_mb=0", "error: flag --cell_cache_mb=0.0: --cell_cache_mb must be "
+     "> 0 (MiB)"),
+    ("sparsity", f"--cell_cache={REPO / 'README.md'}", f"error: ConfigError: --cell_cache="
+     f"{REPO / 'README.md'}: is a file, expected a directory (or --cell_cache=off)"),
 ]
 
 

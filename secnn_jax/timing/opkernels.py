@@ -12,8 +12,9 @@ each with the elements it reads and writes and the linear layer whose epilogue i
 * fusion ``epilogue``: groups with ``epilogue_of = l`` disappear into layer ``l``'s kernel, which
   pays only the extra bytes they read (a residual shortcut, BatchNorm's vectors); the other
   groups stay kernels. SE-CNN cannot fuse them into its parallel phase (they need the amended
-  values): its serial phase re-executes them as **one elementwise pass per layer** over the
-  layer's outputs (``secnn_pass``): read ``y``, the extra operands, write the chain's output.
+  values): its serial phase re-executes them in each layer's amendment epilogue over the
+  layer's outputs (``secnn_pass``, the bytes and work of that epilogue: read ``y``, the extra
+  operands, write the chain's output; the cycles it would take as its own pass).
 
 Everything here is frame-independent (a function of shapes only).
 """

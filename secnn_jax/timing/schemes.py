@@ -191,6 +191,84 @@ def _unit(kc: K.KernelCost) -> str:
     return kc.tile.unit if kc.tile is not None else "simt"
 
 
+# --- shared techniques ----------------------------------------------------------------------
+# Each is applied by one rule to every scheme whose library or design uses it.
+
+@dataclasses.dataclass(frozen=True)
+class _Sparse:
+    """A SIMT sparse kernel over one layer after load balancing (:func:`_balanced`).
+
+    Attributes:
+      grid: the CTA grid taken (per frame: balanced where ``balanced``; mixed grids hold the
+        busiest-lane CTAs where not).
+      compute: ``[T]`` its CTAs' makespan alone.
+      busy: ``[T]`` SM-cycles of work.
+      balanced: ``[T]`` whether it ran load-balanced.
+      compaction: ``[T]`` cycles of the software compaction pass it waited for (0: none or in
+        hardware).
+      compaction_bytes: ``[T]`` bytes of that pass.
+    """
+
+    grid: K.SparseGrid
+    compute: np.ndarray
+    busy: np.ndarray
+    balanced: np.ndarray
+    compaction: np.ndarray
+    compaction_bytes: np.ndarray
+
+
+def _balanced(ctx: Context, cnt: np.ndarray, g: LayerGeom, tile: K.SparseTile,
+              occ_cap: int | None, items: np.ndarray | None, compaction: str,
+              boundary: float, floor: Any = 0.0) -> _Sparse:
+    """Load balancing by stream compaction, a technique any SIMT sparse kernel may use
+    (single-pass decoupled look-back scan: Merrill & Garland, NVIDIA TR 2016).
+
+    ``cnt`` counts each output's work items (``items [T]`` of them in the layer): ``none`` — a
+    CTA costs its busiest lane (``items=None``: the layer's inputs times the fraction of its
+    receptive-field work present); ``software`` — a compaction pass writes
+    ``compaction_bytes_per_miss`` per item and reads the item bitmap, waits two memory
+    latencies (the scan's look-back), and a CTA then costs the mean of its lanes; ``hardware``
+    — the mean, with no pass (SE-CNN's SM extension); ``auto`` — per frame the cheaper of
+    ``none`` and ``software`` (the pass and its kernel ``boundary`` counted; the kernel takes
+    at least ``floor``, its memory time), as a library would choose.
+    """
+    gpu, params, cfg = ctx.gpu, ctx.params, ctx.cfg
+    frames = cnt.shape[0]
+
+    def run(compact: bool) -> tuple[K.SparseGrid, np.ndarray]:
+        grid = K.sparse_grid(cnt, g, gpu, ctx.precision, params, tile, compact=compact)
+        return grid, dealt_makespan(grid.w, grid.d, gpu.sms, _occ(grid, occ_cap))
+
+    zero = np.zeros(frames)
+    if compaction in ("none", "hardware"):
+        grid, mk = run(compaction == "hardware")
+        return _Sparse(grid, mk, grid.w.sum(-1), np.full(frames, compaction == "hardware"),
+                       zero, zero)
+    if items is None:
+        fanin = max(1, g.cin_g * g.kh * g.kw)
+        items = cnt.reshape(frames, -1).sum(1) / max(1, cnt[0].size * fanin) * g.n_inputs
+    cb = cfg.compaction_bytes_per_miss * np.asarray(items, np.float64) + g.n_inputs / 8.0
+    pass_t = mem_cycles(gpu, cb, params) + 2.0 * params.latency_cycles
+    bal, bmk = run(True)
+    if compaction == "software":
+        return _Sparse(bal, bmk, bal.w.sum(-1), np.ones(frames, bool), pass_t, cb)
+    raw, rmk = run(False)
+    use = np.maximum(bmk, floor) + pass_t + boundary < np.maximum(rmk, floor)
+    grid = K.SparseGrid(w=np.where(use[:, None], bal.w, raw.w),
+                        d=np.where(use[:, None], bal.d, raw.d), occupancy=raw.occupancy,
+                        tile=raw.tile, active_frac=raw.active_frac)
+    return _Sparse(grid, np.where(use, bmk, rmk), grid.w.sum(-1), use,
+                   np.where(use, pass_t, 0.0), np.where(use, cb, 0.0))
+
+
+def _detection(ctx: Context, n_in: int, nbytes: float, occ_cap: int | None) -> float:
+    """A change-detection or compare pass over ``n_in`` inputs moving ``nbytes`` as its own
+    kernel: an elementwise kernel (its bytes over the bandwidth, one memory latency per CTA:
+    :func:`~.kernels.elementwise_cost`), like every other elementwise kernel."""
+    return K.elementwise_cost(n_in, nbytes, 0.0, ctx.gpu, ctx.precision, ctx.params,
+                              occ_cap).cycles
+
+
 # --- layer after layer ----------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -344,14 +422,18 @@ def _zero_skip_cost(ctx: Context, plan: _SparsePlan, counts: Sequence[Mapping[st
     ex = np.zeros((frames, n_layers))
     busy = np.zeros(frames)
     work = _Work(ctx, frames)
+    boundary = max(ctx.launch.gap, ctx.launch.issue)
     for li, g in enumerate(ctx.geoms):  # loop over layers
-        grid = K.sparse_grid(counts[li]["nonzero"], g, ctx.gpu, ctx.precision, ctx.params,
-                             plan.tiles[li])
-        mk = dealt_makespan(grid.w, grid.d, ctx.gpu.sms, _occ(grid, plan.occ_cap))
-        ex[:, li] = np.maximum(mk, mem_cycles(ctx.gpu, plan.io_bytes[li], ctx.params))
-        busy += grid.w.sum(-1)
-        work.fmas(grid.w.sum(-1), "simt", plan.tiles[li].tile)
+        mem = mem_cycles(ctx.gpu, plan.io_bytes[li], ctx.params)
+        sp = _balanced(ctx, counts[li]["nonzero"], g, plan.tiles[li], plan.occ_cap, None,
+                       ctx.cfg.sw_compaction, boundary, mem)
+        # A compaction pass is one more kernel before the layer's (its boundary included).
+        ex[:, li] = (np.maximum(sp.compute, mem)
+                     + np.where(sp.compaction > 0, sp.compaction + boundary, 0.0))
+        busy += sp.busy
+        work.fmas(sp.busy, "simt", plan.tiles[li].tile)
         work.bytes(plan.io_bytes[li])
+        work.bytes(sp.compaction_bytes)
     return _layerwise_times(ctx, ex, [1 + (t.split > 1) for t in plan.tiles], busy, plan.ops,
                             work)
 
@@ -386,11 +468,15 @@ def _padc(a: np.ndarray, n: int) -> np.ndarray:
 
 
 def _parallel_grids(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np.ndarray]],
-                    frames: int, work: _Work) -> tuple[list, list, list, np.ndarray]:
-    """Per layer: the parallel phase's CTA work and latency, occupancy, and dense choice (its
-    FMAs counted into ``work``)."""
+                    frames: int, work: _Work
+                    ) -> tuple[list, list, list, np.ndarray, np.ndarray]:
+    """Per layer: the parallel phase's CTA work and latency, occupancy, dense choice and bytes
+    (its FMAs counted into ``work``). A zero-skipping parallel kernel moves the inputs,
+    weights and outputs of its CTAs with work only: a layer with no predicted work moves
+    nothing (its outputs are the amendment's)."""
     ws, ds, occs = [], [], []
     use = np.zeros((frames, len(ctx.geoms)))
+    nbytes = np.zeros((frames, len(ctx.geoms)))
     for li, g in enumerate(ctx.geoms):  # loop over layers
         sp = K.sparse_grid(counts[li]["predicted"], g, ctx.gpu, ctx.precision, ctx.params,
                            plan.tiles[li])
@@ -411,9 +497,10 @@ def _parallel_grids(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str
             ds.append(np.where(use_dense[:, None], _padc(dd, n), _padc(sp.d, n)))
             occs.append(min(sp_occ, dk.occupancy))
         use[:, li] = use_dense
+        nbytes[:, li] = np.where(use_dense, plan.io_bytes[li], plan.io_bytes[li] * sp.active_frac)
         work.fmas(np.where(use_dense, dk.busy_cycles, 0.0), _unit(dk), dk.tile)
         work.fmas(np.where(use_dense, 0.0, sp.w.sum(-1)), "simt", plan.tiles[li].tile)
-    return ws, ds, occs, use
+    return ws, ds, occs, use, nbytes
 
 
 def _secnn_cost(hw: bool) -> Callable[..., SchemeTimes]:
@@ -430,7 +517,7 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
     n_layers = len(ctx.geoms)
     eb = ctx.eb
     work = _Work(ctx, frames)
-    ws, ds, occs, use_dense = _parallel_grids(ctx, plan, counts, frames, work)
+    ws, ds, occs, use_dense, par_bytes = _parallel_grids(ctx, plan, counts, frames, work)
     compaction = cfg.hw_compaction if hw else cfg.sw_compaction
     comparators = (cfg.comparators_per_sm or gpu.fp32_lanes) if hw else gpu.fp32_lanes
     ops_per = 1.0 if hw else cfg.compare_ops_per_neuron
@@ -445,7 +532,7 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
         pred_bytes = 2.0 * eb * n_in
         placement = cfg.buffer_placement
         cmp_bytes = eb * n_in + (pred_bytes if placement == "cache" else 0.0)
-        mem = mem_cycles(gpu, cmp_bytes, params)
+        mem = _detection(ctx, n_in, cmp_bytes, plan.occ_cap)  # an elementwise pass's floor
         if placement == "off_chip":
             mem = mem + pred_bytes / gpu.dram_bytes_per_clk
             work.w["dram_bytes"] += pred_bytes
@@ -456,26 +543,27 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
         parts["compare_bytes"][:, li] = cmp_bytes + (pred_bytes if placement == "off_chip"
                                                      else 0.0)
         miss = misses[:, li]
-        compacted = compaction != "none"
-        if compaction == "software":
-            cb = cfg.compaction_bytes_per_miss * miss + n_in / 8.0  # lists + the miss bitmap
-            parts["compaction"][:, li] = (mem_cycles(gpu, cb, params)
-                                          + 2.0 * params.latency_cycles)
-            parts["compaction_bytes"][:, li] = cb
-        am = K.sparse_grid(counts[li]["mispredicted"], g, gpu, ctx.precision, params,
-                           plan.tiles[li], compact=compacted)
-        mk = dealt_makespan(am.w, am.d, gpu.sms, _occ(am, plan.occ_cap))
         touched = (counts[li]["mispredicted"] > 0).mean(axis=(-2, -1))
-        per_miss = cfg.compaction_bytes_per_miss if compacted else float(eb)
-        ab = (eb * g.weights * am.active_frac + 2.0 * eb * g.n_outputs * touched
+        sp = _balanced(ctx, counts[li]["mispredicted"], g, plan.tiles[li], plan.occ_cap, miss,
+                       compaction, 0.0 if hw else lc.gap,
+                       mem_cycles(gpu, 2.0 * eb * g.n_outputs * touched, params))
+        parts["compaction"][:, li] = sp.compaction
+        parts["compaction_bytes"][:, li] = sp.compaction_bytes
+        mk = sp.compute
+        per_miss = np.where(sp.balanced, cfg.compaction_bytes_per_miss, float(eb))
+        ab = (eb * g.weights * sp.grid.active_frac + 2.0 * eb * g.n_outputs * touched
               + per_miss * miss)
+        # Under epilogue fusion the op groups fused into this layer are re-executed in the
+        # amendment's epilogue (their bytes; their arithmetic on the SIMT lanes), as the dense
+        # kernel's epilogue executes them: no pass of their own.
+        ab = ab + plan.ops.secnn_pass_bytes[li]
         parts["amend_compute"][:, li] = mk
         parts["amend"][:, li] = np.maximum(mk, mem_cycles(gpu, ab, params))
-        parts["amend_busy"][:, li] = am.w.sum(-1)
+        parts["amend_busy"][:, li] = sp.busy + plan.ops.secnn_pass_busy[li]
         parts["amend_bytes"][:, li] = ab
-        work.fmas(am.w.sum(-1), "simt", plan.tiles[li].tile)
+        work.fmas(sp.busy, "simt", plan.tiles[li].tile)
         work.compares(n_in, 0.0 if hw else n_in * ops_per)
-        for nb in (plan.io_bytes[li], cmp_bytes, parts["compaction_bytes"][:, li], ab):
+        for nb in (par_bytes[:, li], cmp_bytes, parts["compaction_bytes"][:, li], ab):
             work.bytes(nb)
     ops = plan.ops
     # Serial items in program order.
@@ -505,11 +593,13 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
         if compaction == "software":
             item(parts["compaction"][:, li], np.zeros(frames), parts["compaction_bytes"][:, li],
                  0.0 if hw else lc.gap, -1, not hw, f"{name}:compaction")
+        elif compaction == "auto":  # a pass (and its boundary) only where it is taken
+            used = parts["compaction"][:, li] > 0
+            item(np.where(used, parts["compaction"][:, li] + (0.0 if hw else lc.gap), 0.0),
+                 np.zeros(frames), parts["compaction_bytes"][:, li], 0.0, -1, not hw,
+                 f"{name}:compaction")
         item(parts["amend"][:, li], parts["amend_busy"][:, li], parts["amend_bytes"][:, li],
              0.0 if hw else lc.gap, li, not hw, f"{name}:amend")
-        if ops.secnn_pass[li] > 0:
-            item(ops.secnn_pass[li], ops.secnn_pass_busy[li], ops.secnn_pass_bytes[li],
-                 0.0 if hw else lc.gap, -1, not hw, f"{name}:ops")
         op_items(li)
     host = np.array(hostk, bool)
     # Eager: the host issues the L parallel kernels first, then the serial kernels in order.
@@ -522,7 +612,6 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
     chain_ = SE.SerialChain(duration=np.stack(dur, 1), busy=np.stack(busy, 1),
                             nbytes=np.stack(nbytes, 1), gap=np.array(gap), issue=issue,
                             layer=np.array(layer, np.int64), labels=tuple(labels))
-    par_bytes = np.broadcast_to(plan.io_bytes, (frames, n_layers))
     tl = SE.schedule(ws, ds, occs, par_bytes, release, chain_, gpu, params,
                      start_at=lc.submit)
     # Per-layer critical path: up to the end of each layer's last serial item.
@@ -553,11 +642,11 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
 
 
 def _secnn_work(work: _Work, ops: OpPlan) -> dict[str, np.ndarray]:
-    """Adds SE-CNN's op kernels and per-layer re-execution passes to ``work``."""
+    """Adds SE-CNN's op kernels and the op groups its amendments' epilogues re-execute to
+    ``work`` (their bytes are in the amendments')."""
     work.ops(ops)
     for li in np.flatnonzero(ops.secnn_pass > 0):
         work.fmas(ops.secnn_pass_busy[li], "simt")
-        work.bytes(ops.secnn_pass_bytes[li])
     return work.w
 
 
@@ -585,41 +674,48 @@ def _peer_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np
     n_layers = len(ctx.geoms)
     ex = np.zeros((frames, n_layers))
     busy = np.zeros(frames)
-    kernels = []
     work = _Work(ctx, frames)
+    boundary = max(ctx.launch.gap, ctx.launch.issue)
+    # Change detection reads x and the stored value and writes the stored value and the mask.
+    det_bytes = [3.0 * eb * g.n_inputs + g.n_inputs / 8.0 for g in ctx.geoms]
+    # DeltaCNN fuses delta generation into the previous layer's activation, i.e. its epilogue
+    # (Parger et al., DeltaCNN, CVPR 2022, Sec. 4): only the first layer's is its own kernel.
+    # CBinfer runs change detection as its own kernel per layer (Cavigelli et al., ACM MM 2017).
+    fused = kind == "deltacnn"
+    kernels = [2 if (li == 0 or not fused) else 1 for li in range(n_layers)]
     for li, g in enumerate(ctx.geoms):  # loop over layers
         dk = plan.dense[li]
         n_in = g.n_inputs
-        # Change detection (DeltaCNN: delta generation fused with the activation's
-        # truncation): read x and the stored value, write the stored value and the mask.
-        det_bytes = 3.0 * eb * n_in + n_in / 8.0
-        det = np.maximum(n_in / (gpu.sms * gpu.fp32_lanes), mem_cycles(gpu, det_bytes, params))
+        own_det = li == 0 or not fused
+        det = _detection(ctx, n_in, det_bytes[li], plan.occ_cap) if own_det else 0.0
+        epi = det_bytes[li + 1] if fused and li + 1 < n_layers else 0.0
         cnt = counts[li]["mispredicted"]  # inputs propagated (changed beyond tau)
         touched = (cnt > 0).mean(axis=(-2, -1))
         if kind == "deltacnn":
             # Sparse conv over the update mask: each output whose receptive field saw a change
             # accumulates the deltas of its changed inputs into the output buffer.
-            grid = K.sparse_grid(cnt, g, gpu, ctx.precision, params, plan.tiles[li])
             out_bytes = 2.0 * eb * g.n_outputs * touched + eb * misses[:, li]
+            sp = _balanced(ctx, cnt, g, plan.tiles[li], plan.occ_cap, misses[:, li],
+                           ctx.cfg.sw_compaction, boundary, mem_cycles(gpu, out_bytes, params))
         else:
             # CBinfer: the output pixels whose receptive field holds a change are recomputed
             # with their full fan-in (the rest keep their previous value).
             full = np.where(cnt > 0, g.cin_g * g.kh * g.kw, 0).astype(np.int64)
-            grid = K.sparse_grid(full, g, gpu, ctx.precision, params, plan.tiles[li])
             out_bytes = (eb * n_in * touched + 2.0 * eb * g.n_outputs * touched)
-        mk = dealt_makespan(grid.w, grid.d, gpu.sms, _occ(grid, plan.occ_cap))
-        conv_bytes = eb * g.weights * grid.active_frac + out_bytes
-        sparse = np.maximum(mk, mem_cycles(gpu, conv_bytes, params)) + det
+            sp = _balanced(ctx, full, g, plan.tiles[li], plan.occ_cap, None,
+                           ctx.cfg.sw_compaction, boundary, mem_cycles(gpu, out_bytes, params))
+        conv_bytes = eb * g.weights * sp.grid.active_frac + out_bytes
+        sparse = (np.maximum(sp.compute, mem_cycles(ctx.gpu, conv_bytes + epi, params)) + det
+                  + np.where(sp.compaction > 0, sp.compaction + boundary, 0.0))
         dense_t = dk.cycles + mem_cycles(gpu, eb * g.n_outputs, params)  # + write the buffer
         ex[:, li] = np.where(first, dense_t, sparse)
-        busy += np.where(first, dk.busy_cycles, grid.w.sum(-1))
-        kernels.append(2)  # change detection + the sparse conv (frame 0: dense + buffer copy)
+        busy += np.where(first, dk.busy_cycles, sp.busy)
         work.fmas(np.where(first, dk.busy_cycles, 0.0), _unit(dk), dk.tile)
-        work.fmas(np.where(first, 0.0, grid.w.sum(-1)), "simt", plan.tiles[li].tile)
+        work.fmas(np.where(first, 0.0, sp.busy), "simt", plan.tiles[li].tile)
         work.bytes(np.where(first, _kernel_bytes(ctx, g, dk) + eb * g.n_outputs,
-                            conv_bytes + det_bytes))
+                            conv_bytes + det_bytes[li] + sp.compaction_bytes))
         n_cmp = np.where(first, 0.0, float(n_in))
-        work.compares(n_cmp, n_cmp)  # change detection is a SIMT kernel
+        work.compares(n_cmp, n_cmp)  # change detection runs on the SIMT lanes
     return _layerwise_times(ctx, ex, kernels, busy, plan.ops, work)
 
 
@@ -627,14 +723,17 @@ def _peer_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np
 PEER_DOC = (
     "deltacnn (DeltaCNN, CVPR 2022): layer after layer on a stock GPU; frame 0 dense (cuDNN-"
     "style, plus writing the output buffer); later frames per layer: delta generation fused "
-    "with the activation's truncation (read x and the accumulated value, write both and the "
-    "update mask), a sparse convolution over the update mask (each output whose receptive "
-    "field saw a change accumulates the deltas of its changed inputs; a CTA costs its busiest "
-    "lane), read-modify-write of the touched outputs. cbinfer (change-based inference): per "
-    "layer the change map (the same detection pass) and the output pixels whose receptive "
-    "field holds a changed input recomputed with their full fan-in (a tile runs when any of "
-    "its outputs is touched), writing them into the previous output. Both replay the "
-    "accumulated predictor's events: a propagated input is one that changed beyond tau.")
+    "with the activation's truncation into the previous layer's epilogue (read x and the "
+    "accumulated value, write both and the update mask; the first layer's is its own "
+    "elementwise kernel), a sparse convolution over the update mask (each output whose "
+    "receptive field saw a change accumulates the deltas of its changed inputs; lanes "
+    "balanced by compaction where it pays, as every stock-GPU sparse kernel), read-modify-"
+    "write of the touched outputs: one kernel per layer. cbinfer (change-based inference): "
+    "per layer the change map (the same detection, its own elementwise kernel) and the "
+    "output pixels whose receptive field holds a changed input recomputed with their full "
+    "fan-in (a tile runs when any of its outputs is touched), writing them into the previous "
+    "output. Both replay the accumulated predictor's events: a propagated input is one that "
+    "changed beyond tau.")
 
 
 #: The registry: every scheme by name, in report order.

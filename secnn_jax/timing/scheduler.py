@@ -75,7 +75,7 @@ class Pool:
       w, d: per kernel, ``[T, n_ctas]`` CTA work (SM-cycles) and latency floors.
       occupancy: per kernel, resident CTAs per SM.
       nbytes: ``[T, L]`` bytes each kernel moves.
-      release: ``[L]`` when each kernel may start.
+      release: ``[L]`` or ``[T, L]`` when each kernel may start.
     """
 
     w: Sequence[np.ndarray]
@@ -139,13 +139,13 @@ def schedule(chain: Chain, pool: Pool | None, sms: int, bandwidth: np.ndarray,
     issue = np.asarray(chain.issue, np.float64)
     dep = np.asarray(chain.dep, np.int64)
     n_pool = pool.size if pool is not None else 0
-    release = np.zeros(n_pool)
+    rel = np.zeros((frames, n_pool))
     alone = np.zeros((frames, n_pool))
     hold = np.zeros((frames, n_pool))
     pbytes = np.zeros((frames, n_pool))
     pool_busy = np.zeros(frames)
     if pool is not None and n_pool:
-        release = np.asarray(pool.release, np.float64)
+        rel = np.broadcast_to(np.asarray(pool.release, np.float64), (frames, n_pool))
         for li in range(n_pool):  # loop over kernels
             w = np.asarray(pool.w[li], np.float64)
             d = np.asarray(pool.d[li], np.float64)
@@ -157,9 +157,9 @@ def schedule(chain: Chain, pool: Pool | None, sms: int, bandwidth: np.ndarray,
         # Alone, a kernel also takes at least its bytes over the bandwidth.
         alone = np.maximum(alone, pbytes / bw[:, None])
     rows = np.arange(frames)
-    t = np.full(frames, min(float(start_at), float(release.min(initial=start_at))))
+    t = np.minimum(float(start_at), rel.min(axis=1, initial=float(start_at)))
     progress = np.zeros((frames, n_pool))
-    done = np.where((alone <= 0) & (release[None, :] <= t[:, None]), t[:, None], np.inf)
+    done = np.where((alone <= 0) & (rel <= t[:, None]), t[:, None], np.inf)
     k = np.zeros(frames, np.int64)  # next chain kernel
     running = np.zeros(frames, bool)
     cur_end = np.zeros(frames)
@@ -191,7 +191,7 @@ def schedule(chain: Chain, pool: Pool | None, sms: int, bandwidth: np.ndarray,
         # Independent kernels: released and not done, served in index order, each at most at
         # its rate alone, from what the chain and earlier kernels leave.
         if n_pool:
-            active = (release[None, :] <= t[:, None]) & ~np.isfinite(done)
+            active = (rel <= t[:, None]) & ~np.isfinite(done)
             want_sm = np.where(active, hold * np.minimum(cap, 1e300), 0.0)
             want_bw = np.where(active, pbytes * np.minimum(cap, 1e300), 0.0)
             left_sm = np.maximum(sms - sm_c, 0.0)[:, None] - (np.cumsum(want_sm, 1) - want_sm)
@@ -201,7 +201,7 @@ def schedule(chain: Chain, pool: Pool | None, sms: int, bandwidth: np.ndarray,
                 f_bw = np.where(pbytes > 0, np.maximum(left_bw, 0.0) / pbytes, np.inf)
                 rate = np.where(active, np.minimum.reduce([cap, f_sm, f_bw]), 0.0)
                 to_done = np.where(rate > 0, (1.0 - progress) / rate, np.inf)
-            to_release = np.where(release[None, :] > t[:, None], release[None, :] - t[:, None],
+            to_release = np.where(rel > t[:, None], rel - t[:, None],
                                   np.inf)
             dt_pool = np.minimum(to_done.min(1), to_release.min(1))
         else:
@@ -217,8 +217,8 @@ def schedule(chain: Chain, pool: Pool | None, sms: int, bandwidth: np.ndarray,
             newly = active & ((progress >= 1.0 - 1e-12) | (to_done <= dt[:, None] * (1 + 1e-12)))
             done = np.where(newly, t[:, None], done)
             # Kernels with nothing to do are done when released.
-            empty = (alone <= 0) & (release[None, :] <= t[:, None]) & ~np.isfinite(done)
-            done = np.where(empty, np.maximum(release[None, :], 0.0) + 0.0 * t[:, None], done)
+            empty = (alone <= 0) & (rel <= t[:, None]) & ~np.isfinite(done)
+            done = np.where(empty, rel, done)
         if n_items:
             fin = running & (cur_end <= t * (1 + 1e-15))
             end[rows[fin], k[fin]] = cur_end[fin]

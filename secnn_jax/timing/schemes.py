@@ -10,15 +10,26 @@ A scheme is a :class:`Scheme`: which event indicators it needs, a frame-independ
 * ``winograd`` / ``fft`` — Winograd F(m x m, 3 x 3) / FFT convolution where they apply, ``dense``
   elsewhere.
 * ``zero_skip`` — layer after layer, a SIMT kernel whose lanes skip zero inputs (a CTA costs
-  its busiest lane); with no zero input it costs what ``dense`` costs on the SIMT unit.
-* ``secnn_sw`` — SE-CNN on a stock GPU: the parallel phase's kernels all issued at once, then per
-  layer a compare kernel (``compare_ops_per_neuron`` SIMT instructions per neuron), an optional
-  compaction kernel (``sw_compaction``) and an amendment kernel, each a kernel boundary under the
-  launch model.
-* ``secnn_hw`` — with the original design's SM extension: ``comparators_per_sm`` hardware
-  comparators, compaction in hardware or software (``hw_compaction``), and each layer's compare
-  -> compaction -> amend sequenced by hardware: no kernel boundaries inside a correction, one
-  ``hw_dependency_us`` before it. Op kernels between the layers are ordinary kernels.
+  its busiest lane, or the mean of its lanes after compaction where that pays); with no zero
+  input and no balancing it costs what ``dense`` costs on the SIMT unit.
+* ``secnn_sw`` / ``secnn_hw`` — one SE-CNN graph on two machines (:class:`.secnn.Machine`):
+  the parallel phase's kernels all issued at once, then per layer a compare, an optional
+  compaction and an amendment. On the stock GPU (``secnn_sw``) each is a kernel
+  (``compare_ops_per_neuron`` SIMT instructions per compare, ``sw_compaction``) behind the
+  launch model's boundaries; with the SM extension (``secnn_hw``, declared in
+  :data:`.secnn.SM_EXTENSION`) ``comparators_per_sm`` hardware comparators, compaction in
+  hardware or software (``hw_compaction``), and each layer's compare -> compaction -> amend
+  sequenced by hardware: no kernel boundaries inside a correction, one ``hw_dependency_us``
+  before it. Op kernels between the layers are ordinary kernels.
+* ``deltacnn`` / ``cbinfer`` — the change-based peers (:data:`PEER_DOC`).
+
+Shared techniques, each applied by one rule to every scheme whose library or design uses it:
+load balancing by stream compaction (:func:`_balanced`: every SIMT sparse kernel, ``auto`` on
+a stock GPU), change detection and compares as elementwise kernels with a memory-latency floor
+(:func:`_detection`), split-K and GEMV in every dense and zero-skipping tiling
+(:mod:`.kernels`), and fusion of op groups into the producing kernel's epilogue under
+``epilogue`` (:mod:`.opkernels`; SE-CNN re-executes them in the amendment's epilogue,
+DeltaCNN fuses its delta generation into the previous layer's).
 
 Both SE-CNN schemes compare every input neuron (reading ``x`` and the prediction, and the
 predictor's update writing the next prediction: the compare is at least that memory time; the
@@ -29,7 +40,8 @@ output re-accumulates the mispredicted inputs of its receptive field; a CTA cost
 lane without compaction, the mean of its lanes with it), read the mispredicted inputs' deltas
 (or the compacted lists) and read-modify-write the outputs they touch. A software compaction
 writes ``compaction_bytes_per_miss`` per mispredicted input and waits one decoupled look-back
-scan latency (two memory latencies). See :mod:`.secnn` for the schedule.
+scan latency (two memory latencies). Both phases are timed by :mod:`.scheduler` (see
+:mod:`.secnn`).
 """
 
 from __future__ import annotations
@@ -227,7 +239,8 @@ def _balanced(ctx: Context, cnt: np.ndarray, g: LayerGeom, tile: K.SparseTile,
     CTA costs its busiest lane (``items=None``: the layer's inputs times the fraction of its
     receptive-field work present); ``software`` — a compaction pass writes
     ``compaction_bytes_per_miss`` per item and reads the item bitmap, waits two memory
-    latencies (the scan's look-back), and a CTA then costs the mean of its lanes; ``hardware``
+    latencies (the scan's look-back; no pass where there is no item), and a CTA then costs
+    the mean of its lanes; ``hardware``
     — the mean, with no pass (SE-CNN's SM extension); ``auto`` — per frame the cheaper of
     ``none`` and ``software`` (the pass and its kernel ``boundary`` counted; the kernel takes
     at least ``floor``, its memory time), as a library would choose.
@@ -248,8 +261,11 @@ def _balanced(ctx: Context, cnt: np.ndarray, g: LayerGeom, tile: K.SparseTile,
         fanin = max(1, g.cin_g * g.kh * g.kw)
         items = cnt.reshape(frames, -1).sum(1) / max(1, cnt[0].size * fanin) * g.n_inputs
     cb = cfg.compaction_bytes_per_miss * np.asarray(items, np.float64) + g.n_inputs / 8.0
-    pass_t = mem_cycles(gpu, cb, params) + 2.0 * params.latency_cycles
     bal, bmk = run(True)
+    # No work item, no pass (the compare or the predictor counted them).
+    has = bal.active_frac > 0
+    cb = np.where(has, cb, 0.0)
+    pass_t = np.where(has, mem_cycles(gpu, cb, params) + 2.0 * params.latency_cycles, 0.0)
     if compaction == "software":
         return _Sparse(bal, bmk, bal.w.sum(-1), np.ones(frames, bool), pass_t, cb)
     raw, rmk = run(False)
@@ -468,25 +484,30 @@ def _padc(a: np.ndarray, n: int) -> np.ndarray:
 
 
 def _parallel_grids(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np.ndarray]],
-                    frames: int, work: _Work
-                    ) -> tuple[list, list, list, np.ndarray, np.ndarray]:
-    """Per layer: the parallel phase's CTA work and latency, occupancy, dense choice and bytes
-    (its FMAs counted into ``work``). A zero-skipping parallel kernel moves the inputs,
-    weights and outputs of its CTAs with work only: a layer with no predicted work moves
-    nothing (its outputs are the amendment's)."""
+                    frames: int, work: _Work, compaction: str
+                    ) -> tuple[list, list, list, np.ndarray, np.ndarray, np.ndarray]:
+    """Per layer: the parallel phase's CTA work and latency, occupancy, dense choice, bytes and
+    the delay of a compaction pass before it (its FMAs counted into ``work``). The
+    zero-skipping kernel balances its lanes by the machine's ``compaction`` like every SIMT
+    sparse kernel (:func:`_balanced`); it moves the inputs, weights and outputs of its CTAs
+    with work only: a layer with no predicted work moves nothing (its outputs are the
+    amendment's)."""
     ws, ds, occs = [], [], []
     use = np.zeros((frames, len(ctx.geoms)))
     nbytes = np.zeros((frames, len(ctx.geoms)))
+    delay = np.zeros((frames, len(ctx.geoms)))
     for li, g in enumerate(ctx.geoms):  # loop over layers
-        sp = K.sparse_grid(counts[li]["predicted"], g, ctx.gpu, ctx.precision, ctx.params,
-                           plan.tiles[li])
+        bal = _balanced(ctx, counts[li]["predicted"], g, plan.tiles[li], plan.occ_cap, None,
+                        compaction, 0.0)
+        sp = bal.grid
         dk = plan.dense[li]
         dw, dd = K.dense_grid(dk, frames)
         sp_occ = _occ(sp, plan.occ_cap)
-        sp_t = dealt_makespan(sp.w, sp.d, ctx.gpu.sms, sp_occ)
+        sp_t = bal.compute + bal.compaction
         mode = ctx.cfg.secnn_parallel
         use_dense = (np.zeros(frames, bool) if mode == "sparse" else np.ones(frames, bool)
                      if mode == "dense" else np.full(frames, dk.compute_cycles) < sp_t)
+        delay[:, li] = np.where(use_dense, 0.0, bal.compaction)
         if use_dense.all():
             ws.append(dw), ds.append(dd), occs.append(dk.occupancy)
         elif not use_dense.any():
@@ -497,40 +518,43 @@ def _parallel_grids(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str
             ds.append(np.where(use_dense[:, None], _padc(dd, n), _padc(sp.d, n)))
             occs.append(min(sp_occ, dk.occupancy))
         use[:, li] = use_dense
-        nbytes[:, li] = np.where(use_dense, plan.io_bytes[li], plan.io_bytes[li] * sp.active_frac)
+        nbytes[:, li] = np.where(use_dense, plan.io_bytes[li],
+                                 plan.io_bytes[li] * sp.active_frac + bal.compaction_bytes)
         work.fmas(np.where(use_dense, dk.busy_cycles, 0.0), _unit(dk), dk.tile)
         work.fmas(np.where(use_dense, 0.0, sp.w.sum(-1)), "simt", plan.tiles[li].tile)
-    return ws, ds, occs, use, nbytes
+    return ws, ds, occs, use, nbytes, delay
 
 
-def _secnn_cost(hw: bool) -> Callable[..., SchemeTimes]:
+def _secnn_cost(extended: bool) -> Callable[..., SchemeTimes]:
     def cost(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np.ndarray]],
              misses: np.ndarray, frames: int, frame_ids: Any = None) -> SchemeTimes:
-        return _secnn_times(ctx, plan, counts, misses, frames, hw)
+        return _secnn_times(ctx, plan, counts, misses, frames,
+                            SE.Machine.of(extended, ctx.gpu, ctx.cfg))
 
     return cost
 
 
 def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np.ndarray]],
-                 misses: np.ndarray, frames: int, hw: bool) -> SchemeTimes:
+                 misses: np.ndarray, frames: int, machine: SE.Machine) -> SchemeTimes:
+    """SE-CNN's graph on ``machine`` (the stock GPU for secnn_sw, the extended for secnn_hw)."""
     gpu, params, cfg, lc = ctx.gpu, ctx.params, ctx.cfg, ctx.launch
     n_layers = len(ctx.geoms)
     eb = ctx.eb
     work = _Work(ctx, frames)
-    ws, ds, occs, use_dense, par_bytes = _parallel_grids(ctx, plan, counts, frames, work)
-    compaction = cfg.hw_compaction if hw else cfg.sw_compaction
-    comparators = (cfg.comparators_per_sm or gpu.fp32_lanes) if hw else gpu.fp32_lanes
-    ops_per = 1.0 if hw else cfg.compare_ops_per_neuron
+    ws, ds, occs, use_dense, par_bytes, par_delay = _parallel_grids(ctx, plan, counts, frames,
+                                                                     work, machine.compaction)
+    hw = machine.extended
+    compaction = machine.compaction
     parts = {k: np.zeros((frames, n_layers)) for k in
              ("compare", "compaction", "amend", "compare_busy", "amend_busy", "compare_bytes",
               "compaction_bytes", "amend_bytes", "amend_compute")}
     for li, g in enumerate(ctx.geoms):  # loop over layers
         n_in = g.n_inputs
-        cmp_ops = n_in * ops_per / (gpu.sms * comparators)
+        cmp_ops = n_in / (gpu.sms * machine.comparators_per_sm)
         # The compare reads x and the prediction; the predictor's update writes the next
         # prediction. Where the prediction buffer lives decides what that traffic costs.
         pred_bytes = 2.0 * eb * n_in
-        placement = cfg.buffer_placement
+        placement = machine.buffer_placement
         cmp_bytes = eb * n_in + (pred_bytes if placement == "cache" else 0.0)
         mem = _detection(ctx, n_in, cmp_bytes, plan.occ_cap)  # an elementwise pass's floor
         if placement == "off_chip":
@@ -562,7 +586,7 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
         parts["amend_busy"][:, li] = sp.busy + plan.ops.secnn_pass_busy[li]
         parts["amend_bytes"][:, li] = ab
         work.fmas(sp.busy, "simt", plan.tiles[li].tile)
-        work.compares(n_in, 0.0 if hw else n_in * ops_per)
+        work.compares(n_in, n_in * machine.compare_instructions)
         for nb in (par_bytes[:, li], cmp_bytes, parts["compaction_bytes"][:, li], ab):
             work.bytes(nb)
     ops = plan.ops
@@ -584,7 +608,7 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
             item(ops.kernel_cycles[k], ops.kernel_busy[k], ops.kernel_bytes[k], lc.gap, -1,
                  True, ops.names[ops.kernels[k]])
 
-    hw_dep = gpu.cycles(cfg.hw_dependency_us)
+    hw_dep = machine.dependency_cycles or 0.0
     op_items(-1)
     for li, g in enumerate(ctx.geoms):  # loop over layers
         name = g.name
@@ -612,8 +636,9 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
     chain_ = SE.SerialChain(duration=np.stack(dur, 1), busy=np.stack(busy, 1),
                             nbytes=np.stack(nbytes, 1), gap=np.array(gap), issue=issue,
                             layer=np.array(layer, np.int64), labels=tuple(labels))
-    tl = SE.schedule(ws, ds, occs, par_bytes, release, chain_, gpu, params,
-                     start_at=lc.submit)
+    # A parallel kernel that compacts its predicted inputs first starts after that pass.
+    tl = SE.schedule(ws, ds, occs, par_bytes, release[None, :] + par_delay, chain_, gpu,
+                     params, start_at=lc.submit)
     # Per-layer critical path: up to the end of each layer's last serial item.
     owner = np.maximum.accumulate(np.where(chain_.layer >= 0, chain_.layer, -1))
     owner = np.where(owner < 0, 0, owner)

@@ -21,14 +21,69 @@ bytes and latencies.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 import numpy as np
 
 from secnn_jax.timing import scheduler as SCH
 from secnn_jax.timing.gpus import GPU
-from secnn_jax.timing.params import ModelParams
+from secnn_jax.timing.params import PHYSICS, ModelParams, Physics, SchemeConfig
 from secnn_jax.timing.sm import bandwidth
+
+
+@dataclasses.dataclass(frozen=True)
+class Machine:
+    """The machine SE-CNN's graph runs on: a stock GPU or one with SE-CNN's SM extension.
+
+    ``secnn_sw`` and ``secnn_hw`` build the same graph (compare, compaction, amendment per
+    layer after the parallel phase); only these capabilities differ. The extension's are
+    :class:`~.params.SchemeConfig` fields, each with its range in :data:`SM_EXTENSION`.
+
+    Attributes:
+      extended: whether the SM extension is present.
+      comparators_per_sm: compares an SM retires per cycle.
+      compare_instructions: SIMT instructions per compare (0 on hardware comparators).
+      compaction: how the amendment's work items are found (:data:`~.names.COMPACTIONS`).
+      dependency_cycles: the hardware dependency signal before each correction (extended);
+        ``None``: corrections are kernels separated by the launch model's boundaries.
+      buffer_placement: where prediction buffers live (:data:`~.params.PLACEMENTS`); a stock
+        GPU has no dedicated on-chip buffer, so ``on_chip`` falls back to ``cache`` there.
+    """
+
+    extended: bool
+    comparators_per_sm: float
+    compare_instructions: float
+    compaction: str
+    dependency_cycles: float | None
+    buffer_placement: str
+
+    @classmethod
+    def of(cls, extended: bool, gpu: GPU, cfg: SchemeConfig) -> Machine:
+        """The stock GPU (``extended=False``) or the GPU with the SM extension."""
+        if extended:
+            return cls(True, float(cfg.comparators_per_sm or gpu.fp32_lanes), 0.0,
+                       cfg.hw_compaction, gpu.cycles(cfg.hw_dependency_us), cfg.buffer_placement)
+        placement = "cache" if cfg.buffer_placement == "on_chip" else cfg.buffer_placement
+        return cls(False, float(gpu.fp32_lanes) / cfg.compare_ops_per_neuron,
+                   cfg.compare_ops_per_neuron, cfg.sw_compaction, None, placement)
+
+
+#: SE-CNN's SM extension as declared hardware: the :class:`~.params.SchemeConfig` fields
+#: :meth:`Machine.of` reads, each with its default and the range the model is meant for
+#: ("low" and "high" are the optimistic and pessimistic ends for SE-CNN).
+SM_EXTENSION: Mapping[str, Physics] = MappingProxyType({p.field: p for p in (
+    Physics("comparators_per_sm", "fp32_lanes", "fp32_lanes", 32, "compares/cycle",
+            "one comparator per FP32 lane (the design's claim: a compare beside every lane) "
+            "down to one per warp-wide datapath of a sub-partition (32 per SM); an "
+            "assumption, no silicon measured"),
+    PHYSICS["hw_compaction"],
+    PHYSICS["hw_dependency_us"],
+    Physics("buffer_placement", "cache", "on_chip", "off_chip", "",
+            "prediction buffers in dedicated SRAM (on_chip: no memory time, SRAM energy, "
+            "area from energy.secnn_area), through the caches like any data (cache), or "
+            "always in DRAM (off_chip)"),
+)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +115,7 @@ class SecnnFrame:
 
     Attributes:
       total: ``[T]`` frame time.
-      parallel_release: ``[L]`` when each layer's parallel kernel may start.
+      parallel_release: ``[L]`` or ``[T, L]`` when each layer's parallel kernel may start.
       parallel_done: ``[T, L]`` completion of each layer's parallel work (``P_l``).
       start, end: ``[T, K]`` each serial item's start and end.
       busy: ``[T]`` SM-cycles of work.
@@ -83,7 +138,7 @@ def schedule(par_w: Sequence[np.ndarray], par_d: Sequence[np.ndarray], par_occ: 
       par_w, par_d: per layer, ``[T, n_ctas_l]`` parallel-phase CTA work and latency floors.
       par_occ: per layer, the parallel kernel's occupancy.
       par_bytes: ``[T, L]`` bytes each layer's parallel kernel moves.
-      release: ``[L]`` release time of each layer's parallel kernel.
+      release: ``[L]`` or ``[T, L]`` release time of each layer's parallel kernel.
       serial: the serial chain.
       start_at: start of the serial chain's first item (the frame's submission).
     """

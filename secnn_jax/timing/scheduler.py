@@ -168,66 +168,83 @@ def schedule(chain: Chain, pool: Pool | None, sms: int, bandwidth: np.ndarray,
     end = np.full((frames, n_items), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         cap = np.where(alone > 0, 1.0 / alone, np.inf)  # progress per cycle alone
-    for _ in range(8 * (n_items + n_pool) + 16):  # loop over events (bounded)
-        # Chain kernels whose dependences are met start now.
-        kk = np.minimum(k, max(n_items - 1, 0))
-        if n_items:
-            waiting = ~running & (k < n_items)
-            ready = np.maximum(prev_end + np.where(k > 0, gap[kk], 0.0), issue[kk])
-            dk = dep[kk]
-            dep_done = np.where(dk >= 0, done[rows, np.maximum(dk, 0)] if n_pool else np.inf,
-                                -np.inf)
-            ready = np.maximum(ready, dep_done)
-            go = waiting & (ready <= t)
-            start[rows[go], k[go]] = t[go]
-            cur_end = np.where(go, t + dur[rows, kk], cur_end)
-            running = running | go
-            next_chain = np.where(running, cur_end, np.where(waiting, ready, np.inf))
-            sm_c = np.where(running, c_sm[rows, kk], 0.0)
-            bw_c = np.where(running, c_bw[rows, kk], 0.0)
-        else:
-            next_chain = np.full(frames, np.inf)
-            sm_c = bw_c = np.zeros(frames)
-        # Independent kernels: released and not done, served in index order, each at most at
-        # its rate alone, from what the chain and earlier kernels leave.
-        if n_pool:
-            active = (rel <= t[:, None]) & ~np.isfinite(done)
-            want_sm = np.where(active, hold * np.minimum(cap, 1e300), 0.0)
-            want_bw = np.where(active, pbytes * np.minimum(cap, 1e300), 0.0)
-            left_sm = np.maximum(sms - sm_c, 0.0)[:, None] - (np.cumsum(want_sm, 1) - want_sm)
-            left_bw = np.maximum(bw - bw_c, 0.0)[:, None] - (np.cumsum(want_bw, 1) - want_bw)
-            with np.errstate(divide="ignore", invalid="ignore"):
+        demand_sm = hold * np.minimum(cap, 1e300)  # SM-cycles per cycle at that rate
+        demand_bw = pbytes * np.minimum(cap, 1e300)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for _ in range(8 * (n_items + n_pool) + 16):  # loop over events (bounded)
+            if not n_pool or np.isfinite(done).all():
+                break  # the rest of the chain shares the machine with nobody
+            # Chain kernels whose dependences are met start now.
+            kk = np.minimum(k, max(n_items - 1, 0))
+            if n_items:
+                waiting = ~running & (k < n_items)
+                ready = np.maximum(prev_end + np.where(k > 0, gap[kk], 0.0), issue[kk])
+                dk = dep[kk]
+                dep_done = np.where(dk >= 0, done[rows, np.maximum(dk, 0)] if n_pool else np.inf,
+                                    -np.inf)
+                ready = np.maximum(ready, dep_done)
+                go = waiting & (ready <= t)
+                start[rows[go], k[go]] = t[go]
+                cur_end = np.where(go, t + dur[rows, kk], cur_end)
+                running = running | go
+                next_chain = np.where(running, cur_end, np.where(waiting, ready, np.inf))
+                sm_c = np.where(running, c_sm[rows, kk], 0.0)
+                bw_c = np.where(running, c_bw[rows, kk], 0.0)
+            else:
+                next_chain = np.full(frames, np.inf)
+                sm_c = bw_c = np.zeros(frames)
+            # Independent kernels: released and not done, served in index order, each at most at
+            # its rate alone, from what the chain and earlier kernels leave.
+            if n_pool:
+                active = (rel <= t[:, None]) & ~np.isfinite(done)
+                want_sm = np.where(active, demand_sm, 0.0)
+                want_bw = np.where(active, demand_bw, 0.0)
+                left_sm = np.maximum(sms - sm_c, 0.0)[:, None] - (np.cumsum(want_sm, 1) - want_sm)
+                left_bw = np.maximum(bw - bw_c, 0.0)[:, None] - (np.cumsum(want_bw, 1) - want_bw)
                 f_sm = np.where(hold > 0, np.maximum(left_sm, 0.0) / hold, np.inf)
                 f_bw = np.where(pbytes > 0, np.maximum(left_bw, 0.0) / pbytes, np.inf)
-                rate = np.where(active, np.minimum.reduce([cap, f_sm, f_bw]), 0.0)
+                rate = np.where(active, np.minimum(np.minimum(cap, f_sm), f_bw), 0.0)
                 to_done = np.where(rate > 0, (1.0 - progress) / rate, np.inf)
-            to_release = np.where(rel > t[:, None], rel - t[:, None],
-                                  np.inf)
-            dt_pool = np.minimum(to_done.min(1), to_release.min(1))
-        else:
-            dt_pool = np.full(frames, np.inf)
-        dt = np.minimum(next_chain - t, dt_pool)
-        finished = ~np.isfinite(dt)
-        if finished.all():
-            break
-        dt = np.where(finished, 0.0, np.maximum(dt, 0.0))
-        t = t + dt
-        if n_pool:
-            progress = np.where(active, progress + rate * dt[:, None], progress)
-            newly = active & ((progress >= 1.0 - 1e-12) | (to_done <= dt[:, None] * (1 + 1e-12)))
-            done = np.where(newly, t[:, None], done)
-            # Kernels with nothing to do are done when released.
-            empty = (alone <= 0) & (rel <= t[:, None]) & ~np.isfinite(done)
-            done = np.where(empty, rel, done)
-        if n_items:
-            fin = running & (cur_end <= t * (1 + 1e-15))
-            end[rows[fin], k[fin]] = cur_end[fin]
-            prev_end = np.where(fin, cur_end, prev_end)
-            t = np.where(fin, np.maximum(t, cur_end), t)
-            k = k + fin
-            running = running & ~fin
-    else:  # pragma: no cover - the loop is bounded by the number of events
-        raise AssertionError("scheduler did not converge")
+                to_release = np.where(rel > t[:, None], rel - t[:, None],
+                                      np.inf)
+                dt_pool = np.minimum(to_done.min(1), to_release.min(1))
+            else:
+                dt_pool = np.full(frames, np.inf)
+            dt = np.minimum(next_chain - t, dt_pool)
+            finished = ~np.isfinite(dt)
+            if finished.all():
+                break
+            dt = np.where(finished, 0.0, np.maximum(dt, 0.0))
+            t = t + dt
+            if n_pool:
+                progress = np.where(active, progress + rate * dt[:, None], progress)
+                newly = active & ((progress >= 1.0 - 1e-12)
+                                  | (to_done <= dt[:, None] * (1 + 1e-12)))
+                done = np.where(newly, t[:, None], done)
+                # Kernels with nothing to do are done when released.
+                empty = (alone <= 0) & (rel <= t[:, None]) & ~np.isfinite(done)
+                done = np.where(empty, rel, done)
+            if n_items:
+                fin = running & (cur_end <= t * (1 + 1e-15))
+                end[rows[fin], k[fin]] = cur_end[fin]
+                prev_end = np.where(fin, cur_end, prev_end)
+                t = np.where(fin, np.maximum(t, cur_end), t)
+                k = k + fin
+                running = running & ~fin
+        else:  # pragma: no cover - the loop is bounded by the number of events
+            raise AssertionError("scheduler did not converge")
+    # Every independent kernel is done: the rest of each frame's chain is a plain chain.
+    for j in range(int(k.min(initial=n_items)), n_items):  # loop over chain kernels
+        todo = k <= j
+        ready = np.maximum(prev_end + (gap[j] if j else 0.0), issue[j])
+        if dep[j] >= 0:
+            ready = np.maximum(ready, done[:, dep[j]])
+        cur = running & (k == j)
+        s_j = np.where(cur, start[:, j], ready)
+        e_j = np.where(cur, cur_end, s_j + dur[:, j])
+        start[:, j] = np.where(todo, s_j, start[:, j])
+        end[:, j] = np.where(todo, e_j, end[:, j])
+        prev_end = np.where(todo, e_j, prev_end)
     last = prev_end if n_items else np.full(frames, float(start_at))
     all_busy = pool_busy + busy.sum(1)
     all_bytes = pbytes.sum(1) + nbytes.sum(1)

@@ -248,27 +248,29 @@ def _balanced(ctx: Context, cnt: np.ndarray, g: LayerGeom, tile: K.SparseTile,
     gpu, params, cfg = ctx.gpu, ctx.params, ctx.cfg
     frames = cnt.shape[0]
 
-    def run(compact: bool) -> tuple[K.SparseGrid, np.ndarray]:
-        grid = K.sparse_grid(cnt, g, gpu, ctx.precision, params, tile, compact=compact)
+    def run(grid: K.SparseGrid) -> tuple[K.SparseGrid, np.ndarray]:
         return grid, dealt_makespan(grid.w, grid.d, gpu.sms, _occ(grid, occ_cap))
 
     zero = np.zeros(frames)
     if compaction in ("none", "hardware"):
-        grid, mk = run(compaction == "hardware")
+        grid, mk = run(K.sparse_grid(cnt, g, gpu, ctx.precision, params, tile,
+                                     compact=compaction == "hardware"))
         return _Sparse(grid, mk, grid.w.sum(-1), np.full(frames, compaction == "hardware"),
                        zero, zero)
     if items is None:
         fanin = max(1, g.cin_g * g.kh * g.kw)
         items = cnt.reshape(frames, -1).sum(1) / max(1, cnt[0].size * fanin) * g.n_inputs
     cb = cfg.compaction_bytes_per_miss * np.asarray(items, np.float64) + g.n_inputs / 8.0
-    bal, bmk = run(True)
+    grids = K.sparse_grids(cnt, g, gpu, ctx.precision, params, tile,
+                           (True,) if compaction == "software" else (True, False))
+    bal, bmk = run(grids[0])
     # No work item, no pass (the compare or the predictor counted them).
     has = bal.active_frac > 0
     cb = np.where(has, cb, 0.0)
     pass_t = np.where(has, mem_cycles(gpu, cb, params) + 2.0 * params.latency_cycles, 0.0)
     if compaction == "software":
         return _Sparse(bal, bmk, bal.w.sum(-1), np.ones(frames, bool), pass_t, cb)
-    raw, rmk = run(False)
+    raw, rmk = run(grids[1])
     use = np.maximum(bmk, floor) + pass_t + boundary < np.maximum(rmk, floor)
     grid = K.SparseGrid(w=np.where(use[:, None], bal.w, raw.w),
                         d=np.where(use[:, None], bal.d, raw.d), occupancy=raw.occupancy,

@@ -315,6 +315,28 @@ def test_chrome_trace(tmp_path: Path) -> None:
     ends = sorted((e["ts"], e["ts"] + e["dur"]) for e in dense)
     assert all(a[1] <= b[0] + 1e-3 for a, b in zip(ends, ends[1:], strict=False))
     assert ends[-1][1] == pytest.approx(float(r.get("h100", "dense").total_us[1]), abs=1e-3)
+    # Layer after layer: one track; each slice holds what it ran with.
+    assert {e["tid"] for e in dense} == {0}
+    for e in xs:
+        assert set(e["args"]) == {"sms", "ctas", "bytes"} and e["cname"]
+        assert 0 <= e["args"]["sms"] <= min(e["args"]["ctas"], H100.sms)
+    stem = next(e for e in dense if e["name"] == "stem")
+    g = layers[0]
+    assert stem["args"]["bytes"] >= 4 * (g.n_inputs + g.weights + g.n_outputs)
+    for pid in {e["pid"] for e in xs}:
+        mine = [e for e in xs if e["pid"] == pid]
+        # No two slices of one track overlap, exactly, in the trace's nanoseconds.
+        for tid in {e["tid"] for e in mine}:
+            sl = sorted((round(e["ts"] * 1e3), round(e["ts"] * 1e3) + round(e["dur"] * 1e3))
+                        for e in mine if e["tid"] == tid)
+            assert all(a[1] <= b[0] for a, b in zip(sl, sl[1:], strict=False))
+        # As many tracks as kernels run at once (a sweep over starts and ends).
+        marks = sorted([(e["ts"], 1) for e in mine if e["dur"] > 0]
+                       + [(e["ts"] + e["dur"], -1) for e in mine if e["dur"] > 0],
+                       key=lambda m: (m[0], m[1]))
+        depth = max(np.cumsum([m[1] for m in marks]), default=0)
+        assert len({e["tid"] for e in mine}) <= max(depth, 1) + sum(
+            1 for e in mine if e["dur"] == 0)
     with pytest.raises(timing.ReplayError, match="frame 5"):
         r.to_chrome_trace(frame=5)
 

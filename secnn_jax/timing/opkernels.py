@@ -101,6 +101,7 @@ class OpPlan:
         fused into that layer (0 where none, and always 0 under ``none``).
       secnn_pass_busy, secnn_pass_bytes: ``[L]`` its work and bytes.
       names: names of all groups.
+      kernel_ctas: ``[K]`` CTAs of each op kernel.
     """
 
     fusion: str
@@ -115,6 +116,7 @@ class OpPlan:
     secnn_pass_busy: np.ndarray
     secnn_pass_bytes: np.ndarray
     names: tuple[str, ...]
+    kernel_ctas: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def op_bytes(op: OpGeom, precision: str) -> float:
@@ -174,5 +176,6 @@ def plan_ops(ops: Sequence[Any], geoms: Sequence[LayerGeom], gpu: GPU, precision
         layer_extra=layer_extra, layer_extra_bytes=extra_bytes, secnn_pass=sp,
         secnn_pass_busy=sp_busy,
         secnn_pass_bytes=np.where(pass_elems > 0, pass_bytes, 0.0),
-        names=tuple(o.name for o in og))
+        names=tuple(o.name for o in og),
+        kernel_ctas=np.array([c.n_ctas for c in costs], np.int64))
 

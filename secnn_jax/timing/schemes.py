@@ -117,6 +117,9 @@ class SchemeTimes:
       busy: ``[T]`` SM-cycles of work.
       spans: ``{track: (labels, start [T, n], end [T, n])}`` of what runs when.
       work: ``{key: [T]}`` work executed (:data:`~.energy.WORK_KEYS`), for the energy model.
+      span_args: ``{track: {"sms", "ctas", "bytes": [T, n]}}``: per span the SMs it held
+        while it ran (SMs with one of its CTAs resident; a kernel of the parallel phase, its
+        average share of the machine), its CTAs with work and the bytes it moved.
     """
 
     total: np.ndarray
@@ -126,6 +129,23 @@ class SchemeTimes:
     busy: np.ndarray
     spans: Mapping[str, tuple[tuple[str, ...], np.ndarray, np.ndarray]]
     work: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    span_args: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+
+
+def _span_args(ctas: np.ndarray, nbytes: np.ndarray, sms: int,
+               share: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``sms``, ``ctas``, ``bytes`` of spans: a kernel holds the SMs its CTAs occupy (at most
+    all of them), or ``share`` (its average SMs while it shares the machine) when smaller."""
+    ctas = np.asarray(ctas, np.float64)
+    held = np.minimum(ctas, float(sms))
+    if share is not None:
+        held = np.minimum(held, np.ceil(share - 1e-9))
+    return {"sms": held, "ctas": ctas, "bytes": np.asarray(nbytes, np.float64)}
+
+
+def _active_ctas(grid: K.SparseGrid) -> np.ndarray:
+    """``[T]`` CTAs of a sparse grid with any work."""
+    return (grid.w > 0).sum(-1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -353,21 +373,34 @@ def _layer_times(end: np.ndarray, owner: np.ndarray, n_layers: int, total: np.nd
 
 
 def _layerwise_times(ctx: Context, exec_layers: np.ndarray, layer_kernels: Sequence[int],
-                     layer_busy: np.ndarray, ops: OpPlan, work: _Work) -> SchemeTimes:
-    """Whole-network frame time of a layer-after-layer scheme from its linear layers' costs."""
+                     layer_busy: np.ndarray, ops: OpPlan, work: _Work, layer_ctas: np.ndarray,
+                     layer_bytes: np.ndarray) -> SchemeTimes:
+    """Whole-network frame time of a layer-after-layer scheme from its linear layers' costs
+    (``layer_ctas``, ``layer_bytes``: ``[T, L]`` each layer's CTAs and bytes)."""
     frames = exec_layers.shape[0]
+    layer_ctas = np.broadcast_to(np.asarray(layer_ctas, np.float64), exec_layers.shape)
+    layer_bytes = np.broadcast_to(np.asarray(layer_bytes, np.float64), exec_layers.shape)
+    ctas = np.empty((frames, 0))
+    nbytes = np.empty((frames, 0))
     exec_layers = exec_layers + ops.layer_extra[None, :]
     items, owner = _program(ctx, ops)
     ex = np.empty((frames, len(items)))
     kern = np.empty(len(items), np.int64)
     labels = []
+    cols_c, cols_b = [], []
     for j, (t, i) in enumerate(items):
         if t == "layer":
             ex[:, j], kern[j] = exec_layers[:, i], layer_kernels[i]
             labels.append(ctx.geoms[i].name)
+            cols_c.append(layer_ctas[:, i])
+            cols_b.append(layer_bytes[:, i] + ops.layer_extra_bytes[i])
         else:
             ex[:, j], kern[j] = ops.kernel_cycles[i], 1
             labels.append(ops.names[ops.kernels[i]])
+            cols_c.append(np.full(frames, float(ops.kernel_ctas[i])))
+            cols_b.append(np.full(frames, float(ops.kernel_bytes[i])))
+    if items:
+        ctas, nbytes = np.stack(cols_c, 1), np.stack(cols_b, 1)
     start, end = chain(ex, kern, ctx.launch)
     total = end[:, -1] if len(items) else np.zeros(frames)
     is_layer = np.array([t == "layer" for t, _ in items])
@@ -380,7 +413,8 @@ def _layerwise_times(ctx: Context, exec_layers: np.ndarray, layer_kernels: Seque
         total=total, layer=_layer_times(end, owner, len(ctx.geoms), total),
         phases={"compute": compute, "ops": op_time, "launch": total - compute - op_time},
         layer_phases={"exec": exec_layers}, busy=busy,
-        spans={"stream": (tuple(labels), start, end)}, work=work.w)
+        spans={"stream": (tuple(labels), start, end)}, work=work.w,
+        span_args={"stream": _span_args(ctas, nbytes, ctx.gpu.sms)})
 
 
 def _frame_independent_cost(ctx: Context, plan: _LayerwisePlan, counts: Any, misses: Any,
@@ -388,11 +422,12 @@ def _frame_independent_cost(ctx: Context, plan: _LayerwisePlan, counts: Any, mis
     ex = np.broadcast_to(np.array([c.cycles for c in plan.costs]), (frames, len(plan.costs)))
     busy = np.full(frames, sum(c.busy_cycles for c in plan.costs))
     work = _Work(ctx, frames)
-    for g, c in zip(ctx.geoms, plan.costs, strict=True):
+    nbytes = [_kernel_bytes(ctx, g, c) for g, c in zip(ctx.geoms, plan.costs, strict=True)]
+    for c, nb in zip(plan.costs, nbytes, strict=True):
         work.fmas(c.busy_cycles, _unit(c), c.tile)
-        work.bytes(_kernel_bytes(ctx, g, c))
+        work.bytes(nb)
     return _layerwise_times(ctx, np.array(ex), [c.kernels for c in plan.costs], busy, plan.ops,
-                            work)
+                            work, np.array([c.n_ctas for c in plan.costs]), np.array(nbytes))
 
 
 # --- zero skipping --------------------------------------------------------------------------
@@ -438,6 +473,8 @@ def _zero_skip_cost(ctx: Context, plan: _SparsePlan, counts: Sequence[Mapping[st
                     misses: np.ndarray, frames: int, frame_ids: Any = None) -> SchemeTimes:
     n_layers = len(ctx.geoms)
     ex = np.zeros((frames, n_layers))
+    ctas = np.zeros((frames, n_layers))
+    nbytes = np.zeros((frames, n_layers))
     busy = np.zeros(frames)
     work = _Work(ctx, frames)
     boundary = max(ctx.launch.gap, ctx.launch.issue)
@@ -449,11 +486,13 @@ def _zero_skip_cost(ctx: Context, plan: _SparsePlan, counts: Sequence[Mapping[st
         ex[:, li] = (np.maximum(sp.compute, mem)
                      + np.where(sp.compaction > 0, sp.compaction + boundary, 0.0))
         busy += sp.busy
+        ctas[:, li] = _active_ctas(sp.grid)
+        nbytes[:, li] = plan.io_bytes[li] + sp.compaction_bytes
         work.fmas(sp.busy, "simt", plan.tiles[li].tile)
         work.bytes(plan.io_bytes[li])
         work.bytes(sp.compaction_bytes)
     return _layerwise_times(ctx, ex, [1 + (t.split > 1) for t in plan.tiles], busy, plan.ops,
-                            work)
+                            work, ctas, nbytes)
 
 
 # --- SE-CNN ---------------------------------------------------------------------------------
@@ -550,6 +589,10 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
     parts = {k: np.zeros((frames, n_layers)) for k in
              ("compare", "compaction", "amend", "compare_busy", "amend_busy", "compare_bytes",
               "compaction_bytes", "amend_bytes", "amend_compute")}
+    amend_ctas = np.zeros((frames, n_layers))
+    # A compare or compaction pass: an elementwise kernel's CTAs over the layer's inputs.
+    per_cta = K.ELEMENTWISE_TILE.threads * K.ELEMENTS_PER_THREAD
+    pass_ctas = [-(-g.n_inputs // per_cta) for g in ctx.geoms]
     for li, g in enumerate(ctx.geoms):  # loop over layers
         n_in = g.n_inputs
         cmp_ops = n_in / (gpu.sms * machine.comparators_per_sm)
@@ -587,6 +630,7 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
         parts["amend"][:, li] = np.maximum(mk, mem_cycles(gpu, ab, params))
         parts["amend_busy"][:, li] = sp.busy + plan.ops.secnn_pass_busy[li]
         parts["amend_bytes"][:, li] = ab
+        amend_ctas[:, li] = _active_ctas(sp.grid)
         work.fmas(sp.busy, "simt", plan.tiles[li].tile)
         work.compares(n_in, n_in * machine.compare_instructions)
         for nb in (par_bytes[:, li], cmp_bytes, parts["compaction_bytes"][:, li], ab):
@@ -595,8 +639,11 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
     # Serial items in program order.
     dur, busy, nbytes, gap, layer, hostk, labels = [], [], [], [], [], [], []
 
+    item_ctas: list[np.ndarray] = []
+
     def item(d: np.ndarray, b: np.ndarray, nb: np.ndarray, g: float, lyr: int, host: bool,
-             label: str) -> None:
+             label: str, ctas: Any) -> None:
+        item_ctas.append(np.broadcast_to(np.asarray(ctas, np.float64), (frames,)))
         dur.append(np.broadcast_to(d, (frames,)))
         busy.append(np.broadcast_to(b, (frames,)))
         nbytes.append(np.broadcast_to(nb, (frames,)))
@@ -608,24 +655,24 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
     def op_items(after: int) -> None:
         for k in np.flatnonzero(ops.kernel_after == after):
             item(ops.kernel_cycles[k], ops.kernel_busy[k], ops.kernel_bytes[k], lc.gap, -1,
-                 True, ops.names[ops.kernels[k]])
+                 True, ops.names[ops.kernels[k]], ops.kernel_ctas[k])
 
     hw_dep = machine.dependency_cycles or 0.0
     op_items(-1)
     for li, g in enumerate(ctx.geoms):  # loop over layers
         name = g.name
         item(parts["compare"][:, li], parts["compare_busy"][:, li], parts["compare_bytes"][:, li],
-             hw_dep if hw else lc.gap, -1, not hw, f"{name}:compare")
+             hw_dep if hw else lc.gap, -1, not hw, f"{name}:compare", pass_ctas[li])
         if compaction == "software":
             item(parts["compaction"][:, li], np.zeros(frames), parts["compaction_bytes"][:, li],
-                 0.0 if hw else lc.gap, -1, not hw, f"{name}:compaction")
+                 0.0 if hw else lc.gap, -1, not hw, f"{name}:compaction", pass_ctas[li])
         elif compaction == "auto":  # a pass (and its boundary) only where it is taken
             used = parts["compaction"][:, li] > 0
             item(np.where(used, parts["compaction"][:, li] + (0.0 if hw else lc.gap), 0.0),
                  np.zeros(frames), parts["compaction_bytes"][:, li], 0.0, -1, not hw,
-                 f"{name}:compaction")
+                 f"{name}:compaction", np.where(used, pass_ctas[li], 0))
         item(parts["amend"][:, li], parts["amend_busy"][:, li], parts["amend_bytes"][:, li],
-             0.0 if hw else lc.gap, li, not hw, f"{name}:amend")
+             0.0 if hw else lc.gap, li, not hw, f"{name}:amend", amend_ctas[:, li])
         op_items(li)
     host = np.array(hostk, bool)
     # Eager: the host issues the L parallel kernels first, then the serial kernels in order.
@@ -665,7 +712,21 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
         spans={"parallel": (tuple(g.name for g in ctx.geoms),
                             np.broadcast_to(tl.parallel_release, tl.parallel_done.shape).copy(),
                             tl.parallel_done),
-               "serial": (tuple(labels), tl.start, tl.end)})
+               "serial": (tuple(labels), tl.start, tl.end)},
+        span_args={"parallel": _span_args(
+                       np.stack([(w > 0).sum(-1) for w in ws], 1), par_bytes, gpu.sms,
+                       _pool_share(ws, ds, occs, tl)),
+                   "serial": _span_args(np.stack(item_ctas, 1), chain_.nbytes, gpu.sms)})
+
+
+def _pool_share(ws: Sequence[np.ndarray], ds: Sequence[np.ndarray], occs: Sequence[int],
+                tl: SE.SecnnFrame) -> np.ndarray:
+    """``[T, L]`` average SMs each parallel kernel held between its release and its end."""
+    hold = np.stack([np.maximum(w, d / max(1, o)).sum(-1) for w, d, o in
+                     zip(ws, ds, occs, strict=True)], 1)
+    span = tl.parallel_done - np.broadcast_to(tl.parallel_release, tl.parallel_done.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(span > 0, hold / span, 0.0)
 
 
 def _secnn_work(work: _Work, ops: OpPlan) -> dict[str, np.ndarray]:
@@ -700,6 +761,8 @@ def _peer_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np
              else np.asarray(frame_ids).reshape(-1)[:frames] == 0)
     n_layers = len(ctx.geoms)
     ex = np.zeros((frames, n_layers))
+    ctas = np.zeros((frames, n_layers))
+    nbytes = np.zeros((frames, n_layers))
     busy = np.zeros(frames)
     work = _Work(ctx, frames)
     boundary = max(ctx.launch.gap, ctx.launch.issue)
@@ -737,13 +800,16 @@ def _peer_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np
         dense_t = dk.cycles + mem_cycles(gpu, eb * g.n_outputs, params)  # + write the buffer
         ex[:, li] = np.where(first, dense_t, sparse)
         busy += np.where(first, dk.busy_cycles, sp.busy)
+        ctas[:, li] = np.where(first, dk.n_ctas, _active_ctas(sp.grid))
+        nbytes[:, li] = np.where(first, _kernel_bytes(ctx, g, dk) + eb * g.n_outputs,
+                                 conv_bytes + det_bytes[li] + sp.compaction_bytes)
         work.fmas(np.where(first, dk.busy_cycles, 0.0), _unit(dk), dk.tile)
         work.fmas(np.where(first, 0.0, sp.busy), "simt", plan.tiles[li].tile)
         work.bytes(np.where(first, _kernel_bytes(ctx, g, dk) + eb * g.n_outputs,
                             conv_bytes + det_bytes[li] + sp.compaction_bytes))
         n_cmp = np.where(first, 0.0, float(n_in))
         work.compares(n_cmp, n_cmp)  # change detection runs on the SIMT lanes
-    return _layerwise_times(ctx, ex, kernels, busy, plan.ops, work)
+    return _layerwise_times(ctx, ex, kernels, busy, plan.ops, work, ctas, nbytes)
 
 
 #: How the peers are costed (documentation shared by the registry and reports).

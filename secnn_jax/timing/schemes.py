@@ -55,10 +55,11 @@ import numpy as np
 
 from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing import kernels as K
+from secnn_jax.timing import scheduler as SCH
 from secnn_jax.timing import secnn as SE
 from secnn_jax.timing.energy import WORK_KEYS
 from secnn_jax.timing.gpus import ELEMENT_BYTES, GPU
-from secnn_jax.timing.launch import LaunchCosts, chain, persistent_occupancy
+from secnn_jax.timing.launch import LaunchCosts, persistent_occupancy
 from secnn_jax.timing.names import BASELINES, SCHEMES, SECNN
 from secnn_jax.timing.opkernels import OpPlan, plan_ops
 from secnn_jax.timing.params import ModelParams, SchemeConfig
@@ -372,6 +373,23 @@ def _layer_times(end: np.ndarray, owner: np.ndarray, n_layers: int, total: np.nd
     return layer
 
 
+def _chain(ex: np.ndarray, kernels: np.ndarray, lc: LaunchCosts, labels: tuple[str, ...],
+           sms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end ``[T, K]`` of a layer-after-layer frame's items, timed by the one
+    scheduler (:func:`.scheduler.schedule`, no parallel phase) under the launch model: an item
+    of ``kernels[k]`` kernels pays its inner boundaries, the host issues kernels one every
+    ``lc.issue`` (eager) — :func:`~.launch.chain`'s rule."""
+    frames, n = ex.shape
+    kern = np.asarray(kernels, np.int64)
+    zeros = np.zeros((frames, n))
+    fs = SCH.schedule(
+        SCH.Chain(duration=ex + (kern - 1) * lc.gap, busy=zeros, nbytes=zeros,
+                  gap=np.full(n, lc.gap), issue=(np.cumsum(kern) - kern) * lc.issue + lc.submit,
+                  dep=np.full(n, -1), labels=labels),
+        None, sms, np.ones(frames), start_at=lc.submit)
+    return fs.start, fs.end
+
+
 def _layerwise_times(ctx: Context, exec_layers: np.ndarray, layer_kernels: Sequence[int],
                      layer_busy: np.ndarray, ops: OpPlan, work: _Work, layer_ctas: np.ndarray,
                      layer_bytes: np.ndarray) -> SchemeTimes:
@@ -401,7 +419,7 @@ def _layerwise_times(ctx: Context, exec_layers: np.ndarray, layer_kernels: Seque
             cols_b.append(np.full(frames, float(ops.kernel_bytes[i])))
     if items:
         ctas, nbytes = np.stack(cols_c, 1), np.stack(cols_b, 1)
-    start, end = chain(ex, kern, ctx.launch)
+    start, end = _chain(ex, kern, ctx.launch, tuple(labels), ctx.gpu.sms)
     total = end[:, -1] if len(items) else np.zeros(frames)
     is_layer = np.array([t == "layer" for t, _ in items])
     compute = ex[:, is_layer].sum(1)

@@ -159,7 +159,7 @@ def schedule(chain: Chain, pool: Pool | None, sms: int, bandwidth: np.ndarray,
     rows = np.arange(frames)
     t = np.minimum(float(start_at), rel.min(axis=1, initial=float(start_at)))
     progress = np.zeros((frames, n_pool))
-    done = np.where((alone <= 0) & (rel <= t[:, None]), t[:, None], np.inf)
+    done = np.where(alone <= 0, rel, np.inf)  # a kernel with nothing to do: at its release
     k = np.zeros(frames, np.int64)  # next chain kernel
     running = np.zeros(frames, bool)
     cur_end = np.zeros(frames)
@@ -170,6 +170,8 @@ def schedule(chain: Chain, pool: Pool | None, sms: int, bandwidth: np.ndarray,
         cap = np.where(alone > 0, 1.0 / alone, np.inf)  # progress per cycle alone
         demand_sm = hold * np.minimum(cap, 1e300)  # SM-cycles per cycle at that rate
         demand_bw = pbytes * np.minimum(cap, 1e300)
+        inv_hold = np.where(hold > 0, 1.0 / hold, np.inf)
+        inv_bytes = np.where(pbytes > 0, 1.0 / pbytes, np.inf)
     with np.errstate(divide="ignore", invalid="ignore"):
         for _ in range(8 * (n_items + n_pool) + 16):  # loop over events (bounded)
             if not n_pool or np.isfinite(done).all():
@@ -199,11 +201,12 @@ def schedule(chain: Chain, pool: Pool | None, sms: int, bandwidth: np.ndarray,
                 active = (rel <= t[:, None]) & ~np.isfinite(done)
                 want_sm = np.where(active, demand_sm, 0.0)
                 want_bw = np.where(active, demand_bw, 0.0)
-                left_sm = np.maximum(sms - sm_c, 0.0)[:, None] - (np.cumsum(want_sm, 1) - want_sm)
-                left_bw = np.maximum(bw - bw_c, 0.0)[:, None] - (np.cumsum(want_bw, 1) - want_bw)
-                f_sm = np.where(hold > 0, np.maximum(left_sm, 0.0) / hold, np.inf)
-                f_bw = np.where(pbytes > 0, np.maximum(left_bw, 0.0) / pbytes, np.inf)
-                rate = np.where(active, np.minimum(np.minimum(cap, f_sm), f_bw), 0.0)
+                # What earlier kernels leave (never below 0); a kernel that needs none of a
+                # resource is not limited by it (inf * 0 -> nan, which minimum ignores: fmin).
+                left_sm = np.maximum((sms - sm_c)[:, None] + want_sm - np.cumsum(want_sm, 1), 0.0)
+                left_bw = np.maximum((bw - bw_c)[:, None] + want_bw - np.cumsum(want_bw, 1), 0.0)
+                rate = np.where(active, np.fmin(np.fmin(cap, left_sm * inv_hold),
+                                                left_bw * inv_bytes), 0.0)
                 to_done = np.where(rate > 0, (1.0 - progress) / rate, np.inf)
                 to_release = np.where(rel > t[:, None], rel - t[:, None],
                                       np.inf)
@@ -221,9 +224,6 @@ def schedule(chain: Chain, pool: Pool | None, sms: int, bandwidth: np.ndarray,
                 newly = active & ((progress >= 1.0 - 1e-12)
                                   | (to_done <= dt[:, None] * (1 + 1e-12)))
                 done = np.where(newly, t[:, None], done)
-                # Kernels with nothing to do are done when released.
-                empty = (alone <= 0) & (rel <= t[:, None]) & ~np.isfinite(done)
-                done = np.where(empty, rel, done)
             if n_items:
                 fin = running & (cur_end <= t * (1 + 1e-15))
                 end[rows[fin], k[fin]] = cur_end[fin]

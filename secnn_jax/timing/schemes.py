@@ -284,14 +284,22 @@ def _balanced(ctx: Context, cnt: np.ndarray, g: LayerGeom, tile: K.SparseTile,
     cb = cfg.compaction_bytes_per_miss * np.asarray(items, np.float64) + g.n_inputs / 8.0
     grids = K.sparse_grids(cnt, g, gpu, ctx.precision, params, tile,
                            (True,) if compaction == "software" else (True, False))
-    bal, bmk = run(grids[0])
+    bal = grids[0]
     # No work item, no pass (the compare or the predictor counted them).
     has = bal.active_frac > 0
     cb = np.where(has, cb, 0.0)
     pass_t = np.where(has, mem_cycles(gpu, cb, params) + 2.0 * params.latency_cycles, 0.0)
     if compaction == "software":
+        bal, bmk = run(bal)
         return _Sparse(bal, bmk, bal.w.sum(-1), np.ones(frames, bool), pass_t, cb)
     raw, rmk = run(grids[1])
+    # The balanced kernel's makespan is at least its work over the SMs and its largest CTA:
+    # where even that cannot pay for the pass, it is not needed.
+    lower = np.maximum.reduce([bal.w.sum(-1) / gpu.sms, bal.w.max(-1, initial=0.0),
+                               bal.d.max(-1, initial=0.0)])
+    if not (np.maximum(lower, floor) + pass_t + boundary < np.maximum(rmk, floor)).any():
+        return _Sparse(raw, rmk, raw.w.sum(-1), np.zeros(frames, bool), zero, zero)
+    bal, bmk = run(bal)
     use = np.maximum(bmk, floor) + pass_t + boundary < np.maximum(rmk, floor)
     grid = K.SparseGrid(w=np.where(use[:, None], bal.w, raw.w),
                         d=np.where(use[:, None], bal.d, raw.d), occupancy=raw.occupancy,

@@ -551,10 +551,11 @@ def _padc(a: np.ndarray, n: int) -> np.ndarray:
 
 
 def _parallel_grids(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np.ndarray]],
-                    frames: int, work: _Work, compaction: str
+                    frames: int, work: _Work, compaction: str, boundary: float
                     ) -> tuple[list, list, list, np.ndarray, np.ndarray, np.ndarray]:
     """Per layer: the parallel phase's CTA work and latency, occupancy, dense choice, bytes and
-    the delay of a compaction pass before it (its FMAs counted into ``work``). The
+    the delay of a compaction pass and its kernel ``boundary`` before it (its FMAs counted
+    into ``work``). The
     zero-skipping kernel balances its lanes by the machine's ``compaction`` like every SIMT
     sparse kernel (:func:`_balanced`); it moves the inputs, weights and outputs of its CTAs
     with work only: a layer with no predicted work moves nothing (its outputs are the
@@ -565,16 +566,17 @@ def _parallel_grids(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str
     delay = np.zeros((frames, len(ctx.geoms)))
     for li, g in enumerate(ctx.geoms):  # loop over layers
         bal = _balanced(ctx, counts[li]["predicted"], g, plan.tiles[li], plan.occ_cap, None,
-                        compaction, 0.0)
+                        compaction, boundary)
         sp = bal.grid
         dk = plan.dense[li]
         dw, dd = K.dense_grid(dk, frames)
         sp_occ = _occ(sp, plan.occ_cap)
-        sp_t = bal.compute + bal.compaction
+        sp_t = bal.compute + np.where(bal.compaction > 0, bal.compaction + boundary, 0.0)
         mode = ctx.cfg.secnn_parallel
         use_dense = (np.zeros(frames, bool) if mode == "sparse" else np.ones(frames, bool)
                      if mode == "dense" else np.full(frames, dk.compute_cycles) < sp_t)
-        delay[:, li] = np.where(use_dense, 0.0, bal.compaction)
+        delay[:, li] = np.where(use_dense | (bal.compaction <= 0), 0.0,
+                                bal.compaction + boundary)
         if use_dense.all():
             ws.append(dw), ds.append(dd), occs.append(dk.occupancy)
         elif not use_dense.any():
@@ -609,7 +611,9 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
     eb = ctx.eb
     work = _Work(ctx, frames)
     ws, ds, occs, use_dense, par_bytes, par_delay = _parallel_grids(ctx, plan, counts, frames,
-                                                                     work, machine.compaction)
+                                                                     work, machine.compaction,
+                                                                     0.0 if machine.extended
+                                                                     else lc.gap)
     hw = machine.extended
     compaction = machine.compaction
     parts = {k: np.zeros((frames, n_layers)) for k in

@@ -474,6 +474,13 @@ def sparse_grid(cnt: np.ndarray, g: LayerGeom, gpu: GPU, precision: str, params:
     count over its tile (busiest lane -> busiest warp -> CTA). Compacted (``secnn_hw``): the
     mean count over its tile's outputs.
     """
+    return sparse_grids(cnt, g, gpu, precision, params, tile, (compact,))[0]
+
+
+def sparse_grids(cnt: np.ndarray, g: LayerGeom, gpu: GPU, precision: str, params: ModelParams,
+                 tile: Tile | SparseTile, compact: tuple[bool, ...] = (False, True)
+                 ) -> tuple[SparseGrid, ...]:
+    """:func:`sparse_grid` for each ``compact`` choice, from one reduction of ``cnt``."""
     p = canonical_precision(precision)
     r = rate(gpu, p, "simt", params)
     st = tile if isinstance(tile, SparseTile) else SparseTile(tile)
@@ -489,27 +496,33 @@ def sparse_grid(cnt: np.ndarray, g: LayerGeom, gpu: GPU, precision: str, params:
         shp = mx.shape[:-1] + (nct, t.bn)
         mx = mx.reshape(shp).max(-1)
         sm = sm.reshape(shp).sum(-1)
-        depth = sm / (t.bm * t.bn) if compact else mx.astype(np.float64)
-        depth = depth.reshape(depth.shape[0], -1)
     else:
         mx, sm = tile_reduce(cnt, t.bm)  # [T, Mt, G]
-        depth = sm / t.bm if compact else mx.astype(np.float64)
-        # CTA grid (group, m-tile, n-tile): the n-tiles of a group share their rows' work.
         nt = -(-g.cout_g // t.bn)
-        depth = np.repeat(np.moveaxis(depth, -1, 1), nt, axis=-1)  # [T, G, Mt*nt]
-        depth = depth.reshape(depth.shape[0], -1)
-    if split > 1:  # each of the split CTAs of a tile takes 1/split of its K (rounded up)
-        depth = np.repeat(np.ceil(depth / split) if not compact else depth / split, split,
-                          axis=-1)
-    if g.is_depthwise:  # independent tap loads: one latency per CTA with work
-        steps_per_stage = (depth > 0).astype(np.float64)
-    else:
-        steps_per_stage = np.ceil(depth / t.bk) / t.stages
-    w = t.bm * t.bn * depth / r
-    d = steps_per_stage * params.latency_cycles + np.where(depth > 0,
-                                                           params.cta_overhead_cycles, 0.0)
     occ = t.occupancy(gpu, ELEMENT_BYTES[p])
-    return SparseGrid(w=w, d=d, occupancy=occ, tile=t, active_frac=(depth > 0).mean(-1))
+    out = []
+    for cp in compact:  # one or two choices
+        if g.is_depthwise:
+            depth = sm / (t.bm * t.bn) if cp else mx.astype(np.float64)
+            depth = depth.reshape(depth.shape[0], -1)
+        else:
+            depth = sm / t.bm if cp else mx.astype(np.float64)
+            # CTA grid (group, m-tile, n-tile): the n-tiles of a group share their rows' work.
+            depth = np.repeat(np.moveaxis(depth, -1, 1), nt, axis=-1)  # [T, G, Mt*nt]
+            depth = depth.reshape(depth.shape[0], -1)
+        if split > 1:  # each of the split CTAs of a tile takes 1/split of its K (rounded up)
+            depth = np.repeat(np.ceil(depth / split) if not cp else depth / split, split,
+                              axis=-1)
+        if g.is_depthwise:  # independent tap loads: one latency per CTA with work
+            steps_per_stage = (depth > 0).astype(np.float64)
+        else:
+            steps_per_stage = np.ceil(depth / t.bk) / t.stages
+        w = t.bm * t.bn * depth / r
+        d = steps_per_stage * params.latency_cycles + np.where(depth > 0,
+                                                               params.cta_overhead_cycles, 0.0)
+        out.append(SparseGrid(w=w, d=d, occupancy=occ, tile=t,
+                              active_frac=(depth > 0).mean(-1)))
+    return tuple(out)
 
 
 def dense_grid(kc: KernelCost, frames: int) -> tuple[np.ndarray, np.ndarray]:

@@ -34,11 +34,12 @@ DEFAULT_LAUNCH = "graph"
 FUSIONS: tuple[str, ...] = ("none", "epilogue")
 DEFAULT_FUSION = "none"
 
-#: How SE-CNN finds the mispredicted inputs it amends: ``none`` (each lane scans its own
-#: receptive field; a CTA costs its busiest lane), ``software`` (a stream-compaction pass per
-#: layer, costed, then dense work queues) or ``hardware`` (compaction provided by the SM
-#: extension for free).
-COMPACTIONS: tuple[str, ...] = ("none", "software", "hardware")
+#: How a SIMT sparse kernel (SE-CNN's amendment, zero skipping, the peers) finds its work
+#: items: ``none`` (each lane scans its own receptive field; a CTA costs its busiest lane),
+#: ``software`` (a stream-compaction pass per layer, costed, then balanced work queues),
+#: ``hardware`` (compaction provided by SE-CNN's SM extension for free) or ``auto`` (per layer
+#: and frame the cheaper of ``none`` and ``software``).
+COMPACTIONS: tuple[str, ...] = ("none", "software", "hardware", "auto")
 
 #: Phases a :class:`~secnn_jax.timing.replayer.SchemeResult` reports (a scheme has a subset):
 #: layer-after-layer schemes: ``compute`` (linear kernels), ``ops`` (non-linear kernels),

@@ -12,8 +12,9 @@ each with the elements it reads and writes and the linear layer whose epilogue i
 * fusion ``epilogue``: groups with ``epilogue_of = l`` disappear into layer ``l``'s kernel, which
   pays only the extra bytes they read (a residual shortcut, BatchNorm's vectors); the other
   groups stay kernels. SE-CNN cannot fuse them into its parallel phase (they need the amended
-  values): its serial phase re-executes them as **one elementwise pass per layer** over the
-  layer's outputs (``secnn_pass``): read ``y``, the extra operands, write the chain's output.
+  values): its serial phase re-executes them in each layer's amendment epilogue over the
+  layer's outputs (``secnn_pass``, the bytes and work of that epilogue: read ``y``, the extra
+  operands, write the chain's output; the cycles it would take as its own pass).
 
 Everything here is frame-independent (a function of shapes only).
 """
@@ -100,6 +101,7 @@ class OpPlan:
         fused into that layer (0 where none, and always 0 under ``none``).
       secnn_pass_busy, secnn_pass_bytes: ``[L]`` its work and bytes.
       names: names of all groups.
+      kernel_ctas: ``[K]`` CTAs of each op kernel.
     """
 
     fusion: str
@@ -114,6 +116,7 @@ class OpPlan:
     secnn_pass_busy: np.ndarray
     secnn_pass_bytes: np.ndarray
     names: tuple[str, ...]
+    kernel_ctas: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def op_bytes(op: OpGeom, precision: str) -> float:
@@ -173,5 +176,6 @@ def plan_ops(ops: Sequence[Any], geoms: Sequence[LayerGeom], gpu: GPU, precision
         layer_extra=layer_extra, layer_extra_bytes=extra_bytes, secnn_pass=sp,
         secnn_pass_busy=sp_busy,
         secnn_pass_bytes=np.where(pass_elems > 0, pass_bytes, 0.0),
-        names=tuple(o.name for o in og))
+        names=tuple(o.name for o in og),
+        kernel_ctas=np.array([c.n_ctas for c in costs], np.int64))
 

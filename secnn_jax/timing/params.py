@@ -154,7 +154,9 @@ class SchemeConfig:
       compare_ops_per_neuron: SIMT instructions per compared neuron in ``secnn_sw``.
       comparators_per_sm: ``secnn_hw``'s comparators per SM (``None``: one per FP32 lane).
       hw_compaction: how ``secnn_hw`` compacts mispredicted inputs (:data:`COMPACTIONS`).
-      sw_compaction: the same for ``secnn_sw``.
+      sw_compaction: how every SIMT sparse kernel on a stock GPU balances its lanes: the
+        amendment of ``secnn_sw``, ``zero_skip``'s kernel and the peers' sparse convolutions
+        (one rule for all; ``auto``: compact where the costed pass pays off).
       hw_dependency_us: ``secnn_hw``'s per-layer dependency latency in its serial chain.
       compaction_bytes_per_miss: bytes a software compaction writes and the amendment reads
         per mispredicted input.
@@ -175,7 +177,7 @@ class SchemeConfig:
     compare_ops_per_neuron: float = 2.0
     comparators_per_sm: int | None = None
     hw_compaction: str = "software"
-    sw_compaction: str = "none"
+    sw_compaction: str = "auto"
     hw_dependency_us: float = 0.67
     compaction_bytes_per_miss: float = 8.0
     buffer_placement: str = "cache"

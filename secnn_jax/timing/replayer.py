@@ -81,6 +81,8 @@ class SchemeResult:
       work: ``{key: [T]}`` work counts (:data:`secnn_jax.timing.energy.WORK_KEYS`).
       energy_parts: ``{component: [T]}`` microjoules per frame by component (``compute``,
         ``on_chip``, ``dram``, ``static``; :func:`secnn_jax.timing.energy.energy_parts`).
+      span_args: ``{track: {"sms", "ctas", "bytes": [T, n]}}`` per span of ``spans``: the SMs
+        it held while it ran, its CTAs with work and the bytes it moved.
     """
 
     gpu: str
@@ -98,6 +100,8 @@ class SchemeResult:
         default_factory=dict, repr=False)
     work: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
     energy_parts: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
+    span_args: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(
+        default_factory=dict, repr=False)
 
     @property
     def energy_uj(self) -> np.ndarray:
@@ -230,25 +234,42 @@ class ReplayResult:
     def to_chrome_trace(self, path: str | Path | None = None, frame: int = 0) -> dict[str, Any]:
         """What runs when in one replayed frame, as a Chrome/Perfetto trace (JSON).
 
-        One process per (GPU, scheme), one thread per track (``stream``, ``parallel``,
-        ``serial``); each kernel, layer's parallel work, correction part or op kernel is a
-        complete event (``ph: "X"``) in microseconds; the gaps between them on a track are the
-        launch model's costs (issue waits, graph gaps, barriers). Open the file in
+        One process per (GPU, scheme); its kernels (each layer-after-layer kernel, each
+        layer's parallel work, correction part or op kernel) are complete events (``ph:
+        "X"``, microseconds rounded to the nanosecond) laid on as many threads as run at
+        once: one track per concurrently running kernel, never two overlapping slices on one
+        track. Each slice's ``cat`` is its schedule track (``stream``, ``parallel``,
+        ``serial``), its ``args`` hold ``sms`` (the SMs it held while it ran), ``ctas`` (its
+        CTAs with work) and ``bytes`` (what it moved), and ``cname`` colours it by kind. Gaps
+        are the launch model's costs (issue waits, graph gaps, barriers). Open the file in
         https://ui.perfetto.dev or chrome://tracing. Written atomically to ``path`` if given.
         """
         if not 0 <= frame < len(self.frames):
             raise ReplayError(f"frame {frame} is not among the {len(self.frames)} replayed frames")
         events: list[dict[str, Any]] = []
+        layer_names = frozenset(self.layers)
         for pid, ((g, s), r) in enumerate(self.results.items()):
             events.append({"ph": "M", "name": "process_name", "pid": pid,
                            "args": {"name": f"{g} {s} ({self.launch}, fusion {self.fusion})"}})
-            for tid, (track, (labels, st, en)) in enumerate(r.spans.items()):
-                events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
-                               "args": {"name": track}})
-                for lab, a, b in zip(labels, st[frame], en[frame], strict=True):
-                    events.append({"ph": "X", "name": lab, "cat": track, "pid": pid, "tid": tid,
-                                   "ts": round(float(a) / r.clock_mhz, 4),
-                                   "dur": round(max(float(b) - float(a), 0.0) / r.clock_mhz, 4)})
+            slices = []
+            for track, (labels, st, en) in r.spans.items():
+                args = r.span_args.get(track, {})
+                for i, (lab, a, b) in enumerate(zip(labels, st[frame], en[frame], strict=True)):
+                    ts = round(float(a) * 1e3 / r.clock_mhz)  # nanoseconds
+                    te = max(round(float(b) * 1e3 / r.clock_mhz), ts)
+                    extra = {k: round(float(v[frame, i]), 3) for k, v in args.items()}
+                    slices.append((ts, te, lab, track, extra))
+            lanes: list[int] = []  # end (ns) of the last slice on each track
+            for ts, te, lab, track, extra in sorted(slices, key=lambda x: (x[0], x[1])):
+                tid = next((i for i, e in enumerate(lanes) if e <= ts), len(lanes))
+                if tid == len(lanes):
+                    lanes.append(te)
+                    events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
+                                   "args": {"name": f"kernels {tid}"}})
+                lanes[tid] = te
+                events.append({"ph": "X", "name": lab, "cat": track, "pid": pid, "tid": tid,
+                               "ts": ts / 1e3, "dur": (te - ts) / 1e3, "args": extra,
+                               "cname": _cname(lab, track, layer_names)})
             events.append({"ph": "i", "name": "frame end", "pid": pid, "tid": 0, "s": "p",
                            "ts": round(float(r.total_us[frame]), 4)})
         doc = {"traceEvents": events, "displayTimeUnit": "ns",
@@ -279,6 +300,22 @@ class ReplayResult:
         if path is not None:
             atomic_write(path, text)
         return text
+
+
+#: Chrome trace colours (its reserved ``cname`` values) by kind of kernel.
+_CNAMES = {"parallel": "rail_load", "compare": "yellow", "compaction": "olive",
+           "amend": "rail_response", "layer": "thread_state_running", "op": "generic_work"}
+
+
+def _cname(label: str, track: str, layers: frozenset[str]) -> str:
+    """The colour of one slice: the parallel phase, a correction's part, a linear layer's
+    kernel (``layers``: the linear layers' names) or an op kernel."""
+    if track == "parallel":
+        return _CNAMES["parallel"]
+    part = label.rsplit(":", 1)[-1] if ":" in label else ""
+    if part in _CNAMES:
+        return _CNAMES[part]
+    return _CNAMES["layer"] if label in layers else _CNAMES["op"]
 
 
 def _r(a: np.ndarray) -> Any:
@@ -393,6 +430,9 @@ class _Acc:
             self.span_labels[k] = labels
             put("span0:" + k, []).append(st)
             put("span1:" + k, []).append(en)
+        for k, args in times.span_args.items():
+            for a, v in args.items():
+                put(f"sa:{k}:{a}", []).append(np.asarray(v))
 
     def cat(self, k: str) -> np.ndarray:
         return np.concatenate(self.parts[k], axis=0)
@@ -410,7 +450,16 @@ class _Acc:
             busy_cycles=self.cat("busy"), launch=launch, fusion=fusion, work=work,
             energy_parts=energy_parts(work, total_us, gpu.key, precision),
             spans={k: (lab, self.cat("span0:" + k), self.cat("span1:" + k))
-                   for k, lab in self.span_labels.items()})
+                   for k, lab in self.span_labels.items()},
+            span_args=self._span_args())
+
+    def _span_args(self) -> dict[str, dict[str, np.ndarray]]:
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for key in self.parts:
+            if key.startswith("sa:"):
+                _, track, arg = key.split(":", 2)
+                out.setdefault(track, {})[arg] = self.cat(key)
+        return out
 
 
 def _fits(src: _Source, scheme: str) -> bool:

@@ -10,15 +10,26 @@ A scheme is a :class:`Scheme`: which event indicators it needs, a frame-independ
 * ``winograd`` / ``fft`` — Winograd F(m x m, 3 x 3) / FFT convolution where they apply, ``dense``
   elsewhere.
 * ``zero_skip`` — layer after layer, a SIMT kernel whose lanes skip zero inputs (a CTA costs
-  its busiest lane); with no zero input it costs what ``dense`` costs on the SIMT unit.
-* ``secnn_sw`` — SE-CNN on a stock GPU: the parallel phase's kernels all issued at once, then per
-  layer a compare kernel (``compare_ops_per_neuron`` SIMT instructions per neuron), an optional
-  compaction kernel (``sw_compaction``) and an amendment kernel, each a kernel boundary under the
-  launch model.
-* ``secnn_hw`` — with the original design's SM extension: ``comparators_per_sm`` hardware
-  comparators, compaction in hardware or software (``hw_compaction``), and each layer's compare
-  -> compaction -> amend sequenced by hardware: no kernel boundaries inside a correction, one
-  ``hw_dependency_us`` before it. Op kernels between the layers are ordinary kernels.
+  its busiest lane, or the mean of its lanes after compaction where that pays); with no zero
+  input and no balancing it costs what ``dense`` costs on the SIMT unit.
+* ``secnn_sw`` / ``secnn_hw`` — one SE-CNN graph on two machines (:class:`.secnn.Machine`):
+  the parallel phase's kernels all issued at once, then per layer a compare, an optional
+  compaction and an amendment. On the stock GPU (``secnn_sw``) each is a kernel
+  (``compare_ops_per_neuron`` SIMT instructions per compare, ``sw_compaction``) behind the
+  launch model's boundaries; with the SM extension (``secnn_hw``, declared in
+  :data:`.secnn.SM_EXTENSION`) ``comparators_per_sm`` hardware comparators, compaction in
+  hardware or software (``hw_compaction``), and each layer's compare -> compaction -> amend
+  sequenced by hardware: no kernel boundaries inside a correction, one ``hw_dependency_us``
+  before it. Op kernels between the layers are ordinary kernels.
+* ``deltacnn`` / ``cbinfer`` — the change-based peers (:data:`PEER_DOC`).
+
+Shared techniques, each applied by one rule to every scheme whose library or design uses it:
+load balancing by stream compaction (:func:`_balanced`: every SIMT sparse kernel, ``auto`` on
+a stock GPU), change detection and compares as elementwise kernels with a memory-latency floor
+(:func:`_detection`), split-K and GEMV in every dense and zero-skipping tiling
+(:mod:`.kernels`), and fusion of op groups into the producing kernel's epilogue under
+``epilogue`` (:mod:`.opkernels`; SE-CNN re-executes them in the amendment's epilogue,
+DeltaCNN fuses its delta generation into the previous layer's).
 
 Both SE-CNN schemes compare every input neuron (reading ``x`` and the prediction, and the
 predictor's update writing the next prediction: the compare is at least that memory time; the
@@ -29,7 +40,8 @@ output re-accumulates the mispredicted inputs of its receptive field; a CTA cost
 lane without compaction, the mean of its lanes with it), read the mispredicted inputs' deltas
 (or the compacted lists) and read-modify-write the outputs they touch. A software compaction
 writes ``compaction_bytes_per_miss`` per mispredicted input and waits one decoupled look-back
-scan latency (two memory latencies). See :mod:`.secnn` for the schedule.
+scan latency (two memory latencies). Both phases are timed by :mod:`.scheduler` (see
+:mod:`.secnn`).
 """
 
 from __future__ import annotations
@@ -43,10 +55,11 @@ import numpy as np
 
 from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing import kernels as K
+from secnn_jax.timing import scheduler as SCH
 from secnn_jax.timing import secnn as SE
 from secnn_jax.timing.energy import WORK_KEYS
 from secnn_jax.timing.gpus import ELEMENT_BYTES, GPU
-from secnn_jax.timing.launch import LaunchCosts, chain, persistent_occupancy
+from secnn_jax.timing.launch import LaunchCosts, persistent_occupancy
 from secnn_jax.timing.names import BASELINES, SCHEMES, SECNN
 from secnn_jax.timing.opkernels import OpPlan, plan_ops
 from secnn_jax.timing.params import ModelParams, SchemeConfig
@@ -105,6 +118,9 @@ class SchemeTimes:
       busy: ``[T]`` SM-cycles of work.
       spans: ``{track: (labels, start [T, n], end [T, n])}`` of what runs when.
       work: ``{key: [T]}`` work executed (:data:`~.energy.WORK_KEYS`), for the energy model.
+      span_args: ``{track: {"sms", "ctas", "bytes": [T, n]}}``: per span the SMs it held
+        while it ran (SMs with one of its CTAs resident; a kernel of the parallel phase, its
+        average share of the machine), its CTAs with work and the bytes it moved.
     """
 
     total: np.ndarray
@@ -114,6 +130,23 @@ class SchemeTimes:
     busy: np.ndarray
     spans: Mapping[str, tuple[tuple[str, ...], np.ndarray, np.ndarray]]
     work: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    span_args: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+
+
+def _span_args(ctas: np.ndarray, nbytes: np.ndarray, sms: int,
+               share: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``sms``, ``ctas``, ``bytes`` of spans: a kernel holds the SMs its CTAs occupy (at most
+    all of them), or ``share`` (its average SMs while it shares the machine) when smaller."""
+    ctas = np.asarray(ctas, np.float64)
+    held = np.minimum(ctas, float(sms))
+    if share is not None:
+        held = np.minimum(held, np.ceil(share - 1e-9))
+    return {"sms": held, "ctas": ctas, "bytes": np.asarray(nbytes, np.float64)}
+
+
+def _active_ctas(grid: K.SparseGrid) -> np.ndarray:
+    """``[T]`` CTAs of a sparse grid with any work."""
+    return (grid.w > 0).sum(-1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +224,98 @@ def _unit(kc: K.KernelCost) -> str:
     return kc.tile.unit if kc.tile is not None else "simt"
 
 
+# --- shared techniques ----------------------------------------------------------------------
+# Each is applied by one rule to every scheme whose library or design uses it.
+
+@dataclasses.dataclass(frozen=True)
+class _Sparse:
+    """A SIMT sparse kernel over one layer after load balancing (:func:`_balanced`).
+
+    Attributes:
+      grid: the CTA grid taken (per frame: balanced where ``balanced``; mixed grids hold the
+        busiest-lane CTAs where not).
+      compute: ``[T]`` its CTAs' makespan alone.
+      busy: ``[T]`` SM-cycles of work.
+      balanced: ``[T]`` whether it ran load-balanced.
+      compaction: ``[T]`` cycles of the software compaction pass it waited for (0: none or in
+        hardware).
+      compaction_bytes: ``[T]`` bytes of that pass.
+    """
+
+    grid: K.SparseGrid
+    compute: np.ndarray
+    busy: np.ndarray
+    balanced: np.ndarray
+    compaction: np.ndarray
+    compaction_bytes: np.ndarray
+
+
+def _balanced(ctx: Context, cnt: np.ndarray, g: LayerGeom, tile: K.SparseTile,
+              occ_cap: int | None, items: np.ndarray | None, compaction: str,
+              boundary: float, floor: Any = 0.0) -> _Sparse:
+    """Load balancing by stream compaction, a technique any SIMT sparse kernel may use
+    (single-pass decoupled look-back scan: Merrill & Garland, NVIDIA TR 2016).
+
+    ``cnt`` counts each output's work items (``items [T]`` of them in the layer): ``none`` — a
+    CTA costs its busiest lane (``items=None``: the layer's inputs times the fraction of its
+    receptive-field work present); ``software`` — a compaction pass writes
+    ``compaction_bytes_per_miss`` per item and reads the item bitmap, waits two memory
+    latencies (the scan's look-back; no pass where there is no item), and a CTA then costs
+    the mean of its lanes; ``hardware``
+    — the mean, with no pass (SE-CNN's SM extension); ``auto`` — per frame the cheaper of
+    ``none`` and ``software`` (the pass and its kernel ``boundary`` counted; the kernel takes
+    at least ``floor``, its memory time), as a library would choose.
+    """
+    gpu, params, cfg = ctx.gpu, ctx.params, ctx.cfg
+    frames = cnt.shape[0]
+
+    def run(grid: K.SparseGrid) -> tuple[K.SparseGrid, np.ndarray]:
+        return grid, dealt_makespan(grid.w, grid.d, gpu.sms, _occ(grid, occ_cap))
+
+    zero = np.zeros(frames)
+    if compaction in ("none", "hardware"):
+        grid, mk = run(K.sparse_grid(cnt, g, gpu, ctx.precision, params, tile,
+                                     compact=compaction == "hardware"))
+        return _Sparse(grid, mk, grid.w.sum(-1), np.full(frames, compaction == "hardware"),
+                       zero, zero)
+    if items is None:
+        fanin = max(1, g.cin_g * g.kh * g.kw)
+        items = cnt.reshape(frames, -1).sum(1) / max(1, cnt[0].size * fanin) * g.n_inputs
+    cb = cfg.compaction_bytes_per_miss * np.asarray(items, np.float64) + g.n_inputs / 8.0
+    grids = K.sparse_grids(cnt, g, gpu, ctx.precision, params, tile,
+                           (True,) if compaction == "software" else (True, False))
+    bal = grids[0]
+    # No work item, no pass (the compare or the predictor counted them).
+    has = bal.active_frac > 0
+    cb = np.where(has, cb, 0.0)
+    pass_t = np.where(has, mem_cycles(gpu, cb, params) + 2.0 * params.latency_cycles, 0.0)
+    if compaction == "software":
+        bal, bmk = run(bal)
+        return _Sparse(bal, bmk, bal.w.sum(-1), np.ones(frames, bool), pass_t, cb)
+    raw, rmk = run(grids[1])
+    # The balanced kernel's makespan is at least its work over the SMs and its largest CTA:
+    # where even that cannot pay for the pass, it is not needed.
+    lower = np.maximum.reduce([bal.w.sum(-1) / gpu.sms, bal.w.max(-1, initial=0.0),
+                               bal.d.max(-1, initial=0.0)])
+    if not (np.maximum(lower, floor) + pass_t + boundary < np.maximum(rmk, floor)).any():
+        return _Sparse(raw, rmk, raw.w.sum(-1), np.zeros(frames, bool), zero, zero)
+    bal, bmk = run(bal)
+    use = np.maximum(bmk, floor) + pass_t + boundary < np.maximum(rmk, floor)
+    grid = K.SparseGrid(w=np.where(use[:, None], bal.w, raw.w),
+                        d=np.where(use[:, None], bal.d, raw.d), occupancy=raw.occupancy,
+                        tile=raw.tile, active_frac=raw.active_frac)
+    return _Sparse(grid, np.where(use, bmk, rmk), grid.w.sum(-1), use,
+                   np.where(use, pass_t, 0.0), np.where(use, cb, 0.0))
+
+
+def _detection(ctx: Context, n_in: int, nbytes: float, occ_cap: int | None) -> float:
+    """A change-detection or compare pass over ``n_in`` inputs moving ``nbytes`` as its own
+    kernel: an elementwise kernel (its bytes over the bandwidth, one memory latency per CTA:
+    :func:`~.kernels.elementwise_cost`), like every other elementwise kernel."""
+    return K.elementwise_cost(n_in, nbytes, 0.0, ctx.gpu, ctx.precision, ctx.params,
+                              occ_cap).cycles
+
+
 # --- layer after layer ----------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -256,23 +381,53 @@ def _layer_times(end: np.ndarray, owner: np.ndarray, n_layers: int, total: np.nd
     return layer
 
 
+def _chain(ex: np.ndarray, kernels: np.ndarray, lc: LaunchCosts, labels: tuple[str, ...],
+           sms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end ``[T, K]`` of a layer-after-layer frame's items, timed by the one
+    scheduler (:func:`.scheduler.schedule`, no parallel phase) under the launch model: an item
+    of ``kernels[k]`` kernels pays its inner boundaries, the host issues kernels one every
+    ``lc.issue`` (eager) — :func:`~.launch.chain`'s rule."""
+    frames, n = ex.shape
+    kern = np.asarray(kernels, np.int64)
+    zeros = np.zeros((frames, n))
+    fs = SCH.schedule(
+        SCH.Chain(duration=ex + (kern - 1) * lc.gap, busy=zeros, nbytes=zeros,
+                  gap=np.full(n, lc.gap), issue=(np.cumsum(kern) - kern) * lc.issue + lc.submit,
+                  dep=np.full(n, -1), labels=labels),
+        None, sms, np.ones(frames), start_at=lc.submit)
+    return fs.start, fs.end
+
+
 def _layerwise_times(ctx: Context, exec_layers: np.ndarray, layer_kernels: Sequence[int],
-                     layer_busy: np.ndarray, ops: OpPlan, work: _Work) -> SchemeTimes:
-    """Whole-network frame time of a layer-after-layer scheme from its linear layers' costs."""
+                     layer_busy: np.ndarray, ops: OpPlan, work: _Work, layer_ctas: np.ndarray,
+                     layer_bytes: np.ndarray) -> SchemeTimes:
+    """Whole-network frame time of a layer-after-layer scheme from its linear layers' costs
+    (``layer_ctas``, ``layer_bytes``: ``[T, L]`` each layer's CTAs and bytes)."""
     frames = exec_layers.shape[0]
+    layer_ctas = np.broadcast_to(np.asarray(layer_ctas, np.float64), exec_layers.shape)
+    layer_bytes = np.broadcast_to(np.asarray(layer_bytes, np.float64), exec_layers.shape)
+    ctas = np.empty((frames, 0))
+    nbytes = np.empty((frames, 0))
     exec_layers = exec_layers + ops.layer_extra[None, :]
     items, owner = _program(ctx, ops)
     ex = np.empty((frames, len(items)))
     kern = np.empty(len(items), np.int64)
     labels = []
+    cols_c, cols_b = [], []
     for j, (t, i) in enumerate(items):
         if t == "layer":
             ex[:, j], kern[j] = exec_layers[:, i], layer_kernels[i]
             labels.append(ctx.geoms[i].name)
+            cols_c.append(layer_ctas[:, i])
+            cols_b.append(layer_bytes[:, i] + ops.layer_extra_bytes[i])
         else:
             ex[:, j], kern[j] = ops.kernel_cycles[i], 1
             labels.append(ops.names[ops.kernels[i]])
-    start, end = chain(ex, kern, ctx.launch)
+            cols_c.append(np.full(frames, float(ops.kernel_ctas[i])))
+            cols_b.append(np.full(frames, float(ops.kernel_bytes[i])))
+    if items:
+        ctas, nbytes = np.stack(cols_c, 1), np.stack(cols_b, 1)
+    start, end = _chain(ex, kern, ctx.launch, tuple(labels), ctx.gpu.sms)
     total = end[:, -1] if len(items) else np.zeros(frames)
     is_layer = np.array([t == "layer" for t, _ in items])
     compute = ex[:, is_layer].sum(1)
@@ -284,7 +439,8 @@ def _layerwise_times(ctx: Context, exec_layers: np.ndarray, layer_kernels: Seque
         total=total, layer=_layer_times(end, owner, len(ctx.geoms), total),
         phases={"compute": compute, "ops": op_time, "launch": total - compute - op_time},
         layer_phases={"exec": exec_layers}, busy=busy,
-        spans={"stream": (tuple(labels), start, end)}, work=work.w)
+        spans={"stream": (tuple(labels), start, end)}, work=work.w,
+        span_args={"stream": _span_args(ctas, nbytes, ctx.gpu.sms)})
 
 
 def _frame_independent_cost(ctx: Context, plan: _LayerwisePlan, counts: Any, misses: Any,
@@ -292,11 +448,12 @@ def _frame_independent_cost(ctx: Context, plan: _LayerwisePlan, counts: Any, mis
     ex = np.broadcast_to(np.array([c.cycles for c in plan.costs]), (frames, len(plan.costs)))
     busy = np.full(frames, sum(c.busy_cycles for c in plan.costs))
     work = _Work(ctx, frames)
-    for g, c in zip(ctx.geoms, plan.costs, strict=True):
+    nbytes = [_kernel_bytes(ctx, g, c) for g, c in zip(ctx.geoms, plan.costs, strict=True)]
+    for c, nb in zip(plan.costs, nbytes, strict=True):
         work.fmas(c.busy_cycles, _unit(c), c.tile)
-        work.bytes(_kernel_bytes(ctx, g, c))
+        work.bytes(nb)
     return _layerwise_times(ctx, np.array(ex), [c.kernels for c in plan.costs], busy, plan.ops,
-                            work)
+                            work, np.array([c.n_ctas for c in plan.costs]), np.array(nbytes))
 
 
 # --- zero skipping --------------------------------------------------------------------------
@@ -342,18 +499,26 @@ def _zero_skip_cost(ctx: Context, plan: _SparsePlan, counts: Sequence[Mapping[st
                     misses: np.ndarray, frames: int, frame_ids: Any = None) -> SchemeTimes:
     n_layers = len(ctx.geoms)
     ex = np.zeros((frames, n_layers))
+    ctas = np.zeros((frames, n_layers))
+    nbytes = np.zeros((frames, n_layers))
     busy = np.zeros(frames)
     work = _Work(ctx, frames)
+    boundary = max(ctx.launch.gap, ctx.launch.issue)
     for li, g in enumerate(ctx.geoms):  # loop over layers
-        grid = K.sparse_grid(counts[li]["nonzero"], g, ctx.gpu, ctx.precision, ctx.params,
-                             plan.tiles[li])
-        mk = dealt_makespan(grid.w, grid.d, ctx.gpu.sms, _occ(grid, plan.occ_cap))
-        ex[:, li] = np.maximum(mk, mem_cycles(ctx.gpu, plan.io_bytes[li], ctx.params))
-        busy += grid.w.sum(-1)
-        work.fmas(grid.w.sum(-1), "simt", plan.tiles[li].tile)
+        mem = mem_cycles(ctx.gpu, plan.io_bytes[li], ctx.params)
+        sp = _balanced(ctx, counts[li]["nonzero"], g, plan.tiles[li], plan.occ_cap, None,
+                       ctx.cfg.sw_compaction, boundary, mem)
+        # A compaction pass is one more kernel before the layer's (its boundary included).
+        ex[:, li] = (np.maximum(sp.compute, mem)
+                     + np.where(sp.compaction > 0, sp.compaction + boundary, 0.0))
+        busy += sp.busy
+        ctas[:, li] = _active_ctas(sp.grid)
+        nbytes[:, li] = plan.io_bytes[li] + sp.compaction_bytes
+        work.fmas(sp.busy, "simt", plan.tiles[li].tile)
         work.bytes(plan.io_bytes[li])
+        work.bytes(sp.compaction_bytes)
     return _layerwise_times(ctx, ex, [1 + (t.split > 1) for t in plan.tiles], busy, plan.ops,
-                            work)
+                            work, ctas, nbytes)
 
 
 # --- SE-CNN ---------------------------------------------------------------------------------
@@ -386,21 +551,32 @@ def _padc(a: np.ndarray, n: int) -> np.ndarray:
 
 
 def _parallel_grids(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np.ndarray]],
-                    frames: int, work: _Work) -> tuple[list, list, list, np.ndarray]:
-    """Per layer: the parallel phase's CTA work and latency, occupancy, and dense choice (its
-    FMAs counted into ``work``)."""
+                    frames: int, work: _Work, compaction: str, boundary: float
+                    ) -> tuple[list, list, list, np.ndarray, np.ndarray, np.ndarray]:
+    """Per layer: the parallel phase's CTA work and latency, occupancy, dense choice, bytes and
+    the delay of a compaction pass and its kernel ``boundary`` before it (its FMAs counted
+    into ``work``). The
+    zero-skipping kernel balances its lanes by the machine's ``compaction`` like every SIMT
+    sparse kernel (:func:`_balanced`); it moves the inputs, weights and outputs of its CTAs
+    with work only: a layer with no predicted work moves nothing (its outputs are the
+    amendment's)."""
     ws, ds, occs = [], [], []
     use = np.zeros((frames, len(ctx.geoms)))
+    nbytes = np.zeros((frames, len(ctx.geoms)))
+    delay = np.zeros((frames, len(ctx.geoms)))
     for li, g in enumerate(ctx.geoms):  # loop over layers
-        sp = K.sparse_grid(counts[li]["predicted"], g, ctx.gpu, ctx.precision, ctx.params,
-                           plan.tiles[li])
+        bal = _balanced(ctx, counts[li]["predicted"], g, plan.tiles[li], plan.occ_cap, None,
+                        compaction, boundary)
+        sp = bal.grid
         dk = plan.dense[li]
         dw, dd = K.dense_grid(dk, frames)
         sp_occ = _occ(sp, plan.occ_cap)
-        sp_t = dealt_makespan(sp.w, sp.d, ctx.gpu.sms, sp_occ)
+        sp_t = bal.compute + np.where(bal.compaction > 0, bal.compaction + boundary, 0.0)
         mode = ctx.cfg.secnn_parallel
         use_dense = (np.zeros(frames, bool) if mode == "sparse" else np.ones(frames, bool)
                      if mode == "dense" else np.full(frames, dk.compute_cycles) < sp_t)
+        delay[:, li] = np.where(use_dense | (bal.compaction <= 0), 0.0,
+                                bal.compaction + boundary)
         if use_dense.all():
             ws.append(dw), ds.append(dd), occs.append(dk.occupancy)
         elif not use_dense.any():
@@ -411,41 +587,51 @@ def _parallel_grids(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str
             ds.append(np.where(use_dense[:, None], _padc(dd, n), _padc(sp.d, n)))
             occs.append(min(sp_occ, dk.occupancy))
         use[:, li] = use_dense
+        nbytes[:, li] = np.where(use_dense, plan.io_bytes[li],
+                                 plan.io_bytes[li] * sp.active_frac + bal.compaction_bytes)
         work.fmas(np.where(use_dense, dk.busy_cycles, 0.0), _unit(dk), dk.tile)
         work.fmas(np.where(use_dense, 0.0, sp.w.sum(-1)), "simt", plan.tiles[li].tile)
-    return ws, ds, occs, use
+    return ws, ds, occs, use, nbytes, delay
 
 
-def _secnn_cost(hw: bool) -> Callable[..., SchemeTimes]:
+def _secnn_cost(extended: bool) -> Callable[..., SchemeTimes]:
     def cost(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np.ndarray]],
              misses: np.ndarray, frames: int, frame_ids: Any = None) -> SchemeTimes:
-        return _secnn_times(ctx, plan, counts, misses, frames, hw)
+        return _secnn_times(ctx, plan, counts, misses, frames,
+                            SE.Machine.of(extended, ctx.gpu, ctx.cfg))
 
     return cost
 
 
 def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np.ndarray]],
-                 misses: np.ndarray, frames: int, hw: bool) -> SchemeTimes:
+                 misses: np.ndarray, frames: int, machine: SE.Machine) -> SchemeTimes:
+    """SE-CNN's graph on ``machine`` (the stock GPU for secnn_sw, the extended for secnn_hw)."""
     gpu, params, cfg, lc = ctx.gpu, ctx.params, ctx.cfg, ctx.launch
     n_layers = len(ctx.geoms)
     eb = ctx.eb
     work = _Work(ctx, frames)
-    ws, ds, occs, use_dense = _parallel_grids(ctx, plan, counts, frames, work)
-    compaction = cfg.hw_compaction if hw else cfg.sw_compaction
-    comparators = (cfg.comparators_per_sm or gpu.fp32_lanes) if hw else gpu.fp32_lanes
-    ops_per = 1.0 if hw else cfg.compare_ops_per_neuron
+    ws, ds, occs, use_dense, par_bytes, par_delay = _parallel_grids(ctx, plan, counts, frames,
+                                                                     work, machine.compaction,
+                                                                     0.0 if machine.extended
+                                                                     else lc.gap)
+    hw = machine.extended
+    compaction = machine.compaction
     parts = {k: np.zeros((frames, n_layers)) for k in
              ("compare", "compaction", "amend", "compare_busy", "amend_busy", "compare_bytes",
               "compaction_bytes", "amend_bytes", "amend_compute")}
+    amend_ctas = np.zeros((frames, n_layers))
+    # A compare or compaction pass: an elementwise kernel's CTAs over the layer's inputs.
+    per_cta = K.ELEMENTWISE_TILE.threads * K.ELEMENTS_PER_THREAD
+    pass_ctas = [-(-g.n_inputs // per_cta) for g in ctx.geoms]
     for li, g in enumerate(ctx.geoms):  # loop over layers
         n_in = g.n_inputs
-        cmp_ops = n_in * ops_per / (gpu.sms * comparators)
+        cmp_ops = n_in / (gpu.sms * machine.comparators_per_sm)
         # The compare reads x and the prediction; the predictor's update writes the next
         # prediction. Where the prediction buffer lives decides what that traffic costs.
         pred_bytes = 2.0 * eb * n_in
-        placement = cfg.buffer_placement
+        placement = machine.buffer_placement
         cmp_bytes = eb * n_in + (pred_bytes if placement == "cache" else 0.0)
-        mem = mem_cycles(gpu, cmp_bytes, params)
+        mem = _detection(ctx, n_in, cmp_bytes, plan.occ_cap)  # an elementwise pass's floor
         if placement == "off_chip":
             mem = mem + pred_bytes / gpu.dram_bytes_per_clk
             work.w["dram_bytes"] += pred_bytes
@@ -456,33 +642,38 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
         parts["compare_bytes"][:, li] = cmp_bytes + (pred_bytes if placement == "off_chip"
                                                      else 0.0)
         miss = misses[:, li]
-        compacted = compaction != "none"
-        if compaction == "software":
-            cb = cfg.compaction_bytes_per_miss * miss + n_in / 8.0  # lists + the miss bitmap
-            parts["compaction"][:, li] = (mem_cycles(gpu, cb, params)
-                                          + 2.0 * params.latency_cycles)
-            parts["compaction_bytes"][:, li] = cb
-        am = K.sparse_grid(counts[li]["mispredicted"], g, gpu, ctx.precision, params,
-                           plan.tiles[li], compact=compacted)
-        mk = dealt_makespan(am.w, am.d, gpu.sms, _occ(am, plan.occ_cap))
         touched = (counts[li]["mispredicted"] > 0).mean(axis=(-2, -1))
-        per_miss = cfg.compaction_bytes_per_miss if compacted else float(eb)
-        ab = (eb * g.weights * am.active_frac + 2.0 * eb * g.n_outputs * touched
+        sp = _balanced(ctx, counts[li]["mispredicted"], g, plan.tiles[li], plan.occ_cap, miss,
+                       compaction, 0.0 if hw else lc.gap,
+                       mem_cycles(gpu, 2.0 * eb * g.n_outputs * touched, params))
+        parts["compaction"][:, li] = sp.compaction
+        parts["compaction_bytes"][:, li] = sp.compaction_bytes
+        mk = sp.compute
+        per_miss = np.where(sp.balanced, cfg.compaction_bytes_per_miss, float(eb))
+        ab = (eb * g.weights * sp.grid.active_frac + 2.0 * eb * g.n_outputs * touched
               + per_miss * miss)
+        # Under epilogue fusion the op groups fused into this layer are re-executed in the
+        # amendment's epilogue (their bytes; their arithmetic on the SIMT lanes), as the dense
+        # kernel's epilogue executes them: no pass of their own.
+        ab = ab + plan.ops.secnn_pass_bytes[li]
         parts["amend_compute"][:, li] = mk
         parts["amend"][:, li] = np.maximum(mk, mem_cycles(gpu, ab, params))
-        parts["amend_busy"][:, li] = am.w.sum(-1)
+        parts["amend_busy"][:, li] = sp.busy + plan.ops.secnn_pass_busy[li]
         parts["amend_bytes"][:, li] = ab
-        work.fmas(am.w.sum(-1), "simt", plan.tiles[li].tile)
-        work.compares(n_in, 0.0 if hw else n_in * ops_per)
-        for nb in (plan.io_bytes[li], cmp_bytes, parts["compaction_bytes"][:, li], ab):
+        amend_ctas[:, li] = _active_ctas(sp.grid)
+        work.fmas(sp.busy, "simt", plan.tiles[li].tile)
+        work.compares(n_in, n_in * machine.compare_instructions)
+        for nb in (par_bytes[:, li], cmp_bytes, parts["compaction_bytes"][:, li], ab):
             work.bytes(nb)
     ops = plan.ops
     # Serial items in program order.
     dur, busy, nbytes, gap, layer, hostk, labels = [], [], [], [], [], [], []
 
+    item_ctas: list[np.ndarray] = []
+
     def item(d: np.ndarray, b: np.ndarray, nb: np.ndarray, g: float, lyr: int, host: bool,
-             label: str) -> None:
+             label: str, ctas: Any) -> None:
+        item_ctas.append(np.broadcast_to(np.asarray(ctas, np.float64), (frames,)))
         dur.append(np.broadcast_to(d, (frames,)))
         busy.append(np.broadcast_to(b, (frames,)))
         nbytes.append(np.broadcast_to(nb, (frames,)))
@@ -494,22 +685,24 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
     def op_items(after: int) -> None:
         for k in np.flatnonzero(ops.kernel_after == after):
             item(ops.kernel_cycles[k], ops.kernel_busy[k], ops.kernel_bytes[k], lc.gap, -1,
-                 True, ops.names[ops.kernels[k]])
+                 True, ops.names[ops.kernels[k]], ops.kernel_ctas[k])
 
-    hw_dep = gpu.cycles(cfg.hw_dependency_us)
+    hw_dep = machine.dependency_cycles or 0.0
     op_items(-1)
     for li, g in enumerate(ctx.geoms):  # loop over layers
         name = g.name
         item(parts["compare"][:, li], parts["compare_busy"][:, li], parts["compare_bytes"][:, li],
-             hw_dep if hw else lc.gap, -1, not hw, f"{name}:compare")
+             hw_dep if hw else lc.gap, -1, not hw, f"{name}:compare", pass_ctas[li])
         if compaction == "software":
             item(parts["compaction"][:, li], np.zeros(frames), parts["compaction_bytes"][:, li],
-                 0.0 if hw else lc.gap, -1, not hw, f"{name}:compaction")
+                 0.0 if hw else lc.gap, -1, not hw, f"{name}:compaction", pass_ctas[li])
+        elif compaction == "auto":  # a pass (and its boundary) only where it is taken
+            used = parts["compaction"][:, li] > 0
+            item(np.where(used, parts["compaction"][:, li] + (0.0 if hw else lc.gap), 0.0),
+                 np.zeros(frames), parts["compaction_bytes"][:, li], 0.0, -1, not hw,
+                 f"{name}:compaction", np.where(used, pass_ctas[li], 0))
         item(parts["amend"][:, li], parts["amend_busy"][:, li], parts["amend_bytes"][:, li],
-             0.0 if hw else lc.gap, li, not hw, f"{name}:amend")
-        if ops.secnn_pass[li] > 0:
-            item(ops.secnn_pass[li], ops.secnn_pass_busy[li], ops.secnn_pass_bytes[li],
-                 0.0 if hw else lc.gap, -1, not hw, f"{name}:ops")
+             0.0 if hw else lc.gap, li, not hw, f"{name}:amend", amend_ctas[:, li])
         op_items(li)
     host = np.array(hostk, bool)
     # Eager: the host issues the L parallel kernels first, then the serial kernels in order.
@@ -522,9 +715,9 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
     chain_ = SE.SerialChain(duration=np.stack(dur, 1), busy=np.stack(busy, 1),
                             nbytes=np.stack(nbytes, 1), gap=np.array(gap), issue=issue,
                             layer=np.array(layer, np.int64), labels=tuple(labels))
-    par_bytes = np.broadcast_to(plan.io_bytes, (frames, n_layers))
-    tl = SE.schedule(ws, ds, occs, par_bytes, release, chain_, gpu, params,
-                     start_at=lc.submit)
+    # A parallel kernel that compacts its predicted inputs first starts after that pass.
+    tl = SE.schedule(ws, ds, occs, par_bytes, release[None, :] + par_delay, chain_, gpu,
+                     params, start_at=lc.submit)
     # Per-layer critical path: up to the end of each layer's last serial item.
     owner = np.maximum.accumulate(np.where(chain_.layer >= 0, chain_.layer, -1))
     owner = np.where(owner < 0, 0, owner)
@@ -549,15 +742,29 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
         spans={"parallel": (tuple(g.name for g in ctx.geoms),
                             np.broadcast_to(tl.parallel_release, tl.parallel_done.shape).copy(),
                             tl.parallel_done),
-               "serial": (tuple(labels), tl.start, tl.end)})
+               "serial": (tuple(labels), tl.start, tl.end)},
+        span_args={"parallel": _span_args(
+                       np.stack([(w > 0).sum(-1) for w in ws], 1), par_bytes, gpu.sms,
+                       _pool_share(ws, ds, occs, tl)),
+                   "serial": _span_args(np.stack(item_ctas, 1), chain_.nbytes, gpu.sms)})
+
+
+def _pool_share(ws: Sequence[np.ndarray], ds: Sequence[np.ndarray], occs: Sequence[int],
+                tl: SE.SecnnFrame) -> np.ndarray:
+    """``[T, L]`` average SMs each parallel kernel held between its release and its end."""
+    hold = np.stack([np.maximum(w, d / max(1, o)).sum(-1) for w, d, o in
+                     zip(ws, ds, occs, strict=True)], 1)
+    span = tl.parallel_done - np.broadcast_to(tl.parallel_release, tl.parallel_done.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(span > 0, hold / span, 0.0)
 
 
 def _secnn_work(work: _Work, ops: OpPlan) -> dict[str, np.ndarray]:
-    """Adds SE-CNN's op kernels and per-layer re-execution passes to ``work``."""
+    """Adds SE-CNN's op kernels and the op groups its amendments' epilogues re-execute to
+    ``work`` (their bytes are in the amendments')."""
     work.ops(ops)
     for li in np.flatnonzero(ops.secnn_pass > 0):
         work.fmas(ops.secnn_pass_busy[li], "simt")
-        work.bytes(ops.secnn_pass_bytes[li])
     return work.w
 
 
@@ -584,57 +791,72 @@ def _peer_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np
              else np.asarray(frame_ids).reshape(-1)[:frames] == 0)
     n_layers = len(ctx.geoms)
     ex = np.zeros((frames, n_layers))
+    ctas = np.zeros((frames, n_layers))
+    nbytes = np.zeros((frames, n_layers))
     busy = np.zeros(frames)
-    kernels = []
     work = _Work(ctx, frames)
+    boundary = max(ctx.launch.gap, ctx.launch.issue)
+    # Change detection reads x and the stored value and writes the stored value and the mask.
+    det_bytes = [3.0 * eb * g.n_inputs + g.n_inputs / 8.0 for g in ctx.geoms]
+    # DeltaCNN fuses delta generation into the previous layer's activation, i.e. its epilogue
+    # (Parger et al., DeltaCNN, CVPR 2022, Sec. 4): only the first layer's is its own kernel.
+    # CBinfer runs change detection as its own kernel per layer (Cavigelli et al., ACM MM 2017).
+    fused = kind == "deltacnn"
+    kernels = [2 if (li == 0 or not fused) else 1 for li in range(n_layers)]
     for li, g in enumerate(ctx.geoms):  # loop over layers
         dk = plan.dense[li]
         n_in = g.n_inputs
-        # Change detection (DeltaCNN: delta generation fused with the activation's
-        # truncation): read x and the stored value, write the stored value and the mask.
-        det_bytes = 3.0 * eb * n_in + n_in / 8.0
-        det = np.maximum(n_in / (gpu.sms * gpu.fp32_lanes), mem_cycles(gpu, det_bytes, params))
+        own_det = li == 0 or not fused
+        det = _detection(ctx, n_in, det_bytes[li], plan.occ_cap) if own_det else 0.0
+        epi = det_bytes[li + 1] if fused and li + 1 < n_layers else 0.0
         cnt = counts[li]["mispredicted"]  # inputs propagated (changed beyond tau)
         touched = (cnt > 0).mean(axis=(-2, -1))
         if kind == "deltacnn":
             # Sparse conv over the update mask: each output whose receptive field saw a change
             # accumulates the deltas of its changed inputs into the output buffer.
-            grid = K.sparse_grid(cnt, g, gpu, ctx.precision, params, plan.tiles[li])
             out_bytes = 2.0 * eb * g.n_outputs * touched + eb * misses[:, li]
+            sp = _balanced(ctx, cnt, g, plan.tiles[li], plan.occ_cap, misses[:, li],
+                           ctx.cfg.sw_compaction, boundary, mem_cycles(gpu, out_bytes, params))
         else:
             # CBinfer: the output pixels whose receptive field holds a change are recomputed
             # with their full fan-in (the rest keep their previous value).
             full = np.where(cnt > 0, g.cin_g * g.kh * g.kw, 0).astype(np.int64)
-            grid = K.sparse_grid(full, g, gpu, ctx.precision, params, plan.tiles[li])
             out_bytes = (eb * n_in * touched + 2.0 * eb * g.n_outputs * touched)
-        mk = dealt_makespan(grid.w, grid.d, gpu.sms, _occ(grid, plan.occ_cap))
-        conv_bytes = eb * g.weights * grid.active_frac + out_bytes
-        sparse = np.maximum(mk, mem_cycles(gpu, conv_bytes, params)) + det
+            sp = _balanced(ctx, full, g, plan.tiles[li], plan.occ_cap, None,
+                           ctx.cfg.sw_compaction, boundary, mem_cycles(gpu, out_bytes, params))
+        conv_bytes = eb * g.weights * sp.grid.active_frac + out_bytes
+        sparse = (np.maximum(sp.compute, mem_cycles(ctx.gpu, conv_bytes + epi, params)) + det
+                  + np.where(sp.compaction > 0, sp.compaction + boundary, 0.0))
         dense_t = dk.cycles + mem_cycles(gpu, eb * g.n_outputs, params)  # + write the buffer
         ex[:, li] = np.where(first, dense_t, sparse)
-        busy += np.where(first, dk.busy_cycles, grid.w.sum(-1))
-        kernels.append(2)  # change detection + the sparse conv (frame 0: dense + buffer copy)
+        busy += np.where(first, dk.busy_cycles, sp.busy)
+        ctas[:, li] = np.where(first, dk.n_ctas, _active_ctas(sp.grid))
+        nbytes[:, li] = np.where(first, _kernel_bytes(ctx, g, dk) + eb * g.n_outputs,
+                                 conv_bytes + det_bytes[li] + sp.compaction_bytes)
         work.fmas(np.where(first, dk.busy_cycles, 0.0), _unit(dk), dk.tile)
-        work.fmas(np.where(first, 0.0, grid.w.sum(-1)), "simt", plan.tiles[li].tile)
+        work.fmas(np.where(first, 0.0, sp.busy), "simt", plan.tiles[li].tile)
         work.bytes(np.where(first, _kernel_bytes(ctx, g, dk) + eb * g.n_outputs,
-                            conv_bytes + det_bytes))
+                            conv_bytes + det_bytes[li] + sp.compaction_bytes))
         n_cmp = np.where(first, 0.0, float(n_in))
-        work.compares(n_cmp, n_cmp)  # change detection is a SIMT kernel
-    return _layerwise_times(ctx, ex, kernels, busy, plan.ops, work)
+        work.compares(n_cmp, n_cmp)  # change detection runs on the SIMT lanes
+    return _layerwise_times(ctx, ex, kernels, busy, plan.ops, work, ctas, nbytes)
 
 
 #: How the peers are costed (documentation shared by the registry and reports).
 PEER_DOC = (
     "deltacnn (DeltaCNN, CVPR 2022): layer after layer on a stock GPU; frame 0 dense (cuDNN-"
     "style, plus writing the output buffer); later frames per layer: delta generation fused "
-    "with the activation's truncation (read x and the accumulated value, write both and the "
-    "update mask), a sparse convolution over the update mask (each output whose receptive "
-    "field saw a change accumulates the deltas of its changed inputs; a CTA costs its busiest "
-    "lane), read-modify-write of the touched outputs. cbinfer (change-based inference): per "
-    "layer the change map (the same detection pass) and the output pixels whose receptive "
-    "field holds a changed input recomputed with their full fan-in (a tile runs when any of "
-    "its outputs is touched), writing them into the previous output. Both replay the "
-    "accumulated predictor's events: a propagated input is one that changed beyond tau.")
+    "with the activation's truncation into the previous layer's epilogue (read x and the "
+    "accumulated value, write both and the update mask; the first layer's is its own "
+    "elementwise kernel), a sparse convolution over the update mask (each output whose "
+    "receptive field saw a change accumulates the deltas of its changed inputs; lanes "
+    "balanced by compaction where it pays, as every stock-GPU sparse kernel), read-modify-"
+    "write of the touched outputs: one kernel per layer. cbinfer (change-based inference): "
+    "per layer the change map (the same detection, its own elementwise kernel) and the "
+    "output pixels whose receptive field holds a changed input recomputed with their full "
+    "fan-in (a tile runs when any of its outputs is touched), writing them into the previous "
+    "output. Both replay the accumulated predictor's events: a propagated input is one that "
+    "changed beyond tau.")
 
 
 #: The registry: every scheme by name, in report order.

@@ -1,38 +1,89 @@
-"""SE-CNN's frame schedule: the parallel phase on all SMs at once, then the serial chain.
+"""SE-CNN's frame schedule: the parallel phase's kernels all issued at once, then the serial chain.
 
 **Parallel phase.** Every layer's CTAs (the cheaper of the dense kernel and the zero-skipping
-kernel over its *predicted* non-zero inputs) are list-scheduled in layer order onto the SMs'
-concurrent-kernel slots (``slots`` = the smallest occupancy of the layers' kernels, each slot
-running at ``1/slots`` of the SM's throughput), each layer released when its kernel is issued
-(:func:`release_times`). Layer ``l``'s parallel work is done at ``P_l``; memory is shared, so
-``P_l >= bytes of layers <= l / bandwidth``.
+kernel over its *predicted* non-zero inputs) form one independent kernel per layer, released
+when the host has issued it (eager) or with the frame, served in layer order from what the
+serial chain leaves of the SMs and the bandwidth, and never faster than alone
+(work-conserving rounds: a lone CTA runs at its full rate).
+Layer ``l``'s parallel work is done at ``P_l``.
 
 **Serial phase.** A chain of items in program order: each layer's *correction* (compare, the
 optional compaction, the amendment of mispredicted inputs over their exact fan-out) and the
 non-linear op kernels between the layers. A correction of layer ``l`` starts after the previous
 item and its boundary (the launch model's gap, or ``secnn_hw``'s hardware dependency latency)
-and not before ``P_l``.
+and not before ``P_l``; it has priority over the parallel work still in flight.
 
-**No double booking.** Corrections and op kernels run on the same SMs and memory as the
-parallel work still in flight. The model does not let both use the same SM-cycles or bytes:
-when item ``k`` (the correction of layer ``l`` or an item after it) ends, all parallel work of
-layers ``<= l`` and all serial work up to ``k`` has been done, so
-``end_k >= (W_par(<= l) + W_ser(<= k)) / SMs`` and ``end_k >= (B_par(<= l) + B_ser(<= k)) /
-bandwidth`` (SM-cycles ``W``, bytes ``B``), and the frame takes at least all work over all SMs
-and all bytes over the bandwidth. Every term is a maximum of quantities that grow with work,
-bytes and latencies, so the schedule is monotone in each.
+Both phases are timed by the one scheduler of :mod:`.scheduler`: at no instant do they use more
+SM-cycles or bytes than the machine has, and the schedule is monotone in every item's work,
+bytes and latencies.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 import numpy as np
 
+from secnn_jax.timing import scheduler as SCH
 from secnn_jax.timing.gpus import GPU
-from secnn_jax.timing.params import ModelParams
-from secnn_jax.timing.sm import bandwidth, list_schedule_released
+from secnn_jax.timing.params import PHYSICS, ModelParams, Physics, SchemeConfig
+from secnn_jax.timing.sm import bandwidth
+
+
+@dataclasses.dataclass(frozen=True)
+class Machine:
+    """The machine SE-CNN's graph runs on: a stock GPU or one with SE-CNN's SM extension.
+
+    ``secnn_sw`` and ``secnn_hw`` build the same graph (compare, compaction, amendment per
+    layer after the parallel phase); only these capabilities differ. The extension's are
+    :class:`~.params.SchemeConfig` fields, each with its range in :data:`SM_EXTENSION`.
+
+    Attributes:
+      extended: whether the SM extension is present.
+      comparators_per_sm: compares an SM retires per cycle.
+      compare_instructions: SIMT instructions per compare (0 on hardware comparators).
+      compaction: how the amendment's work items are found (:data:`~.names.COMPACTIONS`).
+      dependency_cycles: the hardware dependency signal before each correction (extended);
+        ``None``: corrections are kernels separated by the launch model's boundaries.
+      buffer_placement: where prediction buffers live (:data:`~.params.PLACEMENTS`); a stock
+        GPU has no dedicated on-chip buffer, so ``on_chip`` falls back to ``cache`` there.
+    """
+
+    extended: bool
+    comparators_per_sm: float
+    compare_instructions: float
+    compaction: str
+    dependency_cycles: float | None
+    buffer_placement: str
+
+    @classmethod
+    def of(cls, extended: bool, gpu: GPU, cfg: SchemeConfig) -> Machine:
+        """The stock GPU (``extended=False``) or the GPU with the SM extension."""
+        if extended:
+            return cls(True, float(cfg.comparators_per_sm or gpu.fp32_lanes), 0.0,
+                       cfg.hw_compaction, gpu.cycles(cfg.hw_dependency_us), cfg.buffer_placement)
+        placement = "cache" if cfg.buffer_placement == "on_chip" else cfg.buffer_placement
+        return cls(False, float(gpu.fp32_lanes) / cfg.compare_ops_per_neuron,
+                   cfg.compare_ops_per_neuron, cfg.sw_compaction, None, placement)
+
+
+#: SE-CNN's SM extension as declared hardware: the :class:`~.params.SchemeConfig` fields
+#: :meth:`Machine.of` reads, each with its default and the range the model is meant for
+#: ("low" and "high" are the optimistic and pessimistic ends for SE-CNN).
+SM_EXTENSION: Mapping[str, Physics] = MappingProxyType({p.field: p for p in (
+    Physics("comparators_per_sm", "fp32_lanes", "fp32_lanes", 32, "compares/cycle",
+            "one comparator per FP32 lane (the design's claim: a compare beside every lane) "
+            "down to one per warp-wide datapath of a sub-partition (32 per SM); an "
+            "assumption, no silicon measured"),
+    PHYSICS["hw_compaction"],
+    PHYSICS["hw_dependency_us"],
+    Physics("buffer_placement", "cache", "on_chip", "off_chip", "",
+            "prediction buffers in dedicated SRAM (on_chip: no memory time, SRAM energy, "
+            "area from energy.secnn_area), through the caches like any data (cache), or "
+            "always in DRAM (off_chip)"),
+)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +115,7 @@ class SecnnFrame:
 
     Attributes:
       total: ``[T]`` frame time.
-      parallel_release: ``[L]`` when each layer's parallel kernel may start.
+      parallel_release: ``[L]`` or ``[T, L]`` when each layer's parallel kernel may start.
       parallel_done: ``[T, L]`` completion of each layer's parallel work (``P_l``).
       start, end: ``[T, K]`` each serial item's start and end.
       busy: ``[T]`` SM-cycles of work.
@@ -87,57 +138,18 @@ def schedule(par_w: Sequence[np.ndarray], par_d: Sequence[np.ndarray], par_occ: 
       par_w, par_d: per layer, ``[T, n_ctas_l]`` parallel-phase CTA work and latency floors.
       par_occ: per layer, the parallel kernel's occupancy.
       par_bytes: ``[T, L]`` bytes each layer's parallel kernel moves.
-      release: ``[L]`` release time of each layer's parallel kernel.
+      release: ``[L]`` or ``[T, L]`` release time of each layer's parallel kernel.
       serial: the serial chain.
       start_at: start of the serial chain's first item (the frame's submission).
     """
-    n_layers = len(par_w)
     frames = serial.duration.shape[0]
-    slots = max(1, min(par_occ)) if len(par_occ) else 1
-    sizes = [w.shape[1] for w in par_w]
-    layer_of = np.repeat(np.arange(n_layers), sizes)
-    rel = release[layer_of]
-    parallel_done = np.empty((frames, n_layers))
-    par_busy = np.zeros((frames, n_layers))
-    for t in range(frames):  # loop over frames; each frame's CTAs are scheduled per wave
-        w = np.concatenate([a[t] for a in par_w]) if sizes else np.zeros(0)
-        d = np.concatenate([a[t] for a in par_d]) if sizes else np.zeros(0)
-        fin = list_schedule_released(np.maximum(slots * w, d), rel, gpu.sms * slots)
-        done = np.full(n_layers, -np.inf)
-        np.maximum.at(done, layer_of, fin)
-        parallel_done[t] = np.maximum(done, release)
-        np.add.at(par_busy[t], layer_of, w)
-    bw = bandwidth(gpu, np.sum(par_bytes, axis=1, keepdims=True) + np.sum(serial.nbytes, axis=1,
-                                                                          keepdims=True), params)
-    cum_pb = np.cumsum(par_bytes, axis=1)
-    cum_pw = np.cumsum(par_busy, axis=1)
-    parallel_done = np.maximum(parallel_done, cum_pb / bw)
-    n_items = serial.duration.shape[1]
-    start = np.empty((frames, n_items))
-    end = np.empty((frames, n_items))
-    prev = np.full(frames, float(start_at))
-    ser_w = np.zeros(frames)
-    ser_b = np.zeros(frames)
-    last_layer = -1
-    for k in range(n_items):  # the serial phase: a chain over items
-        lyr = int(serial.layer[k])
-        # The first item starts with the frame (its submission), later ones after a boundary.
-        s = np.maximum(prev + (serial.gap[k] if k else 0.0), serial.issue[k])
-        if lyr >= 0:
-            s = np.maximum(s, parallel_done[:, lyr])
-            last_layer = max(last_layer, lyr)
-        e = s + serial.duration[:, k]
-        ser_w = ser_w + serial.busy[:, k]
-        ser_b = ser_b + serial.nbytes[:, k]
-        if last_layer >= 0:
-            pw, pb = cum_pw[:, last_layer], cum_pb[:, last_layer]
-        else:
-            pw = pb = np.zeros(frames)
-        e = np.maximum(e, np.maximum((pw + ser_w) / gpu.sms, (pb + ser_b) / bw[:, 0]))
-        start[:, k], end[:, k] = s, e
-        prev = e
-    busy = par_busy.sum(1) + ser_w
-    total = np.maximum.reduce([prev, parallel_done.max(axis=1) if n_layers else prev,
-                               busy / gpu.sms, (par_bytes.sum(1) + ser_b) / bw[:, 0]])
-    return SecnnFrame(total=total, parallel_release=np.asarray(release, np.float64),
-                      parallel_done=parallel_done, start=start, end=end, busy=busy)
+    par_bytes = np.broadcast_to(np.asarray(par_bytes, np.float64), (frames, len(par_w)))
+    bw = bandwidth(gpu, par_bytes.sum(1) + np.sum(serial.nbytes, axis=1), params)
+    fs = SCH.schedule(
+        SCH.Chain(duration=serial.duration, busy=serial.busy, nbytes=serial.nbytes,
+                  gap=serial.gap, issue=serial.issue, dep=serial.layer, labels=serial.labels),
+        SCH.Pool(w=par_w, d=par_d, occupancy=par_occ, nbytes=par_bytes,
+                 release=np.asarray(release, np.float64)),
+        gpu.sms, bw, start_at)
+    return SecnnFrame(total=fs.total, parallel_release=np.asarray(release, np.float64),
+                      parallel_done=fs.pool_done, start=fs.start, end=fs.end, busy=fs.busy)

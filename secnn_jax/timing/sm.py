@@ -71,15 +71,15 @@ def dealt_makespan(w: np.ndarray, d: np.ndarray, sms: int, occ: int) -> np.ndarr
     n = w.shape[-1]
     if n == 0:
         return np.zeros(w.shape[:-1])
-    order = np.argsort(-w, axis=-1, kind="stable")
-    ws = np.take_along_axis(w, order, axis=-1)[..., ::sms]
-    ds = np.take_along_axis(d, order, axis=-1)[..., ::sms]
+    # Consistent order (the precondition): sorting each by itself deals the same CTAs.
+    ws = -np.sort(-w, axis=-1)[..., ::sms]
+    ds = -np.sort(-d, axis=-1)[..., ::sms]
     k = ws.shape[-1]
     r = -(-k // occ)
     pad = r * occ - k
     if pad:
-        widths = [(0, 0)] * (ws.ndim - 1) + [(0, pad)]
-        ws, ds = np.pad(ws, widths), np.pad(ds, widths)
+        z = np.zeros(ws.shape[:-1] + (pad,))
+        ws, ds = np.concatenate([ws, z], axis=-1), np.concatenate([ds, z], axis=-1)
     ws = ws.reshape(ws.shape[:-1] + (r, occ))
     ds = ds.reshape(ds.shape[:-1] + (r, occ))
     return np.maximum(ws.sum(-1), ds.max(-1)).sum(-1)

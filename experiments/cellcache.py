@@ -80,6 +80,10 @@ CELL_CACHE_ENV = "SECNN_JAX_CELL_CACHE"
 CELL_CACHE_MB_ENV = "SECNN_JAX_CELL_CACHE_MB"
 #: The shared cell cache's default bound in MiB (a default ``reproduce`` run stores ~40 MiB).
 DEFAULT_MAX_MB = 2048
+#: Subdirectory of a shared cell cache holding XLA's persistent compilation cache
+#: (:func:`experiments.cli.enable_compilation_cache`): bounded by JAX itself, outside the cells'
+#: eviction.
+COMPILED_DIR = "xla"
 #: A writer's temporary file older than this (seconds) was left by a killed run: eviction
 #: removes it (a live writer's lives for the time of one write).
 STALE_TMP_S = 3600.0
@@ -371,7 +375,7 @@ class CellCache:
             return []
         out = []
         stale = time.time() - STALE_TMP_S
-        for p in self.root.rglob("*"):
+        for p in self._walk():
             try:
                 st = p.lstat()
             except OSError:  # removed meanwhile by another process
@@ -409,10 +413,16 @@ class CellCache:
         self.evicted += removed
         return removed
 
+    def _walk(self) -> list[Path]:
+        """Everything under the root but the compilation cache (:data:`COMPILED_DIR`)."""
+        assert self.root is not None
+        skip = self.root / COMPILED_DIR
+        return [p for p in self.root.rglob("*") if p != skip and skip not in p.parents]
+
     def _prune(self) -> None:
         """Removes directories with no file left but ``inputs.json`` (deepest first)."""
         assert self.root is not None
-        dirs = sorted((p for p in self.root.rglob("*") if p.is_dir()),
+        dirs = sorted((p for p in self._walk() if p.is_dir()),
                       key=lambda p: len(p.parts), reverse=True)
         for p in dirs:
             with contextlib.suppress(OSError):  # not empty, or removed by another process

@@ -40,8 +40,8 @@ from secnn_jax import datasources
 from secnn_jax.errors import SecnnError
 
 __all__ = ["CELL_CACHE_OFF", "Setup", "check_accuracy_inputs", "check_config_names",
-           "check_labels", "clean_errors", "define_flags", "make_cell_cache", "make_timer",
-           "resolve", "run", "setup"]
+           "check_labels", "clean_errors", "define_flags", "enable_compilation_cache",
+           "make_cell_cache", "make_timer", "resolve", "run", "setup"]
 
 FLAGS = flags.FLAGS
 
@@ -198,6 +198,29 @@ def make_cell_cache(out_dir: str | Path, path: str | Path | None = None,
     return cellcache.CellCache(root, shared=True, max_bytes=limit)
 
 
+#: Bound of XLA's persistent compilation cache in a shared cell cache (JAX evicts LRU).
+COMPILED_MAX_BYTES = 512 << 20
+
+
+def enable_compilation_cache(cache: cellcache.CellCache) -> Path | None:
+    """Turns on XLA's persistent compilation cache under a shared cell cache
+    (``<root>/xla``, at most :data:`COMPILED_MAX_BYTES`, programs that took >= 1 s to compile),
+    so a rerun in a new process (one more tau, another study) loads the compiled stream programs
+    instead of compiling them again. The same compiled program gives the same bits. Returns the
+    directory, or ``None`` for an unshared cache (nothing changed)."""
+    if not cache.shared or cache.root is None:
+        return None
+    import jax  # noqa: PLC0415
+
+    if jax.config.jax_compilation_cache_dir:  # set by the user or an earlier call: kept
+        return Path(jax.config.jax_compilation_cache_dir)
+    where = cache.root / cellcache.COMPILED_DIR
+    jax.config.update("jax_compilation_cache_dir", str(where))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    jax.config.update("jax_compilation_cache_max_size", COMPILED_MAX_BYTES)
+    return where
+
+
 def _flag_cell_cache(out_dir: str | Path) -> cellcache.CellCache:
     """:func:`make_cell_cache` from ``--cell_cache``/``--cell_cache_mb`` when parsed (a
     command line), else from the environment and defaults (a program calling :func:`setup`)."""
@@ -280,6 +303,8 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
                      "the same inputs is read, not recomputed", cache.root,
                      (cache.max_bytes or 0) / (1 << 20))
     run.write_info(cell_cache=str(cache.root))
+    if cell_cache is None and "cell_cache" in FLAGS and FLAGS.is_parsed():
+        enable_compilation_cache(cache)  # a command line's process (not a library caller's)
     ws = Workspace(handles, streams, frames=int(cfg.frames), chunk_size=int(cfg.chunk_size),
                    resize=int(cfg.resolution) or None, cache_dir=cache,
                    timer=make_timer(cfg) if timer == "default" else timer,

@@ -18,8 +18,17 @@ network from the zoo (shapes only: dense time does not depend on the weights), r
 models, writes the same rows in the same order plus ``pred_eager_us`` and ``pred_graph_us``, and
 prints as its last line ``E2E MAPE graph <x>% eager <y>%``.
 
-Without ``--measurements`` and ``--e2e`` it validates the packaged H100 kernel measurements
-(``secnn_jax/timing/measurements``). Every input is checked before anything is written.
+``python -m experiments.validate_timing --gpu=titanx|v100 --gpgpusim=CSV``
+
+Reads GPGPU-Sim cycle counts (``python -m experiments.gpgpusim run``; columns in
+``secnn_jax/timing/measurements/README.md``) for the simulator configuration of ``--gpu``
+(``titanx`` -> ``SM6_TITANX``, ``v100`` -> ``SM7_QV100``), predicts every row with the replayer's
+model of the same kernel on the simulator's machine (:mod:`secnn_jax.timing.simref`), writes the
+rows plus ``predicted`` and ``error_pct``, prints the per-class table, the concurrency rows
+(parallel over serial, simulated vs modelled) and, last, ``GPGPU-Sim MAPE <x>%``.
+
+Without ``--measurements``, ``--e2e`` and ``--gpgpusim`` it validates the packaged H100 kernel
+measurements (``secnn_jax/timing/measurements``). Every input is checked before anything is written.
 """
 
 from __future__ import annotations
@@ -38,6 +47,11 @@ _MEASUREMENTS = flags.DEFINE_string(
 _E2E = flags.DEFINE_string("e2e", None, "Whole-network measurement CSV (h100_e2e.csv format).")
 _OUT = flags.DEFINE_string("out", "runs/validate_timing/predictions.csv",
                            "Output CSV: the measurement rows plus the predictions.")
+_GPGPUSIM = flags.DEFINE_string("gpgpusim", None, "GPGPU-Sim cycle CSV (experiments.gpgpusim "
+                                "run); --gpu titanx or v100 picks the simulator configuration.")
+_GPGPUSIM_CASES = flags.DEFINE_string(
+    "gpgpusim_cases", "secnn_jax/timing/measurements/gpgpusim_cases.npz",
+    "The event-code cases the --gpgpusim rows were simulated on (experiments.gpgpusim cases).")
 _PARAMS = flags.DEFINE_string("params", None,
                               "Model parameters JSON (default: the committed calibration).")
 _LAYOUT = flags.DEFINE_enum("layout", None, ["NCHW", "NHWC"],
@@ -111,12 +125,43 @@ def run_e2e(e2e_csv: str | Path, out: str | Path, gpu: str = "h100",
             calibration.mape(pe, np.array([r.eager_us for r in rows])))
 
 
+#: Our GPU keys -> GPGPU-Sim configurations (:data:`secnn_jax.timing.simref.SIM_GPUS`).
+SIM_CONFIGS = {"titanx": "titanx", "v100": "qv100"}
+
+
+def run_gpgpusim(sim_csv: str | Path, cases: str | Path, out: str | Path, gpu: str = "titanx",
+                 params_path: str | Path | None = None) -> object:
+    """Predicts every simulated row, writes ``out``; returns the
+    :class:`~secnn_jax.timing.simref.SimComparison`."""
+    from experiments.gpgpusim import load_cases  # noqa: PLC0415
+    from secnn_jax.timing import params, simref  # noqa: PLC0415
+    from secnn_jax.timing.errors import ReplayError  # noqa: PLC0415
+
+    if gpu not in SIM_CONFIGS:
+        raise ReplayError(f"--gpu={gpu}: GPGPU-Sim rows are modelled for {sorted(SIM_CONFIGS)}")
+    if not Path(cases).is_file():
+        raise ReplayError(f"--gpgpusim_cases={cases}: not found")
+    cmp = simref.compare_rows(sim_csv, load_cases(Path(cases)), SIM_CONFIGS[gpu],
+                              params.load_params(params_path))
+    cols = list(cmp.rows[0].keys())
+    for r in cmp.rows:
+        cols += [k for k in r if k not in cols]
+    _write_csv(out, cols, [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items()}
+                           for r in cmp.rows])
+    return cmp
+
+
 def main(argv: list[str]) -> None:
     """absl entry point."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     from secnn_jax.timing.calibration import default_measurements  # noqa: PLC0415
 
+    if _GPGPUSIM.value:
+        cmp = run_gpgpusim(_GPGPUSIM.value, _GPGPUSIM_CASES.value, _OUT.value, _GPU.value,
+                           _PARAMS.value)
+        print(cmp.table(), flush=True)
+        return
     if _E2E.value:
         graph, eager = run_e2e(_E2E.value, _OUT.value, _GPU.value, _PARAMS.value)
         print(f"E2E MAPE graph {graph:.2f}% eager {eager:.2f}%", flush=True)

@@ -207,3 +207,39 @@ def test_the_command_lines_cell_cache(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("SECNN_JAX_CACHE", str(tmp_path / "ckpt"))
     assert cellcache.shared_root() == tmp_path / "ckpt" / "cells"
     assert not (tmp_path / "out").exists()  # nothing created
+
+
+def test_compilation_cache_lives_beside_the_cells_outside_their_eviction(tmp_path):
+    """A command line's shared cache turns on XLA's persistent compilation cache in
+    ``<root>/xla`` (a subprocess: JAX's configuration is process-wide); the cells' LRU eviction
+    never removes its files, and an unshared cache changes nothing."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        from pathlib import Path
+        import jax
+        from experiments import cellcache, cli
+        root = Path({str(tmp_path)!r})
+        assert cli.enable_compilation_cache(cellcache.CellCache(root / "own")) is None
+        assert jax.config.jax_compilation_cache_dir is None
+        cache = cellcache.CellCache(root, shared=True, max_bytes=1)
+        where = cli.enable_compilation_cache(cache)
+        assert where == root / cellcache.COMPILED_DIR, where
+        assert jax.config.jax_compilation_cache_dir == str(where)
+        where.mkdir(parents=True)
+        (where / "program-cache").write_bytes(b"x" * 100)
+        cell = root / "m" / "s" / "k"
+        cell.mkdir(parents=True)
+        (cell / "chunk00000.npz").write_bytes(b"y" * 100)
+        assert cache.size() == 100          # the cells only
+        assert cache.evict() == 1           # the chunk, over the 1-byte bound
+        assert (where / "program-cache").exists()
+        other = cellcache.CellCache(root / "second", shared=True)
+        assert cli.enable_compilation_cache(other) == where  # the first one is kept
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]

@@ -14,8 +14,7 @@ elementwise passes of ``EW_THREADS x EW_PER_THREAD`` neurons per CTA. The model 
 * ``compare`` / ``compact`` / ``detect`` — :func:`~.kernels.elementwise_cost` with the bytes each
   kernel moves and its SIMT instructions;
 * ``serial`` — the layers' ``zero_skip`` kernels one after another; ``parallel`` — the same
-  kernels sharing the machine (:func:`parallel_cycles`: work-conserving — the busiest SM's share
-  of every kernel's CTA work, never less than the longest kernel alone).
+  kernels as SE-CNN's parallel phase, timed by the replayer's scheduler (:func:`parallel_cycles`).
 
 Machine mapping (``SIM_GPUS``): GPGPU-Sim's ``SM6_TITANX`` is the replayer's ``titanx`` with the
 simulator's core clock (1417 MHz) and DRAM (12 channels x 4 B x 2500 MHz x 4 = 480 GB/s);
@@ -35,10 +34,11 @@ import numpy as np
 
 from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing import kernels as K
+from secnn_jax.timing import scheduler as SCH
 from secnn_jax.timing.errors import ReplayError
 from secnn_jax.timing.gpus import GPU, get_gpu
 from secnn_jax.timing.params import ModelParams, load_params
-from secnn_jax.timing.sm import Tile, dealt_makespan, mem_cycles
+from secnn_jax.timing.sm import Tile, bandwidth, dealt_makespan, mem_cycles
 
 __all__ = ["GEMM_TILE", "SIM_GPUS", "SimComparison", "compare_rows", "parallel_cycles",
            "predict"]
@@ -114,21 +114,28 @@ def predict(kernel_class: str, codes: np.ndarray, n_out: int, gpu: GPU,
 def parallel_cycles(layers: Sequence[tuple[np.ndarray, int]], gpu: GPU,
                     params: ModelParams | None = None) -> tuple[float, float]:
     """``(serial, parallel)`` cycles of the layers' ``zero_skip`` kernels: one after another,
-    and all at once sharing the SMs work-conservingly (every kernel's CTAs dealt over all SMs
-    together, rounds of the smallest occupancy; never less than the longest kernel alone)."""
+    and all released at once as SE-CNN's parallel phase, timed by the replayer's own scheduler
+    (:func:`~.scheduler.schedule`: independent kernels sharing the SMs and the bandwidth
+    work-conservingly, none faster than alone)."""
     params = load_params() if params is None else params
-    alone, ws, ds, occs = [], [], [], []
+    alone, ws, ds, occs, nbytes = [], [], [], [], []
     for codes, n_out in layers:
         m, k = codes.shape
-        cyc, w, d, occ = _gemm((codes != 0).sum(1), k, n_out, gpu, params,
-                               4.0 * (m * k + k * n_out + m * n_out))
+        io = 4.0 * (m * k + k * n_out + m * n_out)
+        cyc, w, d, occ = _gemm((codes != 0).sum(1), k, n_out, gpu, params, io)
         alone.append(cyc)
-        ws.append(w)
-        ds.append(d)
+        ws.append(w[None])
+        ds.append(d[None])
         occs.append(occ)
-    together = float(dealt_makespan(np.concatenate(ws)[None], np.concatenate(ds)[None],
-                                    gpu.sms, min(occs))[0])
-    return float(sum(alone)), max(together, max(alone))
+        nbytes.append(io)
+    # An empty chain (one zero-length kernel) and every layer released at time 0.
+    zero = np.zeros((1, 1))
+    chain = SCH.Chain(duration=zero, busy=zero, nbytes=zero, gap=np.zeros(1),
+                      issue=np.zeros(1), dep=np.full(1, -1), labels=("start",))
+    pool = SCH.Pool(w=ws, d=ds, occupancy=occs, nbytes=np.asarray([nbytes]),
+                    release=np.zeros(len(layers)))
+    fs = SCH.schedule(chain, pool, gpu.sms, bandwidth(gpu, np.sum(nbytes), params)[None])
+    return float(sum(alone)), float(fs.total[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +152,12 @@ class SimComparison:
             if cls != "all":
                 n = sum(r["kernel_class"] == cls for r in self.rows)
                 lines.append(f"{cls:<12} {n:>4} {v:>8.1f}")
+        conc = [r for r in self.rows if "sim_over_serial" in r]
+        if conc:
+            lines.append("parallel / serial (concurrent_kernel_sm, layers: simulated vs model)")
+            for r in conc:
+                lines.append(f"  {r['concurrent_kernel_sm']} {r['layers']}: "
+                             f"{r['sim_over_serial']:.2f} vs {r['model_over_serial']:.2f}")
         lines.append(f"GPGPU-Sim MAPE {self.mape['all']:.1f}%")
         return "\n".join(lines)
 
@@ -177,6 +190,13 @@ def compare_rows(csv_path: str | Path, cases: Mapping[str, tuple[np.ndarray, int
             pred = predict(r["kernel_class"], *cases[names[0]], gpu, params)
         sim = float(r["cycles"])
         out.append({**r, "predicted": pred, "error_pct": 100.0 * (pred - sim) / sim})
+    # Concurrency: each parallel row's time over its layers' serial row, simulated and modelled.
+    serial = {r["layers"]: r for r in out if r["kernel_class"] == "serial"}
+    for r in out:
+        s_row = serial.get(r["layers"])
+        if r["kernel_class"] == "parallel" and s_row is not None:
+            r["sim_over_serial"] = float(r["cycles"]) / float(s_row["cycles"])
+            r["model_over_serial"] = r["predicted"] / s_row["predicted"]
     classes = sorted({r["kernel_class"] for r in out})
     mape = {c: float(np.mean([abs(r["error_pct"]) for r in out if r["kernel_class"] == c]))
             for c in classes}

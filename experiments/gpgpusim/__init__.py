@@ -40,9 +40,10 @@ from pathlib import Path
 import numpy as np
 
 from secnn_jax.errors import SecnnError
+from secnn_jax.timing.simref import load_cases
 
 __all__ = ["BUILD_DEPS", "CLASSES", "CONFIGS", "CSV_FIELDS", "CUDA_DEBS", "PATCH",
-           "SimError", "SimPaths", "build_cases", "run_cases", "setup"]
+           "SimError", "SimPaths", "build_cases", "load_cases", "run_cases", "setup"]
 
 #: The folder of this package (the CUDA source and our patch live beside this file).
 HERE = Path(__file__).resolve().parent
@@ -334,13 +335,6 @@ def build_cases(out: Path, layers: dict[str, dict[str, int | None]] | None = Non
             arrays[f"{model}:{name}|N"] = np.int32(n)
     np.savez_compressed(out, **arrays)
     return arrays
-
-
-def load_cases(path: Path) -> dict[str, tuple[np.ndarray, int]]:
-    """``{case: (codes [M, K] uint8, N)}`` from :func:`build_cases`' file."""
-    with np.load(path) as z:
-        names = sorted({k.rpartition("|")[0] for k in z.files})
-        return {n: (z[f"{n}|codes"], int(z[f"{n}|N"])) for n in names}
 
 
 # --- runs -----------------------------------------------------------------------------------

@@ -501,7 +501,13 @@ class ValidationReport:
             "measures them (with the op kernels and the concurrency probe below) on any GPU, "
             "and `calibrate_timing --measurements=DIR` reports them on lines of their own.",
             "- The zero-skipping and SE-CNN kernels have no hardware counterpart to measure; "
-            "they reuse the dense model's calibrated SIMT efficiency and latency.",
+            "they reuse the dense model's calibrated SIMT efficiency and latency. GPGPU-Sim "
+            "(section above) runs our CUDA versions of them latency-bound and 6-70x slower "
+            "than the model predicts, and finds that lanes skipping zeros save nothing in a "
+            "dense-staged SIMT GEMM: a warp steps through the union of its lanes' non-zero "
+            "inputs (1.6-2.4x the busiest lane's count on the Lite0/HED cases) and every "
+            "skipped step still loads and tests its input. Which of the two is nearer a real "
+            "GPU is open until these kernels are timed on one.",
             "- One FP32 efficiency serves all SIMT kernels: cuDNN's batch-16 VGG-16 FP32 "
             "kernels reach a larger fraction of the ceiling than its batch-1 kernels, so the "
             "model over-predicts VGG-16 FP32 at batch 16 (see the whole-network table).",
@@ -610,4 +616,7 @@ def write_outputs(report: ValidationReport, params_path: Path = P.PARAMS_PATH,
         doc["validation"]["e2e"] = {k: (round(v, 2) if isinstance(v, float) else v)
                                     for k, v in es.items()}
     fileio.write_json(params_path, doc, indent=1)
-    fileio.atomic_write(markdown_path, report.markdown(e2e.markdown() if e2e is not None else ()))
+    from secnn_jax.timing import simref  # noqa: PLC0415  (scheduler and kernels: only here)
+
+    sections = [*(e2e.markdown() if e2e is not None else ()), *simref.markdown()]
+    fileio.atomic_write(markdown_path, report.markdown(sections))

@@ -40,8 +40,12 @@ from secnn_jax.timing.gpus import GPU, get_gpu
 from secnn_jax.timing.params import ModelParams, load_params
 from secnn_jax.timing.sm import Tile, bandwidth, dealt_makespan, mem_cycles
 
-__all__ = ["GEMM_TILE", "SIM_GPUS", "SimComparison", "compare_rows", "parallel_cycles",
-           "predict"]
+__all__ = ["GEMM_TILE", "SIM_CASES", "SIM_CSV", "SIM_GPUS", "SimComparison", "compare_rows",
+           "load_cases", "markdown", "parallel_cycles", "predict"]
+
+#: The committed simulator rows and their event-code cases.
+SIM_CSV = Path(__file__).with_name("measurements") / "gpgpusim.csv"
+SIM_CASES = Path(__file__).with_name("measurements") / "gpgpusim_cases.npz"
 
 #: The simulated GEMM kernel's tile (``BM``, ``BN``, ``BK``; 64 threads; 87 registers per
 #: thread as ptxas reports for sm_61; one shared-memory stage).
@@ -65,6 +69,16 @@ SIM_GPUS: Mapping[str, GPU] = {
     "titanx": _sim_gpu("titanx", 1417.0, 480.0, 3 * 1024 * 1024),
     "qv100": _sim_gpu("v100", 1132.0, 870.4, 6 * 1024 * 1024),
 }
+
+
+def load_cases(path: str | Path) -> dict[str, tuple[np.ndarray, int]]:
+    """``{case: (codes [M, K] uint8, N)}`` from a cases file (``<case>|codes``, ``<case>|N``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReplayError(f"GPGPU-Sim cases file not found: {path}")
+    with np.load(path) as z:
+        names = sorted({k.rpartition("|")[0] for k in z.files})
+        return {n: (z[f"{n}|codes"], int(z[f"{n}|N"])) for n in names}
 
 
 def _geom(m: int, k: int, n: int) -> LayerGeom:
@@ -202,3 +216,43 @@ def compare_rows(csv_path: str | Path, cases: Mapping[str, tuple[np.ndarray, int
             for c in classes}
     mape["all"] = float(np.mean([abs(r["error_pct"]) for r in out]))
     return SimComparison(rows=tuple(out), mape=mape)
+
+
+def markdown(csv_path: str | Path = SIM_CSV, cases_path: str | Path = SIM_CASES,
+             params: ModelParams | None = None) -> list[str]:
+    """The ``VALIDATION.md`` section of the committed simulator rows: per configuration the
+    per-class MAPE, the concurrency rows and the overall figure (no lines without the files)."""
+    csv_path, cases_path = Path(csv_path), Path(cases_path)
+    if not (csv_path.is_file() and cases_path.is_file()):
+        return []
+    cases = load_cases(cases_path)
+    with open(csv_path, newline="") as fh:
+        configs = sorted({r["config"] for r in csv.DictReader(fh)})
+    lines = ["## GPGPU-Sim (a second reference, no GPU)", "",
+             "Our CUDA kernels of SE-CNN's pieces (`experiments/gpgpusim/secnn_kernels.cu`) on "
+             "real Lite0/HED event codes, simulated by GPGPU-Sim in PTX mode "
+             f"(`{csv_path.name}`; `python -m experiments.gpgpusim`) and predicted by "
+             "`secnn_jax.timing.simref` from the replayer's building blocks on the simulator's "
+             "machine (`python -m experiments.validate_timing --gpu=titanx --gpgpusim=CSV`).", ""]
+    for config in configs:
+        cmp = compare_rows(csv_path, cases, config, params)
+        lines += [f"### {config}", "", "| class | rows | simulated cycles | predicted | MAPE |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for cls in sorted({r["kernel_class"] for r in cmp.rows}):
+            rs = [r for r in cmp.rows if r["kernel_class"] == cls]
+            sim = np.mean([float(r["cycles"]) for r in rs])
+            pred = np.mean([r["predicted"] for r in rs])
+            lines.append(f"| {cls} | {len(rs)} | {sim:,.0f} | {pred:,.0f} | "
+                         f"{cmp.mape[cls]:.1f}% |")
+        lines.append(f"| **all** | {len(cmp.rows)} | | | **{cmp.mape['all']:.1f}%** |")
+        conc = [r for r in cmp.rows if "sim_over_serial" in r]
+        if conc:
+            lines += ["", "Parallel over serial (the same layers' kernels on independent streams "
+                      "against one stream):", "",
+                      "| layers | concurrent_kernel_sm | simulated | model |",
+                      "| --- | ---: | ---: | ---: |"]
+            lines += [f"| {r['layers']} | {r['concurrent_kernel_sm']} | "
+                      f"{r['sim_over_serial']:.2f} | {r['model_over_serial']:.2f} |"
+                      for r in conc]
+        lines.append("")
+    return lines

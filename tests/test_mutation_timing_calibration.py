@@ -1,0 +1,385 @@
+"""The timing calibration's readers, fit helpers and reports (``secnn_jax/timing/{calibration,
+e2e,probes}.py``) against hand computations, where mutation testing (``mutmut``,
+docs/mutation.md) found changes no test noticed: every refusal of a measurement file and its
+message, the MAPE and report numbers, the parameter vector, Nelder-Mead on a function whose
+minimum is known, and the written calibration files. Nothing here fits the real model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from secnn_jax.geometry import LayerGeom
+from secnn_jax.timing import calibration as C
+from secnn_jax.timing import e2e as E
+from secnn_jax.timing import probes as PR
+from secnn_jax.timing.params import ModelParams
+
+HEADER = "net,name,cin,cout,k,stride,pad,groups,H,B,mode,us_median"
+
+
+def _q(text: str) -> str:
+    """``text`` as one quoted CSV field."""
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _csv(tmp_path: Path, lines: list[str], name: str = "m.csv") -> Path:
+    p = tmp_path / name
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return p
+
+
+# --- reading measurements ------------------------------------------------------------------------
+
+def test_read_measurements_builds_each_layer_from_its_columns(tmp_path: Path) -> None:
+    geom = LayerGeom.dense("fc", n=2, fin=8, fout=4).as_dict()
+    path = _csv(tmp_path, [
+        HEADER + ",Ho,layout,geom",
+        "vgg,c1, 3,16,3,2,1,1,32,4,FP16,12.5,16,nhwc,",
+        "vgg,,16,16,3,1,1,16,8,1,fp32,2,,,",
+        "res,fc,8,4,1,1,0,1,1,2,tf32,3,,," + _q(json.dumps(geom)),
+    ])
+    columns, ms = C.read_measurements(path)
+    assert columns == [*HEADER.split(","), "Ho", "layout", "geom"]
+    a, b, c = ms
+    assert a.geom == LayerGeom.conv("c1", n=4, h=32, cin=3, cout=16, k=3, stride=2, pad=1)
+    assert (a.net, a.name, a.precision, a.us_median, a.layout, a.batch) == (
+        "vgg", "c1", "fp16", 12.5, "NHWC", 4)
+    assert a.row["H"] == "32" and a.layer_class == "standard"
+    assert b.name == "row3" and b.layout == "NCHW" and b.layer_class == "depthwise"
+    assert c.geom == LayerGeom.from_dict({**geom, "name": "fc"}) and c.layer_class == "dense"
+    grouped = LayerGeom.conv("g", n=1, h=8, cin=16, cout=16, k=3, groups=4)
+    assert C.layer_class(grouped) == "grouped"
+
+
+@pytest.mark.parametrize("row,message", [
+    ("n,c,3,16,3,1,1,1,32,1,fp8,1", r":2: column 'mode' has unknown precision 'fp8' \(known: "
+                                    r"bf16, bfloat16, float16, "),
+    ("n,c,3,16,3,1,1,1,32,1,fp32,1,,NCWH", r":2: column 'layout' must be NCHW or NHWC, got "
+                                           r"'NCWH'$"),
+    ("n,c,x,16,3,1,1,1,32,1,fp32,1", r":2: column 'cin' has unreadable value 'x'$"),
+    ("n,c,3,16,3,1,1,1,32,1,fp32,0", r":2: column 'us_median' must be a finite number > 0, got "
+                                     r"'0'$"),
+    ("n,c,3,16,3,1,1,1,32,1,fp32,inf", r":2: column 'us_median' must be a finite number > 0"),
+    ("n,c,3,16,3,1,1,1,32,1,fp32,-2", r":2: column 'us_median' must be a finite number > 0"),
+    ("n,c,3,16,3,1,1,1,32,1,fp32,fast", r":2: column 'us_median' has unreadable value 'fast'$"),
+    ("n,c,3,16,3,1,1,1,32,1,fp32,1,15", r":2: column 'Ho' = 15 disagrees with the shape "
+                                        r"\(expected 32\)$"),
+    ("n,c,3,16,3,1,1,2,32,1,fp32,1", r":2: invalid layer shape \("),
+    ("n,c,3,16,3,1,1,1,32,1,fp32,1,,,{bad", r":2: column 'geom' is not a layer geometry \("),
+])
+def test_read_measurements_refuses_bad_rows_naming_line_and_column(tmp_path: Path, row: str,
+                                                                    message: str) -> None:
+    path = _csv(tmp_path, [HEADER + ",Ho,layout,geom", row])
+    with pytest.raises(C.MeasurementError, match=message) as e:
+        C.read_measurements(path)
+    assert str(e.value).startswith(str(path))
+
+
+def test_a_geom_column_must_agree_with_the_square_columns(tmp_path: Path) -> None:
+    geom = _q(json.dumps(LayerGeom.dense("fc", n=2, fin=8, fout=4).as_dict()))
+    for row, col, have, want in (("n,fc,8,4,1,1,0,1,1,3,fp32,1", "B", "3", 2),
+                                 ("n,fc,9,4,1,1,0,1,1,2,fp32,1", "cin", "9", 8),
+                                 ("n,fc,8,5,1,1,0,1,1,2,fp32,1", "cout", "5", 4),
+                                 ("n,fc,8,4,1,1,0,2,1,2,fp32,1", "groups", "2", 1)):
+        path = _csv(tmp_path, [HEADER + ",geom", row + "," + geom])
+        with pytest.raises(C.MeasurementError, match=(
+                rf":2: column '{col}' = '{have}' disagrees with column 'geom' \({want}\)$")):
+            C.read_measurements(path)
+
+
+def test_read_csv_refuses_files_that_are_not_measurement_csvs(tmp_path: Path) -> None:
+    with pytest.raises(C.MeasurementError, match=r"^measurements file not found: .*none.csv$"):
+        C.read_csv(tmp_path / "none.csv", ["a"])
+    (tmp_path / "bin.csv").write_bytes(b"a,b\n\xff\xfe\n")
+    with pytest.raises(C.MeasurementError, match=r"bin.csv: not a UTF-8 text CSV file "
+                                                 r"\(invalid start byte at byte 4\)$"):
+        C.read_csv(tmp_path / "bin.csv", ["a"])
+    (tmp_path / "nul.csv").write_bytes(b"a,b\n1,\x002\n")
+    with pytest.raises(C.MeasurementError, match=r"nul.csv: not a text CSV file \(contains NUL"):
+        C.read_csv(tmp_path / "nul.csv", ["a"])
+    path = _csv(tmp_path, ["a,b,c", "1,2,3"])
+    with pytest.raises(C.MeasurementError, match=r"m.csv: missing required column\(s\) 'x', 'y' "
+                                                 r"\(have: a, b, c\)$"):
+        C.read_csv(path, ["a", "x", "y"])
+    assert C.read_csv(path, ["a", "c"]) == (["a", "b", "c"], [{"a": "1", "b": "2", "c": "3"}])
+    with pytest.raises(C.MeasurementError, match=r"m.csv: no measurement rows$"):
+        C.read_measurements(_csv(tmp_path, [HEADER]))
+
+
+def test_positive_number_strips_and_checks() -> None:
+    row = {"a": " 2.5 ", "b": "nan", "c": None}
+    assert C.positive_number(Path("f"), 3, row, "a") == 2.5
+    with pytest.raises(C.MeasurementError, match=r"^f:3: column 'b' must be a finite number > 0, "
+                                                 r"got 'nan'$"):
+        C.positive_number(Path("f"), 3, row, "b")
+    with pytest.raises(C.MeasurementError, match=r"^f:4: column 'c' has unreadable value None$"):
+        C.positive_number(Path("f"), 4, row, "c")
+
+
+# --- fit helpers ---------------------------------------------------------------------------------
+
+def test_mape_is_the_mean_absolute_percentage_error() -> None:
+    assert C.mape(np.array([110.0, 90.0, 50.0]), np.array([100.0, 100.0, 25.0])) == pytest.approx(
+        100 * (0.1 + 0.1 + 1.0) / 3)
+
+
+def test_parameter_vector_round_trip() -> None:
+    p = ModelParams(efficiency={"fp32": 0.1, "tf32": 0.2, "fp16": 0.3}, latency_cycles=400.0,
+                    l2_bandwidth_factor=2.0, extra_kernel_us=4.0, graph_kernel_us=9.0,
+                    provenance="base")
+    x = C.vector_from_params(p)
+    assert x.tolist() == [0.1, 0.2, 0.3, 400.0, 2.0, 4.0] and x.dtype == np.float64
+    assert dict(zip(C.FIT_NAMES, x, strict=True))["latency_cycles"] == 400.0
+    q = C.params_from_vector(x[::-1].copy(), p)
+    assert dict(q.efficiency) == {"fp32": 4.0, "tf32": 2.0, "fp16": 400.0}
+    assert (q.latency_cycles, q.l2_bandwidth_factor, q.extra_kernel_us) == (0.3, 0.2, 0.1)
+    assert q.graph_kernel_us == 9.0 and q.provenance == "base"
+    assert C.params_from_vector(x, p, "new").provenance == "new"
+    assert C.params_from_vector(x).graph_kernel_us == ModelParams().graph_kernel_us
+    assert C.params_from_vector(x, p) == p
+
+
+def test_nelder_mead_finds_a_known_minimum() -> None:
+    calls = []
+
+    def f(x: np.ndarray) -> float:
+        calls.append(1)
+        return float((x[0] - 3.0) ** 2 + 2.0 * (x[1] + 1.0) ** 2 + (x[2] - 0.5) ** 2 + 1.0)
+
+    x, fx = C.nelder_mead(f, np.array([0.0, 0.0, 2.0]), tol=1e-12)
+    np.testing.assert_allclose(x, [3.0, -1.0, 0.5], atol=1e-4)
+    assert fx == pytest.approx(1.0, abs=1e-8) and fx == f(x)
+    calls.clear()
+    C.nelder_mead(f, np.array([0.0, 0.0, 2.0]), max_evals=30)
+    assert len(calls) <= 30 + 3  # one last step may shrink the whole simplex (n evaluations)
+
+
+def test_nelder_mead_stops_at_once_on_a_flat_function() -> None:
+    calls = []
+
+    def flat(x: np.ndarray) -> float:
+        calls.append(x.copy())
+        return 5.0
+
+    x, fx = C.nelder_mead(flat, np.array([1.0, 0.0]), step=0.5)
+    assert fx == 5.0 and len(calls) == 3  # the initial simplex only
+    np.testing.assert_array_equal(calls[1], [1.5, 0.0])  # x * (1 + step)
+    np.testing.assert_array_equal(calls[2], [1.0, 0.5])  # a zero coordinate moves by step
+
+
+@pytest.mark.parametrize("restarts", [0, -1, 1.5, "3", None])
+def test_fit_and_validate_refuse_restarts_that_run_no_fit(restarts) -> None:
+    with pytest.raises(C.CalibrationError, match=r"^restarts must be an integer >= 1 \(got "):
+        C.fit([], restarts=restarts)
+    with pytest.raises(C.CalibrationError, match=r"the starting guess would be reported as "
+                                                 r"fitted$"):
+        C.validate("nonexistent.csv", restarts=restarts)
+    C._check_restarts(np.int64(2))  # numpy integers are integers
+
+
+# --- the validation report -----------------------------------------------------------------------
+
+def _report() -> C.ValidationReport:
+    def m(net: str, prec: str, batch: int, us: float, groups: int = 1) -> C.Measurement:
+        g = LayerGeom.conv("c", n=batch, h=8, cin=8, cout=8, k=3, groups=groups)
+        return C.Measurement(net=net, name="c", geom=g, precision=prec, us_median=us, row={})
+
+    ms = (m("a", "fp32", 1, 100.0), m("a", "fp32", 1, 50.0), m("b", "fp16", 2, 10.0, 8),
+          m("b", "fp32", 1, 20.0), m("a", "tf32", 4, 40.0, 2))
+    fit = np.array([110.0, 50.0, 12.0, 18.0, 40.0])
+    cv = np.array([120.0, 45.0, 9.0, 20.0, 30.0])
+    params = ModelParams(provenance="all")
+    return C.ValidationReport(gpu="h100", source="x.csv", sha256="ab" * 32, params=params,
+                              folds={"a": ModelParams(latency_cycles=1.0),
+                                     "b": ModelParams(latency_cycles=2.0)},
+                              measurements=ms, pred_fit=fit, pred_cv=cv)
+
+
+def test_report_summary_by_hand() -> None:
+    s = _report().summary()
+    assert s["rows"] == 5
+    assert s["mape_fit"] == pytest.approx(100 * (0.1 + 0 + 0.2 + 0.1 + 0) / 5)
+    assert s["mape_cv"] == pytest.approx(100 * (0.2 + 0.1 + 0.1 + 0 + 0.25) / 5)
+    assert [(g["precision"], g["batch"], g["rows"]) for g in s["groups"]] == [
+        ("fp32", 1, 3), ("tf32", 4, 1), ("fp16", 2, 1)]
+    assert s["groups"][0]["mape_fit"] == pytest.approx(100 * (0.1 + 0 + 0.1) / 3)
+    assert s["groups"][0]["mape_cv"] == pytest.approx(100 * (0.2 + 0.1 + 0) / 3)
+    e2e = {(e["net"], e["precision"], e["batch"]): e for e in s["end_to_end"]}
+    assert list(e2e) == [("a", "fp32", 1), ("a", "tf32", 4), ("b", "fp32", 1), ("b", "fp16", 2)]
+    a = e2e[("a", "fp32", 1)]
+    assert a["measured_us"] == 150.0
+    assert a["err_fit"] == pytest.approx(100 * (160 - 150) / 150)
+    assert a["err_cv"] == pytest.approx(100 * (165 - 150) / 150)
+    assert s["per_net"]["b"] == {"mape_fit": pytest.approx(100 * (0.2 + 0.1) / 2),
+                                 "mape_cv": pytest.approx(100 * (0.1 + 0) / 2)}
+    assert s["classes"] == {
+        "standard": {"rows": 3, "mape_fit": pytest.approx(100 * 0.2 / 3),
+                     "mape_cv": pytest.approx(100 * 0.3 / 3)},
+        "depthwise": {"rows": 1, "mape_fit": pytest.approx(20.0), "mape_cv": pytest.approx(10.0)},
+        "grouped": {"rows": 1, "mape_fit": 0.0, "mape_cv": pytest.approx(25.0)}}
+
+
+def test_report_markdown_tables() -> None:
+    rep = _report()
+    md = rep.markdown(["## Extra", ""], kernel="one probe", open_items=["item one"],
+                      ceilings="c.json")
+    lines = md.split("\n")
+    assert lines[0] == "# Timing model validation (generated)"
+    assert "Measurements: `x.csv` (sha256 `abababababababab…`, 5 rows, GPU `h100`)." in md
+    assert "Each row is one probe;" in md and "capped at 25% (robust" in md
+    assert "| fp32 | 1 | 3 | 6.7% | 10.0% |" in lines
+    assert "| **all** | | 5 | **8.0%** | **13.0%** |" in lines
+    assert "| b | 15.0% | 5.0% |" in lines
+    assert "| depthwise | 1 | 20.0% | 10.0% |" in lines
+    assert lines.index("## Extra") < lines.index("## Fitted parameters")
+    assert "| parameter | all rows | without a | without b |" in lines
+    assert "| --- | ---: | ---: | ---: |" in lines
+    assert "| latency_cycles | 650.000 | 1.000 | 2.000 |" in lines
+    assert "| eff_fp32 | 0.600 | 0.600 | 0.600 |" in lines
+    assert "(`c.json`)." in md and lines[-2:] == ["- item one", ""]
+    default = rep.markdown()
+    assert "one cuDNN convolution timed alone with CUDA events" in default
+    assert "secnn_jax/timing/measurements/h100_ceilings.json" in default
+    assert "- Depthwise and grouped convolutions:" in default and default.endswith("\n")
+    only_standard = C.ValidationReport(**{**rep.__dict__, "measurements": rep.measurements[:2],
+                                          "pred_fit": rep.pred_fit[:2],
+                                          "pred_cv": rep.pred_cv[:2]})
+    assert "Per layer class" not in only_standard.markdown()
+
+
+def test_write_outputs_writes_the_fitted_params_and_the_report(tmp_path: Path) -> None:
+    rep = _report()
+    pj, md = tmp_path / "p.json", tmp_path / "V.md"
+    C.write_outputs(rep, pj, md)
+    doc = json.loads(pj.read_text())
+    assert ModelParams.from_dict(doc["params"]) == rep.params
+    assert doc["provenance"]["rows"] == 5 and doc["provenance"]["gpu"] == "h100"
+    assert doc["provenance"]["sha256"] == "ab" * 32 and doc["provenance"]["measurements"] == "x.csv"
+    assert doc["provenance"]["method"].startswith("Nelder-Mead on per-layer APE capped at 0.25;")
+    assert doc["validation"]["mape_fit"] == 8.0 and doc["validation"]["mape_cv"] == 13.0
+    assert doc["validation"]["folds"]["b"]["latency_cycles"] == 2.0
+    assert "e2e" not in doc["validation"] and md.read_text() == rep.markdown()
+
+
+def test_display_path_and_packaged_measurements(tmp_path: Path) -> None:
+    assert C._display_path(tmp_path / "a" / "m.csv") == "m.csv"
+    p = C.default_measurements()
+    assert C._display_path(p) == "secnn_jax/timing/measurements/h100_cudnn_conv.csv"
+    assert C._display_path(tmp_path / "shared" / "x" / "m.csv") == "shared/x/m.csv"
+    with pytest.raises(C.MeasurementError, match=r"packaged measurement file .*nope.csv is "
+                                                 r"missing \(reinstall the package\)$"):
+        C.default_measurements("nope.csv")
+
+
+# --- whole-network files and report ---------------------------------------------------------------
+
+E2E_HEADER = "net,mode,B,size,eager_us,graph_us"
+
+
+def test_read_e2e_rows(tmp_path: Path) -> None:
+    path = _csv(tmp_path, [E2E_HEADER + ",layout", " vgg16 ,HALF,16,224,1000,800,nhwc",
+                           "resnet50,fp32,1,224.0,500,400,"])
+    cols, rows = E.read_e2e(path, ["vgg16", "resnet50"])
+    assert cols == [*E2E_HEADER.split(","), "layout"]
+    a, b = rows
+    assert (a.net, a.precision, a.batch, a.size, a.eager_us, a.graph_us, a.layout) == (
+        "vgg16", "fp16", 16, 224, 1000.0, 800.0, "NHWC")
+    assert b.layout == "NCHW" and b.size == 224 and type(b.size) is int
+    assert a.config.layout == "NHWC" and b.config.layout == "NCHW"
+    assert E.read_e2e(path)[1] == rows  # no network list: any name
+
+
+@pytest.mark.parametrize("row,message", [
+    ("alexnet,fp32,1,224,5,4", r":2: column 'net' names unknown network 'alexnet' \(zoo models: "
+                               r"vgg16, resnet50\)$"),
+    ("vgg16,int8,1,224,5,4", r":2: column 'mode' has unknown precision 'int8'$"),
+    ("vgg16,fp32,1.5,224,5,4", r":2: column 'B' must be an integer, got '1.5'$"),
+    ("vgg16,fp32,1,0,5,4", r":2: column 'size' must be a finite number > 0, got '0'$"),
+    ("vgg16,fp32,1,224,-5,4", r":2: column 'eager_us' must be a finite number > 0"),
+    ("vgg16,fp32,1,224,5,nan", r":2: column 'graph_us' must be a finite number > 0"),
+    ("vgg16,fp32,1,224,5,4,CHWN", r":2: column 'layout' must be NCHW or NHWC, got 'CHWN'$"),
+])
+def test_read_e2e_refuses_bad_rows(tmp_path: Path, row: str, message: str) -> None:
+    path = _csv(tmp_path, [E2E_HEADER + ",layout", row])
+    with pytest.raises(C.MeasurementError, match=message):
+        E.read_e2e(path, ["vgg16", "resnet50"])
+
+
+def test_read_e2e_refuses_an_empty_file(tmp_path: Path) -> None:
+    with pytest.raises(C.MeasurementError, match=r"m.csv: no measurement rows$"):
+        E.read_e2e(_csv(tmp_path, [E2E_HEADER]))
+
+
+def test_e2e_report_numbers_and_table() -> None:
+    rows = tuple(E.E2ERow(net=n, precision="fp32", batch=1, size=224, eager_us=e, graph_us=g,
+                          row={}, layout=lay)
+                 for n, e, g, lay in (("vgg16", 1000.0, 800.0, "NCHW"),
+                                      ("resnet50", 500.0, 400.0, "NHWC")))
+    rep = E.E2EReport(rows=rows, graph_kernel_us=2.5, folds={"vgg16": 2.0, "resnet50": 3.0},
+                      pred_eager=np.array([900.0, 550.0]), pred_graph=np.array([880.0, 400.0]),
+                      pred_eager_cv=np.array([800.0, 600.0]),
+                      pred_graph_cv=np.array([1000.0, 300.0]))
+    s = rep.summary()
+    assert s["graph_kernel_us"] == 2.5 and s["folds"] == {"vgg16": 2.0, "resnet50": 3.0}
+    assert s["mape_graph_fit"] == pytest.approx(5.0)   # (10% + 0%) / 2
+    assert s["mape_eager_fit"] == pytest.approx(10.0)  # (10% + 10%) / 2
+    assert s["mape_graph_cv"] == pytest.approx(25.0)   # (25% + 25%) / 2
+    assert s["mape_eager_cv"] == pytest.approx(20.0)
+    lines = rep.markdown()
+    assert lines[0] == "## End to end: whole networks (dense, fusion none, NCHW, NHWC)"
+    assert "**2.50 us**; leave-one-network-out: without vgg16: 2.00 us, without resnet50: " \
+           "3.00 us. " in lines[2]
+    assert "| vgg16 | fp32 | 1 | 800 | 880 (+10%) | +25% | 1000 | 900 (-10%) | -20% |" in lines
+    assert "| resnet50 | fp32 | 1 | 400 | 400 (+0%) | -25% | 500 | 550 (+10%) | +20% |" in lines
+    assert lines[-2] == ("E2E MAPE: graph **5.0%** fitted, **25.0%** cross-validated; eager "
+                         "10.0% fitted, 20.0% cross-validated.")
+    one = E.E2EReport(**{**rep.__dict__, "folds": {}})
+    assert "leave-one-network-out: none (one network)." in one.markdown()[2]
+
+
+# --- probe files ---------------------------------------------------------------------------------
+
+OPS = "net,name,kind,B,mode,reads,param_reads,writes,flops,us_median"
+
+
+def test_read_probe_rows_and_refusals(tmp_path: Path) -> None:
+    path = _csv(tmp_path, [OPS, "r,bn1,bn,2,FP16,100,8,0,50,3.5"])
+    (r,) = PR.read_probe(path, "ops")
+    assert r.precision == "fp16" and r.times == {"us_median": 3.5} and r.integer("reads") == 100
+    g = PR.op_geom(r)
+    assert (g.name, g.kind, g.reads, g.param_reads, g.writes, g.flops) == ("bn1", "bn", 100, 8,
+                                                                           0, 50)
+    with pytest.raises(C.MeasurementError, match=r"^unknown probe kind 'op'; known: ops, "
+                                                 r"concurrency, secnn_sw$"):
+        PR.read_probe(path, "op")
+    for row, message in (
+            ("r,bn1,bn,0,fp16,100,8,0,50,3.5", r":2: column 'B' must be a positive integer, "
+                                               r"got '0'$"),
+            ("r,bn1,bn,2,fp16,-1,8,0,50,3.5", r":2: column 'reads' must be a positive integer"),
+            ("r,bn1,bn,2,fp16,1.5,8,0,50,3.5", r":2: column 'reads' must be a positive integer"),
+            ("r,bn1,bn,2,fp64,1,8,0,50,3.5", r":2: column 'mode' has unknown precision 'fp64'$"),
+            ("r,bn1,bn,2,fp16,1,8,0,50,0", r":2: column 'us_median' must be a finite number > 0")):
+        with pytest.raises(C.MeasurementError, match=message):
+            PR.read_probe(_csv(tmp_path, [OPS, row], "bad.csv"), "ops")
+    with pytest.raises(C.MeasurementError, match=r"m.csv: no measurement rows$"):
+        PR.read_probe(_csv(tmp_path, [OPS]), "ops")
+
+
+def test_read_probe_secnn_sw_checks_geometry_and_density(tmp_path: Path) -> None:
+    head = "net,name,geom,B,mode,density,nnz,compare_us,compact_us,amend_us,dense_us"
+    geom = _q(json.dumps(LayerGeom.conv("c", n=1, h=8, cin=4, cout=4, k=3).as_dict()))
+    good = f"r,c,{geom},1,fp32,0.25,10,1,2,3,4"
+    (r,) = PR.read_probe(_csv(tmp_path, [head, good]), "secnn_sw")
+    assert r.times == {"compare_us": 1.0, "compact_us": 2.0, "amend_us": 3.0, "dense_us": 4.0}
+    assert PR.read_probe(_csv(tmp_path, [head, good.replace(",10,", ",0,")]), "secnn_sw")
+    for row, message in ((good.replace("0.25", "1.5"), r":2: column 'density' must be <= 1$"),
+                         (good.replace("0.25", "0"), r":2: column 'density' must be a finite"),
+                         (good.replace(geom, "notjson"), r":2: column 'geom' is not a layer "
+                                                         r"geometry \(")):
+        with pytest.raises(C.MeasurementError, match=message):
+            PR.read_probe(_csv(tmp_path, [head, row]), "secnn_sw")
+    assert PR.read_probe(_csv(tmp_path, [head, good.replace("0.25", "1")]), "secnn_sw")

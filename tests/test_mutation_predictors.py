@@ -184,6 +184,14 @@ def test_secnn_refuses_arguments_out_of_range(kwargs: dict, message: str) -> Non
         pr.secnn(**kwargs)
 
 
+def test_secnn_rates_stay_float32_with_64_bit_types_enabled() -> None:
+    p = pr.secnn(0.5, 0.5)
+    with jax.enable_x64(True):
+        state = p.update(p.init(LAYERS), _frames(np.random.default_rng(5), 1)[0])
+        assert {n: s["rate"].dtype for n, s in state.items()} == {"a": jnp.float32,
+                                                                   "b": jnp.float32}
+
+
 def test_secnn_key_holds_floats_so_equal_values_share_programs() -> None:
     key = pr.secnn(1, 0).config_key
     assert key == ("secnn", 1.0, 0.0) and all(type(v) is float for v in key[1:])
@@ -238,15 +246,17 @@ def test_accumulated_takes_a_traced_tau() -> None:
     (True, r"^accumulated: tau must be one number, got True$"),
     ("0.5", r"^accumulated: tau must be one number, got '0.5'$"),
     (object(), r"^accumulated: tau must be one number, got <object"),
-    ({"u": -1.0}, r"^accumulated: tau for layer 'u' must be finite and >= 0, got -1.0$"),
-    ({"w": 0.1}, r"^accumulated: tau lacks layers \['u'\]; pass one number or "
-                 r"\{layer_name: tau\} for every layer$"),
+    ({**dict.fromkeys("abcdefg", 0.1), "u": -1.0},
+     r"^accumulated: tau for layer 'u' must be finite and >= 0, got -1.0$"),
+    ({"w": 0.1}, r"^accumulated: tau lacks layers \['a', 'b', 'c', 'd', 'e'\]; pass one number "
+                 r"or \{layer_name: tau\} for every layer$"),  # the first five of eight
 ])
 def test_accumulated_refuses_bad_taus_naming_them(tau, message: str) -> None:
     p = pr.accumulated()
-    state = p.init([_layer("u", (1, 3))])
+    layers = [_layer(n, (1, 3)) for n in "abcdefgu"]
+    state = p.init(layers)
     with pytest.raises(PredictorError, match=message):
-        p.update(state, {"u": jnp.zeros((1, 3))}, tau)
+        p.update(state, {n: jnp.zeros((1, 3)) for n in "abcdefgu"}, tau)
 
 
 def test_accumulated_refuses_a_tau_that_is_not_an_array_at_all() -> None:
@@ -262,10 +272,10 @@ def test_accumulated_refuses_a_tau_that_is_not_an_array_at_all() -> None:
 
 def test_accumulated_refuses_inputs_missing_a_layer() -> None:
     p = pr.accumulated()
-    state = p.init([_layer(n, (1, 2)) for n in "pqrstuv"])
+    state = p.init([_layer(n, (1, 2)) for n in "pqrstuvw"])  # six missing: the first five named
     with pytest.raises(PredictorError,
                        match=r"^accumulated: inputs lack layers \['q', 'r', 's', 't', 'u'\]$"):
-        p.update(state, {"p": jnp.zeros((1, 2)), "v": jnp.zeros((1, 2))}, 0.0)
+        p.update(state, {"p": jnp.zeros((1, 2)), "w": jnp.zeros((1, 2))}, 0.0)
 
 
 # --- mean ---------------------------------------------------------------------------------------
@@ -292,8 +302,9 @@ def test_mean_refuses_stats_that_do_not_fit_the_layers() -> None:
             r"^mean predictor: stats do not match the model's layers \(missing: "
             r"\['b', 'c', 'd', 'e', 'f'\], unknown: \['x', 'y'\]\)$")):
         pr.mean({"a": np.zeros(3), "x": np.zeros(3), "y": np.zeros(3)}).init(lyrs)
-    with pytest.raises(PredictorError, match=r"missing: \[\], unknown: \['x'\]"):
-        pr.mean({**{n: np.zeros(3) for n in names}, "x": np.zeros(3)}).init(lyrs)
+    with pytest.raises(PredictorError, match=r"missing: \[\], unknown: \['t', 'u', 'v', 'w', "
+                                             r"'x'\]\)$"):
+        pr.mean({n: np.zeros(3) for n in names + "tuvwxyz"}).init(lyrs)
     with pytest.raises(PredictorError, match=(
             r"^mean predictor: stats\['a'\] has shape \(2,\), expected \(3,\) or \(2, 3\)$")):
         pr.mean({"a": np.zeros(2)}).init(lyrs[:1])
@@ -347,6 +358,8 @@ def test_from_spec_builds_the_constructors_predictor(spec: str, key: tuple) -> N
     ("secnn(silence=half)", r"^predictor 'secnn\(silence=half\)': 'silence=half' is not "
                             r"key=number$"),
     ("secnn(silence)", r"^predictor 'secnn\(silence\)': 'silence' is not key=number$"),
+    ("secnn(silence=0.5=1)", r"^predictor 'secnn\(silence=0.5=1\)': 'silence=0.5=1' is not "
+                             r"key=number$"),
     ("secnn(speed=1)", r"^predictor 'secnn\(speed=1\)': .*unexpected keyword argument 'speed'"),
     ("zero(silence=1)", r"^predictor 'zero\(silence=1\)': .*unexpected keyword"),
     ("secnn(decay=1)", r"^predictor 'secnn\(decay=1\)': secnn: decay must lie in \[0, 1\), "

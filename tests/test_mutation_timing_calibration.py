@@ -383,3 +383,65 @@ def test_read_probe_secnn_sw_checks_geometry_and_density(tmp_path: Path) -> None
         with pytest.raises(C.MeasurementError, match=message):
             PR.read_probe(_csv(tmp_path, [head, row]), "secnn_sw")
     assert PR.read_probe(_csv(tmp_path, [head, good.replace("0.25", "1")]), "secnn_sw")
+
+
+# --- fitting graph_kernel_us --------------------------------------------------------------------
+
+NETS = {("a", 1, 16): E.Network(geoms=(LayerGeom.conv("c", n=1, h=16, cin=16, cout=32, k=3),
+                                       LayerGeom.dense("fc", n=1, fin=512, fout=10)), ops=()),
+        ("b", 2, 8): E.Network(geoms=(LayerGeom.conv("c1", n=2, h=8, cin=8, cout=8, k=3),
+                                      LayerGeom.conv("c2", n=2, h=8, cin=8, cout=8, k=1),
+                                      LayerGeom.conv("c3", n=2, h=8, cin=8, cout=8, k=3)),
+                               ops=())}
+
+
+def _rows(gk: dict[str, float], params: ModelParams) -> list[E.E2ERow]:
+    """Rows whose graph latencies the model reproduces exactly at ``graph_kernel_us = gk[net]``
+    (eager: twice the graph time, whatever the model predicts for it)."""
+    rows = []
+    for (net, batch, size), network in NETS.items():
+        for prec in ("fp32", "fp16"):
+            p = ModelParams(**{**params.__dict__, "graph_kernel_us": gk[net]})
+            g = E.network_us(network, "h100", prec, "graph", p)
+            rows.append(E.E2ERow(net=net, precision=prec, batch=batch, size=size,
+                                 eager_us=2 * g, graph_us=g, row={}))
+    return rows
+
+
+def test_fit_graph_kernel_us_recovers_the_parameter_that_made_the_latencies() -> None:
+    params = ModelParams()
+    rows = _rows({"a": 1.37, "b": 1.37}, params)
+    assert E.fit_graph_kernel_us(rows, NETS, params) == pytest.approx(1.37, abs=1e-9)
+    assert E.fit_graph_kernel_us(rows, NETS, params, grid=np.array([0.5, 1.25, 3.0])) == 1.25
+    eager, graph = E.predict_e2e(rows, NETS, ModelParams(graph_kernel_us=1.37))
+    np.testing.assert_allclose(graph, [r.graph_us for r in rows])
+    assert eager.shape == (4,) and (eager > 0).all()
+    with pytest.raises(E.ReplayError, match=r"^scheme 'secnn_hw' depends on events; use "
+                                            r"timing.replay$"):
+        E.network_us(NETS[("a", 1, 16)], "h100", "fp32", "graph", params, scheme="secnn_hw")
+
+
+def test_validate_e2e_fits_on_all_rows_and_leaves_each_network_out() -> None:
+    params = ModelParams()
+    rows = _rows({"a": 1.0, "b": 3.0}, params)
+    rep = E.validate_e2e(rows, NETS, params)
+    assert rep.folds == {"a": pytest.approx(3.0, abs=1e-9), "b": pytest.approx(1.0, abs=1e-9)}
+    assert rep.rows == tuple(rows)
+    cv = [E.predict_e2e([r], NETS, ModelParams(graph_kernel_us=rep.folds[r.net]))[1][0]
+          for r in rows]
+    np.testing.assert_allclose(rep.pred_graph_cv, cv)
+    fitted = ModelParams(graph_kernel_us=rep.graph_kernel_us)
+    np.testing.assert_allclose(rep.pred_graph, E.predict_e2e(rows, NETS, fitted)[1])
+    # a fold's own per-layer parameters predict its held-out network
+    slow = ModelParams(latency_cycles=5000.0)
+    rep2 = E.validate_e2e(rows, NETS, params, folds={"a": slow})
+    a_rows = [r for r in rows if r.net == "a"]
+    gk_a = E.fit_graph_kernel_us([r for r in rows if r.net == "b"], NETS, slow)
+    np.testing.assert_allclose(
+        rep2.pred_graph_cv[:2],
+        E.predict_e2e(a_rows, NETS, ModelParams(latency_cycles=5000.0, graph_kernel_us=gk_a))[1])
+    np.testing.assert_allclose(rep2.pred_graph_cv[2:], rep.pred_graph_cv[2:])
+    one = E.validate_e2e(a_rows, NETS, params)
+    assert one.folds == {} and one.graph_kernel_us == pytest.approx(1.0, abs=1e-9)
+    np.testing.assert_array_equal(one.pred_graph_cv, one.pred_graph)
+    np.testing.assert_array_equal(one.pred_eager_cv, one.pred_eager)

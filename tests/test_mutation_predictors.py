@@ -230,6 +230,20 @@ def test_accumulated_keeps_a_change_exactly_at_tau_and_takes_per_layer_taus() ->
     np.testing.assert_array_equal(p.update(state, x, np.float32(1.0))["u"], [[0.0, 0.0, 0.0]])
 
 
+def test_accumulated_compares_in_the_inputs_dtype() -> None:
+    """float16 inputs: |x - P| > tau in float16, as the serial phase computes it; tau = 0.9999
+    rounds to 1.0 there, so a change of exactly 1.0 is not propagated (it would be in float32)."""
+    p = pr.accumulated()
+    lyr = _layer("h", (1, 3), jnp.float16)
+    x = np.array([[1.0, 2.0, -0.5]], np.float16)
+    got = p.update(p.init([lyr]), {"h": jnp.asarray(x)}, 0.9999)
+    tau16 = np.float16(0.9999)
+    want = np.where((x > tau16) | (x < -tau16), x, np.float16(0))
+    assert tau16 == 1.0 and got["h"].dtype == jnp.float16
+    np.testing.assert_array_equal(got["h"], want)
+    np.testing.assert_array_equal(want, [[0.0, 2.0, 0.0]])
+
+
 def test_accumulated_takes_a_traced_tau() -> None:
     p = pr.accumulated()
     lyr = _layer("u", (1, 3))

@@ -15,8 +15,10 @@ import pytest
 from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing import calibration as C
 from secnn_jax.timing import e2e as E
+from secnn_jax.timing import kernels as K
 from secnn_jax.timing import probes as PR
-from secnn_jax.timing.params import ModelParams
+from secnn_jax.timing.gpus import H100
+from secnn_jax.timing.params import ModelParams, SchemeConfig
 
 HEADER = "net,name,cin,cout,k,stride,pad,groups,H,B,mode,us_median"
 
@@ -445,3 +447,55 @@ def test_validate_e2e_fits_on_all_rows_and_leaves_each_network_out() -> None:
     assert one.folds == {} and one.graph_kernel_us == pytest.approx(1.0, abs=1e-9)
     np.testing.assert_array_equal(one.pred_graph_cv, one.pred_graph)
     np.testing.assert_array_equal(one.pred_eager_cv, one.pred_eager)
+
+
+# --- probe predictions and sections -------------------------------------------------------------
+
+def test_op_kernels_are_the_elementwise_model_plus_the_tiny_kernel(tmp_path: Path) -> None:
+    params = ModelParams(latency_cycles=600.0)
+    rows = PR.read_probe(_csv(tmp_path, [OPS, "r,bn,bn,1,fp16,1000,64,1000,2000,10",
+                                         "r,relu,relu,1,fp32,5000,,0,,20",
+                                         "r,pool,pool,1,fp32,400,0,100,400,5"]), "ops")
+    got = PR.op_us(rows, "h100", params)
+    for r, us, (elements, nbytes, flops) in zip(rows, got, (
+            (1000, 2 * (1000 + 64 + 1000), 2000), (5000, 4 * 5000, 0), (100, 4 * 500, 400)),
+            strict=True):
+        kc = K.elementwise_cost(elements, nbytes, flops, H100, r.precision, params)
+        assert us == pytest.approx(H100.event_overhead_us + kc.cycles / H100.clock_mhz)
+    lines, nums = PR.ops_markdown(rows, "h100", params)
+    ape = np.abs(got - [10.0, 20.0, 5.0]) / [10.0, 20.0, 5.0]
+    assert nums["mape"] == pytest.approx(100 * ape.mean())
+    assert nums["kinds"]["relu"] == {"rows": 1, "mape": pytest.approx(100 * ape[1])}
+    assert lines[0] == "## Op kernels timed alone (not fitted)"
+    assert f"| bn | 1 | {100 * ape[0]:.1f}% | 10.0 | {got[0]:.1f} |" in lines
+    assert lines[-2] == f"| **all** | 3 | **{100 * ape.mean():.1f}%** | | |"
+    assert [ln.split(" |")[0] for ln in lines[6:9]] == ["| bn", "| pool", "| relu"]
+
+
+CONC = "name,cin,cout,k,H,B,mode,n,arrangement,us_median"
+
+
+def test_concurrency_model_and_section(tmp_path: Path) -> None:
+    params = ModelParams(graph_kernel_us=2.0, extra_kernel_us=3.0)
+    g = LayerGeom.conv("c", n=1, h=14, cin=64, cout=64, k=3)
+    kc = K.dense_cost(g, H100, "fp16", params, SchemeConfig(layout="NHWC"))
+    indep, chained = PR.concurrency_us(g, 4, "fp16", "h100", params)
+    extra = (kc.kernels - 1) * 3.0
+    assert chained == pytest.approx(H100.event_overhead_us + (4 * kc.cycles
+                                                             + 3 * 2.0 * 1980.0) / 1980.0
+                                    + 4 * extra)
+    alone = H100.event_overhead_us + kc.cycles / 1980.0 + extra
+    assert alone <= indep <= chained
+    nbytes = 2 * (g.n_inputs + g.weights + g.n_outputs)
+    assert indep >= H100.event_overhead_us + 4 * nbytes / H100.dram_bytes_per_clk / 1980 + extra
+    i1, c1 = PR.concurrency_us(g, 1, "fp16", "h100", params)
+    assert c1 == pytest.approx(alone) and i1 >= c1
+    rows = PR.read_probe(_csv(tmp_path, [CONC, "c,64,64,3,14,1,fp16,4,independent,40",
+                                         "c,64,64,3,14,1,fp16,4,chained,100",
+                                         "c,64,64,3,14,1,fp16,2,chained,50"]), "concurrency")
+    lines, nums = PR.concurrency_markdown(rows, "h100", params)
+    assert nums == {"probes": [{"shape": "c", "precision": "fp16", "batch": 1, "n": 4,
+                                "overlap": 2.5, "model_overlap": pytest.approx(chained / indep)}]}
+    assert (f"| c | fp16 | 1 | 4 | 100.0 | 40.0 | 2.50x | {chained:.1f} | {indep:.1f} | "
+            f"{chained / indep:.2f}x |") in lines
+    assert lines[-1] == "" and len([ln for ln in lines if ln.startswith("| c |")]) == 1

@@ -67,9 +67,11 @@ class FakeWorkspace:
 
     def run(self, model: str, stream: str, predictor: str, tau, *, n_frames: int,
             timed: bool) -> SimpleNamespace:
+        assert (model, stream, timed) == ("m", "s", True)
         time_us = np.full((n_frames, 1, 2), np.nan)
         counts = np.zeros((n_frames, len(self._layers), 4), np.int64)
         if predictor == "zero":
+            assert tau == 0.0 and type(tau) is float  # the baseline: the exact zero predictor
             time_us[:, 0, 0] = BASE_US
             return SimpleNamespace(time_us=time_us, counts=counts, logits=self._logits(0, n_frames))
         alpha = np.array([tau[lyr.name] for lyr in self._layers])
@@ -280,3 +282,32 @@ def test_the_tuner_needs_a_timer() -> None:
     ws.timer = None
     with pytest.raises(accuracy.ConfigError, match="the threshold tuner needs a timer"):
         _tune(ws, floor=1.0)
+
+
+def test_better_keeps_the_faster_feasible_result_and_the_newer_on_ties() -> None:
+    def r(speedup, feasible: bool = True) -> dict:
+        return {"speedup": speedup, "feasible": feasible}
+
+    a, b = r(2.0), r(1.0)
+    assert accuracy._better(a, b) is a and accuracy._better(b, a) is a
+    tie = r(2.0)
+    assert accuracy._better(a, tie) is tie  # b on ties
+    assert accuracy._better(a, r(5.0, feasible=False)) is a
+    none, zero, half = r(None), r(0.0), r(0.5)  # no speedup counts as 0
+    assert accuracy._better(half, none) is half and accuracy._better(none, half) is half
+    assert accuracy._better(none, zero) is zero and accuracy._better(zero, none) is none
+
+
+def test_cell_speedup_is_none_without_times_or_schemes() -> None:
+    ws = FakeWorkspace(2, 16, 8, lambda a: 0, _sum_speed)
+    cell = ws.run("m", "s", "secnn", {"l0": 0.5, "l1": 0.5}, n_frames=4, timed=True)
+    args = ("m", "s", cell, 0, "secnn_hw", "dense")
+    assert accuracy._cell_speedup(ws, *args) == pytest.approx(2.0)
+    assert accuracy._cell_speedup(ws, "m", "s", cell, 0, "secnn_hw", "dense",
+                                  slice(0, 2)) == pytest.approx(2.0)
+    assert accuracy._cell_speedup(ws, "m", "s", cell, 0, "winograd", "dense") is None
+    assert accuracy._cell_speedup(ws, "m", "s", cell, 0, "secnn_hw", "fft") is None
+    untimed = SimpleNamespace(**{**cell.__dict__, "time_us": None})
+    assert accuracy._cell_speedup(ws, "m", "s", untimed, *args[3:]) is None
+    ws.timer = None
+    assert accuracy._cell_speedup(ws, *args) is None

@@ -35,7 +35,7 @@ class FakeWorkspace:
 
     def __init__(self, n_layers: int, frames: int, chunk_size: int,
                  fails: Callable[[np.ndarray], int], speed: Callable[[np.ndarray], float],
-                 misses: np.ndarray | None = None) -> None:
+                 misses: np.ndarray | None = None, scale: np.ndarray | None = None) -> None:
         self.chunk_size = chunk_size
         self.frames = frames
         self.fails, self.speed = fails, speed
@@ -43,9 +43,10 @@ class FakeWorkspace:
                                               f"secnn_hw@{COMPARISON_LAUNCH}"))
         self._layers = tuple(SimpleNamespace(name=f"l{i}", macs=4 * 10, n_inputs=10,
                                              in_shape=(1, 10)) for i in range(n_layers))
-        # abs_sum = n_inputs on every frame: each layer's scale is 1, so tau == alpha.
+        # Each layer's scale (mean |input|) is abs_sum / n_inputs: 1 unless given (tau == alpha).
+        self.scale = np.ones(n_layers) if scale is None else np.asarray(scale, np.float64)
         self._ref = SimpleNamespace(n_inputs=np.full(n_layers, 10), logits=self._logits(0),
-                                    abs_sum=np.full((frames, n_layers), 10.0))
+                                    abs_sum=np.tile(10.0 * self.scale, (frames, 1)))
         self.misses = np.arange(1, n_layers + 1) if misses is None else misses
         self.runs: list[np.ndarray] = []
 
@@ -63,6 +64,7 @@ class FakeWorkspace:
         return self._layers
 
     def reference(self, model: str, stream: str) -> SimpleNamespace:
+        assert (model, stream) == ("m", "s")
         return self._ref
 
     def run(self, model: str, stream: str, predictor: str, tau, *, n_frames: int,
@@ -74,7 +76,7 @@ class FakeWorkspace:
             assert tau == 0.0 and type(tau) is float  # the baseline: the exact zero predictor
             time_us[:, 0, 0] = BASE_US
             return SimpleNamespace(time_us=time_us, counts=counts, logits=self._logits(0, n_frames))
-        alpha = np.array([tau[lyr.name] for lyr in self._layers])
+        alpha = np.array([tau[lyr.name] for lyr in self._layers]) / self.scale
         self.runs.append(alpha)
         time_us[:, 0, 1] = BASE_US / self.speed(alpha)
         counts[:, :, ev.ZN] = self.misses
@@ -85,8 +87,10 @@ class FakeWorkspace:
                                logits=self._logits(wrong, n_frames))
 
 
-def _tune(ws: FakeWorkspace, floor: float, evals: int = 40, **kw) -> dict:
-    calib = ws.frames - ws.chunk_size if ws.frames > ws.chunk_size else ws.frames
+def _tune(ws: FakeWorkspace, floor: float, evals: int = 40, calib: int | None = None,
+          **kw) -> dict:
+    if calib is None:
+        calib = ws.frames - ws.chunk_size if ws.frames > ws.chunk_size else ws.frames
     return accuracy.tune(ws, "m", "s", "secnn", calibration_frames=calib, floor=floor,
                          evals=evals, metric="top1", **kw)
 
@@ -175,6 +179,8 @@ def test_a_metric_always_met_then_doubles_groups_while_faster(extra: int, groups
     assert all(b["speedup"] > a["speedup"] for a, b in zip(hist[13:], hist[14:], strict=False))
     alpha = np.array(list(r["alpha"].values()))
     np.testing.assert_array_equal(alpha, ws.runs[-1])
+    assert [(h["alpha_min"], h["alpha_max"]) for h in hist] == [
+        (run.min(), run.max()) for run in ws.runs]
     k = np.log2(alpha / UP[-1])
     np.testing.assert_array_equal(k, np.round(k))
     assert k.min() >= 0 and extra <= k.sum() <= 4 * extra  # each doubling: >= 1 layer
@@ -311,3 +317,38 @@ def test_cell_speedup_is_none_without_times_or_schemes() -> None:
     assert accuracy._cell_speedup(ws, "m", "s", untimed, *args[3:]) is None
     ws.timer = None
     assert accuracy._cell_speedup(ws, *args) is None
+
+
+@settings(max_examples=15, deadline=None)
+@given(limit=st.floats(0.01, 60.0), scale=st.lists(st.sampled_from([0.25, 0.5, 2.0, 4.0]),
+                                                    min_size=3, max_size=3))
+def test_thresholds_are_alpha_times_each_layers_mean_input(limit: float,
+                                                           scale: list[float]) -> None:
+    ws = FakeWorkspace(3, 16, 8, lambda a: 8 * bool(a.max() > limit), _sum_speed, scale=scale)
+    r = _tune(ws, floor=1.0)
+    want = _largest_grid_alpha(limit)
+    assert r["scale"] == {f"l{i}": s for i, s in enumerate(scale)}
+    assert r["alpha"] == {f"l{i}": want for i in range(3)}
+    assert r["tau"] == {f"l{i}": want * s for i, s in enumerate(scale)}
+
+
+def test_a_changed_calibration_request_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    ws = FakeWorkspace(1, 16, 8, lambda a: 0, _sum_speed)
+    with caplog.at_level("WARNING"):
+        r = _tune(ws, floor=1.0, evals=2, calib=16)
+    assert r["calibration_frames"] == 8
+    assert caplog.messages == ["calibration_frames=16: m calibrates on 8 of its 16 s frames "
+                               "(whole chunks of 8, 8 held out); recorded in config.json as "
+                               "effective"]
+    caplog.clear()
+    ws = FakeWorkspace(1, 6, 8, lambda a: 0, _sum_speed)  # one partial chunk: all of it
+    with caplog.at_level("WARNING"):
+        r = _tune(ws, floor=1.0, evals=2, calib=7, method="worst_window(windows=8)")
+    assert caplog.messages == [
+        "calibration_frames=7: m calibrates on 6 of its 6 s frames (whole chunks of 8, none "
+        "held out); recorded in config.json as effective",
+        "tune method worst_window(windows=8): 8 windows but only 6 calibration frames; using 6"]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _tune(FakeWorkspace(1, 16, 8, lambda a: 0, _sum_speed), floor=1.0, evals=2)
+    assert caplog.messages == []

@@ -352,3 +352,27 @@ def test_a_changed_calibration_request_is_logged(caplog: pytest.LogCaptureFixtur
     with caplog.at_level("WARNING"):
         _tune(FakeWorkspace(1, 16, 8, lambda a: 0, _sum_speed), floor=1.0, evals=2)
     assert caplog.messages == []
+
+
+def test_every_evaluation_is_logged_and_noted(caplog: pytest.LogCaptureFixture) -> None:
+    ws = FakeWorkspace(4, 16, 8, lambda a: 8 * bool(a.max() > 0.03), _sum_speed,
+                       misses=np.ones(4, np.int64))
+    with caplog.at_level("INFO"):
+        r = _tune(ws, floor=1.0, evals=4, groups=2)
+    notes = [h["note"] for h in r["history"]]
+    # 4 layers of equal serial work in 2 groups: the first layer, then the other three
+    assert notes == ["exact (alpha 0)", "global alpha 0.02", "global alpha 0.04",
+                     "group 0 (1 layers) x2"]
+    assert caplog.messages == [
+        "tuner m mean exact (alpha 0): top1 1.000, criterion 1.000, speedup 1.000 (ok)",
+        "tuner m mean global alpha 0.02: top1 1.000, criterion 1.000, speedup 1.080 (ok)",
+        "tuner m mean global alpha 0.04: top1 0.000, criterion 0.000, speedup 1.160 (below)",
+        "tuner m mean group 0 (1 layers) x2: top1 0.000, criterion 0.000, speedup 1.100 "
+        "(below)"]
+    caplog.clear()
+    ws.timer = SimpleNamespace(schemes=("dense@graph",))  # no SE-CNN scheme timed: no speedup
+    with caplog.at_level("INFO"):
+        r = _tune(ws, floor=1.0, evals=1)
+    assert caplog.messages == ["tuner m mean exact (alpha 0): top1 1.000, criterion 1.000, "
+                               "speedup n/a (ok)"]
+    assert r["speedup"] is None

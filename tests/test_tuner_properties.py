@@ -376,3 +376,13 @@ def test_every_evaluation_is_logged_and_noted(caplog: pytest.LogCaptureFixture) 
     assert caplog.messages == ["tuner m mean exact (alpha 0): top1 1.000, criterion 1.000, "
                                "speedup n/a (ok)"]
     assert r["speedup"] is None
+
+
+def test_without_a_speedup_no_group_doubling_is_kept() -> None:
+    """No SE-CNN scheme timed: every speedup is None; stage 1 still climbs (ties go to the
+    newer result) but stage 2 keeps a doubling only when it is faster, which it never is."""
+    ws = FakeWorkspace(3, 16, 8, lambda a: 0, _sum_speed)
+    ws.timer = SimpleNamespace(schemes=("dense@graph",))
+    r = _tune(ws, floor=1.0, evals=14 + 3, groups=1)
+    assert r["alpha"] == {f"l{i}": UP[-1] for i in range(3)} and r["speedup"] is None
+    assert len(r["history"]) == 14 + 1  # the one group's doubling, then frozen

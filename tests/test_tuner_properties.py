@@ -58,6 +58,7 @@ class FakeWorkspace:
         return out
 
     def n_frames(self, model: str, stream: str) -> int:
+        assert (model, stream) == ("m", "s")
         return self.frames
 
     def layers(self, model: str, stream: str) -> tuple:
@@ -80,6 +81,8 @@ class FakeWorkspace:
         self.runs.append(alpha)
         time_us[:, 0, 1] = BASE_US / self.speed(alpha)
         counts[:, :, ev.ZN] = self.misses
+        counts[:, :, ev.VM] = 1
+        counts[:, :, ev.VH] = 3
         counts[:, :, ev.ZZ] = 100
         wrong = int(self.fails(alpha))
         assert 0 <= wrong <= n_frames
@@ -255,7 +258,7 @@ def test_backoff_scales_the_searched_alpha(limit: float, backoff: float) -> None
 @given(total=st.integers(1, 200), cs=st.integers(1, 40), requested=st.integers(1, 300))
 def test_calibration_frames_are_whole_chunks_leaving_one_out(total: int, cs: int,
                                                             requested: int) -> None:
-    ws = SimpleNamespace(chunk_size=cs, n_frames=lambda m, s: total)
+    ws = FakeWorkspace(1, total, cs, lambda a: 0, _sum_speed)
     got = accuracy._calibration_frames(ws, "m", "s", requested)
     assert 1 <= got <= total
     if total <= cs:
@@ -386,3 +389,28 @@ def test_without_a_speedup_no_group_doubling_is_kept() -> None:
     r = _tune(ws, floor=1.0, evals=14 + 3, groups=1)
     assert r["alpha"] == {f"l{i}": UP[-1] for i in range(3)} and r["speedup"] is None
     assert len(r["history"]) == 14 + 1  # the one group's doubling, then frozen
+
+
+def test_the_result_records_what_was_asked_and_found() -> None:
+    ws = FakeWorkspace(2, 16, 8, lambda a: 8 * bool(a.max() > 0.05), _sum_speed,
+                       misses=np.array([4, 2]))
+    r = accuracy.tune(ws, "m", "s", "secnn(silence=0.5)", calibration_frames=8, floor=0.75,
+                      evals=5, metric="top1", method="mean(margin=0.125,backoff=0.5)", gpu=0,
+                      scheme="secnn_hw", baseline="dense", groups=2)
+    assert {k: r[k] for k in ("model", "stream", "predictor", "floor", "metric", "method",
+                              "windows_used", "margin", "calibration_frames")} == {
+        "model": "m", "stream": "s", "predictor": "secnn(silence=0.5)", "floor": 0.75,
+        "metric": "top1", "method": "mean(margin=0.125,backoff=0.5)", "windows_used": 1,
+        "margin": 0.125, "calibration_frames": 8}
+    assert r["objective"] == {"gpu": 0, "scheme": "secnn_hw", "baseline": "dense"}
+    # searched 0.04 (0.08 fails every frame), then backed off to 0.02
+    assert r["searched"] == {"agreement": 1.0, "speedup": pytest.approx(1.08),
+                             "criterion": 1.0}
+    assert r["alpha"] == {"l0": 0.02, "l1": 0.02} and r["speedup"] == pytest.approx(1.04)
+    # mispredicted inputs (ZN + VM) over all inputs, every frame and layer
+    assert r["mispredicted"] == pytest.approx((4 + 2 + 2 * 1) / (4 + 2 + 2 * (1 + 3 + 100)))
+    assert r["window_scores"] == [1.0] and r["agreement"] == r["criterion"] == 1.0
+    assert set(r) == {"model", "stream", "predictor", "floor", "metric", "method",
+                      "windows_used", "margin", "calibration_frames", "tau", "alpha", "scale",
+                      "agreement", "criterion", "window_scores", "speedup", "mispredicted",
+                      "searched", "history", "objective"}

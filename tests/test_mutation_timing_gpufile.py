@@ -166,6 +166,8 @@ def test_gpu_from_ceilings_without_measurements_is_the_base_renamed() -> None:
                                         r"'fast'$"),
     ({"matmul_fp32_TFLOPs": -1}, "x", r"^ceilings field 'matmul_fp32_TFLOPs' must be a finite "
                                       r"number > 0, got -1$"),
+    ({"max_sm_clock_mhz": 0}, "x", r"^ceilings field 'max_sm_clock_mhz' must be a finite number "
+                                   r"> 0, got 0$"),
     ({"tiny_kernel_cuda_event_us": float("inf")}, "x",
      r"^ceilings field 'tiny_kernel_cuda_event_us' must be a finite number > 0, got inf$"),
     ({"copy_bandwidth_TBps_read_plus_write": [1]}, "x", r"is not a number: \[1\]$"),

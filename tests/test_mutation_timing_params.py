@@ -240,6 +240,8 @@ def test_scheme_config_accepts_the_edges_of_its_ranges() -> None:
     assert cfg.launch(G.H100) == 0.0 and cfg.graph_gap(P.ModelParams()) == 0.0
     for placement in P.PLACEMENTS:
         assert P.SchemeConfig(buffer_placement=placement).buffer_placement == placement
+    for parallel in ("auto", "sparse", "dense"):
+        assert P.SchemeConfig(secnn_parallel=parallel).secnn_parallel == parallel
 
 
 def test_launch_and_graph_gap_default_to_the_gpu_and_the_fitted_value() -> None:

@@ -307,8 +307,9 @@ def test_read_e2e_rows(tmp_path: Path) -> None:
 ])
 def test_read_e2e_refuses_bad_rows(tmp_path: Path, row: str, message: str) -> None:
     path = _csv(tmp_path, [E2E_HEADER + ",layout", row])
-    with pytest.raises(C.MeasurementError, match=message):
+    with pytest.raises(C.MeasurementError, match=message) as e:
         E.read_e2e(path, ["vgg16", "resnet50"])
+    assert str(e.value).startswith(f"{path}:2: ")
 
 
 def test_read_e2e_refuses_an_empty_file(tmp_path: Path) -> None:
@@ -333,6 +334,9 @@ def test_e2e_report_numbers_and_table() -> None:
     assert s["mape_eager_cv"] == pytest.approx(20.0)
     lines = rep.markdown()
     assert lines[0] == "## End to end: whole networks (dense, fusion none, NCHW, NHWC)"
+    assert lines[4:6] == ["| network | precision | batch | graph (us) | pred graph | CV | "
+                          "eager (us) | pred eager | CV |",
+                          "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     assert "**2.50 us**; leave-one-network-out: without vgg16: 2.00 us, without resnet50: " \
            "3.00 us. " in lines[2]
     assert "| vgg16 | fp32 | 1 | 800 | 880 (+10%) | +25% | 1000 | 900 (-10%) | -20% |" in lines
@@ -378,8 +382,9 @@ def test_read_probe_secnn_sw_checks_geometry_and_density(tmp_path: Path) -> None
     (r,) = PR.read_probe(_csv(tmp_path, [head, good]), "secnn_sw")
     assert r.times == {"compare_us": 1.0, "compact_us": 2.0, "amend_us": 3.0, "dense_us": 4.0}
     assert PR.read_probe(_csv(tmp_path, [head, good.replace(",10,", ",0,")]), "secnn_sw")
-    for row, message in ((good.replace("0.25", "1.5"), r":2: column 'density' must be <= 1$"),
-                         (good.replace("0.25", "0"), r":2: column 'density' must be a finite"),
+    for row, message in ((good.replace("0.25", "1.5"), r"m.csv:2: column 'density' must be <= 1$"),
+                         (good.replace("0.25", "0"), r"m.csv:2: column 'density' must be a "
+                                                     r"finite"),
                          (good.replace(geom, "notjson"), r":2: column 'geom' is not a layer "
                                                          r"geometry \(")):
         with pytest.raises(C.MeasurementError, match=message):
@@ -443,6 +448,9 @@ def test_validate_e2e_fits_on_all_rows_and_leaves_each_network_out() -> None:
         rep2.pred_graph_cv[:2],
         E.predict_e2e(a_rows, NETS, ModelParams(latency_cycles=5000.0, graph_kernel_us=gk_a))[1])
     np.testing.assert_allclose(rep2.pred_graph_cv[2:], rep.pred_graph_cv[2:])
+    v100 = E.validate_e2e(rows, NETS, params, gpu="v100")
+    assert v100.folds["a"] == E.fit_graph_kernel_us([r for r in rows if r.net == "b"], NETS,
+                                                    params, "v100")
     one = E.validate_e2e(a_rows, NETS, params)
     assert one.folds == {} and one.graph_kernel_us == pytest.approx(1.0, abs=1e-9)
     np.testing.assert_array_equal(one.pred_graph_cv, one.pred_graph)
@@ -466,7 +474,9 @@ def test_op_kernels_are_the_elementwise_model_plus_the_tiny_kernel(tmp_path: Pat
     ape = np.abs(got - [10.0, 20.0, 5.0]) / [10.0, 20.0, 5.0]
     assert nums["mape"] == pytest.approx(100 * ape.mean())
     assert nums["kinds"]["relu"] == {"rows": 1, "mape": pytest.approx(100 * ape[1])}
-    assert lines[0] == "## Op kernels timed alone (not fitted)"
+    assert lines[0] == "## Op kernels timed alone (not fitted)" and lines[1] == ""
+    assert lines[4:6] == ["| kind | rows | MAPE | mean measured (us) | mean predicted (us) |",
+                          "| --- | ---: | ---: | ---: | ---: |"]
     assert f"| bn | 1 | {100 * ape[0]:.1f}% | 10.0 | {got[0]:.1f} |" in lines
     assert lines[-2] == f"| **all** | 3 | **{100 * ape.mean():.1f}%** | | |"
     assert [ln.split(" |")[0] for ln in lines[6:9]] == ["| bn", "| pool", "| relu"]
@@ -493,7 +503,16 @@ def test_concurrency_model_and_section(tmp_path: Path) -> None:
     rows = PR.read_probe(_csv(tmp_path, [CONC, "c,64,64,3,14,1,fp16,4,independent,40",
                                          "c,64,64,3,14,1,fp16,4,chained,100",
                                          "c,64,64,3,14,1,fp16,2,chained,50"]), "concurrency")
+    with pytest.raises(C.MeasurementError, match=r"c.csv:2: column 'k' must be a positive "
+                                                 r"integer, got '0'$"):
+        PR.read_probe(_csv(tmp_path, [CONC, "c,64,64,0,14,1,fp16,4,independent,40"], "c.csv"),
+                      "concurrency")
+    # NCHW transposes: one kernel takes longer than its main loop's schedule and its bytes
+    big = LayerGeom.conv("big", n=8, h=56, cin=64, cout=64, k=3)
+    fi, fcn = PR.concurrency_us(big, 1, "fp16", "h100", params, layout="NCHW")
+    assert fi == pytest.approx(fcn)
     lines, nums = PR.concurrency_markdown(rows, "h100", params)
+    assert lines[0] == "## Concurrency: n independent convolutions vs the same n chained"
     assert nums == {"probes": [{"shape": "c", "precision": "fp16", "batch": 1, "n": 4,
                                 "overlap": 2.5, "model_overlap": pytest.approx(chained / indep)}]}
     assert (f"| c | fp16 | 1 | 4 | 100.0 | 40.0 | 2.50x | {chained:.1f} | {indep:.1f} | "

@@ -6,6 +6,7 @@ minimum is known, and the written calibration files. Nothing here fits the real 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -236,6 +237,8 @@ def test_report_markdown_tables() -> None:
     assert "| fp32 | 1 | 3 | 6.7% | 10.0% |" in lines
     assert "| **all** | | 5 | **8.0%** | **13.0%** |" in lines
     assert "| b | 15.0% | 5.0% |" in lines
+    i = lines.index("| network | MAPE fit | MAPE CV |")
+    assert lines[i + 1] == "| --- | ---: | ---: |" and lines[i + 2].startswith("| a | ")
     assert "| depthwise | 1 | 20.0% | 10.0% |" in lines
     assert lines.index("## Extra") < lines.index("## Fitted parameters")
     assert "| parameter | all rows | without a | without b |" in lines
@@ -265,6 +268,18 @@ def test_write_outputs_writes_the_fitted_params_and_the_report(tmp_path: Path) -
     assert doc["validation"]["mape_fit"] == 8.0 and doc["validation"]["mape_cv"] == 13.0
     assert doc["validation"]["folds"]["b"]["latency_cycles"] == 2.0
     assert "e2e" not in doc["validation"] and md.read_text() == rep.markdown()
+    e2e = E.E2EReport(rows=(E.E2ERow(net="a", precision="fp32", batch=1, size=16, eager_us=30.0,
+                                     graph_us=20.0, row={}),),
+                      graph_kernel_us=1.234, folds={}, pred_eager=np.array([33.333]),
+                      pred_graph=np.array([21.0]), pred_eager_cv=np.array([33.333]),
+                      pred_graph_cv=np.array([21.0]))
+    C.write_outputs(rep, pj, md, e2e=e2e)
+    doc = json.loads(pj.read_text())
+    assert doc["params"]["graph_kernel_us"] == 1.234
+    assert doc["validation"]["e2e"] == {"graph_kernel_us": 1.23, "folds": {},
+                                        "mape_graph_fit": 5.0, "mape_eager_fit": 11.11,
+                                        "mape_graph_cv": 5.0, "mape_eager_cv": 11.11}
+    assert md.read_text() == rep.markdown(e2e.markdown())
 
 
 def test_display_path_and_packaged_measurements(tmp_path: Path) -> None:
@@ -422,6 +437,11 @@ def test_fit_graph_kernel_us_recovers_the_parameter_that_made_the_latencies() ->
     assert E.fit_graph_kernel_us(rows, NETS, params, grid=np.array([0.5, 1.25, 3.0])) == 1.25
     eager, graph = E.predict_e2e(rows, NETS, ModelParams(graph_kernel_us=1.37))
     np.testing.assert_allclose(graph, [r.graph_us for r in rows])
+    nhwc = dataclasses.replace(rows[1], layout="NHWC")  # fp16 3x3 convs: no NCHW transposes
+    p137 = ModelParams(graph_kernel_us=1.37)
+    assert E.predict_e2e([nhwc], NETS, p137)[1][0] == E.network_us(
+        NETS[("a", 1, 16)], "h100", "fp16", "graph", p137, SchemeConfig(layout="NHWC"))
+    assert E.predict_e2e([nhwc], NETS, p137)[1][0] < graph[1]
     assert eager.shape == (4,) and (eager > 0).all()
     with pytest.raises(E.ReplayError, match=r"^scheme 'secnn_hw' depends on events; use "
                                             r"timing.replay$"):
@@ -518,3 +538,59 @@ def test_concurrency_model_and_section(tmp_path: Path) -> None:
     assert (f"| c | fp16 | 1 | 4 | 100.0 | 40.0 | 2.50x | {chained:.1f} | {indep:.1f} | "
             f"{chained / indep:.2f}x |") in lines
     assert lines[-1] == "" and len([ln for ln in lines if ln.startswith("| c |")]) == 1
+
+
+# --- the vectorised prediction and the fit ------------------------------------------------------
+
+def _measurements() -> list[C.Measurement]:
+    shapes = [("c1", "fp32", 1, LayerGeom.conv("c1", n=1, h=28, cin=64, cout=64, k=3), "NCHW"),
+              ("c2", "fp16", 4, LayerGeom.conv("c2", n=4, h=14, cin=128, cout=256, k=3,
+                                               stride=2), "NCHW"),
+              ("c3", "tf32", 1, LayerGeom.conv("c3", n=1, h=7, cin=512, cout=512, k=1), "NHWC"),
+              ("fc", "fp16", 1, LayerGeom.dense("fc", n=1, fin=2048, fout=1000), "NHWC"),
+              ("dw", "fp32", 2, LayerGeom.conv("dw", n=2, h=14, cin=96, cout=96, k=3,
+                                               groups=96), "NHWC")]
+    return [C.Measurement(net="n", name=n, geom=g, precision=p, us_median=10.0, row={},
+                          layout=lay) for n, p, _, g, lay in shapes]
+
+
+def test_the_vectorised_prediction_equals_each_layers_standalone_cost() -> None:
+    params = ModelParams(efficiency={"fp32": 0.5, "tf32": 0.7, "fp16": 0.9}, latency_cycles=500.0,
+                         extra_kernel_us=4.0, cta_overhead_cycles=100.0)
+    ms = _measurements()
+    want = [K.dense_cost(m.geom, H100, m.precision, params, SchemeConfig(layout=m.layout))
+            .standalone_us(H100, params) for m in ms]
+    np.testing.assert_allclose(C.predict_us(ms, "h100", params), want, rtol=1e-12)
+    nhwc = [K.dense_cost(m.geom, H100, m.precision, params, SchemeConfig(layout="NHWC"))
+            .standalone_us(H100, params) for m in ms]
+    np.testing.assert_allclose(C.predict_us(ms, "h100", params, layout="nhwc"), nhwc,
+                               rtol=1e-12)
+
+
+def test_fit_stays_in_bounds_and_keeps_a_perfect_start() -> None:
+    ms = _measurements()
+    truth = ModelParams(efficiency={"fp32": 0.7, "tf32": 0.6, "fp16": 0.5}, latency_cycles=500.0,
+                        l2_bandwidth_factor=1.5, extra_kernel_us=4.0, cta_overhead_cycles=3000.0,
+                        graph_kernel_us=7.0, provenance="truth")
+    exact = [dataclasses.replace(m, us_median=float(u))
+             for m, u in zip(ms, C.predict_us(ms, "h100", truth), strict=True)]
+    # started at the parameters that made the measurements (cta overhead and graph gap are not
+    # fitted but enter every prediction): nothing beats a zero loss
+    got = C.fit(exact, "h100", init=truth, restarts=1)
+    assert got == truth
+    # measurements only an efficiency far below the lower bound (0.05) would explain
+    slow = [dataclasses.replace(m, us_median=m.us_median * 50.0) for m in exact]
+    x = C.vector_from_params(C.fit(slow, "h100", init=truth, restarts=1))
+    assert (x >= C._LOWER).all() and (x <= C._UPPER).all()
+
+
+def test_nelder_mead_tolerance_is_relative_to_the_best_value() -> None:
+    calls = []
+
+    def f(x: np.ndarray) -> float:
+        calls.append(1)
+        return 1e6 + float((x[0] - 1.0) ** 2)
+
+    # the first simplex (1.0, 1.15) spreads 0.0225 <= 1e-6 x 1e6: converged at once
+    x, fx = C.nelder_mead(f, np.array([1.0]))
+    assert len(calls) == 2 and x.tolist() == [1.0] and fx == 1e6

@@ -594,3 +594,30 @@ def test_nelder_mead_tolerance_is_relative_to_the_best_value() -> None:
     # the first simplex (1.0, 1.15) spreads 0.0225 <= 1e-6 x 1e6: converged at once
     x, fx = C.nelder_mead(f, np.array([1.0]))
     assert len(calls) == 2 and x.tolist() == [1.0] and fx == 1e6
+
+
+def test_nelder_mead_steps_by_hand() -> None:
+    """The standard moves on one dimension, points worked out by hand: reflection and
+    expansion (towards a far minimum), then reflection, contraction and shrink (a function
+    that punishes every new point)."""
+    calls: list[float] = []
+
+    def far(x: np.ndarray) -> float:
+        calls.append(float(x[0]))
+        return float((x[0] - 1000.0) ** 2)
+
+    C.nelder_mead(far, np.array([1.0]), max_evals=4)
+    # simplex {1, 1.15}; centroid 1.15; reflect 1.3 (better than the best): expand 1.45
+    np.testing.assert_allclose(calls, [1.0, 1.15, 1.3, 1.45])
+
+    calls.clear()
+    table = {1.0: 0.0, 1.15: 1.0, 0.85: 5.0, 1.075: 2.0}
+
+    def punish(x: np.ndarray) -> float:
+        calls.append(float(x[0]))
+        return table.get(round(float(x[0]), 9), 100.0)
+
+    x, fx = C.nelder_mead(punish, np.array([1.0]), max_evals=5)
+    # reflect 0.85 (worst), contract 1.075 (still worse than 1.15's 1.0): shrink to 1.075
+    np.testing.assert_allclose(calls, [1.0, 1.15, 0.85, 1.075, 1.075])
+    assert x.tolist() == [1.0] and fx == 0.0

@@ -302,6 +302,7 @@ def test_elementwise_kernel_by_hand() -> None:
     kc = K.elementwise_cost(5000, 4e4, 1e5, H100, "fp32", PARAMS)
     n = _ceil(5000, 256 * 4)
     assert kc.n_ctas == n == 5 and kc.kernels == 1 and kc.algo == "elementwise"
+    assert kc.tile == K.ELEMENTWISE_TILE
     assert kc.cta_work == pytest.approx(1e5 / n / SIMT_RATE)
     assert kc.cta_latency == 630.0
     assert kc.memory_cycles == pytest.approx(4e4 / H100.dram_bytes_per_clk)
@@ -322,3 +323,41 @@ def test_every_gpu_offers_candidates_for_every_precision() -> None:
             kc = K.dense_cost(g, gpu, p, PARAMS)
             assert kc.cycles > 0 and kc.tile in (K.SIMT_TILES if K.dense_unit(gpu, p) == "simt"
                                                  else K.TENSOR_TILES)
+
+
+def test_winograd_is_its_documented_batched_gemm_and_transforms() -> None:
+    g = LayerGeom.conv("w", n=2, h=9, cin=24, cout=40, k=3)  # 9 x 9 output, m = 4: 3 x 3 tiles
+    tiles, a2 = 2 * 3 * 3, 36
+    t_in, t_out, t_w = a2 * tiles * 24, a2 * tiles * 40, a2 * 24 * 40
+    for p, eb in (("fp32", 4), ("fp16", 2)):
+        want = K.pick(K.gemm_candidates(
+            H100, p, m=tiles, ncol=40, k_channels=24, taps=1, batch=a2,
+            io_bytes=eb * (t_in + t_w + t_out), unit=K.dense_unit(H100, p),
+            split_k=SchemeConfig().split_k,
+            extra_bytes=eb * ((g.n_inputs + t_in) + (g.weights + t_w) + (t_out + g.n_outputs)),
+            extra_kernels=3, algo="winograd"), H100, PARAMS)
+        assert K.winograd_cost(g, H100, p, PARAMS) == want
+    capped = K.winograd_cost(g, H100, "fp16", PARAMS, occ_cap=1)
+    assert capped.occupancy == 1
+
+
+def test_fft_is_its_documented_planes_and_per_bin_complex_gemm() -> None:
+    g = LayerGeom.conv("f", n=2, h=28, cin=16, cout=32, k=5)
+    P = 32  # the power of two >= 28 + 5 - 1
+    bins = P * (P // 2 + 1)
+    planes = 2 * 16 + 16 * 32 + 2 * 32
+    simt = 128 * H100.ceiling_frac["fp32"] * 0.5
+    fft_cycles = planes * 1.25 * P * P * np.log2(P * P) / (simt * 132)
+    for p, eb in (("fp32", 4), ("fp16", 2)):
+        base = K.pick(K.gemm_candidates(
+            H100, "fp32", m=2, ncol=32, k_channels=4 * 16, taps=1, batch=bins,
+            io_bytes=8 * bins * planes, unit="simt",
+            extra_bytes=eb * (g.n_inputs + g.weights + g.n_outputs) + 8 * bins * planes,
+            extra_kernels=3, algo="fft"), H100, PARAMS)
+        got = K.fft_cost(g, H100, p, PARAMS)
+        assert got.algo == "fft" and got.tile == base.tile and got.kernels == base.kernels
+        assert got.cycles == pytest.approx(base.cycles + fft_cycles, rel=1e-12)
+        assert got.compute_cycles == pytest.approx(base.compute_cycles + fft_cycles, rel=1e-12)
+        assert got.busy_cycles == pytest.approx(base.busy_cycles + fft_cycles * 132, rel=1e-12)
+        assert got.memory_cycles == base.memory_cycles
+    assert K.fft_cost(g, H100, "fp32", PARAMS, occ_cap=1).occupancy == 1

@@ -50,6 +50,8 @@ def test_simt_candidates_follow_the_tile_menu() -> None:
     ("tf32", 3, 8),     # MMA depth 8 for TF32
     ("fp16", 20, 32),   # next power of two below the tile's bk (32)
     ("fp16", 64, 32),   # >= bk: blocks of bk
+    ("fp16", 96, 32),   # >= bk: blocks of bk (not the next power of two, 128)
+    ("fp16", 17, 32),   # one past a power of two
 ])
 def test_tensor_candidates_iterate_each_taps_channels_in_blocks(precision: str, cin: int,
                                                                 ck: int) -> None:
@@ -62,6 +64,13 @@ def test_tensor_candidates_iterate_each_taps_channels_in_blocks(precision: str, 
     assert (c.eff_index == K.EFF_KEYS.index(precision)).all()
     np.testing.assert_allclose(c.rate_base, H100.tensor_fma_per_clk[precision]
                                * H100.ceiling_frac[precision])
+
+
+def test_simt_k_is_rounded_up_to_whole_k_steps() -> None:
+    c = K.gemm_candidates(H100, "fp32", m=10, ncol=10, k_channels=3, taps=9, batch=1,
+                          io_bytes=0.0, unit="simt", tiles=[K.SIMT_TILES[0]])
+    assert c.macs_cta.tolist() == [128 * 128 * 32]  # K = 27 -> 4 steps of 8
+    assert c.ksteps_per_stage.tolist() == [4 / 2]
 
 
 def test_split_k_needs_four_steps_and_pays_a_workspace_and_a_reduction() -> None:
@@ -276,6 +285,20 @@ def test_sparse_grid_busiest_lane_versus_compacted_mean() -> None:
     np.testing.assert_allclose(
         K.sparse_grid(cnt, g, H100, "fp32", PARAMS, K.SparseTile(t, 2), compact=True).w,
         [[32 * 64 * 7 / 32 / 2 / SIMT_RATE] * 2 + [0.0, 0.0]])
+
+
+def test_grouped_sparse_grid_orders_ctas_by_group_then_tile() -> None:
+    g = LayerGeom.conv("g", n=1, h=8, cin=16, cout=16, k=1, groups=2)  # M 64, 8 outputs/group
+    t = K.SIMT_TILES[-1]  # 32 x 32: two m-tiles per group, one n-tile
+    cnt = np.zeros((1, 64, 2), np.int32)
+    cnt[0, 40, 0] = 1   # group 0, second m-tile, depth 1
+    cnt[0, 5, 1] = 8    # group 1, first m-tile, depth 8
+    grid = K.sparse_grid(cnt, g, H100, "fp32", PARAMS, t)
+    unit = 32 * 32 / SIMT_RATE
+    np.testing.assert_allclose(grid.w, [[0.0, 1 * unit, 8 * unit, 0.0]])
+    # a depth of 1 still pays one step's latency and the CTA overhead
+    np.testing.assert_allclose(grid.d, [[0.0, 600.0 / t.stages + 30.0, 600.0 / t.stages + 30.0,
+                                         0.0]])
 
 
 def test_depthwise_sparse_grid_tiles_positions_and_channels() -> None:

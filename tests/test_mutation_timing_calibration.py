@@ -266,6 +266,7 @@ def test_write_outputs_writes_the_fitted_params_and_the_report(tmp_path: Path) -
     assert doc["provenance"]["sha256"] == "ab" * 32 and doc["provenance"]["measurements"] == "x.csv"
     assert doc["provenance"]["method"].startswith("Nelder-Mead on per-layer APE capped at 0.25;")
     assert doc["validation"]["mape_fit"] == 8.0 and doc["validation"]["mape_cv"] == 13.0
+    assert type(doc["validation"]["mape_fit"]) is float  # rounded to 2 decimals, not to an int
     assert doc["validation"]["folds"]["b"]["latency_cycles"] == 2.0
     assert "e2e" not in doc["validation"] and md.read_text() == rep.markdown()
     e2e = E.E2EReport(rows=(E.E2ERow(net="a", precision="fp32", batch=1, size=16, eager_us=30.0,

@@ -443,6 +443,9 @@ def test_fit_graph_kernel_us_recovers_the_parameter_that_made_the_latencies() ->
     assert E.predict_e2e([nhwc], NETS, p137)[1][0] == E.network_us(
         NETS[("a", 1, 16)], "h100", "fp16", "graph", p137, SchemeConfig(layout="NHWC"))
     assert E.predict_e2e([nhwc], NETS, p137)[1][0] < graph[1]
+    assert E.predict_e2e([nhwc], NETS, p137)[0][0] == E.network_us(
+        NETS[("a", 1, 16)], "h100", "fp16", "eager", p137, SchemeConfig(layout="NHWC"))
+    assert E.predict_e2e([nhwc], NETS, p137)[0][0] < eager[1]
     assert eager.shape == (4,) and (eager > 0).all()
     with pytest.raises(E.ReplayError, match=r"^scheme 'secnn_hw' depends on events; use "
                                             r"timing.replay$"):

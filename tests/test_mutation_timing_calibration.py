@@ -18,6 +18,7 @@ from secnn_jax.timing import calibration as C
 from secnn_jax.timing import e2e as E
 from secnn_jax.timing import kernels as K
 from secnn_jax.timing import probes as PR
+from secnn_jax.timing import simref
 from secnn_jax.timing.gpus import H100
 from secnn_jax.timing.params import ModelParams, SchemeConfig
 
@@ -268,7 +269,9 @@ def test_write_outputs_writes_the_fitted_params_and_the_report(tmp_path: Path) -
     assert doc["validation"]["mape_fit"] == 8.0 and doc["validation"]["mape_cv"] == 13.0
     assert type(doc["validation"]["mape_fit"]) is float  # rounded to 2 decimals, not to an int
     assert doc["validation"]["folds"]["b"]["latency_cycles"] == 2.0
-    assert "e2e" not in doc["validation"] and md.read_text() == rep.markdown()
+    # the committed GPGPU-Sim rows' section follows the kernel tables (timing.simref)
+    sim = simref.markdown()
+    assert "e2e" not in doc["validation"] and md.read_text() == rep.markdown(sim)
     e2e = E.E2EReport(rows=(E.E2ERow(net="a", precision="fp32", batch=1, size=16, eager_us=30.0,
                                      graph_us=20.0, row={}),),
                       graph_kernel_us=1.234, folds={}, pred_eager=np.array([33.333]),
@@ -280,7 +283,7 @@ def test_write_outputs_writes_the_fitted_params_and_the_report(tmp_path: Path) -
     assert doc["validation"]["e2e"] == {"graph_kernel_us": 1.23, "folds": {},
                                         "mape_graph_fit": 5.0, "mape_eager_fit": 11.11,
                                         "mape_graph_cv": 5.0, "mape_eager_cv": 11.11}
-    assert md.read_text() == rep.markdown(e2e.markdown())
+    assert md.read_text() == rep.markdown([*e2e.markdown(), *sim])
 
 
 def test_display_path_and_packaged_measurements(tmp_path: Path) -> None:

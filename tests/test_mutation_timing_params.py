@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 from types import MappingProxyType
 
@@ -16,6 +17,7 @@ import pytest
 from secnn_jax.timing import gpus as G
 from secnn_jax.timing import params as P
 from secnn_jax.timing.errors import ReplayError
+from secnn_jax.timing.names import COMPACTIONS
 
 # --- precisions and per-SM rates ---------------------------------------------------------------
 
@@ -212,7 +214,7 @@ def test_shipped_params_load() -> None:
     ({"buffer_placement": "l1"}, r"^SchemeConfig.buffer_placement='l1': must be one of "
                                  r"\('cache', 'off_chip', 'on_chip'\)$"),
     ({"hw_compaction": "magic"}, r"^SchemeConfig.hw_compaction='magic': must be one of "
-                                 r"\('none', 'software', 'hardware'\)$"),
+                                 + re.escape(str(COMPACTIONS)) + "$"),
     ({"sw_compaction": "x"}, r"^SchemeConfig.sw_compaction='x': must be one of"),
     ({"layout": "NCWH"}, r"^SchemeConfig.layout='NCWH': NHWC or NCHW$"),
     ({"secnn_parallel": "half"}, r"^SchemeConfig.secnn_parallel='half': auto, sparse or dense$"),

@@ -384,6 +384,12 @@ def parse_stats(stdout: str) -> dict[str, int]:
             "instructions": int(ins[-1])}
 
 
+def stats_ctas(stdout: str) -> int:
+    """The simulator's last ``gpu_tot_issued_cta`` (0 when it printed none)."""
+    hits = re.findall(r"gpu_tot_issued_cta\s*=\s*(\d+)", stdout)
+    return int(hits[-1]) if hits else 0
+
+
 def _write_case(folder: Path, name: str, codes: np.ndarray, n: int) -> Path:
     path = folder / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".bin")
     m, k = codes.shape
@@ -434,8 +440,7 @@ def run_cases(paths: SimPaths, config: str, cases_file: Path, out: Path,
             rec = {"config": config, "concurrent_kernel_sm": int(row.concurrent_kernel_sm),
                    "kernel_class": row.kernel_class, "case": row.cases[0],
                    "layers": "+".join(row.cases), **stats,
-                   "ctas": sum(int(x) for x in re.findall(r"gpu_tot_issued_cta\s*=\s*(\d+)",
-                                                          stdout)[-1:]),
+                   "ctas": stats_ctas(stdout),
                    "streams": len(row.cases) if row.kernel_class == "parallel" else 1,
                    "wall_s": round(time.perf_counter() - t0, 1)}
             writer.writerow(rec)

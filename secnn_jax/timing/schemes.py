@@ -712,14 +712,14 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
     else:
         release = np.full(n_layers, lc.submit)
         issue = np.zeros(len(host))
-    chain_ = SE.SerialChain(duration=np.stack(dur, 1), busy=np.stack(busy, 1),
-                            nbytes=np.stack(nbytes, 1), gap=np.array(gap), issue=issue,
-                            layer=np.array(layer, np.int64), labels=tuple(labels))
+    chain_ = SCH.Chain(duration=np.stack(dur, 1), busy=np.stack(busy, 1),
+                       nbytes=np.stack(nbytes, 1), gap=np.array(gap), issue=issue,
+                       dep=np.array(layer, np.int64), labels=tuple(labels))
     # A parallel kernel that compacts its predicted inputs first starts after that pass.
     tl = SE.schedule(ws, ds, occs, par_bytes, release[None, :] + par_delay, chain_, gpu,
                      params, start_at=lc.submit)
     # Per-layer critical path: up to the end of each layer's last serial item.
-    owner = np.maximum.accumulate(np.where(chain_.layer >= 0, chain_.layer, -1))
+    owner = np.maximum.accumulate(np.where(chain_.dep >= 0, chain_.dep, -1))
     owner = np.where(owner < 0, 0, owner)
     for k, lab in enumerate(labels):  # compares belong to the layer they precede
         if lab.endswith(":compare") or lab.endswith(":compaction"):

@@ -87,29 +87,6 @@ SM_EXTENSION: Mapping[str, Physics] = MappingProxyType({p.field: p for p in (
 
 
 @dataclasses.dataclass(frozen=True)
-class SerialChain:
-    """The serial phase's items in program order (cycles; ``[T, K]`` or ``[K]``).
-
-    Attributes:
-      duration: ``[T, K]`` execution of each item (inner kernel boundaries included).
-      busy: ``[T, K]`` SM-cycles of work of each item.
-      nbytes: ``[T, K]`` bytes each item moves.
-      gap: ``[K]`` boundary cost before each item.
-      issue: ``[K]`` earliest start of each item (host issue under ``eager``; else 0).
-      layer: ``[K]`` the layer an item corrects, ``-1`` for op kernels and passes.
-      labels: ``[K]`` item names.
-    """
-
-    duration: np.ndarray
-    busy: np.ndarray
-    nbytes: np.ndarray
-    gap: np.ndarray
-    issue: np.ndarray
-    layer: np.ndarray
-    labels: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True)
 class SecnnFrame:
     """Schedule of one SE-CNN scheme over a batch of frames (cycles).
 
@@ -130,7 +107,7 @@ class SecnnFrame:
 
 
 def schedule(par_w: Sequence[np.ndarray], par_d: Sequence[np.ndarray], par_occ: Sequence[int],
-             par_bytes: np.ndarray, release: np.ndarray, serial: SerialChain, gpu: GPU,
+             par_bytes: np.ndarray, release: np.ndarray, serial: SCH.Chain, gpu: GPU,
              params: ModelParams, start_at: float = 0.0) -> SecnnFrame:
     """Schedules both phases (see the module docstring).
 
@@ -139,15 +116,15 @@ def schedule(par_w: Sequence[np.ndarray], par_d: Sequence[np.ndarray], par_occ: 
       par_occ: per layer, the parallel kernel's occupancy.
       par_bytes: ``[T, L]`` bytes each layer's parallel kernel moves.
       release: ``[L]`` or ``[T, L]`` release time of each layer's parallel kernel.
-      serial: the serial chain.
+      serial: the serial chain (``dep``: the layer whose parallel kernel an item corrects,
+        ``-1`` for op kernels and passes).
       start_at: start of the serial chain's first item (the frame's submission).
     """
     frames = serial.duration.shape[0]
     par_bytes = np.broadcast_to(np.asarray(par_bytes, np.float64), (frames, len(par_w)))
     bw = bandwidth(gpu, par_bytes.sum(1) + np.sum(serial.nbytes, axis=1), params)
     fs = SCH.schedule(
-        SCH.Chain(duration=serial.duration, busy=serial.busy, nbytes=serial.nbytes,
-                  gap=serial.gap, issue=serial.issue, dep=serial.layer, labels=serial.labels),
+        serial,
         SCH.Pool(w=par_w, d=par_d, occupancy=par_occ, nbytes=par_bytes,
                  release=np.asarray(release, np.float64)),
         gpu.sms, bw, start_at)

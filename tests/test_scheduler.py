@@ -11,11 +11,14 @@ from hypothesis import strategies as st
 
 from secnn_jax import events as ev
 from secnn_jax import timing
+from secnn_jax.geometry import LayerGeom
+from secnn_jax.timing import kernels as K
+from secnn_jax.timing import probes as PR
 from secnn_jax.timing import scheduler as SCH
 from secnn_jax.timing.gpus import get_gpu
 from secnn_jax.timing.launch import LaunchCosts, chain
-from secnn_jax.timing.params import ModelParams, SchemeConfig
-from secnn_jax.timing.sm import dealt_makespan
+from secnn_jax.timing.params import ModelParams, SchemeConfig, load_params
+from secnn_jax.timing.sm import bandwidth, dealt_makespan
 
 _FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -198,3 +201,37 @@ def test_a_lone_parallel_cta_runs_as_fast_as_the_same_zero_skip_cta() -> None:
     # here): the layer's bytes take far less.
     assert 0 < zs <= params.latency_cycles
     assert zs == pytest.approx(lone, rel=1e-9)
+
+
+@pytest.mark.parametrize(("c", "k", "h", "precision"), [(64, 3, 56, "fp32"), (512, 3, 7, "fp16"),
+                                                         (256, 1, 14, "fp32")])
+def test_the_concurrency_probe_is_timed_by_the_scheduler(c: int, k: int, h: int,
+                                                         precision: str) -> None:
+    """``probes.concurrency_us``: one copy, independent or chained, is the kernel alone (the old
+    fixed-share model ran a lone copy at 1/slots of its rate); n independent copies are never
+    faster than their SM-cycles and bytes over the machine nor slower than running them one
+    after another, and cost no less as n grows; chained copies are the kernels plus graph gaps."""
+
+    params = load_params()
+    gpu = get_gpu("h100")
+    geom = LayerGeom.conv("c", n=1, h=h, cin=c, cout=c, k=k)
+    kc = K.dense_cost(geom, gpu, precision, params, SchemeConfig(layout="NHWC"))
+    over = gpu.event_overhead_us + (kc.kernels - 1) * params.extra_kernel_us
+    alone = over + kc.cycles / gpu.clock_mhz
+    i1, c1 = PR.concurrency_us(geom, 1, precision, gpu, params)
+    assert i1 == pytest.approx(alone, rel=1e-12) and c1 == pytest.approx(alone, rel=1e-12)
+    hold = kc.n_ctas * max(kc.cta_work, kc.cta_latency / kc.occupancy)
+    nbytes = (4 if precision == "fp32" else 2) * (geom.n_inputs + geom.weights + geom.n_outputs)
+    prev = i1
+    for n in (2, 4, 8):
+        ind, ch = PR.concurrency_us(geom, n, precision, gpu, params)
+        bw = float(bandwidth(gpu, n * nbytes, params))
+        lower = max(kc.cycles, n * hold / gpu.sms, n * nbytes / bw)
+        assert ind >= over + lower / gpu.clock_mhz * (1 - 1e-9)
+        assert ind <= over + n * kc.cycles / gpu.clock_mhz * (1 + 1e-9)
+        assert ind >= prev * (1 - 1e-12)
+        gap = gpu.cycles(params.graph_kernel_us)
+        assert ch == pytest.approx(gpu.event_overhead_us + n * (kc.kernels - 1)
+                                   * params.extra_kernel_us
+                                   + (n * kc.cycles + (n - 1) * gap) / gpu.clock_mhz, rel=1e-12)
+        prev = ind

@@ -235,3 +235,35 @@ def test_the_concurrency_probe_is_timed_by_the_scheduler(c: int, k: int, h: int,
                                    * params.extra_kernel_us
                                    + (n * kc.cycles + (n - 1) * gap) / gpu.clock_mhz, rel=1e-12)
         prev = ind
+
+
+def test_the_schedule_figure_draws_exactly_the_chrome_trace(tmp_path, monkeypatch) -> None:
+    """The report's schedule figure and the Chrome trace come from one list of kernel slices:
+    per scheme, the figure's bars (row, start, width, name) are the trace's slices (track, ts,
+    dur, name), and no two slices of a track overlap."""
+    from experiments import figures  # noqa: PLC0415  (matplotlib only for this test)
+
+    layers = _NETS[1]
+    rng = np.random.default_rng(3)
+    codes = {g.name: rng.choice(4, size=(2, *g.in_nhwc), p=(0.4, 0.2, 0.3, 0.1)).astype(np.uint8)
+             for g in layers}
+    r = timing.replay(layers, codes, schemes=("dense", "zero_skip", "secnn_sw", "secnn_hw"),
+                      ops=(), launch="graph")
+    drawn = {}
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.setdefault("fig", fig) and path)
+    figures.schedule(r, tmp_path / "s.png", "h100", frame=1)
+    doc = r.to_chrome_trace(frame=1)
+    procs = {e["pid"]: e["args"]["name"].split(" ")[1] for e in doc["traceEvents"]
+             if e["ph"] == "M" and e["name"] == "process_name"}
+    for ax, s in zip(drawn["fig"].axes, r.schemes, strict=True):
+        bars = sorted((round(p.get_y() + p.get_height() / 2), round(p.get_x() * 1e3),
+                       round(p.get_width() * 1e3), p.get_gid()) for p in ax.patches)
+        trace = sorted((e["tid"], round(e["ts"] * 1e3), round(e["dur"] * 1e3), e["name"])
+                       for e in doc["traceEvents"] if e["ph"] == "X" and procs[e["pid"]] == s)
+        assert bars == trace and len(bars) == len(r.kernel_slices("h100", s, 1)), s
+        # every span of the schedule appears once
+        assert len(bars) == sum(len(lab) for lab, _, _ in r.get("h100", s).spans.values())
+        for tid in {b[0] for b in bars}:
+            mine = sorted((b[1], b[1] + b[2]) for b in bars if b[0] == tid)
+            assert all(a[1] <= b[0] for a, b in zip(mine, mine[1:], strict=False))
+    assert max(sl.track for sl in r.kernel_slices("h100", "secnn_sw", 1)) > 0  # overlaps shown

@@ -22,6 +22,7 @@ import dataclasses
 import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -231,6 +232,15 @@ class ReplayResult:
             atomic_write(path, text)
         return text
 
+    def kernel_slices(self, gpu: str | GPU, scheme: str, frame: int = 0
+                      ) -> tuple[KernelSlice, ...]:
+        """What ran when in one replayed frame of ``scheme`` on ``gpu``, as the scheduler
+        placed it (:func:`kernel_slices`): what :meth:`to_chrome_trace` writes and the report's
+        schedule figure draws."""
+        if not 0 <= frame < len(self.frames):
+            raise ReplayError(f"frame {frame} is not among the {len(self.frames)} replayed frames")
+        return kernel_slices(self.get(gpu, scheme), frame, self.layers)
+
     def to_chrome_trace(self, path: str | Path | None = None, frame: int = 0) -> dict[str, Any]:
         """What runs when in one replayed frame, as a Chrome/Perfetto trace (JSON).
 
@@ -241,35 +251,26 @@ class ReplayResult:
         track. Each slice's ``cat`` is its schedule track (``stream``, ``parallel``,
         ``serial``), its ``args`` hold ``sms`` (the SMs it held while it ran), ``ctas`` (its
         CTAs with work) and ``bytes`` (what it moved), and ``cname`` colours it by kind. Gaps
-        are the launch model's costs (issue waits, graph gaps, barriers). Open the file in
-        https://ui.perfetto.dev or chrome://tracing. Written atomically to ``path`` if given.
+        are the launch model's costs (issue waits, graph gaps, barriers). The slices are
+        :meth:`kernel_slices`. Open the file in https://ui.perfetto.dev or chrome://tracing.
+        Written atomically to ``path`` if given.
         """
         if not 0 <= frame < len(self.frames):
             raise ReplayError(f"frame {frame} is not among the {len(self.frames)} replayed frames")
         events: list[dict[str, Any]] = []
-        layer_names = frozenset(self.layers)
         for pid, ((g, s), r) in enumerate(self.results.items()):
             events.append({"ph": "M", "name": "process_name", "pid": pid,
                            "args": {"name": f"{g} {s} ({self.launch}, fusion {self.fusion})"}})
-            slices = []
-            for track, (labels, st, en) in r.spans.items():
-                args = r.span_args.get(track, {})
-                for i, (lab, a, b) in enumerate(zip(labels, st[frame], en[frame], strict=True)):
-                    ts = round(float(a) * 1e3 / r.clock_mhz)  # nanoseconds
-                    te = max(round(float(b) * 1e3 / r.clock_mhz), ts)
-                    extra = {k: round(float(v[frame, i]), 3) for k, v in args.items()}
-                    slices.append((ts, te, lab, track, extra))
-            lanes: list[int] = []  # end (ns) of the last slice on each track
-            for ts, te, lab, track, extra in sorted(slices, key=lambda x: (x[0], x[1])):
-                tid = next((i for i, e in enumerate(lanes) if e <= ts), len(lanes))
-                if tid == len(lanes):
-                    lanes.append(te)
-                    events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
-                                   "args": {"name": f"kernels {tid}"}})
-                lanes[tid] = te
-                events.append({"ph": "X", "name": lab, "cat": track, "pid": pid, "tid": tid,
-                               "ts": ts / 1e3, "dur": (te - ts) / 1e3, "args": extra,
-                               "cname": _cname(lab, track, layer_names)})
+            tracks: set[int] = set()
+            for sl in self.kernel_slices(g, s, frame):
+                if sl.track not in tracks:
+                    tracks.add(sl.track)
+                    events.append({"ph": "M", "name": "thread_name", "pid": pid,
+                                   "tid": sl.track, "args": {"name": f"kernels {sl.track}"}})
+                events.append({"ph": "X", "name": sl.name, "cat": sl.kind, "pid": pid,
+                               "tid": sl.track, "ts": sl.start_ns / 1e3,
+                               "dur": (sl.end_ns - sl.start_ns) / 1e3, "args": dict(sl.args),
+                               "cname": sl.cname})
             events.append({"ph": "i", "name": "frame end", "pid": pid, "tid": 0, "s": "p",
                            "ts": round(float(r.total_us[frame]), 4)})
         doc = {"traceEvents": events, "displayTimeUnit": "ns",
@@ -316,6 +317,56 @@ def _cname(label: str, track: str, layers: frozenset[str]) -> str:
     if part in _CNAMES:
         return _CNAMES[part]
     return _CNAMES["layer"] if label in layers else _CNAMES["op"]
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelSlice:
+    """One kernel of one replayed frame as the scheduler ran it.
+
+    Attributes:
+      track: its lane, one per concurrently running kernel: slices on one track never overlap
+        (in integer nanoseconds).
+      name: the kernel (a layer, a layer's ``:compare``/``:compaction``/``:amend``, a layer's
+        parallel work, an op kernel).
+      start_ns, end_ns: its start and end in the frame, in nanoseconds (``end_ns >= start_ns``).
+      kind: the schedule track it came from (``stream``, ``parallel``, ``serial``).
+      args: ``sms`` (the SMs it held while it ran), ``ctas`` (its CTAs with work) and ``bytes``
+        (what it moved), rounded to 3 decimals.
+      cname: its Chrome trace colour, by kind of kernel.
+    """
+
+    track: int
+    name: str
+    start_ns: int
+    end_ns: int
+    kind: str
+    args: Mapping[str, float]
+    cname: str
+
+
+def kernel_slices(r: SchemeResult, frame: int, layers: Iterable[str]) -> tuple[KernelSlice, ...]:
+    """The kernels of frame index ``frame`` of ``r`` (``layers``: the linear layers' names, for
+    colours), sorted by start then end, each on the first track free at its start."""
+    layer_names = frozenset(layers)
+    raw = []
+    for kind, (labels, st, en) in r.spans.items():
+        args = r.span_args.get(kind, {})
+        for i, (lab, a, b) in enumerate(zip(labels, st[frame], en[frame], strict=True)):
+            ts = round(float(a) * 1e3 / r.clock_mhz)  # nanoseconds
+            te = max(round(float(b) * 1e3 / r.clock_mhz), ts)
+            raw.append((ts, te, lab, kind, {k: round(float(v[frame, i]), 3)
+                                            for k, v in args.items()}))
+    out = []
+    lanes: list[int] = []  # end (ns) of the last slice on each track
+    for ts, te, lab, kind, extra in sorted(raw, key=lambda x: (x[0], x[1])):
+        tid = next((i for i, e in enumerate(lanes) if e <= ts), len(lanes))
+        if tid == len(lanes):
+            lanes.append(te)
+        lanes[tid] = te
+        out.append(KernelSlice(track=tid, name=lab, start_ns=ts, end_ns=te, kind=kind,
+                               args=MappingProxyType(extra),
+                               cname=_cname(lab, kind, layer_names)))
+    return tuple(out)
 
 
 def _r(a: np.ndarray) -> Any:

@@ -33,7 +33,7 @@ from secnn_jax import fileio, traces, workmaps
 from secnn_jax.fileio import atomic_write
 from secnn_jax.geometry import LayerGeom, events_to_nhwc
 from secnn_jax.timing import schemes as S
-from secnn_jax.timing.energy import energy_parts
+from secnn_jax.timing.energy import energy_parts, graph_work
 from secnn_jax.timing.errors import UnknownResultError
 from secnn_jax.timing.gpufile import params_for
 from secnn_jax.timing.gpus import GPU, get_gpu
@@ -84,6 +84,8 @@ class SchemeResult:
         ``on_chip``, ``dram``, ``static``; :func:`secnn_jax.timing.energy.energy_parts`).
       span_args: ``{track: {"sms", "ctas", "bytes": [T, n]}}`` per span of ``spans``: the SMs
         it held while it ran, its CTAs with work and the bytes it moved.
+      span_work: ``{track: {key: [T, n]}}`` the work each span's kernel executed; ``work`` is
+        their sum (:func:`secnn_jax.timing.energy.graph_work`) and what the energy prices.
     """
 
     gpu: str
@@ -102,6 +104,8 @@ class SchemeResult:
     work: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
     energy_parts: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
     span_args: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(
+        default_factory=dict, repr=False)
+    span_work: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(
         default_factory=dict, repr=False)
 
     @property
@@ -484,6 +488,9 @@ class _Acc:
         for k, args in times.span_args.items():
             for a, v in args.items():
                 put(f"sa:{k}:{a}", []).append(np.asarray(v))
+        for k, work in times.span_work.items():
+            for a, v in work.items():
+                put(f"sw:{k}:{a}", []).append(np.asarray(v))
 
     def cat(self, k: str) -> np.ndarray:
         return np.concatenate(self.parts[k], axis=0)
@@ -491,7 +498,10 @@ class _Acc:
     def result(self, gpu: GPU, scheme: str, launch: str, fusion: str, precision: str
                ) -> SchemeResult:
         keys = list(self.parts)
-        work = {k[5:]: self.cat(k) for k in keys if k.startswith("work:")}
+        span_work = self._by_track("sw:")
+        # The energy model prices the work the schedule's kernels counted.
+        work = (graph_work(span_work) if span_work
+                else {k[5:]: self.cat(k) for k in keys if k.startswith("work:")})
         total_us = self.cat("total") / gpu.clock_mhz
         return SchemeResult(
             gpu=gpu.key, scheme=scheme, clock_mhz=gpu.clock_mhz, sms=gpu.sms,
@@ -502,12 +512,12 @@ class _Acc:
             energy_parts=energy_parts(work, total_us, gpu.key, precision),
             spans={k: (lab, self.cat("span0:" + k), self.cat("span1:" + k))
                    for k, lab in self.span_labels.items()},
-            span_args=self._span_args())
+            span_args=self._by_track("sa:"), span_work=span_work)
 
-    def _span_args(self) -> dict[str, dict[str, np.ndarray]]:
+    def _by_track(self, prefix: str) -> dict[str, dict[str, np.ndarray]]:
         out: dict[str, dict[str, np.ndarray]] = {}
         for key in self.parts:
-            if key.startswith("sa:"):
+            if key.startswith(prefix):
                 _, track, arg = key.split(":", 2)
                 out.setdefault(track, {})[arg] = self.cat(key)
         return out

@@ -267,3 +267,25 @@ def test_the_schedule_figure_draws_exactly_the_chrome_trace(tmp_path, monkeypatc
             mine = sorted((b[1], b[1] + b[2]) for b in bars if b[0] == tid)
             assert all(a[1] <= b[0] for a, b in zip(mine, mine[1:], strict=False))
     assert max(sl.track for sl in r.kernel_slices("h100", "secnn_sw", 1)) > 0  # overlaps shown
+
+
+@pytest.mark.parametrize("launch", ["graph", "persistent"])
+def test_shared_plans_change_no_result_bit(launch: str) -> None:
+    """A replay computes each plan function once for all schemes that use it (SE-CNN's for
+    secnn_sw, secnn_hw and the peers): every scheme's times, work and spans equal, bit for
+    bit, those of the scheme replayed alone (its plan computed for it alone)."""
+    layers = _NETS[1]
+    rng = np.random.default_rng(11)
+    codes = {g.name: rng.choice(4, size=(3, *g.in_nhwc), p=(0.4, 0.2, 0.3, 0.1)).astype(np.uint8)
+             for g in layers}
+    every = timing.replay(layers, codes, ops=(), launch=launch, schemes=timing.SCHEMES)
+    for s in timing.SCHEMES:
+        a = every.get("h100", s)
+        b = timing.replay(layers, codes, ops=(), launch=launch, schemes=(s,)).get("h100", s)
+        np.testing.assert_array_equal(a.total_cycles, b.total_cycles)
+        np.testing.assert_array_equal(a.layer_cycles, b.layer_cycles)
+        for k in a.work:
+            np.testing.assert_array_equal(a.work[k], b.work[k])
+        for t, (_, s0, s1) in a.spans.items():
+            np.testing.assert_array_equal(s0, b.spans[t][1])
+            np.testing.assert_array_equal(s1, b.spans[t][2])

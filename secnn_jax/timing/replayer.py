@@ -607,7 +607,14 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
                                    launch=LaunchCosts.of(ln, g, par[g.key], cfg),
                                    fusion=fusion)
             for g in gpu_objs for ln in launches}
-    plans = {(gk, ln, s): S.REGISTRY[s].plan(ctx) for (gk, ln), ctx in ctxs.items()
+    # Plans are frame-independent and pure: schemes with one plan function share it.
+    by_fn: dict[tuple[str, str, Any], Any] = {}
+    for (gk, ln), ctx in ctxs.items():
+        for s in schemes:
+            fn = S.REGISTRY[s].plan
+            if (gk, ln, fn) not in by_fn:
+                by_fn[(gk, ln, fn)] = fn(ctx)
+    plans = {(gk, ln, s): by_fn[(gk, ln, S.REGISTRY[s].plan)] for (gk, ln) in ctxs
              for s in schemes}
     which = S.needs(schemes)
     want_miss = any(s in SECNN or s in PEERS for s in schemes)

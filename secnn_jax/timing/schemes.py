@@ -193,6 +193,7 @@ class _Work:
         self.frames = frames
         self.nodes: dict[tuple[str, int], dict[str, np.ndarray]] = {}
         self.at: tuple[str, int] = ("frame", -1)
+        self._rates: dict[str, float] = {}
 
     def node(self, kind: str, index: int) -> _Work:
         """Counts that follow go to node ``(kind, index)``."""
@@ -201,13 +202,18 @@ class _Work:
 
     def add(self, key: str, amount: Any) -> None:
         """Adds ``amount`` (``[T]`` or scalar) of ``key`` to the current node."""
+        v = np.asarray(amount, np.float64)
+        if v.shape != (self.frames,):
+            v = np.broadcast_to(v, (self.frames,))
         w = self.nodes.setdefault(self.at, {})
-        v = np.broadcast_to(np.asarray(amount, np.float64), (self.frames,))
-        w[key] = w[key] + v if key in w else v.copy()
+        old = w.get(key)
+        w[key] = v.copy() if old is None else old + v
 
     def fmas(self, busy_cycles: Any, unit: str, tile: K.Tile | None = None) -> None:
         c = self.ctx
-        macs = np.asarray(busy_cycles, np.float64) * rate(c.gpu, c.precision, unit, c.params)
+        if unit not in self._rates:
+            self._rates[unit] = rate(c.gpu, c.precision, unit, c.params)
+        macs = np.asarray(busy_cycles, np.float64) * self._rates[unit]
         self.add("fma_tensor" if unit == "tensor" else "fma_simt", macs)
         if tile is not None and tile.bm > 1 and tile.bn > 1 and tile.bk > 1:
             # A GEMM tile stages (bm + bn) x bk operands per bm x bn x bk MACs in shared
@@ -215,7 +221,7 @@ class _Work:
             self.add("smem_bytes", 2.0 * c.eb * macs * (1.0 / tile.bm + 1.0 / tile.bn))
 
     def bytes(self, nbytes: Any) -> None:
-        nb = np.broadcast_to(np.asarray(nbytes, np.float64), (self.frames,))
+        nb = np.asarray(nbytes, np.float64)
         in_l2 = nb <= self.ctx.gpu.l2_bytes
         self.add("l2_bytes", np.where(in_l2, nb, 0.0))
         self.add("dram_bytes", np.where(in_l2, 0.0, nb))
@@ -814,9 +820,9 @@ def _secnn_work(work: _Work, ops: OpPlan) -> _Work:
 
 # --- change-based peers ---------------------------------------------------------------------
 
-def _peer_plan(ctx: Context) -> _SecnnPlan:
-    """Dense kernels for the first frame, the SIMT tiling for the sparse frames."""
-    return _secnn_plan(ctx)
+#: The peers' plan is SE-CNN's: dense kernels for the first frame, the SIMT tiling for the
+#: sparse frames (one function, so a replay computes it once for all four schemes).
+_peer_plan = _secnn_plan
 
 
 def _peer_cost(kind: str) -> Callable[..., SchemeTimes]:

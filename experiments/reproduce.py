@@ -214,9 +214,10 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
         for m in models:  # the sensitivity table and one frame's schedule, per model
             res = speedup_lib.sensitivity(ws, m, streams[0], secnn, gpu=ws.timer.gpus[0],
                                           launch=str(cfg.launch), inputs=inputs[m])
-            layers, ev, ops = res.pop("_replay_inputs")
+            res.pop("_replay_inputs")
             sens.append(res)
-            if run is not None:
+            if run is not None:  # frames 0-1 suffice (the schedule shows frame 1)
+                layers, ev, ops = inputs[m].first(2)
                 _schedule(run, m, layers, ev, ops, ws, str(cfg.launch))
         results["sensitivity"] = {"study": "sensitivity", "cells": sens}
         if run is not None:

@@ -55,7 +55,7 @@ LABEL_CLASSES = 1000
 PREDICTORS: tuple[str, ...] = ("zero", "last_value", "secnn", "accumulated")
 
 
-STUDIES: tuple[str, ...] = ("sparsity", "prediction", "speedup", "accuracy", "peers")
+STUDIES: tuple[str, ...] = ("sparsity", "prediction", "speedup", "accuracy", "peers", "whatif")
 
 
 class Field(NamedTuple):

@@ -57,8 +57,9 @@ from experiments.paper import PAPER
 from secnn_jax import synthetic
 from secnn_jax.timing.names import FUSIONS, LAUNCH_MODELS, SECNN
 
-__all__ = ["NAIVE_CONFIG", "Baseline", "baselines", "claims", "figure", "frontier", "main",
-           "region_text", "section", "whatif"]
+__all__ = ["CLAIM_RANGE", "NAIVE_CONFIG", "Baseline", "baselines", "check_rates", "claims",
+           "figure", "from_config", "from_workspace", "frontier", "main", "model_size",
+           "paragraph", "region_text", "render", "section", "whatif"]
 
 #: The paper's average claims as a range: (lowest, highest) of :data:`experiments.paper.PAPER`.
 CLAIM_RANGE: tuple[float, float] = (min(v[0] for v in PAPER.values()),
@@ -210,7 +211,9 @@ def whatif(models: Mapping[str, int], *, firing: Sequence[float], hits: Sequence
         baseline's).
       precision: arithmetic precision of the replay.
       seed: the synthesis seed.
-      networks: ``{model: (layers, ops)}`` used instead of the zoo's (tests, other networks).
+      networks: ``{model: (layers, ops)}`` used instead of the zoo's (a workspace's
+        :meth:`~experiments.cells.Workspace.layers` and ``ops``, tests); layers are read as
+        :class:`~secnn_jax.geometry.LayerGeom` (NHWC).
 
     Returns:
       ``{"study": "whatif", "firing", "hits", "zero_miss", "seed", "precision", "gpus",
@@ -230,12 +233,12 @@ def whatif(models: Mapping[str, int], *, firing: Sequence[float], hits: Sequence
     if fusion not in FUSIONS:
         raise ConfigError(f"config.fusion={fusion!r}: one of {', '.join(FUSIONS)}")
     bls = baselines(launch, fusion)
+    nets = {k: (tuple(_geom(x) for x in v[0]), tuple(v[1])) for k, v in (networks or {}).items()}
     points = [synthetic.Rates(f, h, zero_miss) for f in firing for h in hits]
     shape = (len(firing), len(hits))
     cells = []
     for name, size in models.items():
-        layers, ops = (networks[name] if networks and name in networks
-                       else _network(name, size))
+        layers, ops = nets[name] if name in nets else _network(name, size)
         logging.info("what-if %s at %d: %d layers, %d grid points", name, size, len(layers),
                      len(points))
         draws = synthetic.Synthesizer(layers, seed=seed)
@@ -409,12 +412,14 @@ def paragraph(res: Mapping[str, Any], variant: str = "secnn_hw") -> list[str]:
     tail = (f"against both baselines under SE-CNN's own launch and fusion ({', '.join(same)}) "
             f"they come out in {like} of {n}.")
     if common:
-        out.append(f"The paper's averages come out in all {n} model and GPU pairs only against "
+        out.append(f"The paper's averages come out in every one of the {n} model and GPU pairs "
+                   f"only against "
                    f"{', '.join(common)}; {tail} So the paper must have assumed a baseline no "
                    f"stronger than these, at the firing and hit rates above.")
     else:
-        out.append(f"Against no baseline of the study do the paper's averages come out in all "
-                   f"{n} model and GPU pairs (against some baseline in {some} of {n}); {tail} "
+        out.append(f"Against no baseline of the study do the paper's averages come out in "
+                   f"every one of the {n} model and GPU pairs (against some baseline in {some} "
+                   f"of {n}); {tail} "
                    f"So the paper's numbers need conditions outside this grid: a baseline "
                    f"weaker than any here, or costs other than this timing model's.")
     return out
@@ -504,12 +509,15 @@ def render(res: Mapping[str, Any], command: str = "experiments.whatif") -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def from_config(cfg: Any) -> dict[str, Any]:
-    """The :func:`whatif` keyword arguments of a configuration (validated)."""
-    res = config_lib.per_model(cfg.model_resolution, "model_resolution")
-    models = {m: model_size(m, int(cfg.resolution), res)
-              for m in config_lib.model_names(cfg.models)}
-    return {"models": models,
+def from_config(cfg: Any, models: bool = True) -> dict[str, Any]:
+    """The :func:`whatif` keyword arguments of a configuration (validated); with ``models``,
+    ``models`` too: ``{zoo model: input size}`` (:func:`model_size`)."""
+    out: dict[str, Any] = {}
+    if models:
+        res = config_lib.per_model(cfg.model_resolution, "model_resolution")
+        out["models"] = {m: model_size(m, int(cfg.resolution), res)
+                         for m in config_lib.model_names(cfg.models)}
+    return {**out,
             "firing": check_rates(config_lib.floats(cfg.whatif_firing, "whatif_firing"),
                                   "whatif_firing"),
             "hits": check_rates(config_lib.floats(cfg.whatif_hits, "whatif_hits"),
@@ -518,6 +526,16 @@ def from_config(cfg: Any) -> dict[str, Any]:
             "gpus": config_lib.names(cfg.gpus, "gpus"), "launch": str(cfg.launch),
             "fusion": str(cfg.fusion), "precision": str(cfg.precision),
             "seed": int(cfg.whatif_seed)}
+
+
+def from_workspace(ws: Any, cfg: Any) -> dict[str, Any]:
+    """:func:`whatif` on the models of a workspace (``reproduce``): each model's layers and op
+    groups at its first stream's frame shape (:meth:`~experiments.cells.Workspace.layers`,
+    ``ops``: any model, zoo or not), the grid and timing options of ``cfg``."""
+    stream = next(iter(ws.streams))
+    nets = {m: (ws.layers(m, stream), ws.ops(m, stream)) for m in ws.models}
+    kw = from_config(cfg, models=False)
+    return whatif({m: int(_geom(v[0][0]).h) for m, v in nets.items()}, networks=nets, **kw)
 
 
 #: The configuration fields the study reads (``--help`` lists them).

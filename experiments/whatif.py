@@ -334,7 +334,7 @@ def _reached(cell: Mapping[str, Any], variant: str, which: str) -> list[tuple[st
             sp = np.asarray(cell["speedup"][variant][key], float)
             target = CLAIM_RANGE[0 if which == "low" else 1]
             out.append((key, float(us[sp >= target].min())))
-    return sorted(out, key=lambda x: x[1])
+    return sorted(out, key=lambda x: (x[1], x[0]))
 
 
 def _like_for_like(res: Mapping[str, Any]) -> tuple[str, str]:
@@ -390,7 +390,8 @@ def paragraph(res: Mapping[str, Any], variant: str = "secnn_hw") -> list[str]:
         like += all(k in keys for k in same)
         head = f"{c['model']} on {c['gpu']}: {variant}"
         if not reached:
-            best_k = max(c["region"][variant], key=lambda k: c["region"][variant][k]["best"])
+            best_k = max(sorted(c["region"][variant]),
+                         key=lambda k: c["region"][variant][k]["best"])
             b = c["region"][variant][best_k]
             out.append(f"{head} reaches {lo:g}x against none of the {len(c['region'][variant])}"
                        f" baselines; its best is {_times(b['best'])} over {best_k} (firing "
@@ -445,7 +446,8 @@ def section(res: Mapping[str, Any]) -> list[str]:
            + ".", ""]
     rows = []
     for c in res["cells"]:
-        order = sorted(c["baseline_us"], key=lambda k: -float(np.mean(c["baseline_us"][k])))
+        order = sorted(c["baseline_us"],
+                       key=lambda k: (-float(np.mean(c["baseline_us"][k])), k))
         for k in order:
             us = np.asarray(c["baseline_us"][k], float)
             t = f"{us.min():.1f}" if us.min() == us.max() else f"{us.min():.1f}-{us.max():.1f}"
@@ -480,7 +482,7 @@ def figure(res: Mapping[str, Any], path: str | Path, variant: str = "secnn_hw") 
     colours = plt.get_cmap("tab10")
     for ax, c in zip(axes.ravel(), cells, strict=False):
         ax.axhspan(lo, hi, color="#cccccc", alpha=0.5, label=f"paper {lo:g}x-{hi:g}x")
-        for n, key in enumerate(c["speedup"][variant]):
+        for n, key in enumerate(b["key"] for b in res["baselines"]):  # construction order
             sp = np.asarray(c["speedup"][variant][key], float)
             col = colours(n % 10)
             ax.plot(x, sp[:, -1], "o-", color=col, ms=3, lw=1.2, label=key)
@@ -498,9 +500,10 @@ def figure(res: Mapping[str, Any], path: str | Path, variant: str = "secnn_hw") 
         ax.grid(True, which="both", alpha=0.3)
     for ax in axes.ravel()[len(cells):]:
         ax.axis("off")
-    axes.ravel()[0].legend(fontsize=6, loc="best")
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=7, frameon=False)
     fit_titles(fig)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1 / rows, 1, 1))
     return save(fig, path)
 
 

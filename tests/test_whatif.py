@@ -172,6 +172,10 @@ def test_frontier_and_region_against_a_brute_force_scan(study: dict) -> None:
     assert {r["verdict"] for r in rows} <= {"holds", "partly", "does not hold"}
     text = "\n".join(W.section(study))
     assert "| tiny | h100 |" in text and "What the paper must have assumed" in text
+    # The report from the written JSON (keys sorted) is the report from the study in memory.
+    from secnn_jax.fileio import dumps_json
+
+    assert W.section(json.loads(dumps_json(study))) == W.section(study)
 
 
 REFUSED = [

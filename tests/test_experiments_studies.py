@@ -375,7 +375,8 @@ def test_every_summary_row_has_a_verdict_by_the_band_rule(run: dict[str, Any]) -
     from secnn_jax.timing import uncertainty
 
     rows = _summary_rows(run["results"])
-    assert set(rows) == {"sparsity", "prediction", "speedup", "energy", "accuracy", "peers"}
+    assert set(rows) == {"sparsity", "prediction", "speedup", "energy", "accuracy", "peers",
+                         "whatif"}
     for study, rs in rows.items():
         assert rs, study
         for r in rs:

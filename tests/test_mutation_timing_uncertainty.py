@@ -191,13 +191,14 @@ def net() -> dict[str, Any]:
 
 
 def _replay_ratio(net: dict[str, Any], r: u.Ratio, frames: list[int], params=PARAMS,
-                  config=CONFIG, **kw: Any) -> float:
-    kw = dict(ops=(), launch="persistent", fusion="epilogue", params=params, config=config,
+                  config=CONFIG, ops_: Any = (), **kw: Any) -> float:
+    kw = dict(ops=ops_, launch="persistent", fusion="epilogue", params=params, config=config,
               frames=frames, **kw)
+    g = kw.get("gpus", ("h100",))[0]
     b = timing.replay(net["layers"], net["zero"], schemes=r.baselines, **kw)
     s = timing.replay(net["layers"], net["pred"], schemes=(r.scheme,), **kw)
-    base = np.minimum.reduce([b.get("h100", x).total_us for x in r.baselines])
-    return float(base.sum() / s.get("h100", r.scheme).total_us.sum())
+    base = np.minimum.reduce([b.get(g, x).total_us for x in r.baselines])
+    return float(base.sum() / s.get(g, r.scheme).total_us.sum())
 
 
 def test_bands_count_replays_and_probe_the_last_frames(net: dict[str, Any]) -> None:
@@ -294,3 +295,39 @@ def test_bands_refuse_events_that_are_not_a_mapping(net: dict[str, Any], events:
         u.bands(net["layers"], events, net["zero"], r, ops=(), box=())
     with pytest.raises(timing.ReplayError, match="baseline_events: a non-empty mapping"):
         u.bands(net["layers"], net["pred"], events, r, ops=(), box=())
+
+
+def test_fitted_ranges_of_every_fitted_field(tmp_path: Path) -> None:
+    fit = {**FIT, "cta_overhead_cycles": 10.0}
+    folds = {"a": {**FOLDS["a"], "l2_bandwidth_factor": 1.5, "cta_overhead_cycles": 5.0},
+             "b": {**FOLDS["b"], "cta_overhead_cycles": 20.0}}
+    got = {r.name: r for r in u.fitted_ranges(_calibration(tmp_path, {
+        "params": fit, "validation": {"folds": folds}}))}
+    assert set(got) == {"efficiency[fp32]", "latency_cycles", "l2_bandwidth_factor",
+                        "extra_kernel_us", "cta_overhead_cycles"}
+    assert (got["l2_bandwidth_factor"].low, got["l2_bandwidth_factor"].high) == (1.0, 1.25)
+    assert (got["cta_overhead_cycles"].low, got["cta_overhead_cycles"].high) == (0.5, 2.0)
+
+
+def test_bands_replay_the_given_precision_ops_and_gpu_calibration(
+        net: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from secnn_jax.timing import gpufile
+    from secnn_jax.timing.opkernels import OpGeom
+
+    hw = u.Ratio("secnn_hw", ("dense",))
+    ops = (OpGeom("pool", "pool", 0, reads=288, param_reads=0, writes=288, flops=288),)
+    kw = dict(launch="persistent", fusion="epilogue", box=(), config=CONFIG)
+    for prec in ("fp32", "fp16"):
+        got = u.bands(net["layers"], net["pred"], net["zero"], (hw,), ops=ops, precision=prec,
+                      params=PARAMS, **kw)[hw.name]
+        want = _replay_ratio(net, hw, [0, 1, 2], ops_=ops, precision=prec)
+        assert got.default == pytest.approx(want, rel=1e-12)
+    assert _replay_ratio(net, hw, [0, 1, 2], ops_=ops) != _replay_ratio(net, hw, [0, 1, 2])
+    assert _replay_ratio(net, hw, [0, 1, 2], precision="fp16") != _replay_ratio(
+        net, hw, [0, 1, 2])
+    # no params: the GPU's own calibration (a loaded GPU file's, here put in place by hand)
+    mine = dataclasses.replace(PARAMS, latency_cycles=5000.0)
+    monkeypatch.setitem(gpufile._PARAMS, "v100", mine)
+    got = u.bands(net["layers"], net["pred"], net["zero"], (hw,), ops=(), gpu="v100", **kw)
+    want = _replay_ratio(net, hw, [0, 1, 2], params=mine, gpus=("v100",))
+    assert got[hw.name].default == pytest.approx(want, rel=1e-12)

@@ -16,6 +16,7 @@ from secnn_jax import events as ev
 from secnn_jax import timing
 from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing import uncertainty as u
+from secnn_jax.timing.opkernels import OpGeom
 from secnn_jax.timing.params import ModelParams, SchemeConfig
 
 PARAMS = ModelParams(efficiency={"fp32": 0.5, "tf32": 0.75, "fp16": 0.8}, latency_cycles=600.0,
@@ -24,6 +25,9 @@ PARAMS = ModelParams(efficiency={"fp32": 0.5, "tf32": 0.75, "fp16": 0.8}, latenc
 #: the module (``secnn_jax.timing.ladder`` is also the name of its function)
 L = importlib.import_module("secnn_jax.timing.ladder")
 KEYS = [s.key for s in L.LADDER]
+#: One BatchNorm that fuses into the first layer's epilogue (fusion matters).
+OPS = (OpGeom("bn", "affine", 0, reads=288, param_reads=16, writes=288, flops=576,
+              epilogue_of=0),)
 
 
 def test_oracle_events_from_fires_and_from_codes() -> None:
@@ -120,13 +124,15 @@ def test_every_step_is_its_own_replay(net: dict[str, Any]) -> None:
     assert lad16.mean_us("h100") != m
 
 
-def test_ladder_bands_from_plain_and_event_maps(net: dict[str, Any]) -> None:
-    """Bands on the replayed frames only, under persistent, centred on the ladder's ratios;
-    plain-dict events and EventMaps of the same codes give the same bands."""
+@pytest.mark.parametrize("fusion", ["none", "epilogue"])
+def test_ladder_bands_from_plain_and_event_maps(net: dict[str, Any], fusion: str) -> None:
+    """Bands on the replayed frames only, under persistent and the ladder's fusion, centred on
+    the ladder's ratios; plain-dict events and EventMaps of the same codes give the same
+    bands."""
     box = (u.Range("barrier_us", 0.5, 3.0, source="s"),
            u.Range("latency_cycles", 0.5, 2.0, source="s", target="params", relative=True))
     cfg = SchemeConfig(barrier_us=1.0)
-    kw = dict(ops=(), fusion="epilogue", params=PARAMS, config=cfg, frames=[1, 2], box=box,
+    kw = dict(ops=OPS, fusion=fusion, params=PARAMS, config=cfg, frames=[1, 2], box=box,
               probe_frames=1)
     plain = L.ladder(net["layers"], net["zero"], net["pred"], **kw)
     maps = L.ladder(net["layers"], ev.EventMaps(net["zero"], net["fires"], "zero"),
@@ -135,7 +141,7 @@ def test_ladder_bands_from_plain_and_event_maps(net: dict[str, Any]) -> None:
     ref = u.bands(net["layers"], sub["pred"], sub["zero"],
                   (u.Ratio("secnn_hw", ("dense", "zero_skip")), u.Ratio("secnn_hw",
                                                                         ("secnn_hw",))),
-                  ops=(), launch="persistent", fusion="epilogue", params=PARAMS, config=cfg,
+                  ops=OPS, launch="persistent", fusion=fusion, params=PARAMS, config=cfg,
                   box=box, probe_frames=1)
     for lad in (plain, maps):
         b = lad.bands["h100"]
@@ -148,3 +154,14 @@ def test_ladder_bands_from_plain_and_event_maps(net: dict[str, Any]) -> None:
             assert b[name].default == value
             assert b[name] == ref[rname].scaled(value)
     assert plain.bands == maps.bands
+
+
+def test_ladder_names_the_bad_events(net: dict[str, Any]) -> None:
+    bad = {k: np.where(v == ev.ZN, 7, v).astype(np.uint8) for k, v in net["zero"].items()}
+    with pytest.raises(timing.ReplayError, match=r"zero_events\['pw'\]: event code 7"):
+        L.ladder(net["layers"], bad, net["pred"], ops=())
+    # fusion reaches the bands: with an epilogue op, none and epilogue differ
+    kw = dict(ops=OPS, params=PARAMS, box=(u.Range("barrier_us", 0.5, 3.0, source="s"),))
+    a, b = (L.ladder(net["layers"], net["zero"], net["pred"], fusion=f, **kw).bands["h100"]
+            for f in ("none", "epilogue"))
+    assert a["secnn_over_strongest"] != b["secnn_over_strongest"]

@@ -189,3 +189,21 @@ def test_list_schedule_hand_computed() -> None:
                                     np.array([0.0, 0.0, 0.0, 5.0]), 2)
     # wave 2: slot 1 (free at 1) first, then slot 0 (free at 3): 1 + 2, max(3, 5) + 2
     np.testing.assert_array_equal(got, [3.0, 1.0, 3.0, 7.0])
+
+
+def test_makespans_take_counts_of_any_dtype_as_float64() -> None:
+    """Unsigned counts (no negation wrap-around when sorting) and float32 work (no float32
+    sums) give the float64 result."""
+    w = np.array([0, 5, 3, 0, 7], np.uint64)
+    d = np.array([0, 2, 1, 0, 9], np.uint64)
+    ref = _dealt_ref([0.0, 5.0, 3.0, 0.0, 7.0], [0.0, 2.0, 1.0, 0.0, 9.0], 2, 2)
+    assert sm.dealt_makespan(w, d, 2, 2) == ref
+    assert sm.dealt_makespan(w.astype(np.float64), d, 2, 2) == ref
+    assert sm.dealt_makespan(np.zeros(5), d, 2, 1) == _dealt_ref([0.0] * 5, list(map(
+        float, d)), 2, 1)
+    big = np.array([2.0**24, 1.0, 1.0], np.float32)  # float32 would lose the ones
+    assert sm.dealt_makespan(big, np.zeros(3, np.float32), 1, 3) == 2.0**24 + 2
+    w32 = np.float32(0.1)
+    got = sm.uniform_makespan(7, w32, 0.0, 1, 3)
+    w64 = float(w32)
+    assert got == 2 * (3 * w64) + 1 * w64

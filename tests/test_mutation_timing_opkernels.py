@@ -129,6 +129,7 @@ def test_the_pass_writes_the_last_fused_output_and_spans_the_widest() -> None:
                     epilogue_of=1))
     p = O.plan_ops(ops, GEOMS, H100, "fp32", PARAMS, "epilogue")
     assert p.kernels == () and p.kernel_cycles.shape == (0,) and p.kernel_ctas.shape == (0,)
+    assert p.kernel_ctas.dtype == np.int64 and p.kernel_after.dtype == np.int64
     nbytes = 4.0 * (2048 + 100)
     kc = elementwise_cost(2048, nbytes, 15, H100, "fp32", PARAMS)
     assert p.secnn_pass[1] == kc.cycles and p.secnn_pass_bytes[1] == nbytes
@@ -163,3 +164,14 @@ def test_plans_refuse_ops_outside_the_network(op: dict, match: str) -> None:
     assert O.plan_ops((dataclasses.replace(OPS[1], after=1, epilogue_of=1),
                        dataclasses.replace(OPS[1], after=-1)), GEOMS, H100, "fp32", PARAMS,
                       "none").kernels == (0, 1)
+
+
+def test_a_fused_group_writing_nothing_adds_bytes_but_no_pass() -> None:
+    """A fused group with parameter reads but no output: its bytes join the layer's kernel;
+    SE-CNN has no pass over that layer (no elements), so the pass's bytes are 0 too."""
+    op = O.OpGeom("scale", "affine", 0, reads=0, param_reads=8, writes=0, flops=0,
+                  epilogue_of=0)
+    p = O.plan_ops((op,), GEOMS, H100, "fp32", PARAMS, "epilogue")
+    np.testing.assert_array_equal(p.layer_extra_bytes, [32.0, 0.0])
+    np.testing.assert_array_equal(p.secnn_pass_bytes, [0.0, 0.0])
+    np.testing.assert_array_equal(p.secnn_pass, [0.0, 0.0])

@@ -150,9 +150,10 @@ def test_an_empty_plan_has_the_documented_shapes() -> None:
 
 
 @pytest.mark.parametrize("op,match", [
-    (dict(after=2), "refers to layer 2 but the network has 2 linear layers"),
-    (dict(after=-2, epilogue_of=-1), "op 'bn' refers to layer"),
-    (dict(after=0, epilogue_of=2), "refers to layer 2 but"),
+    (dict(after=2), r"after=2 but the network has 2 linear layers \(-1 <= after < 2\)"),
+    (dict(after=-2, epilogue_of=-1), "op 'bn': after=-2 but"),
+    (dict(after=-2, epilogue_of=0), "op 'bn': after=-2 but"),  # names the field that is wrong
+    (dict(after=0, epilogue_of=2), "op 'bn': epilogue_of=2 but the network has 2 linear"),
 ])
 def test_plans_refuse_ops_outside_the_network(op: dict, match: str) -> None:
     o = dataclasses.replace(OPS[1], **op)

@@ -331,3 +331,17 @@ def test_bands_replay_the_given_precision_ops_and_gpu_calibration(
     got = u.bands(net["layers"], net["pred"], net["zero"], (hw,), ops=(), gpu="v100", **kw)
     want = _replay_ratio(net, hw, [0, 1, 2], params=mine, gpus=("v100",))
     assert got[hw.name].default == pytest.approx(want, rel=1e-12)
+
+
+def test_a_refit_at_zero_gives_the_values_not_a_refused_factor(tmp_path: Path) -> None:
+    """A field fitted above 0 whose leave-one-out refit is 0 has no factor on the fit: its
+    range is the values themselves (absolute), not a ReplayError when BOX is built."""
+    folds = {"a": {**FOLDS["a"], "cta_overhead_cycles": 0.0},
+             "b": {**FOLDS["b"], "cta_overhead_cycles": 8.0}}
+    p = _calibration(tmp_path, {"params": {**FIT, "cta_overhead_cycles": 5.0},
+                                "validation": {"folds": folds}})
+    got = {r.name: r for r in u.fitted_ranges(p)}
+    cta = got["cta_overhead_cycles"]
+    assert not cta.relative and (cta.low, cta.high) == (0.0, 8.0)
+    assert cta.source.endswith(": 0-8")
+    assert got["latency_cycles"].relative  # the others keep their factors

@@ -125,6 +125,9 @@ FIELDS: tuple[Field, ...] = (
           "checked, row by row, before any model loads"),
     Field("op_tune_method", "mean", "tuning method of the operating-point study: every method "
           "is tuned with it to agreement_floor (a tune_methods spec)"),
+    Field("op_methods", "all", "methods of the operating-point study, comma-separated ('all': "
+          "zero_skip, secnn_sw(zero), secnn_hw(zero), secnn_sw, secnn_hw, "
+          "secnn_sw(accumulated), secnn_hw(accumulated), deltacnn, cbinfer)"),
     Field("peer_taus", "0,0.02,0.1", "global thresholds of the peers study (SE-CNN, DeltaCNN, "
           "CBinfer)"),
     Field("peer_frames", 16, "frames per stream of the peers study (first half chooses tau, "
@@ -151,7 +154,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "peers": (*COMMON_FIELDS, *_SECNN, "launch", "agreement_floor", "peer_taus", "peer_frames"),
     "operating_point": (*COMMON_FIELDS, *_SECNN, "launch", "agreement_floor",
                         "calibration_frames", "tune_stream", "tune_evals", "tune_baseline",
-                        "op_tune_method"),
+                        "op_tune_method", "op_methods"),
     "energy": (*COMMON_FIELDS, *_SECNN, "launch"),
     "reproduce": tuple(f.name for f in FIELDS),
 }

@@ -74,8 +74,8 @@ from experiments.speedup import verdict as paper_verdict
 from experiments.timer import variant
 from experiments.tuning import TuneMethod, tune_method
 
-__all__ = ["HARDWARE", "METHODS", "Method", "claims", "main", "operating_point",
-           "run_from_config", "section", "vp_verdict"]
+__all__ = ["HARDWARE", "METHODS", "Method", "check_tune_stream", "claims", "main",
+           "methods_from_config", "operating_point", "run_from_config", "section", "vp_verdict"]
 
 #: Hardware a scheme runs on.
 HARDWARE: dict[str, str] = {"secnn_hw": "SM extension"}
@@ -556,8 +556,8 @@ def claims(result: Mapping[str, Any]) -> list[dict[str, str]]:
 def run_from_config(ws: Workspace, cfg: Any) -> dict[str, Any]:
     """:func:`operating_point` with every argument taken from a config
     (:mod:`experiments.config`): ``tune_stream``, ``calibration_frames``,
-    ``agreement_floor``, ``tune_evals``, ``tune_baseline``, ``op_tune_method``, ``launch``,
-    ``silence``/``decay``.
+    ``agreement_floor``, ``tune_evals``, ``tune_baseline``, ``op_tune_method``,
+    ``op_methods``, ``launch``, ``silence``/``decay``.
 
     Raises:
       ConfigError: ``cfg.tune_stream`` is empty or not one of the workspace's streams.
@@ -571,7 +571,23 @@ def run_from_config(ws: Workspace, cfg: Any) -> dict[str, Any]:
         tune_stream=tune_stream, calibration_frames=int(cfg.calibration_frames),
         floor=float(cfg.agreement_floor), evals=int(cfg.tune_evals),
         method=str(cfg.op_tune_method), baseline=str(cfg.tune_baseline),
-        launch=str(cfg.launch))
+        launch=str(cfg.launch), methods=methods_from_config(str(cfg.op_methods)))
+
+
+def methods_from_config(value: str) -> tuple[Method, ...]:
+    """The :data:`METHODS` named by ``config.op_methods`` (``all``: every one), in table order
+    (:class:`ConfigError` naming an unknown one and the known ones)."""
+    from experiments import config as config_lib  # noqa: PLC0415
+
+    wanted = config_lib.names(value, "op_methods")
+    if wanted == ("all",):
+        return METHODS
+    known = {m.name: m for m in METHODS}
+    bad = [w for w in wanted if w not in known]
+    if bad:
+        raise ConfigError(f"config.op_methods={value!r}: unknown method {bad[0]!r}; known: "
+                          f"all, {', '.join(known)}")
+    return tuple(m for m in METHODS if m.name in wanted)
 
 
 def check_tune_stream(tune_stream: str, streams: Sequence[str] | Mapping[str, Any]) -> None:
@@ -592,6 +608,7 @@ def main(argv: Sequence[str]) -> None:
     from secnn_jax import datasources  # noqa: PLC0415
 
     cfg = cli.resolve()
+    methods_from_config(str(cfg.op_methods))
     # Refused before anything is written: the tuning stream must be one of the streams.
     names = [datasources.open_stream(s, max_frames=1).info.name
              for s in config_lib.names(cfg.streams, "streams")]

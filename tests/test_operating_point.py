@@ -183,21 +183,29 @@ def test_every_method_has_the_same_tuner(study: dict[str, Any]) -> None:
 
 
 def test_cli_refuses_bad_flags_with_one_line(tmp_path: Path) -> None:
+    """A bad tuning method or a tuning stream that is not among the streams: one error line,
+    exit 1, nothing written (both command lines in forked children of one process,
+    ``tests/_cli_runner.py``)."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO),
                                           os.environ.get("PYTHONPATH", "")])}
     tiny = ["--models=test_experiments_studies:tiny_model", "--streams=bikes", "--frames=2",
             "--config.chunk_size=2", "--config.gpus=h100"]
-    for flag, message in (("--config.op_tune_method=nosuch",
-                           "error: ConfigError: config.op_tune_method='nosuch'"),
-                          ("--config.tune_stream=photos",
-                           "error: ConfigError: config.tune_stream='photos'")):
-        out = tmp_path / "out"
-        r = subprocess.run([sys.executable, "-m", "experiments.operating_point",
-                            f"--out_dir={out}", *tiny, flag], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode == 1, r.stderr[-2000:]
-        assert "Traceback" not in r.stderr
-        errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
-        assert len(errors) == 1 and errors[0].startswith(message), r.stderr[-2000:]
-        assert not out.exists()
+    cases = (("--config.op_tune_method=nosuch",
+              "error: ConfigError: config.op_tune_method='nosuch'"),
+             ("--config.tune_stream=photos", "error: ConfigError: config.tune_stream='photos'"),
+             ("--config.op_methods=zero_skip,nosuch",
+              "error: ConfigError: config.op_methods='zero_skip,nosuch': unknown method"))
+    lines = [["experiments.operating_point", f"--out_dir={tmp_path / str(i)}", *tiny, flag]
+             for i, (flag, _) in enumerate(cases)]
+    ran = subprocess.run([sys.executable, str(REPO / "tests" / "_cli_runner.py"),
+                          json.dumps(lines)], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    for i, ((code, _, err), (_, message)) in enumerate(zip(json.loads(ran.stdout), cases,
+                                                          strict=True)):
+        assert code == 1, err[-2000:]
+        assert "Traceback" not in err
+        errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+        assert len(errors) == 1 and errors[0].startswith(message), err[-2000:]
+        assert not (tmp_path / str(i)).exists()

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_experiments_studies import tiny_model
 
-from experiments import cells, metrics, operating_point
+from experiments import cells, config, metrics, operating_point, reproduce
 from experiments.accuracy import tune
 from experiments.timer import ReplayTimer, variant
 from secnn_jax import datasources, predictors, run_stream
@@ -180,6 +180,20 @@ def test_every_method_has_the_same_tuner(study: dict[str, Any]) -> None:
     assert {t["calibration_frames"] for t in res["tuned"]} == {CALIB}
     assert res["floor"] == FLOOR and res["method"] == "mean"
     assert all(r["floor"] == FLOOR for r in res["rows"])
+
+
+def test_reproduce_runs_it_after_accuracy(study: dict[str, Any]) -> None:
+    """``reproduce`` with the study's settings stores the same result and puts its section first
+    in the report (the cells are the fixture's: nothing is recomputed)."""
+    cfg = config.get_config()
+    cfg.models, cfg.streams, cfg.frames, cfg.chunk_size = "tiny", "bikes,photos", 4, 2
+    cfg.studies, cfg.calibration_frames = "operating_point", CALIB
+    cfg.agreement_floor, cfg.tune_evals = FLOOR, 4
+    out = reproduce.reproduce(study["ws"], config.validate(cfg))
+    assert json.dumps(out["results"]["operating_point"], sort_keys=True) == json.dumps(
+        study["res"], sort_keys=True)
+    body = out["report"].split("## The operating point", 1)
+    assert len(body) == 2 and "\n## " not in body[0].split("## The paper's claims", 1)[1]
 
 
 def test_cli_refuses_bad_flags_with_one_line(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ def section(result: Mapping[str, Any]) -> list[str]:
         for s in dict.fromkeys(r["stream"] for r in rows if r["model"] == model):
             mine = [r for r in rows if r["model"] == model and r["stream"] == s]
             first = [r for r in mine if r["gpu"] == gpus[0]]
-            table = []
+            lines = []
             for r in first:
                 cells_ = [r["method"], r["scheme"], r["predictor"] or "—", r["hardware"],
                           _tau_text(r),
@@ -75,25 +75,25 @@ def section(result: Mapping[str, Any]) -> list[str]:
                 for g in gpus:
                     o = next(x for x in mine if x["gpu"] == g and x["method"] == r["method"])
                     cells_.append(f"{o['time_us']:.1f} ({_times(o['speedup'])})")
-                table.append(cells_)
+                lines.append(cells_)
             out += [f"**{model} / {s}** ({first[0]['heldout_frames']} held-out frames; "
                     f"floor {_pct(result['floor'])} of {first[0]['metric']})", ""]
             out += table(["method", "scheme", "predictor", "hardware", "tuned tau",
                            "held-out score"] + [f"{g}: us/frame (speedup)" for g in gpus],
-                          table) + [""]
+                          lines) + [""]
     cl = result["claims_at"]
     if cl:
         out += ["Value prediction and the paper's claims, at the operating point and at "
                 "tau = 0 (averages over the streams' held-out frames; band: the timing "
                 "model's uncertainty, verdict by the band rule):", ""]
-        table = []
+        lines = []
         for r in cl:
             what = (f"value prediction ({r['scheme']}, {r['hardware']})"
                     if r["kind"] == "value_prediction" else
                     f"secnn_hw over {r['baseline']} (paper {_times(r['paper_average'])})")
-            table.append([r["model"], r["gpu"], what, r["at"],
+            lines.append([r["model"], r["gpu"], what, r["at"],
                           _times(r["value"]) + _band(r.get("band")), r["verdict"]])
-        out += table(["model", "GPU", "ratio", "at", "ours", "verdict"], table) + [""]
+        out += table(["model", "GPU", "ratio", "at", "ours", "verdict"], lines) + [""]
     return out
 
 

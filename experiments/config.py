@@ -55,7 +55,8 @@ LABEL_CLASSES = 1000
 PREDICTORS: tuple[str, ...] = ("zero", "last_value", "secnn", "accumulated")
 
 
-STUDIES: tuple[str, ...] = ("sparsity", "prediction", "speedup", "accuracy", "peers", "whatif")
+STUDIES: tuple[str, ...] = ("sparsity", "prediction", "speedup", "accuracy", "operating_point",
+                            "peers", "whatif")
 
 
 class Field(NamedTuple):
@@ -122,6 +123,11 @@ FIELDS: tuple[Field, ...] = (
     Field("labels", "", "optional CSV with header stream,frame,label (a stream name, a frame "
           "index, an ImageNet class index 0-999) for the accuracy study's top-1 accuracy; "
           "checked, row by row, before any model loads"),
+    Field("op_tune_method", "mean", "tuning method of the operating-point study: every method "
+          "is tuned with it to agreement_floor (a tune_methods spec)"),
+    Field("op_methods", "all", "methods of the operating-point study, comma-separated ('all': "
+          "zero_skip, secnn_sw(zero), secnn_hw(zero), secnn_sw, secnn_hw, "
+          "secnn_sw(accumulated), secnn_hw(accumulated), deltacnn, cbinfer)"),
     Field("peer_taus", "0,0.02,0.1", "global thresholds of the peers study (SE-CNN, DeltaCNN, "
           "CBinfer)"),
     Field("peer_frames", 16, "frames per stream of the peers study (first half chooses tau, "
@@ -153,6 +159,9 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
                  "tune_stream", "tune_evals", "tune_scheme", "tune_baseline", "tune_methods",
                  "transfer_streams", "transfer_frames", "transfer_window", "labels"),
     "peers": (*COMMON_FIELDS, *_SECNN, "launch", "agreement_floor", "peer_taus", "peer_frames"),
+    "operating_point": (*COMMON_FIELDS, *_SECNN, "launch", "agreement_floor",
+                        "calibration_frames", "tune_stream", "tune_evals", "tune_baseline",
+                        "op_tune_method", "op_methods"),
     "energy": (*COMMON_FIELDS, *_SECNN, "launch"),
     "whatif": ("models", "resolution", "model_resolution", "gpus", "precision", "launch",
                "fusion", "whatif_firing", "whatif_hits", "whatif_zero_miss", "whatif_seed"),
@@ -418,6 +427,10 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             tune_method(spec)
         except ConfigError as e:
             need(False, "tune_methods", str(e))
+    try:
+        tune_method(str(cfg.op_tune_method))
+    except ConfigError as e:
+        need(False, "op_tune_method", str(e))
     if str(cfg.transfer_streams).strip():
         names(cfg.transfer_streams, "transfer_streams")
     need(int(cfg.transfer_frames) >= 0, "transfer_frames", "must be 0 (= frames) or >= 1")

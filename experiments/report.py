@@ -680,6 +680,10 @@ def render(results: Mapping[str, Any], config: Mapping[str, Any], *,
 def _sections(results: Mapping[str, Any]) -> list[str]:
     """Every study's section of the report, in report order."""
     out: list[str] = []
+    if results.get("operating_point"):  # the headline table first
+        from experiments.operating_point_report import section  # noqa: PLC0415
+
+        out += section(results["operating_point"])
     if results.get("sparsity"):
         out += _sparsity_section(results["sparsity"])
     if results.get("prediction"):

@@ -7,8 +7,9 @@ clip and the photo sequence, replayed on the H100 and a Pascal-era GTX 1080 Ti:
 1. sparsity (plain forward pass), 2. speedup (zero-predictor baselines and SE-CNN, tau = 0, the
 attribution ladder), 3. prediction (every predictor's event codes), 4. accuracy on each model's
 declared metric (tau sweep, threshold tuner per tuning method, held-out evaluation, transfer to
-other clips), 5. peers (DeltaCNN, CBinfer), 6. energy and area, 7. what-if (synthetic firing and
-hit rates: where the paper's speedups would come out; :mod:`experiments.whatif`),
+other clips), 5. the operating point (every method tuned to the same floor), 6. peers (DeltaCNN,
+CBinfer), 7. energy and area, 8. what-if (synthetic firing and hit rates: where the paper's
+speedups would come out; :mod:`experiments.whatif`),
 
 then writes ``results/*.json``, ``figures/*.png`` and ``report.md`` into ``--out_dir`` (default
 ``runs/reproduce``), with ``config.json``, ``environment.json`` and ``run_info.json`` beside them.
@@ -31,6 +32,7 @@ from experiments import accuracy as accuracy_lib
 from experiments import config as config_lib
 from experiments import energy as energy_lib
 from experiments import figures, runs
+from experiments import operating_point as operating_point_lib
 from experiments import peers as peers_lib
 from experiments import prediction as prediction_lib
 from experiments import report as report_lib
@@ -240,6 +242,9 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
         panels = accuracy_lib.dense_map_panels(ws, results["accuracy"])
         if panels and run is not None:
             figures.dense_maps(panels, run.path("figures", "dense_maps.png"))
+    if ("operating_point" in studies and ws.timer is not None
+            and str(cfg.tune_stream).strip()):
+        out("operating_point", operating_point_lib.run_from_config(ws, cfg))
     if "peers" in studies and ws.timer is not None:
         out("peers", peers_lib.peers(ws, models, streams, secnn,
                                      config_lib.floats(cfg.peer_taus, "peer_taus"),

@@ -23,6 +23,8 @@ TINY = [
     "--models=test_experiments_studies:tiny_model", "--streams=bikes,photos", "--frames=6",
     "--config.chunk_size=1", "--config.calibration_frames=3", "--config.tune_evals=3",
     "--config.taus=0,0.05", "--config.predictors=zero,last_value",
+    # The operating-point study has its own tiny runs (tests/test_operating_point.py).
+    "--config.studies=sparsity,prediction,speedup,accuracy,peers",
 ]
 
 
@@ -240,7 +242,8 @@ def test_reproduce_runs_every_study_on_hed_and_craft(tmp_path: Path) -> None:
                 "--config.calibration_frames=2", "--config.tune_evals=2",
                 "--config.taus=0,0.1", "--config.gpus=h100", "--config.peer_frames=4",
                 "--config.peer_taus=0,0.1", "--config.transfer_streams=carphone_pristine",
-                "--config.transfer_frames=4", "--config.transfer_window=2", timeout=900)
+                "--config.transfer_frames=4", "--config.transfer_window=2",
+                "--config.studies=sparsity,prediction,speedup,accuracy,peers", timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     md = (out / "report.md").read_text()
     for section in ("## Sparsity", "## Prediction", "## Attribution ladder", "## Speedup",

@@ -40,6 +40,10 @@ from experiments.cells import Workspace, predictor_spec
 __all__ = ["notes", "reproduce"]
 
 
+#: Layers a note names before "...".
+SHOWN = 3
+
+
 def notes(results: dict[str, Any]) -> list[str]:
     """Plain-language observations the numbers support (what holds, what does not, and why)."""
     out: list[str] = []
@@ -51,9 +55,10 @@ def notes(results: dict[str, Any]) -> list[str]:
             if signed:
                 out.append(
                     f"{c['model']} / {c['stream']}: {len(signed)} of {s['layers']} layers read "
-                    f"signed, dense inputs (the image, BatchNorm outputs, residual sums — in "
-                    f"EfficientNet the expansion convs read the residual stream); "
-                    f"{pct(s['fired_signed'])} of their inputs are non-zero. Rectified layers: "
+                    f"signed, dense inputs (the image, BatchNorm outputs or residual sums: "
+                    f"{', '.join(r['name'] for r in signed[:SHOWN])}"
+                    f"{', ...' if len(signed) > SHOWN else ''}); {pct(s['fired_signed'])} of "
+                    f"their inputs are non-zero. Rectified layers: "
                     f"{pct(s['fired_rectified'])} fire.")
     su = results.get("speedup")
     if su and su["cells"]:
@@ -241,7 +246,8 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
         out("peers", peers_lib.peers(ws, models, streams, secnn,
                                      config_lib.floats(cfg.peer_taus, "peer_taus"),
                                      frames=config_lib.peer_frames(cfg),
-                                     floor=float(cfg.agreement_floor), launch=str(cfg.launch)),
+                                     floor=float(cfg.agreement_floor), launch=str(cfg.launch),
+                                     sanity_stream=peers_lib.open_sanity_stream()),
             figures.pareto, "peers.png")
     text = report_lib.render(results, cfg.to_dict(), notes=notes(results), missing=missing)
     if run is not None:

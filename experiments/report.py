@@ -8,6 +8,7 @@ exactly. Nothing time- or host-dependent goes in: equal results give a byte-iden
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -159,18 +160,25 @@ def claim_key(row: Mapping[str, str]) -> str:
 
 
 def summary(rows: Sequence[Mapping[str, str]]) -> list[str]:
-    """The one-screen summary: one line per claim (rows grouped by ``key``, or by the claim
-    text before its parenthesis where a row has none), its verdicts counted over the rows, and
-    the models, streams and GPUs they cover."""
+    """The one-screen summary: one line per claim (rows grouped by :func:`claim_key`), its
+    verdicts counted over the rows (``inconclusive (low-high)`` verdicts counted together, with
+    the lowest and highest end of their bands), and the models, streams and GPUs they cover."""
     groups: dict[str, list[Mapping[str, str]]] = {}
     for r in rows:
         groups.setdefault(claim_key(r), []).append(r)
     out = []
     for key, rs in groups.items():
         counts: dict[str, int] = {}
+        ends: dict[str, list[float]] = {}
         for r in rs:
-            counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
-        verdicts = ", ".join(f"{v} {n}/{len(rs)}" for v, n in counts.items())
+            kind, _, rest = r["verdict"].partition(" (")
+            counts[kind] = counts.get(kind, 0) + 1
+            lo_hi = re.fullmatch(r"(-?[\d.]+)-(-?[\d.]+)\)", rest)
+            if lo_hi:
+                ends.setdefault(kind, []).extend(float(x) for x in lo_hi.groups())
+        verdicts = ", ".join(
+            f"{v} {n}/{len(rs)}" + (f" ({min(ends[v]):.2f}-{max(ends[v]):.2f})" if v in ends
+                                    else "") for v, n in counts.items())
         over = "; ".join(f"{what}: {', '.join(vals)}" for what, vals in (
             (what, list(dict.fromkeys(r[f] for r in rs if r.get(f))))
             for what, f in (("models", "model"), ("streams", "stream"), ("GPUs", "gpu")))

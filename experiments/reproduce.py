@@ -85,9 +85,10 @@ def notes(results: dict[str, Any]) -> list[str]:
             out.append("At tau = 0 a value hit needs the very same float on two frames: with "
                        "the paper's predictor, value hits (VH) / value misses (VM) are "
                        + ", ".join(f"{pct(o[2])} / {pct(o[3])} of input neurons on {s}"
-                                   for s, o in vals)
-                       + ". Neurons that keep firing almost always change value, so they are "
-                       "mispredicted; only a tolerance tau > 0 turns them into hits.")
+                                   for s, o in vals) + "."
+                       + (" Most neurons that keep firing change value, so they are "
+                          "mispredicted; only a tolerance tau > 0 turns them into hits."
+                          if all(o[3] > o[2] for _, o in vals) else ""))
     ac = results.get("accuracy")
     if ac:
         sweep = [r for r in ac["sweep"] if r.get("speedup") is not None]

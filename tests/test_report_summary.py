@@ -19,7 +19,8 @@ from secnn_jax.timing.energy import COMPONENTS, WORK_KEYS, energy_parts
 from secnn_jax.timing.names import COMPACTIONS
 from secnn_jax.timing.schemes import extended_peer_config
 
-VERDICTS = ("holds", "does not hold", "partly", "inconclusive (0.90-1.10)", "not measured")
+VERDICTS = ("holds", "does not hold", "partly", "inconclusive (0.90-1.10)",
+            "inconclusive (0.75-1.32)", "not measured")
 
 _row = st.fixed_dictionaries({
     "key": st.sampled_from(["claim A", "claim B", "claim C"]),
@@ -38,9 +39,14 @@ def test_summary_lines_recount_the_claim_rows(rows: list[dict[str, str]]) -> Non
     for key, line in zip(keys, lines, strict=True):
         mine = [r for r in rows if r["key"] == key]
         assert line.startswith(f"**{key}**: ")
-        counts = collections.Counter(r["verdict"] for r in mine)
+        counts = collections.Counter(r["verdict"].split(" (")[0] for r in mine)
         for v, n in counts.items():
             assert f"{v} {n}/{len(mine)}" in line
+        bands = [tuple(map(float, r["verdict"][len("inconclusive ("):-1].split("-")))
+                 for r in mine if r["verdict"].startswith("inconclusive")]
+        if bands:  # one count, over the widest range of the inconclusive rows' bands
+            lo, hi = min(b[0] for b in bands), max(b[1] for b in bands)
+            assert f"inconclusive {len(bands)}/{len(mine)} ({lo:.2f}-{hi:.2f})" in line
         assert sum(int(n) for n in re.findall(r" (\d+)/\d+", line)) == len(mine)
         for field, what in (("model", "models"), ("stream", "streams"), ("gpu", "GPUs")):
             vals = sorted({r[field] for r in mine if r[field]})

@@ -22,9 +22,9 @@ agreement with the exact model on the model's declared metric (:mod:`experiments
 top-1 agreement for classifiers, edge/region F1 for HED/CRAFT), under ``agreement``. The
 largest tau meeting the agreement floor is chosen on the first half of the frames and reported
 on the second half (frames the choice never saw); "SE-CNN beats the change-based peers" is
-judged per machine among that machine's methods only. Sanity rows put the peers at every
-tau > 0 on the first :data:`SANITY_FRAMES` frames of :data:`SANITY_STREAM` (a static camera,
-the clip closest to their published setting) beside their published figures
+judged per machine among that machine's methods only. Sanity rows put the peers at the
+largest tau on the first :data:`SANITY_FRAMES` frames of :data:`SANITY_STREAM` (a static
+camera, the clip closest to their published setting) beside their published figures
 (:data:`experiments.paper.PUBLISHED_PEERS`).
 
 Library: :func:`peers`. Command line (prints the table, writes ``results/peers.json`` and
@@ -89,8 +89,9 @@ METHODS: tuple[tuple[str, str, str, str], ...] = (
     ("cbinfer+ext", "cbinfer", "accumulated", "extended"))
 #: The clip closest to the peers' published setting (a static camera), for the sanity rows.
 SANITY_STREAM = "carphone_pristine"
-#: Frames of :data:`SANITY_STREAM` per sanity row (frame 0 runs dense for every peer).
-SANITY_FRAMES = 6
+#: Frames of :data:`SANITY_STREAM` per sanity row (frame 0 runs dense for every peer and is
+#: left out of the speedup; few frames keep the rows' cost small).
+SANITY_FRAMES = 4
 
 
 def _times(ws: Workspace, model: str, stream: str, predictor: str, tau: float, n: int,
@@ -130,22 +131,41 @@ def _point_verdict(best: dict[str, dict[str, Any]], floor: float) -> str:
 
 def _verdict(ws: Workspace, model: str, stream: str, secnn_spec: str,
              best: dict[str, dict[str, Any]], floor: float, launch: str, gpu: int,
-             memo: dict[tuple[str, float], Any], config: Any) -> tuple[dict[str, Any] | None, str]:
+             memo: dict[tuple[Any, ...], Any], config: Any, extended: bool
+             ) -> tuple[dict[str, Any] | None, str]:
     """``(band, verdict)`` of "SE-CNN beats the change-based peers" among ``best`` (the
     methods of one machine): where both an SE-CNN method and a peer meet the floor, the band of
     the peer's time over SE-CNN's, each method at its chosen tau, over the timing model's
-    uncertainty (:func:`secnn_jax.timing.bands` under ``config`` on the first ``BAND_FRAMES``
-    frames of the model's first stream ``stream``, moved to this stream's held-out ratio),
-    judged above 1 by the band rule; else the point verdict. ``memo`` keeps each (predictor,
-    tau)'s events of the model (one run_stream each)."""
+    uncertainty (:func:`_band` on the first ``BAND_FRAMES`` frames of the model's first stream
+    ``stream``, moved to this stream's held-out ratio), judged above 1 by the band rule; else
+    the point verdict. ``memo`` keeps each (predictor, tau)'s events of the model and each band
+    (a band depends on the methods and taus only, not on the stream it is moved to)."""
+    sec, peer = _split(best, floor)
+    if sec is None or peer is None:
+        return None, _point_verdict(best, floor)
+    key = ("band", sec["method"], sec["tau"], peer["method"], peer["tau"])
+    if key not in memo:
+        memo[key] = _band(ws, model, stream, secnn_spec, sec, peer, launch, gpu, memo, config,
+                          extended)
+    b = memo[key].scaled(sec["heldout_speedup"] / peer["heldout_speedup"])
+    return {"secnn": sec["method"], "peer": peer["method"], "stream": stream,
+            **b.as_dict()}, b.judge(lambda ratio: "holds" if ratio > 1.0 else "does not hold")
+
+
+def _band(ws: Workspace, model: str, stream: str, secnn_spec: str, sec: dict[str, Any],
+          peer: dict[str, Any], launch: str, gpu: int, memo: dict[tuple[Any, ...], Any],
+          config: Any, extended: bool) -> Any:
+    """The band (:func:`secnn_jax.timing.bands`) of the peer's time over SE-CNN's, each method
+    at its chosen tau, under ``config``. On the extended machine the extension's compaction is
+    one design choice for both sides: the band is the union of the bands at each end of the
+    ``hw_compaction`` range, the peers under :func:`extended_peer_config` of each, the other
+    ranges varied as for any band (so SE-CNN never gets hardware compaction the peer lacks)."""
     from experiments.cells import make_predictor  # noqa: PLC0415
     from experiments.speedup import BAND_FRAMES, PROBE_FRAMES, SENSITIVITY_FRAMES  # noqa: PLC0415
     from secnn_jax import run_stream  # noqa: PLC0415
     from secnn_jax.timing import uncertainty  # noqa: PLC0415
+    from secnn_jax.timing.schemes import extended_peer_config  # noqa: PLC0415
 
-    sec, peer = _split(best, floor)
-    if sec is None or peer is None:
-        return None, _point_verdict(best, floor)
     how = {name: (scheme, secnn_spec if kind == "secnn" else kind)
            for name, scheme, kind, _ in METHODS}
     h = ws.model(model)
@@ -160,14 +180,23 @@ def _verdict(ws: Workspace, model: str, stream: str, secnn_spec: str,
         ev.append(memo[key])
     n = min(BAND_FRAMES, len(x))
     r = uncertainty.Ratio(how[sec["method"]][0], (how[peer["method"]][0],))
-    b = uncertainty.bands(ws.layers(model, stream), ev[0], ev[1], (r,),
-                          ops=ws.ops(model, stream), gpu=ws.timer.gpus[gpu],
-                          precision=ws.timer.precision, launch=launch, fusion=ws.timer.fusion,
-                          params=ws.timer.params, config=config,
-                          probe_frames=min(PROBE_FRAMES, n))[r.name]
-    b = b.scaled(sec["heldout_speedup"] / peer["heldout_speedup"])
-    return {"secnn": sec["method"], "peer": peer["method"], "stream": stream,
-            **b.as_dict()}, b.judge(lambda ratio: "holds" if ratio > 1.0 else "does not hold")
+    box = uncertainty.BOX
+    coupled = [q for q in box if q.field == "hw_compaction"] if extended else []
+    points = [(config, box)]
+    if coupled:
+        rest = tuple(q for q in box if q.field != "hw_compaction")
+        points = [(extended_peer_config(dataclasses.replace(config, hw_compaction=v)), rest)
+                  for v in dict.fromkeys((config.hw_compaction, coupled[0].low,
+                                          coupled[0].high))]
+    got = [uncertainty.bands(ws.layers(model, stream), ev[0], ev[1], (r,),
+                             ops=ws.ops(model, stream), gpu=ws.timer.gpus[gpu],
+                             precision=ws.timer.precision, launch=launch,
+                             fusion=ws.timer.fusion, params=ws.timer.params, config=cfg,
+                             box=bx, probe_frames=min(PROBE_FRAMES, n))[r.name]
+           for cfg, bx in points]
+    return dataclasses.replace(got[0], low=min(b.low for b in got),
+                               high=max(b.high for b in got),
+                               replays=sum(b.replays for b in got))
 
 
 def _extended_workspace(ws: Workspace, config: Any) -> Workspace | None:
@@ -187,11 +216,14 @@ def _extended_workspace(ws: Workspace, config: Any) -> Workspace | None:
                      progress=ws.progress)
 
 
-def _sanity(ws: Workspace, models: Sequence[str], stream: Any, taus: Sequence[float],
-            launch: str, gpu: int) -> list[dict[str, Any]]:
-    """DeltaCNN and CBinfer over dense at every tau > 0 on the first :data:`SANITY_FRAMES`
-    frames of ``stream`` (a :class:`secnn_jax.datasources.Stream`: the clip closest to their
-    published setting), each beside its published figure (:data:`PUBLISHED_PEERS`)."""
+def _sanity(ws: Workspace, models: Sequence[str], main: str, stream: Any,
+            taus: Sequence[float], launch: str, gpu: int) -> list[dict[str, Any]]:
+    """DeltaCNN and CBinfer over dense at the largest tau of ``taus`` (> 0) on the frames after
+    the first (run dense by every peer; the published figures are steady-state) of the first
+    :data:`SANITY_FRAMES` frames of ``stream`` (a :class:`secnn_jax.datasources.Stream`: the
+    clip closest to their published setting), each beside its published figure
+    (:data:`PUBLISHED_PEERS`). Dense is timed on the ``main`` stream's frames where the layers
+    and ops are the same (its time does not depend on the events)."""
     from secnn_jax.datasources import CLIPS  # noqa: PLC0415
 
     name = stream.info.name
@@ -206,8 +238,13 @@ def _sanity(ws: Workspace, models: Sequence[str], stream: Any, taus: Sequence[fl
         n = min(SANITY_FRAMES, sws.n_frames(m, name))
         shape = sws.frames(m, name).shape
         ref = sws.reference(m, name).logits[:n]
-        dense = _times(sws, m, name, "zero", 0.0, n, variant("dense", launch), gpu)
-        for tau in (t for t in taus if t > 0):
+        # dense's time per frame depends on the layers and ops only (a frame-independent
+        # scheme): where they are the main stream's, its frames are the ones already timed.
+        same = (sws.layers(m, name) == ws.layers(m, main)
+                and sws.ops(m, name) == ws.ops(m, main) and ws.n_frames(m, main) >= n)
+        dense = _times(ws if same else sws, m, main if same else name, "zero", 0.0, n,
+                       variant("dense", launch), gpu)
+        for tau in [max(t for t in taus if t > 0)] if any(t > 0 for t in taus) else []:
             for meth, pub in PUBLISHED_PEERS.items():
                 t = _times(sws, m, name, "accumulated", tau, n, variant(meth, launch), gpu)
                 if t is None or dense is None:
@@ -218,7 +255,7 @@ def _sanity(ws: Workspace, models: Sequence[str], stream: Any, taus: Sequence[fl
                     "tau": float(tau), "frames": int(n), "metric": metric,
                     "input": f"{shape[-3]}x{shape[-2]}", "precision": ws.timer.precision,
                     "clip": CLIPS.get(name, stream.info.source),
-                    "ours": float(dense.sum() / t.sum()),
+                    "ours": float(dense[1:].sum() / t[1:].sum()) if n > 1 else float("nan"),
                     "agreement": float(metrics_lib.frame_scores(metric, logits, ref)[primary]
                                        .mean()),
                     "published": {**dataclasses.asdict(pub), "figure": pub.figure}})
@@ -240,7 +277,7 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
     "SE-CNN beats the change-based peers" with its ``band`` (SE-CNN's best method over the best
     peer, each at its chosen tau, over the timing model's uncertainty; ``bands=False``: point
     verdicts); buffer bytes per method and model; with ``sanity_stream`` (a
-    :class:`secnn_jax.datasources.Stream`), the peers at every tau > 0 on its first
+    :class:`secnn_jax.datasources.Stream`), the peers at the largest tau on its first
     :data:`SANITY_FRAMES` frames beside their published figures; ``peer_extension``: whether
     the extended GPU changes the peers' knobs (``changed``) and the knobs it changes.
     """
@@ -258,7 +295,7 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
     on = {"stock": ws, "extended": ext_ws}
     points, verdicts, buffers = [], [], []
     for m in models:
-        memo: dict[tuple[str, float], Any] = {}  # the model's band events per (predictor, tau)
+        memo: dict[tuple[Any, ...], Any] = {}  # the model's band events and bands
         metric = metrics_lib.model_metric(m)
         primary = metrics_lib.get_metric(metric).primary
         layers = ws.layers(m, streams[0])
@@ -297,7 +334,7 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
                 verdicts.append(_hardware_verdict(
                     ws, m, s, streams[0], hw, by_method, secnn_spec, floor, launch, gpu, memo,
                     ext_cfg if hw == "extended" else stock_cfg, bands, g, metric))
-    sanity = (_sanity(ws, models, sanity_stream, taus, launch, gpu)
+    sanity = (_sanity(ws, models, streams[0], sanity_stream, taus, launch, gpu)
               if sanity_stream is not None else [])
     return {"study": "peers", "launch": launch, "frames": frames, "taus": [float(t) for t in taus],
             "points": points, "verdicts": verdicts, "buffers": buffers, "sanity": sanity,
@@ -309,7 +346,7 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
 
 def _hardware_verdict(ws: Workspace, m: str, s: str, first: str, hw: str,
                       by_method: dict[str, list[dict[str, Any]]], secnn_spec: str, floor: float,
-                      launch: str, gpu: int, memo: dict[tuple[str, float], Any], config: Any,
+                      launch: str, gpu: int, memo: dict[tuple[Any, ...], Any], config: Any,
                       bands: bool, g: str, metric: str) -> dict[str, Any]:
     """The verdict row of (model ``m``, stream ``s``) on machine ``hw``: its methods only."""
     mine = {name for name, _, _, h in METHODS if h == hw}
@@ -320,7 +357,8 @@ def _hardware_verdict(ws: Workspace, m: str, s: str, first: str, hw: str,
             best[name] = max(ok, key=lambda p: p["tau"])
     fastest = max((p for p in best.values() if p["heldout_agreement"] >= floor),
                   key=lambda p: p["heldout_speedup"], default=None)
-    band, verdict = (_verdict(ws, m, first, secnn_spec, best, floor, launch, gpu, memo, config)
+    band, verdict = (_verdict(ws, m, first, secnn_spec, best, floor, launch, gpu, memo, config,
+                              hw == "extended")
                      if bands else (None, _point_verdict(best, floor)))
     # SE-CNN over DeltaCNN on the same (accumulated) events at tau = 0, on this machine.
     sec_name = next(n for n, sc, k, h in METHODS if h == hw and k == "accumulated"

@@ -460,7 +460,8 @@ def _peer_sanity(rows: Sequence[Mapping[str, Any]]) -> list[str]:
               r["input"], times(r["ours"]), pct(r["agreement"]), r["published"]["figure"],
               r["published"]["source"]] for r in rows]
     out = ["Sanity: the modelled peers over dense at tau > 0 on the clip closest to their "
-           "published setting, beside the published figures:", "",
+           "published setting, beside the published figures; *ours* over the frames after the "
+           "first (which every peer runs dense), *agreement* over all frames:", "",
            _table(["model", "stream", "gpu", "peer", "tau", "frames", "input", "ours",
                    "agreement", "published", "source"], table), ""]
     for meth in dict.fromkeys(r["method"] for r in rows):

@@ -7,7 +7,9 @@ clip and the photo sequence, replayed on the H100 and a Pascal-era GTX 1080 Ti:
 1. sparsity (plain forward pass), 2. speedup (zero-predictor baselines and SE-CNN, tau = 0, the
 attribution ladder), 3. prediction (every predictor's event codes), 4. accuracy on each model's
 declared metric (tau sweep, threshold tuner per tuning method, held-out evaluation, transfer to
-other clips), 5. peers (DeltaCNN, CBinfer), 6. energy and area,
+other clips), 5. peers (DeltaCNN, CBinfer, like for like: stock GPU against stock GPU, SM
+extension against the peers given it too; sanity rows on ``carphone_pristine``), 6. energy and
+area,
 
 then writes ``results/*.json``, ``figures/*.png`` and ``report.md`` into ``--out_dir`` (default
 ``runs/reproduce``), with ``config.json``, ``environment.json`` and ``run_info.json`` beside them.

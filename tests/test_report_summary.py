@@ -114,3 +114,64 @@ def test_published_peers_are_named_with_sources() -> None:
     d, c = paper.PUBLISHED_PEERS["deltacnn"], paper.PUBLISHED_PEERS["cbinfer"]
     assert d.figure == "up to 7x" and "CVPR 2022" in d.source
     assert c.figure == "8.6-9.1x" and "Cavigelli" in c.source
+
+
+class _Events:
+    def map(self, fn):  # noqa: ANN001, ANN201 - the EventMaps.map the band code calls
+        return self
+
+
+class _WS:
+    """The few Workspace calls :func:`experiments.peers._band` makes."""
+
+    class timer:  # noqa: N801
+        gpus, precision, fusion, params = ("h100",), "fp32", "epilogue", None
+
+    def model(self, name: str) -> object:
+        return type("H", (), {"apply_fn": None, "variables": None})()
+
+    def frames(self, model: str, stream: str) -> np.ndarray:
+        return np.zeros((8, 1, 4, 4, 3), np.float32)
+
+    def layers(self, model: str, stream: str) -> tuple:
+        return ()
+
+    def ops(self, model: str, stream: str) -> tuple:
+        return ()
+
+
+@pytest.mark.parametrize("extended", [False, True])
+def test_extended_band_gives_the_peers_the_compaction_secnn_gets(
+        monkeypatch: pytest.MonkeyPatch, extended: bool) -> None:
+    # On the extended machine the band is the union of the bands at each end of the
+    # hw_compaction range, the peers under extended_peer_config of each (never hardware
+    # compaction for SE-CNN alone); on the stock machine one band over the whole box.
+    import secnn_jax
+    from experiments import peers
+    from secnn_jax.timing import uncertainty
+
+    calls = []
+
+    def bands(layers, se, be, ratios, *, config, box, **kw):  # noqa: ANN001, ANN202, ANN003
+        calls.append((config, tuple(r.field for r in box)))
+        hw = config.hw_compaction == "hardware"
+        return {ratios[0].name: uncertainty.Band(1.0, 0.5 if hw else 0.9, 1.6 if hw else 1.2)}
+
+    monkeypatch.setattr(uncertainty, "bands", bands)
+    monkeypatch.setattr(secnn_jax, "run_stream", lambda *a, **k: (None, _Events()))
+    sec = {"method": "secnn_hw" if extended else "secnn_sw", "tau": 0.0}
+    peer = {"method": "deltacnn+ext" if extended else "deltacnn", "tau": 0.0}
+    cfg = SchemeConfig()
+    b = peers._band(_WS(), "m", "s", "secnn(silence=0.5,decay=0.5)", sec, peer, "persistent", 0,
+                    {}, cfg, extended)
+    fields = tuple(r.field for r in uncertainty.BOX)
+    if not extended:
+        assert calls == [(cfg, fields)] and (b.low, b.default, b.high) == (0.9, 1.0, 1.2)
+        return
+    assert [c.hw_compaction for c, _ in calls] == [cfg.hw_compaction, "hardware"]
+    for c, box in calls:
+        assert c == extended_peer_config(c) and "hw_compaction" not in box
+        assert c.sw_compaction == ("hardware" if c.hw_compaction == "hardware"
+                                   else cfg.sw_compaction)
+        assert set(box) == set(fields) - {"hw_compaction"}
+    assert (b.low, b.default, b.high) == (0.5, 1.0, 1.6)

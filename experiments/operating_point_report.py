@@ -110,6 +110,8 @@ def claims(result: Mapping[str, Any]) -> list[dict[str, str]]:
         at = "at the operating point" if r["at"] == AT_OP else "at tau = 0"
         if r["kind"] == "paper":
             out.append({
+                "key": f"SE-CNN faster than {r['baseline']} on average {at}",
+                "model": r["model"], "gpu": r["gpu"],
                 "claim": f"SE-CNN faster than {r['baseline']} on average {at} "
                          f"({r['model']}, {r['gpu']}; {where})",
                 "paper": f"{_times(r['paper_average'])} ({_times(r['paper_at_most'])})",
@@ -117,6 +119,8 @@ def claims(result: Mapping[str, Any]) -> list[dict[str, str]]:
                 "verdict": r["verdict"]})
         elif r["scheme"] == "secnn_hw":
             out.append({
+                "key": f"value prediction is what makes SE-CNN fast, {at}",
+                "model": r["model"], "gpu": r["gpu"],
                 "claim": f"value prediction is what makes SE-CNN fast, {at} "
                          f"({r['model']}, {r['gpu']}; {where})",
                 "paper": "the speedup comes from predicting inputs",

@@ -7,9 +7,12 @@ and :mod:`experiments.report` can all read it without importing one another.
 
 from __future__ import annotations
 
+import dataclasses
+
 from secnn_jax.timing.names import SECNN
 
-__all__ = ["BASELINES", "COMPARISON_LAUNCH", "PAPER", "VARIANTS", "above"]
+__all__ = ["BASELINES", "COMPARISON_LAUNCH", "PAPER", "PUBLISHED_PEERS", "VALUE_PREDICTION_HOLDS",
+           "VALUE_PREDICTION_PARTLY", "VARIANTS", "Published", "above", "value_prediction_verdict"]
 
 #: Baselines SE-CNN is compared with, in report order.
 BASELINES: tuple[str, ...] = ("dense", "winograd", "fft", "fast_conv", "zero_skip", "strongest")
@@ -18,6 +21,44 @@ VARIANTS: tuple[str, ...] = SECNN
 #: The paper's claims: baseline -> (average speedup, maximum speedup).
 PAPER: dict[str, tuple[float, float]] = {
     "dense": (13.4, 22.0), "fast_conv": (10.4, 18.7), "zero_skip": (7.9, 16.4)}
+#: "Value prediction is what makes SE-CNN fast": *holds* when prediction buys at least this
+#: factor over SE-CNN's sequencing without prediction (the zero predictor), ...
+VALUE_PREDICTION_HOLDS = 1.5
+#: ... *partly* above this factor (below it: within the timing model's noise floor).
+VALUE_PREDICTION_PARTLY = 1.05
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    """A change-based peer's published speedup, for the peers study's sanity rows.
+
+    Attributes:
+      method: the scheme that models it (``deltacnn``, ``cbinfer``).
+      low, high: the published speedup (``low == high``: one figure, "up to").
+      source: the publication.
+      setting: where the figure was measured (GPU, video, precision), as published.
+    """
+
+    method: str
+    low: float
+    high: float
+    source: str
+    setting: str
+
+    @property
+    def figure(self) -> str:
+        """The published figure as text (``up to 7x``, ``8.6-9.1x``)."""
+        return f"up to {self.high:g}x" if self.low == self.high else \
+            f"{self.low:g}-{self.high:g}x"
+
+
+#: The peers' published speedups over cuDNN, by scheme.
+PUBLISHED_PEERS: dict[str, Published] = {p.method: p for p in (
+    Published("deltacnn", 7.0, 7.0, "Parger et al., DeltaCNN, CVPR 2022",
+              "RTX 3090, fp16/fp32, static-camera HD video, tau > 0"),
+    Published("cbinfer", 8.6, 9.1, "Cavigelli et al., CBinfer, 2017",
+              "static-camera surveillance video, scene labelling, tau > 0"),
+)}
 #: The launch model of the headline comparisons (every scheme under it).
 COMPARISON_LAUNCH = "persistent"
 
@@ -28,3 +69,10 @@ def above(score: float | None, floor: float) -> str:
     if score is None or score != score:  # None or NaN
         return "not measured"
     return "holds" if score > floor else "does not hold"
+
+
+def value_prediction_verdict(factor: float) -> str:
+    """The verdict on "value prediction is what makes SE-CNN fast" from the factor prediction
+    buys (:data:`VALUE_PREDICTION_HOLDS`, :data:`VALUE_PREDICTION_PARTLY`)."""
+    return ("holds" if factor >= VALUE_PREDICTION_HOLDS else
+            "partly" if factor > VALUE_PREDICTION_PARTLY else "does not hold")

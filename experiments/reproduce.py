@@ -8,8 +8,9 @@ clip and the photo sequence, replayed on the H100 and a Pascal-era GTX 1080 Ti:
 attribution ladder), 3. prediction (every predictor's event codes), 4. accuracy on each model's
 declared metric (tau sweep, threshold tuner per tuning method, held-out evaluation, transfer to
 other clips), 5. the operating point (every method tuned to the same floor), 6. peers (DeltaCNN,
-CBinfer), 7. energy and area, 8. what-if (synthetic firing and hit rates: where the paper's
-speedups would come out; :mod:`experiments.whatif`),
+CBinfer, like for like: stock GPU against stock GPU, SM extension against the peers given it
+too; sanity rows on ``carphone_pristine``), 7. energy and area, 8. what-if (synthetic firing
+and hit rates: where the paper's speedups would come out; :mod:`experiments.whatif`),
 
 then writes ``results/*.json``, ``figures/*.png`` and ``report.md`` into ``--out_dir`` (default
 ``runs/reproduce``), with ``config.json``, ``environment.json`` and ``run_info.json`` beside them.
@@ -44,6 +45,10 @@ from experiments.cells import Workspace, predictor_spec
 __all__ = ["notes", "reproduce"]
 
 
+#: Layers a note names before "...".
+SHOWN = 3
+
+
 def notes(results: dict[str, Any]) -> list[str]:
     """Plain-language observations the numbers support (what holds, what does not, and why)."""
     out: list[str] = []
@@ -55,9 +60,10 @@ def notes(results: dict[str, Any]) -> list[str]:
             if signed:
                 out.append(
                     f"{c['model']} / {c['stream']}: {len(signed)} of {s['layers']} layers read "
-                    f"signed, dense inputs (the image, BatchNorm outputs, residual sums — in "
-                    f"EfficientNet the expansion convs read the residual stream); "
-                    f"{pct(s['fired_signed'])} of their inputs are non-zero. Rectified layers: "
+                    f"signed, dense inputs (the image, BatchNorm outputs or residual sums: "
+                    f"{', '.join(r['name'] for r in signed[:SHOWN])}"
+                    f"{', ...' if len(signed) > SHOWN else ''}); {pct(s['fired_signed'])} of "
+                    f"their inputs are non-zero. Rectified layers: "
                     f"{pct(s['fired_rectified'])} fire.")
     su = results.get("speedup")
     if su and su["cells"]:
@@ -84,9 +90,10 @@ def notes(results: dict[str, Any]) -> list[str]:
             out.append("At tau = 0 a value hit needs the very same float on two frames: with "
                        "the paper's predictor, value hits (VH) / value misses (VM) are "
                        + ", ".join(f"{pct(o[2])} / {pct(o[3])} of input neurons on {s}"
-                                   for s, o in vals)
-                       + ". Neurons that keep firing almost always change value, so they are "
-                       "mispredicted; only a tolerance tau > 0 turns them into hits.")
+                                   for s, o in vals) + "."
+                       + (" Most neurons that keep firing change value, so they are "
+                          "mispredicted; only a tolerance tau > 0 turns them into hits."
+                          if all(o[3] > o[2] for _, o in vals) else ""))
     ac = results.get("accuracy")
     if ac:
         sweep = [r for r in ac["sweep"] if r.get("speedup") is not None]
@@ -249,7 +256,8 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
         out("peers", peers_lib.peers(ws, models, streams, secnn,
                                      config_lib.floats(cfg.peer_taus, "peer_taus"),
                                      frames=config_lib.peer_frames(cfg),
-                                     floor=float(cfg.agreement_floor), launch=str(cfg.launch)),
+                                     floor=float(cfg.agreement_floor), launch=str(cfg.launch),
+                                     sanity_stream=peers_lib.open_sanity_stream()),
             figures.pareto, "peers.png")
     if "whatif" in studies:
         out("whatif", whatif_lib.from_workspace(ws, cfg), whatif_lib.figure, "whatif.png")

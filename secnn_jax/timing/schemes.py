@@ -66,7 +66,7 @@ from secnn_jax.timing.params import ModelParams, SchemeConfig
 from secnn_jax.timing.sm import dealt_makespan, mem_cycles, rate
 
 __all__ = ["BASELINES", "REGISTRY", "SCHEMES", "SECNN", "Context", "Scheme", "SchemeTimes",
-           "needs"]
+           "extended_peer_config", "needs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -907,6 +907,24 @@ PEER_DOC = (
     "fan-in (a tile runs when any of its outputs is touched), writing them into the previous "
     "output. Both replay the accumulated predictor's events: a propagated input is one that "
     "changed beyond tau.")
+
+
+def extended_peer_config(cfg: SchemeConfig) -> SchemeConfig:
+    """The knobs under which ``deltacnn`` / ``cbinfer`` run on a GPU given SE-CNN's SM
+    extension (:data:`.secnn.SM_EXTENSION`), taking each capability only where it helps them.
+
+    Of the extension's capabilities only its compaction reaches a peer's modelled kernels: the
+    peers' sparse kernels balance their lanes by ``sw_compaction``, which becomes
+    ``hw_compaction`` when that is ``hardware`` (free balanced work lists, never slower than a
+    costed pass). A software ``hw_compaction`` is a costed pass on every layer, never faster
+    than the stock ``auto`` choice, so the peer keeps its own. The comparators do not shorten
+    a change detection (a memory-bound elementwise pass) and the dependency signal sequences
+    SE-CNN's correction stages, not layer kernels, so neither changes a peer's time.
+    Equal to ``cfg`` where the extension offers the peers nothing.
+    """
+    if cfg.hw_compaction == "hardware" and cfg.sw_compaction != "hardware":
+        return dataclasses.replace(cfg, sw_compaction="hardware")
+    return cfg
 
 
 #: The registry: every scheme by name, in report order.

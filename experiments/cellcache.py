@@ -129,10 +129,18 @@ def safe_name(name: str) -> str:
 
 
 def tau_key(layers: Sequence[Layer], tau: Tau) -> str:
-    """File-name key of a threshold: ``tau=0.1`` for a global float, a hash for per-layer."""
+    """File-name key of a threshold: ``tau=0.1`` for a global float, a hash for per-layer.
+
+    A per-layer map that gives every layer the same value is that global float (the compiled
+    program sees per-layer values either way, :func:`secnn_jax.phases.tau_map`), so e.g. the
+    tuner's all-zero start reads the exact cells other studies computed at ``tau = 0``.
+    """
     if not isinstance(tau, Mapping):
         return f"tau={float(tau)!r}"
-    vec = ",".join(f"{lyr.name}:{float(tau.get(lyr.name, 0.0))!r}" for lyr in layers)
+    per = [float(tau.get(lyr.name, 0.0)) for lyr in layers]
+    if per and len(set(per)) == 1 and set(tau) <= {lyr.name for lyr in layers}:
+        return f"tau={per[0]!r}"
+    vec = ",".join(f"{lyr.name}:{v!r}" for lyr, v in zip(layers, per, strict=True))
     return "taus-" + hashlib.sha256(vec.encode()).hexdigest()[:16]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import importlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -261,6 +262,22 @@ def test_cell_cache_files(tmp_path):
     cache.finish(d)
     assert not list(d.glob("state*.npz"))
     assert cellcache.tau_key([], 0.1) == "tau=0.1"
+
+
+def test_a_uniform_per_layer_tau_is_the_global_one() -> None:
+    """A map giving every layer one value names the global float's cell (the program sees
+    per-layer values either way); any other map, or one naming an unknown layer, is hashed."""
+    from secnn_jax.phases import tau_map
+
+    layers = [SimpleNamespace(name=n) for n in ("a", "b", "c")]
+    for v in (0.0, 0.05):
+        uniform = dict.fromkeys("abc", v)
+        assert cellcache.tau_key(layers, uniform) == cellcache.tau_key(layers, v)
+        assert tau_map(layers, uniform) == tau_map(layers, v)  # what the program runs
+    assert cellcache.tau_key(layers, {"a": 0.0, "b": 0.0}) == "tau=0.0"  # c defaults to 0
+    assert tau_map(layers, {"a": 0.0, "b": 0.0}) == tau_map(layers, 0.0)
+    for other in ({"a": 0.05}, {"a": 0.0, "b": 0.0, "c": 0.0, "z": 0.0}):
+        assert cellcache.tau_key(layers, other).startswith("taus-")
 
 
 class _RecordingTimer:

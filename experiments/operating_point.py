@@ -186,7 +186,31 @@ def _bands(ws: Workspace, model: str, stream: str, specs: Sequence[dict[str, Any
            launch: str, memo: dict[tuple[Any, ...], Any]) -> dict[str, dict[str, Any]]:
     """``{gpu: {spec key: Band}}`` of every ratio spec (``key``, ``scheme``, ``sec`` =
     (predictor spec, tau), ``baselines``, ``base`` = (predictor spec, tau)): one
-    :func:`secnn_jax.timing.uncertainty.bands` call per GPU and distinct pair of events."""
+    :func:`secnn_jax.timing.uncertainty.bands` call per GPU and distinct pair of events,
+    memoised in the cell cache (:meth:`experiments.cells.Workspace.memo`) by content: the
+    specs with their taus, the launch model, the timer, the frames."""
+    from experiments.cellcache import tau_key  # noqa: PLC0415
+    from secnn_jax.timing import uncertainty  # noqa: PLC0415
+
+    layers = ws.layers(model, stream)
+    key = {"study": "operating_point_bands", "launch": launch,
+           "timer": getattr(ws.timer, "key", None), "band_frames": BAND_FRAMES,
+           "probe_frames": PROBE_FRAMES, "frames": SENSITIVITY_FRAMES,
+           "specs": [[list(sp["key"]), sp["scheme"], list(sp["baselines"]),
+                      [sp["sec"][0], tau_key(layers, sp["sec"][1])],
+                      [sp["base"][0], tau_key(layers, sp["base"][1])]] for sp in specs]}
+    rows = ws.memo(model, stream, "operating_point_bands", key, lambda: [
+        [gpu, list(k), dataclasses.asdict(b)]
+        for gpu, per in _compute_bands(ws, model, stream, specs, launch, memo).items()
+        for k, b in per.items()])
+    out: dict[str, dict[str, Any]] = {gpu: {} for gpu in ws.timer.gpus}
+    for gpu, k, b in rows:
+        out[gpu][tuple(k)] = uncertainty.Band(**b)
+    return out
+
+
+def _compute_bands(ws: Workspace, model: str, stream: str, specs: Sequence[dict[str, Any]],
+                   launch: str, memo: dict[tuple[Any, ...], Any]) -> dict[str, dict[str, Any]]:
     from secnn_jax.timing import uncertainty  # noqa: PLC0415
 
     groups: dict[tuple[Any, Any], list[dict[str, Any]]] = {}

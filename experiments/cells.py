@@ -428,7 +428,7 @@ class Workspace:
 
     def cell_dir(self, model: str, stream: str, *parts: str) -> Path | None:
         """The cache directory of ``model`` on ``stream`` computed from this workspace's inputs
-        (created with its ``inputs.json``), joined with ``parts`` (``"reference-v2"``, or the
+        (created with its ``inputs.json``), joined with ``parts`` (``"reference"``, or the
         predictor spec and the tau key); ``None`` without a cache directory."""
         if self.cache.root is None:
             return None
@@ -464,13 +464,15 @@ class Workspace:
         frames = self.frames(model, stream)
         layers = self.layers(model, stream)
         h = self.model(model)
-        d = self.cell_dir(model, stream, "reference-v2")  # v2: with ``changed``
+        d = self.cell_dir(model, stream, "reference")
         parts = []
         computed = self.stats["chunks_computed"]
         chunks = self._chunks(frames.shape[0])
         with self._bar(frames.shape[0], f"{model}/{stream} reference") as bar:
             for k, (a, b) in enumerate(chunks):
                 got = self._load_chunk(d, k, b - a)
+                if got is not None and "changed" not in got:  # stored before change counts
+                    got = None
                 if got is None:
                     skey = ("ref", model, frames.shape[1:])
                     if skey not in self._steps:

@@ -51,13 +51,16 @@ DEFAULT_CHANGE_TAU = 0.05
 
 def verdict(low: float | None, high: float | None = None) -> str:
     """The verdict on "fewer than 10% are activated" for a share, or a bracket ``[low, high]``
-    (holds if ``high`` < 10%, does not hold if ``low`` >= 10%, else undetermined)."""
+    (holds if ``high`` < 10%, does not hold if ``low`` >= 10%, else ``inconclusive (low-high)``,
+    the timing bands' word)."""
     high = low if high is None else high
     if low is None or high is None:
         return "not measured"
     if high < CLAIM_FIRED:
         return "holds"
-    return "does not hold" if low >= CLAIM_FIRED else "undetermined"
+    if low >= CLAIM_FIRED:
+        return "does not hold"
+    return f"inconclusive ({100 * low:.2f}%-{100 * high:.2f}%)"
 
 
 def summarise(nonzero: np.ndarray, negative: np.ndarray, n_inputs: np.ndarray) -> dict[str, Any]:

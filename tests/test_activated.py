@@ -159,3 +159,9 @@ def test_activated_tau_off_the_grid_is_refused() -> None:
         config.validate(cfg)
     with pytest.raises(ConfigError, match="change_tau=0.06"):
         sparsity.sparsity(None, [], [], change_tau=0.06)  # type: ignore[arg-type]
+
+
+def test_verdict_of_a_bracket() -> None:
+    assert sparsity.verdict(0.05, 0.09) == "holds"
+    assert sparsity.verdict(0.10, 0.30) == "does not hold"
+    assert sparsity.verdict(0.08, 0.12) == "inconclusive (8.00%-12.00%)"

@@ -227,8 +227,12 @@ def reference_step(apply_fn: Callable, layers: Sequence[Layer],
                             for lyr in layers])
             return inputs, (logits, nz, neg, ab, ch)
 
-        _, out = jax.lax.scan(body, fwd(params, prev)[1], frames)
-        return out
+        # One scan over [prev, *frames] (one copy of the network in the program, not two); the
+        # first step's outputs are prev's and are dropped.
+        init = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                            jax.eval_shape(fwd, params, prev)[1])
+        _, out = jax.lax.scan(body, init, jnp.concatenate([prev[None], frames]))
+        return jax.tree.map(lambda a: a[1:], out)
 
     return run
 

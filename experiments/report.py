@@ -179,7 +179,7 @@ def _sparsity_section(sp: Mapping[str, Any]) -> list[str]:
     tau = sp.get("change_tau", 0.05)
     cnv = 1.0 - CNVLUTIN_ZERO_SHARE
     out = ["## Sparsity: how many neurons are activated", "",
-           f"The paper's \"fewer than {pct(CLAIM_ACTIVATED)} of neurons are activated\", read "
+           f"The paper's \"fewer than {CLAIM_ACTIVATED:.0%} of neurons are activated\", read "
            "two ways. *Non-zero*: the share of each layer's input neurons that are non-zero, "
            "over all frames. *Rectified* layers read a ReLU/ReLU6 output (no input was ever "
            "negative); *signed* layers read the image, a BatchNorm output or a residual sum. "
@@ -198,7 +198,7 @@ def _sparsity_section(sp: Mapping[str, Any]) -> list[str]:
                        "rectified layers", "median layer", "layers < 10%", "verdict"], rows))
     out += ["", f"*Changed*: the share of input neurons with |x_t - x_(t-1)| > tau, over frames "
             "1 .. T-1 (frame 0 has no previous frame and is left out), at tau = 0, at the fixed "
-            f"tau = {tau:g} (`config.activated_tau`, the accuracy sweep's global scale) and at "
+            f"tau = {tau:g} (`config.activated_tau`) and at "
             "each per-layer map the accuracy study's tuner chose (per method). The pass counts "
             "changes at fixed thresholds (0, then 1, 1.5, 2, 3, 5, 7 per decade); a tuned "
             "threshold between two of them gives the bracket shown (low-high), exact when "

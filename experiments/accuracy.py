@@ -309,8 +309,12 @@ def tune(ws: Workspace, model: str, stream: str, predictor: str, *, calibration_
     # Stage 2: double alpha per group of layers, largest serial work first.
     if budget > 0 and float(best["alpha"].max()) > 0:
         order = np.argsort(-best["serial_work"], kind="stable")
-        share = np.cumsum(best["serial_work"][order]) / max(best["serial_work"].sum(), 1e-30)
-        group_of = np.minimum((share * groups).astype(int), groups - 1)
+        sw = best["serial_work"][order]
+        # A layer's group is where its share *starts* (the work before it), so the largest
+        # layer is always in group 0 (an inclusive share put a layer holding >= 1/groups of
+        # the work in a later group and left group 0 empty).
+        start = (np.cumsum(sw) - sw) * groups / max(float(sw.sum()), 1e-30)
+        group_of = np.minimum(start.astype(int), groups - 1)
         frozen: set[int] = set()
         while budget > 0 and len(frozen) < groups:
             for gi in range(groups):

@@ -27,7 +27,10 @@ the timer (:meth:`Timer.variants_for`, the scheme registry).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -446,6 +449,36 @@ class Workspace:
             self._memory[key] = self.cache.inputs_dir(
                 model, stream, self.inputs_fingerprint(model, stream))
         return self._memory[key].joinpath(*(safe_name(p) for p in parts))
+
+    def memo(self, model: str, stream: str, name: str, key: Mapping[str, Any],
+             compute: Callable[[], Any]) -> Any:
+        """``compute()``'s JSON-able result, computed once per content and kept in the cell cache.
+
+        The file lives in the cache directory of ``model`` on ``stream`` (keyed on the content
+        of the weights, the stream and the code, :meth:`cell_dir`) under ``memo/<name>-<hash of
+        key>.json``; ``key`` names everything else the result depends on (the caller's
+        parameters, the timer's :attr:`~experiments.timer.ReplayTimer.key`). Without a cache
+        directory, or when the file is missing or unreadable, ``compute`` runs (and its result
+        is stored). A hit marks the file used (the shared cache's eviction is least recently
+        used).
+        """
+        from secnn_jax.fileio import atomic_write  # noqa: PLC0415
+
+        d = self.cell_dir(model, stream, "memo")
+        if d is None:
+            return compute()
+        blob = json.dumps(dict(key), sort_keys=True, default=str)
+        path = d / f"{safe_name(name)}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
+        try:
+            value = json.loads(path.read_text())["value"]
+            os.utime(path)
+            return value
+        except (OSError, ValueError, KeyError):
+            pass
+        value = compute()
+        atomic_write(path, json.dumps({"key": json.loads(blob), "value": value}))
+        self.cache.evict()
+        return value
 
     def _chunks(self, n: int) -> list[tuple[int, int]]:
         return [(s, min(s + self.chunk_size, n)) for s in range(0, n, self.chunk_size)]

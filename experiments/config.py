@@ -55,7 +55,7 @@ LABEL_CLASSES = 1000
 PREDICTORS: tuple[str, ...] = ("zero", "last_value", "secnn", "accumulated")
 
 
-STUDIES: tuple[str, ...] = ("sparsity", "prediction", "speedup", "accuracy", "peers")
+STUDIES: tuple[str, ...] = ("sparsity", "prediction", "speedup", "accuracy", "peers", "whatif")
 
 
 class Field(NamedTuple):
@@ -130,6 +130,13 @@ FIELDS: tuple[Field, ...] = (
           "'changed since the previous frame' (|x_t - x_t-1| > tau; one of "
           "experiments.cells.CHANGE_TAUS)"),
     Field("studies", ",".join(STUDIES), "which studies reproduce runs"),
+    Field("whatif_firing", "0.02,0.05,0.1,0.2,0.5", "what-if study: firing rates of the grid "
+          "(share of non-zero inputs; comma-separated, each in [0, 1])"),
+    Field("whatif_hits", "0.5,0.8,0.95,1", "what-if study: value-hit rates of the grid (share "
+          "of firing inputs predicted exactly; comma-separated, each in [0, 1])"),
+    Field("whatif_zero_miss", 0.0, "what-if study: share of the missed firing inputs predicted "
+          "zero (ZN; the rest are value misses, VM), in [0, 1]"),
+    Field("whatif_seed", 0, "what-if study: seed of the synthetic event maps"),
 )
 
 #: What every study reads through ``cli.setup`` (models, streams, the replay timer).
@@ -150,6 +157,8 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
                  "transfer_streams", "transfer_frames", "transfer_window", "labels"),
     "peers": (*COMMON_FIELDS, *_SECNN, "launch", "agreement_floor", "peer_taus", "peer_frames"),
     "energy": (*COMMON_FIELDS, *_SECNN, "launch"),
+    "whatif": ("models", "resolution", "model_resolution", "gpus", "precision", "launch",
+               "fusion", "whatif_firing", "whatif_hits", "whatif_zero_miss", "whatif_seed"),
     "reproduce": tuple(f.name for f in FIELDS),
 }
 
@@ -421,6 +430,9 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         names(cfg.transfer_streams, "transfer_streams")
     need(int(cfg.transfer_frames) >= 0, "transfer_frames", "must be 0 (= frames) or >= 1")
     need(int(cfg.transfer_window) >= 1, "transfer_window", "must be >= 1")
+    for field in ("whatif_firing", "whatif_hits"):
+        need(max(floats(cfg[field], field)) <= 1.0, field, "rates must lie in [0, 1]")
+    need(0.0 <= float(cfg.whatif_zero_miss) <= 1.0, "whatif_zero_miss", "must lie in [0, 1]")
     for s in names(cfg.studies, "studies"):
         need(s in STUDIES, "studies", f"unknown study {s!r}; known: {STUDIES}")
     return cfg

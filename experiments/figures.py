@@ -353,35 +353,29 @@ def ladder_bars(res: Mapping[str, Any], path: str | Path) -> Path:
 
 
 def schedule(result: Any, path: str | Path, gpu: str, frame: int = 0) -> Path:
-    """What runs when in one frame, one panel per scheme of a ``ReplayResult``: per linear
-    layer, its kernel (layer after layer) or its parallel work (light) and correction parts
-    (dark); op kernels in grey; gaps on a row are launches, graph gaps or barriers."""
+    """What runs when in one frame, one panel per scheme of a ``ReplayResult``: the kernels
+    exactly as its Chrome trace holds them (``result.kernel_slices``: one row per
+    concurrently running kernel), coloured by kind — a layer's kernel or amendment (dark), its
+    compare or compaction (mid), its parallel work (light), op kernels (grey); gaps are
+    launches, graph gaps or barriers. Each bar's ``gid`` is its kernel's name."""
+    colours = {"rail_load": "#c6dbef", "thread_state_running": "#2171b5",
+               "rail_response": "#2171b5", "yellow": "#6baed6", "olive": "#6baed6",
+               "generic_work": "#999999"}
     schemes = list(result.schemes)
-    n_layers = len(result.layers)
-    fig, axes = plt.subplots(len(schemes), 1, figsize=(9.0, 1.2 + 0.09 * n_layers * len(schemes)),
-                             squeeze=False)
-    index = {name: i for i, name in enumerate(result.layers)}
+    slices = {s: result.kernel_slices(gpu, s, frame) for s in schemes}
+    rows = {s: max((sl.track for sl in v), default=0) + 1 for s, v in slices.items()}
+    height = 0.9 + sum(0.7 + 0.15 * min(n, 16) for n in rows.values())
+    fig, axes = plt.subplots(len(schemes), 1, figsize=(9.0, height), squeeze=False)
     for ax, s in zip(axes[:, 0], schemes, strict=True):
         r = result.get(gpu, s)
-        us = r.clock_mhz
-        row_of_op = 0
-        for track, (labels, st, en) in r.spans.items():
-            for lab, a, b in zip(labels, st[frame], en[frame], strict=True):
-                base = lab.split(":")[0]
-                if base in index:
-                    row_of_op = index[base]
-                row = index.get(base, row_of_op)
-                part = lab.split(":")[-1] if ":" in lab else ""
-                colour = ("#c6dbef" if track == "parallel" else "#2171b5" if base in index and
-                          part in ("", "amend") else "#6baed6" if part in ("compare",
-                                                                            "compaction")
-                          else "#999999")
-                ax.barh(row, max((b - a) / us, 1e-3), left=a / us, height=0.8, color=colour,
-                        linewidth=0)
+        for sl in slices[s]:
+            bar = ax.barh(sl.track, (sl.end_ns - sl.start_ns) / 1e3, left=sl.start_ns / 1e3,
+                          height=0.8, color=colours.get(sl.cname, "#999999"), linewidth=0)
+            bar.patches[0].set_gid(sl.name)
         ax.set_xlim(0, float(r.total_us[frame]) * 1.02)
-        ax.set_ylim(n_layers - 0.5, -0.5)
+        ax.set_ylim(rows[s] - 0.5, -0.5)
         ax.set_yticks([])
-        ax.set_ylabel("layer", fontsize=7)
+        ax.set_ylabel("kernels at once", fontsize=7)
         ax.set_title(f"{s} on {gpu}: {float(r.total_us[frame]):.0f} us ({result.launch}, "
                      f"fusion {result.fusion})", fontsize=8)
     axes[-1, 0].set_xlabel("time in the frame (us)")

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from experiments.paper import CLAIM_ACTIVATED, CNVLUTIN_ZERO_SHARE, PAPER, above
+from experiments.whatif import section as whatif_section
 
 __all__ = ["band_range", "claims", "energy_section", "metric_label", "pct", "peers_section",
            "render", "study_output", "times", "us"]
@@ -764,6 +765,7 @@ def _sections(results: Mapping[str, Any]) -> list[str]:
         out += _accuracy_section(results["accuracy"])
     if results.get("peers"):
         out += _peers_section(results["peers"])
+    out += whatif_section(results["whatif"]) if results.get("whatif") else []
     return out
 
 

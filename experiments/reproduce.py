@@ -7,7 +7,8 @@ clip and the photo sequence, replayed on the H100 and a Pascal-era GTX 1080 Ti:
 1. sparsity (plain forward pass), 2. speedup (zero-predictor baselines and SE-CNN, tau = 0, the
 attribution ladder), 3. prediction (every predictor's event codes), 4. accuracy on each model's
 declared metric (tau sweep, threshold tuner per tuning method, held-out evaluation, transfer to
-other clips), 5. peers (DeltaCNN, CBinfer), 6. energy and area,
+other clips), 5. peers (DeltaCNN, CBinfer), 6. energy and area, 7. what-if (synthetic firing and
+hit rates: where the paper's speedups would come out; :mod:`experiments.whatif`),
 
 then writes ``results/*.json``, ``figures/*.png`` and ``report.md`` into ``--out_dir`` (default
 ``runs/reproduce``), with ``config.json``, ``environment.json`` and ``run_info.json`` beside them.
@@ -35,6 +36,7 @@ from experiments import prediction as prediction_lib
 from experiments import report as report_lib
 from experiments import sparsity as sparsity_lib
 from experiments import speedup as speedup_lib
+from experiments import whatif as whatif_lib
 from experiments.cells import Workspace, predictor_spec
 
 __all__ = ["notes", "reproduce"]
@@ -215,9 +217,10 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
         for m in models:  # the sensitivity table and one frame's schedule, per model
             res = speedup_lib.sensitivity(ws, m, streams[0], secnn, gpu=ws.timer.gpus[0],
                                           launch=str(cfg.launch), inputs=inputs[m])
-            layers, ev, ops = res.pop("_replay_inputs")
+            res.pop("_replay_inputs")
             sens.append(res)
-            if run is not None:
+            if run is not None:  # frames 0-1 suffice (the schedule shows frame 1)
+                layers, ev, ops = inputs[m].first(2)
                 _schedule(run, m, layers, ev, ops, ws, str(cfg.launch))
         results["sensitivity"] = {"study": "sensitivity", "cells": sens}
         if run is not None:
@@ -246,6 +249,8 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
                                      frames=config_lib.peer_frames(cfg),
                                      floor=float(cfg.agreement_floor), launch=str(cfg.launch)),
             figures.pareto, "peers.png")
+    if "whatif" in studies:
+        out("whatif", whatif_lib.from_workspace(ws, cfg), whatif_lib.figure, "whatif.png")
     text = report_lib.render(results, cfg.to_dict(), notes=notes(results), missing=missing)
     if run is not None:
         run.write_text("report.md", text)

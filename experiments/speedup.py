@@ -59,8 +59,8 @@ from experiments.timer import variant, variant_parts
 from secnn_jax.timing.ladder import LADDER
 from secnn_jax.timing.names import PEERS, SECNN
 
-__all__ = ["BAND_FRAMES", "BASELINE_SCHEMES", "PROBE_FRAMES", "frame_times", "ladder_times",
-           "ratio_bands", "replay_inputs", "sensitivity", "speedup", "verdict"]
+__all__ = ["BAND_FRAMES", "BASELINE_SCHEMES", "PROBE_FRAMES", "ReplayInputs", "frame_times",
+           "ladder_times", "ratio_bands", "replay_inputs", "sensitivity", "speedup", "verdict"]
 
 #: Frames (the first ones of a model's first stream) the verdict bands' corners replay, and
 #: frames (the last of those) each one-at-a-time probe replays (:func:`secnn_jax.timing.bands`).
@@ -158,30 +158,101 @@ def faster(ratio: float) -> str:
     return "holds" if ratio > 1.0 else "does not hold"
 
 
-def replay_inputs(ws: Workspace, model: str, stream: str, predictor: str,
-                  frames: int = SENSITIVITY_FRAMES) -> tuple[Any, dict[str, Any], Any]:
+@dataclasses.dataclass
+class ReplayInputs:
     """``(layers, {"zero": events, "predictor": events}, ops)`` of the first ``frames`` frames
     of ``stream`` through the zero and the chosen predictor (:func:`secnn_jax.run_stream`), for
-    replays at other parameters than the study's (bands, sensitivity, schedule)."""
-    from experiments.cells import make_predictor  # noqa: PLC0415
-    from secnn_jax import run_stream  # noqa: PLC0415
+    replays at other parameters than the study's (bands, sensitivity, schedule).
 
-    h = ws.model(model)
-    x = ws.frames(model, stream)[:frames]
-    ev = {}
-    for name, spec in (("zero", "zero"), ("predictor", predictor)):
-        _, e = run_stream(h.apply_fn, h.variables, x, make_predictor(spec))
-        ev[name] = e.map(np.asarray)
-    return ws.layers(model, stream), ev, ws.ops(model, stream)
+    Computed on first use (unpacking, :attr:`value`), so a study whose bands and sensitivity
+    rows are already in the cell cache (:meth:`experiments.cells.Workspace.memo`) never reruns
+    the stream; ``model``, ``stream``, ``predictor`` and ``frames`` name it in those keys.
+    """
+
+    ws: Workspace
+    model: str
+    stream: str
+    predictor: str
+    frames: int
+    _value: tuple[Any, dict[str, Any], Any] | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def value(self) -> tuple[Any, dict[str, Any], Any]:
+        """The layers, the two predictors' events and the ops (computed once)."""
+        if self._value is None:
+            from experiments.cells import make_predictor  # noqa: PLC0415
+            from secnn_jax import run_stream  # noqa: PLC0415
+
+            h = self.ws.model(self.model)
+            x = self.ws.frames(self.model, self.stream)[:self.frames]
+            ev = {}
+            for name, spec in (("zero", "zero"), ("predictor", self.predictor)):
+                _, e = run_stream(h.apply_fn, h.variables, x, make_predictor(spec))
+                ev[name] = e.map(np.asarray)
+            self._value = (self.ws.layers(self.model, self.stream), ev,
+                           self.ws.ops(self.model, self.stream))
+        return self._value
+
+    def __iter__(self) -> Any:
+        return iter(self.value)
+
+    def first(self, n: int) -> ReplayInputs:
+        """These inputs when already computed (they hold at least as many frames), else the
+        inputs of the first ``n`` frames only (cheaper: e.g. a one-frame schedule)."""
+        if self._value is not None or n >= self.frames:
+            return self
+        return dataclasses.replace(self, frames=n)
+
+    def key(self, **extra: Any) -> dict[str, Any]:
+        """What a memoised replay of these inputs depends on beyond the cell directory's
+        content key: the predictor, the frames, the timer and ``extra``."""
+        timer = getattr(self.ws.timer, "key", None)
+        return {"predictor": self.predictor, "frames": self.frames, "timer": timer, **extra}
 
 
-def ratio_bands(ws: Workspace, inputs: tuple[Any, dict[str, Any], Any],
+def replay_inputs(ws: Workspace, model: str, stream: str, predictor: str,
+                  frames: int = SENSITIVITY_FRAMES) -> ReplayInputs:
+    """The :class:`ReplayInputs` of the first ``frames`` frames of ``stream`` (lazy)."""
+    return ReplayInputs(ws, model, stream, predictor, frames)
+
+
+def _band_json(band: Any) -> dict[str, Any]:
+    return dataclasses.asdict(band)
+
+
+def ratio_bands(ws: Workspace, inputs: ReplayInputs | tuple[Any, dict[str, Any], Any],
                 launch: str = COMPARISON_LAUNCH) -> dict[str, dict[str, Any]]:
     """Per GPU of the workspace's timer, the :class:`secnn_jax.timing.Band` of every SE-CNN
     variant over every baseline of :data:`BASELINE_SCHEMES` the timer replays, and of the
     value-prediction factor: ``{gpu: {variant: {baseline: Band}, "value_prediction": Band}}``
     (one :func:`secnn_jax.timing.bands` call per GPU, on ``inputs`` from
     :func:`replay_inputs`, of which the first ``BAND_FRAMES`` frames)."""
+
+    if isinstance(inputs, ReplayInputs):  # memoised in the cell cache, keyed on content
+        key = inputs.key(study="bands", launch=launch, band_frames=BAND_FRAMES,
+                         probe_frames=PROBE_FRAMES)
+        got = ws.memo(inputs.model, inputs.stream, "bands", key,
+                      lambda: _bands_json(_ratio_bands(ws, inputs.value, launch)))
+        return _bands_from_json(got)
+    return _ratio_bands(ws, inputs, launch)
+
+
+def _bands_json(bands: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {g: {v: (_band_json(b) if not isinstance(b, dict) else
+                    {k: _band_json(x) for k, x in b.items()}) for v, b in per.items()}
+            for g, per in bands.items()}
+
+
+def _bands_from_json(got: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    from secnn_jax.timing import uncertainty  # noqa: PLC0415
+
+    return {g: {v: (uncertainty.Band(**b) if v == VALUE_PREDICTION else
+                    {k: uncertainty.Band(**x) for k, x in b.items()}) for v, b in per.items()}
+            for g, per in got.items()}
+
+
+def _ratio_bands(ws: Workspace, inputs: tuple[Any, dict[str, Any], Any],
+                 launch: str) -> dict[str, dict[str, Any]]:
     from secnn_jax.timing import uncertainty  # noqa: PLC0415
 
     layers, ev, ops = inputs
@@ -380,7 +451,8 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
 def sensitivity(ws: Workspace, model: str, stream: str, predictor: str, *,
                 frames: int = SENSITIVITY_FRAMES,
                 gpu: str = "h100", launch: str = COMPARISON_LAUNCH,
-                inputs: tuple[Any, dict[str, Any], Any] | None = None) -> dict[str, Any]:
+                inputs: ReplayInputs | tuple[Any, dict[str, Any], Any] | None = None
+                ) -> dict[str, Any]:
     """The headline ratio as each assumed physics parameter moves over its plausible range.
 
     Reruns the first ``frames`` frames of ``stream`` through the zero and the chosen predictor
@@ -390,10 +462,22 @@ def sensitivity(ws: Workspace, model: str, stream: str, predictor: str, *,
     the events, layers and ops (for the schedule figure). ``inputs``: :func:`replay_inputs`
     already computed (then ``frames`` is theirs).
     """
+    inputs = inputs if inputs is not None else replay_inputs(ws, model, stream, predictor,
+                                                             frames)
+    if isinstance(inputs, ReplayInputs):  # memoised in the cell cache, keyed on content
+        key = inputs.key(study="sensitivity", gpu=gpu, launch=launch)
+        res = ws.memo(model, stream, "sensitivity", key,
+                      lambda: _sensitivity(ws, model, stream, gpu, launch, inputs.value))
+    else:
+        res = _sensitivity(ws, model, stream, gpu, launch, inputs)
+    return {**res, "_replay_inputs": inputs}
+
+
+def _sensitivity(ws: Workspace, model: str, stream: str, gpu: str, launch: str,
+                 inputs: tuple[Any, dict[str, Any], Any]) -> dict[str, Any]:
     from secnn_jax import timing  # noqa: PLC0415
 
-    layers, ev, ops = inputs if inputs is not None else replay_inputs(ws, model, stream,
-                                                                       predictor, frames)
+    layers, ev, ops = inputs
     n_frames = min(int(np.shape(v)[0]) for v in ev["zero"].values())
     base_cfg = ws.timer.config if ws.timer is not None else timing.SchemeConfig()
     fusion = ws.timer.fusion if ws.timer is not None else timing.DEFAULT_FUSION
@@ -428,8 +512,7 @@ def sensitivity(ws: Workspace, model: str, stream: str, predictor: str, *,
     rows.append({"parameter": "fusion", "end": "other", "value": other,
                  **ratio(base_cfg, other)})
     return {"model": model, "stream": stream, "gpu": gpu, "launch": launch, "fusion": fusion,
-            "frames": n_frames, "rows": rows,
-            "_replay_inputs": (layers, ev, ops)}
+            "frames": n_frames, "rows": rows}
 
 
 def main(argv: Sequence[str]) -> None:

@@ -6,11 +6,13 @@ every public name, signature, event code and command line; every name has a docs
 * :func:`find_layers`, :class:`Layer`, :func:`nnx_apply` — what SE-CNN wraps.
 * :mod:`predictors` — ``zero``, ``last_value``, ``secnn``, ``mean`` (+ ``mean_stats``).
 * :func:`parallel_compute`, :func:`serial_amend` — the two phases.
-* :func:`pipeline`, :func:`run_stream`, :func:`iter_stream` — composition over frames;
+* :func:`pipeline` — the one SE-CNN step, which takes ``tau`` (a fixed tau is a
+  ``functools.partial``); :func:`run_stream`, :func:`iter_stream` — composition over frames;
   :func:`scan_program` — the one compiled scan over a chunk of frames they (and the
   experiments' cell engine) share, with in-jit reducers such as :class:`EventCounts`;
   :func:`stream_program` — its compiled program, cached across calls
-  (:func:`program_cache_info`, :func:`clear_program_cache`).
+  (:func:`program_cache_info`, :func:`clear_program_cache`). One module per concern in
+  :mod:`secnn_jax.streaming`; :mod:`secnn_jax.pipeline` re-exports them.
 * :func:`predictors.from_spec` — a predictor from a string such as ``"secnn(silence=0.5)"``.
 * :mod:`events` — event codes ZZ, ZN, VH, VM; :mod:`accounting` — exact per-phase work.
 * :class:`SecnnError` — the base class of every error raised for bad input (frames, tau,
@@ -21,7 +23,7 @@ from secnn_jax import accounting, events, predictors
 from secnn_jax.adapters import nnx_apply
 from secnn_jax.errors import SecnnError
 from secnn_jax.layers import Layer, find_layers, layer_table
-from secnn_jax.phases import layer_inputs, parallel_compute, serial_amend, serial_amend_dynamic
+from secnn_jax.phases import layer_inputs, parallel_compute, serial_amend
 from secnn_jax.pipeline import (
     EventCounts,
     ScanOutput,
@@ -31,10 +33,8 @@ from secnn_jax.pipeline import (
     iter_stream,
     pad_chunk,
     pipeline,
-    pipeline_dynamic,
     program_cache_info,
     run_stream,
-    scan_frames,
     scan_program,
     stream_program,
 )
@@ -61,13 +61,10 @@ __all__ = [
     "pad_chunk",
     "parallel_compute",
     "pipeline",
-    "pipeline_dynamic",
     "predictors",
     "program_cache_info",
     "run_stream",
-    "scan_frames",
     "scan_program",
     "serial_amend",
-    "serial_amend_dynamic",
     "stream_program",
 ]

@@ -30,8 +30,10 @@ from secnn_jax.errors import SecnnError
 from secnn_jax.events import EventMaps, fires_of, predictor_of
 from secnn_jax.layers import find_layers
 from secnn_jax.phases import Tau
-from secnn_jax.pipeline import check_frames, pipeline, scan_frames
 from secnn_jax.predictors import PredictorLike
+from secnn_jax.streaming.frames import check_frames
+from secnn_jax.streaming.scan import scan_program
+from secnn_jax.streaming.step import pipeline
 
 AXIS = "streams"
 
@@ -81,8 +83,8 @@ def run_stream_sharded(apply_fn: Callable, params: Any, frames: Any, predictor: 
     params = jax.device_put(params, NamedSharding(mesh, P()))
     xs = jax.device_put(jnp.asarray(frames), NamedSharding(mesh, P(None, AXIS)))
     valid = jax.device_put(jnp.ones(frames.shape[0], bool), NamedSharding(mesh, P()))
-    _, logits, events = scan_frames(step)(params, state, xs, valid)
-    return logits, events
+    out = scan_program(step)(params, state, xs, valid)
+    return out.logits, out.events
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -40,8 +41,8 @@ class TauError(SecnnError, ValueError):
 def _tau_value(value: Any, what: str) -> float:
     """``value`` as a float, or :class:`TauError` saying what ``tau`` must be."""
     if isinstance(value, jax.core.Tracer):
-        raise TauError(f"{what} is traced; a static tau must be concrete (to trace tau, use "
-                       "pipeline_dynamic)")
+        raise TauError(f"{what} is traced; a static tau must be concrete (to trace tau, pass it "
+                       "to the step: step(params, state, x, tau={layer_name: value}))")
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as err:
@@ -219,42 +220,31 @@ def _run_serial(program: _Program, params: Any, x: Any, walker: _SerialWalker) -
 
 
 def serial_amend(apply_fn: Callable, layers: Sequence[Layer], tau: Tau = 0.0
-                 ) -> Callable[..., tuple[Any, dict[str, jax.Array], dict[str, jax.Array]]]:
+                 ) -> functools.partial[tuple[Any, dict[str, jax.Array], ev.EventMaps]]:
     """Builds ``f(params, x, predictions, y_pred) -> (logits, inputs, events)``.
 
     ``inputs[name]`` is the real input of each layer, ``events[name]`` its uint8 event codes
     (:mod:`secnn_jax.events`), ``events`` an :class:`secnn_jax.events.EventMaps` that also
     carries each layer's fires map (``|x| > tau``). ``tau`` is a float for all layers or
     ``{name: float}`` (missing layers: 0).
+
+    The function takes ``tau``: the returned object is ``functools.partial(f, tau=taus)`` with
+    ``taus = tau_map(layers, tau)``, so ``f(params, x, predictions, y_pred, tau=other)`` runs
+    at ``other`` (``{name: scalar}``, every layer; it may be traced, so a sweep over thresholds
+    compiles once), which is how :func:`secnn_jax.pipeline`'s step passes its own ``tau``.
     """
     program = _Program(apply_fn, layers)
     taus = tau_map(program.layers, tau)
-    return _serial_fn(program, taus)
-
-
-def serial_amend_dynamic(apply_fn: Callable, layers: Sequence[Layer]) -> Callable[..., Any]:
-    """Like :func:`serial_amend`, but ``tau`` is an argument: ``f(params, x, P, y_pred, tau)``.
-
-    ``tau`` is ``{name: scalar}`` and may be traced, so a sweep over thresholds compiles once.
-    """
-    program = _Program(apply_fn, layers)
 
     def f(params: Any, x: Any, predictions: Mapping[str, jax.Array],
-          y_pred: Mapping[str, jax.Array], tau: Mapping[str, Any]) -> Any:
-        return _serial_fn(program, tau)(params, x, predictions, y_pred)
-
-    return f
-
-
-def _serial_fn(program: _Program, taus: Mapping[str, Any]) -> Callable[..., Any]:
-    def f(params: Any, x: Any, predictions: Mapping[str, jax.Array],
-          y_pred: Mapping[str, jax.Array]) -> tuple[Any, dict, dict]:
+          y_pred: Mapping[str, jax.Array], tau: Mapping[str, Any]
+          ) -> tuple[Any, dict[str, jax.Array], ev.EventMaps]:
         check_predictions(program.layers, predictions)
-        walker = _SerialWalker(program, predictions, y_pred, taus)
+        walker = _SerialWalker(program, predictions, y_pred, tau)
         logits = _run_serial(program, params, x, walker)
         return logits, walker.inputs, walker.events
 
-    return f
+    return functools.partial(f, tau=taus)
 
 
 def layer_inputs(apply_fn: Callable, layers: Sequence[Layer]

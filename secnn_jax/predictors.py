@@ -18,10 +18,10 @@ serial phase propagated (:func:`accumulated`, DeltaCNN's rule) sets the attribut
     update(state, inputs, tau) -> state    # tau: {layer_name: scalar}, the serial phase's own
 
 ``tau`` holds exactly the values the serial phase compared ``|x - P|`` against on this frame
-(traced under :func:`secnn_jax.pipeline_dynamic`), so the predictor can recompute the serial
-phase's mask bit for bit. Without the attribute (or with it ``False``) ``update`` is called with
-two arguments as before, so existing and user-written predictors run unchanged
-(:func:`update_needs_tau` reads the attribute).
+(traced when the :func:`secnn_jax.pipeline` step is given ``tau``), so the predictor can
+recompute the serial phase's mask bit for bit. Without the attribute (or with it ``False``)
+``update`` is called with two arguments as before, so existing and user-written predictors run
+unchanged (:func:`update_needs_tau` reads the attribute).
 
 Compiled programs are cached across calls (:func:`secnn_jax.run_stream`), keyed among other
 things on the predictor's :func:`config_key`: the built-ins carry a ``config_key`` naming what

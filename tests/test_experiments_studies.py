@@ -375,7 +375,8 @@ def test_every_summary_row_has_a_verdict_by_the_band_rule(run: dict[str, Any]) -
     from secnn_jax.timing import uncertainty
 
     rows = _summary_rows(run["results"])
-    assert set(rows) == {"sparsity", "prediction", "speedup", "energy", "accuracy", "peers"}
+    assert set(rows) == {"sparsity", "prediction", "speedup", "energy", "accuracy", "peers",
+                         "whatif"}
     for study, rs in rows.items():
         assert rs, study
         for r in rs:
@@ -458,3 +459,36 @@ def test_each_study_alone_prints_its_table_and_writes_its_report(
     assert line in done.stdout and line in md
     assert cell["summary"]["verdict"] in done.stdout
     assert "`python -m experiments.sparsity`" in md
+
+
+def test_bands_and_sensitivity_are_memoised_by_content(run: dict[str, Any]) -> None:
+    """The bands and sensitivity rows the run computed come back from the cell cache without
+    rerunning the stream, equal to a recomputation from the events (no memo) bit for bit."""
+    import dataclasses
+
+    from experiments import speedup as speedup_lib
+
+    ws = run["ws"]
+    spec = run["results"]["speedup"]["predictor"]
+    launch = run["results"]["speedup"]["launch"]
+    lazy = speedup_lib.replay_inputs(ws, "tiny", "bikes", spec)
+    memo_bands = speedup_lib.ratio_bands(ws, lazy, launch)
+    gpu = ws.timer.gpus[0]
+    memo_sens = speedup_lib.sensitivity(ws, "tiny", "bikes", spec, gpu=gpu, launch=launch,
+                                        inputs=lazy)
+    assert lazy._value is None  # both came from the cache: the stream never ran
+    fresh = tuple(speedup_lib.replay_inputs(ws, "tiny", "bikes", spec))
+    want = speedup_lib.ratio_bands(ws, fresh, launch)
+    assert {g: {v: (dataclasses.asdict(b) if not isinstance(b, dict) else
+                    {k: dataclasses.asdict(x) for k, x in b.items()}) for v, b in per.items()}
+            for g, per in memo_bands.items()} == \
+        {g: {v: (dataclasses.asdict(b) if not isinstance(b, dict) else
+                 {k: dataclasses.asdict(x) for k, x in b.items()}) for v, b in per.items()}
+         for g, per in want.items()}
+    want_sens = speedup_lib.sensitivity(ws, "tiny", "bikes", spec, gpu=gpu, launch=launch,
+                                        inputs=fresh)
+    assert memo_sens["rows"] == want_sens["rows"]
+    # another launch model is another key: computed, not read
+    other = speedup_lib.replay_inputs(ws, "tiny", "bikes", spec)
+    speedup_lib.sensitivity(ws, "tiny", "bikes", spec, gpu=gpu, launch="eager", inputs=other)
+    assert other._value is not None

@@ -140,3 +140,61 @@ def test_committed_csv_compares_row_by_row():
                 alone = [float(a["cycles"]) for a in cmp.rows if a["kernel_class"] == "zero_skip"
                          and a["case"] in r["layers"].split("+")]
                 assert float(r["cycles"]) == pytest.approx(sum(alone), rel=0.01)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(1.0, 1e6), st.integers(1, 120)), min_size=1, max_size=4))
+def test_scheduler_on_simulated_kernels_between_longest_and_sum(kernels):
+    gpu = simref.SIM_GPUS["titanx"]
+    par = simref.overlap_on_simulated(kernels, gpu)
+    longest, total = max(c for c, _ in kernels), sum(c for c, _ in kernels)
+    assert longest * (1 - 1e-9) <= par <= total * (1 + 1e-9)
+    if sum(n for _, n in kernels) <= gpu.sms:  # every CTA on an SM of its own: full overlap
+        assert par == pytest.approx(longest)
+
+
+def test_scheduler_on_simulated_kernels_of_the_committed_rows():
+    cases = G.load_cases(MEAS / "gpgpusim_cases.npz")
+    cmp = simref.compare_rows(MEAS / "gpgpusim.csv", cases, "titanx")
+    conc = [r for r in cmp.rows if "scheduler_over_serial" in r]
+    assert conc
+    for r in conc:
+        alone = [next(a for a in cmp.rows if a["kernel_class"] == "zero_skip"
+                      and a["layers"] == n and a["concurrent_kernel_sm"] == "0")
+                 for n in r["layers"].split("+")]
+        cyc = [float(a["cycles"]) for a in alone]
+        # These kernels' CTAs all fit on the machine's SMs at once: the scheduler's overlap is
+        # the longest kernel.
+        assert sum(int(a["ctas"]) for a in alone) <= simref.SIM_GPUS["titanx"].sms
+        assert r["scheduler_over_serial"] == pytest.approx(max(cyc) / sum(cyc))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 70), st.integers(1, 40), st.floats(0.0, 1.0), st.integers(0, 2**31))
+def test_lane_union_against_a_loop(m, k, density, seed):
+    rng = np.random.default_rng(seed)
+    codes = (rng.random((m, k)) < density).astype(np.uint8) * rng.integers(1, 4, (m, k),
+                                                                           dtype=np.uint8)
+    unions, busiest = [], []
+    for w0 in range(0, m, 32):
+        rows = codes[w0:w0 + 32] != 0
+        unions.append(sum(bool(rows[:, j].any()) for j in range(k)) / k)
+        busiest.append(max(int(r.sum()) for r in rows) / k)
+    got = simref.lane_union(codes)
+    assert got["union"] == pytest.approx(np.mean(unions))
+    assert got["busiest"] == pytest.approx(np.mean(busiest))
+    assert got["busiest"] <= got["union"] + 1e-12
+
+
+def test_gemm_breakdown_from_the_csv_columns():
+    cases = G.load_cases(MEAS / "gpgpusim_cases.npz")
+    with open(MEAS / "gpgpusim.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["kernel_class"] == "dense_simt"]
+    assert rows
+    for r in rows:
+        k = cases[r["case"]][0].shape[1]
+        b = simref.gemm_breakdown(r, cases)
+        per_thread = int(r["instructions"]) / (int(r["ctas"]) * 64)
+        assert b["instructions_per_fma"] == pytest.approx(per_thread / (k * 16))
+        assert b["cycles_per_kstep"] == pytest.approx(int(r["cycles"]) / -(-k // 16))
+        assert b["cycles_per_warp_instruction"] == pytest.approx(int(r["cycles"]) / per_thread)

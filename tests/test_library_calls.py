@@ -25,6 +25,7 @@ from secnn_jax import datasources, predictors
 
 # The module, not the function of the same name that secnn_jax exports.
 pl = importlib.import_module("secnn_jax.pipeline")
+programs = importlib.import_module("secnn_jax.streaming.programs")
 
 _TRACE = "/jax/core/compile/jaxpr_trace_duration"
 _COMPILE = "/jax/core/compile/backend_compile_duration"
@@ -128,9 +129,9 @@ def test_cached_results_equal_the_uncached_path(counted_model):
     for tau in (0.0, 0.02, 0.0):  # the third call is a cache hit after a tau change
         logits, events = sj.run_stream(apply_fn, params, frames, predictors.secnn(), tau=tau)
         layers = sj.find_layers(apply_fn, params, jnp.asarray(frames[0]))
-        run = sj.scan_frames(sj.pipeline(apply_fn, layers, pred, tau))
-        _, ref_logits, ref_events = run(params, pred.init(layers), jnp.asarray(frames),
-                                        jnp.ones(5, bool))
+        run = sj.scan_program(sj.pipeline(apply_fn, layers, pred, tau))
+        ref = run(params, pred.init(layers), jnp.asarray(frames), jnp.ones(5, bool))
+        ref_logits, ref_events = ref.logits, ref.events
         np.testing.assert_allclose(logits, ref_logits, rtol=1e-6, atol=1e-6)
         assert set(events) == set(ref_events)
         for name in events:
@@ -177,7 +178,7 @@ def test_user_predictors_are_cached_by_identity_or_by_their_key(counted_model):
 
 def test_program_cache_is_bounded(counted_model, monkeypatch):
     apply_fn, params, _ = counted_model
-    monkeypatch.setattr(pl._PROGRAMS, "maxsize", 2)
+    monkeypatch.setattr(programs._PROGRAMS, "maxsize", 2)
     frames = video_frames(2, 32, 2)
     for silence in (0.1, 0.2, 0.3, 0.4):
         sj.run_stream(apply_fn, params, frames, predictors.secnn(silence=silence))

@@ -100,14 +100,15 @@ def test_state_is_what_the_serial_phase_propagated(model, frames):
     apply_fn, params, layers = model
     pred = predictors.accumulated()
     par = sj.parallel_compute(apply_fn, layers)
-    ser = sj.serial_amend_dynamic(apply_fn, layers)
-    step = sj.pipeline_dynamic(apply_fn, layers, pred)
+    ser = sj.serial_amend(apply_fn, layers)
+    step = sj.pipeline(apply_fn, layers, pred)
 
     @jax.jit
     def by_hand(state, x, taus):
         p = pred.predict(state)
-        _, inputs, events = ser(params, x, p, par(params, p), taus)
-        return pred.update(state, inputs, taus), inputs, events, step(params, state, x, taus)
+        _, inputs, events = ser(params, x, p, par(params, p), tau=taus)
+        return (pred.update(state, inputs, taus), inputs, events,
+                step(params, state, x, tau=taus))
 
     taus = {lyr.name: 0.02 * (1 + lyr.index % 3) for lyr in layers}
     state = pred.init(layers)
@@ -259,14 +260,14 @@ def test_traced_tau_compiles_once_and_streams_share_the_cache(frames):
     pl.clear_program_cache()
     layers = sj.find_layers(apply_fn, params, jnp.asarray(frames[0]))
     pred = predictors.accumulated()
-    step = jax.jit(sj.pipeline_dynamic(apply_fn, layers, pred))
+    step = jax.jit(sj.pipeline(apply_fn, layers, pred))
     x = jnp.asarray(frames[1])
     with _counting() as counts:
         state = pred.init(layers)
-        _, _, ev_a = step(params, state, x, dict.fromkeys(state, 0.0))
+        _, _, ev_a = step(params, state, x, tau=dict.fromkeys(state, 0.0))
         before = (calls["model"], counts["traces"], counts["compiles"])
         assert before[2] > 0
-        _, _, ev_b = step(params, state, x, dict.fromkeys(state, 0.5))  # a second tau value
+        _, _, ev_b = step(params, state, x, tau=dict.fromkeys(state, 0.5))  # a second tau value
         assert (calls["model"], counts["traces"], counts["compiles"]) == before
         assert any(not np.array_equal(ev_a[k], ev_b[k]) for k in ev_a)
 

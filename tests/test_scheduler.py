@@ -11,11 +11,14 @@ from hypothesis import strategies as st
 
 from secnn_jax import events as ev
 from secnn_jax import timing
+from secnn_jax.geometry import LayerGeom
+from secnn_jax.timing import kernels as K
+from secnn_jax.timing import probes as PR
 from secnn_jax.timing import scheduler as SCH
 from secnn_jax.timing.gpus import get_gpu
 from secnn_jax.timing.launch import LaunchCosts, chain
-from secnn_jax.timing.params import ModelParams, SchemeConfig
-from secnn_jax.timing.sm import dealt_makespan
+from secnn_jax.timing.params import ModelParams, SchemeConfig, load_params
+from secnn_jax.timing.sm import bandwidth, dealt_makespan
 
 _FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -198,3 +201,91 @@ def test_a_lone_parallel_cta_runs_as_fast_as_the_same_zero_skip_cta() -> None:
     # here): the layer's bytes take far less.
     assert 0 < zs <= params.latency_cycles
     assert zs == pytest.approx(lone, rel=1e-9)
+
+
+@pytest.mark.parametrize(("c", "k", "h", "precision"), [(64, 3, 56, "fp32"), (512, 3, 7, "fp16"),
+                                                         (256, 1, 14, "fp32")])
+def test_the_concurrency_probe_is_timed_by_the_scheduler(c: int, k: int, h: int,
+                                                         precision: str) -> None:
+    """``probes.concurrency_us``: one copy, independent or chained, is the kernel alone (the old
+    fixed-share model ran a lone copy at 1/slots of its rate); n independent copies are never
+    faster than their SM-cycles and bytes over the machine nor slower than running them one
+    after another, and cost no less as n grows; chained copies are the kernels plus graph gaps."""
+
+    params = load_params()
+    gpu = get_gpu("h100")
+    geom = LayerGeom.conv("c", n=1, h=h, cin=c, cout=c, k=k)
+    kc = K.dense_cost(geom, gpu, precision, params, SchemeConfig(layout="NHWC"))
+    over = gpu.event_overhead_us + (kc.kernels - 1) * params.extra_kernel_us
+    alone = over + kc.cycles / gpu.clock_mhz
+    i1, c1 = PR.concurrency_us(geom, 1, precision, gpu, params)
+    assert i1 == pytest.approx(alone, rel=1e-12) and c1 == pytest.approx(alone, rel=1e-12)
+    hold = kc.n_ctas * max(kc.cta_work, kc.cta_latency / kc.occupancy)
+    nbytes = (4 if precision == "fp32" else 2) * (geom.n_inputs + geom.weights + geom.n_outputs)
+    prev = i1
+    for n in (2, 4, 8):
+        ind, ch = PR.concurrency_us(geom, n, precision, gpu, params)
+        bw = float(bandwidth(gpu, n * nbytes, params))
+        lower = max(kc.cycles, n * hold / gpu.sms, n * nbytes / bw)
+        assert ind >= over + lower / gpu.clock_mhz * (1 - 1e-9)
+        assert ind <= over + n * kc.cycles / gpu.clock_mhz * (1 + 1e-9)
+        assert ind >= prev * (1 - 1e-12)
+        gap = gpu.cycles(params.graph_kernel_us)
+        assert ch == pytest.approx(gpu.event_overhead_us + n * (kc.kernels - 1)
+                                   * params.extra_kernel_us
+                                   + (n * kc.cycles + (n - 1) * gap) / gpu.clock_mhz, rel=1e-12)
+        prev = ind
+
+
+def test_the_schedule_figure_draws_exactly_the_chrome_trace(tmp_path, monkeypatch) -> None:
+    """The report's schedule figure and the Chrome trace come from one list of kernel slices:
+    per scheme, the figure's bars (row, start, width, name) are the trace's slices (track, ts,
+    dur, name), and no two slices of a track overlap."""
+    from experiments import figures  # noqa: PLC0415  (matplotlib only for this test)
+
+    layers = _NETS[1]
+    rng = np.random.default_rng(3)
+    codes = {g.name: rng.choice(4, size=(2, *g.in_nhwc), p=(0.4, 0.2, 0.3, 0.1)).astype(np.uint8)
+             for g in layers}
+    r = timing.replay(layers, codes, schemes=("dense", "zero_skip", "secnn_sw", "secnn_hw"),
+                      ops=(), launch="graph")
+    drawn = {}
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.setdefault("fig", fig) and path)
+    figures.schedule(r, tmp_path / "s.png", "h100", frame=1)
+    doc = r.to_chrome_trace(frame=1)
+    procs = {e["pid"]: e["args"]["name"].split(" ")[1] for e in doc["traceEvents"]
+             if e["ph"] == "M" and e["name"] == "process_name"}
+    for ax, s in zip(drawn["fig"].axes, r.schemes, strict=True):
+        bars = sorted((round(p.get_y() + p.get_height() / 2), round(p.get_x() * 1e3),
+                       round(p.get_width() * 1e3), p.get_gid()) for p in ax.patches)
+        trace = sorted((e["tid"], round(e["ts"] * 1e3), round(e["dur"] * 1e3), e["name"])
+                       for e in doc["traceEvents"] if e["ph"] == "X" and procs[e["pid"]] == s)
+        assert bars == trace and len(bars) == len(r.kernel_slices("h100", s, 1)), s
+        # every span of the schedule appears once
+        assert len(bars) == sum(len(lab) for lab, _, _ in r.get("h100", s).spans.values())
+        for tid in {b[0] for b in bars}:
+            mine = sorted((b[1], b[1] + b[2]) for b in bars if b[0] == tid)
+            assert all(a[1] <= b[0] for a, b in zip(mine, mine[1:], strict=False))
+    assert max(sl.track for sl in r.kernel_slices("h100", "secnn_sw", 1)) > 0  # overlaps shown
+
+
+@pytest.mark.parametrize("launch", ["graph", "persistent"])
+def test_shared_plans_change_no_result_bit(launch: str) -> None:
+    """A replay computes each plan function once for all schemes that use it (SE-CNN's for
+    secnn_sw, secnn_hw and the peers): every scheme's times, work and spans equal, bit for
+    bit, those of the scheme replayed alone (its plan computed for it alone)."""
+    layers = _NETS[1]
+    rng = np.random.default_rng(11)
+    codes = {g.name: rng.choice(4, size=(3, *g.in_nhwc), p=(0.4, 0.2, 0.3, 0.1)).astype(np.uint8)
+             for g in layers}
+    every = timing.replay(layers, codes, ops=(), launch=launch, schemes=timing.SCHEMES)
+    for s in timing.SCHEMES:
+        a = every.get("h100", s)
+        b = timing.replay(layers, codes, ops=(), launch=launch, schemes=(s,)).get("h100", s)
+        np.testing.assert_array_equal(a.total_cycles, b.total_cycles)
+        np.testing.assert_array_equal(a.layer_cycles, b.layer_cycles)
+        for k in a.work:
+            np.testing.assert_array_equal(a.work[k], b.work[k])
+        for t, (_, s0, s1) in a.spans.items():
+            np.testing.assert_array_equal(s0, b.spans[t][1])
+            np.testing.assert_array_equal(s1, b.spans[t][2])

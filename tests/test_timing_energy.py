@@ -162,3 +162,51 @@ def test_software_compares_pay_issue_overhead_hardware_compares_do_not() -> None
     extra = sw.work["compare_instructions"] * E.ENERGY["h100"].issue_simt_pj["fp32"] * 1e-6
     np.testing.assert_allclose(sw.energy_parts["issue"] - hw.energy_parts["issue"], extra,
                                rtol=1e-9)
+
+
+@pytest.mark.parametrize(("launch", "compaction", "placement"),
+                         [("graph", "auto", "cache"), ("persistent", "software", "off_chip"),
+                          ("eager", "none", "on_chip")])
+def test_energy_prices_the_work_the_schedules_kernels_counted(launch: str, compaction: str,
+                                                              placement: str) -> None:
+    """Energy from the same graphs' counted work: every scheme's work is the sum over its
+    schedule's kernels of what each counted (one column per span), each kernel's L2 + DRAM
+    bytes are the bytes the scheduler moved for it (an on-chip prediction buffer's traffic is
+    SRAM's, in neither), compares sit on SE-CNN's compare kernels (one per input) and the
+    peers' layer kernels only, and the energy is priced from that sum."""
+    from secnn_jax.timing.opkernels import OpGeom  # noqa: PLC0415
+
+    layers = [LayerGeom.conv("a", n=1, h=12, cin=4, cout=8, k=3, stride=2),
+              LayerGeom.conv("b", n=1, h=6, cin=8, cout=8, k=1),
+              LayerGeom.dense("fc", n=1, fin=6 * 6 * 8, fout=10)]
+    ops = [OpGeom(name="bn", kind="affine", after=0, reads=layers[0].n_outputs,
+                  param_reads=16, writes=layers[0].n_outputs, flops=2 * layers[0].n_outputs)]
+    rng = np.random.default_rng(7)
+    ev = {g.name: rng.choice(4, size=(2, *g.in_nhwc), p=(0.4, 0.2, 0.3, 0.1)).astype(np.uint8)
+          for g in layers}
+    r = timing.replay(layers, ev, params=PARAMS, ops=ops, launch=launch,
+                      schemes=timing.SCHEMES,
+                      config=P.SchemeConfig(sw_compaction=compaction,
+                                            buffer_placement=placement))
+    for s in r.schemes:
+        x = r.get("h100", s)
+        assert set(x.span_work) == set(x.spans), s
+        for track, (labels, _, _) in x.spans.items():
+            sw = x.span_work[track]
+            assert set(sw) == set(E.WORK_KEYS)
+            assert all(v.shape == (2, len(labels)) for v in sw.values()), (s, track)
+            moved = sw["l2_bytes"] + sw["dram_bytes"]
+            np.testing.assert_allclose(moved, x.span_args[track]["bytes"], rtol=1e-12)
+            cmp_cols = [i for i, lab in enumerate(labels) if lab.endswith(":compare")
+                        or (s in ("deltacnn", "cbinfer") and lab in r.layers)]
+            others = np.delete(sw["compares"], cmp_cols, axis=1)
+            assert (others == 0).all(), (s, track)
+            if s in ("secnn_sw", "secnn_hw") and track == "serial":
+                np.testing.assert_array_equal(sw["compares"][:, cmp_cols],
+                                              np.array([[g.n_inputs for g in layers]] * 2))
+        for k in E.WORK_KEYS:
+            total = sum(x.span_work[t][k].sum(1) for t in x.spans)
+            np.testing.assert_allclose(x.work[k], total, rtol=1e-12, atol=0.0)
+        parts = E.energy_parts(E.graph_work(x.span_work), x.total_us, "h100", "fp32")
+        for c, v in x.energy_parts.items():
+            np.testing.assert_array_equal(v, parts[c])

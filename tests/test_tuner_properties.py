@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from experiments import accuracy
@@ -363,14 +363,14 @@ def test_every_evaluation_is_logged_and_noted(caplog: pytest.LogCaptureFixture) 
     with caplog.at_level("INFO"):
         r = _tune(ws, floor=1.0, evals=4, groups=2)
     notes = [h["note"] for h in r["history"]]
-    # 4 layers of equal serial work in 2 groups: the first layer, then the other three
+    # 4 layers of equal serial work in 2 groups: two and two
     assert notes == ["exact (alpha 0)", "global alpha 0.02", "global alpha 0.04",
-                     "group 0 (1 layers) x2"]
+                     "group 0 (2 layers) x2"]
     assert caplog.messages == [
         "tuner m mean exact (alpha 0): top1 1.000, criterion 1.000, speedup 1.000 (ok)",
         "tuner m mean global alpha 0.02: top1 1.000, criterion 1.000, speedup 1.080 (ok)",
         "tuner m mean global alpha 0.04: top1 0.000, criterion 0.000, speedup 1.160 (below)",
-        "tuner m mean group 0 (1 layers) x2: top1 0.000, criterion 0.000, speedup 1.100 "
+        "tuner m mean group 0 (2 layers) x2: top1 0.000, criterion 0.000, speedup 1.120 "
         "(below)"]
     caplog.clear()
     ws.timer = SimpleNamespace(schemes=("dense@graph",))  # no SE-CNN scheme timed: no speedup
@@ -414,3 +414,73 @@ def test_the_result_records_what_was_asked_and_found() -> None:
                       "windows_used", "margin", "calibration_frames", "tau", "alpha", "scale",
                       "agreement", "criterion", "window_scores", "speedup", "mispredicted",
                       "searched", "history", "objective"}
+
+
+# --- stage 2's layer groups -----------------------------------------------------------------
+
+def _stage2_groups(misses: list[int], groups: int) -> list[tuple[int, list[int]]]:
+    """Run the tuner with a metric always met (every doubling is kept) and return stage 2's
+    first round: per evaluation, its group number and the layers it doubled."""
+    ws = FakeWorkspace(len(misses), 16, 8, lambda a: 0, _sum_speed, misses=np.array(misses))
+    r = _tune(ws, floor=1.0, evals=14 + groups, groups=groups)  # >= one round
+    out = []
+    for h, before, after in zip(r["history"][14:], ws.runs[13:], ws.runs[14:], strict=False):
+        gi = int(h["note"].split()[1])
+        if out and gi <= out[-1][0]:
+            break  # a second round (fewer non-empty groups than ``groups``)
+        doubled = np.flatnonzero(after != before).tolist()
+        np.testing.assert_array_equal(after[doubled], 2 * before[doubled])
+        assert h["note"] == f"group {gi} ({len(doubled)} layers) x2"
+        out.append((gi, doubled))
+    return out
+
+
+def _serial_order(misses: list[int]) -> list[int]:
+    """Layers by serial work, largest first (ties: the earlier layer), as the tuner sorts
+    them: the fake's serial work of layer i is (misses[i] + 1 VM) per frame x fan 4."""
+    return sorted(range(len(misses)), key=lambda i: (-(misses[i] + 1), i))
+
+
+MISSES = st.lists(st.integers(0, 30), min_size=1, max_size=5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(misses=MISSES, groups=st.integers(1, 4))
+def test_stage2_groups_partition_the_layers_largest_serial_work_first(
+        misses: list[int], groups: int) -> None:
+    """Each layer is doubled by exactly one group of the first round; the groups are tried in
+    increasing number and cut the largest-first order into contiguous runs."""
+    got = _stage2_groups(misses, groups)
+    numbers = [gi for gi, _ in got]
+    assert numbers == sorted(set(numbers)) and all(0 <= gi < groups for gi in numbers)
+    flat = [i for _, members in got for i in members]
+    assert sorted(flat) == list(range(len(misses)))  # a partition
+    order = _serial_order(misses)
+    runs = [sorted(members, key=order.index) for _, members in got]
+    assert [i for run in runs for i in run] == order  # contiguous in largest-first order
+
+
+def _want_groups(misses: list[int], groups: int) -> list[tuple[int, list[int]]]:
+    """The grouping stage 2 documents ("largest serial work first", by serial-work share):
+    a layer's group is where its share *starts* in the largest-first cumulative sum,
+    ``min(floor(groups * work before it / total), groups - 1)``; the largest layer is always
+    in group 0."""
+    order = _serial_order(misses)
+    work = [misses[i] + 1 for i in order]
+    total = sum(work)
+    by_group: dict[int, list[int]] = {}
+    for j, i in enumerate(order):
+        gi = min(groups * sum(work[:j]) // total, groups - 1)
+        by_group.setdefault(gi, []).append(i)
+    return [(gi, sorted(m)) for gi, m in sorted(by_group.items())]
+
+
+@settings(max_examples=25, deadline=None)
+@given(misses=MISSES, groups=st.integers(1, 4))
+@example(misses=[26, 2, 2, 2], groups=4)  # l0 has 3/4 of the work: inclusive puts it in 3
+@example(misses=[0, 0, 0, 0], groups=2)   # equal work, 2 groups: 2 + 2 (inclusive: 1 + 3)
+def test_stage2_groups_follow_the_share_before_each_layer(misses: list[int],
+                                                          groups: int) -> None:
+    got = _stage2_groups(misses, groups)
+    assert got[0][0] == 0 and _serial_order(misses)[0] in got[0][1]
+    assert [(gi, sorted(m)) for gi, m in got] == _want_groups(misses, groups)

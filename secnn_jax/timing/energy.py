@@ -1,6 +1,8 @@
 """Energy per frame and the area of SE-CNN's additions, from the replay's work counts.
 
-Every scheme's cost function counts, per frame, the work it executes (:data:`WORK_KEYS`):
+Every scheme's graph counts, per kernel of its schedule, the work it executes
+(:data:`WORK_KEYS`; :attr:`~.schemes.SchemeTimes.span_work`), and a frame's work is their sum
+(:func:`graph_work`):
 fused multiply-adds on the SIMT lanes and on the tensor cores, SE-CNN's compares, shared-memory
 (tile) traffic, and the bytes each kernel moves, counted as L2 traffic when the kernel's bytes fit
 in L2 and as DRAM traffic otherwise (the same rule the time model uses). :func:`energy_parts`
@@ -212,6 +214,19 @@ def get_energy_params(gpu: str) -> EnergyParams:
     if gpu in ENERGY:
         return ENERGY[gpu]
     return dataclasses.replace(ENERGY["h100"], gpu=gpu)
+
+
+def graph_work(span_work: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """``{key: [T]}``: a frame's work, the sum over the schedule's kernels of the work each
+    counted (``span_work[track][key]``: ``[T, n]``, one column per kernel of the track, as the
+    schemes' graphs hold it: :attr:`~.schemes.SchemeTimes.span_work`). What
+    :func:`energy_parts` prices."""
+    out = {}
+    for k in WORK_KEYS:
+        cols = [np.asarray(w[k], np.float64) for w in span_work.values() if k in w]
+        out[k] = (np.concatenate(cols, axis=1).sum(1) if cols
+                  else np.zeros(0))
+    return out
 
 
 def energy_parts(work: Mapping[str, np.ndarray], time_us: np.ndarray, gpu: str,

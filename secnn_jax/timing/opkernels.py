@@ -133,9 +133,12 @@ def plan_ops(ops: Sequence[Any], geoms: Sequence[LayerGeom], gpu: GPU, precision
     og = [OpGeom.from_op(o) for o in ops]
     n_layers = len(geoms)
     for o in og:
-        if not -1 <= o.after < n_layers or o.epilogue_of >= n_layers:
-            raise TimingConfigError(f"op {o.name!r} refers to layer {max(o.after, o.epilogue_of)}"
-                                    f" but the network has {n_layers} linear layers")
+        if not -1 <= o.after < n_layers:
+            raise TimingConfigError(f"op {o.name!r}: after={o.after} but the network has "
+                                    f"{n_layers} linear layers (-1 <= after < {n_layers})")
+        if o.epilogue_of >= n_layers:
+            raise TimingConfigError(f"op {o.name!r}: epilogue_of={o.epilogue_of} but the "
+                                    f"network has {n_layers} linear layers")
     eb = ELEMENT_BYTES[canonical_precision(precision)]
     fused = [fusion == "epilogue" and o.kind in FUSABLE_KINDS and o.epilogue_of >= 0 for o in og]
     kernels = tuple(i for i, f in enumerate(fused) if not f)

@@ -126,11 +126,14 @@ PHYSICS: Mapping[str, Physics] = MappingProxyType({p.field: p for p in (
             "(4 + 4 B at fp32) and the amendment reads them back; single-pass decoupled "
             "look-back scan (Merrill & Garland, NVIDIA TR 2016) adds one scan latency per layer"),
     Physics("compare_ops_per_neuron", 2.0, 1.0, 4.0, "ops",
-            "secnn_sw: SIMT instructions per compared neuron (subtract, abs-compare; loads "
-            "counted as memory traffic)"),
+            "secnn_sw: SIMT instructions per compared neuron, counted from the PTX ISA "
+            "(NVIDIA PTX ISA manual: sub.f32 then setp.gt.f32 on the absolute difference, 2; "
+            "low end: one fused compare, setp on the raw values; high end: with the predicate "
+            "to mask conversion and a bit pack); loads counted as memory traffic"),
     Physics("hw_compaction", "software", "hardware", "software", "",
-            "whether the SM extension compacts mispredicted inputs in hardware (the original "
-            "design's claim) or a software pass does (costed)"),
+            "whether the SM extension compacts mispredicted inputs in hardware (the SE-CNN "
+            "design's claim, optimistic end) or a software pass does (pessimistic end, costed "
+            "as a single-pass decoupled look-back scan: Merrill & Garland, NVIDIA TR 2016)"),
 )})
 
 

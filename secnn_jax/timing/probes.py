@@ -11,9 +11,10 @@ with the parameters fitted on the convolutions, so these are validation figures:
   with) plus the GPU's measured tiny-kernel time (each row is timed alone).
 * **concurrency** (``concurrency.csv``): ``n`` identical convolutions in one compiled program,
   independent (no data dependence: what SE-CNN's parallel phase needs to overlap) or chained;
-  predicted as SE-CNN's parallel phase schedules independent kernels (all CTAs list-scheduled
-  on the SMs' slots, released at once, at least their bytes over the bandwidth) and as a chain
-  of kernels separated by the graph gap (``graph_kernel_us``).
+  both timed by the one scheduler (:mod:`.scheduler`) under the ``graph`` launch model, as
+  every scheme's graph is: the independent copies as a pool of kernels released at once
+  (SE-CNN's parallel phase: they share the SMs' slots and the bandwidth, none faster than
+  alone), the chained ones as a chain separated by the graph gap (``graph_kernel_us``).
 * **software SE-CNN** (``secnn_sw.csv``): per real layer shape and event density, the compare
   of real against predicted inputs, the stream compaction of the mispredicted ones and the
   gather-based sparse amendment; predicted by replaying the ``secnn_sw`` scheme (software
@@ -32,6 +33,7 @@ import numpy as np
 
 from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing import kernels as K
+from secnn_jax.timing import scheduler as SCH
 from secnn_jax.timing.calibration import MeasurementError, mape, positive_number, read_csv
 from secnn_jax.timing.gpus import (
     ELEMENT_BYTES,
@@ -40,9 +42,10 @@ from secnn_jax.timing.gpus import (
     canonical_precision,
     get_gpu,
 )
+from secnn_jax.timing.launch import LaunchCosts
 from secnn_jax.timing.opkernels import OpGeom, op_bytes
 from secnn_jax.timing.params import ModelParams, SchemeConfig
-from secnn_jax.timing.sm import list_schedule_released, mem_cycles
+from secnn_jax.timing.sm import bandwidth
 
 __all__ = ["CONCURRENCY_COLUMNS", "OPS_COLUMNS", "SW_COLUMNS", "ProbeRow", "concurrency_us",
            "concurrency_markdown", "op_us", "ops_markdown", "read_probe", "secnn_sw_us",
@@ -152,22 +155,38 @@ def _conc_geom(r: ProbeRow) -> LayerGeom:
 def concurrency_us(geom: LayerGeom, n: int, precision: str, gpu: str | GPU,
                    params: ModelParams, layout: str = "NHWC") -> tuple[float, float]:
     """``(independent_us, chained_us)`` the model predicts for ``n`` copies of ``geom``'s
-    convolution in one program timed alone (see the module docstring)."""
+    convolution in one program timed alone (see the module docstring).
+
+    Both arrangements are timed by the one scheduler (:func:`.scheduler.schedule`) under the
+    ``graph`` launch model (one compiled program), as every scheme's graph is: the independent
+    copies are a :class:`~.scheduler.Pool` of ``n`` kernels released together (SE-CNN's
+    parallel phase), each never faster than alone; the chained copies a
+    :class:`~.scheduler.Chain` separated by the launch model's graph gap. So the probe
+    validates the scheduler's overlap of independent kernels.
+    """
     g = get_gpu(gpu)
-    kc = K.dense_cost(geom, g, precision, params, SchemeConfig(layout=layout))
-    slots = max(1, kc.occupancy)
-    w = np.full(n * kc.n_ctas, kc.cta_work)
-    d = np.full(n * kc.n_ctas, kc.cta_latency)
-    fin = list_schedule_released(np.maximum(slots * w, d), np.zeros(w.shape[0]), g.sms * slots)
-    # The n kernels share the memory: at least their compulsory bytes over the bandwidth.
-    nbytes = ELEMENT_BYTES[canonical_precision(precision)] * (
-        geom.n_inputs + geom.weights + geom.n_outputs)
-    mem = float(mem_cycles(g, n * nbytes, params))
-    indep = max(float(fin.max(initial=0.0)), mem, kc.cycles)
-    chained = n * kc.cycles + (n - 1) * g.cycles(params.graph_kernel_us)
+    cfg = SchemeConfig(layout=layout)
+    kc = K.dense_cost(geom, g, precision, params, cfg)
+    lc = LaunchCosts.of("graph", g, params, cfg)
+    nbytes = float(ELEMENT_BYTES[canonical_precision(precision)] * (
+        geom.n_inputs + geom.weights + geom.n_outputs))
+    bw = bandwidth(g, n * nbytes, params)[None]  # the n kernels share the memory
+    w, d = K.dense_grid(kc, 1)
+    indep = SCH.schedule(
+        SCH.Chain(duration=np.zeros((1, 0)), busy=np.zeros((1, 0)), nbytes=np.zeros((1, 0)),
+                  gap=np.zeros(0), issue=np.zeros(0), dep=np.zeros(0, np.int64), labels=()),
+        SCH.Pool(w=[w] * n, d=[d] * n, occupancy=[kc.occupancy] * n,
+                 nbytes=np.full((1, n), nbytes), release=np.zeros(n),
+                 alone=np.full(n, kc.cycles)),
+        g.sms, bw)
+    chained = SCH.schedule(
+        SCH.Chain(duration=np.full((1, n), kc.cycles), busy=np.full((1, n), kc.busy_cycles),
+                  nbytes=np.full((1, n), nbytes), gap=np.full(n, lc.gap), issue=np.zeros(n),
+                  dep=np.full(n, -1, np.int64), labels=(geom.name,) * n),
+        None, g.sms, bw)
     extra = (kc.kernels - 1) * params.extra_kernel_us
-    return (g.event_overhead_us + g.us(indep) + extra,
-            g.event_overhead_us + g.us(chained) + n * extra)
+    return (g.event_overhead_us + g.us(float(indep.total[0])) + extra,
+            g.event_overhead_us + g.us(float(chained.total[0])) + n * extra)
 
 
 def secnn_sw_us(geom: LayerGeom, density: float, precision: str, gpu: str | GPU,

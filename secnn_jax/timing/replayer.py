@@ -22,6 +22,7 @@ import dataclasses
 import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ from secnn_jax import fileio, traces, workmaps
 from secnn_jax.fileio import atomic_write
 from secnn_jax.geometry import LayerGeom, events_to_nhwc
 from secnn_jax.timing import schemes as S
-from secnn_jax.timing.energy import energy_parts
+from secnn_jax.timing.energy import energy_parts, graph_work
 from secnn_jax.timing.errors import UnknownResultError
 from secnn_jax.timing.gpufile import params_for
 from secnn_jax.timing.gpus import GPU, get_gpu
@@ -83,6 +84,8 @@ class SchemeResult:
         ``on_chip``, ``dram``, ``static``; :func:`secnn_jax.timing.energy.energy_parts`).
       span_args: ``{track: {"sms", "ctas", "bytes": [T, n]}}`` per span of ``spans``: the SMs
         it held while it ran, its CTAs with work and the bytes it moved.
+      span_work: ``{track: {key: [T, n]}}`` the work each span's kernel executed; ``work`` is
+        their sum (:func:`secnn_jax.timing.energy.graph_work`) and what the energy prices.
     """
 
     gpu: str
@@ -101,6 +104,8 @@ class SchemeResult:
     work: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
     energy_parts: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
     span_args: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(
+        default_factory=dict, repr=False)
+    span_work: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(
         default_factory=dict, repr=False)
 
     @property
@@ -231,6 +236,15 @@ class ReplayResult:
             atomic_write(path, text)
         return text
 
+    def kernel_slices(self, gpu: str | GPU, scheme: str, frame: int = 0
+                      ) -> tuple[KernelSlice, ...]:
+        """What ran when in one replayed frame of ``scheme`` on ``gpu``, as the scheduler
+        placed it (:func:`kernel_slices`): what :meth:`to_chrome_trace` writes and the report's
+        schedule figure draws."""
+        if not 0 <= frame < len(self.frames):
+            raise ReplayError(f"frame {frame} is not among the {len(self.frames)} replayed frames")
+        return kernel_slices(self.get(gpu, scheme), frame, self.layers)
+
     def to_chrome_trace(self, path: str | Path | None = None, frame: int = 0) -> dict[str, Any]:
         """What runs when in one replayed frame, as a Chrome/Perfetto trace (JSON).
 
@@ -241,35 +255,26 @@ class ReplayResult:
         track. Each slice's ``cat`` is its schedule track (``stream``, ``parallel``,
         ``serial``), its ``args`` hold ``sms`` (the SMs it held while it ran), ``ctas`` (its
         CTAs with work) and ``bytes`` (what it moved), and ``cname`` colours it by kind. Gaps
-        are the launch model's costs (issue waits, graph gaps, barriers). Open the file in
-        https://ui.perfetto.dev or chrome://tracing. Written atomically to ``path`` if given.
+        are the launch model's costs (issue waits, graph gaps, barriers). The slices are
+        :meth:`kernel_slices`. Open the file in https://ui.perfetto.dev or chrome://tracing.
+        Written atomically to ``path`` if given.
         """
         if not 0 <= frame < len(self.frames):
             raise ReplayError(f"frame {frame} is not among the {len(self.frames)} replayed frames")
         events: list[dict[str, Any]] = []
-        layer_names = frozenset(self.layers)
         for pid, ((g, s), r) in enumerate(self.results.items()):
             events.append({"ph": "M", "name": "process_name", "pid": pid,
                            "args": {"name": f"{g} {s} ({self.launch}, fusion {self.fusion})"}})
-            slices = []
-            for track, (labels, st, en) in r.spans.items():
-                args = r.span_args.get(track, {})
-                for i, (lab, a, b) in enumerate(zip(labels, st[frame], en[frame], strict=True)):
-                    ts = round(float(a) * 1e3 / r.clock_mhz)  # nanoseconds
-                    te = max(round(float(b) * 1e3 / r.clock_mhz), ts)
-                    extra = {k: round(float(v[frame, i]), 3) for k, v in args.items()}
-                    slices.append((ts, te, lab, track, extra))
-            lanes: list[int] = []  # end (ns) of the last slice on each track
-            for ts, te, lab, track, extra in sorted(slices, key=lambda x: (x[0], x[1])):
-                tid = next((i for i, e in enumerate(lanes) if e <= ts), len(lanes))
-                if tid == len(lanes):
-                    lanes.append(te)
-                    events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
-                                   "args": {"name": f"kernels {tid}"}})
-                lanes[tid] = te
-                events.append({"ph": "X", "name": lab, "cat": track, "pid": pid, "tid": tid,
-                               "ts": ts / 1e3, "dur": (te - ts) / 1e3, "args": extra,
-                               "cname": _cname(lab, track, layer_names)})
+            tracks: set[int] = set()
+            for sl in self.kernel_slices(g, s, frame):
+                if sl.track not in tracks:
+                    tracks.add(sl.track)
+                    events.append({"ph": "M", "name": "thread_name", "pid": pid,
+                                   "tid": sl.track, "args": {"name": f"kernels {sl.track}"}})
+                events.append({"ph": "X", "name": sl.name, "cat": sl.kind, "pid": pid,
+                               "tid": sl.track, "ts": sl.start_ns / 1e3,
+                               "dur": (sl.end_ns - sl.start_ns) / 1e3, "args": dict(sl.args),
+                               "cname": sl.cname})
             events.append({"ph": "i", "name": "frame end", "pid": pid, "tid": 0, "s": "p",
                            "ts": round(float(r.total_us[frame]), 4)})
         doc = {"traceEvents": events, "displayTimeUnit": "ns",
@@ -316,6 +321,56 @@ def _cname(label: str, track: str, layers: frozenset[str]) -> str:
     if part in _CNAMES:
         return _CNAMES[part]
     return _CNAMES["layer"] if label in layers else _CNAMES["op"]
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelSlice:
+    """One kernel of one replayed frame as the scheduler ran it.
+
+    Attributes:
+      track: its lane, one per concurrently running kernel: slices on one track never overlap
+        (in integer nanoseconds).
+      name: the kernel (a layer, a layer's ``:compare``/``:compaction``/``:amend``, a layer's
+        parallel work, an op kernel).
+      start_ns, end_ns: its start and end in the frame, in nanoseconds (``end_ns >= start_ns``).
+      kind: the schedule track it came from (``stream``, ``parallel``, ``serial``).
+      args: ``sms`` (the SMs it held while it ran), ``ctas`` (its CTAs with work) and ``bytes``
+        (what it moved), rounded to 3 decimals.
+      cname: its Chrome trace colour, by kind of kernel.
+    """
+
+    track: int
+    name: str
+    start_ns: int
+    end_ns: int
+    kind: str
+    args: Mapping[str, float]
+    cname: str
+
+
+def kernel_slices(r: SchemeResult, frame: int, layers: Iterable[str]) -> tuple[KernelSlice, ...]:
+    """The kernels of frame index ``frame`` of ``r`` (``layers``: the linear layers' names, for
+    colours), sorted by start then end, each on the first track free at its start."""
+    layer_names = frozenset(layers)
+    raw = []
+    for kind, (labels, st, en) in r.spans.items():
+        args = r.span_args.get(kind, {})
+        for i, (lab, a, b) in enumerate(zip(labels, st[frame], en[frame], strict=True)):
+            ts = round(float(a) * 1e3 / r.clock_mhz)  # nanoseconds
+            te = max(round(float(b) * 1e3 / r.clock_mhz), ts)
+            raw.append((ts, te, lab, kind, {k: round(float(v[frame, i]), 3)
+                                            for k, v in args.items()}))
+    out = []
+    lanes: list[int] = []  # end (ns) of the last slice on each track
+    for ts, te, lab, kind, extra in sorted(raw, key=lambda x: (x[0], x[1])):
+        tid = next((i for i, e in enumerate(lanes) if e <= ts), len(lanes))
+        if tid == len(lanes):
+            lanes.append(te)
+        lanes[tid] = te
+        out.append(KernelSlice(track=tid, name=lab, start_ns=ts, end_ns=te, kind=kind,
+                               args=MappingProxyType(extra),
+                               cname=_cname(lab, kind, layer_names)))
+    return tuple(out)
 
 
 def _r(a: np.ndarray) -> Any:
@@ -433,6 +488,9 @@ class _Acc:
         for k, args in times.span_args.items():
             for a, v in args.items():
                 put(f"sa:{k}:{a}", []).append(np.asarray(v))
+        for k, work in times.span_work.items():
+            for a, v in work.items():
+                put(f"sw:{k}:{a}", []).append(np.asarray(v))
 
     def cat(self, k: str) -> np.ndarray:
         return np.concatenate(self.parts[k], axis=0)
@@ -440,7 +498,10 @@ class _Acc:
     def result(self, gpu: GPU, scheme: str, launch: str, fusion: str, precision: str
                ) -> SchemeResult:
         keys = list(self.parts)
-        work = {k[5:]: self.cat(k) for k in keys if k.startswith("work:")}
+        span_work = self._by_track("sw:")
+        # The energy model prices the work the schedule's kernels counted.
+        work = (graph_work(span_work) if span_work
+                else {k[5:]: self.cat(k) for k in keys if k.startswith("work:")})
         total_us = self.cat("total") / gpu.clock_mhz
         return SchemeResult(
             gpu=gpu.key, scheme=scheme, clock_mhz=gpu.clock_mhz, sms=gpu.sms,
@@ -451,12 +512,12 @@ class _Acc:
             energy_parts=energy_parts(work, total_us, gpu.key, precision),
             spans={k: (lab, self.cat("span0:" + k), self.cat("span1:" + k))
                    for k, lab in self.span_labels.items()},
-            span_args=self._span_args())
+            span_args=self._by_track("sa:"), span_work=span_work)
 
-    def _span_args(self) -> dict[str, dict[str, np.ndarray]]:
+    def _by_track(self, prefix: str) -> dict[str, dict[str, np.ndarray]]:
         out: dict[str, dict[str, np.ndarray]] = {}
         for key in self.parts:
-            if key.startswith("sa:"):
+            if key.startswith(prefix):
                 _, track, arg = key.split(":", 2)
                 out.setdefault(track, {})[arg] = self.cat(key)
         return out
@@ -546,7 +607,14 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
                                    launch=LaunchCosts.of(ln, g, par[g.key], cfg),
                                    fusion=fusion)
             for g in gpu_objs for ln in launches}
-    plans = {(gk, ln, s): S.REGISTRY[s].plan(ctx) for (gk, ln), ctx in ctxs.items()
+    # Plans are frame-independent and pure: schemes with one plan function share it.
+    by_fn: dict[tuple[str, str, Any], Any] = {}
+    for (gk, ln), ctx in ctxs.items():
+        for s in schemes:
+            fn = S.REGISTRY[s].plan
+            if (gk, ln, fn) not in by_fn:
+                by_fn[(gk, ln, fn)] = fn(ctx)
+    plans = {(gk, ln, s): by_fn[(gk, ln, S.REGISTRY[s].plan)] for (gk, ln) in ctxs
              for s in schemes}
     which = S.needs(schemes)
     want_miss = any(s in SECNN or s in PEERS for s in schemes)

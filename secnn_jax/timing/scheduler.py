@@ -76,6 +76,9 @@ class Pool:
       occupancy: per kernel, resident CTAs per SM.
       nbytes: ``[T, L]`` bytes each kernel moves.
       release: ``[L]`` or ``[T, L]`` when each kernel may start.
+      alone: ``[L]`` or ``[T, L]`` each kernel's own time alone where it is more than its
+        CTAs' rounds and bytes (an operation of several kernels: a split-K reduction, layout
+        transposes); ``None``: the rounds and bytes.
     """
 
     w: Sequence[np.ndarray]
@@ -83,6 +86,7 @@ class Pool:
     occupancy: Sequence[int]
     nbytes: np.ndarray
     release: np.ndarray
+    alone: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -156,6 +160,8 @@ def schedule(chain: Chain, pool: Pool | None, sms: int, bandwidth: np.ndarray,
         pbytes = np.broadcast_to(np.asarray(pool.nbytes, np.float64), (frames, n_pool)).copy()
         # Alone, a kernel also takes at least its bytes over the bandwidth.
         alone = np.maximum(alone, pbytes / bw[:, None])
+        if pool.alone is not None:
+            alone = np.maximum(alone, np.asarray(pool.alone, np.float64))
     rows = np.arange(frames)
     t = np.minimum(float(start_at), rel.min(axis=1, initial=float(start_at)))
     progress = np.zeros((frames, n_pool))

@@ -57,7 +57,7 @@ from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing import kernels as K
 from secnn_jax.timing import scheduler as SCH
 from secnn_jax.timing import secnn as SE
-from secnn_jax.timing.energy import WORK_KEYS
+from secnn_jax.timing.energy import WORK_KEYS, graph_work
 from secnn_jax.timing.gpus import ELEMENT_BYTES, GPU
 from secnn_jax.timing.launch import LaunchCosts, persistent_occupancy
 from secnn_jax.timing.names import BASELINES, SCHEMES, SECNN
@@ -121,6 +121,8 @@ class SchemeTimes:
       span_args: ``{track: {"sms", "ctas", "bytes": [T, n]}}``: per span the SMs it held
         while it ran (SMs with one of its CTAs resident; a kernel of the parallel phase, its
         average share of the machine), its CTAs with work and the bytes it moved.
+      span_work: ``{track: {key: [T, n]}}``: the work each span's kernel executed
+        (:data:`~.energy.WORK_KEYS`); ``work`` is their sum (:func:`~.energy.graph_work`).
     """
 
     total: np.ndarray
@@ -131,6 +133,7 @@ class SchemeTimes:
     spans: Mapping[str, tuple[tuple[str, ...], np.ndarray, np.ndarray]]
     work: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     span_args: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    span_work: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(default_factory=dict)
 
 
 def _span_args(ctas: np.ndarray, nbytes: np.ndarray, sms: int,
@@ -177,41 +180,77 @@ class Scheme:
 
 
 class _Work:
-    """Counts a frame's work for the energy model: FMAs by unit (from SM-cycles of work at the
-    unit's rate), shared-memory tile traffic of GEMM tiles, compares, and each kernel's bytes
-    as L2 traffic when they fit in L2, else DRAM traffic (the time model's rule)."""
+    """Counts a frame's work for the energy model on the graph's nodes: FMAs by unit (from
+    SM-cycles of work at the unit's rate), shared-memory tile traffic of GEMM tiles, compares,
+    and each kernel's bytes as L2 traffic when they fit in L2, else DRAM traffic (the time
+    model's rule). Every count goes to the node set by :meth:`node` (``(kind, index)``:
+    ``("layer", l)``, ``("op", k)``, ``("parallel", l)``, ``("compare", l)``,
+    ``("compaction", l)``, ``("amend", l)``); :meth:`on_spans` lays them on the schedule's
+    kernels, and the frame's work is their sum (:func:`~.energy.graph_work`)."""
 
     def __init__(self, ctx: Context, frames: int) -> None:
         self.ctx = ctx
         self.frames = frames
-        self.w = {k: np.zeros(frames) for k in WORK_KEYS}
+        self.nodes: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+        self.at: tuple[str, int] = ("frame", -1)
+        self._rates: dict[str, float] = {}
+
+    def node(self, kind: str, index: int) -> _Work:
+        """Counts that follow go to node ``(kind, index)``."""
+        self.at = (kind, int(index))
+        return self
+
+    def add(self, key: str, amount: Any) -> None:
+        """Adds ``amount`` (``[T]`` or scalar) of ``key`` to the current node."""
+        v = np.asarray(amount, np.float64)
+        if v.shape != (self.frames,):
+            v = np.broadcast_to(v, (self.frames,))
+        w = self.nodes.setdefault(self.at, {})
+        old = w.get(key)
+        w[key] = v.copy() if old is None else old + v
 
     def fmas(self, busy_cycles: Any, unit: str, tile: K.Tile | None = None) -> None:
         c = self.ctx
-        macs = np.asarray(busy_cycles, np.float64) * rate(c.gpu, c.precision, unit, c.params)
-        self.w["fma_tensor" if unit == "tensor" else "fma_simt"] += macs
+        if unit not in self._rates:
+            self._rates[unit] = rate(c.gpu, c.precision, unit, c.params)
+        macs = np.asarray(busy_cycles, np.float64) * self._rates[unit]
+        self.add("fma_tensor" if unit == "tensor" else "fma_simt", macs)
         if tile is not None and tile.bm > 1 and tile.bn > 1 and tile.bk > 1:
             # A GEMM tile stages (bm + bn) x bk operands per bm x bn x bk MACs in shared
             # memory: written once and read once.
-            self.w["smem_bytes"] += 2.0 * c.eb * macs * (1.0 / tile.bm + 1.0 / tile.bn)
+            self.add("smem_bytes", 2.0 * c.eb * macs * (1.0 / tile.bm + 1.0 / tile.bn))
 
     def bytes(self, nbytes: Any) -> None:
-        nb = np.broadcast_to(np.asarray(nbytes, np.float64), (self.frames,))
+        nb = np.asarray(nbytes, np.float64)
         in_l2 = nb <= self.ctx.gpu.l2_bytes
-        self.w["l2_bytes"] += np.where(in_l2, nb, 0.0)
-        self.w["dram_bytes"] += np.where(in_l2, 0.0, nb)
+        self.add("l2_bytes", np.where(in_l2, nb, 0.0))
+        self.add("dram_bytes", np.where(in_l2, 0.0, nb))
 
     def compares(self, n: Any, instructions: Any = 0.0) -> None:
         """``n`` compares; ``instructions`` SIMT lane-instructions they take (0 on hardware
         comparators; the issue overhead is charged per instruction)."""
-        self.w["compares"] += np.asarray(n, np.float64)
-        self.w["compare_instructions"] += np.asarray(instructions, np.float64)
+        self.add("compares", n)
+        self.add("compare_instructions", instructions)
 
     def ops(self, ops: OpPlan, kernels: Sequence[int] | None = None) -> None:
-        """The op kernels (all, or those given) on the SIMT lanes."""
+        """The op kernels (all, or those given) on the SIMT lanes, each on its node."""
         for k in range(len(ops.kernels)) if kernels is None else kernels:
-            self.fmas(ops.kernel_busy[k], "simt")
+            self.node("op", k).fmas(ops.kernel_busy[k], "simt")
             self.bytes(ops.kernel_bytes[k])
+
+    def on_spans(self, spans: Mapping[str, Sequence[tuple[str, int]]]
+                 ) -> dict[str, dict[str, np.ndarray]]:
+        """``{track: {key: [T, n]}}``: each node's counts on its kernel of the schedule
+        (``spans[track]``: the nodes of the track's kernels, in order). A node with no kernel
+        must have counted nothing."""
+        placed = {n for nodes in spans.values() for n in nodes}
+        for n, w in self.nodes.items():
+            if n not in placed and any(np.any(v != 0) for v in w.values()):
+                raise AssertionError(f"work counted on {n}, which is no kernel of the schedule")
+        zero = np.zeros(self.frames)
+        return {track: {k: (np.stack([self.nodes.get(n, {}).get(k, zero) for n in nodes], 1)
+                            if nodes else np.zeros((self.frames, 0))) for k in WORK_KEYS}
+                for track, nodes in spans.items()}
 
 
 def _kernel_bytes(ctx: Context, g: LayerGeom, kc: K.KernelCost) -> float:
@@ -434,13 +473,15 @@ def _layerwise_times(ctx: Context, exec_layers: np.ndarray, layer_kernels: Seque
     op_time = ex[:, ~is_layer].sum(1)
     busy = layer_busy + ops.kernel_busy.sum()
     work.ops(ops)
-    work.bytes(ops.layer_extra_bytes.sum())
+    for i in np.flatnonzero(ops.layer_extra_bytes):
+        work.node("layer", i).bytes(ops.layer_extra_bytes[i])
+    span_work = work.on_spans({"stream": items})
     return SchemeTimes(
         total=total, layer=_layer_times(end, owner, len(ctx.geoms), total),
         phases={"compute": compute, "ops": op_time, "launch": total - compute - op_time},
         layer_phases={"exec": exec_layers}, busy=busy,
-        spans={"stream": (tuple(labels), start, end)}, work=work.w,
-        span_args={"stream": _span_args(ctas, nbytes, ctx.gpu.sms)})
+        spans={"stream": (tuple(labels), start, end)}, work=graph_work(span_work),
+        span_args={"stream": _span_args(ctas, nbytes, ctx.gpu.sms)}, span_work=span_work)
 
 
 def _frame_independent_cost(ctx: Context, plan: _LayerwisePlan, counts: Any, misses: Any,
@@ -449,8 +490,8 @@ def _frame_independent_cost(ctx: Context, plan: _LayerwisePlan, counts: Any, mis
     busy = np.full(frames, sum(c.busy_cycles for c in plan.costs))
     work = _Work(ctx, frames)
     nbytes = [_kernel_bytes(ctx, g, c) for g, c in zip(ctx.geoms, plan.costs, strict=True)]
-    for c, nb in zip(plan.costs, nbytes, strict=True):
-        work.fmas(c.busy_cycles, _unit(c), c.tile)
+    for li, (c, nb) in enumerate(zip(plan.costs, nbytes, strict=True)):
+        work.node("layer", li).fmas(c.busy_cycles, _unit(c), c.tile)
         work.bytes(nb)
     return _layerwise_times(ctx, np.array(ex), [c.kernels for c in plan.costs], busy, plan.ops,
                             work, np.array([c.n_ctas for c in plan.costs]), np.array(nbytes))
@@ -514,7 +555,7 @@ def _zero_skip_cost(ctx: Context, plan: _SparsePlan, counts: Sequence[Mapping[st
         busy += sp.busy
         ctas[:, li] = _active_ctas(sp.grid)
         nbytes[:, li] = plan.io_bytes[li] + sp.compaction_bytes
-        work.fmas(sp.busy, "simt", plan.tiles[li].tile)
+        work.node("layer", li).fmas(sp.busy, "simt", plan.tiles[li].tile)
         work.bytes(plan.io_bytes[li])
         work.bytes(sp.compaction_bytes)
     return _layerwise_times(ctx, ex, [1 + (t.split > 1) for t in plan.tiles], busy, plan.ops,
@@ -589,7 +630,8 @@ def _parallel_grids(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str
         use[:, li] = use_dense
         nbytes[:, li] = np.where(use_dense, plan.io_bytes[li],
                                  plan.io_bytes[li] * sp.active_frac + bal.compaction_bytes)
-        work.fmas(np.where(use_dense, dk.busy_cycles, 0.0), _unit(dk), dk.tile)
+        work.node("parallel", li).fmas(np.where(use_dense, dk.busy_cycles, 0.0), _unit(dk),
+                                       dk.tile)
         work.fmas(np.where(use_dense, 0.0, sp.w.sum(-1)), "simt", plan.tiles[li].tile)
     return ws, ds, occs, use, nbytes, delay
 
@@ -634,9 +676,9 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
         mem = _detection(ctx, n_in, cmp_bytes, plan.occ_cap)  # an elementwise pass's floor
         if placement == "off_chip":
             mem = mem + pred_bytes / gpu.dram_bytes_per_clk
-            work.w["dram_bytes"] += pred_bytes
+            work.node("compare", li).add("dram_bytes", pred_bytes)
         elif placement == "on_chip":
-            work.w["smem_bytes"] += pred_bytes
+            work.node("compare", li).add("smem_bytes", pred_bytes)
         parts["compare"][:, li] = np.maximum(cmp_ops, mem)
         parts["compare_busy"][:, li] = cmp_ops * gpu.sms
         parts["compare_bytes"][:, li] = cmp_bytes + (pred_bytes if placement == "off_chip"
@@ -661,18 +703,21 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
         parts["amend_busy"][:, li] = sp.busy + plan.ops.secnn_pass_busy[li]
         parts["amend_bytes"][:, li] = ab
         amend_ctas[:, li] = _active_ctas(sp.grid)
-        work.fmas(sp.busy, "simt", plan.tiles[li].tile)
-        work.compares(n_in, n_in * machine.compare_instructions)
-        for nb in (par_bytes[:, li], cmp_bytes, parts["compaction_bytes"][:, li], ab):
-            work.bytes(nb)
+        work.node("amend", li).fmas(sp.busy, "simt", plan.tiles[li].tile)
+        work.node("compare", li).compares(n_in, n_in * machine.compare_instructions)
+        for kind, nb in (("parallel", par_bytes[:, li]), ("compare", cmp_bytes),
+                         ("compaction", parts["compaction_bytes"][:, li]), ("amend", ab)):
+            work.node(kind, li).bytes(nb)
     ops = plan.ops
     # Serial items in program order.
     dur, busy, nbytes, gap, layer, hostk, labels = [], [], [], [], [], [], []
 
     item_ctas: list[np.ndarray] = []
+    item_nodes: list[tuple[str, int]] = []
 
     def item(d: np.ndarray, b: np.ndarray, nb: np.ndarray, g: float, lyr: int, host: bool,
-             label: str, ctas: Any) -> None:
+             label: str, ctas: Any, node: tuple[str, int]) -> None:
+        item_nodes.append(node)
         item_ctas.append(np.broadcast_to(np.asarray(ctas, np.float64), (frames,)))
         dur.append(np.broadcast_to(d, (frames,)))
         busy.append(np.broadcast_to(b, (frames,)))
@@ -685,24 +730,27 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
     def op_items(after: int) -> None:
         for k in np.flatnonzero(ops.kernel_after == after):
             item(ops.kernel_cycles[k], ops.kernel_busy[k], ops.kernel_bytes[k], lc.gap, -1,
-                 True, ops.names[ops.kernels[k]], ops.kernel_ctas[k])
+                 True, ops.names[ops.kernels[k]], ops.kernel_ctas[k], ("op", int(k)))
 
     hw_dep = machine.dependency_cycles or 0.0
     op_items(-1)
     for li, g in enumerate(ctx.geoms):  # loop over layers
         name = g.name
         item(parts["compare"][:, li], parts["compare_busy"][:, li], parts["compare_bytes"][:, li],
-             hw_dep if hw else lc.gap, -1, not hw, f"{name}:compare", pass_ctas[li])
+             hw_dep if hw else lc.gap, -1, not hw, f"{name}:compare", pass_ctas[li],
+             ("compare", li))
         if compaction == "software":
             item(parts["compaction"][:, li], np.zeros(frames), parts["compaction_bytes"][:, li],
-                 0.0 if hw else lc.gap, -1, not hw, f"{name}:compaction", pass_ctas[li])
+                 0.0 if hw else lc.gap, -1, not hw, f"{name}:compaction", pass_ctas[li],
+                 ("compaction", li))
         elif compaction == "auto":  # a pass (and its boundary) only where it is taken
             used = parts["compaction"][:, li] > 0
             item(np.where(used, parts["compaction"][:, li] + (0.0 if hw else lc.gap), 0.0),
                  np.zeros(frames), parts["compaction_bytes"][:, li], 0.0, -1, not hw,
-                 f"{name}:compaction", np.where(used, pass_ctas[li], 0))
+                 f"{name}:compaction", np.where(used, pass_ctas[li], 0), ("compaction", li))
         item(parts["amend"][:, li], parts["amend_busy"][:, li], parts["amend_bytes"][:, li],
-             0.0 if hw else lc.gap, li, not hw, f"{name}:amend", amend_ctas[:, li])
+             0.0 if hw else lc.gap, li, not hw, f"{name}:amend", amend_ctas[:, li],
+             ("amend", li))
         op_items(li)
     host = np.array(hostk, bool)
     # Eager: the host issues the L parallel kernels first, then the serial kernels in order.
@@ -727,6 +775,8 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
     is_ops = np.array([not (lab.endswith((":compare", ":compaction", ":amend")))
                        for lab in labels])
     correction = parts["compare"] + parts["compaction"] + parts["amend"]
+    span_work = _secnn_work(work, ops).on_spans(
+        {"parallel": [("parallel", li) for li in range(n_layers)], "serial": item_nodes})
     return SchemeTimes(
         total=tl.total, layer=_layer_times(tl.end, owner, n_layers, tl.total),
         phases={"parallel": tl.parallel_done.max(1), "serial": correction.sum(1),
@@ -738,7 +788,7 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
                       "compare": parts["compare"], "compaction": parts["compaction"],
                       "amend": parts["amend"], "amend_compute": parts["amend_compute"],
                       "parallel_dense": use_dense},
-        busy=tl.busy, work=_secnn_work(work, ops),
+        busy=tl.busy, work=graph_work(span_work), span_work=span_work,
         spans={"parallel": (tuple(g.name for g in ctx.geoms),
                             np.broadcast_to(tl.parallel_release, tl.parallel_done.shape).copy(),
                             tl.parallel_done),
@@ -759,20 +809,20 @@ def _pool_share(ws: Sequence[np.ndarray], ds: Sequence[np.ndarray], occs: Sequen
         return np.where(span > 0, hold / span, 0.0)
 
 
-def _secnn_work(work: _Work, ops: OpPlan) -> dict[str, np.ndarray]:
+def _secnn_work(work: _Work, ops: OpPlan) -> _Work:
     """Adds SE-CNN's op kernels and the op groups its amendments' epilogues re-execute to
     ``work`` (their bytes are in the amendments')."""
     work.ops(ops)
     for li in np.flatnonzero(ops.secnn_pass > 0):
-        work.fmas(ops.secnn_pass_busy[li], "simt")
-    return work.w
+        work.node("amend", li).fmas(ops.secnn_pass_busy[li], "simt")
+    return work
 
 
 # --- change-based peers ---------------------------------------------------------------------
 
-def _peer_plan(ctx: Context) -> _SecnnPlan:
-    """Dense kernels for the first frame, the SIMT tiling for the sparse frames."""
-    return _secnn_plan(ctx)
+#: The peers' plan is SE-CNN's: dense kernels for the first frame, the SIMT tiling for the
+#: sparse frames (one function, so a replay computes it once for all four schemes).
+_peer_plan = _secnn_plan
 
 
 def _peer_cost(kind: str) -> Callable[..., SchemeTimes]:
@@ -833,7 +883,7 @@ def _peer_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np
         ctas[:, li] = np.where(first, dk.n_ctas, _active_ctas(sp.grid))
         nbytes[:, li] = np.where(first, _kernel_bytes(ctx, g, dk) + eb * g.n_outputs,
                                  conv_bytes + det_bytes[li] + sp.compaction_bytes)
-        work.fmas(np.where(first, dk.busy_cycles, 0.0), _unit(dk), dk.tile)
+        work.node("layer", li).fmas(np.where(first, dk.busy_cycles, 0.0), _unit(dk), dk.tile)
         work.fmas(np.where(first, 0.0, sp.busy), "simt", plan.tiles[li].tile)
         work.bytes(np.where(first, _kernel_bytes(ctx, g, dk) + eb * g.n_outputs,
                             conv_bytes + det_bytes[li] + sp.compaction_bytes))

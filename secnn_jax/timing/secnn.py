@@ -74,15 +74,23 @@ class Machine:
 #: ("low" and "high" are the optimistic and pessimistic ends for SE-CNN).
 SM_EXTENSION: Mapping[str, Physics] = MappingProxyType({p.field: p for p in (
     Physics("comparators_per_sm", "fp32_lanes", "fp32_lanes", 32, "compares/cycle",
-            "one comparator per FP32 lane (the design's claim: a compare beside every lane) "
-            "down to one per warp-wide datapath of a sub-partition (32 per SM); an "
-            "assumption, no silicon measured"),
+            "derived from documented SM datapath widths (no comparator silicon measured). "
+            "Optimistic end and default: one comparator beside every FP32 lane, the design's "
+            "claim, i.e. the SM's issue width: H100 4 sub-partitions x 32 FP32 lanes = 128 "
+            "(NVIDIA H100 Tensor Core GPU Architecture whitepaper, 2022, SM figure), GTX "
+            "1080/1080 Ti 4 processing blocks x 32 CUDA cores = 128 (NVIDIA GeForce GTX 1080 "
+            "whitepaper, 2016), V100/A100 4 x 16 = 64 (Volta and Ampere whitepapers); more "
+            "could not be fed, each sub-partition's scheduler issuing one warp instruction per "
+            "cycle. Pessimistic end 32: one warp-wide (32-lane) comparator array per SM, one "
+            "sub-partition's issue width, shared by the SM's four sub-partitions"),
     PHYSICS["hw_compaction"],
     PHYSICS["hw_dependency_us"],
     Physics("buffer_placement", "cache", "on_chip", "off_chip", "",
-            "prediction buffers in dedicated SRAM (on_chip: no memory time, SRAM energy, "
-            "area from energy.secnn_area), through the caches like any data (cache), or "
-            "always in DRAM (off_chip)"),
+            "the placements the SE-CNN design admits for its prediction buffers: dedicated "
+            "SRAM (on_chip: no memory time; SRAM energy per byte from Horowitz, ISSCC 2014; "
+            "area from energy.secnn_area, bitcell areas in energy.BITCELL_SOURCES), through "
+            "the caches like any data (cache: the time model's L2/DRAM rule), or always in "
+            "DRAM (off_chip: DRAM energy per bit from O'Connor et al., MICRO 2017)"),
 )})
 
 

@@ -191,11 +191,15 @@ def fitted_ranges(path: str | Path = PARAMS_PATH) -> tuple[Range, ...]:
         vals = [float(fitted), *map(float, refits.values())]
         if fitted <= 0 or max(vals) == min(vals):
             return
-        lo, hi = min(vals) / fitted, max(vals) / fitted
         held = ", ".join(f"without {k} {float(v):.4g}" for k, v in refits.items())
-        out.append(Range(field, lo, hi, target="params", key=key, relative=True, source=(
-            f"leave-one-network-out refits on the {what} ({name}: fit {fitted:.4g}; {held}): "
-            f"x{lo:.3f}-x{hi:.3f} of the fit")))
+        src = f"leave-one-network-out refits on the {what} ({name}: fit {fitted:.4g}; {held})"
+        if min(vals) <= 0:  # a refit at 0 has no factor on the fit: the values themselves
+            out.append(Range(field, min(vals), max(vals), target="params", key=key,
+                             source=f"{src}: {min(vals):.4g}-{max(vals):.4g}"))
+            return
+        lo, hi = min(vals) / fitted, max(vals) / fitted
+        out.append(Range(field, lo, hi, target="params", key=key, relative=True,
+                         source=f"{src}: x{lo:.3f}-x{hi:.3f} of the fit"))
 
     e2e_folds = val.get("e2e", {}).get("folds", {})
     for prec, e in fit.get("efficiency", {}).items():

@@ -132,6 +132,9 @@ FIELDS: tuple[Field, ...] = (
           "CBinfer)"),
     Field("peer_frames", 16, "frames per stream of the peers study (first half chooses tau, "
           "second half evaluates; >= 2; at most frames)"),
+    Field("activated_tau", 0.05, "the sparsity study's fixed threshold for 'activated' read as "
+          "'changed since the previous frame' (|x_t - x_t-1| > tau; one of "
+          "experiments.cells.CHANGE_TAUS)"),
     Field("studies", ",".join(STUDIES), "which studies reproduce runs"),
     Field("whatif_firing", "0.02,0.05,0.1,0.2,0.5", "what-if study: firing rates of the grid "
           "(share of non-zero inputs; comma-separated, each in [0, 1])"),
@@ -152,7 +155,7 @@ _SECNN = ("silence", "decay")
 #: The configuration fields each command reads (``reproduce``: all of them), listed by its
 #: ``--help``.
 COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
-    "sparsity": COMMON_FIELDS,
+    "sparsity": (*COMMON_FIELDS, "activated_tau"),
     "prediction": (*COMMON_FIELDS, "predictors", *_SECNN, "prediction_taus"),
     "speedup": (*COMMON_FIELDS, "launch", *_SECNN),
     "accuracy": (*COMMON_FIELDS, *_SECNN, "taus", "agreement_floor", "calibration_frames",
@@ -395,6 +398,11 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     floats(cfg.prediction_taus, "prediction_taus")
     floats(cfg.taus, "taus")
     floats(cfg.peer_taus, "peer_taus")
+    from experiments.cells import CHANGE_TAUS  # noqa: PLC0415
+
+    need(float(cfg.activated_tau) in CHANGE_TAUS, "activated_tau",
+         "must be one of the thresholds the plain pass counts changes at "
+         "(experiments.cells.CHANGE_TAUS: 0, then 1, 1.5, 2, 3, 5, 7 x 10^k, 1e-4 to 100)")
     need(int(cfg.peer_frames) >= 2, "peer_frames", "must be >= 2")
     from secnn_jax.timing.gpus import GPUS, get_gpu  # noqa: PLC0415
 

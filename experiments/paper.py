@@ -11,8 +11,9 @@ import dataclasses
 
 from secnn_jax.timing.names import SECNN
 
-__all__ = ["BASELINES", "COMPARISON_LAUNCH", "PAPER", "PUBLISHED_PEERS", "VALUE_PREDICTION_HOLDS",
-           "VALUE_PREDICTION_PARTLY", "VARIANTS", "Published", "above", "value_prediction_verdict"]
+__all__ = ["BASELINES", "CLAIM_ACTIVATED", "CNVLUTIN_ZERO_SHARE", "COMPARISON_LAUNCH", "PAPER",
+           "PUBLISHED_PEERS", "VALUE_PREDICTION_HOLDS", "VALUE_PREDICTION_PARTLY", "VARIANTS",
+           "Published", "above", "value_prediction_verdict"]
 
 #: Baselines SE-CNN is compared with, in report order.
 BASELINES: tuple[str, ...] = ("dense", "winograd", "fft", "fast_conv", "zero_skip", "strongest")
@@ -59,6 +60,16 @@ PUBLISHED_PEERS: dict[str, Published] = {p.method: p for p in (
     Published("cbinfer", 8.6, 9.1, "Cavigelli et al., CBinfer, 2017",
               "static-camera surveillance video, scene labelling, tau > 0"),
 )}
+
+
+#: The paper's claim: fewer than this fraction of neurons are "activated" (read as non-zero,
+#: or as changed since the previous frame: :mod:`experiments.sparsity`).
+CLAIM_ACTIVATED = 0.10
+#: A published ImageNet figure to set beside ours: Cnvlutin (J. Albericio et al., "Cnvlutin:
+#: Ineffectual-Neuron-Free Deep Neural Network Computing", ISCA 2016) finds on average 44% of
+#: the input neurons of the convolutional layers to be zero (post-ReLU) across its ImageNet
+#: networks, i.e. about 56% non-zero.
+CNVLUTIN_ZERO_SHARE = 0.44
 #: The launch model of the headline comparisons (every scheme under it).
 COMPARISON_LAUNCH = "persistent"
 

@@ -210,8 +210,9 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
                 fig(res, run.path("figures", fig_name))
 
     if "sparsity" in studies:
-        out("sparsity", sparsity_lib.sparsity(ws, models, streams), figures.sparsity_bars,
-            "sparsity.png")
+        out("sparsity", sparsity_lib.sparsity(ws, models, streams,
+                                              change_tau=float(cfg.activated_tau)),
+            figures.sparsity_bars, "sparsity.png")
     if "speedup" in studies and ws.timer is not None:
         # One run_stream of the first frames per model feeds the bands, the sensitivity table
         # and the schedule figure.
@@ -246,6 +247,8 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
         if run is not None:
             accuracy_lib.record_effective(run, cfg, acc)
         out("accuracy", acc, figures.accuracy_curves, "accuracy.png")
+        if results.get("sparsity") and acc.get("tuned"):  # "changed" at the tuned thresholds
+            out("sparsity", sparsity_lib.add_tuned(results["sparsity"], ws, acc["tuned"]))
         panels = accuracy_lib.dense_map_panels(ws, results["accuracy"])
         if panels and run is not None:
             figures.dense_maps(panels, run.path("figures", "dense_maps.png"))

@@ -154,7 +154,10 @@ def test_claims_and_section(study: dict[str, Any]) -> None:
     for m in operating_point.METHODS:
         assert f"| {m.name} | {m.scheme} |" in text
     cl = operating_point.claims(res)
-    assert cl and all(set(c) == {"claim", "paper", "ours", "verdict"} for c in cl)
+    assert cl and all(set(c) == {"key", "model", "gpu", "claim", "paper", "ours", "verdict"}
+                      for c in cl)
+    # the summary groups each claim over models and GPUs: the key is the claim without them
+    assert all(c["claim"].startswith(c["key"]) and c["model"] in c["claim"] for c in cl)
 
 
 @settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))

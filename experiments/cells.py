@@ -48,6 +48,7 @@ from experiments.cellcache import (
     tau_key,
     weights_digest,
 )
+from experiments.config import CHANGE_TAUS
 from experiments.errors import CellError, ConfigError, UnknownCellError
 from secnn_jax import find_layers, predictors
 from secnn_jax.datasources import Stream, StreamError, model_frames
@@ -55,7 +56,6 @@ from secnn_jax.layers import Layer
 from secnn_jax.pipeline import EventCounts, pad_chunk, stream_program
 
 __all__ = [
-    "CHANGE_TAUS",
     "CellResult",
     "ModelHandle",
     "RefResult",
@@ -196,11 +196,6 @@ def predictor_spec(name: str, silence: float = 0.5, decay: float = 0.5) -> str:
 # The plain forward pass (the SE-CNN cells run secnn_jax.pipeline.stream_program)
 
 
-#: Thresholds at which the plain pass counts *changed* input neurons, ``|x_t - x_{t-1}| > tau``
-#: (``RefResult.changed``): 0, then 1, 1.5, 2, 3, 5, 7 per decade from 1e-4 to 100, so a
-#: threshold a study uses (a global tau, a tuned per-layer one) lies between two of them.
-CHANGE_TAUS: tuple[float, ...] = (0.0, *(round(m * 10.0 ** e, 12) for e in range(-4, 2)
-                                         for m in (1, 1.5, 2, 3, 5, 7)), 100.0)
 
 
 def reference_step(apply_fn: Callable, layers: Sequence[Layer],

@@ -25,6 +25,7 @@ from secnn_jax.predictors import from_spec
 from secnn_jax.timing.names import FUSIONS, LAUNCH_MODELS, SCHEMES
 
 __all__ = [
+    "CHANGE_TAUS",
     "COMMAND_FIELDS",
     "COMMON_FIELDS",
     "FIELDS",
@@ -54,6 +55,13 @@ LABEL_CLASSES = 1000
 #: Predictor names the studies know.
 PREDICTORS: tuple[str, ...] = ("zero", "last_value", "secnn", "accumulated")
 
+
+#: Thresholds at which the plain pass counts *changed* input neurons, ``|x_t - x_{t-1}| > tau``
+#: (``experiments.cells.RefResult.changed``): 0, then 1, 1.5, 2, 3, 5, 7 per decade from 1e-4
+#: to 100, so a threshold a study uses (a global tau, a tuned per-layer one) lies between two
+#: of them; ``activated_tau`` must be one of them.
+CHANGE_TAUS: tuple[float, ...] = (0.0, *(round(m * 10.0 ** e, 12) for e in range(-4, 2)
+                                         for m in (1, 1.5, 2, 3, 5, 7)), 100.0)
 
 STUDIES: tuple[str, ...] = ("sparsity", "prediction", "speedup", "accuracy", "operating_point",
                             "peers", "whatif")
@@ -134,7 +142,7 @@ FIELDS: tuple[Field, ...] = (
           "second half evaluates; >= 2; at most frames)"),
     Field("activated_tau", 0.05, "the sparsity study's fixed threshold for 'activated' read as "
           "'changed since the previous frame' (|x_t - x_t-1| > tau; one of "
-          "experiments.cells.CHANGE_TAUS)"),
+          "experiments.config.CHANGE_TAUS)"),
     Field("studies", ",".join(STUDIES), "which studies reproduce runs"),
     Field("whatif_firing", "0.02,0.05,0.1,0.2,0.5", "what-if study: firing rates of the grid "
           "(share of non-zero inputs; comma-separated, each in [0, 1])"),
@@ -398,11 +406,9 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     floats(cfg.prediction_taus, "prediction_taus")
     floats(cfg.taus, "taus")
     floats(cfg.peer_taus, "peer_taus")
-    from experiments.cells import CHANGE_TAUS  # noqa: PLC0415
-
     need(float(cfg.activated_tau) in CHANGE_TAUS, "activated_tau",
          "must be one of the thresholds the plain pass counts changes at "
-         "(experiments.cells.CHANGE_TAUS: 0, then 1, 1.5, 2, 3, 5, 7 x 10^k, 1e-4 to 100)")
+         "(experiments.config.CHANGE_TAUS: 0, then 1, 1.5, 2, 3, 5, 7 x 10^k, 1e-4 to 100)")
     need(int(cfg.peer_frames) >= 2, "peer_frames", "must be >= 2")
     from secnn_jax.timing.gpus import GPUS, get_gpu  # noqa: PLC0415
 

@@ -10,7 +10,7 @@ readings of "activated":
   outputs, residual sums, which are dense by construction).
 * **changed** since the previous frame by more than a threshold: ``|x_t - x_{t-1}| > tau``. The
   same pass counts, per layer and frame, the changed input neurons at every threshold of
-  :data:`experiments.cells.CHANGE_TAUS` (0, then 1, 1.5, 2, 3, 5, 7 per decade from 1e-4 to
+  :data:`experiments.config.CHANGE_TAUS` (0, then 1, 1.5, 2, 3, 5, 7 per decade from 1e-4 to
   100). Frame 0 has no previous frame: it is left out of every changed share (the shares are
   over frames 1 .. T-1). Reported at a fixed global tau (``config.activated_tau``, default
   0.05: the accuracy sweep's global-threshold scale, where the issue found top-1 agreement
@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 from absl import app, logging
 
-from experiments.cells import CHANGE_TAUS, Workspace
+from experiments.cells import Workspace
+from experiments.config import CHANGE_TAUS
 from experiments.errors import ConfigError
 from experiments.paper import CLAIM_ACTIVATED
 
@@ -146,7 +147,7 @@ def sparsity(ws: Workspace, models: Sequence[str], streams: Sequence[str], *,
 
     Args:
       change_tau: the fixed threshold of the "changed" reading (one of
-        :data:`experiments.cells.CHANGE_TAUS`, else :class:`ConfigError`).
+        :data:`experiments.config.CHANGE_TAUS`, else :class:`ConfigError`).
 
     Returns:
       ``{"study": "sparsity", "claim": ..., "change_tau", "change_taus", "cells": [...],
@@ -162,7 +163,7 @@ def sparsity(ws: Workspace, models: Sequence[str], streams: Sequence[str], *,
     """
     if float(change_tau) not in CHANGE_TAUS:
         raise ConfigError(f"change_tau={change_tau!r} is not one of the thresholds the plain "
-                          f"pass counts changes at (experiments.cells.CHANGE_TAUS)")
+                          f"pass counts changes at (experiments.config.CHANGE_TAUS)")
     k_fixed = CHANGE_TAUS.index(float(change_tau))
     cells = []
     for m in models:

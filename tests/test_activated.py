@@ -54,12 +54,12 @@ def _numpy_changed(inputs: list[dict[str, np.ndarray]], layers: Any,
 
 def test_changed_counts_equal_numpy_across_chunk_boundaries(tiny: dict[str, Any]) -> None:
     ref, layers = tiny["ref"], tiny["layers"]
-    want = _numpy_changed(tiny["inputs"], layers, cells.CHANGE_TAUS)
+    want = _numpy_changed(tiny["inputs"], layers, config.CHANGE_TAUS)
     np.testing.assert_array_equal(ref.changed, want)
-    assert ref.changed.shape == (FRAMES, len(layers), len(cells.CHANGE_TAUS))
+    assert ref.changed.shape == (FRAMES, len(layers), len(config.CHANGE_TAUS))
     assert not ref.changed[0].any()  # frame 0: no previous frame, nothing counted
     assert ref.changed[2].any() and ref.changed[4].any()  # first frames of chunks 1 and 2
-    np.testing.assert_array_equal(ref.change_taus, cells.CHANGE_TAUS)
+    np.testing.assert_array_equal(ref.change_taus, config.CHANGE_TAUS)
 
 
 def test_study_shares_leave_frame_0_out(tiny: dict[str, Any]) -> None:
@@ -111,7 +111,7 @@ def test_tuned_bracket_holds_the_exact_share(taus: list[float], seed: int) -> No
     rng = np.random.default_rng(seed)
     d = [np.abs(rng.standard_normal(50) * 10.0 ** rng.uniform(-3, 2)).astype(np.float32)
          for _ in taus]
-    grid = np.array(cells.CHANGE_TAUS)
+    grid = np.array(config.CHANGE_TAUS)
     # [T=2, L, K]: frame 0 empty, frame 1 the changes d against the grid.
     changed = np.zeros((2, len(taus), len(grid)), np.int64)
     changed[1] = [[(di > np.float32(g)).sum() for g in grid] for di in d]

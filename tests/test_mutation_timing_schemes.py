@@ -1,0 +1,330 @@
+"""timing.schemes' cost functions against hand computations and the building blocks they are
+made of (kernels, sm, scheduler, launch): the tests written for the mutants
+tests/test_timing_schemes.py left alive (docs/mutation.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from secnn_jax import workmaps
+from secnn_jax.geometry import LayerGeom
+from secnn_jax.timing import kernels as K
+from secnn_jax.timing import params as P
+from secnn_jax.timing import schemes as S
+from secnn_jax.timing.gpus import H100
+from secnn_jax.timing.launch import LaunchCosts
+from secnn_jax.timing.sm import Tile, dealt_makespan, mem_cycles
+
+PARAMS = P.ModelParams(efficiency={"fp32": 0.5, "tf32": 0.8, "fp16": 0.8}, latency_cycles=600.0,
+                       l2_bandwidth_factor=1.0, extra_kernel_us=5.0)
+WHICH = ("nonzero", "predicted", "mispredicted")
+
+
+def ctx_of(geoms: list[LayerGeom], cfg: P.SchemeConfig | None = None, launch: str = "graph",
+           precision: str = "fp32") -> S.Context:
+    cfg = cfg or P.SchemeConfig()
+    return S.Context(tuple(geoms), (), H100, precision, PARAMS, cfg,
+                     LaunchCosts.of(launch, H100, PARAMS, cfg), "none")
+
+
+def counts_of(geoms: list[LayerGeom], events: dict[str, np.ndarray]
+              ) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
+    counts = [workmaps.position_counts_all(events[g.name], g, WHICH) for g in geoms]
+    frames = next(iter(events.values())).shape[0]
+    misses = np.stack([workmaps.indicator(events[g.name], "mispredicted").reshape(frames, -1)
+                       .sum(1) for g in geoms], 1).astype(np.float64)
+    return counts, misses
+
+
+def run(scheme: str, ctx: S.Context, events: dict[str, np.ndarray],
+        frame_ids: np.ndarray | None = None) -> S.SchemeTimes:
+    s = S.REGISTRY[scheme]
+    counts, misses = counts_of(list(ctx.geoms), events)
+    frames = misses.shape[0]
+    return s.cost(ctx, s.plan(ctx), counts, misses, frames, frame_ids=frame_ids)
+
+
+def lane_events(g: LayerGeom, frames: int, code: int) -> np.ndarray:
+    """Only one input position's channels carry ``code`` per frame (lane-unbalanced work);
+    frame ``f`` of ``frames`` has ``f`` such positions (frame 0 none)."""
+    ev = np.zeros((frames, *g.in_nhwc), np.uint8)
+    for f in range(frames):
+        ev[f, 0, :f, 0, :] = code
+    return ev
+
+
+# --- _balanced --------------------------------------------------------------------------------
+
+def test_balanced_software_compaction_by_hand() -> None:
+    g = LayerGeom.conv("c", n=1, h=8, cin=16, cout=32, k=3)
+    rng = np.random.default_rng(0)
+    ev = rng.choice(4, size=(3, *g.in_nhwc), p=(0.7, 0.1, 0.1, 0.1)).astype(np.uint8)
+    ev[1] = 0  # a frame without work: no pass
+    cnt = workmaps.position_counts_all(ev, g, WHICH)["mispredicted"]
+    cfg = P.SchemeConfig(compaction_bytes_per_miss=12.0)
+    ctx = ctx_of([g], cfg)
+    tile = K.SparseTile(Tile(32, 32, 8, 64, 40, 2, "simt"))  # not the layer's own tile
+    items = np.array([37.0, 5.0, 11.0])
+    sp = S._balanced(ctx, cnt, g, tile, None, items, "software", 123.0)
+    cb = np.where([True, False, True], 12.0 * items + g.n_inputs / 8.0, 0.0)
+    np.testing.assert_allclose(sp.compaction_bytes, cb, rtol=1e-12)
+    np.testing.assert_allclose(sp.compaction, np.where(
+        cb > 0, mem_cycles(H100, cb, PARAMS) + 2.0 * PARAMS.latency_cycles, 0.0), rtol=1e-12)
+    grid = K.sparse_grid(cnt, g, H100, "fp32", PARAMS, tile, compact=True)
+    np.testing.assert_array_equal(sp.grid.w, grid.w)
+    np.testing.assert_array_equal(sp.grid.d, grid.d)
+    np.testing.assert_allclose(sp.compute, dealt_makespan(grid.w, grid.d, H100.sms,
+                                                          grid.occupancy), rtol=1e-12)
+    np.testing.assert_allclose(sp.busy, grid.w.sum(-1))
+    assert sp.balanced.all()
+    # items not given: the layer's inputs times the share of receptive-field work present
+    sp2 = S._balanced(ctx, cnt, g, tile, None, None, "software", 0.0)
+    share = cnt.reshape(3, -1).sum(1) / (cnt[0].size * g.cin_g * g.kh * g.kw)
+    np.testing.assert_allclose(sp2.compaction_bytes,
+                               np.where(share > 0, 12.0 * share * g.n_inputs
+                                        + g.n_inputs / 8.0, 0.0), rtol=1e-12)
+    # an occupancy cap is the grid's occupancy at most
+    sp3 = S._balanced(ctx, cnt, g, tile, 1, items, "software", 0.0)
+    np.testing.assert_allclose(sp3.compute, dealt_makespan(grid.w, grid.d, H100.sms, 1))
+
+
+@pytest.mark.parametrize("compaction", ["none", "hardware"])
+def test_balanced_without_a_pass_by_hand(compaction: str) -> None:
+    g = LayerGeom.conv("c", n=1, h=8, cin=16, cout=32, k=3)
+    ev = lane_events(g, 3, 1)
+    cnt = workmaps.position_counts_all(ev, g, WHICH)["mispredicted"]
+    tile = K.SparseTile(Tile(32, 32, 8, 64, 40, 2, "simt"))
+    sp = S._balanced(ctx_of([g]), cnt, g, tile, None, np.ones(3), compaction, 50.0)
+    grid = K.sparse_grid(cnt, g, H100, "fp32", PARAMS, tile, compact=compaction == "hardware")
+    np.testing.assert_array_equal(sp.grid.w, grid.w)
+    np.testing.assert_allclose(sp.compute, dealt_makespan(grid.w, grid.d, H100.sms,
+                                                          grid.occupancy))
+    assert (sp.balanced == (compaction == "hardware")).all()
+    assert (sp.compaction == 0).all() and (sp.compaction_bytes == 0).all()
+
+
+def test_balanced_auto_takes_the_pass_per_frame_where_it_pays() -> None:
+    # A 1x1 conv with deep K: one lane per frame holds all the work. Balanced, the CTA's lanes
+    # share it; the pass (bytes + two latencies) pays where the busiest lane is long enough.
+    g = LayerGeom.conv("p", n=1, h=16, cin=512, cout=64, k=1)
+    ev = lane_events(g, 3, 1)
+    cnt = workmaps.position_counts_all(ev, g, WHICH)["mispredicted"]
+    ctx = ctx_of([g])
+    tile = K.sparse_tile(g, H100, "fp32", PARAMS, ctx.cfg)
+    items = cnt.reshape(3, -1).sum(1).astype(np.float64)
+    for boundary, floor in ((0.0, 0.0), (1e9, 0.0), (0.0, 1e9), (500.0, 100.0)):
+        sp = S._balanced(ctx, cnt, g, tile, None, items, "auto", boundary, floor)
+        bal, raw = K.sparse_grids(cnt, g, H100, "fp32", PARAMS, tile, (True, False))
+        bmk = dealt_makespan(bal.w, bal.d, H100.sms, bal.occupancy)
+        rmk = dealt_makespan(raw.w, raw.d, H100.sms, raw.occupancy)
+        cb = np.where(bal.active_frac > 0, ctx.cfg.compaction_bytes_per_miss * items
+                      + g.n_inputs / 8.0, 0.0)
+        pass_t = np.where(cb > 0, mem_cycles(H100, cb, PARAMS) + 2 * PARAMS.latency_cycles, 0)
+        use = np.maximum(bmk, floor) + pass_t + boundary < np.maximum(rmk, floor)
+        if boundary == 0.0 and floor == 0.0:
+            assert use.tolist() == [False, True, True]  # the data exercise both choices
+        np.testing.assert_array_equal(sp.balanced, use)
+        np.testing.assert_allclose(sp.compute, np.where(use, bmk, rmk), rtol=1e-12)
+        np.testing.assert_allclose(sp.compaction, np.where(use, pass_t, 0.0), rtol=1e-12)
+        np.testing.assert_allclose(sp.compaction_bytes, np.where(use, cb, 0.0), rtol=1e-12)
+        np.testing.assert_array_equal(sp.grid.w, np.where(use[:, None], bal.w, raw.w))
+        np.testing.assert_array_equal(sp.grid.d, np.where(use[:, None], bal.d, raw.d))
+        np.testing.assert_allclose(sp.busy, sp.grid.w.sum(-1))
+
+
+# --- layer after layer --------------------------------------------------------------------
+
+def test_dense_spans_are_one_stream_of_the_layers() -> None:
+    geoms = [LayerGeom.conv("a", n=1, h=8, cin=8, cout=16, k=3),
+             LayerGeom.conv("b", n=1, h=8, cin=16, cout=8, k=1)]
+    ctx = ctx_of(geoms, launch="eager")
+    t = run("dense", ctx, {g.name: np.zeros((2, *g.in_nhwc), np.uint8) for g in geoms})
+    assert set(t.spans) == set(t.span_args) == set(t.span_work) == {"stream"}
+    labels, start, end = t.spans["stream"]
+    assert labels == ("a", "b")
+    plan = S.REGISTRY["dense"].plan(ctx)
+    lc = ctx.launch
+    # eager: the host issues kernel k at submit + k * issue; each item after the previous
+    # one's end and a boundary, a split item paying its inner boundary
+    ex = np.array([c.cycles for c in plan.costs])
+    kern = [c.kernels for c in plan.costs]
+    s0 = lc.submit
+    e0 = s0 + ex[0] + (kern[0] - 1) * lc.gap
+    s1 = max(e0 + lc.gap, lc.submit + kern[0] * lc.issue)
+    np.testing.assert_allclose(start, [[s0, s1]] * 2, rtol=1e-12)
+    np.testing.assert_allclose(end, [[e0, s1 + ex[1] + (kern[1] - 1) * lc.gap]] * 2,
+                               rtol=1e-12)
+    np.testing.assert_allclose(t.total, end[:, -1])
+    np.testing.assert_allclose(t.span_args["stream"]["ctas"],
+                               [[c.n_ctas for c in plan.costs]] * 2)
+
+
+# --- SE-CNN --------------------------------------------------------------------------------
+
+def _secnn_net() -> list[LayerGeom]:
+    return [LayerGeom.conv("p", n=1, h=16, cin=512, cout=64, k=1),
+            LayerGeom.conv("q", n=1, h=16, cin=64, cout=32, k=3)]
+
+
+def test_secnn_parallel_grids_follow_the_machines_compaction() -> None:
+    geoms = _secnn_net()
+    for comp in ("none", "software", "auto"):
+        ctx = ctx_of(geoms, P.SchemeConfig(sw_compaction=comp, secnn_parallel="sparse"))
+        plan = S.REGISTRY["secnn_sw"].plan(ctx)
+        ev = {g.name: lane_events(g, 3, 2) for g in geoms}  # predicted, correct inputs
+        counts, misses = counts_of(geoms, ev)
+        t = S.REGISTRY["secnn_sw"].cost(ctx, plan, counts, misses, 3)
+        rel = t.spans["parallel"][1]
+        for li, g in enumerate(geoms):
+            bal = S._balanced(ctx, counts[li]["predicted"], g, plan.tiles[li], plan.occ_cap,
+                              None, comp, ctx.launch.gap)
+            delay = np.where(bal.compaction > 0, bal.compaction + ctx.launch.gap, 0.0)
+            if comp == "auto" and li == 0:
+                assert delay[1] > 0 and delay[0] == 0  # both kinds of frame occur
+            # graph launch: every parallel kernel released at the submission, after its pass
+            np.testing.assert_allclose(rel[:, li], ctx.launch.submit + delay, rtol=1e-12)
+            np.testing.assert_allclose(
+                t.span_args["parallel"]["bytes"][:, li],
+                plan.io_bytes[li] * bal.grid.active_frac + bal.compaction_bytes, rtol=1e-12)
+
+
+def test_secnn_parallel_mixed_dense_and_sparse_frames() -> None:
+    g = LayerGeom.conv("p", n=1, h=16, cin=512, cout=64, k=1)
+    # tf32: the dense kernel runs on the tensor cores, far faster than the SIMT sparse one
+    ctx = ctx_of([g], P.SchemeConfig(sw_compaction="none"), precision="tf32")
+    plan = S.REGISTRY["secnn_sw"].plan(ctx)
+    ev = np.zeros((2, *g.in_nhwc), np.uint8)
+    ev[1] = 2  # frame 1: every input predicted non-zero, frame 0: none
+    counts, _ = counts_of([g], {"p": ev})
+    work = S._Work(ctx, 2)
+    ws, ds, occs, use, nbytes, delay = S._parallel_grids(ctx, plan, counts, 2, work, "none", 0.0)
+    assert use[:, 0].tolist() == [False, True]
+    dw, dd = K.dense_grid(plan.dense[0], 2)
+    sp = K.sparse_grid(counts[0]["predicted"], g, H100, "tf32", PARAMS, plan.tiles[0])
+    n = max(dw.shape[1], sp.w.shape[1])
+    assert ws[0].shape == ds[0].shape == (2, n)
+    np.testing.assert_array_equal(ws[0][1, :dw.shape[1]], dw[1])
+    np.testing.assert_array_equal(ws[0][0, :sp.w.shape[1]], sp.w[0])
+    np.testing.assert_array_equal(ds[0][1, :dw.shape[1]], dd[1])
+    assert (ws[0][1, dw.shape[1]:] == 0).all() and (ws[0][0, sp.w.shape[1]:] == 0).all()
+    assert occs == [min(sp.occupancy, plan.dense[0].occupancy)]
+    assert (delay == 0).all()
+    np.testing.assert_allclose(nbytes[:, 0], [plan.io_bytes[0] * sp.active_frac[0],
+                                              plan.io_bytes[0]])
+
+
+@pytest.mark.parametrize("placement", ["cache", "off_chip", "on_chip"])
+def test_secnn_hw_prediction_buffer_traffic(placement: str) -> None:
+    geoms = _secnn_net()
+    ctx = ctx_of(geoms, P.SchemeConfig(buffer_placement=placement, hw_compaction="hardware"))
+    ev = {g.name: np.random.default_rng(1).choice(4, size=(2, *g.in_nhwc)).astype(np.uint8)
+          for g in geoms}
+    t = run("secnn_hw", ctx, ev)
+    labels = t.spans["serial"][0]
+    sw = t.span_work["serial"]
+    for li, g in enumerate(geoms):
+        k = labels.index(f"{g.name}:compare")
+        pred = 2.0 * 4 * g.n_inputs
+        want_smem = pred if placement == "on_chip" else 0.0
+        np.testing.assert_allclose(sw["smem_bytes"][:, k], want_smem)
+        cmp_bytes = 4 * g.n_inputs + (pred if placement == "cache" else 0.0)
+        l2 = cmp_bytes if cmp_bytes <= H100.l2_bytes else 0.0
+        np.testing.assert_allclose(sw["l2_bytes"][:, k], l2)
+        np.testing.assert_allclose(sw["dram_bytes"][:, k],
+                                   (cmp_bytes - l2) + (pred if placement == "off_chip" else 0))
+        np.testing.assert_allclose(sw["compares"][:, k], g.n_inputs)
+
+
+def test_secnn_sw_compaction_passes_wait_for_no_parallel_kernel() -> None:
+    geoms = _secnn_net()
+    ctx = ctx_of(geoms, P.SchemeConfig(sw_compaction="software"))
+    ev = {g.name: lane_events(g, 2, 1) for g in geoms}  # mispredicted: work to compact
+    t = run("secnn_sw", ctx, ev)
+    labels, start, end = t.spans["serial"]
+    for li, g in enumerate(geoms):
+        c, k = labels.index(f"{g.name}:compare"), labels.index(f"{g.name}:compaction")
+        a = labels.index(f"{g.name}:amend")
+        assert (c, a) == (k - 1, k + 1)
+        # the compaction follows its compare after one boundary, whatever the parallel phase
+        np.testing.assert_allclose(start[:, k], end[:, c] + ctx.launch.gap, rtol=1e-12)
+        # the amendment waits for its layer's parallel kernel
+        assert (start[:, a] >= t.layer_phases["parallel_done"][:, li] - 1e-9).all()
+    # the pass's bytes: compaction_bytes_per_miss per mispredicted input and the bitmap
+    for li, g in enumerate(geoms):
+        k = labels.index(f"{g.name}:compaction")
+        nb = t.span_args["serial"]["bytes"][:, k]
+        want = ctx.cfg.compaction_bytes_per_miss * np.array([0.0, g.cin]) + g.n_inputs / 8.0
+        np.testing.assert_allclose(nb, np.where(want > g.n_inputs / 8.0, want, 0.0))
+
+
+def test_secnn_pool_share_of_an_idle_parallel_kernel_is_zero() -> None:
+    geoms = _secnn_net()
+    ctx = ctx_of(geoms, P.SchemeConfig(secnn_parallel="sparse"))
+    ev = {g.name: np.zeros((2, *g.in_nhwc), np.uint8) for g in geoms}
+    ev["q"][1] = 2  # layer q predicts work in frame 1 only; layer p never
+    t = run("secnn_sw", ctx, ev)
+    sms = t.span_args["parallel"]["sms"]
+    assert np.isfinite(sms).all()
+    np.testing.assert_array_equal(sms[:, 0], 0.0)
+    assert sms[0, 1] == 0.0 and 0 < sms[1, 1] <= H100.sms
+
+
+# --- peers -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["deltacnn", "cbinfer"])
+def test_peers_by_hand(kind: str) -> None:
+    geoms = _secnn_net()
+    ctx = ctx_of(geoms, P.SchemeConfig(sw_compaction="none"))
+    rng = np.random.default_rng(4)
+    ev = {g.name: rng.choice(4, size=(2, *g.in_nhwc), p=(0.7, 0.1, 0.1, 0.1)).astype(np.uint8)
+          for g in geoms}
+    plan = S.REGISTRY[kind].plan(ctx)
+    counts, misses = counts_of(geoms, ev)
+    t = S.REGISTRY[kind].cost(ctx, plan, counts, misses, 2, frame_ids=np.array([0, 1]))
+    labels, start, end = t.spans["stream"]
+    assert labels == ("p", "q")
+    ex = t.layer_phases["exec"]
+    gap = ctx.launch.gap
+    kernels = [2, 1] if kind == "deltacnn" else [2, 2]
+    # each layer's item pays its inner kernel boundary
+    np.testing.assert_allclose(end - start, ex + (np.array(kernels) - 1) * gap, rtol=1e-12)
+    eb = 4
+    det_bytes = [3.0 * eb * g.n_inputs + g.n_inputs / 8.0 for g in geoms]
+    for li, g in enumerate(geoms):
+        dk = plan.dense[li]
+        # frame 0 dense: the dense kernel plus writing the output buffer
+        assert ex[0, li] == pytest.approx(dk.cycles + float(mem_cycles(H100, eb * g.n_outputs,
+                                                                       PARAMS)), rel=1e-12)
+        assert t.span_args["stream"]["bytes"][0, li] == pytest.approx(
+            S._kernel_bytes(ctx, g, dk) + eb * g.n_outputs)
+        # frame 1: the sparse kernel's bytes by hand
+        cnt = counts[li]["mispredicted"]
+        touched = float((cnt[1] > 0).mean())
+        if kind == "deltacnn":
+            grid = K.sparse_grid(cnt, g, H100, "fp32", PARAMS, plan.tiles[li])
+            out = 2.0 * eb * g.n_outputs * touched + eb * misses[1, li]
+        else:
+            full = np.where(cnt > 0, g.cin_g * g.kh * g.kw, 0).astype(np.int64)
+            grid = K.sparse_grid(full, g, H100, "fp32", PARAMS, plan.tiles[li])
+            out = eb * g.n_inputs * touched + 2.0 * eb * g.n_outputs * touched
+        conv = eb * g.weights * grid.active_frac[1] + out
+        assert t.span_args["stream"]["bytes"][1, li] == pytest.approx(conv + det_bytes[li],
+                                                                      rel=1e-12)
+        own_det = li == 0 or kind == "cbinfer"
+        det = (K.elementwise_cost(g.n_inputs, det_bytes[li], 0.0, H100, "fp32", PARAMS,
+                                  plan.occ_cap).cycles if own_det else 0.0)
+        epi = det_bytes[li + 1] if kind == "deltacnn" and li + 1 < len(geoms) else 0.0
+        comp = float(dealt_makespan(grid.w, grid.d, H100.sms, grid.occupancy)[1])
+        assert ex[1, li] == pytest.approx(
+            max(comp, float(mem_cycles(H100, conv + epi, PARAMS))) + det, rel=1e-12)
+        # change detection compares every input of a sparse frame, none of the dense one
+        np.testing.assert_array_equal(t.span_work["stream"]["compares"][:, li],
+                                      [0.0, g.n_inputs])
+        np.testing.assert_array_equal(t.span_work["stream"]["compare_instructions"][:, li],
+                                      [0.0, g.n_inputs])
+    # no frame ids: every frame sparse
+    t2 = S.REGISTRY[kind].cost(ctx, plan, counts, misses, 2)
+    np.testing.assert_allclose(t2.layer_phases["exec"][1], ex[1], rtol=1e-12)
+    np.testing.assert_allclose(t2.span_work["stream"]["compares"][0],
+                               [g.n_inputs for g in geoms])

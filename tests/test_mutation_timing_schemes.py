@@ -223,7 +223,7 @@ def test_secnn_hw_prediction_buffer_traffic(placement: str) -> None:
     t = run("secnn_hw", ctx, ev)
     labels = t.spans["serial"][0]
     sw = t.span_work["serial"]
-    for li, g in enumerate(geoms):
+    for g in geoms:
         k = labels.index(f"{g.name}:compare")
         pred = 2.0 * 4 * g.n_inputs
         want_smem = pred if placement == "on_chip" else 0.0
@@ -251,7 +251,7 @@ def test_secnn_sw_compaction_passes_wait_for_no_parallel_kernel() -> None:
         # the amendment waits for its layer's parallel kernel
         assert (start[:, a] >= t.layer_phases["parallel_done"][:, li] - 1e-9).all()
     # the pass's bytes: compaction_bytes_per_miss per mispredicted input and the bitmap
-    for li, g in enumerate(geoms):
+    for g in geoms:
         k = labels.index(f"{g.name}:compaction")
         nb = t.span_args["serial"]["bytes"][:, k]
         want = ctx.cfg.compaction_bytes_per_miss * np.array([0.0, g.cin]) + g.n_inputs / 8.0

@@ -272,10 +272,11 @@ def test_secnn_pool_share_of_an_idle_parallel_kernel_is_zero() -> None:
 
 # --- peers -----------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("launch", ["graph", "persistent"])
 @pytest.mark.parametrize("kind", ["deltacnn", "cbinfer"])
-def test_peers_by_hand(kind: str) -> None:
+def test_peers_by_hand(kind: str, launch: str) -> None:
     geoms = _secnn_net()
-    ctx = ctx_of(geoms, P.SchemeConfig(sw_compaction="none"))
+    ctx = ctx_of(geoms, P.SchemeConfig(sw_compaction="none"), launch=launch)
     rng = np.random.default_rng(4)
     ev = {g.name: rng.choice(4, size=(2, *g.in_nhwc), p=(0.7, 0.1, 0.1, 0.1)).astype(np.uint8)
           for g in geoms}
@@ -318,6 +319,8 @@ def test_peers_by_hand(kind: str) -> None:
         comp = float(dealt_makespan(grid.w, grid.d, H100.sms, grid.occupancy)[1])
         assert ex[1, li] == pytest.approx(
             max(comp, float(mem_cycles(H100, conv + epi, PARAMS))) + det, rel=1e-12)
+        np.testing.assert_array_equal(t.span_args["stream"]["ctas"][:, li],
+                                      [dk.n_ctas, (grid.w[1] > 0).sum()])
         # change detection compares every input of a sparse frame, none of the dense one
         np.testing.assert_array_equal(t.span_work["stream"]["compares"][:, li],
                                       [0.0, g.n_inputs])
@@ -328,3 +331,39 @@ def test_peers_by_hand(kind: str) -> None:
     np.testing.assert_allclose(t2.layer_phases["exec"][1], ex[1], rtol=1e-12)
     np.testing.assert_allclose(t2.span_work["stream"]["compares"][0],
                                [g.n_inputs for g in geoms])
+
+
+# --- the registry's cost functions (built when the module is imported) ----------------------
+
+@pytest.mark.parametrize("launch", ["graph", "persistent"])
+def test_registry_functions_are_the_building_blocks(launch: str) -> None:
+    from secnn_jax.timing import secnn as SE
+    geoms = _secnn_net()
+    ctx = ctx_of(geoms, launch=launch)
+    rng = np.random.default_rng(8)
+    ev = {g.name: rng.choice(4, size=(2, *g.in_nhwc)).astype(np.uint8) for g in geoms}
+    counts, misses = counts_of(geoms, ev)
+    # the frame-independent plans: each layer's kernel from kernels.*_cost, capped the same way
+    for scheme, fn in (("dense", K.dense_cost), ("winograd", K.winograd_cost),
+                       ("fft", K.fft_cost)):
+        plan = S._frame_independent_plan(scheme)(ctx)
+        cap = plan.occ_cap
+        assert (cap is None) == (launch != "persistent")
+        want = [fn(g, H100, "fp32", PARAMS, ctx.cfg, occ_cap=cap) for g in geoms]
+        assert list(plan.costs) == want
+        np.testing.assert_array_equal(plan.ops.layer_extra, ctx.op_plan(cap).layer_extra)
+    secnn_plan = S._secnn_plan(ctx)
+    for extended in (False, True):
+        got = S._secnn_cost(extended)(ctx, secnn_plan, counts, misses, 2)
+        want = S._secnn_times(ctx, secnn_plan, counts, misses, 2,
+                              SE.Machine.of(extended, H100, ctx.cfg))
+        np.testing.assert_array_equal(got.total, want.total)
+        np.testing.assert_array_equal(got.layer, want.layer)
+    ids = np.array([0, 1])
+    for kind in ("deltacnn", "cbinfer"):
+        got = S._peer_cost(kind)(ctx, secnn_plan, counts, misses, 2, frame_ids=ids)
+        want = S._peer_times(ctx, secnn_plan, counts, misses, 2, ids, kind)
+        np.testing.assert_array_equal(got.total, want.total)
+        np.testing.assert_array_equal(got.layer_phases["exec"], want.layer_phases["exec"])
+    assert S._peer_times(ctx, secnn_plan, counts, misses, 2, ids, "deltacnn").total.tolist() != \
+        S._peer_times(ctx, secnn_plan, counts, misses, 2, ids, "cbinfer").total.tolist()

@@ -10,6 +10,7 @@ import pytest
 from secnn_jax import workmaps
 from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing import kernels as K
+from secnn_jax.timing import opkernels as O
 from secnn_jax.timing import params as P
 from secnn_jax.timing import schemes as S
 from secnn_jax.timing.gpus import H100
@@ -22,9 +23,9 @@ WHICH = ("nonzero", "predicted", "mispredicted")
 
 
 def ctx_of(geoms: list[LayerGeom], cfg: P.SchemeConfig | None = None, launch: str = "graph",
-           precision: str = "fp32") -> S.Context:
+           precision: str = "fp32", ops: tuple = ()) -> S.Context:
     cfg = cfg or P.SchemeConfig()
-    return S.Context(tuple(geoms), (), H100, precision, PARAMS, cfg,
+    return S.Context(tuple(geoms), ops, H100, precision, PARAMS, cfg,
                      LaunchCosts.of(launch, H100, PARAMS, cfg), "none")
 
 
@@ -158,6 +159,75 @@ def test_dense_spans_are_one_stream_of_the_layers() -> None:
     np.testing.assert_allclose(t.total, end[:, -1])
     np.testing.assert_allclose(t.span_args["stream"]["ctas"],
                                [[c.n_ctas for c in plan.costs]] * 2)
+    # each layer's critical-path time: up to its item's end
+    np.testing.assert_allclose(t.layer, np.stack([end[:, 0], end[:, 1] - end[:, 0]], 1),
+                               rtol=1e-12)
+
+
+def test_dense_with_op_kernels_by_hand() -> None:
+    geoms = [LayerGeom.conv("a", n=1, h=8, cin=8, cout=16, k=3),
+             LayerGeom.conv("b", n=1, h=8, cin=16, cout=8, k=1)]
+    ops = (O.OpGeom("pre", "pool", -1, reads=300, param_reads=0, writes=256, flops=300),
+           O.OpGeom("bn", "affine", 0, reads=1024, param_reads=8, writes=1024, flops=2048),
+           O.OpGeom("relu", "activation", 1, reads=512, param_reads=0, writes=512, flops=512))
+    ctx = ctx_of(geoms, ops=ops)
+    plan = S.REGISTRY["dense"].plan(ctx)
+    t = run("dense", ctx, {g.name: np.zeros((1, *g.in_nhwc), np.uint8) for g in geoms})
+    op = plan.ops
+    labels, start, end = t.spans["stream"]
+    assert labels == ("pre", "a", "bn", "b", "relu")
+    col = {"pre": 0, "bn": 1, "relu": 2}
+    for j, lab in enumerate(labels):
+        if lab in col:
+            k = col[lab]
+            assert (end - start)[0, j] == pytest.approx(op.kernel_cycles[k], rel=1e-12)
+            assert t.span_args["stream"]["ctas"][0, j] == op.kernel_ctas[k]
+            assert t.span_args["stream"]["bytes"][0, j] == op.kernel_bytes[k]
+        else:
+            li = [g.name for g in geoms].index(lab)
+            assert t.span_args["stream"]["bytes"][0, j] == pytest.approx(
+                S._kernel_bytes(ctx, geoms[li], plan.costs[li]) + op.layer_extra_bytes[li])
+    # the op before the first layer is layer 0's, the others the layer they follow
+    np.testing.assert_allclose(t.layer[0], [end[0, 2], end[0, 4] - end[0, 2]], rtol=1e-12)
+    np.testing.assert_allclose(t.phases["ops"], [op.kernel_cycles.sum()], rtol=1e-12)
+
+
+def test_split_k_workspace_bytes() -> None:
+    g = LayerGeom.dense("deep", n=8, fin=4096, fout=64)
+    ctx = ctx_of([g])
+    plan = S.REGISTRY["dense"].plan(ctx)
+    kc = plan.costs[0]
+    assert kc.split_k > 1  # a deep, narrow GEMM splits K
+    ws = 2.0 * kc.split_k * g.groups * g.m * g.cout_g * 4
+    assert S._kernel_bytes(ctx, g, kc) == pytest.approx(4 * (g.n_inputs + g.weights
+                                                             + g.n_outputs) + ws)
+    t = run("dense", ctx, {"deep": np.zeros((1, *g.in_nhwc), np.uint8)})
+    assert t.layer_phases["exec"][0, 0] == pytest.approx(kc.cycles)
+    assert (t.spans["stream"][2] - t.spans["stream"][1])[0, 0] == pytest.approx(
+        kc.cycles + (kc.kernels - 1) * ctx.launch.gap)
+    assert t.span_args["stream"]["bytes"][0, 0] == pytest.approx(S._kernel_bytes(ctx, g, kc))
+
+
+def test_zero_skip_by_hand() -> None:
+    geoms = _secnn_net()
+    ctx = ctx_of(geoms, P.SchemeConfig(sw_compaction="none"))
+    rng = np.random.default_rng(6)
+    ev = {g.name: rng.choice(4, size=(2, *g.in_nhwc), p=(0.6, 0.1, 0.2, 0.1)).astype(np.uint8)
+          for g in geoms}
+    plan = S.REGISTRY["zero_skip"].plan(ctx)
+    t = run("zero_skip", ctx, ev)
+    counts, _ = counts_of(geoms, ev)
+    rate_simt = PARAMS.efficiency["fp32"] * H100.ceiling_frac["fp32"] * H100.fp32_lanes
+    for li, g in enumerate(geoms):
+        grid = K.sparse_grid(counts[li]["nonzero"], g, H100, "fp32", PARAMS, plan.tiles[li])
+        mk = dealt_makespan(grid.w, grid.d, H100.sms, grid.occupancy)
+        io = 4.0 * (g.n_inputs + g.weights + g.n_outputs)
+        np.testing.assert_allclose(t.layer_phases["exec"][:, li],
+                                   np.maximum(mk, mem_cycles(H100, io, PARAMS)), rtol=1e-12)
+        np.testing.assert_allclose(t.span_args["stream"]["ctas"][:, li], (grid.w > 0).sum(-1))
+        np.testing.assert_allclose(t.span_args["stream"]["bytes"][:, li], io)
+        np.testing.assert_allclose(t.span_work["stream"]["fma_simt"][:, li],
+                                   grid.w.sum(-1) * rate_simt, rtol=1e-9)
 
 
 # --- SE-CNN --------------------------------------------------------------------------------

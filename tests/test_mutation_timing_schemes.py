@@ -15,7 +15,7 @@ from secnn_jax.timing import params as P
 from secnn_jax.timing import schemes as S
 from secnn_jax.timing.gpus import H100
 from secnn_jax.timing.launch import LaunchCosts
-from secnn_jax.timing.sm import Tile, dealt_makespan, mem_cycles
+from secnn_jax.timing.sm import Tile, dealt_makespan, mem_cycles, rate
 
 PARAMS = P.ModelParams(efficiency={"fp32": 0.5, "tf32": 0.8, "fp16": 0.8}, latency_cycles=600.0,
                        l2_bandwidth_factor=1.0, extra_kernel_us=5.0)
@@ -159,6 +159,9 @@ def test_dense_spans_are_one_stream_of_the_layers() -> None:
     np.testing.assert_allclose(t.total, end[:, -1])
     np.testing.assert_allclose(t.span_args["stream"]["ctas"],
                                [[c.n_ctas for c in plan.costs]] * 2)
+    np.testing.assert_allclose(t.span_work["stream"]["fma_simt"],
+                               [[c.busy_cycles * rate(H100, "fp32", "simt", PARAMS)
+                                 for c in plan.costs]] * 2, rtol=1e-12)
     # each layer's critical-path time: up to its item's end
     np.testing.assert_allclose(t.layer, np.stack([end[:, 0], end[:, 1] - end[:, 0]], 1),
                                rtol=1e-12)
@@ -282,6 +285,58 @@ def test_secnn_parallel_mixed_dense_and_sparse_frames() -> None:
     assert (delay == 0).all()
     np.testing.assert_allclose(nbytes[:, 0], [plan.io_bytes[0] * sp.active_frac[0],
                                               plan.io_bytes[0]])
+    # the work: the dense frame's FMAs on the tensor cores, the sparse frame's on the lanes
+    node = work.nodes[("parallel", 0)]
+    dk = plan.dense[0]
+    np.testing.assert_allclose(node["fma_tensor"], [0.0, dk.busy_cycles * rate(
+        H100, "tf32", "tensor", PARAMS)], rtol=1e-12)
+    np.testing.assert_allclose(node["fma_simt"], [sp.w[0].sum() * rate(H100, "tf32", "simt",
+                                                                       PARAMS), 0.0], rtol=1e-12)
+
+
+def test_secnn_parallel_choice_counts_the_compaction_pass() -> None:
+    # A compacted sparse kernel is cheaper than the dense one, but not with its pass: dense.
+    g = LayerGeom.conv("p", n=1, h=16, cin=512, cout=64, k=1)
+    ctx = ctx_of([g], P.SchemeConfig(sw_compaction="software"), precision="tf32")
+    plan = S.REGISTRY["secnn_sw"].plan(ctx)
+    ev = np.zeros((4, *g.in_nhwc), np.uint8)
+    for f in range(4):
+        ev[f, 0, :3 * f, 0, :] = 2
+    counts, _ = counts_of([g], {"p": ev})
+    bal = S._balanced(ctx, counts[0]["predicted"], g, plan.tiles[0], plan.occ_cap, None,
+                      "software", ctx.launch.gap)
+    dk = plan.dense[0]
+    assert (bal.compute[1:] < dk.compute_cycles).all()
+    sp_t = bal.compute + np.where(bal.compaction > 0, bal.compaction + ctx.launch.gap, 0.0)
+    want = dk.compute_cycles < sp_t
+    assert want.tolist() == [False, True, True, True]
+    _, _, _, use, _, delay = S._parallel_grids(ctx, plan, counts, 4, S._Work(ctx, 4),
+                                               "software", ctx.launch.gap)
+    np.testing.assert_array_equal(use[:, 0], want)
+    assert (delay == 0).all()  # a dense kernel waits for no pass
+
+
+def test_secnn_parallel_tie_goes_to_the_sparse_kernel() -> None:
+    # fp32, every input predicted, no balancing: the zero-skipping kernel is the dense one
+    g = LayerGeom.conv("p", n=1, h=16, cin=512, cout=64, k=1)
+    ctx = ctx_of([g], P.SchemeConfig(sw_compaction="none"))
+    plan = S.REGISTRY["secnn_sw"].plan(ctx)
+    counts, _ = counts_of([g], {"p": np.full((2, *g.in_nhwc), 2, np.uint8)})
+    bal = S._balanced(ctx, counts[0]["predicted"], g, plan.tiles[0], None, None, "none", 0.0)
+    assert (bal.compute == plan.dense[0].compute_cycles).all()
+    _, _, _, use, _, _ = S._parallel_grids(ctx, plan, counts, 2, S._Work(ctx, 2), "none", 0.0)
+    assert not use.any()
+
+
+def test_secnn_parallel_mode_overrides_the_choice() -> None:
+    g = LayerGeom.conv("p", n=1, h=16, cin=512, cout=64, k=1)
+    full = {"p": np.full((1, *g.in_nhwc), 2, np.uint8)}  # auto: dense (tensor cores)
+    none = {"p": np.zeros((1, *g.in_nhwc), np.uint8)}  # auto: sparse (nothing to do)
+    for mode, ev, want in (("auto", full, True), ("sparse", full, False),
+                           ("auto", none, False), ("dense", none, True)):
+        ctx = ctx_of([g], P.SchemeConfig(secnn_parallel=mode), precision="tf32")
+        t = run("secnn_sw", ctx, ev)
+        assert t.layer_phases["parallel_dense"].tolist() == [[want]], mode
 
 
 @pytest.mark.parametrize("placement", ["cache", "off_chip", "on_chip"])
@@ -423,6 +478,9 @@ def test_registry_functions_are_the_building_blocks(launch: str) -> None:
         assert list(plan.costs) == want
         np.testing.assert_array_equal(plan.ops.layer_extra, ctx.op_plan(cap).layer_extra)
     secnn_plan = S._secnn_plan(ctx)
+    # SE-CNN's dense kernels at the plan's occupancy (a persistent kernel's cap)
+    assert list(secnn_plan.dense) == [K.dense_cost(g, H100, "fp32", PARAMS, ctx.cfg,
+                                                   occ_cap=secnn_plan.occ_cap) for g in geoms]
     for extended in (False, True):
         got = S._secnn_cost(extended)(ctx, secnn_plan, counts, misses, 2)
         want = S._secnn_times(ctx, secnn_plan, counts, misses, 2,

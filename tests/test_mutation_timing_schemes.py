@@ -23,10 +23,10 @@ WHICH = ("nonzero", "predicted", "mispredicted")
 
 
 def ctx_of(geoms: list[LayerGeom], cfg: P.SchemeConfig | None = None, launch: str = "graph",
-           precision: str = "fp32", ops: tuple = ()) -> S.Context:
+           precision: str = "fp32", ops: tuple = (), fusion: str = "none") -> S.Context:
     cfg = cfg or P.SchemeConfig()
     return S.Context(tuple(geoms), ops, H100, precision, PARAMS, cfg,
-                     LaunchCosts.of(launch, H100, PARAMS, cfg), "none")
+                     LaunchCosts.of(launch, H100, PARAMS, cfg), fusion)
 
 
 def counts_of(geoms: list[LayerGeom], events: dict[str, np.ndarray]
@@ -339,16 +339,19 @@ def test_secnn_parallel_mode_overrides_the_choice() -> None:
         assert t.layer_phases["parallel_dense"].tolist() == [[want]], mode
 
 
+@pytest.mark.parametrize("launch", ["graph", "persistent"])
 @pytest.mark.parametrize("placement", ["cache", "off_chip", "on_chip"])
-def test_secnn_hw_prediction_buffer_traffic(placement: str) -> None:
+def test_secnn_hw_prediction_buffer_traffic(placement: str, launch: str) -> None:
     geoms = _secnn_net()
-    ctx = ctx_of(geoms, P.SchemeConfig(buffer_placement=placement, hw_compaction="hardware"))
+    ctx = ctx_of(geoms, P.SchemeConfig(buffer_placement=placement, hw_compaction="hardware"),
+                 launch=launch)
+    cap = S.REGISTRY["secnn_hw"].plan(ctx).occ_cap
     ev = {g.name: np.random.default_rng(1).choice(4, size=(2, *g.in_nhwc)).astype(np.uint8)
           for g in geoms}
     t = run("secnn_hw", ctx, ev)
     labels = t.spans["serial"][0]
     sw = t.span_work["serial"]
-    for g in geoms:
+    for li, g in enumerate(geoms):
         k = labels.index(f"{g.name}:compare")
         pred = 2.0 * 4 * g.n_inputs
         want_smem = pred if placement == "on_chip" else 0.0
@@ -359,6 +362,13 @@ def test_secnn_hw_prediction_buffer_traffic(placement: str) -> None:
         np.testing.assert_allclose(sw["dram_bytes"][:, k],
                                    (cmp_bytes - l2) + (pred if placement == "off_chip" else 0))
         np.testing.assert_allclose(sw["compares"][:, k], g.n_inputs)
+        # the compare: its compares over the comparators, at least its memory time
+        mem = K.elementwise_cost(g.n_inputs, cmp_bytes, 0.0, H100, "fp32", PARAMS, cap).cycles
+        if placement == "off_chip":
+            mem = mem + pred / H100.dram_bytes_per_clk
+        np.testing.assert_allclose(t.layer_phases["compare"][:, li],
+                                   max(g.n_inputs / (H100.sms * H100.fp32_lanes), mem),
+                                   rtol=1e-12)
 
 
 def test_secnn_sw_compaction_passes_wait_for_no_parallel_kernel() -> None:
@@ -495,3 +505,80 @@ def test_registry_functions_are_the_building_blocks(launch: str) -> None:
         np.testing.assert_array_equal(got.layer_phases["exec"], want.layer_phases["exec"])
     assert S._peer_times(ctx, secnn_plan, counts, misses, 2, ids, "deltacnn").total.tolist() != \
         S._peer_times(ctx, secnn_plan, counts, misses, 2, ids, "cbinfer").total.tolist()
+
+
+@pytest.mark.parametrize(("scheme", "comp"), [("secnn_sw", "auto"), ("secnn_sw", "software"),
+                                              ("secnn_hw", "hardware"), ("secnn_hw", "none")])
+def test_secnn_amendment_by_hand(scheme: str, comp: str) -> None:
+    geoms = _secnn_net()
+    ops = (O.OpGeom("bn", "affine", 0, reads=16384, param_reads=64, writes=16384, flops=32768,
+                    epilogue_of=0),
+           O.OpGeom("relu", "activation", 1, reads=8192, param_reads=0, writes=8192, flops=8192,
+                    epilogue_of=1))
+    cfg = P.SchemeConfig(sw_compaction=comp if scheme == "secnn_sw" else "auto",
+                         hw_compaction=comp if scheme == "secnn_hw" else "hardware")
+    ctx = ctx_of(geoms, cfg, ops=ops, fusion="epilogue")
+    plan = S.REGISTRY[scheme].plan(ctx)
+    assert (plan.ops.secnn_pass_bytes > 0).all()
+    ev = {g.name: lane_events(g, 3, 1) for g in geoms}
+    ev["q"][2] = np.random.default_rng(2).choice(4, size=g_shape(geoms[1])).astype(np.uint8)
+    counts, misses = counts_of(geoms, ev)
+    t = S.REGISTRY[scheme].cost(ctx, plan, counts, misses, 3)
+    labels = t.spans["serial"][0]
+    hw = scheme == "secnn_hw"
+    boundary = 0.0 if hw else ctx.launch.gap
+    eb = 4
+    for li, g in enumerate(geoms):
+        cnt = counts[li]["mispredicted"]
+        touched = (cnt > 0).mean(axis=(-2, -1))
+        floor = mem_cycles(H100, 2.0 * eb * g.n_outputs * touched, PARAMS)
+        sp = S._balanced(ctx, cnt, g, plan.tiles[li], plan.occ_cap, misses[:, li], comp,
+                         boundary, floor)
+        per_miss = np.where(sp.balanced, cfg.compaction_bytes_per_miss, float(eb))
+        ab = (eb * g.weights * sp.grid.active_frac + 2.0 * eb * g.n_outputs * touched
+              + per_miss * misses[:, li] + plan.ops.secnn_pass_bytes[li])
+        np.testing.assert_allclose(t.layer_phases["amend"][:, li],
+                                   np.maximum(sp.compute, mem_cycles(H100, ab, PARAMS)),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(t.layer_phases["amend_compute"][:, li], sp.compute)
+        np.testing.assert_allclose(t.layer_phases["compaction"][:, li], sp.compaction)
+        a = labels.index(f"{g.name}:amend")
+        np.testing.assert_allclose(t.span_args["serial"]["bytes"][:, a], ab, rtol=1e-12)
+        np.testing.assert_allclose(t.span_args["serial"]["ctas"][:, a], (sp.grid.w > 0).sum(-1))
+        # the amendment's FMAs on the lanes (and the fused ops' re-execution), its tile's
+        # shared-memory traffic
+        r = rate(H100, "fp32", "simt", PARAMS)
+        macs = sp.busy * r
+        np.testing.assert_allclose(t.span_work["serial"]["fma_simt"][:, a],
+                                   macs + plan.ops.secnn_pass_busy[li] * r, rtol=1e-12)
+        tile = plan.tiles[li].tile
+        np.testing.assert_allclose(t.span_work["serial"]["smem_bytes"][:, a],
+                                   2.0 * eb * macs * (1 / tile.bm + 1 / tile.bn), rtol=1e-12)
+    if comp in ("auto", "software"):
+        assert (t.layer_phases["compaction"] > 0).any()
+
+
+def g_shape(g: LayerGeom) -> tuple[int, ...]:
+    return tuple(g.in_nhwc)
+
+
+def test_secnn_op_kernels_in_the_serial_chain() -> None:
+    geoms = _secnn_net()
+    ops = (O.OpGeom("pre", "pool", -1, reads=300, param_reads=0, writes=256, flops=300),
+           O.OpGeom("bn", "affine", 0, reads=16384, param_reads=64, writes=16384, flops=32768),
+           O.OpGeom("relu", "activation", 1, reads=8192, param_reads=0, writes=8192,
+                    flops=8192))
+    ctx = ctx_of(geoms, P.SchemeConfig(sw_compaction="none"), ops=ops)
+    ev = {g.name: np.random.default_rng(3).choice(4, size=(1, *g.in_nhwc)).astype(np.uint8)
+          for g in geoms}
+    plan = S.REGISTRY["secnn_sw"].plan(ctx)
+    t = run("secnn_sw", ctx, ev)
+    labels, start, end = t.spans["serial"]
+    assert labels == ("pre", "p:compare", "p:amend", "bn", "q:compare", "q:amend", "relu")
+    op = plan.ops
+    for k, lab in enumerate(("pre", "bn", "relu")):
+        j = labels.index(lab)
+        assert (end - start)[0, j] == pytest.approx(op.kernel_cycles[k], rel=1e-12)
+        assert t.span_args["serial"]["bytes"][0, j] == op.kernel_bytes[k]
+        assert t.span_args["serial"]["ctas"][0, j] == op.kernel_ctas[k]
+    np.testing.assert_allclose(t.phases["ops"], [op.kernel_cycles.sum()], rtol=1e-12)

@@ -403,6 +403,41 @@ def test_secnn_pool_share_of_an_idle_parallel_kernel_is_zero() -> None:
     assert np.isfinite(sms).all()
     np.testing.assert_array_equal(sms[:, 0], 0.0)
     assert sms[0, 1] == 0.0 and 0 < sms[1, 1] <= H100.sms
+    # frame 1, layer q: the SMs its CTAs held on average while it ran, by hand
+    plan = S.REGISTRY["secnn_sw"].plan(ctx)
+    counts, _ = counts_of(geoms, ev)
+    bal = S._balanced(ctx, counts[1]["predicted"], geoms[1], plan.tiles[1], plan.occ_cap, None,
+                      ctx.cfg.sw_compaction, ctx.launch.gap)
+    occ = bal.grid.occupancy
+    hold = np.maximum(bal.grid.w[1], bal.grid.d[1] / occ).sum()
+    span = t.spans["parallel"][2][1, 1] - t.spans["parallel"][1][1, 1]
+    ctas = (bal.grid.w[1] > 0).sum()
+    assert t.span_args["parallel"]["ctas"][1, 1] == ctas
+    assert sms[1, 1] == min(ctas, H100.sms, np.ceil(hold / span - 1e-9))
+
+
+def test_work_counts_by_hand() -> None:
+    g = LayerGeom.conv("c", n=1, h=8, cin=8, cout=8, k=3)
+    ctx = ctx_of([g], precision="tf32")
+    w = S._Work(ctx, 2)
+    w.node("layer", 0).bytes(np.array([1000.0, 2.0 * H100.l2_bytes]))
+    w.fmas(np.array([10.0, 20.0]), "simt", Tile(4, 8, 2, 32, 32, 1, "simt"))
+    w.node("op", 0).fmas(3.0, "tensor", Tile(64, 64, 1, 128, 64, 2, "tensor"))  # no K tile
+    w.node("compare", 0).compares(5.0, 7.0)
+    r = rate(H100, "tf32", "simt", PARAMS)
+    lyr = w.nodes[("layer", 0)]
+    np.testing.assert_array_equal(lyr["l2_bytes"], [1000.0, 0.0])
+    np.testing.assert_array_equal(lyr["dram_bytes"], [0.0, 2.0 * H100.l2_bytes])
+    np.testing.assert_allclose(lyr["fma_simt"], [10 * r, 20 * r])
+    np.testing.assert_allclose(lyr["smem_bytes"], [2 * 4 * 10 * r * (1 / 4 + 1 / 8),
+                                                   2 * 4 * 20 * r * (1 / 4 + 1 / 8)])
+    op = w.nodes[("op", 0)]
+    np.testing.assert_allclose(op["fma_tensor"], 3.0 * rate(H100, "tf32", "tensor", PARAMS))
+    assert "smem_bytes" not in op and "fma_simt" not in op
+    cmp = w.nodes[("compare", 0)]
+    assert sorted(cmp) == ["compare_instructions", "compares"]
+    np.testing.assert_array_equal(cmp["compares"], [5.0, 5.0])
+    np.testing.assert_array_equal(cmp["compare_instructions"], [7.0, 7.0])
 
 
 # --- peers -----------------------------------------------------------------------------------

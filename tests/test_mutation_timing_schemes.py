@@ -491,6 +491,13 @@ def test_peers_by_hand(kind: str, launch: str) -> None:
             max(comp, float(mem_cycles(H100, conv + epi, PARAMS))) + det, rel=1e-12)
         np.testing.assert_array_equal(t.span_args["stream"]["ctas"][:, li],
                                       [dk.n_ctas, (grid.w[1] > 0).sum()])
+        r = rate(H100, "fp32", "simt", PARAMS)
+        sp_busy = grid.w[1].sum()
+        np.testing.assert_allclose(t.span_work["stream"]["fma_simt"][:, li],
+                                   [dk.busy_cycles * r, sp_busy * r], rtol=1e-12)
+        moved = t.span_work["stream"]["l2_bytes"] + t.span_work["stream"]["dram_bytes"]
+        np.testing.assert_allclose(moved[:, li], t.span_args["stream"]["bytes"][:, li],
+                                   rtol=1e-12)
         # change detection compares every input of a sparse frame, none of the dense one
         np.testing.assert_array_equal(t.span_work["stream"]["compares"][:, li],
                                       [0.0, g.n_inputs])
@@ -543,7 +550,8 @@ def test_registry_functions_are_the_building_blocks(launch: str) -> None:
 
 
 @pytest.mark.parametrize(("scheme", "comp"), [("secnn_sw", "auto"), ("secnn_sw", "software"),
-                                              ("secnn_hw", "hardware"), ("secnn_hw", "none")])
+                                              ("secnn_hw", "hardware"), ("secnn_hw", "none"),
+                                              ("secnn_hw", "software")])
 def test_secnn_amendment_by_hand(scheme: str, comp: str) -> None:
     geoms = _secnn_net()
     ops = (O.OpGeom("bn", "affine", 0, reads=16384, param_reads=64, writes=16384, flops=32768,
@@ -591,6 +599,43 @@ def test_secnn_amendment_by_hand(scheme: str, comp: str) -> None:
                                    2.0 * eb * macs * (1 / tile.bm + 1 / tile.bn), rtol=1e-12)
     if comp in ("auto", "software"):
         assert (t.layer_phases["compaction"] > 0).any()
+    # the serial chain: per layer compare, [compaction,] amend, then its fused-away ops (none)
+    _, start, end = t.spans["serial"]
+    per_cta = K.ELEMENTWISE_TILE.threads * K.ELEMENTS_PER_THREAD
+    for li, g in enumerate(geoms):
+        c, a = labels.index(f"{g.name}:compare"), labels.index(f"{g.name}:amend")
+        np.testing.assert_array_equal(t.span_args["serial"]["ctas"][:, c],
+                                      -(-g.n_inputs // per_cta))
+        if comp in ("software", "auto"):
+            k = c + 1
+            assert labels[k] == f"{g.name}:compaction" and a == c + 2
+            comp_t = t.layer_phases["compaction"][:, li]
+            if comp == "software":  # its own kernel after the compare's (a boundary on sw)
+                np.testing.assert_allclose(start[:, k], end[:, c] + boundary, rtol=1e-12)
+                np.testing.assert_allclose(end[:, k] - start[:, k], comp_t, rtol=1e-12)
+                np.testing.assert_array_equal(t.span_args["serial"]["ctas"][:, k],
+                                              -(-g.n_inputs // per_cta))
+            else:  # taken per frame: the pass and its boundary, else nothing
+                used = comp_t > 0
+                np.testing.assert_allclose(end[:, k] - start[:, k],
+                                           np.where(used, comp_t + boundary, 0.0), rtol=1e-12)
+                np.testing.assert_array_equal(t.span_args["serial"]["ctas"][:, k],
+                                              np.where(used, -(-g.n_inputs // per_cta), 0))
+        else:
+            assert a == c + 1
+    # each layer's critical path ends with its amendment; correction = its three parts
+    last = np.stack([end[:, labels.index(f"{g.name}:amend")] for g in geoms], 1)
+    np.testing.assert_allclose(t.layer, np.diff(last, axis=1, prepend=0.0)
+                               + np.eye(len(geoms))[-1] * (t.total - last[:, -1])[:, None],
+                               rtol=1e-12, atol=1e-9)
+    corr = (t.layer_phases["compare"] + t.layer_phases["compaction"]
+            + t.layer_phases["amend"])
+    np.testing.assert_allclose(t.layer_phases["correction"], corr, rtol=1e-12)
+    assert set(t.phases) == {"parallel", "serial", "compare", "compaction", "amend", "ops",
+                             "launch"}
+    np.testing.assert_allclose(t.phases["serial"], corr.sum(1), rtol=1e-12)
+    np.testing.assert_allclose(t.phases["compaction"], t.layer_phases["compaction"].sum(1))
+    np.testing.assert_allclose(t.phases["parallel"], t.layer_phases["parallel_done"].max(1))
 
 
 def g_shape(g: LayerGeom) -> tuple[int, ...]:
@@ -617,3 +662,7 @@ def test_secnn_op_kernels_in_the_serial_chain() -> None:
         assert t.span_args["serial"]["bytes"][0, j] == op.kernel_bytes[k]
         assert t.span_args["serial"]["ctas"][0, j] == op.kernel_ctas[k]
     np.testing.assert_allclose(t.phases["ops"], [op.kernel_cycles.sum()], rtol=1e-12)
+    # graph launch: the first kernel starts at the frame's submission; each boundary a gap
+    assert start[0, 0] == pytest.approx(ctx.launch.submit)
+    assert t.phases["launch"][0] == pytest.approx(ctx.launch.submit
+                                                  + (len(labels) - 1) * ctx.launch.gap)

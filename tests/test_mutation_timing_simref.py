@@ -54,6 +54,10 @@ def test_sim_gpus_are_the_replayers_gpus_on_the_simulators_clock_and_memory() ->
     assert direct.sources["clock_mhz"] == "GPGPU-Sim config core clock"
     assert direct.sources["dram_gbps"] == "GPGPU-Sim config DRAM"
     assert direct.sources["l2_bytes"] == "GPGPU-Sim config L2"
+    # every field the builder is given is set (the simulators' L2 sizes are the products')
+    other = simref._sim_gpu("v100", 1000.0, 123.0, 12345)
+    assert (other.key, other.clock_mhz, other.dram_gbps, other.l2_bytes) == \
+        ("gpgpusim_v100", 1000.0, 123.0, 12345)
     assert set(simref.SIM_GPUS) == {"titanx", "qv100"}
     assert simref.ELEMENTWISE_OPS == {"compare": 4.0, "detect": 3.0, "compact": 3.0}
 
@@ -114,6 +118,33 @@ def test_elementwise_classes_by_hand(gpu_key: str) -> None:
             got = simref.predict(cls, codes, 11, gpu, PARAMS)
             assert type(got) is float
             assert got == pytest.approx(float(want), rel=1e-12), cls
+
+
+def test_large_elementwise_kernels_are_memory_bound_by_hand() -> None:
+    codes = np.random.default_rng(7).integers(0, 4, (100_000, 16)).astype(np.uint8)
+    n, miss = codes.size, int((codes % 2 == 1).sum())
+    for cls, nbytes, ops in (("compact", n + 4 * miss, 3.0), ("detect", 12 * n + 4 * miss, 3.0)):
+        want = K.elementwise_cost(n, nbytes, ops * n, GPU, "fp32", PARAMS).cycles
+        # the bytes bind: without the misses' bytes the kernel is faster
+        assert want > K.elementwise_cost(n, nbytes - 4 * miss, ops * n, GPU, "fp32",
+                                         PARAMS).cycles
+        assert simref.predict(cls, codes, 4, GPU, PARAMS) == pytest.approx(want, rel=1e-12)
+
+
+def test_parallel_cycles_of_compute_bound_layers() -> None:
+    rng = np.random.default_rng(11)
+    layers = [((rng.random((1024, 256)) < 0.5).astype(np.uint8) * 2, 16),
+              ((rng.random((512, 128)) < 0.3).astype(np.uint8) * 3, 8)]
+    alone = []
+    for codes, n_out in layers:
+        m, k = codes.shape
+        io = 4.0 * (m * k + k * n_out + m * n_out)
+        cyc = _gemm_ref((codes != 0).sum(1), k, n_out, io)
+        assert cyc > float(mem_cycles(GPU, io, PARAMS))  # the lanes bind, not the bytes
+        alone.append(cyc)
+    ser, par = simref.parallel_cycles(layers, GPU, PARAMS)
+    assert ser == pytest.approx(sum(alone), rel=1e-12)
+    assert max(alone) * (1 - 1e-9) <= par <= ser * (1 + 1e-9)
 
 
 def test_predict_refuses_bad_codes_naming_them() -> None:

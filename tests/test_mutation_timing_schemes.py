@@ -4,6 +4,8 @@ tests/test_timing_schemes.py left alive (docs/mutation.md)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -23,10 +25,15 @@ WHICH = ("nonzero", "predicted", "mispredicted")
 
 
 def ctx_of(geoms: list[LayerGeom], cfg: P.SchemeConfig | None = None, launch: str = "graph",
-           precision: str = "fp32", ops: tuple = (), fusion: str = "none") -> S.Context:
+           precision: str = "fp32", ops: tuple = (), fusion: str = "none",
+           params: P.ModelParams = PARAMS) -> S.Context:
     cfg = cfg or P.SchemeConfig()
-    return S.Context(tuple(geoms), ops, H100, precision, PARAMS, cfg,
-                     LaunchCosts.of(launch, H100, PARAMS, cfg), fusion)
+    return S.Context(tuple(geoms), ops, H100, precision, params, cfg,
+                     LaunchCosts.of(launch, H100, params, cfg), fusion)
+
+
+#: Memory latency so long that elementwise kernels are latency-bound (their waves count).
+SLOW = dataclasses.replace(PARAMS, latency_cycles=60000.0)
 
 
 def counts_of(geoms: list[LayerGeom], events: dict[str, np.ndarray]
@@ -442,14 +449,20 @@ def test_work_counts_by_hand() -> None:
 
 # --- peers -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("launch", ["graph", "persistent"])
+@pytest.mark.parametrize(("launch", "prec", "params", "comp"),
+                         [("graph", "fp32", PARAMS, "none"), ("persistent", "fp32", PARAMS, "auto"),
+                          ("persistent", "tf32", SLOW, "none")])
 @pytest.mark.parametrize("kind", ["deltacnn", "cbinfer"])
-def test_peers_by_hand(kind: str, launch: str) -> None:
+def test_peers_by_hand(kind: str, launch: str, prec: str, params: P.ModelParams,
+                       comp: str) -> None:
     geoms = _secnn_net()
-    ctx = ctx_of(geoms, P.SchemeConfig(sw_compaction="none"), launch=launch)
-    rng = np.random.default_rng(4)
-    ev = {g.name: rng.choice(4, size=(2, *g.in_nhwc), p=(0.7, 0.1, 0.1, 0.1)).astype(np.uint8)
-          for g in geoms}
+    ctx = ctx_of(geoms, P.SchemeConfig(sw_compaction=comp), launch=launch, precision=prec,
+                 params=params)
+    # sparse changes: a few positions changed beyond tau (more in frame 1), some correct
+    ev = {g.name: lane_events(g, 2, 1) for g in geoms}
+    for g in geoms:
+        ev[g.name][:, -1, -3:, -1, :] = 1
+        ev[g.name][1, 0, 2:5, 3, :] = 1
     plan = S.REGISTRY[kind].plan(ctx)
     counts, misses = counts_of(geoms, ev)
     t = S.REGISTRY[kind].cost(ctx, plan, counts, misses, 2, frame_ids=np.array([0, 1]))
@@ -466,35 +479,46 @@ def test_peers_by_hand(kind: str, launch: str) -> None:
         dk = plan.dense[li]
         # frame 0 dense: the dense kernel plus writing the output buffer
         assert ex[0, li] == pytest.approx(dk.cycles + float(mem_cycles(H100, eb * g.n_outputs,
-                                                                       PARAMS)), rel=1e-12)
+                                                                       params)), rel=1e-12)
         assert t.span_args["stream"]["bytes"][0, li] == pytest.approx(
             S._kernel_bytes(ctx, g, dk) + eb * g.n_outputs)
         # frame 1: the sparse kernel's bytes by hand
         cnt = counts[li]["mispredicted"]
         touched = float((cnt[1] > 0).mean())
+        assert 0 < (cnt[0] > 0).mean() < touched < 1  # sparse changes, more in frame 1
         if kind == "deltacnn":
-            grid = K.sparse_grid(cnt, g, H100, "fp32", PARAMS, plan.tiles[li])
             out = 2.0 * eb * g.n_outputs * touched + eb * misses[1, li]
+            sp = S._balanced(ctx, cnt, g, plan.tiles[li], plan.occ_cap, misses[:, li], comp,
+                             max(ctx.launch.gap, ctx.launch.issue),
+                             mem_cycles(H100, 2.0 * eb * g.n_outputs * (cnt > 0).mean(
+                                 axis=(-2, -1)) + eb * misses[:, li], params))
         else:
             full = np.where(cnt > 0, g.cin_g * g.kh * g.kw, 0).astype(np.int64)
-            grid = K.sparse_grid(full, g, H100, "fp32", PARAMS, plan.tiles[li])
             out = eb * g.n_inputs * touched + 2.0 * eb * g.n_outputs * touched
-        conv = eb * g.weights * grid.active_frac[1] + out
-        assert t.span_args["stream"]["bytes"][1, li] == pytest.approx(conv + det_bytes[li],
-                                                                      rel=1e-12)
+            sp = S._balanced(ctx, full, g, plan.tiles[li], plan.occ_cap, None, comp,
+                             max(ctx.launch.gap, ctx.launch.issue),
+                             mem_cycles(H100, (eb * g.n_inputs + 2.0 * eb * g.n_outputs)
+                                        * (cnt > 0).mean(axis=(-2, -1)), params))
+        conv = eb * g.weights * sp.grid.active_frac[1] + out
+        assert t.span_args["stream"]["bytes"][1, li] == pytest.approx(
+            conv + det_bytes[li] + sp.compaction_bytes[1], rel=1e-12)
         own_det = li == 0 or kind == "cbinfer"
-        det = (K.elementwise_cost(g.n_inputs, det_bytes[li], 0.0, H100, "fp32", PARAMS,
+        det = (K.elementwise_cost(g.n_inputs, det_bytes[li], 0.0, H100, prec, params,
                                   plan.occ_cap).cycles if own_det else 0.0)
         epi = det_bytes[li + 1] if kind == "deltacnn" and li + 1 < len(geoms) else 0.0
-        comp = float(dealt_makespan(grid.w, grid.d, H100.sms, grid.occupancy)[1])
+        boundary = max(ctx.launch.gap, ctx.launch.issue)
         assert ex[1, li] == pytest.approx(
-            max(comp, float(mem_cycles(H100, conv + epi, PARAMS))) + det, rel=1e-12)
+            max(sp.compute[1], float(mem_cycles(H100, conv + epi, params))) + det
+            + (sp.compaction[1] + boundary if sp.compaction[1] > 0 else 0.0), rel=1e-12)
         np.testing.assert_array_equal(t.span_args["stream"]["ctas"][:, li],
-                                      [dk.n_ctas, (grid.w[1] > 0).sum()])
-        r = rate(H100, "fp32", "simt", PARAMS)
-        sp_busy = grid.w[1].sum()
-        np.testing.assert_allclose(t.span_work["stream"]["fma_simt"][:, li],
-                                   [dk.busy_cycles * r, sp_busy * r], rtol=1e-12)
+                                      [dk.n_ctas, (sp.grid.w[1] > 0).sum()])
+        assert dk.n_ctas != (sp.grid.w[0] > 0).sum()
+        r = rate(H100, prec, "simt", params)
+        dense_key = "fma_tensor" if S._unit(dk) == "tensor" else "fma_simt"
+        assert t.span_work["stream"][dense_key][0, li] == pytest.approx(
+            dk.busy_cycles * rate(H100, prec, S._unit(dk), params), rel=1e-12)
+        assert t.span_work["stream"]["fma_simt"][1, li] == pytest.approx(sp.busy[1] * r,
+                                                                          rel=1e-12)
         moved = t.span_work["stream"]["l2_bytes"] + t.span_work["stream"]["dram_bytes"]
         np.testing.assert_allclose(moved[:, li], t.span_args["stream"]["bytes"][:, li],
                                    rtol=1e-12)

@@ -287,6 +287,8 @@ def test_secnn_parallel_mixed_dense_and_sparse_frames() -> None:
     np.testing.assert_array_equal(ws[0][1, :dw.shape[1]], dw[1])
     np.testing.assert_array_equal(ws[0][0, :sp.w.shape[1]], sp.w[0])
     np.testing.assert_array_equal(ds[0][1, :dw.shape[1]], dd[1])
+    np.testing.assert_array_equal(ds[0][0, :sp.d.shape[1]], sp.d[0])
+    assert ws[0].dtype == ds[0].dtype == np.float64
     assert (ws[0][1, dw.shape[1]:] == 0).all() and (ws[0][0, sp.w.shape[1]:] == 0).all()
     assert occs == [min(sp.occupancy, plan.dense[0].occupancy)]
     assert (delay == 0).all()

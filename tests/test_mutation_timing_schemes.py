@@ -242,8 +242,8 @@ def test_zero_skip_by_hand() -> None:
 
 # --- SE-CNN --------------------------------------------------------------------------------
 
-def _secnn_net() -> list[LayerGeom]:
-    return [LayerGeom.conv("p", n=1, h=16, cin=512, cout=64, k=1),
+def _secnn_net(h: int = 16) -> list[LayerGeom]:
+    return [LayerGeom.conv("p", n=1, h=h, cin=512, cout=64, k=1),
             LayerGeom.conv("q", n=1, h=16, cin=64, cout=32, k=3)]
 
 
@@ -457,7 +457,9 @@ def test_work_counts_by_hand() -> None:
 @pytest.mark.parametrize("kind", ["deltacnn", "cbinfer"])
 def test_peers_by_hand(kind: str, launch: str, prec: str, params: P.ModelParams,
                        comp: str) -> None:
-    geoms = _secnn_net()
+    # latency-bound: a first layer whose detection pass takes more than one wave of CTAs at
+    # the persistent kernel's occupancy
+    geoms = _secnn_net(24 if params is SLOW else 16)
     ctx = ctx_of(geoms, P.SchemeConfig(sw_compaction=comp), launch=launch, precision=prec,
                  params=params)
     # sparse changes: a few positions changed beyond tau (more in frame 1), some correct
@@ -507,6 +509,9 @@ def test_peers_by_hand(kind: str, launch: str, prec: str, params: P.ModelParams,
         own_det = li == 0 or kind == "cbinfer"
         det = (K.elementwise_cost(g.n_inputs, det_bytes[li], 0.0, H100, prec, params,
                                   plan.occ_cap).cycles if own_det else 0.0)
+        if params is SLOW and li == 0:  # the occupancy cap binds the pass
+            assert det > K.elementwise_cost(g.n_inputs, det_bytes[li], 0.0, H100, prec, params
+                                            ).cycles
         epi = det_bytes[li + 1] if kind == "deltacnn" and li + 1 < len(geoms) else 0.0
         boundary = max(ctx.launch.gap, ctx.launch.issue)
         assert ex[1, li] == pytest.approx(
@@ -692,3 +697,18 @@ def test_secnn_op_kernels_in_the_serial_chain() -> None:
     assert start[0, 0] == pytest.approx(ctx.launch.submit)
     assert t.phases["launch"][0] == pytest.approx(ctx.launch.submit
                                                   + (len(labels) - 1) * ctx.launch.gap)
+
+
+def test_secnn_compare_pass_at_the_persistent_kernels_occupancy() -> None:
+    geoms = _secnn_net(24)
+    ctx = ctx_of(geoms, P.SchemeConfig(hw_compaction="hardware"), launch="persistent",
+                 precision="tf32", params=SLOW)
+    cap = S.REGISTRY["secnn_hw"].plan(ctx).occ_cap
+    ev = {g.name: np.zeros((1, *g.in_nhwc), np.uint8) for g in geoms}
+    t = run("secnn_hw", ctx, ev)
+    g = geoms[0]
+    cmp_bytes = 4 * g.n_inputs + 2.0 * 4 * g.n_inputs  # x read; prediction read and written
+    mem = K.elementwise_cost(g.n_inputs, cmp_bytes, 0.0, H100, "tf32", SLOW, cap).cycles
+    assert mem > K.elementwise_cost(g.n_inputs, cmp_bytes, 0.0, H100, "tf32", SLOW).cycles
+    assert t.layer_phases["compare"][0, 0] == pytest.approx(
+        max(g.n_inputs / (H100.sms * H100.fp32_lanes), mem), rel=1e-12)

@@ -630,6 +630,21 @@ def test_secnn_amendment_by_hand(scheme: str, comp: str) -> None:
                                    2.0 * eb * macs * (1 / tile.bm + 1 / tile.bn), rtol=1e-12)
     if comp in ("auto", "software"):
         assert (t.layer_phases["compaction"] > 0).any()
+    # the frame's SM-cycles of work: the parallel kernels', the compares', the amendments'
+    # (with the fused ops they re-execute) and the op kernels'
+    from secnn_jax.timing import secnn as SE
+    machine = SE.Machine.of(hw, H100, cfg)
+    ws = S._parallel_grids(ctx, plan, counts, 3, S._Work(ctx, 3), machine.compaction,
+                           boundary)[0]
+    want = sum(w.sum(-1) for w in ws) + plan.ops.kernel_busy.sum()
+    for li, g in enumerate(geoms):
+        cnt = counts[li]["mispredicted"]
+        touched = (cnt > 0).mean(axis=(-2, -1))
+        sp = S._balanced(ctx, cnt, g, plan.tiles[li], plan.occ_cap, misses[:, li], comp,
+                         boundary, mem_cycles(H100, 2.0 * eb * g.n_outputs * touched, PARAMS))
+        want = want + g.n_inputs / machine.comparators_per_sm + sp.busy \
+            + plan.ops.secnn_pass_busy[li]
+    np.testing.assert_allclose(t.busy, want, rtol=1e-12)
     # the serial chain: per layer compare, [compaction,] amend, then its fused-away ops (none)
     _, start, end = t.spans["serial"]
     per_cta = K.ELEMENTWISE_TILE.threads * K.ELEMENTS_PER_THREAD
@@ -712,3 +727,29 @@ def test_secnn_compare_pass_at_the_persistent_kernels_occupancy() -> None:
     assert mem > K.elementwise_cost(g.n_inputs, cmp_bytes, 0.0, H100, "tf32", SLOW).cycles
     assert t.layer_phases["compare"][0, 0] == pytest.approx(
         max(g.n_inputs / (H100.sms * H100.fp32_lanes), mem), rel=1e-12)
+
+
+def test_pool_share_by_hand() -> None:
+    from types import SimpleNamespace
+    # two parallel kernels: one of two CTAs (work 0.25, latency 0.5 at occupancy 1) that ran
+    # half a cycle, one that held nothing for no time
+    ws = [np.array([[0.25, 0.25]]), np.zeros((1, 1))]
+    ds = [np.array([[0.5, 0.5]]), np.zeros((1, 1))]
+    tl = SimpleNamespace(parallel_done=np.array([[0.5, 0.0]]), parallel_release=np.zeros(2))
+    np.testing.assert_allclose(S._pool_share(ws, ds, [1, 4], tl), [[2.0, 0.0]])
+    tl = SimpleNamespace(parallel_done=np.array([[4.0, 3.0]]),
+                         parallel_release=np.array([2.0, 3.0]))
+    np.testing.assert_allclose(S._pool_share(ws, ds, [2, 4], tl), [[0.5 / 2.0, 0.0]])
+
+
+@pytest.mark.parametrize("launch_us", [None, 0.0003])
+def test_secnn_eager_releases_the_parallel_kernels_one_issue_apart(launch_us: float | None
+                                                                  ) -> None:
+    geoms = _secnn_net()
+    ctx = ctx_of(geoms, P.SchemeConfig(launch_us=launch_us, sw_compaction="none"),
+                 launch="eager")
+    lc = ctx.launch
+    assert lc.issue > 0 and (launch_us is None or lc.issue < 1)  # also under a cycle
+    t = run("secnn_sw", ctx, {g.name: np.zeros((1, *g.in_nhwc), np.uint8) for g in geoms})
+    np.testing.assert_allclose(t.spans["parallel"][1][0],
+                               lc.submit + np.arange(len(geoms)) * lc.issue, rtol=1e-12)

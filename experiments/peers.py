@@ -145,11 +145,31 @@ def _verdict(ws: Workspace, model: str, stream: str, secnn_spec: str,
         return None, _point_verdict(best, floor)
     key = ("band", sec["method"], sec["tau"], peer["method"], peer["tau"])
     if key not in memo:
-        memo[key] = _band(ws, model, stream, secnn_spec, sec, peer, launch, gpu, memo, config,
-                          extended)
+        memo[key] = _stored_band(ws, model, stream, secnn_spec, sec, peer, launch, gpu, memo,
+                                 config, extended)
     b = memo[key].scaled(sec["heldout_speedup"] / peer["heldout_speedup"])
     return {"secnn": sec["method"], "peer": peer["method"], "stream": stream,
             **b.as_dict()}, b.judge(lambda ratio: "holds" if ratio > 1.0 else "does not hold")
+
+
+def _stored_band(ws: Workspace, model: str, stream: str, secnn_spec: str, sec: dict[str, Any],
+                 peer: dict[str, Any], launch: str, gpu: int, memo: dict[tuple[Any, ...], Any],
+                 config: Any, extended: bool) -> Any:
+    """:func:`_band`, memoised in the cell cache (:meth:`experiments.cells.Workspace.memo`)
+    by content: the two methods and their taus, the predictor, the machine's configuration,
+    the launch model, the timer and the frames (a rerun that changes neither recomputes
+    nothing)."""
+    from experiments.speedup import BAND_FRAMES, PROBE_FRAMES, SENSITIVITY_FRAMES  # noqa: PLC0415
+    from secnn_jax.timing import uncertainty  # noqa: PLC0415
+
+    key = {"study": "peers_band", "secnn": [sec["method"], sec["tau"]],
+           "peer": [peer["method"], peer["tau"]], "secnn_spec": secnn_spec, "launch": launch,
+           "gpu": ws.timer.gpus[gpu], "config": config.as_dict(), "extended": extended,
+           "timer": getattr(ws.timer, "key", None), "frames": SENSITIVITY_FRAMES,
+           "band_frames": BAND_FRAMES, "probe_frames": PROBE_FRAMES}
+    got = ws.memo(model, stream, "peers_band", key, lambda: dataclasses.asdict(
+        _band(ws, model, stream, secnn_spec, sec, peer, launch, gpu, memo, config, extended)))
+    return uncertainty.Band(**got)
 
 
 def _band(ws: Workspace, model: str, stream: str, secnn_spec: str, sec: dict[str, Any],

@@ -590,3 +590,29 @@ def test_peers_verdicts_are_like_for_like(run: dict[str, Any]) -> None:
     assert len(rows) == len(res["verdicts"])
     assert {c["key"] for c in rows} == {f"SE-CNN beats change-based peers {report.MACHINES[h]}"
                                         for h in peers.HARDWARE}
+
+
+def test_peer_bands_are_memoised_by_content(run: dict[str, Any],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peers band is computed once per content and then read from the cell cache, equal to
+    the computation bit for bit (a second call never reaches the computation)."""
+    import dataclasses
+
+    from experiments import peers
+
+    ws = run["ws"]
+    spec = run["results"]["speedup"]["predictor"]
+    sec, peer = {"method": "secnn_sw", "tau": 0.0}, {"method": "deltacnn", "tau": 0.0}
+    args = (ws, "tiny", "bikes", spec, sec, peer, run["results"]["peers"]["launch"], 0, {},
+            ws.timer.config, False)
+    fresh = peers._band(*args)
+    first = peers._stored_band(*args)
+
+    def refuse(*_: Any) -> None:
+        raise AssertionError("recomputed a stored band")
+
+    monkeypatch.setattr(peers, "_band", refuse)
+    again = peers._stored_band(*args)
+    assert dataclasses.asdict(first) == dataclasses.asdict(again) == dataclasses.asdict(fresh)
+    with pytest.raises(AssertionError, match="recomputed"):  # another tau is another key
+        peers._stored_band(*args[:4], {**sec, "tau": 0.02}, *args[5:])

@@ -70,7 +70,7 @@ from experiments.cells import Workspace
 from experiments.errors import ConfigError
 from experiments.operating_point_report import AT_EXACT, AT_OP, claims, section
 from experiments.operating_point_report import table as _table
-from experiments.paper import COMPARISON_LAUNCH, PAPER
+from experiments.paper import COMPARISON_LAUNCH, PAPER, value_prediction_verdict
 from experiments.speedup import BAND_FRAMES, PROBE_FRAMES, SENSITIVITY_FRAMES, frame_times
 from experiments.speedup import verdict as paper_verdict
 from experiments.timer import variant
@@ -125,11 +125,11 @@ PAPER_BASELINES: dict[str, tuple[str, ...]] = {
 
 
 def vp_verdict(factor: float) -> str:
-    """The verdict on "value prediction is what makes SE-CNN fast" (the report's rule):
-    ``holds`` at 1.5x or more, ``partly`` above 1.05x, else ``does not hold``."""
+    """The verdict on "value prediction is what makes SE-CNN fast": the report's rule
+    (:func:`experiments.paper.value_prediction_verdict`), ``not measured`` without a factor."""
     if not np.isfinite(factor):
         return "not measured"
-    return "holds" if factor >= 1.5 else "partly" if factor > 1.05 else "does not hold"
+    return value_prediction_verdict(factor)
 
 
 def _spec(kind: str, secnn_spec: str) -> str:

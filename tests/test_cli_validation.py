@@ -96,7 +96,7 @@ def test_peers_command_prints_and_writes_its_results(tmp_path: Path) -> None:
     methods = {p["method"] for p in res["points"]}
     assert {"secnn_hw", "deltacnn", "cbinfer"} <= methods
     assert (out / "figures" / "peers.png").stat().st_size > 0
-    assert "| model | stream | method | tau | speedup over dense |" in r.stdout
+    assert "| model | stream | hardware | method | tau | speedup over dense |" in r.stdout
     assert r.stdout.count("| test_experiments_studies:tiny_model | bikes |") >= len(methods)
 
 

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 
-from secnn_jax import interpret, kernels
+from secnn_jax import depthwise, interpret
 from secnn_jax.errors import SecnnError
 
 
@@ -144,13 +144,13 @@ class Layer:
 
     @functools.cached_property
     def _fast_depthwise(self) -> bool:
-        return kernels.is_nhwc_depthwise(self.primitive_params["dimension_numbers"],
+        return depthwise.is_nhwc_depthwise(self.primitive_params["dimension_numbers"],
                                          self.kernel_shape, self.groups, self.in_shape[-1])
 
     def apply(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
         """The layer's linear map (no bias) of ``x`` with ``kernel``, as the model computes it."""
         if self.kind == "conv" and self._fast_depthwise:
-            out = kernels.depthwise_conv_nhwc(x, kernel, self.strides, self.padding,
+            out = depthwise.depthwise_conv_nhwc(x, kernel, self.strides, self.padding,
                                               self.dilation)
             pref = self.primitive_params.get("preferred_element_type")
             return out.astype(pref) if pref is not None else out

@@ -29,7 +29,7 @@ from secnn_jax import events as ev
 from secnn_jax import interpret
 from secnn_jax.errors import SecnnError
 from secnn_jax.layers import Layer, LayerError, layers_from_trace
-from secnn_jax.predictions import check_predictions
+from secnn_jax.prediction_check import check_predictions
 
 Tau = float | Mapping[str, float]
 

@@ -50,7 +50,7 @@ import numpy as np
 from secnn_jax import events
 from secnn_jax.layers import Layer
 from secnn_jax.phases import layer_inputs
-from secnn_jax.predictions import PredictorError, PredictorTypeError
+from secnn_jax.prediction_check import PredictorError, PredictorTypeError
 
 State = Any
 Predictions = dict[str, jax.Array]

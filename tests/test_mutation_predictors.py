@@ -14,7 +14,7 @@ import pytest
 
 from secnn_jax import predictors as pr
 from secnn_jax.layers import Layer
-from secnn_jax.predictions import PredictorError, PredictorTypeError
+from secnn_jax.prediction_check import PredictorError, PredictorTypeError
 
 
 def _layer(name: str, in_shape: tuple[int, ...], dtype=jnp.float32) -> Layer:

@@ -18,7 +18,7 @@ import jax
 from secnn_jax import events as ev
 from secnn_jax.layers import Layer
 from secnn_jax.phases import Tau, parallel_compute, serial_amend, tau_map
-from secnn_jax.predictions import PredictorTypeError, check_predictions
+from secnn_jax.prediction_check import PredictorTypeError, check_predictions
 from secnn_jax.predictors import PredictorLike, builtin_name, update_needs_tau
 
 #: ``step(params, state, x[, tau=...]) -> (state, logits, events)``, what :func:`pipeline` makes.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from secnn_jax import kernels
+from secnn_jax import depthwise
 
 
 @pytest.mark.parametrize(
@@ -23,12 +23,12 @@ def test_depthwise_matches_lax(k, strides, padding, dilation, mult):
     want = lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation,
                                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                     feature_group_count=6)
-    got = kernels.depthwise_conv_nhwc(x, w, strides, padding, dilation)
+    got = depthwise.depthwise_conv_nhwc(x, w, strides, padding, dilation)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_rejects_non_depthwise_kernel():
     with pytest.raises(ValueError, match="not a depthwise kernel"):
-        kernels.depthwise_conv_nhwc(jnp.ones((1, 4, 4, 3)), jnp.ones((3, 3, 2, 3)), (1, 1),
+        depthwise.depthwise_conv_nhwc(jnp.ones((1, 4, 4, 3)), jnp.ones((3, 3, 2, 3)), (1, 1),
                                     ((1, 1), (1, 1)), (1, 1))

@@ -96,7 +96,7 @@ from secnn_jax import interpret
 from secnn_jax import layers as layers_mod
 from secnn_jax.errors import SecnnError
 
-__all__ = ["FREE_PRIMITIVES", "OP_KINDS", "NetOp", "NetOpError", "find_ops"]
+__all__ = ["FREE_PRIMITIVES", "FUSABLE_KINDS", "OP_KINDS", "NetOp", "NetOpError", "find_ops"]
 
 
 class NetOpError(SecnnError, ValueError):
@@ -131,7 +131,9 @@ _REDUCE = frozenset({"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "r
 _SUMS = frozenset({"reduce_window_sum", "reduce_sum"})  # a mean's divisor joins these
 _COPY = frozenset({"transpose", "slice", "dynamic_slice", "gather", "rev"})
 _PARTIAL_READ = frozenset({"slice", "dynamic_slice", "gather"})
-_FUSABLE = frozenset({"affine", "activation", "binary"})
+#: Op kinds that fuse into a linear layer's epilogue (an elementwise map of the layer's output);
+#: the one definition, read by the timing model's op kernels too.
+FUSABLE_KINDS: tuple[str, ...] = ("affine", "activation", "binary")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -486,7 +488,7 @@ def _epilogue(walker: _OpWalker, g: _Group, epilogue: Sequence[int]) -> tuple[in
     in that conv's epilogue). Among valid candidates the last layer wins.
     """
     ext = list(g.reads.values())
-    if g.kind not in _FUSABLE or not ext:
+    if g.kind not in FUSABLE_KINDS or not ext:
         return -1, 0
     full = max(g.members.values(), default=0)
     chains = [_chain(v, epilogue) for _, v in ext]

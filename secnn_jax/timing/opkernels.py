@@ -28,14 +28,12 @@ from typing import Any
 import numpy as np
 
 from secnn_jax.geometry import LayerGeom
+from secnn_jax.netops import FUSABLE_KINDS
 from secnn_jax.timing.gpus import ELEMENT_BYTES, GPU, canonical_precision
 from secnn_jax.timing.kernels import elementwise_cost
 from secnn_jax.timing.names import FUSIONS
 from secnn_jax.timing.params import ModelParams, TimingConfigError
 from secnn_jax.timing.sm import mem_cycles
-
-#: Op kinds that fuse into a linear layer's epilogue.
-FUSABLE_KINDS: tuple[str, ...] = ("affine", "activation", "binary")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,19 @@ import ml_collections
 from experiments.errors import ConfigError
 from experiments.tuning import tune_method
 from secnn_jax.predictors import from_spec
-from secnn_jax.timing.names import FUSIONS, LAUNCH_MODELS, SCHEMES
+from secnn_jax.timing.names import (
+    BASELINES,
+    DERIVED_BASELINES,
+    FUSIONS,
+    LAUNCH_MODELS,
+    SCHEMES,
+    SECNN,
+)
+
+#: Baselines the tuner may maximise its speedup over: the replayed baselines and ``fast_conv``
+#: (per frame the faster of ``winograd`` and ``fft``;
+#: :data:`~secnn_jax.timing.names.DERIVED_BASELINES`).
+TUNE_BASELINES: tuple[str, ...] = (*BASELINES, DERIVED_BASELINES[0])
 
 __all__ = [
     "CHANGE_TAUS",
@@ -117,10 +129,9 @@ FIELDS: tuple[Field, ...] = (
     Field("tune_stream", "bikes", "the stream the threshold tuner calibrates on (one of "
           "streams), or '' for no tuning"),
     Field("tune_evals", 4, "maximum tuner evaluations (each one SE-CNN run)"),
-    Field("tune_scheme", "secnn_hw", "scheme whose speedup the tuner maximises: secnn_sw or "
-          "secnn_hw"),
-    Field("tune_baseline", "dense", "the tuner's baseline: dense, winograd, fft, fast_conv or "
-          "zero_skip"),
+    Field("tune_scheme", "secnn_hw", "scheme whose speedup the tuner maximises: "
+          f"{' or '.join(SECNN)}"),
+    Field("tune_baseline", "dense", f"the tuner's baseline: {', '.join(TUNE_BASELINES)}"),
     Field("tune_methods", "mean,worst_window(windows=4,backoff=0.25)", "tuning methods: "
           "mean, worst_window(windows=4), mean_std(windows=4,k=1); each takes margin=, backoff="),
     Field("transfer_streams", "bigbuckbunny,carphone_pristine",
@@ -433,9 +444,8 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
              f"the tuner calibrates on whole chunks of config.chunk_size={cs} frames; nearest "
              f"valid value: {_nearest_multiple(calib, cs)}")
     need(int(cfg.tune_evals) >= 1, "tune_evals", "must be >= 1")
-    need(cfg.tune_scheme in ("secnn_sw", "secnn_hw"), "tune_scheme", "secnn_sw or secnn_hw")
-    need(cfg.tune_baseline in ("dense", "winograd", "fft", "zero_skip", "fast_conv"),
-         "tune_baseline", "dense, winograd, fft, fast_conv or zero_skip")
+    need(cfg.tune_scheme in SECNN, "tune_scheme", " or ".join(SECNN))
+    need(cfg.tune_baseline in TUNE_BASELINES, "tune_baseline", ", ".join(TUNE_BASELINES))
     for spec in names(cfg.tune_methods, "tune_methods"):
         try:
             tune_method(spec)

@@ -11,6 +11,10 @@ SCHEMES: tuple[str, ...] = ("dense", "winograd", "fft", "zero_skip", "secnn_sw",
                             "deltacnn", "cbinfer")
 #: Schemes that run layer after layer without SE-CNN (the baselines of the speedups).
 BASELINES: tuple[str, ...] = ("dense", "winograd", "fft", "zero_skip")
+#: Baselines derived per frame from the replayed ones (the speedup study's columns):
+#: ``fast_conv`` — the faster of ``winograd`` and ``fft``; ``strongest`` — the fastest of
+#: ``dense``, ``fast_conv`` and ``zero_skip``.
+DERIVED_BASELINES: tuple[str, ...] = ("fast_conv", "strongest")
 #: SE-CNN schemes.
 SECNN: tuple[str, ...] = ("secnn_sw", "secnn_hw")
 #: Change-based peers (DeltaCNN, CBinfer): replayed from the ``accumulated`` predictor's events.

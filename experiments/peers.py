@@ -58,8 +58,8 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
 
 import numpy as np
 from absl import app, logging
@@ -67,10 +67,11 @@ from absl import app, logging
 from experiments import metrics as metrics_lib
 from experiments.cells import Workspace
 from experiments.paper import COMPARISON_LAUNCH, PUBLISHED_PEERS
+from experiments.studyresult import StudyResult, claim_row
 from experiments.timer import variant
 
-__all__ = ["HARDWARE", "METHODS", "SANITY_FRAMES", "SANITY_STREAM", "main",
-           "open_sanity_stream", "peers"]
+__all__ = ["HARDWARE", "MACHINES", "METHODS", "SANITY_FRAMES", "SANITY_STREAM", "PeersResult",
+           "claims", "main", "open_sanity_stream", "peers", "section"]
 
 #: The two machines compared, each against itself: a stock GPU and one with SE-CNN's SM
 #: extension (:data:`secnn_jax.timing.secnn.SM_EXTENSION`).
@@ -92,6 +93,65 @@ SANITY_STREAM = "carphone_pristine"
 #: Frames of :data:`SANITY_STREAM` per sanity row (frame 0 runs dense for every peer and is
 #: left out of the speedup; few frames keep the rows' cost small).
 SANITY_FRAMES = 4
+#: How the peers' claim names each machine.
+MACHINES = {"stock": "on a stock GPU (secnn_sw against the stock peers)",
+            "extended": "with the SM extension (secnn_hw against the peers given it too)"}
+
+
+@dataclasses.dataclass(frozen=True)
+class PeersResult(StudyResult):
+    """The peers study's result (``results/peers.json``), as :func:`peers` returns it.
+
+    Attributes:
+      launch: the launch model every method ran under.
+      frames: the frames per stream asked for.
+      taus: the global thresholds compared.
+      points: one row per (model, stream, method, tau): ``hardware``, ``speedup`` over dense,
+        ``agreement`` on the declared ``metric`` (all frames, the calibration half and the
+        held-out half) and the held-out speedup.
+      verdicts: one row per (model, stream, machine): the chosen tau per method, the fastest
+        method meeting the floor, the same-events ratio and the verdict with its band.
+      buffers: per model, the bytes each method keeps between frames.
+      sanity: the peers at the largest tau on :data:`SANITY_STREAM` beside their published
+        figures (empty when the clip could not be opened).
+      peer_extension: ``{"changed": bool, "knobs": {field: [stock, extended]}}``: what the
+        extended GPU changes in the peers' configuration.
+    """
+
+    STUDY = "peers"
+    VERSION = 1
+
+    launch: str
+    frames: int
+    taus: tuple[float, ...]
+    points: tuple[dict[str, Any], ...]
+    verdicts: tuple[dict[str, Any], ...]
+    buffers: tuple[dict[str, Any], ...]
+    sanity: tuple[dict[str, Any], ...]
+    peer_extension: dict[str, Any]
+
+    def payload(self) -> dict[str, Any]:
+        """The result's fields as JSON-ready values (lists where the fields hold tuples)."""
+        return {"launch": self.launch, "frames": self.frames, "taus": list(self.taus),
+                "points": list(self.points), "verdicts": list(self.verdicts),
+                "buffers": list(self.buffers), "sanity": list(self.sanity),
+                "peer_extension": self.peer_extension}
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> Self:
+        """The result from :meth:`payload`'s output."""
+        return cls(launch=str(data["launch"]), frames=int(data["frames"]),
+                   taus=tuple(float(t) for t in data["taus"]),
+                   points=tuple(dict(p) for p in data["points"]),
+                   verdicts=tuple(dict(v) for v in data["verdicts"]),
+                   buffers=tuple(dict(b) for b in data["buffers"]),
+                   sanity=tuple(dict(r) for r in data["sanity"]),
+                   peer_extension=dict(data["peer_extension"]))
+
+    @classmethod
+    def of(cls, result: PeersResult | Mapping[str, Any]) -> PeersResult:
+        """``result`` itself, or read from its JSON form (:meth:`from_json`)."""
+        return result if isinstance(result, cls) else cls.from_json(result)
 
 
 def _times(ws: Workspace, model: str, stream: str, predictor: str, tau: float, n: int,
@@ -285,11 +345,10 @@ def _sanity(ws: Workspace, models: Sequence[str], main: str, stream: Any,
 def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_spec: str,
           taus: Sequence[float], *, frames: int = 16, floor: float = 0.95,
           launch: str = COMPARISON_LAUNCH, gpu: int = 0, bands: bool = True,
-          sanity_stream: Any = None) -> dict[str, Any]:
+          sanity_stream: Any = None) -> PeersResult:
     """The like-for-like comparison (see the module docstring).
 
-    Returns ``{"study": "peers", "points": [...], "verdicts": [...], "buffers": [...],
-    "sanity": [...], "peer_extension": {...}}``: a point per (model, stream, method, tau) with
+    Returns a :class:`PeersResult`: a point per (model, stream, method, tau) with
     its ``hardware``, ``speedup`` over dense and ``agreement`` (the declared metric's primary
     score, named by ``metric``); per (model, stream, hardware) — SE-CNN and the peers on the
     same machine only — the fastest method meeting ``floor`` on the held-out half, SE-CNN over
@@ -356,12 +415,13 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
                     ext_cfg if hw == "extended" else stock_cfg, bands, g, metric))
     sanity = (_sanity(ws, models, streams[0], sanity_stream, taus, launch, gpu)
               if sanity_stream is not None else [])
-    return {"study": "peers", "launch": launch, "frames": frames, "taus": [float(t) for t in taus],
-            "points": points, "verdicts": verdicts, "buffers": buffers, "sanity": sanity,
-            "peer_extension": {"changed": changed, "knobs": {
-                k: [getattr(stock_cfg, k), getattr(ext_cfg, k)]
-                for k in (f.name for f in dataclasses.fields(stock_cfg))
-                if getattr(stock_cfg, k) != getattr(ext_cfg, k)} if changed else {}}}
+    return PeersResult(
+        launch=launch, frames=frames, taus=tuple(float(t) for t in taus), points=tuple(points),
+        verdicts=tuple(verdicts), buffers=tuple(buffers), sanity=tuple(sanity),
+        peer_extension={"changed": changed, "knobs": {
+            k: [getattr(stock_cfg, k), getattr(ext_cfg, k)]
+            for k in (f.name for f in dataclasses.fields(stock_cfg))
+            if getattr(stock_cfg, k) != getattr(ext_cfg, k)} if changed else {}})
 
 
 def _hardware_verdict(ws: Workspace, m: str, s: str, first: str, hw: str,
@@ -399,6 +459,107 @@ def _hardware_verdict(ws: Workspace, m: str, s: str, first: str, hw: str,
             "band": band, "verdict": verdict}
 
 
+# --- the report's rows and section ----------------------------------------------------------
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def claims(result: PeersResult | Mapping[str, Any]) -> list[dict[str, str]]:
+    """The claim rows (:func:`experiments.studyresult.claim_row`) of ``result`` (or its JSON
+    form): one per (model, stream, machine), SE-CNN against the peers on the same machine."""
+    from experiments.report import band_range, pct, times  # noqa: PLC0415 - report imports us
+
+    rows = []
+    for v in PeersResult.of(result).verdicts:
+        hw = v["hardware"]
+        parts = "; ".join(f"{k} {times(c['heldout_speedup'])} at tau={c['tau']:g} "
+                          f"({pct(c['heldout_agreement'])})" for k, c in v["chosen"].items())
+        key = f"SE-CNN beats change-based peers {MACHINES.get(hw, hw)}"
+        rows.append(claim_row(
+            key, f"{key} at >= {pct(v['floor'])} agreement "
+                 f"({v['metric']}; {v['model']}, {v['stream']}, {v['gpu']})",
+            "(not claimed; DeltaCNN/CBinfer are later work)",
+            f"fastest: {v['fastest'] or 'none meets the floor'}; held-out: "
+            f"{parts or 'no method meets the floor on the calibration half'}"
+            + (f"; band {band_range(v['band'])}" if v["band"] else ""),
+            v["verdict"], model=v["model"], stream=v["stream"], gpu=v["gpu"]))
+    return rows
+
+
+def section(result: PeersResult | Mapping[str, Any]) -> list[str]:
+    """The peers study's report section (Markdown lines) of ``result`` (or its JSON form):
+    ``python -m experiments.peers`` prints it."""
+    from experiments.report import band_range, pct, times  # noqa: PLC0415 - report imports us
+
+    pe = PeersResult.of(result)
+    knobs = pe.peer_extension.get("knobs") or {}
+    given = ("; on this run that changes " + ", ".join(
+        f"`{k}` {a} -> {b}" for k, (a, b) in knobs.items()) if pe.peer_extension.get("changed")
+        else "; on this run's configuration the extension offers them nothing, so `+ext` "
+        "equals the stock peer")
+    out = ["## Peers: SE-CNN, DeltaCNN and CBinfer on the same events and timing model", "",
+           f"Every method under the `{pe.launch}` launch model, speedup over `dense`, on the "
+           f"first {pe.frames} frames; DeltaCNN and CBinfer replay the `accumulated` "
+           "predictor's events (DeltaCNN's rule). Like for like: on a stock GPU `secnn_sw` "
+           "(and `secnn_sw(accumulated)`, SE-CNN on the peers' events) against `deltacnn` and "
+           "`cbinfer`; with the SM extension `secnn_hw` (and `secnn_hw(accumulated)`) against "
+           "`deltacnn+ext` and `cbinfer+ext`, the peers given the extension where it helps "
+           "them (`secnn_jax.timing.schemes.extended_peer_config`)" + given + ".", ""]
+    rows = [[p["model"], p["stream"], p["hardware"], p["method"], f"{p['tau']:g}",
+             times(p["speedup"]), pct(p["agreement"]), p["metric"]] for p in pe.points]
+    out += [_table(["model", "stream", "hardware", "method", "tau", "speedup over dense",
+                    "agreement", "metric"], rows), "", "![peers](figures/peers.png)", ""]
+    rows = [[v["model"], v["stream"], v["hardware"], v["fastest"] or "none",
+             times(v["fastest_speedup"]), " / ".join(v["same_events"]),
+             times(v["parallel_phase_effect"]), band_range(v["band"]), v["verdict"]]
+            for v in pe.verdicts]
+    out += ["Per machine, its methods only: the fastest meeting the floor on the held-out half "
+            "(tau chosen on the first half); *same events* = SE-CNN over DeltaCNN on the same "
+            "events at tau = 0 on that machine (above 1: SE-CNN's parallel phase beats cached "
+            "outputs); *band*: SE-CNN's best over the best peer over the timing model's "
+            "uncertainty.", "",
+            _table(["model", "stream", "hardware", "fastest", "its speedup",
+                    "same events (SE-CNN / peer)", "ratio", "band", "verdict"], rows), ""]
+    out += _sanity_lines(pe.sanity)
+    rows = [[b["model"], *[f"{b[k] / 2**20:.1f} MiB" for k in ("secnn", "deltacnn",
+                                                                "cbinfer")]]
+            for b in pe.buffers]
+    out += ["Extra buffers per stream kept between frames (predictions and firing state; "
+            "accumulated inputs and output buffers; stored inputs and previous outputs):", "",
+            _table(["model", "SE-CNN", "DeltaCNN", "CBinfer"], rows), ""]
+    return out
+
+
+def _sanity_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The sanity rows (modelled peers at tau > 0 beside their published figures) and one
+    sentence per peer on what differs, from the rows themselves."""
+    from experiments.report import pct, times  # noqa: PLC0415 - report imports us
+
+    if not rows:
+        return ["Sanity rows: not measured (the sanity clip could not be opened).", ""]
+    table = [[r["model"], r["stream"], r["gpu"], r["method"], f"{r['tau']:g}", r["frames"],
+              r["input"], times(r["ours"]), pct(r["agreement"]), r["published"]["figure"],
+              r["published"]["source"]] for r in rows]
+    out = ["Sanity: the modelled peers over dense at tau > 0 on the clip closest to their "
+           "published setting, beside the published figures; *ours* over the frames after the "
+           "first (which every peer runs dense), *agreement* over all frames:", "",
+           _table(["model", "stream", "gpu", "peer", "tau", "frames", "input", "ours",
+                   "agreement", "published", "source"], table), ""]
+    for meth in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == meth]
+        pub = mine[0]["published"]
+        ours = "; ".join(dict.fromkeys(
+            f"{r['model']} at {r['input']} on {r['gpu']} ({r['precision']})" for r in mine))
+        out += [f"What differs for {meth}: published {pub['figure']} ({pub['source']}) on "
+                f"{pub['setting']}; ours: {ours}, {mine[0]['frames']} frames of "
+                f"{mine[0]['clip']}, tau in "
+                + ", ".join(dict.fromkeys(f"{r['tau']:g}" for r in mine)) + ".", ""]
+    return out
+
+
 def open_sanity_stream() -> Any:
     """The first :data:`SANITY_FRAMES` frames of :data:`SANITY_STREAM`, or ``None`` (logged)
     when the clip cannot be opened (the sanity rows are then absent, and the report says so)."""
@@ -428,9 +589,10 @@ def main(argv: Sequence[str]) -> None:
                 config_lib.floats(cfg.peer_taus, "peer_taus"), frames=config_lib.peer_frames(cfg),
                 floor=float(cfg.agreement_floor), launch=str(cfg.launch),
                 sanity_stream=open_sanity_stream())
-    st.run.write_json("results/peers.json", res)
+    st.run.write_json("results/peers.json", res.to_json())
     figures.pareto(res, st.run.path("figures", "peers.png"))
-    md, printed = report.study_output({"peers": res}, cfg.to_dict(), "experiments.peers")
+    md, printed = report.study_output({"peers": res.to_json()}, cfg.to_dict(),
+                                      "experiments.peers")
     st.run.write_text("report.md", md)
     st.run.finish(**st.ws.stats)
     sys.stdout.write(printed)

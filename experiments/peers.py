@@ -12,8 +12,12 @@ For every model, stream and global tau, the methods of :data:`METHODS` run over 
   computes;
 * **extended GPU** (SE-CNN's SM extension): ``secnn_hw`` and ``secnn_hw(accumulated)`` against
   ``deltacnn+ext`` and ``cbinfer+ext``, the peers given the extension where it helps them
-  (:func:`secnn_jax.timing.schemes.extended_peer_config`; equal to the stock peers where the
-  extension's configuration offers them nothing).
+  (:func:`secnn_jax.timing.schemes.extended_peer_config`, by SE-CNN's own rules: change
+  detection on the comparators, the dependency signal instead of the kernel boundary between a
+  detection and its update, hardware compaction where the extension has it, and with
+  ``buffer_placement=on_chip`` an on-chip buffer of SE-CNN's capacity for their state;
+  :data:`secnn_jax.timing.schemes.PEER_DOC`), in the point estimate and in every corner of the
+  verdict's band; never slower than the stock peer.
 
 SE-CNN on the accumulated events against DeltaCNN on the same machine isolates what SE-CNN's
 parallel phase (recomputing ``W * P`` for every predicted input) costs or saves against cached
@@ -114,8 +118,9 @@ class PeersResult(StudyResult):
       buffers: per model, the bytes each method keeps between frames.
       sanity: the peers at the largest tau on :data:`SANITY_STREAM` beside their published
         figures (empty when the clip could not be opened).
-      peer_extension: ``{"changed": bool, "knobs": {field: [stock, extended]}}``: what the
-        extended GPU changes in the peers' configuration.
+      peer_extension: ``{"changed": bool, "knobs": {field: [stock, extended]}, "given":
+        [str]}``: what the extended GPU changes in the peers' configuration, and what the
+        extended peers take from the extension on this run's configuration, one line each.
     """
 
     STUDY = "peers"
@@ -239,7 +244,10 @@ def _band(ws: Workspace, model: str, stream: str, secnn_spec: str, sec: dict[str
     at its chosen tau, under ``config``. On the extended machine the extension's compaction is
     one design choice for both sides: the band is the union of the bands at each end of the
     ``hw_compaction`` range, the peers under :func:`extended_peer_config` of each, the other
-    ranges varied as for any band (so SE-CNN never gets hardware compaction the peer lacks)."""
+    ranges varied as for any band (so SE-CNN never gets hardware compaction the peer lacks).
+    The extension's other ranges (``buffer_placement``, ``comparators_per_sm``,
+    ``hw_dependency_us``) move both sides at once: the peers under ``peer_extension`` read
+    them by SE-CNN's rules, so a corner with on-chip buffers gives the peer its own."""
     from experiments.cells import make_predictor  # noqa: PLC0415
     from experiments.speedup import BAND_FRAMES, PROBE_FRAMES, SENSITIVITY_FRAMES  # noqa: PLC0415
     from secnn_jax import run_stream  # noqa: PLC0415
@@ -358,7 +366,8 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
     verdicts); buffer bytes per method and model; with ``sanity_stream`` (a
     :class:`secnn_jax.datasources.Stream`), the peers at the largest tau on its first
     :data:`SANITY_FRAMES` frames beside their published figures; ``peer_extension``: whether
-    the extended GPU changes the peers' knobs (``changed``) and the knobs it changes.
+    the extended GPU changes the peers' knobs (``changed``), the knobs it changes and what the
+    extended peers are given (:func:`_given`).
     """
     from secnn_jax.timing.energy import method_buffer_bytes  # noqa: PLC0415
     from secnn_jax.timing.schemes import extended_peer_config  # noqa: PLC0415
@@ -369,7 +378,7 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
     stock_cfg = getattr(ws.timer, "config", None)
     ext_cfg = extended_peer_config(stock_cfg) if stock_cfg is not None else None
     changed = ext_cfg is not None and ext_cfg != stock_cfg
-    # The extended peers replay under their own knobs only where the extension changes them.
+    # The extended peers replay under their own knobs (peer_extension at least).
     ext_ws = _extended_workspace(ws, ext_cfg) if changed else ws
     on = {"stock": ws, "extended": ext_ws}
     points, verdicts, buffers = [], [], []
@@ -421,7 +430,43 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
         peer_extension={"changed": changed, "knobs": {
             k: [getattr(stock_cfg, k), getattr(ext_cfg, k)]
             for k in (f.name for f in dataclasses.fields(stock_cfg))
-            if getattr(stock_cfg, k) != getattr(ext_cfg, k)} if changed else {}})
+            if getattr(stock_cfg, k) != getattr(ext_cfg, k)} if changed else {},
+            "given": _given(ws, ext_cfg, launch, gpu) if ext_cfg is not None else []})
+
+
+def _given(ws: Workspace, cfg: Any, launch: str, gpu: int) -> list[str]:
+    """What the peers on the extended GPU take from SE-CNN's SM extension under ``cfg`` (their
+    configuration, :func:`extended_peer_config`'s) on GPU ``gpu`` and ``launch``, one line each
+    (the rules: :data:`secnn_jax.timing.schemes.PEER_DOC`)."""
+    from secnn_jax import timing  # noqa: PLC0415
+    from secnn_jax.timing.launch import LaunchCosts  # noqa: PLC0415
+    from secnn_jax.timing.secnn import Machine  # noqa: PLC0415
+
+    g = timing.get_gpu(ws.timer.gpus[gpu])
+    machine = Machine.of(True, g, cfg)
+    params = getattr(ws.timer, "params", None) or timing.ModelParams()
+    gap = LaunchCosts.of(launch, g, params, cfg).gap
+    out = ["change detection on the hardware comparators (no SIMT compare instructions; its "
+           "time stays the pass's memory time)"]
+    if machine.dependency_cycles <= gap:
+        out.append(f"the dependency signal (`hw_dependency_us` {cfg.hw_dependency_us:g}) "
+                   "instead of the kernel boundary between a change detection and its update "
+                   "(CBinfer's on every layer, DeltaCNN's on its first: its other delta "
+                   "generations are fused into the previous layer's epilogue, no boundary to "
+                   "remove), and no boundary before a compaction pass inside the layer")
+    else:
+        out.append(f"no dependency signal: under `{launch}` the kernel boundary is the shorter "
+                   f"wait than `hw_dependency_us` {cfg.hw_dependency_us:g}")
+    out.append("hardware compaction (`hw_compaction` hardware)" if cfg.sw_compaction ==
+               "hardware" == cfg.hw_compaction else
+               f"their own compaction (`sw_compaction` {cfg.sw_compaction}): the extension's "
+               f"`hw_compaction` {cfg.hw_compaction} is no faster")
+    out.append("an on-chip buffer of SE-CNN's capacity for their stored inputs and, in layer "
+               "order while they fit, their output buffers" if machine.buffer_placement ==
+               "on_chip" else
+               f"no on-chip buffer (`buffer_placement` {cfg.buffer_placement}: SE-CNN has none "
+               "either); in the band's `on_chip` corner both get one, of SE-CNN's capacity")
+    return out
 
 
 def _hardware_verdict(ws: Workspace, m: str, s: str, first: str, hw: str,
@@ -495,11 +540,9 @@ def section(result: PeersResult | Mapping[str, Any]) -> list[str]:
     from experiments.report import band_range, pct, times  # noqa: PLC0415 - report imports us
 
     pe = PeersResult.of(result)
-    knobs = pe.peer_extension.get("knobs") or {}
-    given = ("; on this run that changes " + ", ".join(
-        f"`{k}` {a} -> {b}" for k, (a, b) in knobs.items()) if pe.peer_extension.get("changed")
-        else "; on this run's configuration the extension offers them nothing, so `+ext` "
-        "equals the stock peer")
+    given = "; ".join(pe.peer_extension["given"])
+    given = (f": on this run's configuration they take {given}" if given else
+             ": not run (no replay configuration)")
     out = ["## Peers: SE-CNN, DeltaCNN and CBinfer on the same events and timing model", "",
            f"Every method under the `{pe.launch}` launch model, speedup over `dense`, on the "
            f"first {pe.frames} frames; DeltaCNN and CBinfer replay the `accumulated` "

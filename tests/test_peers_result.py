@@ -39,8 +39,9 @@ def _result() -> peers.PeersResult:
     return peers.PeersResult(
         launch="persistent", frames=8, taus=(0.0, 0.1), points=points, verdicts=verdicts,
         buffers=({"model": "m", "secnn": 2 ** 21, "deltacnn": 2 ** 20, "cbinfer": 2 ** 20},),
-        sanity=sanity, peer_extension={"changed": True, "knobs": {"peer_extension":
-                                                                   [False, True]}})
+        sanity=sanity, peer_extension={"changed": True,
+                                       "knobs": {"peer_extension": [False, True]},
+                                       "given": ["comparators", "a dependency signal"]})
 
 
 def test_json_round_trip_and_envelope() -> None:
@@ -81,7 +82,7 @@ def test_section_is_the_same_from_the_result_and_its_json(tmp_path) -> None:  # 
     assert lines == peers.section(json.loads(dumps_json(r.to_json())))
     assert lines == report.peers_section(r.to_json())
     text = "\n".join(lines)
-    assert "`peer_extension` False -> True" in text
+    assert "they take comparators; a dependency signal." in text
     assert text.count("| m | s |") == len(r.points) + len(r.verdicts)
     assert "What differs for deltacnn: published up to 7x (src) on static" in text
     # The figure reads either form.

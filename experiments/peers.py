@@ -155,8 +155,12 @@ class PeersResult(StudyResult):
 
     @classmethod
     def of(cls, result: PeersResult | Mapping[str, Any]) -> PeersResult:
-        """``result`` itself, or read from its JSON form (:meth:`from_json`)."""
-        return result if isinstance(result, cls) else cls.from_json(result)
+        """``result`` itself, or read from its JSON form (:meth:`from_json`). A result of this
+        study built by another copy of the module (``python -m`` runs it as ``__main__``) is
+        read through its JSON form."""
+        if isinstance(result, cls):
+            return result
+        return cls.from_json(result.to_json() if isinstance(result, StudyResult) else result)
 
 
 def _times(ws: Workspace, model: str, stream: str, predictor: str, tau: float, n: int,

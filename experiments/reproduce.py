@@ -264,7 +264,8 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
                                      ).to_json(),
             figures.pareto, "peers.png")
     if "whatif" in studies:
-        out("whatif", whatif_lib.from_workspace(ws, cfg), whatif_lib.figure, "whatif.png")
+        out("whatif", whatif_lib.from_workspace(ws, cfg).to_json(), whatif_lib.figure,
+            "whatif.png")
     text = report_lib.render(results, cfg.to_dict(), notes=notes(results), missing=missing)
     if run is not None:
         run.write_text("report.md", text)

@@ -5,6 +5,7 @@ is run: a hand-built result)."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -88,3 +89,19 @@ def test_section_is_the_same_from_the_result_and_its_json(tmp_path) -> None:  # 
     # The figure reads either form.
     assert figures.pareto(r, tmp_path / "a.png").stat().st_size > 0
     assert figures.pareto(r.to_json(), tmp_path / "b.png").stat().st_size > 0
+
+
+def test_a_result_built_by_another_copy_of_the_module_is_read_through_its_json(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # `python -m experiments.peers` runs the module as __main__: its PeersResult is another
+    # class than experiments.peers.PeersResult, which figures.pareto imports.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("peers_copy", peers.__file__)
+    copy = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "peers_copy", copy)  # dataclasses look their module up
+    spec.loader.exec_module(copy)
+    r = _result()
+    other = copy.PeersResult.from_json(r.to_json())
+    assert not isinstance(other, peers.PeersResult)
+    assert peers.PeersResult.of(other) == r and peers.section(other) == peers.section(r)

@@ -31,9 +31,11 @@ largest tau on the first :data:`SANITY_FRAMES` frames of :data:`SANITY_STREAM` (
 camera, the clip closest to their published setting) beside their published figures
 (:data:`experiments.paper.PUBLISHED_PEERS`).
 
-Library: :func:`peers`. Command line (prints the table, writes ``results/peers.json`` and
-``figures/peers.png`` into ``--out_dir``, with ``config.json``, ``environment.json`` and
-``run_info.json``; a killed run resumes from its cached chunks under ``cells/``)::
+Library: :func:`peers` (a :class:`PeersResult`), :func:`claims` (the report's verdict rows),
+:func:`section` (its ``report.md`` lines). Command line (prints the table, writes
+``results/peers.json`` and ``figures/peers.png`` into ``--out_dir``, with ``config.json``,
+``environment.json`` and ``run_info.json``; a killed run resumes from its cached chunks under
+``cells/``)::
 
     python -m experiments.peers --out_dir=runs/peers --config.peer_taus=0,0.02,0.1
 

@@ -169,3 +169,22 @@ def test_the_extended_peer_is_never_slower_than_the_stock_peer(
     assert np.all(ext.busy <= stock.busy * (1 + 1e-12))
     assert np.all(ext.span_args["stream"]["bytes"] <= stock.span_args["stream"]["bytes"]
                   * (1 + 1e-12) + 1e-9)
+
+
+@pytest.mark.parametrize("kind", ["deltacnn", "cbinfer"])
+def test_every_band_corner_of_the_extension_reaches_the_peer(kind: str) -> None:
+    # A band varies the extension's ranges on the extended peers' config: each corner keeps
+    # the peer on the extension, and the on-chip corner gives it SE-CNN's on-chip buffer.
+    from secnn_jax.timing import uncertainty as U
+
+    ext = S.extended_peer_config(P.SchemeConfig())
+    ev = _events(BIG, 2, 0.05)
+    times = {}
+    for r in (r for r in U.BOX if r.field in ("buffer_placement", "comparators_per_sm",
+                                              "hw_dependency_us")):
+        for end in (r.low, r.high):
+            _, cfg = r.apply(end, PARAMS, ext)
+            assert cfg.peer_extension and cfg == S.extended_peer_config(cfg)
+            times[(r.field, end)] = _run(kind, _ctx(BIG, cfg), ev).total
+    assert np.all(times[("buffer_placement", "on_chip")] <
+                  _run(kind, _ctx(BIG, ext), ev).total)

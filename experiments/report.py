@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments import peers as peers_lib
+from experiments import peersresult as peers_lib
 from experiments.paper import (
     CLAIM_ACTIVATED,
     CNVLUTIN_ZERO_SHARE,
@@ -182,7 +182,7 @@ def _energy_claims(en: Mapping[str, Any]) -> list[dict[str, str]]:
     } for v in en["verdicts"]]
 
 
-#: How the peers' claim names each machine (:data:`experiments.peers.MACHINES`).
+#: How the peers' claim names each machine (:data:`experiments.peersresult.MACHINES`).
 MACHINES = peers_lib.MACHINES
 
 
@@ -476,7 +476,7 @@ def energy_terms() -> str:
             "counted: first-order numbers, for comparing schemes.")
 
 
-#: The peers study's report section (:func:`experiments.peers.section`).
+#: The peers study's report section (:func:`experiments.peersresult.section`).
 peers_section = peers_lib.section
 
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 
-from experiments import figures, peers, report
+from experiments import figures, peers, peersresult, report
 from experiments.studyresult import CLAIM_FIELDS, StaleResultError
 from secnn_jax.fileio import dumps_json
 
@@ -63,6 +64,15 @@ def test_stale_or_foreign_files_are_refused_by_name(change: dict) -> None:
         peers.PeersResult.from_json(data, source="peers.json")
 
 
+@pytest.mark.parametrize("drop", ["sanity", "given"])
+def test_a_file_missing_a_field_is_refused_naming_it(drop: str) -> None:
+    data = _result().to_json()
+    data.pop(drop, None)
+    data["peer_extension"] = {k: v for k, v in data["peer_extension"].items() if k != drop}
+    with pytest.raises(StaleResultError, match=f"without {drop}: rerun"):
+        peers.PeersResult.from_json(data)
+
+
 def test_claims_are_claim_rows_one_per_verdict() -> None:
     r = _result()
     rows = peers.claims(r)
@@ -92,11 +102,11 @@ def test_section_is_the_same_from_the_result_and_its_json(tmp_path) -> None:  # 
 
 def test_a_result_built_by_another_copy_of_the_module_is_read_through_its_json(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # `python -m experiments.peers` runs the module as __main__: its PeersResult is another
-    # class than experiments.peers.PeersResult, which figures.pareto imports.
+    # A module run with `python -m` is another copy than the one imported by name: a result
+    # class of such a copy is another class.
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("peers_copy", peers.__file__)
+    spec = importlib.util.spec_from_file_location("peers_copy", peersresult.__file__)
     copy = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "peers_copy", copy)  # dataclasses look their module up
     spec.loader.exec_module(copy)
@@ -104,3 +114,12 @@ def test_a_result_built_by_another_copy_of_the_module_is_read_through_its_json(
     other = copy.PeersResult.from_json(r.to_json())
     assert not isinstance(other, peers.PeersResult)
     assert peers.PeersResult.of(other) == r and peers.section(other) == peers.section(r)
+
+
+@pytest.mark.parametrize("x", [0.1234, 3.456, 1.0, None, float("nan"), float("inf")])
+def test_number_formats_are_the_reports(x: float | None) -> None:
+    # peers cannot import the report's formats (the report imports peers): its copies agree.
+    assert peersresult._fmt_pct(x) == report.pct(x) and peersresult._fmt_x(x) == report.times(x)
+    band = None if x is None else {"low": x, "high": 2.0}
+    if band is None or np.isfinite(x):
+        assert peersresult._fmt_band(band) == report.band_range(band)

@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.paper import BASELINES, PAPER, VARIANTS  # noqa: E402
+from experiments.studyresult import StudyResult  # noqa: E402
 from secnn_jax.fileio import atomic_write  # noqa: E402
 
 __all__ = ["accuracy_curves", "dense_maps", "event_stacks", "fit_titles", "save",
@@ -384,24 +385,26 @@ def schedule(result: Any, path: str | Path, gpu: str, frame: int = 0) -> Path:
     return save(fig, path)
 
 
-def pareto(res: Mapping[str, Any], path: str | Path) -> Path:
+def pareto(res: Any, path: str | Path) -> Path:
     """Accuracy against replayed speedup, one curve per method over tau, one panel per
-    (model, stream): the methods' Pareto fronts (peers study)."""
-    keys = sorted({(p["model"], p["stream"]) for p in res["points"]})
+    (model, stream): the methods' Pareto fronts (peers study; ``res`` an
+    :class:`experiments.peersresult.PeersResult` or its JSON form)."""
+    pe = res.to_json() if isinstance(res, StudyResult) else res
+    keys = sorted({(p["model"], p["stream"]) for p in pe["points"]})
     n = max(len(keys), 1)
     fig, axes = plt.subplots(1, n, figsize=(5.0 * n, 4.0), squeeze=False)
     for ax, (m, s) in zip(axes[0], keys, strict=False):
-        pts = [p for p in res["points"] if p["model"] == m and p["stream"] == s]
+        pts = [p for p in pe["points"] if p["model"] == m and p["stream"] == s]
         for meth in dict.fromkeys(p["method"] for p in pts):
             mine = sorted((p for p in pts if p["method"] == meth), key=lambda p: p["tau"])
-            agr = [p.get("agreement", p.get("top1_agreement")) for p in mine]
+            agr = [p["agreement"] for p in mine]
             ax.plot([p["speedup"] for p in mine], agr, marker="o", label=meth)
             for p, a in zip(mine, agr, strict=True):
                 ax.annotate(f"{p['tau']:g}", (p["speedup"], a), fontsize=6)
         ax.axhline(0.95, color="grey", ls="--", lw=0.8)
         ax.axvline(1.0, color="grey", ls=":", lw=0.8)
-        ax.set_xlabel(f"speedup over dense ({res.get('launch')})")
-        ax.set_ylabel(f"{pts[0].get('metric', 'top1')} agreement with the exact model")
+        ax.set_xlabel(f"speedup over dense ({pe['launch']})")
+        ax.set_ylabel(f"{pts[0]['metric']} agreement with the exact model")
         ax.set_title(f"{m} / {s} (labels: tau)", fontsize=8)
         ax.legend(fontsize=7)
     fit_titles(fig)

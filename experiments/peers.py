@@ -12,8 +12,12 @@ For every model, stream and global tau, the methods of :data:`METHODS` run over 
   computes;
 * **extended GPU** (SE-CNN's SM extension): ``secnn_hw`` and ``secnn_hw(accumulated)`` against
   ``deltacnn+ext`` and ``cbinfer+ext``, the peers given the extension where it helps them
-  (:func:`secnn_jax.timing.schemes.extended_peer_config`; equal to the stock peers where the
-  extension's configuration offers them nothing).
+  (:func:`secnn_jax.timing.schemes.extended_peer_config`, by SE-CNN's own rules: change
+  detection on the comparators, the dependency signal instead of the kernel boundary between a
+  detection and its update, hardware compaction where the extension has it, and with
+  ``buffer_placement=on_chip`` an on-chip buffer of SE-CNN's capacity for their state;
+  :data:`secnn_jax.timing.schemes.PEER_DOC`), in the point estimate and in every corner of the
+  verdict's band; never slower than the stock peer.
 
 SE-CNN on the accumulated events against DeltaCNN on the same machine isolates what SE-CNN's
 parallel phase (recomputing ``W * P`` for every predicted input) costs or saves against cached
@@ -27,9 +31,11 @@ largest tau on the first :data:`SANITY_FRAMES` frames of :data:`SANITY_STREAM` (
 camera, the clip closest to their published setting) beside their published figures
 (:data:`experiments.paper.PUBLISHED_PEERS`).
 
-Library: :func:`peers`. Command line (prints the table, writes ``results/peers.json`` and
-``figures/peers.png`` into ``--out_dir``, with ``config.json``, ``environment.json`` and
-``run_info.json``; a killed run resumes from its cached chunks under ``cells/``)::
+Library: :func:`peers` (a :class:`PeersResult`), :func:`claims` (the report's verdict rows),
+:func:`section` (its ``report.md`` lines). Command line (prints the table, writes
+``results/peers.json`` and ``figures/peers.png`` into ``--out_dir``, with ``config.json``,
+``environment.json`` and ``run_info.json``; a killed run resumes from its cached chunks under
+``cells/``)::
 
     python -m experiments.peers --out_dir=runs/peers --config.peer_taus=0,0.02,0.1
 
@@ -67,10 +73,11 @@ from absl import app, logging
 from experiments import metrics as metrics_lib
 from experiments.cells import Workspace
 from experiments.paper import COMPARISON_LAUNCH, PUBLISHED_PEERS
+from experiments.peersresult import MACHINES, PeersResult, claims, section
 from experiments.timer import variant
 
-__all__ = ["HARDWARE", "METHODS", "SANITY_FRAMES", "SANITY_STREAM", "main",
-           "open_sanity_stream", "peers"]
+__all__ = ["HARDWARE", "MACHINES", "METHODS", "SANITY_FRAMES", "SANITY_STREAM", "PeersResult",
+           "claims", "main", "open_sanity_stream", "peers", "section"]
 
 #: The two machines compared, each against itself: a stock GPU and one with SE-CNN's SM
 #: extension (:data:`secnn_jax.timing.secnn.SM_EXTENSION`).
@@ -179,7 +186,10 @@ def _band(ws: Workspace, model: str, stream: str, secnn_spec: str, sec: dict[str
     at its chosen tau, under ``config``. On the extended machine the extension's compaction is
     one design choice for both sides: the band is the union of the bands at each end of the
     ``hw_compaction`` range, the peers under :func:`extended_peer_config` of each, the other
-    ranges varied as for any band (so SE-CNN never gets hardware compaction the peer lacks)."""
+    ranges varied as for any band (so SE-CNN never gets hardware compaction the peer lacks).
+    The extension's other ranges (``buffer_placement``, ``comparators_per_sm``,
+    ``hw_dependency_us``) move both sides at once: the peers under ``peer_extension`` read
+    them by SE-CNN's rules, so a corner with on-chip buffers gives the peer its own."""
     from experiments.cells import make_predictor  # noqa: PLC0415
     from experiments.speedup import BAND_FRAMES, PROBE_FRAMES, SENSITIVITY_FRAMES  # noqa: PLC0415
     from secnn_jax import run_stream  # noqa: PLC0415
@@ -285,11 +295,10 @@ def _sanity(ws: Workspace, models: Sequence[str], main: str, stream: Any,
 def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_spec: str,
           taus: Sequence[float], *, frames: int = 16, floor: float = 0.95,
           launch: str = COMPARISON_LAUNCH, gpu: int = 0, bands: bool = True,
-          sanity_stream: Any = None) -> dict[str, Any]:
+          sanity_stream: Any = None) -> PeersResult:
     """The like-for-like comparison (see the module docstring).
 
-    Returns ``{"study": "peers", "points": [...], "verdicts": [...], "buffers": [...],
-    "sanity": [...], "peer_extension": {...}}``: a point per (model, stream, method, tau) with
+    Returns a :class:`PeersResult`: a point per (model, stream, method, tau) with
     its ``hardware``, ``speedup`` over dense and ``agreement`` (the declared metric's primary
     score, named by ``metric``); per (model, stream, hardware) — SE-CNN and the peers on the
     same machine only — the fastest method meeting ``floor`` on the held-out half, SE-CNN over
@@ -299,7 +308,8 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
     verdicts); buffer bytes per method and model; with ``sanity_stream`` (a
     :class:`secnn_jax.datasources.Stream`), the peers at the largest tau on its first
     :data:`SANITY_FRAMES` frames beside their published figures; ``peer_extension``: whether
-    the extended GPU changes the peers' knobs (``changed``) and the knobs it changes.
+    the extended GPU changes the peers' knobs (``changed``), the knobs it changes and what the
+    extended peers are given (:func:`_given`).
     """
     from secnn_jax.timing.energy import method_buffer_bytes  # noqa: PLC0415
     from secnn_jax.timing.schemes import extended_peer_config  # noqa: PLC0415
@@ -310,7 +320,7 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
     stock_cfg = getattr(ws.timer, "config", None)
     ext_cfg = extended_peer_config(stock_cfg) if stock_cfg is not None else None
     changed = ext_cfg is not None and ext_cfg != stock_cfg
-    # The extended peers replay under their own knobs only where the extension changes them.
+    # The extended peers replay under their own knobs (peer_extension at least).
     ext_ws = _extended_workspace(ws, ext_cfg) if changed else ws
     on = {"stock": ws, "extended": ext_ws}
     points, verdicts, buffers = [], [], []
@@ -356,12 +366,49 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
                     ext_cfg if hw == "extended" else stock_cfg, bands, g, metric))
     sanity = (_sanity(ws, models, streams[0], sanity_stream, taus, launch, gpu)
               if sanity_stream is not None else [])
-    return {"study": "peers", "launch": launch, "frames": frames, "taus": [float(t) for t in taus],
-            "points": points, "verdicts": verdicts, "buffers": buffers, "sanity": sanity,
-            "peer_extension": {"changed": changed, "knobs": {
-                k: [getattr(stock_cfg, k), getattr(ext_cfg, k)]
-                for k in (f.name for f in dataclasses.fields(stock_cfg))
-                if getattr(stock_cfg, k) != getattr(ext_cfg, k)} if changed else {}}}
+    return PeersResult(
+        launch=launch, frames=frames, taus=tuple(float(t) for t in taus), points=tuple(points),
+        verdicts=tuple(verdicts), buffers=tuple(buffers), sanity=tuple(sanity),
+        peer_extension={"changed": changed, "knobs": {
+            k: [getattr(stock_cfg, k), getattr(ext_cfg, k)]
+            for k in (f.name for f in dataclasses.fields(stock_cfg))
+            if getattr(stock_cfg, k) != getattr(ext_cfg, k)} if changed else {},
+            "given": _given(ws, ext_cfg, launch, gpu) if ext_cfg is not None else []})
+
+
+def _given(ws: Workspace, cfg: Any, launch: str, gpu: int) -> list[str]:
+    """What the peers on the extended GPU take from SE-CNN's SM extension under ``cfg`` (their
+    configuration, :func:`extended_peer_config`'s) on GPU ``gpu`` and ``launch``, one line each
+    (the rules: :data:`secnn_jax.timing.schemes.PEER_DOC`)."""
+    from secnn_jax import timing  # noqa: PLC0415
+    from secnn_jax.timing.launch import LaunchCosts  # noqa: PLC0415
+    from secnn_jax.timing.secnn import Machine  # noqa: PLC0415
+
+    g = timing.get_gpu(ws.timer.gpus[gpu])
+    machine = Machine.of(True, g, cfg)
+    params = getattr(ws.timer, "params", None) or timing.ModelParams()
+    gap = LaunchCosts.of(launch, g, params, cfg).gap
+    out = ["change detection on the hardware comparators (no SIMT compare instructions; its "
+           "time stays the pass's memory time)"]
+    if machine.dependency_cycles <= gap:
+        out.append(f"the dependency signal (`hw_dependency_us` {cfg.hw_dependency_us:g}) "
+                   "instead of the kernel boundary between a change detection and its update "
+                   "(CBinfer's on every layer, DeltaCNN's on its first: its other delta "
+                   "generations are fused into the previous layer's epilogue, no boundary to "
+                   "remove), and no boundary before a compaction pass inside the layer")
+    else:
+        out.append(f"no dependency signal: under `{launch}` the kernel boundary is the shorter "
+                   f"wait than `hw_dependency_us` {cfg.hw_dependency_us:g}")
+    out.append("hardware compaction (`hw_compaction` hardware)" if cfg.sw_compaction ==
+               "hardware" == cfg.hw_compaction else
+               f"their own compaction (`sw_compaction` {cfg.sw_compaction}): the extension's "
+               f"`hw_compaction` {cfg.hw_compaction} is no faster")
+    out.append("an on-chip buffer of SE-CNN's capacity for their stored inputs and, in layer "
+               "order while they fit, their output buffers" if machine.buffer_placement ==
+               "on_chip" else
+               f"no on-chip buffer (`buffer_placement` {cfg.buffer_placement}: SE-CNN has none "
+               "either); in the band's `on_chip` corner both get one, of SE-CNN's capacity")
+    return out
 
 
 def _hardware_verdict(ws: Workspace, m: str, s: str, first: str, hw: str,
@@ -428,9 +475,10 @@ def main(argv: Sequence[str]) -> None:
                 config_lib.floats(cfg.peer_taus, "peer_taus"), frames=config_lib.peer_frames(cfg),
                 floor=float(cfg.agreement_floor), launch=str(cfg.launch),
                 sanity_stream=open_sanity_stream())
-    st.run.write_json("results/peers.json", res)
+    st.run.write_json("results/peers.json", res.to_json())
     figures.pareto(res, st.run.path("figures", "peers.png"))
-    md, printed = report.study_output({"peers": res}, cfg.to_dict(), "experiments.peers")
+    md, printed = report.study_output({"peers": res.to_json()}, cfg.to_dict(),
+                                      "experiments.peers")
     st.run.write_text("report.md", md)
     st.run.finish(**st.ws.stats)
     sys.stdout.write(printed)

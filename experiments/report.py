@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments import peersresult as peers_lib
 from experiments.paper import (
     CLAIM_ACTIVATED,
     CNVLUTIN_ZERO_SHARE,
@@ -66,7 +67,7 @@ def _claim_sources() -> tuple[tuple[tuple[str, ...], Any], ...]:
     ``fn(*results[keys])`` the rows (a new study adds one entry here)."""
     return ((("operating_point",), _operating_point_claims), (("sparsity",), _sparsity_claims),
             (("speedup",), _speedup_claims), (("energy",), _energy_claims),
-            (("peers",), _peers_claims), (("accuracy",), _accuracy_claims),
+            (("peers",), peers_lib.claims), (("accuracy",), _accuracy_claims),
             (("whatif",), whatif_claims))
 
 
@@ -181,31 +182,8 @@ def _energy_claims(en: Mapping[str, Any]) -> list[dict[str, str]]:
     } for v in en["verdicts"]]
 
 
-#: How the peers' claim names each machine.
-MACHINES = {"stock": "on a stock GPU (secnn_sw against the stock peers)",
-            "extended": "with the SM extension (secnn_hw against the peers given it too)"}
-
-
-def _peers_claims(pe: Mapping[str, Any]) -> list[dict[str, str]]:
-    """One row per (model, stream, machine): SE-CNN against the peers on the same machine."""
-    rows = []
-    for v in pe["verdicts"]:
-        hw = v.get("hardware", "stock")
-        ch = v["chosen"]
-        parts = "; ".join(f"{k} {times(c['heldout_speedup'])} at tau={c['tau']:g} "
-                          f"({pct(c['heldout_agreement'])})" for k, c in ch.items())
-        key = f"SE-CNN beats change-based peers {MACHINES.get(hw, hw)}"
-        rows.append({
-            "key": key, "model": v["model"], "stream": v["stream"], "gpu": v["gpu"],
-            "claim": f"{key} at >= {pct(v['floor'])} agreement "
-                     f"({v.get('metric', 'top1')}; {v['model']}, {v['stream']}, {v['gpu']})",
-            "paper": "(not claimed; DeltaCNN/CBinfer are later work)",
-            "ours": f"fastest: {v['fastest'] or 'none meets the floor'}; held-out: "
-                    f"{parts or 'no method meets the floor on the calibration half'}"
-                    + (f"; band {band_range(v['band'])}" if v.get("band") else ""),
-            "verdict": v["verdict"],
-        })
-    return rows
+#: How the peers' claim names each machine (:data:`experiments.peersresult.MACHINES`).
+MACHINES = peers_lib.MACHINES
 
 
 def claim_key(row: Mapping[str, str]) -> str:
@@ -498,82 +476,14 @@ def energy_terms() -> str:
             "counted: first-order numbers, for comparing schemes.")
 
 
-def peers_section(pe: Mapping[str, Any]) -> list[str]:
-    """The peers study's report section (markdown lines): ``python -m experiments.peers``
-    prints it."""
-    return _peers_section(pe)
+#: The peers study's report section (:func:`experiments.peersresult.section`).
+peers_section = peers_lib.section
 
 
 def energy_section(su: Mapping[str, Any], en: Mapping[str, Any]) -> list[str]:
     """The energy study's report section (markdown lines) from the speedup study ``su`` and
     the energy study ``en``, with its verdicts per buffer placement."""
     return _energy_section(su, en)
-
-
-def _peers_section(pe: Mapping[str, Any]) -> list[str]:
-    ext = pe.get("peer_extension") or {}
-    knobs = ext.get("knobs") or {}
-    given = ("; on this run that changes " + ", ".join(
-        f"`{k}` {a} -> {b}" for k, (a, b) in knobs.items()) if ext.get("changed") else
-        "; on this run's configuration the extension offers them nothing, so `+ext` equals "
-        "the stock peer")
-    out = ["## Peers: SE-CNN, DeltaCNN and CBinfer on the same events and timing model", "",
-           f"Every method under the `{pe['launch']}` launch model, speedup over `dense`, on the "
-           f"first {pe['frames']} frames; DeltaCNN and CBinfer replay the `accumulated` "
-           "predictor's events (DeltaCNN's rule). Like for like: on a stock GPU `secnn_sw` "
-           "(and `secnn_sw(accumulated)`, SE-CNN on the peers' events) against `deltacnn` and "
-           "`cbinfer`; with the SM extension `secnn_hw` (and `secnn_hw(accumulated)`) against "
-           "`deltacnn+ext` and `cbinfer+ext`, the peers given the extension where it helps "
-           "them (`secnn_jax.timing.schemes.extended_peer_config`)" + given + ".", ""]
-    rows = [[p["model"], p["stream"], p.get("hardware", ""), p["method"], f"{p['tau']:g}",
-             times(p["speedup"]), pct(p.get("agreement", p.get("top1_agreement"))),
-             p.get("metric", "top1")] for p in pe["points"]]
-    out += [_table(["model", "stream", "hardware", "method", "tau", "speedup over dense",
-                    "agreement", "metric"], rows), "", "![peers](figures/peers.png)", ""]
-    rows = [[v["model"], v["stream"], v.get("hardware", ""), v["fastest"] or "none",
-             times(v["fastest_speedup"]), " / ".join(v.get("same_events", [])),
-             times(v["parallel_phase_effect"]), band_range(v.get("band")), v["verdict"]]
-            for v in pe["verdicts"]]
-    out += ["Per machine, its methods only: the fastest meeting the floor on the held-out half "
-            "(tau chosen on the first half); *same events* = SE-CNN over DeltaCNN on the same "
-            "events at tau = 0 on that machine (above 1: SE-CNN's parallel phase beats cached "
-            "outputs); *band*: SE-CNN's best over the best peer over the timing model's "
-            "uncertainty.", "",
-            _table(["model", "stream", "hardware", "fastest", "its speedup",
-                    "same events (SE-CNN / peer)", "ratio", "band", "verdict"], rows), ""]
-    out += _peer_sanity(pe.get("sanity") or [])
-    rows = [[b["model"], *[f"{b[k] / 2**20:.1f} MiB" for k in ("secnn", "deltacnn",
-                                                                "cbinfer")]]
-            for b in pe["buffers"]]
-    out += ["Extra buffers per stream kept between frames (predictions and firing state; "
-            "accumulated inputs and output buffers; stored inputs and previous outputs):", "",
-            _table(["model", "SE-CNN", "DeltaCNN", "CBinfer"], rows), ""]
-    return out
-
-
-def _peer_sanity(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The sanity rows (modelled peers at tau > 0 beside their published figures) and one
-    sentence per peer on what differs, from the rows themselves."""
-    if not rows:
-        return ["Sanity rows: not measured (the sanity clip could not be opened).", ""]
-    table = [[r["model"], r["stream"], r["gpu"], r["method"], f"{r['tau']:g}", r["frames"],
-              r["input"], times(r["ours"]), pct(r["agreement"]), r["published"]["figure"],
-              r["published"]["source"]] for r in rows]
-    out = ["Sanity: the modelled peers over dense at tau > 0 on the clip closest to their "
-           "published setting, beside the published figures; *ours* over the frames after the "
-           "first (which every peer runs dense), *agreement* over all frames:", "",
-           _table(["model", "stream", "gpu", "peer", "tau", "frames", "input", "ours",
-                   "agreement", "published", "source"], table), ""]
-    for meth in dict.fromkeys(r["method"] for r in rows):
-        mine = [r for r in rows if r["method"] == meth]
-        pub = mine[0]["published"]
-        ours = "; ".join(dict.fromkeys(
-            f"{r['model']} at {r['input']} on {r['gpu']} ({r['precision']})" for r in mine))
-        out += [f"What differs for {meth}: published {pub['figure']} ({pub['source']}) on "
-                f"{pub['setting']}; ours: {ours}, {mine[0]['frames']} frames of "
-                f"{mine[0]['clip']}, tau in "
-                + ", ".join(dict.fromkeys(f"{r['tau']:g}" for r in mine)) + ".", ""]
-    return out
 
 
 def _speedup_section(su: Mapping[str, Any]) -> list[str]:
@@ -930,7 +840,7 @@ def sections() -> tuple[tuple[tuple[str, ...], Any], ...]:
             (("sparsity",), _sparsity_section), (("prediction",), _prediction_section),
             (("speedup",), _ladder_section), (("speedup",), _speedup_section),
             (("sensitivity",), _sensitivity_section), (("speedup", "energy"), _energy_section),
-            (("accuracy",), _accuracy_section), (("peers",), _peers_section),
+            (("accuracy",), _accuracy_section), (("peers",), peers_lib.section),
             (("whatif",), whatif_section))
 
 

@@ -260,10 +260,12 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
                                      config_lib.floats(cfg.peer_taus, "peer_taus"),
                                      frames=config_lib.peer_frames(cfg),
                                      floor=float(cfg.agreement_floor), launch=str(cfg.launch),
-                                     sanity_stream=peers_lib.open_sanity_stream()),
+                                     sanity_stream=peers_lib.open_sanity_stream()
+                                     ).to_json(),
             figures.pareto, "peers.png")
     if "whatif" in studies:
-        out("whatif", whatif_lib.from_workspace(ws, cfg), whatif_lib.figure, "whatif.png")
+        out("whatif", whatif_lib.from_workspace(ws, cfg).to_json(), whatif_lib.figure,
+            "whatif.png")
     text = report_lib.render(results, cfg.to_dict(), notes=notes(results), missing=missing)
     if run is not None:
         run.write_text("report.md", text)

@@ -24,7 +24,7 @@ model and GPU, the region of the grid where the paper's averages come out (its f
 firing rate, the lowest hit rate that reaches them), a figure, a table and a paragraph derived
 from the numbers.
 
-Library: :func:`whatif` (a JSON-able dict), :func:`section` (``report.md`` lines),
+Library: :func:`whatif` (a :class:`WhatifResult`), :func:`section` (``report.md`` lines),
 :func:`claims` (verdict rows), :func:`figure`. Command line (writes ``results/whatif.json``,
 ``figures/whatif.png`` and ``report.md`` into ``--out_dir`` with ``config.json``,
 ``environment.json`` and ``run_info.json``)::
@@ -46,7 +46,7 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from absl import app, logging
@@ -54,12 +54,13 @@ from absl import app, logging
 from experiments import config as config_lib
 from experiments.errors import ConfigError
 from experiments.paper import PAPER
+from experiments.studyresult import StudyResult, claim_row
 from secnn_jax import synthetic
 from secnn_jax.timing.names import FUSIONS, LAUNCH_MODELS, SECNN
 
 __all__ = ["CLAIM_RANGE", "NAIVE_CONFIG", "Baseline", "baselines", "check_rates", "claims",
-           "figure", "from_config", "from_workspace", "frontier", "main", "model_size",
-           "paragraph", "region_text", "render", "section", "whatif"]
+           "WhatifResult", "figure", "from_config", "from_workspace", "frontier", "main",
+           "model_size", "paragraph", "region_text", "render", "section", "whatif"]
 
 #: The paper's average claims as a range: (lowest, highest) of :data:`experiments.paper.PAPER`.
 CLAIM_RANGE: tuple[float, float] = (min(v[0] for v in PAPER.values()),
@@ -70,6 +71,69 @@ CLAIM_RANGE: tuple[float, float] = (min(v[0] for v in PAPER.values()),
 #: split-K and no GEMV, and no load balancing (``sw_compaction="none"``: a CTA costs its
 #: busiest lane); fed events where every input fires, it reads every input.
 NAIVE_CONFIG: dict[str, Any] = {"split_k": [1], "gemv": False, "sw_compaction": "none"}
+
+
+@dataclasses.dataclass(frozen=True)
+class WhatifResult(StudyResult):
+    """The what-if study's result (``results/whatif.json``), as :func:`whatif` returns it.
+
+    Attributes:
+      firing, hits: the grid's firing and hit rates.
+      zero_miss: share of the missed firing inputs predicted zero.
+      seed: the synthesis seed.
+      precision: arithmetic precision of the replay.
+      gpus: the GPU keys.
+      secnn: SE-CNN's ``{"launch", "fusion"}``.
+      claim_range: the paper's lowest and highest average claim (:data:`CLAIM_RANGE`).
+      naive_config: the ``naive`` baseline's scheme knobs (:data:`NAIVE_CONFIG`).
+      baselines: the baselines (:class:`Baseline` as dicts), weakest first by construction.
+      cells: one per (model, GPU): times, speedups, achieved rates and regions (:func:`whatif`).
+      verdicts: the judged rows (:func:`claims`).
+    """
+
+    STUDY = "whatif"
+    VERSION = 1
+
+    firing: tuple[float, ...]
+    hits: tuple[float, ...]
+    zero_miss: float
+    seed: int
+    precision: str
+    gpus: tuple[str, ...]
+    secnn: dict[str, str]
+    claim_range: tuple[float, float]
+    naive_config: dict[str, Any]
+    baselines: tuple[dict[str, Any], ...]
+    cells: tuple[dict[str, Any], ...]
+    verdicts: tuple[dict[str, str], ...] = ()
+
+    def payload(self) -> dict[str, Any]:
+        """The result's fields as JSON-ready values (lists where the fields hold tuples)."""
+        return {f.name: list(v) if isinstance(v, tuple) else v
+                for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> Self:
+        """The result from :meth:`payload`'s output."""
+        return cls(firing=tuple(float(x) for x in data["firing"]),
+                   hits=tuple(float(x) for x in data["hits"]),
+                   zero_miss=float(data["zero_miss"]), seed=int(data["seed"]),
+                   precision=str(data["precision"]), gpus=tuple(data["gpus"]),
+                   secnn=dict(data["secnn"]),
+                   claim_range=tuple(float(x) for x in data["claim_range"]),
+                   naive_config=dict(data["naive_config"]),
+                   baselines=tuple(dict(b) for b in data["baselines"]),
+                   cells=tuple(dict(c) for c in data["cells"]),
+                   verdicts=tuple(dict(v) for v in data["verdicts"]))
+
+    @classmethod
+    def of(cls, result: WhatifResult | Mapping[str, Any]) -> WhatifResult:
+        """``result`` itself, or read from its JSON form (:meth:`from_json`). A result of this
+        study built by another copy of the module (``python -m`` runs it as ``__main__``) is
+        read through its JSON form."""
+        if isinstance(result, cls):
+            return result
+        return cls.from_json(result.to_json() if isinstance(result, StudyResult) else result)
 
 
 def _naive_config() -> Any:
@@ -198,7 +262,7 @@ def whatif(models: Mapping[str, int], *, firing: Sequence[float], hits: Sequence
            zero_miss: float = 0.0, gpus: Sequence[str] = ("h100", "gtx1080ti"),
            launch: str = "persistent", fusion: str = "epilogue", precision: str = "fp32",
            seed: int = 0, networks: Mapping[str, tuple[Sequence[Any], Sequence[Any]]] | None
-           = None) -> dict[str, Any]:
+           = None) -> WhatifResult:
     """The what-if surface (module docstring).
 
     Args:
@@ -216,13 +280,12 @@ def whatif(models: Mapping[str, int], *, firing: Sequence[float], hits: Sequence
         :class:`~secnn_jax.geometry.LayerGeom` (NHWC).
 
     Returns:
-      ``{"study": "whatif", "firing", "hits", "zero_miss", "seed", "precision", "gpus",
-      "secnn": {"launch", "fusion"}, "claim_range", "baselines": [...], "cells": [...],
-      "verdicts": claims(...)}`` (the judged rows, each with a ``verdict``); a
-      cell per (model, GPU) holds ``secnn_us`` ``{variant: [F][H]}``, ``baseline_us``
-      ``{baseline: [F][H]}``, ``speedup`` ``{variant: {baseline: [F][H]}}``, the achieved
-      rates and the ``region`` ``{variant: {baseline: {"low", "high", "best", "best_at"}}}``
-      (frontiers at the lowest and highest average claim, :func:`frontier`).
+      A :class:`WhatifResult` (its ``verdicts``: :func:`claims`, each row with a
+      ``verdict``); a cell per (model, GPU) holds ``secnn_us`` ``{variant: [F][H]}``,
+      ``baseline_us`` ``{baseline: [F][H]}``, ``speedup`` ``{variant: {baseline: [F][H]}}``,
+      the achieved rates and the ``region``
+      ``{variant: {baseline: {"low", "high", "best", "best_at"}}}`` (frontiers at the lowest
+      and highest average claim, :func:`frontier`).
     """
     from secnn_jax import timing  # noqa: PLC0415
 
@@ -287,13 +350,12 @@ def whatif(models: Mapping[str, int], *, firing: Sequence[float], hits: Sequence
                 "speedup": {v: {k: _r(a) for k, a in d.items()} for v, d in sp.items()},
                 "region": region,
             })
-    res = {"study": "whatif", "firing": list(firing), "hits": list(hits),
-           "zero_miss": float(zero_miss), "seed": int(seed), "precision": precision,
-           "gpus": list(gpus), "secnn": {"launch": launch, "fusion": fusion},
-           "claim_range": list(CLAIM_RANGE), "naive_config": dict(NAIVE_CONFIG),
-           "baselines": [dataclasses.asdict(b) for b in bls], "cells": cells}
-    res["verdicts"] = claims(res)
-    return res
+    res = WhatifResult(firing=tuple(firing), hits=tuple(hits), zero_miss=float(zero_miss),
+                       seed=int(seed), precision=precision, gpus=tuple(gpus),
+                       secnn={"launch": launch, "fusion": fusion}, claim_range=CLAIM_RANGE,
+                       naive_config=dict(NAIVE_CONFIG),
+                       baselines=tuple(dataclasses.asdict(b) for b in bls), cells=tuple(cells))
+    return dataclasses.replace(res, verdicts=tuple(claims(res)))
 
 
 def _geom(layer: Any) -> Any:
@@ -337,20 +399,22 @@ def _reached(cell: Mapping[str, Any], variant: str, which: str) -> list[tuple[st
     return sorted(out, key=lambda x: (x[1], x[0]))
 
 
-def _like_for_like(res: Mapping[str, Any]) -> tuple[str, str]:
-    s = res["secnn"]
+def _like_for_like(res: WhatifResult) -> tuple[str, str]:
+    s = res.secnn
     return f"dense/{s['launch']}/{s['fusion']}", f"zero_skip/{s['launch']}/{s['fusion']}"
 
 
-def claims(res: Mapping[str, Any], variant: str = "secnn_hw") -> list[dict[str, str]]:
+def claims(res: WhatifResult | Mapping[str, Any], variant: str = "secnn_hw"
+           ) -> list[dict[str, str]]:
     """Verdict rows, one per model and GPU: do the paper's average speedups (the lowest, 7.9x)
     come out of the timing model anywhere on the what-if grid? ``holds``: against both
     baselines under SE-CNN's own launch and fusion (``dense`` and ``zero_skip``); ``partly``:
     only against weaker baselines; ``does not hold``: against none."""
+    res = WhatifResult.of(res)
     lo, hi = CLAIM_RANGE
     same = _like_for_like(res)
     rows = []
-    for c in res["cells"]:
+    for c in res.cells:
         reached = _reached(c, variant, "low")
         keys = [k for k, _ in reached]
         verdict = ("holds" if all(k in keys for k in same) else
@@ -359,16 +423,16 @@ def claims(res: Mapping[str, Any], variant: str = "secnn_hw") -> list[dict[str, 
         if reached:
             k = reached[0][0]
             ours = (f"{variant} reaches {lo:g}x against {k} at the strongest "
-                    f"({region_text(c['region'][variant][k]['low'], res['firing'])}); ")
+                    f"({region_text(c['region'][variant][k]['low'], res.firing)}); ")
         else:
             ours = f"{variant} reaches {lo:g}x against no baseline; "
         ours += "best against " + ", ".join(f"{k}: {_times(v)}" for k, v in best.items())
-        rows.append({"key": "the paper's average speedups come out of the timing model at "
-                            "some firing and hit rate (what-if)",
-                     "model": c["model"], "gpu": c["gpu"],
-                     "claim": f"the paper's average speedups come out of the timing model at "
-                              f"some firing and hit rate ({c['model']}, {c['gpu']}; what-if)",
-                     "paper": f"{lo:g}x-{hi:g}x", "ours": ours, "verdict": verdict})
+        rows.append(claim_row(
+            "the paper's average speedups come out of the timing model at some firing and hit "
+            "rate (what-if)",
+            f"the paper's average speedups come out of the timing model at some firing and hit "
+            f"rate ({c['model']}, {c['gpu']}; what-if)",
+            f"{lo:g}x-{hi:g}x", ours, verdict, model=c["model"], gpu=c["gpu"]))
     return rows
 
 
@@ -378,15 +442,16 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(out)
 
 
-def paragraph(res: Mapping[str, Any], variant: str = "secnn_hw") -> list[str]:
+def paragraph(res: WhatifResult | Mapping[str, Any], variant: str = "secnn_hw") -> list[str]:
     """What the paper must have assumed, one sentence per model and GPU and one overall, from
     the results."""
+    res = WhatifResult.of(res)
     lo, hi = CLAIM_RANGE
     same = _like_for_like(res)
     out = []
     everywhere: set[str] | None = None
     like = 0
-    for c in res["cells"]:
+    for c in res.cells:
         reached = _reached(c, variant, "low")
         keys = {k for k, _ in reached}
         everywhere = keys if everywhere is None else everywhere & keys
@@ -404,19 +469,19 @@ def paragraph(res: Mapping[str, Any], variant: str = "secnn_hw") -> list[str]:
         reg = c["region"][variant][k]
         s = (f"{head} reaches {lo:g}x against {len(reached)} of {len(c['region'][variant])} "
              f"baselines; the strongest of them is {k} ({us:.1f} us), where it needs "
-             f"{region_text(reg['low'], res['firing'])}")
+             f"{region_text(reg['low'], res.firing)}")
         high = _reached(c, variant, "high")
         s += (f"; the strongest against which {hi:g}x comes out is {high[0][0]} "
-              f"({region_text(c['region'][variant][high[0][0]]['high'], res['firing'])})"
+              f"({region_text(c['region'][variant][high[0][0]]['high'], res.firing)})"
               if high else f"; {hi:g}x comes out against none")
         stronger = [x for x in same if x not in keys]
         if stronger:
             s += "; against " + ", ".join(
                 f"{x} the best is {_times(c['region'][variant][x]['best'])}" for x in stronger)
         out.append(s + ".")
-    n = len(res["cells"])
+    n = len(res.cells)
     common = sorted(everywhere or ())
-    some = sum(bool(_reached(c, variant, "low")) for c in res["cells"])
+    some = sum(bool(_reached(c, variant, "low")) for c in res.cells)
     tail = (f"against both baselines under SE-CNN's own launch and fusion ({', '.join(same)}) "
             f"they come out in {like} of {n}.")
     if common:
@@ -433,22 +498,23 @@ def paragraph(res: Mapping[str, Any], variant: str = "secnn_hw") -> list[str]:
     return out
 
 
-def section(res: Mapping[str, Any]) -> list[str]:
+def section(res: WhatifResult | Mapping[str, Any]) -> list[str]:
     """The study's ``report.md`` section: setup, the table, the figure and the paragraph."""
+    res = WhatifResult.of(res)
     lo, hi = CLAIM_RANGE
-    s = res["secnn"]
+    s = res.secnn
     out = ["## What would make the paper's numbers true (what-if)", "",
            f"Synthetic event maps on each model's real layer shapes at firing rates "
-           f"{', '.join(_p(f) for f in res['firing'])} and hit rates "
-           f"{', '.join(_p(h) for h in res['hits'])} (zero-miss share "
-           f"{_p(res['zero_miss'])}; silent inputs predicted zero), replayed through the same "
+           f"{', '.join(_p(f) for f in res.firing)} and hit rates "
+           f"{', '.join(_p(h) for h in res.hits)} (zero-miss share "
+           f"{_p(res.zero_miss)}; silent inputs predicted zero), replayed through the same "
            f"timing model; SE-CNN under {s['launch']} launch and {s['fusion']} fusion. The "
            f"region is where the speedup reaches the paper's lowest average claim "
            f"({lo:g}x; {hi:g}x is its highest).", "",
-           "Baselines: " + "; ".join(f"`{b['key']}`: {b['doc']}" for b in res["baselines"])
+           "Baselines: " + "; ".join(f"`{b['key']}`: {b['doc']}" for b in res.baselines)
            + ".", ""]
     rows = []
-    for c in res["cells"]:
+    for c in res.cells:
         order = sorted(c["baseline_us"],
                        key=lambda k: (-float(np.mean(c["baseline_us"][k])), k))
         for k in order:
@@ -457,8 +523,8 @@ def section(res: Mapping[str, Any]) -> list[str]:
             row = [c["model"], c["gpu"], f"`{k}`", t]
             for v in SECNN:
                 reg = c["region"][v][k]
-                row += [f"{_times(reg['best'])}", region_text(reg["low"], res["firing"])]
-            row.append(region_text(c["region"]["secnn_hw"][k]["high"], res["firing"]))
+                row += [f"{_times(reg['best'])}", region_text(reg["low"], res.firing)]
+            row.append(region_text(c["region"]["secnn_hw"][k]["high"], res.firing))
             rows.append(row)
     out += [_table(["model", "GPU", "baseline (weakest first)", "baseline us",
                     *[x for v in SECNN for x in (f"{v} best", f"{v} >= {lo:g}x where")],
@@ -468,24 +534,26 @@ def section(res: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def figure(res: Mapping[str, Any], path: str | Path, variant: str = "secnn_hw") -> Path:
+def figure(res: WhatifResult | Mapping[str, Any], path: str | Path,
+           variant: str = "secnn_hw") -> Path:
     """One panel per model and GPU: ``variant``'s speedup over each baseline against the firing
     rate, a line at the highest hit rate of the grid and a band down to the lowest, with the
     paper's average claims shaded."""
+    res = WhatifResult.of(res)
     import matplotlib.ticker  # noqa: PLC0415
 
     from experiments.figures import fit_titles, plt, save  # noqa: PLC0415
 
-    cells = res["cells"]
+    cells = res.cells
     cols = min(2, len(cells))
     rows = -(-len(cells) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 3.9 * rows), squeeze=False)
-    x = np.asarray(res["firing"], float)
+    x = np.asarray(res.firing, float)
     lo, hi = CLAIM_RANGE
     colours = plt.get_cmap("tab10")
     for ax, c in zip(axes.ravel(), cells, strict=False):
         ax.axhspan(lo, hi, color="#cccccc", alpha=0.5, label=f"paper {lo:g}x-{hi:g}x")
-        for n, key in enumerate(b["key"] for b in res["baselines"]):  # construction order
+        for n, key in enumerate(b["key"] for b in res.baselines):  # construction order
             sp = np.asarray(c["speedup"][variant][key], float)
             col = colours(n % 10)
             ax.plot(x, sp[:, -1], "o-", color=col, ms=3, lw=1.2, label=key)
@@ -498,7 +566,7 @@ def figure(res: Mapping[str, Any], path: str | Path, variant: str = "secnn_hw") 
         ax.set_xlabel("firing rate (share of non-zero inputs)")
         ax.set_ylabel(f"{variant} speedup")
         ax.set_title(f"{c['model']} ({c['size']}), {c['gpu']}: line hit "
-                     f"{_p(res['hits'][-1])}, band down to hit {_p(res['hits'][0])}",
+                     f"{_p(res.hits[-1])}, band down to hit {_p(res.hits[0])}",
                      fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
     for ax in axes.ravel()[len(cells):]:
@@ -510,7 +578,7 @@ def figure(res: Mapping[str, Any], path: str | Path, variant: str = "secnn_hw") 
     return save(fig, path)
 
 
-def render(res: Mapping[str, Any], command: str = "experiments.whatif") -> str:
+def render(res: WhatifResult | Mapping[str, Any], command: str = "experiments.whatif") -> str:
     """``report.md`` of the study alone: its claim rows, then its section."""
     rows = claims(res)
     out = ["# SE-CNN what-if report", "", f"Generated by `python -m {command}`. Configuration: "
@@ -540,7 +608,7 @@ def from_config(cfg: Any, models: bool = True) -> dict[str, Any]:
             "seed": int(cfg.whatif_seed)}
 
 
-def from_workspace(ws: Any, cfg: Any) -> dict[str, Any]:
+def from_workspace(ws: Any, cfg: Any) -> WhatifResult:
     """:func:`whatif` on the models of a workspace (``reproduce``): each model's layers and op
     groups at its first stream's frame shape (:meth:`~experiments.cells.Workspace.layers`,
     ``ops``: any model, zoo or not), the grid and timing options of ``cfg``."""
@@ -570,7 +638,7 @@ def main(argv: Sequence[str]) -> None:
     record = {k: cfg[k] for k in FIELDS}
     run = runs.RunDir(cli.FLAGS.out_dir, record, overwrite=cli.FLAGS.overwrite)
     res = whatif(**kw)
-    run.write_json("results/whatif.json", res)
+    run.write_json("results/whatif.json", res.to_json())
     figure(res, run.path("figures", "whatif.png"))
     text = render(res)
     run.write_text("report.md", text)

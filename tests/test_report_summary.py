@@ -104,8 +104,9 @@ def test_extended_peer_config_takes_only_what_helps(hw: str, sw: str) -> None:
     ext = extended_peer_config(cfg)
     changed = {f.name for f in dataclasses.fields(cfg)
                if getattr(cfg, f.name) != getattr(ext, f.name)}
-    # Only the peers' compaction may change, and only to the extension's free compaction.
-    assert changed <= {"sw_compaction"}
+    # The peers are put on the extension; of the knobs, only their compaction may change, and
+    # only to the extension's free compaction.
+    assert ext.peer_extension and changed <= {"sw_compaction", "peer_extension"}
     assert ext.sw_compaction == ("hardware" if hw == "hardware" else sw)
 
 

@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from experiments import whatif as W
+from experiments.studyresult import StaleResultError
 from secnn_jax import events as E
 from secnn_jax import synthetic as SY
 from secnn_jax import timing
@@ -105,8 +106,9 @@ HITS = (0.0, 0.5, 0.9, 1.0)
 
 @pytest.fixture(scope="module")
 def study() -> dict:
+    """The study's JSON form (what ``results/whatif.json`` holds)."""
     return W.whatif({"tiny": 12}, firing=FIRING, hits=HITS, gpus=("h100", "gtx1080ti"),
-                    networks={"tiny": (LAYERS, ())})
+                    networks={"tiny": (LAYERS, ())}).to_json()
 
 
 def test_se_cnn_time_is_monotone_in_the_rates(study: dict) -> None:
@@ -176,6 +178,13 @@ def test_frontier_and_region_against_a_brute_force_scan(study: dict) -> None:
     from secnn_jax.fileio import dumps_json
 
     assert W.section(json.loads(dumps_json(study))) == W.section(study)
+    # The typed result reads back equal from its JSON text; another study's or version's is
+    # refused by name.
+    typed = W.WhatifResult.from_json(json.loads(dumps_json(study)), source="whatif.json")
+    assert typed.to_json() == json.loads(dumps_json(study)) and W.claims(typed) == rows
+    for bad in ({"version": 0}, {"study": "peers"}):
+        with pytest.raises(StaleResultError, match="whatif.json"):
+            W.WhatifResult.from_json({**study, **bad}, source="whatif.json")
 
 
 REFUSED = [
@@ -249,4 +258,4 @@ def test_a_workspace_network_gives_the_study_of_its_geometry() -> None:
     geoms = tuple(LayerGeom.from_layer(lyr) for lyr in layers)
     want = W.whatif({"cnn": 16}, firing=(0.1, 0.6), hits=(0.5, 1.0), gpus=("h100",),
                     networks={"cnn": (geoms, netops.find_ops(apply_fn, variables, x, layers))})
-    assert got == want and got["cells"][0]["layers"] == len(layers)
+    assert got == want and got.cells[0]["layers"] == len(layers)

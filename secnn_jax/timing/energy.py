@@ -41,9 +41,9 @@ with ``peak_rate`` from the GPU configuration (:meth:`GPU.simt_fma_per_clk`,
 FP32's per-op overhead, the premise not holding for it. It is an upper bound for the op's
 all-in energy (a peak kernel may throttle below the clock the rate assumes), charged per
 executed MAC, so a scheme that skips work saves it and one that adds work (SE-CNN's re-executed
-layers) pays it. Compares executed as SIMT instructions (``secnn_sw``, the peers' change
-detection) pay the FP32 SIMT overhead per instruction; ``secnn_hw``'s run on its added
-comparators and pay none.
+layers) pays it. Compares executed as SIMT instructions (``secnn_sw``, the stock peers' change
+detection) pay the FP32 SIMT overhead per instruction; ``secnn_hw``'s (and the peers' on the
+extended GPU, ``peer_extension``) run on its added comparators and pay none.
 
 These are first-order numbers: they bound, they do not measure.
 

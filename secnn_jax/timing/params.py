@@ -167,6 +167,10 @@ class SchemeConfig:
         L2 when a layer's traffic fits, else DRAM), ``"off_chip"`` (always DRAM) or
         ``"on_chip"`` (dedicated SRAM in the SMs: no memory time, SRAM energy; its area is
         :func:`secnn_jax.timing.energy.secnn_area`'s).
+      peer_extension: whether the change-based peers (``deltacnn``, ``cbinfer``) run on the
+        GPU with SE-CNN's SM extension, taking each of its capabilities where it helps them
+        (set by :func:`secnn_jax.timing.schemes.extended_peer_config`; what they take:
+        :data:`secnn_jax.timing.schemes.PEER_DOC`). No other scheme reads it.
     """
 
     layout: str = "NHWC"
@@ -184,8 +188,12 @@ class SchemeConfig:
     hw_dependency_us: float = 0.67
     compaction_bytes_per_miss: float = 8.0
     buffer_placement: str = "cache"
+    peer_extension: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.peer_extension, bool):
+            raise TimingConfigError(f"SchemeConfig.peer_extension={self.peer_extension!r}: "
+                                    "must be True or False")
         if self.buffer_placement not in PLACEMENTS:
             raise TimingConfigError(f"SchemeConfig.buffer_placement={self.buffer_placement!r}: "
                                     f"must be one of {PLACEMENTS}")

@@ -21,7 +21,8 @@ A scheme is a :class:`Scheme`: which event indicators it needs, a frame-independ
   hardware or software (``hw_compaction``), and each layer's compare -> compaction -> amend
   sequenced by hardware: no kernel boundaries inside a correction, one ``hw_dependency_us``
   before it. Op kernels between the layers are ordinary kernels.
-* ``deltacnn`` / ``cbinfer`` — the change-based peers (:data:`PEER_DOC`).
+* ``deltacnn`` / ``cbinfer`` — the change-based peers on a stock GPU, or with
+  ``peer_extension`` on the GPU with SE-CNN's SM extension (:data:`PEER_DOC`).
 
 Shared techniques, each applied by one rule to every scheme whose library or design uses it:
 load balancing by stream compaction (:func:`_balanced`: every SIMT sparse kernel, ``auto`` on
@@ -57,7 +58,7 @@ from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing import kernels as K
 from secnn_jax.timing import scheduler as SCH
 from secnn_jax.timing import secnn as SE
-from secnn_jax.timing.energy import WORK_KEYS, graph_work
+from secnn_jax.timing.energy import METHOD_BUFFERS, WORK_KEYS, graph_work
 from secnn_jax.timing.gpus import ELEMENT_BYTES, GPU
 from secnn_jax.timing.launch import LaunchCosts, persistent_occupancy
 from secnn_jax.timing.names import BASELINES, SCHEMES, SECNN
@@ -833,9 +834,27 @@ def _peer_cost(kind: str) -> Callable[..., SchemeTimes]:
     return cost
 
 
+def _peer_output_on_chip(ctx: Context) -> np.ndarray:
+    """``[L]`` whether each layer's output buffer is on chip when a peer is given SE-CNN's
+    on-chip buffer: the same capacity as SE-CNN's (:data:`~.energy.METHOD_BUFFERS`
+    ``"secnn"``: its values per input and output neuron of every layer), filled first with the
+    stored inputs (the compare's operand, as SE-CNN's predictions are; they always fit), then
+    with the layers' output buffers in layer order while they fit."""
+    per_in, per_out = METHOD_BUFFERS["secnn"]
+    cap = sum(per_in * g.n_inputs + per_out * g.n_outputs for g in ctx.geoms)
+    used = sum(g.n_inputs for g in ctx.geoms)
+    out = np.zeros(len(ctx.geoms), bool)
+    for li, g in enumerate(ctx.geoms):  # loop over layers
+        if used + g.n_outputs <= cap:
+            out[li] = True
+            used += g.n_outputs
+    return out
+
+
 def _peer_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np.ndarray]],
                 misses: np.ndarray, frames: int, frame_ids: Any, kind: str) -> SchemeTimes:
-    """DeltaCNN or CBinfer layer after layer (see :data:`PEER_DOC`)."""
+    """DeltaCNN or CBinfer layer after layer, on a stock GPU or (``cfg.peer_extension``) on
+    the GPU with SE-CNN's SM extension (see :data:`PEER_DOC`)."""
     gpu, params, eb = ctx.gpu, ctx.params, ctx.eb
     first = (np.zeros(frames, bool) if frame_ids is None
              else np.asarray(frame_ids).reshape(-1)[:frames] == 0)
@@ -845,50 +864,73 @@ def _peer_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np
     nbytes = np.zeros((frames, n_layers))
     busy = np.zeros(frames)
     work = _Work(ctx, frames)
-    boundary = max(ctx.launch.gap, ctx.launch.issue)
-    # Change detection reads x and the stored value and writes the stored value and the mask.
-    det_bytes = [3.0 * eb * g.n_inputs + g.n_inputs / 8.0 for g in ctx.geoms]
+    # The SM extension, where the peer runs on it (its capabilities by SE-CNN's own rules).
+    ext = SE.Machine.of(True, gpu, ctx.cfg) if ctx.cfg.peer_extension else None
+    on_chip = ext is not None and ext.buffer_placement == "on_chip"
+    # The dependency signal replaces the kernel boundary between a detection and its update
+    # where it is the shorter wait; inside a hardware-sequenced layer a compaction pass waits
+    # for no boundary (as SE-CNN's compaction -> amend on the extension).
+    seq = ext is not None and ext.dependency_cycles <= ctx.launch.gap
+    boundary = 0.0 if ext is not None else max(ctx.launch.gap, ctx.launch.issue)
+    # Change detection reads x and the stored value and writes the stored value and the mask;
+    # the stored value's read and write (2 values per input) stay on chip where the peer has
+    # SE-CNN's on-chip buffer, as SE-CNN's prediction traffic does.
+    state = [2.0 * eb * g.n_inputs if on_chip else 0.0 for g in ctx.geoms]
+    det_bytes = [3.0 * eb * g.n_inputs + g.n_inputs / 8.0 - st
+                 for g, st in zip(ctx.geoms, state, strict=True)]
+    out_chip = _peer_output_on_chip(ctx) if on_chip else np.zeros(n_layers, bool)
     # DeltaCNN fuses delta generation into the previous layer's activation, i.e. its epilogue
     # (Parger et al., DeltaCNN, CVPR 2022, Sec. 4): only the first layer's is its own kernel.
     # CBinfer runs change detection as its own kernel per layer (Cavigelli et al., ACM MM 2017).
     fused = kind == "deltacnn"
-    kernels = [2 if (li == 0 or not fused) else 1 for li in range(n_layers)]
+    own = [li == 0 or not fused for li in range(n_layers)]
+    kernels = [2 if (o and not seq) else 1 for o in own]
     for li, g in enumerate(ctx.geoms):  # loop over layers
         dk = plan.dense[li]
         n_in = g.n_inputs
-        own_det = li == 0 or not fused
-        det = _detection(ctx, n_in, det_bytes[li], plan.occ_cap) if own_det else 0.0
+        det = _detection(ctx, n_in, det_bytes[li], plan.occ_cap) if own[li] else 0.0
+        # Hardware-sequenced: the dependency signal instead of the second kernel's boundary.
+        dep = ext.dependency_cycles if (own[li] and seq) else 0.0
         epi = det_bytes[li + 1] if fused and li + 1 < n_layers else 0.0
         cnt = counts[li]["mispredicted"]  # inputs propagated (changed beyond tau)
         touched = (cnt > 0).mean(axis=(-2, -1))
+        # The touched outputs' buffer: read and written (an on-chip buffer is read and written
+        # in SRAM; the new value is still written to memory for the next layer to read).
+        rmw = (1.0 if out_chip[li] else 2.0) * eb * g.n_outputs * touched
+        smem = state[li] + (2.0 * eb * g.n_outputs * touched if out_chip[li] else 0.0)
         if kind == "deltacnn":
             # Sparse conv over the update mask: each output whose receptive field saw a change
             # accumulates the deltas of its changed inputs into the output buffer.
-            out_bytes = 2.0 * eb * g.n_outputs * touched + eb * misses[:, li]
+            out_bytes = rmw + eb * misses[:, li]
             sp = _balanced(ctx, cnt, g, plan.tiles[li], plan.occ_cap, misses[:, li],
                            ctx.cfg.sw_compaction, boundary, mem_cycles(gpu, out_bytes, params))
         else:
             # CBinfer: the output pixels whose receptive field holds a change are recomputed
             # with their full fan-in (the rest keep their previous value).
             full = np.where(cnt > 0, g.cin_g * g.kh * g.kw, 0).astype(np.int64)
-            out_bytes = (eb * n_in * touched + 2.0 * eb * g.n_outputs * touched)
+            out_bytes = (eb * n_in * touched + rmw)
             sp = _balanced(ctx, full, g, plan.tiles[li], plan.occ_cap, None,
                            ctx.cfg.sw_compaction, boundary, mem_cycles(gpu, out_bytes, params))
         conv_bytes = eb * g.weights * sp.grid.active_frac + out_bytes
         sparse = (np.maximum(sp.compute, mem_cycles(ctx.gpu, conv_bytes + epi, params)) + det
-                  + np.where(sp.compaction > 0, sp.compaction + boundary, 0.0))
-        dense_t = dk.cycles + mem_cycles(gpu, eb * g.n_outputs, params)  # + write the buffer
+                  + dep + np.where(sp.compaction > 0, sp.compaction + boundary, 0.0))
+        # Frame 0 runs dense and fills the output buffer (in memory, or in the on-chip one).
+        buf0 = 0.0 if out_chip[li] else eb * g.n_outputs
+        dense_t = dk.cycles + (mem_cycles(gpu, buf0, params) if buf0 else 0.0)
         ex[:, li] = np.where(first, dense_t, sparse)
         busy += np.where(first, dk.busy_cycles, sp.busy)
         ctas[:, li] = np.where(first, dk.n_ctas, _active_ctas(sp.grid))
-        nbytes[:, li] = np.where(first, _kernel_bytes(ctx, g, dk) + eb * g.n_outputs,
+        nbytes[:, li] = np.where(first, _kernel_bytes(ctx, g, dk) + buf0,
                                  conv_bytes + det_bytes[li] + sp.compaction_bytes)
         work.node("layer", li).fmas(np.where(first, dk.busy_cycles, 0.0), _unit(dk), dk.tile)
         work.fmas(np.where(first, 0.0, sp.busy), "simt", plan.tiles[li].tile)
-        work.bytes(np.where(first, _kernel_bytes(ctx, g, dk) + eb * g.n_outputs,
+        work.bytes(np.where(first, _kernel_bytes(ctx, g, dk) + buf0,
                             conv_bytes + det_bytes[li] + sp.compaction_bytes))
+        if on_chip:
+            work.add("smem_bytes", np.where(first, eb * g.n_outputs - buf0, smem))
         n_cmp = np.where(first, 0.0, float(n_in))
-        work.compares(n_cmp, n_cmp)  # change detection runs on the SIMT lanes
+        # Change detection runs on the SIMT lanes, or on the extension's comparators.
+        work.compares(n_cmp, n_cmp if ext is None else 0.0)
     return _layerwise_times(ctx, ex, kernels, busy, plan.ops, work, ctas, nbytes)
 
 
@@ -906,25 +948,40 @@ PEER_DOC = (
     "output pixels whose receptive field holds a changed input recomputed with their full "
     "fan-in (a tile runs when any of its outputs is touched), writing them into the previous "
     "output. Both replay the accumulated predictor's events: a propagated input is one that "
-    "changed beyond tau.")
+    "changed beyond tau. On the GPU with SE-CNN's SM extension (SchemeConfig.peer_extension, "
+    "set by extended_peer_config) each peer takes what SE-CNN takes, by the same rules, where "
+    "it helps: its change detection (a threshold compare of x against the stored value, "
+    "the compare SE-CNN's comparators do) on the hardware comparators, so no SIMT compare "
+    "instructions (its time stays the pass's memory time); the dependency signal instead of "
+    "the kernel boundary between a detection kernel and its update (CBinfer's every layer, "
+    "DeltaCNN's first: its other delta generations are fused into the previous layer's "
+    "epilogue, with no boundary to remove) where hw_dependency_us is the shorter wait, and "
+    "no boundary before a compaction pass inside the layer; hardware compaction where "
+    "hw_compaction is hardware; and with buffer_placement on_chip an on-chip buffer of "
+    "SE-CNN's capacity holding its stored inputs (their read and write cost no memory time) "
+    "and then, in layer order while they fit, its output buffers (the touched outputs' read "
+    "and write in SRAM, their new values still written to memory for the next layer).")
 
 
 def extended_peer_config(cfg: SchemeConfig) -> SchemeConfig:
     """The knobs under which ``deltacnn`` / ``cbinfer`` run on a GPU given SE-CNN's SM
-    extension (:data:`.secnn.SM_EXTENSION`), taking each capability only where it helps them.
+    extension (:data:`.secnn.SM_EXTENSION`), taking each capability where it helps them.
 
-    Of the extension's capabilities only its compaction reaches a peer's modelled kernels: the
-    peers' sparse kernels balance their lanes by ``sw_compaction``, which becomes
-    ``hw_compaction`` when that is ``hardware`` (free balanced work lists, never slower than a
-    costed pass). A software ``hw_compaction`` is a costed pass on every layer, never faster
-    than the stock ``auto`` choice, so the peer keeps its own. The comparators do not shorten
-    a change detection (a memory-bound elementwise pass) and the dependency signal sequences
-    SE-CNN's correction stages, not layer kernels, so neither changes a peer's time.
-    Equal to ``cfg`` where the extension offers the peers nothing.
+    ``peer_extension`` is set: the peers' cost then reads the extension's comparators,
+    dependency signal and buffer placement by SE-CNN's own rules (:class:`.secnn.Machine`;
+    what each gives them: :data:`PEER_DOC`), in the point estimate and in every corner of a
+    band that varies them. Of the compaction choices the peers' sparse kernels balance their
+    lanes by ``sw_compaction``, which becomes ``hw_compaction`` when that is ``hardware``
+    (free balanced work lists, never slower than a costed pass); a software ``hw_compaction``
+    is a costed pass on every layer, never faster than the stock ``auto`` choice, so the peer
+    keeps its own. The comparators and the dependency signal shorten a peer only where it has
+    a compare kernel followed by its update: CBinfer's change detection on every layer,
+    DeltaCNN's first layer only (its other delta generations are fused into the previous
+    layer's epilogue: no kernel boundary to replace, and a compare whose time is the
+    epilogue's memory traffic, so the comparators take only its SIMT instructions).
     """
-    if cfg.hw_compaction == "hardware" and cfg.sw_compaction != "hardware":
-        return dataclasses.replace(cfg, sw_compaction="hardware")
-    return cfg
+    sw = "hardware" if cfg.hw_compaction == "hardware" else cfg.sw_compaction
+    return dataclasses.replace(cfg, sw_compaction=sw, peer_extension=True)
 
 
 #: The registry: every scheme by name, in report order.

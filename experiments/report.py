@@ -63,11 +63,11 @@ def claims(results: Mapping[str, Any]) -> list[dict[str, str]]:
 def _claim_sources() -> tuple[tuple[tuple[str, ...], Any], ...]:
     """Which results feed which claim rows, in report order: ``(results keys, fn)`` with
     ``fn(*results[keys])`` the rows (a new study adds one entry here)."""
-    from experiments import accuracy as accuracy_lib  # noqa: PLC0415
+    from experiments.accuracy import render as accuracy_render  # noqa: PLC0415
 
     return ((("operating_point",), _operating_point_claims), (("sparsity",), _sparsity_claims),
             (("speedup",), _speedup_claims), (("energy",), _energy_claims),
-            (("peers",), _peers_claims), (("accuracy",), accuracy_lib.claims),
+            (("peers",), _peers_claims), (("accuracy",), accuracy_render.claims),
             (("whatif",), whatif_claims))
 
 
@@ -672,13 +672,13 @@ def render(results: Mapping[str, Any], config: Mapping[str, Any], *,
 def sections() -> tuple[tuple[tuple[str, ...], Any], ...]:
     """Every study's report section, in report order: ``(results keys, fn)``, the section
     ``fn(*results[keys])`` rendered when every key has results (a new study adds one entry)."""
-    from experiments import accuracy as accuracy_lib  # noqa: PLC0415
+    from experiments.accuracy import render as accuracy_render  # noqa: PLC0415
 
     return ((("operating_point",), _operating_point_section),  # the headline table first
             (("sparsity",), _sparsity_section), (("prediction",), _prediction_section),
             (("speedup",), _ladder_section), (("speedup",), _speedup_section),
             (("sensitivity",), _sensitivity_section), (("speedup", "energy"), _energy_section),
-            (("accuracy",), accuracy_lib.section), (("peers",), _peers_section),
+            (("accuracy",), accuracy_render.section), (("peers",), _peers_section),
             (("whatif",), whatif_section))
 
 

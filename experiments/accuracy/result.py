@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
+from experiments.accuracy.objective import Objective
 from experiments.paper import above
 from experiments.studyresult import StudyResult
 
@@ -337,6 +338,11 @@ class TunedRow:
     target: SpeedTarget
     evaluation: tuple[HeldOut, ...] = ()
     transfer: Transfer | None = None
+
+    @property
+    def objective(self) -> Objective:
+        """The floor the tuner kept: metric, floor and the method's margin."""
+        return Objective(self.metric, self.floor, self.margin)
 
     def to_json(self) -> dict[str, Any]:
         """The row as the result's ``tuned`` list holds it."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -33,6 +33,9 @@ import numpy as np  # noqa: E402
 from experiments.paper import BASELINES, PAPER, VARIANTS  # noqa: E402
 from experiments.studyresult import StudyResult  # noqa: E402
 from secnn_jax.fileio import atomic_write  # noqa: E402
+
+if TYPE_CHECKING:
+    from experiments.accuracy.result import AccuracyResult, SweepRow
 
 __all__ = ["accuracy_curves", "dense_maps", "event_stacks", "fit_titles", "save",
            "sparsity_bars", "speedup_bars"]
@@ -205,34 +208,27 @@ def speedup_bars(res: Mapping[str, Any], path: str | Path) -> Path:
     return save(fig, path)
 
 
-def _score(r: Mapping[str, Any]) -> float:
-    return r["score"] if "score" in r else r["top1_agreement"]
-
-
-def _label(res: Mapping[str, Any], model: str) -> str:
-    return res.get("metrics", {}).get(model, {}).get("label", "top-1 agreement")
-
-
-def accuracy_curves(res: Mapping[str, Any], path: str | Path) -> Path:
+def accuracy_curves(res: AccuracyResult, path: str | Path) -> Path:
     """Each model's declared metric vs speedup over tau (left) and the metric and its second
-    field (top-5 overlap, edge MAE as 1 - MAE, region IoU) vs tau (right)."""
-    rows = res["sweep"]
-    floor = res["claim"]["agreement_above"]
-    obj = res.get("objective", {})
-    keys = list(dict.fromkeys((r["model"], r["stream"]) for r in rows))
+    field (top-5 overlap, edge MAE as 1 - MAE, region IoU) vs tau (right), from the accuracy
+    study's result (:class:`experiments.accuracy.AccuracyResult`)."""
+    rows = res.sweep
+    floor = res.claim_floor
+    obj = res.target
+    keys = list(dict.fromkeys((r.model, r.stream) for r in rows))
     # Every GPU timed (one line style each; the first: the tuner's objective).
-    gpus = list(res.get("gpus") or [obj.get("gpu_name") or f"GPU #{obj.get('gpu', 0)}"])
+    gpus = list(res.gpus or [res.gpu_name or f"GPU #{obj.gpu}"])
     styles = ("-", "--", ":", "-.")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     second = {"top1": ("top5_overlap", "top-5 overlap"), "edge_f1": ("edge_mae", "1 - edge MAE"),
               "region_f1": ("region_iou", "region IoU")}
     for i, key in enumerate(keys):
-        mine = [r for r in rows if (r["model"], r["stream"]) == key]
+        mine = [r for r in rows if (r.model, r.stream) == key]
         col = colours[i % len(colours)]
-        taus = [r["tau"] for r in mine]
-        agr = [100 * _score(r) for r in mine]
-        label = _label(res, key[0])
+        taus = [r.tau for r in mine]
+        agr = [100 * r.score for r in mine]
+        label = res.label(key[0])
         for j, gpu in enumerate(gpus):
             sp = [_gpu_speedup(r, gpu, j == 0) for r in mine]
             ax1.plot(sp, agr, "o" + styles[j % len(styles)], color=col,
@@ -244,29 +240,27 @@ def accuracy_curves(res: Mapping[str, Any], path: str | Path) -> Path:
                     ax1.annotate(f"{t:g}", (x, y), textcoords="offset points", xytext=(3, 3),
                                  fontsize=6, color=col)
         ax2.plot(taus, agr, "o-", color=col, label=f"{label}: {key[0]} / {key[1]}")
-        field, name = second.get(mine[0].get("metric", "top1"), second["top1"])
-        vals = [r.get(field) for r in mine]
+        field, name = second.get(mine[0].metric, second["top1"])
+        vals = [r.scores.field(field) for r in mine]
         if all(v is not None for v in vals):
             vals = [100 * (1 - v if field == "edge_mae" else v) for v in vals]
             ax2.plot(taus, vals, "s--", color=col, alpha=0.6, label=f"{name}: {key[1]}")
     markers = "*PXD^v"
-    methods = list(dict.fromkeys(t.get("method", "mean") for t in res.get("tuned", [])))
+    methods = list(dict.fromkeys(t.method for t in res.tuned))
     labelled: set[str] = set()
-    for t in res.get("tuned", []):
-        method = t.get("method", "mean")
-        mk = markers[methods.index(method) % len(markers)]
-        for e in t.get("evaluation", []):
-            if "heldout" in e and e.get("speedup") is not None:
-                ax1.plot(e["speedup"], 100 * _score(e["heldout"]), mk, ms=10, color="k",
+    for t in res.tuned:
+        mk = markers[methods.index(t.method) % len(markers)]
+        for e in t.evaluation:
+            if e.heldout is not None and e.speedup is not None:
+                ax1.plot(e.speedup, 100 * e.heldout.score, mk, ms=10, color="k",
                          alpha=0.7, zorder=5,
-                         label=None if method in labelled else f"tuned {method}, held out")
-                labelled.add(method)
+                         label=None if t.method in labelled else f"tuned {t.method}, held out")
+                labelled.add(t.method)
     ax1.axhline(100 * floor, color="k", ls="--", lw=1, label=f"floor {100 * floor:g}%")
     on = ", ".join(f"{g} {'solid' if j == 0 else 'dashed' if j == 1 else styles[j % 4]}"
                    for j, g in enumerate(gpus)) if len(gpus) > 1 else gpus[0]
-    ax1.set_xlabel(f"replayed speedup of {obj.get('scheme', 'secnn')} over "
-                   f"{obj.get('baseline', 'dense')} ({on})")
-    labels = sorted({_label(res, k[0]) for k in keys})
+    ax1.set_xlabel(f"replayed speedup of {obj.scheme} over {obj.baseline} ({on})")
+    labels = sorted({res.label(k[0]) for k in keys})
     ax1.set_ylabel(f"{' / '.join(labels)} vs exact model (%)", fontsize=8)
     ax1.set_title("declared metric vs speedup over tau (labels: global tau)", fontsize=9)
     ax1.legend(fontsize=6, loc="lower left")
@@ -282,18 +276,80 @@ def accuracy_curves(res: Mapping[str, Any], path: str | Path) -> Path:
     return save(fig, path)
 
 
-def _gpu_speedup(row: Mapping[str, Any], gpu: str, objective: bool) -> float:
+def _gpu_speedup(row: SweepRow, gpu: str, objective: bool) -> float:
     """A sweep row's speedup on ``gpu`` (``speedup_by_gpu``; rows without it: ``speedup`` on
     the objective's GPU), NaN when not timed."""
-    by = row.get("speedup_by_gpu")
-    v = by.get(gpu) if by else (row.get("speedup") if objective else None)
+    by = row.speedup_by_gpu
+    v = by.get(gpu) if by else (row.speedup if objective else None)
     return float(v) if v is not None else np.nan
+
+
+def dense_map_panels(ws: Any, result: AccuracyResult, stream: str | None = None,
+                     frame: int | None = None) -> list[dict[str, Any]]:
+    """Exact and SE-CNN output maps of one frame for each dense-prediction model tuned.
+
+    For every model whose metric is ``edge_f1`` or ``region_f1`` and that was tuned, the map
+    the metric binarises (HED's edge probabilities; CRAFT's region score) of ``frame`` of
+    ``stream`` (default: ``photos`` if the workspace has it, else the tuning stream; by default
+    the frame whose exact map has the most pixels on, the last on ties), exact and at each
+    tuning method's thresholds.
+
+    Returns:
+      One dict per model: ``model``, ``metric``, ``threshold``, ``stream``, ``frame``,
+      ``image`` (the stream's uint8 frame), ``exact`` ``[H, W]`` and ``secnn``: a list of
+      ``{"method", "map", "score"}`` (the frame's primary score).
+    """
+    import itertools  # noqa: PLC0415
+
+    import jax  # noqa: PLC0415
+
+    from experiments import metrics as metrics_lib  # noqa: PLC0415
+
+    thresholds = {"edge_f1": 0.5, "region_f1": 0.4}
+    out = []
+    for m in dict.fromkeys(t.model for t in result.tuned):
+        metric = result.metrics[m].name
+        if metric not in thresholds:
+            continue
+        mine = [t for t in result.tuned if t.model == m]
+        s = stream or ("photos" if "photos" in ws.streams else mine[0].stream)
+        x = ws.frames(m, s)
+        ref = ws.reference(m, s)
+        if frame is None:
+            on = metrics_lib.frame_scores(metric, ref.logits, ref.logits)[
+                "edge_on" if metric == "edge_f1" else "region_on"]
+            k = int(len(on) - 1 - np.argmax(on[::-1]))
+        else:
+            k = int(frame)
+        h = ws.model(m)
+        shape = jax.eval_shape(h.apply_fn, h.variables, jax.ShapeDtypeStruct(
+            x.shape[1:], x.dtype)).shape[1:]
+        channel = 0
+
+        def plane(flat: np.ndarray, shape: tuple[int, ...] = shape,
+                  channel: int = channel) -> np.ndarray:
+            return np.asarray(flat, np.float64).reshape(shape)[..., channel]
+
+        exact = plane(ref.logits[k])
+        panels = []
+        for t in mine:
+            cell = ws.run(m, s, t.predictor, dict(t.tau), timed=False)
+            score = metrics_lib.summarize(metric, metrics_lib.frame_scores(
+                metric, cell.logits[k:k + 1], ref.logits[k:k + 1]))["score"]
+            panels.append({"method": t.method, "map": plane(cell.logits[k]),
+                           "score": score})
+        image = next(itertools.islice(iter(ws.streams[s]), k, k + 1), None)
+        out.append({"model": m, "metric": metric, "label": result.metrics[m].label,
+                    "threshold": thresholds[metric], "stream": s, "frame": k,
+                    "image": None if image is None else np.asarray(image), "exact": exact,
+                    "secnn": panels})
+    return out
 
 
 def dense_maps(panels: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     """Dense-prediction outputs of one frame: per model a row with the input frame, the exact
     model's map and SE-CNN's map at each tuning method's thresholds (the maps
-    :func:`experiments.accuracy.dense_map_panels` returns: HED's edge probability, CRAFT's
+    :func:`dense_map_panels` returns: HED's edge probability, CRAFT's
     region score), each titled with the frame's score on the model's metric and the
     binarisation threshold drawn as a contour."""
     if not panels:

@@ -96,88 +96,13 @@ def notes(results: dict[str, Any]) -> list[str]:
                           if all(o[3] > o[2] for _, o in vals) else ""))
     ac = results.get("accuracy")
     if ac:
-        sweep = [r for r in ac["sweep"] if r.get("speedup") is not None]
-        if sweep:
-            lo = min(r["speedup"] for r in sweep)
-            hi = max(r["speedup"] for r in sweep)
-            why = ""
-            obj = ac["objective"]
-            share = _parallel_share(results.get("speedup"), obj["scheme"], obj["gpu"])
-            if share is not None and share > 0.5:
-                why = (f" Dropping small deltas shrinks the serial phase, but the parallel "
-                       f"phase alone takes {pct(share)} of `{obj['scheme']}`'s frame time on "
-                       f"{results['speedup']['gpus'][obj['gpu']]} (phase table), and tau barely "
-                       "changes it: the parallel phase computes every predicted non-zero "
-                       "input, and the serial phase overlaps with it.")
-            low = min(ac["sweep"], key=_score)
-            out.append(f"Across the tau sweep the replayed speedup ranges from {times(lo)} to "
-                       f"{times(hi)} while the declared metric falls as low as "
-                       f"{pct(_score(low))} ({report_lib.metric_label(ac, low['model'])}, "
-                       f"{low['model']}).{why}")
-        for t in ac.get("tuned", []):
-            held = [e for e in t["evaluation"] if "heldout" in e]
-            label = report_lib.metric_label(ac, t["model"])
-            if held:
-                worth = ""
-                if t.get("metric", "top1") == "top1":
-                    worth = (" Each disagreement is worth "
-                             + ", ".join(f"{pct(1 / e['heldout_frames'])} on {e['stream']}"
-                                         for e in held) + ".")
-                out.append(
-                    f"The tuner ({t['model']}, {t['stream']}, method `{t.get('method', 'mean')}`)"
-                    f" calibrated on {t['calibration_frames']} frames; {label} on held-out "
-                    "frames: "
-                    + ", ".join(f"{e['stream']} {pct(_score(e['heldout']))} "
-                                f"({e['heldout_frames']} frames)" for e in held)
-                    + "." + worth + _transfer(t, held))
-        out += _transfer_notes(ac)
-    return out
-
-
-def _score(r: dict[str, Any]) -> float:
-    return r["score"] if "score" in r else r["top1_agreement"]
-
-
-def _transfer_notes(ac: dict[str, Any]) -> list[str]:
-    """Per model: which tuning methods held the floor on every held-out window, at what cost."""
-    out = []
-    tuned = [t for t in ac.get("tuned", []) if t.get("transfer")]
-    for m in dict.fromkeys(t["model"] for t in tuned):
-        mine = [t for t in tuned if t["model"] == m]
-        label = report_lib.metric_label(ac, m)
-        parts = [f"`{t['method']}` lowest held-out score "
-                 f"{pct(min(p['score'] for p in t['transfer']['streams']))} at "
-                 f"{times(t['speedup'])} calibration speedup" for t in mine]
-        held = [t for t in mine if t["transfer"]["floor_met"]]
-        verdict = (f"`{max(held, key=lambda t: t['speedup'] or 0)['method']}` holds the floor "
-                   "on the held-out frames of every clip" if held else
-                   f"no tuning method holds the {pct(mine[0]['floor'])} floor on the held-out "
-                   "frames of every clip; only tau = 0 (exact) is safe")
-        empty = [p["stream"] for p in mine[0]["transfer"]["streams"]
-                 if p.get("exact_on") is not None and p["exact_on"] < report_lib.EMPTY_MAP]
-        caution = (f" Caution: the exact map is almost empty on {', '.join(empty)}, where the "
-                   "score is ~1 whatever SE-CNN computes." if empty else "")
-        out.append(f"Transfer ({m}, {label}): " + "; ".join(parts) + f". Verdict: {verdict}."
-                   + caution)
+        out += accuracy_lib.notes(ac, parallel_share=_parallel_share(
+            results.get("speedup"), ac.target.scheme, ac.target.gpu))
     return out
 
 
 pct = report_lib.pct
 times = report_lib.times
-
-
-def _transfer(t: dict[str, Any], held: list[dict[str, Any]]) -> str:
-    """A sentence when tuned thresholds keep the floor on calibration but not on held-out."""
-    bad = [e for e in held if _score(e["heldout"]) < t["floor"]]
-    if not bad or t["agreement"] < t["floor"]:
-        return ""
-    return (f" The thresholds meet the {pct(t['floor'])} floor on the calibration frames "
-            f"({pct(t['agreement'])}) but not on later frames of "
-            + ", ".join(e["stream"] for e in bad)
-            + ": the agreement cliff over tau is steep and moves with the content, so a "
-            "threshold tuned on one stretch of video does not transfer. tau = 0 (exact) is "
-            f"the safe setting: {times(t['history'][0]['speedup'])} on the calibration frames "
-            f"against {times(t['speedup'])} tuned.")
 
 
 def _parallel_share(su: dict[str, Any] | None, scheme: str, gpu: int = 0) -> float | None:
@@ -205,7 +130,8 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
     def out(name: str, res: dict[str, Any], fig: Any = None, fig_name: str = "") -> None:
         results[name] = res
         if run is not None:
-            run.write_json(f"results/{name}.json", res)
+            run.write_json(f"results/{name}.json",
+                           res.to_json() if hasattr(res, "to_json") else res)
             if fig is not None:
                 fig(res, run.path("figures", fig_name))
 
@@ -247,9 +173,10 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
         if run is not None:
             accuracy_lib.record_effective(run, cfg, acc)
         out("accuracy", acc, figures.accuracy_curves, "accuracy.png")
-        if results.get("sparsity") and acc.get("tuned"):  # "changed" at the tuned thresholds
-            out("sparsity", sparsity_lib.add_tuned(results["sparsity"], ws, acc["tuned"]))
-        panels = accuracy_lib.dense_map_panels(ws, results["accuracy"])
+        if results.get("sparsity") and acc.tuned:  # "changed" at the tuned thresholds
+            out("sparsity", sparsity_lib.add_tuned(results["sparsity"], ws,
+                                                   acc.to_json()["tuned"]))
+        panels = figures.dense_map_panels(ws, acc)
         if panels and run is not None:
             figures.dense_maps(panels, run.path("figures", "dense_maps.png"))
     if ("operating_point" in studies and ws.timer is not None

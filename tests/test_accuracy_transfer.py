@@ -8,6 +8,7 @@ and the metric functions.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,9 @@ import pytest
 import models
 import secnn_jax as sj
 from experiments import accuracy, cells, config, figures, metrics, report, reproduce
+from experiments.studyresult import StaleResultError
 from experiments.timer import ReplayTimer
-from secnn_jax import datasources, predictors
+from secnn_jax import datasources, fileio, predictors
 
 SIZE = 32
 FRAMES = 6
@@ -97,7 +99,8 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                             calibration_frames=4, evals=3,
                             methods=["mean", "worst_window(windows=2,margin=0.01)"],
                             transfer_streams=ss, transfer_frames=FRAMES, transfer_window=1)
-    return {"ws": ws, "res": res}
+    # "res": the JSON form (results/accuracy.json), "typed": the AccuracyResult itself.
+    return {"ws": ws, "res": res.to_json(), "typed": res}
 
 
 _EXACT: dict[tuple[str, str], np.ndarray] = {}
@@ -187,9 +190,9 @@ def test_transfer_rows_per_clip_and_window(study: dict[str, Any]) -> None:
 
 def test_report_names_the_metric_and_draws_the_maps(study: dict[str, Any],
                                                     tmp_path: Path) -> None:
-    ws, res = study["ws"], study["res"]
-    md = report.render({"accuracy": res}, {"models": ",".join(DENSE)},
-                       notes=reproduce.notes({"accuracy": res}))
+    ws, res, typed = study["ws"], study["res"], study["typed"]
+    md = report.render({"accuracy": typed}, {"models": ",".join(DENSE)},
+                       notes=reproduce.notes({"accuracy": typed}))
     assert "Judged on edge-map F1 (binarised at 0.5):" in md
     assert "Judged on region-score F1 (binarised at 0.4):" in md
     assert "| edge F1 @0.5 | edge MAE |" in md and "| region F1 @0.4 | region IoU @0.4 |" in md
@@ -200,7 +203,7 @@ def test_report_names_the_metric_and_draws_the_maps(study: dict[str, Any],
     assert "![dense maps](figures/dense_maps.png)" in md
     for m in DENSE:
         assert f"Transfer ({m}, " in md
-    panels = accuracy.dense_map_panels(ws, res)
+    panels = figures.dense_map_panels(ws, typed)
     assert [p["model"] for p in panels] == list(DENSE)
     hed = panels[0]
     assert hed["exact"].shape == (SIZE, SIZE) and panels[1]["exact"].shape == (16, 16)
@@ -211,3 +214,24 @@ def test_report_names_the_metric_and_draws_the_maps(study: dict[str, Any],
     assert p.stat().st_size > 10_000
     again = figures.dense_maps(panels, tmp_path / "maps2.png")
     assert again.read_bytes() == p.read_bytes()
+
+
+def test_result_round_trips_through_its_json(study: dict[str, Any]) -> None:
+    typed, res = study["typed"], study["res"]
+    text = fileio.dumps_json(res)
+    back = accuracy.AccuracyResult.from_json(json.loads(text), source="accuracy.json")
+    assert back == typed and fileio.dumps_json(back.to_json()) == text
+    assert (res["study"], res["version"]) == ("accuracy", 1)
+    # the typed fields are the JSON's under their names: "agreement" is the primary score
+    for t, d in zip(typed.tuned, res["tuned"], strict=True):
+        assert (t.score, t.criterion) == (d["agreement"], d["criterion"])
+        assert [h.score for h in t.history] == [h["agreement"] for h in d["history"]]
+    assert [r.score for r in typed.sweep] == [r["score"] for r in res["sweep"]]
+    # the summary is derived from the rows: one tau-0 row per model and stream, one held-out
+    # row per tuned model, method and stream with held-out frames, one transfer row each
+    kinds = [r["kind"] for r in res["summary"]]
+    assert kinds.count("tau0") == len(DENSE) and kinds.count("transfer") == len(res["tuned"])
+    stale = {**res, "version": 0}
+    with pytest.raises(StaleResultError, match="accuracy.json: accuracy result of layout "
+                                               "version 0"):
+        accuracy.AccuracyResult.from_json(stale, source="accuracy.json")

@@ -216,7 +216,7 @@ def test_speedup_equals_replay(run: dict[str, Any]) -> None:
 
 def test_accuracy_equals_plain_forward(run: dict[str, Any]) -> None:
     h = tiny_model()
-    res = run["results"]["accuracy"]
+    res = run["results"]["accuracy"].to_json()
     for stream in ("bikes", "photos"):
         frames = _frames(run, stream)
         exact = np.stack([np.asarray(h.apply_fn(h.variables, jnp.asarray(x)))[0]
@@ -235,7 +235,7 @@ def test_accuracy_equals_plain_forward(run: dict[str, Any]) -> None:
 
 def test_tuner_result_holds_on_library_run(run: dict[str, Any]) -> None:
     h = tiny_model()
-    tuned = run["results"]["accuracy"]["tuned"][0]
+    tuned = run["results"]["accuracy"].to_json()["tuned"][0]
     assert tuned["calibration_frames"] == 4 and tuned["floor"] == 0.95
     assert len(tuned["history"]) <= 4
     assert tuned["agreement"] >= 0.95
@@ -366,8 +366,10 @@ def test_figure_titles_fit_their_panels(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def _summary_rows(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Every study's judged rows: ``summary`` (``verdicts`` for peers and energy)."""
-    return {k: r.get("summary") or r.get("verdicts") or [] for k, r in results.items()
+    """Every study's judged rows: ``summary`` (``verdicts`` for peers and energy), read from
+    each result's JSON form (a typed result's ``to_json``)."""
+    js = {k: r.to_json() if hasattr(r, "to_json") else r for k, r in results.items()}
+    return {k: r.get("summary") or r.get("verdicts") or [] for k, r in js.items()
             if k != "sensitivity"}
 
 

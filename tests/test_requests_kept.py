@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from experiments import config, report, runs
+from experiments import accuracy, config, runs
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "test_experiments_studies:tiny_model"
@@ -116,7 +116,7 @@ def test_sweep_times_every_gpu_asked_for(capped: dict[str, Any]) -> None:
         assert by["h100"] == r["speedup"]  # the objective's GPU
     assert acc["sweep"][0]["speedup_by_gpu"]["h100"] != \
         acc["sweep"][0]["speedup_by_gpu"]["gtx1080ti"]
-    md = "\n".join(report._accuracy_section(acc))
+    md = "\n".join(accuracy.section(accuracy.AccuracyResult.from_json(acc)))
     assert "on h100 (the tuner's objective; the sweep also on gtx1080ti)" in md
     assert "| speedup | speedup on gtx1080ti |" in md
     assert (capped["out"] / "figures" / "accuracy.png").stat().st_size > 0

@@ -1,9 +1,10 @@
-"""Property tests of the threshold tuner's search (:func:`experiments.accuracy.tune`).
+"""Property tests of the threshold tuner's search (:func:`experiments.accuracy.tune`,
+:mod:`experiments.accuracy.tuner`).
 
 The tuner runs on a fake workspace whose "model" is two plain functions of the per-layer
 ``alpha``: how many calibration frames disagree with the exact model's top-1 class (``fails``)
 and the replayed speedup (``speed``). Scores and speedups reach the tuner through the real code
-paths (``metrics.frame_scores`` on logits; ``_cell_speedup`` and ``speedup.frame_times`` on
+paths (``metrics.frame_scores`` on logits; ``scoring.cell_speedup`` and ``speedup.frame_times`` on
 replayed microseconds), and the expected results are computed by hand from the search that
 ``tune`` documents: one global alpha doubling up from 0.02 (while ``a < 64``) or, when 0.02
 fails, halving down (while ``a > 0.001``) to the first that passes; then per-group doublings
@@ -21,6 +22,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from experiments import accuracy
+from experiments.accuracy import scoring, tuner
+from experiments.errors import ConfigError
 from experiments.speedup import COMPARISON_LAUNCH
 from secnn_jax import events as ev
 
@@ -259,7 +262,7 @@ def test_backoff_scales_the_searched_alpha(limit: float, backoff: float) -> None
 def test_calibration_frames_are_whole_chunks_leaving_one_out(total: int, cs: int,
                                                             requested: int) -> None:
     ws = FakeWorkspace(1, total, cs, lambda a: 0, _sum_speed)
-    got = accuracy._calibration_frames(ws, "m", "s", requested)
+    got = tuner.calibration_frames(ws, "m", "s", requested)
     assert 1 <= got <= total
     if total <= cs:
         assert got == total  # one (partial) chunk: all of it
@@ -289,37 +292,37 @@ def test_more_windows_than_calibration_frames_uses_one_per_frame(method: str, fr
 def test_the_tuner_needs_a_timer() -> None:
     ws = FakeWorkspace(1, 8, 4, lambda a: 0, _sum_speed)
     ws.timer = None
-    with pytest.raises(accuracy.ConfigError, match="the threshold tuner needs a timer"):
+    with pytest.raises(ConfigError, match="the threshold tuner needs a timer"):
         _tune(ws, floor=1.0)
 
 
 def test_better_keeps_the_faster_feasible_result_and_the_newer_on_ties() -> None:
-    def r(speedup, feasible: bool = True) -> dict:
-        return {"speedup": speedup, "feasible": feasible}
+    def r(speedup, feasible: bool = True) -> SimpleNamespace:
+        return SimpleNamespace(speedup=speedup, feasible=feasible)
 
     a, b = r(2.0), r(1.0)
-    assert accuracy._better(a, b) is a and accuracy._better(b, a) is a
+    assert tuner.better(a, b) is a and tuner.better(b, a) is a
     tie = r(2.0)
-    assert accuracy._better(a, tie) is tie  # b on ties
-    assert accuracy._better(a, r(5.0, feasible=False)) is a
+    assert tuner.better(a, tie) is tie  # b on ties
+    assert tuner.better(a, r(5.0, feasible=False)) is a
     none, zero, half = r(None), r(0.0), r(0.5)  # no speedup counts as 0
-    assert accuracy._better(half, none) is half and accuracy._better(none, half) is half
-    assert accuracy._better(none, zero) is zero and accuracy._better(zero, none) is none
+    assert tuner.better(half, none) is half and tuner.better(none, half) is half
+    assert tuner.better(none, zero) is zero and tuner.better(zero, none) is none
 
 
 def test_cell_speedup_is_none_without_times_or_schemes() -> None:
     ws = FakeWorkspace(2, 16, 8, lambda a: 0, _sum_speed)
     cell = ws.run("m", "s", "secnn", {"l0": 0.5, "l1": 0.5}, n_frames=4, timed=True)
     args = ("m", "s", cell, 0, "secnn_hw", "dense")
-    assert accuracy._cell_speedup(ws, *args) == pytest.approx(2.0)
-    assert accuracy._cell_speedup(ws, "m", "s", cell, 0, "secnn_hw", "dense",
+    assert scoring.cell_speedup(ws, *args) == pytest.approx(2.0)
+    assert scoring.cell_speedup(ws, "m", "s", cell, 0, "secnn_hw", "dense",
                                   slice(0, 2)) == pytest.approx(2.0)
-    assert accuracy._cell_speedup(ws, "m", "s", cell, 0, "winograd", "dense") is None
-    assert accuracy._cell_speedup(ws, "m", "s", cell, 0, "secnn_hw", "fft") is None
+    assert scoring.cell_speedup(ws, "m", "s", cell, 0, "winograd", "dense") is None
+    assert scoring.cell_speedup(ws, "m", "s", cell, 0, "secnn_hw", "fft") is None
     untimed = SimpleNamespace(**{**cell.__dict__, "time_us": None})
-    assert accuracy._cell_speedup(ws, "m", "s", untimed, *args[3:]) is None
+    assert scoring.cell_speedup(ws, "m", "s", untimed, *args[3:]) is None
     ws.timer = None
-    assert accuracy._cell_speedup(ws, *args) is None
+    assert scoring.cell_speedup(ws, *args) is None
 
 
 @settings(max_examples=15, deadline=None)
@@ -484,3 +487,52 @@ def test_stage2_groups_follow_the_share_before_each_layer(misses: list[int],
     got = _stage2_groups(misses, groups)
     assert got[0][0] == 0 and _serial_order(misses)[0] in got[0][1]
     assert [(gi, sorted(m)) for gi, m in got] == _want_groups(misses, groups)
+
+
+# --- the pure search (no workspace) ---------------------------------------------------------
+
+def _evaluation(alpha: np.ndarray, feasible: bool, speedup: float) -> tuner.Evaluation:
+    return tuner.Evaluation(alpha=np.array(alpha, np.float64), tau={}, score=1.0,
+                            criterion=1.0, windows=[1.0], speedup=speedup, feasible=feasible,
+                            serial_work=np.arange(len(alpha), 0, -1, dtype=np.float64),
+                            mispredicted=0.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(limit=st.floats(1e-4, 80.0), evals=st.integers(1, 20), groups=st.integers(1, 4),
+       backoff=st.sampled_from([1.0, 0.5]))
+def test_search_spends_exactly_its_budget_of_evaluations(limit: float, evals: int, groups: int,
+                                                         backoff: float) -> None:
+    """``search`` calls ``evaluate`` at most ``evals`` times (the exact start included), plus
+    one for a backoff below 1, and returns the fastest feasible evaluation it saw (before the
+    backoff) -- with no workspace, cache or history involved."""
+    calls: list[np.ndarray] = []
+
+    def evaluate(alpha: np.ndarray, note: str) -> tuner.Evaluation:
+        calls.append(np.array(alpha))
+        return _evaluation(alpha, bool(alpha.max() <= limit), 1.0 + float(alpha.sum()))
+
+    found = tuner.search(evaluate, 3, evals=evals, groups=groups, backoff=backoff)
+    searched = found.searched
+    backed = backoff < 1.0 and searched.alpha.max() > 0
+    assert len(calls) <= evals + backed
+    assert searched.feasible and searched.alpha.max() <= limit
+    seen = [c for c in calls[:len(calls) - backed] if c.max() <= limit]
+    assert searched.speedup == max(1.0 + c.sum() for c in seen)
+    if backed:
+        np.testing.assert_array_equal(found.best.alpha, searched.alpha * backoff)
+    else:
+        assert found.best is searched
+
+
+@given(work=st.lists(st.floats(0.0, 1e6), min_size=1, max_size=12), groups=st.integers(1, 6))
+def test_layer_groups_partition_the_layers_largest_first(work: list[float],
+                                                         groups: int) -> None:
+    sw = np.array(work, np.float64)
+    parts = tuner.layer_groups(sw, groups)
+    assert len(parts) == groups
+    assert sorted(np.concatenate(parts).tolist()) == list(range(len(work)))
+    assert int(np.argmax(sw)) in parts[0].tolist()  # the largest layer: always group 0
+    # groups hold layers in decreasing work order
+    flat = np.concatenate(parts)
+    assert all(sw[a] >= sw[b] for a, b in zip(flat, flat[1:], strict=False))

@@ -1,0 +1,58 @@
+"""The JSON codec of the typed study results (:mod:`experiments.records`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from experiments.records import from_plain, optional, to_plain
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    name: str
+    rates: tuple[float, ...]
+    band: Mapping[str, float] | None = optional()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Table:
+    rows: tuple[Row, ...]
+    pairs: Mapping[str, tuple[float, float]]
+    note: str | None
+    extra: Any
+    kept: int | None = optional()
+
+
+def _through_json(x: Any) -> Any:
+    return json.loads(json.dumps(to_plain(x)))
+
+
+def test_round_trip_through_json_text() -> None:
+    t = Table(rows=(Row("a", (0.25, 0.75)), Row("b", (), {"low": 1.0, "high": 2.0})),
+              pairs={"m": (0.1, 0.2)}, note=None, extra={"ranges": [{"x": 1}]}, kept=3)
+    assert from_plain(Table, _through_json(t)) == t
+
+
+def test_optional_fields_are_left_out_while_none_and_none_fields_are_not() -> None:
+    t = Table(rows=(Row("a", (1.0,)),), pairs={}, note=None, extra=[1, 2])
+    got = to_plain(t)
+    assert got == {"rows": [{"name": "a", "rates": [1.0]}], "pairs": {}, "note": None,
+                   "extra": [1, 2]}
+    assert list(got) == ["rows", "pairs", "note", "extra"]  # field order is key order
+    assert from_plain(Table, got) == t
+
+
+def test_sequences_read_back_as_tuples() -> None:
+    got = from_plain(Table, {"rows": [{"name": "a", "rates": [1, 2]}], "pairs": {"k": [3, 4]},
+                             "note": "n", "extra": None})
+    assert got.rows[0].rates == (1, 2) and got.pairs["k"] == (3, 4)
+
+
+def test_only_optional_unions_are_read() -> None:
+    with pytest.raises(TypeError, match=r"only X \| None"):
+        from_plain(int | str, 1)

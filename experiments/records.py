@@ -7,6 +7,8 @@ one into JSON-ready values (a dataclass into a dict in field order, a tuple into
 ``Mapping[str, X]``, ``X | None``, nested records, and ``Any`` (kept as read). A field made with
 :func:`optional` is left out of the JSON while it is ``None``: the keys a row has only sometimes
 (a summary row's ``band``, a cell's ``tuned``) stay absent, as the studies always wrote them.
+A key no field names is refused (``ValueError``), so a file of another layout is never read in
+part.
 """
 
 from __future__ import annotations
@@ -58,8 +60,12 @@ def from_plain(tp: Any, data: Any) -> Any:
         return from_plain(inner[0], data)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         hints = _hints(tp)
+        fields = [f for f in dataclasses.fields(tp) if f.init]
+        unknown = set(data) - {f.name for f in fields}
+        if unknown:  # another layout: refused, never read in part
+            raise ValueError(f"{tp.__name__}: unknown keys {sorted(unknown)}")
         return tp(**{f.name: from_plain(hints[f.name], data[f.name])
-                     for f in dataclasses.fields(tp) if f.init and f.name in data})
+                     for f in fields if f.name in data})
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(from_plain(args[0], v) for v in data)

@@ -56,3 +56,8 @@ def test_sequences_read_back_as_tuples() -> None:
 def test_only_optional_unions_are_read() -> None:
     with pytest.raises(TypeError, match=r"only X \| None"):
         from_plain(int | str, 1)
+
+
+def test_unknown_keys_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"Row: unknown keys \['score'\]"):
+        from_plain(Row, {"name": "a", "rates": [], "score": 1.0})

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
@@ -32,11 +32,6 @@ import numpy as np  # noqa: E402
 
 from experiments.paper import BASELINES, PAPER, VARIANTS  # noqa: E402
 from secnn_jax.fileio import atomic_write  # noqa: E402
-
-if TYPE_CHECKING:
-    from experiments.prediction import PredictionResult
-    from experiments.sparsity import SparsityResult
-    from experiments.speedup import SpeedupResult
 
 __all__ = ["accuracy_curves", "dense_maps", "event_stacks", "fit_titles", "save",
            "sparsity_bars", "speedup_bars"]
@@ -95,8 +90,10 @@ def _layer_ticks(ax: Any, names: list[str]) -> None:
     ax.set_xlim(-0.7, n - 0.3)
 
 
-def sparsity_bars(res: SparsityResult, path: str | Path) -> Path:
-    """Per-layer firing fraction, one panel per (model, stream)."""
+def sparsity_bars(res: Any, path: str | Path) -> Path:
+    """Per-layer firing fraction, one panel per (model, stream), from an
+    :class:`experiments.sparsity.SparsityResult` (the studies import this module, so their
+    result types are not imported here)."""
     cells = res.cells
     fig, axes = plt.subplots(len(cells), 1, figsize=(11, 3.2 * len(cells)), squeeze=False)
     claim = res.claim["fired_below"]
@@ -125,8 +122,9 @@ def sparsity_bars(res: SparsityResult, path: str | Path) -> Path:
     return save(fig, path)
 
 
-def event_stacks(res: PredictionResult, path: str | Path, tau: float | None = None) -> Path:
-    """Event-code mix per layer: rows (model, stream), columns predictors, at one tau."""
+def event_stacks(res: Any, path: str | Path, tau: float | None = None) -> Path:
+    """Event-code mix per layer: rows (model, stream), columns predictors, at one tau, from an
+    :class:`experiments.prediction.PredictionResult`."""
     cells = res.cells
     if tau is None:
         tau = min(c.tau for c in cells)
@@ -163,8 +161,9 @@ def event_stacks(res: PredictionResult, path: str | Path, tau: float | None = No
     return save(fig, path)
 
 
-def speedup_bars(res: SpeedupResult, path: str | Path) -> Path:
-    """SE-CNN speedup over each baseline, one panel per GPU; paper averages as black marks."""
+def speedup_bars(res: Any, path: str | Path) -> Path:
+    """SE-CNN speedup over each baseline, one panel per GPU; paper averages as black marks
+    (from an :class:`experiments.speedup.SpeedupResult`)."""
     gpus = res.gpus
     cells = res.cells
     n_series = len({(c.model, c.stream) for c in cells}) * len(VARIANTS)
@@ -325,9 +324,10 @@ def dense_maps(panels: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     return save(fig, path)
 
 
-def ladder_bars(res: SpeedupResult, path: str | Path) -> Path:
+def ladder_bars(res: Any, path: str | Path) -> Path:
     """The attribution ladder: mean frame time of each step, one panel per (model, stream,
-    GPU), each bar labelled with its speedup over the step before (one mechanism each)."""
+    GPU), each bar labelled with its speedup over the step before (one mechanism each), from
+    an :class:`experiments.speedup.SpeedupResult`."""
     cells = [c for c in res.cells if c.ladder.mean_us]
     n = max(len(cells), 1)
     fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.6), squeeze=False)

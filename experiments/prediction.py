@@ -236,7 +236,7 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     import sys  # noqa: PLC0415
 
-    from experiments import cli, figures, report  # noqa: PLC0415
+    from experiments import cli, figures, reporting  # noqa: PLC0415
     from experiments import config as config_lib  # noqa: PLC0415
     from experiments.cells import predictor_spec  # noqa: PLC0415
 
@@ -249,8 +249,8 @@ def main(argv: Sequence[str]) -> None:
                      config_lib.floats(cfg.prediction_taus, "prediction_taus"))
     st.run.write_json("results/prediction.json", res.to_json())
     figures.event_stacks(res, st.run.path("figures", "events.png"))
-    md, printed = report.study_output({"prediction": res}, cfg.to_dict(),
-                                      "experiments.prediction")
+    md, printed = reporting.study_output(cfg.to_dict(), [], section(res),
+                                         "experiments.prediction")
     st.run.write_text("report.md", md)
     st.run.finish(**st.ws.stats)
     sys.stdout.write(printed)

@@ -501,7 +501,7 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     import sys  # noqa: PLC0415
 
-    from experiments import cli, figures, report  # noqa: PLC0415
+    from experiments import cli, figures, reporting  # noqa: PLC0415
 
     cfg = cli.resolve()
     st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite, timer=None,
@@ -510,7 +510,8 @@ def main(argv: Sequence[str]) -> None:
                    change_tau=float(cfg.activated_tau))
     st.run.write_json("results/sparsity.json", res.to_json())
     figures.sparsity_bars(res, st.run.path("figures", "sparsity.png"))
-    md, printed = report.study_output({"sparsity": res}, cfg.to_dict(), "experiments.sparsity")
+    md, printed = reporting.study_output(cfg.to_dict(), claims(res), section(res),
+                                         "experiments.sparsity")
     st.run.write_text("report.md", md)
     st.run.finish(**st.ws.stats)
     sys.stdout.write(printed)

@@ -68,7 +68,15 @@ from experiments.paper import (
     value_prediction_verdict,
 )
 from experiments.records import from_plain, optional, to_plain
-from experiments.reporting import band_range, band_text, judge, table, times, us
+from experiments.reporting import (
+    band_range,
+    band_text,
+    judge,
+    study_output,
+    table,
+    times,
+    us,
+)
 from experiments.studyresult import StudyResult, claim_row
 from experiments.timer import variant, variant_parts
 from secnn_jax.timing.ladder import LADDER
@@ -874,7 +882,7 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     import sys  # noqa: PLC0415
 
-    from experiments import cli, figures, report  # noqa: PLC0415
+    from experiments import cli, figures  # noqa: PLC0415
     from experiments.cells import predictor_spec  # noqa: PLC0415
 
     cfg = cli.resolve()
@@ -884,7 +892,8 @@ def main(argv: Sequence[str]) -> None:
     st.run.write_json("results/speedup.json", res.to_json())
     figures.speedup_bars(res, st.run.path("figures", "speedup.png"))
     figures.ladder_bars(res, st.run.path("figures", "ladder.png"))
-    md, printed = report.study_output({"speedup": res}, cfg.to_dict(), "experiments.speedup")
+    md, printed = study_output(cfg.to_dict(), claims(res), ladder_section(res) + section(res),
+                               "experiments.speedup")
     st.run.write_text("report.md", md)
     st.run.finish(**st.ws.stats)
     sys.stdout.write(printed)

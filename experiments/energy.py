@@ -45,16 +45,16 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from absl import app
 
 from experiments.cells import Workspace
 from experiments.paper import MARGINAL_AREA_SHARE, MARGINAL_ENERGY_RATIO
-from experiments.records import from_plain, optional, to_plain
+from experiments.records import RecordResult, optional
 from experiments.reporting import pct, study_output, table, times
-from experiments.studyresult import StudyResult, claim_row
+from experiments.studyresult import claim_row
 
 if TYPE_CHECKING:
     from experiments.speedup import SensitivityResult, SpeedupResult
@@ -121,7 +121,7 @@ class Anchors:
 
 
 @dataclasses.dataclass(frozen=True)
-class EnergyResult(StudyResult):
+class EnergyResult(RecordResult):
     """The energy and area study's result (``results/energy.json``): area per model and GPU,
     verdicts per buffer placement, and the sanity anchors."""
 
@@ -131,15 +131,6 @@ class EnergyResult(StudyResult):
     area: tuple[AreaRow, ...]
     verdicts: tuple[EnergyVerdict, ...]
     anchors: Anchors
-
-    def payload(self) -> dict[str, Any]:
-        """The result's fields as JSON-ready values."""
-        return to_plain(self)
-
-    @classmethod
-    def from_payload(cls, data: Mapping[str, Any]) -> Self:
-        """The result from :meth:`payload`'s output."""
-        return from_plain(cls, data)
 
 
 def sanity_anchors(precision: str = "fp16", batch: int = 16) -> Anchors:

@@ -18,16 +18,15 @@ Library: :func:`prediction`. Command line::
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Self
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from absl import app, logging
 
 from experiments.cells import Workspace
-from experiments.records import from_plain, to_plain
+from experiments.records import RecordResult
 from experiments.reporting import pct, table
-from experiments.studyresult import StudyResult
 from secnn_jax import events as ev
 
 __all__ = ["PAPER_PREDICTOR", "LayerCodes", "PredictionCell", "PredictionResult",
@@ -79,7 +78,7 @@ class PredictionSummary:
 
 
 @dataclasses.dataclass(frozen=True)
-class PredictionResult(StudyResult):
+class PredictionResult(RecordResult):
     """The prediction study's result (``results/prediction.json``): the event codes' names,
     one cell per (model, stream, predictor, tau) and the summary rows (:func:`summary_rows`)."""
 
@@ -89,15 +88,6 @@ class PredictionResult(StudyResult):
     codes: tuple[str, ...]
     cells: tuple[PredictionCell, ...]
     summary: tuple[PredictionSummary, ...]
-
-    def payload(self) -> dict[str, Any]:
-        """The result's fields as JSON-ready values."""
-        return to_plain(self)
-
-    @classmethod
-    def from_payload(cls, data: Mapping[str, Any]) -> Self:
-        """The result from :meth:`payload`'s output."""
-        return from_plain(cls, data)
 
 
 def code_rates(counts: np.ndarray, n_inputs: np.ndarray) -> dict[str, Any]:

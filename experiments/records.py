@@ -8,7 +8,9 @@ one into JSON-ready values (a dataclass into a dict in field order, a tuple into
 :func:`optional` is left out of the JSON while it is ``None``: the keys a row has only sometimes
 (a summary row's ``band``, a cell's ``tuned``) stay absent, as the studies always wrote them.
 A key no field names is refused (``ValueError``), so a file of another layout is never read in
-part.
+part. :class:`RecordResult` is the :class:`~experiments.studyresult.StudyResult` whose payload is
+its fields this way (every typed study result derives from it); a payload it cannot read is a
+:class:`~experiments.studyresult.StaleResultError`.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import functools
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
-__all__ = ["from_plain", "optional", "to_plain"]
+from experiments.studyresult import StaleResultError, StudyResult
+
+__all__ = ["RecordResult", "from_plain", "optional", "to_plain"]
 
 _OMIT = "records_omit_none"
 
@@ -73,3 +77,22 @@ def from_plain(tp: Any, data: Any) -> Any:
     if origin in (dict, Mapping):
         return {k: from_plain(args[1], v) for k, v in data.items()}
     return data
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordResult(StudyResult):
+    """A study result whose JSON payload is its fields: :func:`to_plain` writes it,
+    :func:`from_plain` reads it back (a subclass sets ``STUDY``, ``VERSION`` and its fields)."""
+
+    def payload(self) -> dict[str, Any]:
+        """The result's fields as JSON-ready values."""
+        return to_plain(self)
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> Self:
+        """The result from :meth:`payload`'s output; another layout is a
+        :class:`~experiments.studyresult.StaleResultError`."""
+        try:
+            return from_plain(cls, data)
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise StaleResultError(f"{cls.STUDY} result of another layout: {e}") from e

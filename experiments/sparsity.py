@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import numpy as np
 from absl import app, logging
@@ -45,9 +45,9 @@ from experiments.cells import Workspace
 from experiments.config import CHANGE_TAUS
 from experiments.errors import ConfigError
 from experiments.paper import CLAIM_ACTIVATED, CNVLUTIN_ZERO_SHARE
-from experiments.records import from_plain, optional, to_plain
+from experiments.records import RecordResult, optional
 from experiments.reporting import pct, table
-from experiments.studyresult import StudyResult, claim_row
+from experiments.studyresult import claim_row
 
 __all__ = ["CLAIM_FIRED", "CURVE_TAUS", "DEFAULT_CHANGE_TAU", "SHOWN", "CellSummary",
            "CurvePoint", "LayerSparsity", "SparsityCell", "SparsityResult", "SummaryRow",
@@ -158,7 +158,7 @@ class SummaryRow:
 
 
 @dataclasses.dataclass(frozen=True)
-class SparsityResult(StudyResult):
+class SparsityResult(RecordResult):
     """The sparsity study's result (``results/sparsity.json``): the claim's threshold
     (``claim["fired_below"]``), the fixed tau of the changed reading and the grid the pass
     counts at, one cell per (model, stream), and their summary rows."""
@@ -171,15 +171,6 @@ class SparsityResult(StudyResult):
     change_taus: tuple[float, ...]
     cells: tuple[SparsityCell, ...]
     summary: tuple[SummaryRow, ...]
-
-    def payload(self) -> dict[str, Any]:
-        """The result's fields as JSON-ready values."""
-        return to_plain(self)
-
-    @classmethod
-    def from_payload(cls, data: Mapping[str, Any]) -> Self:
-        """The result from :meth:`payload`'s output."""
-        return from_plain(cls, data)
 
 
 def verdict(low: float | None, high: float | None = None) -> str:

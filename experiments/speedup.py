@@ -53,7 +53,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import numpy as np
 from absl import app, logging
@@ -67,7 +67,7 @@ from experiments.paper import (
     VARIANTS,
     value_prediction_verdict,
 )
-from experiments.records import from_plain, optional, to_plain
+from experiments.records import RecordResult, from_plain, optional
 from experiments.reporting import (
     band_range,
     band_text,
@@ -77,7 +77,7 @@ from experiments.reporting import (
     times,
     us,
 )
-from experiments.studyresult import StudyResult, claim_row
+from experiments.studyresult import claim_row
 from experiments.timer import variant, variant_parts
 from secnn_jax.timing.ladder import LADDER
 from secnn_jax.timing.names import PEERS, SECNN
@@ -163,7 +163,7 @@ class SpeedupSummary:
 
 
 @dataclasses.dataclass(frozen=True)
-class SpeedupResult(StudyResult):
+class SpeedupResult(RecordResult):
     """The speedup study's result (``results/speedup.json``; :func:`speedup` describes the
     fields)."""
 
@@ -180,15 +180,6 @@ class SpeedupResult(StudyResult):
     cells: tuple[SpeedupCell, ...]
     summary: tuple[SpeedupSummary, ...]
     mapping: Mapping[str, str]
-
-    def payload(self) -> dict[str, Any]:
-        """The result's fields as JSON-ready values."""
-        return to_plain(self)
-
-    @classmethod
-    def from_payload(cls, data: Mapping[str, Any]) -> Self:
-        """The result from :meth:`payload`'s output."""
-        return from_plain(cls, data)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -222,22 +213,13 @@ class SensitivityCell:
 
 
 @dataclasses.dataclass(frozen=True)
-class SensitivityResult(StudyResult):
+class SensitivityResult(RecordResult):
     """The sensitivity tables (``results/sensitivity.json``), one cell per model."""
 
     STUDY: ClassVar[str] = "sensitivity"
     VERSION: ClassVar[int] = 1
 
     cells: tuple[SensitivityCell, ...]
-
-    def payload(self) -> dict[str, Any]:
-        """The result's fields as JSON-ready values."""
-        return to_plain(self)
-
-    @classmethod
-    def from_payload(cls, data: Mapping[str, Any]) -> Self:
-        """The result from :meth:`payload`'s output."""
-        return from_plain(cls, data)
 
 
 def sensitivity_result(cells: Sequence[Mapping[str, Any]]) -> SensitivityResult:

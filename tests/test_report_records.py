@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
-from experiments.records import from_plain, optional, to_plain
+from experiments.records import RecordResult, from_plain, optional, to_plain
+from experiments.studyresult import StaleResultError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,3 +62,22 @@ def test_only_optional_unions_are_read() -> None:
 def test_unknown_keys_are_refused() -> None:
     with pytest.raises(ValueError, match=r"Row: unknown keys \['score'\]"):
         from_plain(Row, {"name": "a", "rates": [], "score": 1.0})
+
+
+@dataclasses.dataclass(frozen=True)
+class Study(RecordResult):
+    STUDY: ClassVar[str] = "toy"
+    VERSION: ClassVar[int] = 2
+
+    rows: tuple[Row, ...]
+
+
+def test_a_record_result_is_its_fields_in_the_envelope() -> None:
+    r = Study((Row("a", (0.5,)),))
+    data = json.loads(json.dumps(r.to_json()))
+    assert data == {"study": "toy", "version": 2, "rows": [{"name": "a", "rates": [0.5]}]}
+    assert Study.from_json(data) == r
+    with pytest.raises(StaleResultError, match=r"toy result of another layout: .*'extra'"):
+        Study.from_json({**data, "extra": 1})
+    with pytest.raises(StaleResultError, match="toy result of another layout"):
+        Study.from_json({"study": "toy", "version": 2})  # a field missing

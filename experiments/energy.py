@@ -12,6 +12,9 @@ one launch model and fusion policy: :mod:`secnn_jax.timing.energy`), this study 
   (``h100_e2e.csv``) times the board power gives;
 * **verdicts** per model and placement.
 
+The result is an :class:`EnergyResult` (``results/energy.json``); :func:`claims` and
+:func:`section` (with the speedup study's energy tables) render it for the report.
+
 Library: :func:`energy_area`. Command line (runs the speedup study and the sensitivity replays
 it needs, prints the energy and area tables, writes ``results/energy.json`` beside the
 ``results/speedup.json`` and ``results/sensitivity.json`` it was computed from, with
@@ -39,16 +42,25 @@ the ones this command reads).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from absl import app
 
 from experiments.cells import Workspace
+from experiments.paper import MARGINAL_AREA_SHARE, MARGINAL_ENERGY_RATIO
+from experiments.records import RecordResult, optional
+from experiments.reporting import pct, study_output, table, times
+from experiments.studyresult import claim_row
 
-__all__ = ["PLAUSIBLE_POWER", "energy_area", "main", "sanity_anchors", "verdict"]
+if TYPE_CHECKING:
+    from experiments.speedup import SensitivityResult, SpeedupResult
+
+__all__ = ["PLAUSIBLE_POWER", "Anchors", "AreaRow", "EnergyResult", "EnergyVerdict", "claims",
+           "energy_area", "energy_terms", "main", "sanity_anchors", "section", "verdict"]
 
 #: The share of the board power a large-batch dense inference run must model to be plausible.
 #: Below: an idle H100 SXM draws about a tenth of its 700 W (nvidia-smi idle readings), and a
@@ -57,7 +69,71 @@ __all__ = ["PLAUSIBLE_POWER", "energy_area", "main", "sanity_anchors", "verdict"
 PLAUSIBLE_POWER: tuple[float, float] = (0.2, 1.0)
 
 
-def sanity_anchors(precision: str = "fp16", batch: int = 16) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class AreaRow:
+    """SE-CNN's additions on one model and GPU: buffer bytes, comparator, buffer (on chip),
+    SM and die areas (mm^2), and the additions' share of the die per buffer placement."""
+
+    model: str
+    gpu: str
+    buffer_bytes: int
+    comparators_mm2: float
+    buffer_mm2: float
+    sm_mm2: float
+    die_mm2: float
+    on_chip_share: float
+    off_chip_share: float
+
+
+@dataclasses.dataclass(frozen=True)
+class EnergyVerdict:
+    """The verdict on "marginal overheads" for one (model, stream, GPU, buffer placement):
+    the area share of the die and SE-CNN's energy per frame over the lower-energy
+    baseline's."""
+
+    model: str
+    stream: str
+    gpu: str
+    placement: str
+    area_share: float
+    energy_ratio: float
+    verdict: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Anchors:
+    """The sanity anchors (:func:`sanity_anchors`): dense ResNet-50's modelled power and
+    energy per image beside the board power and, where measured, the latency's bound."""
+
+    model: str
+    precision: str
+    batch: int
+    modelled_us: float
+    modelled_power_w: float
+    board_power_w: float
+    power_fraction: float
+    plausible_band: tuple[float, float]
+    plausible: bool
+    modelled_mj_per_image: float
+    parts_mj_per_image: Mapping[str, float]
+    measured_graph_us: float | None = optional()
+    bound_mj_per_image: float | None = optional()
+
+
+@dataclasses.dataclass(frozen=True)
+class EnergyResult(RecordResult):
+    """The energy and area study's result (``results/energy.json``): area per model and GPU,
+    verdicts per buffer placement, and the sanity anchors."""
+
+    STUDY: ClassVar[str] = "energy"
+    VERSION: ClassVar[int] = 1
+
+    area: tuple[AreaRow, ...]
+    verdicts: tuple[EnergyVerdict, ...]
+    anchors: Anchors
+
+
+def sanity_anchors(precision: str = "fp16", batch: int = 16) -> Anchors:
     """Modelled power and energy per image of dense ResNet-50 at ``batch`` on the H100 (graph
     launch, NCHW, fusion none, as measured) beside the board power and the measured latency."""
     from experiments.zoo_networks import network  # noqa: PLC0415
@@ -75,29 +151,28 @@ def sanity_anchors(precision: str = "fp16", batch: int = 16) -> dict[str, Any]:
                  and x.batch == batch), None)
     tdp = get_energy_params("h100").tdp_w
     fraction = float(res.power_w[0] / tdp)
-    out = {"model": "resnet50", "precision": precision, "batch": batch,
-           "modelled_us": float(res.total_us[0]), "modelled_power_w": float(res.power_w[0]),
-           "board_power_w": tdp, "power_fraction": fraction,
-           "plausible_band": list(PLAUSIBLE_POWER),
-           "plausible": bool(PLAUSIBLE_POWER[0] <= fraction <= PLAUSIBLE_POWER[1]),
-           "modelled_mj_per_image": float(res.energy_uj[0]) / batch / 1000,
-           "parts_mj_per_image": {k: float(v[0]) / batch / 1000
-                                  for k, v in res.energy_parts.items()}}
-    if meas is not None:
-        out["measured_graph_us"] = meas.graph_us
-        out["bound_mj_per_image"] = tdp * meas.graph_us / batch / 1000
-    return out
+    return Anchors(
+        model="resnet50", precision=precision, batch=batch,
+        modelled_us=float(res.total_us[0]), modelled_power_w=float(res.power_w[0]),
+        board_power_w=tdp, power_fraction=fraction, plausible_band=PLAUSIBLE_POWER,
+        plausible=bool(PLAUSIBLE_POWER[0] <= fraction <= PLAUSIBLE_POWER[1]),
+        modelled_mj_per_image=float(res.energy_uj[0]) / batch / 1000,
+        parts_mj_per_image={k: float(v[0]) / batch / 1000 for k, v in res.energy_parts.items()},
+        measured_graph_us=None if meas is None else meas.graph_us,
+        bound_mj_per_image=None if meas is None else tdp * meas.graph_us / batch / 1000)
 
 
 def verdict(area_share: float, energy_ratio: float) -> str:
-    """``holds`` (area below 1% of the die and no more energy than the strongest baseline),
+    """``holds`` (area below :data:`~experiments.paper.MARGINAL_AREA_SHARE` of the die and no
+    more energy than the strongest baseline: :data:`~experiments.paper.MARGINAL_ENERGY_RATIO`),
     ``partly`` (one of the two), ``does not hold`` (neither)."""
-    small, cheap = area_share < 0.01, energy_ratio <= 1.0
+    small = area_share < MARGINAL_AREA_SHARE
+    cheap = energy_ratio <= MARGINAL_ENERGY_RATIO
     return "holds" if small and cheap else "partly" if small or cheap else "does not hold"
 
 
-def energy_area(ws: Workspace, su: dict[str, Any], models: Sequence[str],
-                streams: Sequence[str], sens: dict[str, Any] | None = None) -> dict[str, Any]:
+def energy_area(ws: Workspace, su: SpeedupResult, models: Sequence[str],
+                streams: Sequence[str], sens: SensitivityResult | None = None) -> EnergyResult:
     """Area per model and GPU, sanity anchors, and verdicts per buffer placement (energies from
     the sensitivity study ``sens``, which replays both placements; the energy tables
     themselves are in the speedup study ``su``)."""
@@ -108,32 +183,119 @@ def energy_area(ws: Workspace, su: dict[str, Any], models: Sequence[str],
     area = []
     for m in models:
         layers = ws.layers(m, streams[0])
-        for g in su["gpus"]:
+        for g in su.gpus:
             a = secnn_area(layers, get_gpu(g), precision)
-            area.append({"model": m, "gpu": g, "buffer_bytes": a.buffer_bytes,
-                         "comparators_mm2": a.comparators_mm2, "buffer_mm2": a.buffer_mm2,
-                         "sm_mm2": a.sm_mm2, "die_mm2": a.die_mm2,
-                         "on_chip_share": a.placement_shares["on_chip"],
-                         "off_chip_share": a.placement_shares["off_chip"]})
+            area.append(AreaRow(model=m, gpu=g, buffer_bytes=a.buffer_bytes,
+                                comparators_mm2=a.comparators_mm2, buffer_mm2=a.buffer_mm2,
+                                sm_mm2=a.sm_mm2, die_mm2=a.die_mm2,
+                                on_chip_share=a.placement_shares["on_chip"],
+                                off_chip_share=a.placement_shares["off_chip"]))
     verdicts = []
     # Per placement, energy from the sensitivity replays (the prediction buffers' traffic in
     # DRAM off chip, in SRAM on chip), against the lower-energy baseline of the same replay.
-    for c in (sens or {}).get("cells", []):
-        rows = {r.get("end"): r for r in c["rows"] if r["parameter"] == "buffer_placement"}
-        a = next((x for x in area if x["model"] == c["model"] and x["gpu"] == c["gpu"]), None)
+    for c in sens.cells if sens is not None else ():
+        rows = {r.end: r for r in c.rows if r.parameter == "buffer_placement"}
+        a = next((x for x in area if x.model == c.model and x.gpu == c.gpu), None)
         if a is None:
             continue
         for placement in ("on_chip", "off_chip"):
             r = rows.get(placement)
             if r is None:
                 continue
-            share = a[f"{placement}_share"]
-            ratio = r["secnn_hw_uj"] / r["baseline_uj"]
-            verdicts.append({"model": c["model"], "stream": c["stream"], "gpu": c["gpu"],
-                             "placement": placement, "area_share": share,
-                             "energy_ratio": ratio, "verdict": verdict(share, ratio)})
-    return {"study": "energy", "area": area, "verdicts": verdicts,
-            "anchors": sanity_anchors()}
+            share = getattr(a, f"{placement}_share")
+            ratio = r.secnn_hw_uj / r.baseline_uj
+            verdicts.append(EnergyVerdict(model=c.model, stream=c.stream, gpu=c.gpu,
+                                          placement=placement, area_share=share,
+                                          energy_ratio=ratio, verdict=verdict(share, ratio)))
+    return EnergyResult(area=tuple(area), verdicts=tuple(verdicts), anchors=sanity_anchors())
+
+
+def claims(result: EnergyResult) -> list[dict[str, str]]:
+    """The claim rows on "marginal hardware overheads in area and power", per model, stream,
+    GPU and buffer placement."""
+    return [claim_row(
+        "marginal hardware overheads in area and power",
+        f"marginal hardware overheads in area and power ({v.model}, {v.stream}, {v.gpu}, "
+        f"buffers {v.placement.replace('_', '-')})",
+        "marginal",
+        f"{pct(v.area_share)} of the die; energy per frame {times(v.energy_ratio)} the "
+        f"lower-energy baseline's",
+        v.verdict, model=v.model, stream=v.stream, gpu=v.gpu) for v in result.verdicts]
+
+
+def energy_terms() -> str:
+    """What the energy model counts, from its own lists (:data:`secnn_jax.timing.energy.WORK_KEYS`,
+    the work counted per frame, and :data:`~secnn_jax.timing.energy.COMPONENTS`, the terms it
+    is priced into)."""
+    from secnn_jax.timing.energy import COMPONENTS, WORK_KEYS  # noqa: PLC0415
+
+    return ("Energy per frame from the replay's work counts, priced with per-event energies "
+            "from published circuit figures scaled to each GPU's process "
+            "(`secnn_jax/timing/energy.py`, every number sourced); every scheme under the same "
+            "launch model and fusion as its time. Work counted per frame: "
+            + ", ".join(f"`{k}`" for k in WORK_KEYS) + ". Energy terms: "
+            + ", ".join(f"`{k}`" for k in COMPONENTS) + ". Nothing outside these terms is "
+            "counted: first-order numbers, for comparing schemes.")
+
+
+def section(su: SpeedupResult, result: EnergyResult) -> list[str]:
+    """The energy study's report section (markdown lines) from the speedup study ``su`` (its
+    energy tables) and the energy study ``result``, with its verdicts per buffer placement."""
+    from secnn_jax.timing import LADDER  # noqa: PLC0415
+    from secnn_jax.timing.energy import COMPONENTS  # noqa: PLC0415
+    from secnn_jax.timing.names import SECNN  # noqa: PLC0415
+
+    out = ["## Energy and area", "", energy_terms(), ""]
+    rows = []
+    for c in su.cells:
+        e = c.energy_uj or {}
+        for k in ("dense", "zero_skip", "secnn_sw", "secnn_hw"):
+            if k in e:
+                rows.append([c.model, c.stream, c.gpu, k, f"{e[k]['total']:.1f}",
+                             *[f"{e[k][comp]:.1f}" for comp in COMPONENTS]])
+    out += ["Energy per frame (uJ):", "",
+            table(["model", "stream", "gpu", "scheme", "total", *COMPONENTS], rows), ""]
+    rows = []
+    for c in su.cells:
+        e = c.energy_uj or {}
+        vals = []
+        for st in LADDER:
+            key = f"{st.scheme}@{st.launch}" + (":oracle" if st.events == "oracle" else
+                                                ":zero" if st.events == "zero" and
+                                                st.scheme in SECNN else "")
+            vals.append(f"{e[key]['total']:.0f}" if key in e else "")
+        rows.append([c.model, c.stream, c.gpu, *vals])
+    out += ["The attribution ladder in energy (uJ per frame):", "",
+            table(["model", "stream", "gpu", *[st.key for st in LADDER]], rows), ""]
+    rows = [[a.model, a.gpu, f"{a.buffer_bytes / 2**20:.1f} MiB", f"{a.buffer_mm2:.1f}",
+             f"{a.comparators_mm2:.2f}", f"{a.sm_mm2:.2f}", pct(a.on_chip_share),
+             pct(a.off_chip_share)] for a in result.area]
+    out += ["Area of SE-CNN's additions: prediction + firing-state buffers (two values per "
+            "input neuron of every layer) and one comparator per lane per SM; on chip the "
+            "buffers are SRAM (published high-density bitcell x1.6 array overhead), off chip "
+            "they cost no area but their traffic is DRAM traffic.", "",
+            table(["model", "gpu", "buffers", "buffers mm^2 (on chip)", "comparators mm^2",
+                   "one SM mm^2", "die share on chip", "die share off chip"], rows), ""]
+    a = result.anchors
+    out += [f"Sanity anchors (dense ResNet-50, batch {a.batch}, {a.precision}, H100 graph "
+            f"launch): modelled power {a.modelled_power_w:.0f} W = {pct(a.power_fraction)} "
+            f"of the {a.board_power_w:.0f} W board power — "
+            + ("plausible" if a.plausible else "**not plausible**")
+            + f" (band {pct(a.plausible_band[0])}-{pct(a.plausible_band[1])}); modelled "
+            f"{a.modelled_mj_per_image:.1f} mJ per image (issue overhead "
+            f"{a.parts_mj_per_image['issue']:.1f}, static "
+            f"{a.parts_mj_per_image['static']:.1f})"
+            + (f" against at most {a.bound_mj_per_image:.1f} mJ per image that the measured "
+               f"{a.measured_graph_us:.0f} us latency at board power allows"
+               if a.bound_mj_per_image is not None else "") + ". No MLPerf power figure was "
+            "available offline to compare with.", ""]
+    rows = [[v.model, v.stream, v.gpu, v.placement, pct(v.area_share), times(v.energy_ratio),
+             v.verdict] for v in result.verdicts]
+    out += ["Verdicts (marginal area and power): area share of the die, and SE-CNN's energy per "
+            "frame over the lower-energy baseline's:", "",
+            table(["model", "stream", "gpu", "placement", "area share", "energy ratio",
+                   "verdict"], rows), ""]
+    return out
 
 
 def main(argv: Sequence[str]) -> None:
@@ -142,7 +304,7 @@ def main(argv: Sequence[str]) -> None:
     energy}.json`` and ``report.md`` (their claims and sections) into ``--out_dir``."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    from experiments import cli, report  # noqa: PLC0415
+    from experiments import cli  # noqa: PLC0415
     from experiments import speedup as speedup_lib  # noqa: PLC0415
     from experiments.cells import predictor_spec  # noqa: PLC0415
 
@@ -152,19 +314,17 @@ def main(argv: Sequence[str]) -> None:
     secnn = predictor_spec("secnn", cfg.silence, cfg.decay)
     inputs = {m: speedup_lib.replay_inputs(ws, m, streams[0], secnn) for m in models}
     su = speedup_lib.speedup(ws, models, streams, secnn, launch=str(cfg.launch), inputs=inputs)
-    sens = []
-    for m in models:
-        res = speedup_lib.sensitivity(ws, m, streams[0], secnn, gpu=ws.timer.gpus[0],
-                                      launch=str(cfg.launch), inputs=inputs[m])
-        res.pop("_replay_inputs")
-        sens.append(res)
-    sensitivity = {"study": "sensitivity", "cells": sens}
+    sensitivity = speedup_lib.sensitivity_result([
+        speedup_lib.sensitivity(ws, m, streams[0], secnn, gpu=ws.timer.gpus[0],
+                                launch=str(cfg.launch), inputs=inputs[m]) for m in models])
     en = energy_area(ws, su, models, streams, sensitivity)
-    st.run.write_json("results/speedup.json", su)
-    st.run.write_json("results/sensitivity.json", sensitivity)
-    st.run.write_json("results/energy.json", en)
-    md, printed = report.study_output({"speedup": su, "sensitivity": sensitivity, "energy": en},
-                                      cfg.to_dict(), "experiments.energy")
+    for res in (su, sensitivity, en):
+        st.run.write_json(f"results/{res.STUDY}.json", res.to_json())
+    # The claims and sections of the three results, in the report's order.
+    md, printed = study_output(
+        cfg.to_dict(), speedup_lib.claims(su) + claims(en),
+        speedup_lib.ladder_section(su) + speedup_lib.section(su)
+        + speedup_lib.sensitivity_section(sensitivity) + section(su, en), "experiments.energy")
     st.run.write_text("report.md", md)
     st.run.finish(**ws.stats)
     sys.stdout.write(printed)

@@ -94,26 +94,28 @@ def _layer_ticks(ax: Any, names: list[str]) -> None:
     ax.set_xlim(-0.7, n - 0.3)
 
 
-def sparsity_bars(res: Mapping[str, Any], path: str | Path) -> Path:
-    """Per-layer firing fraction, one panel per (model, stream)."""
-    cells = res["cells"]
+def sparsity_bars(res: Any, path: str | Path) -> Path:
+    """Per-layer firing fraction, one panel per (model, stream), from an
+    :class:`experiments.sparsity.SparsityResult` (the studies import this module, so their
+    result types are not imported here)."""
+    cells = res.cells
     fig, axes = plt.subplots(len(cells), 1, figsize=(11, 3.2 * len(cells)), squeeze=False)
-    claim = res["claim"]["fired_below"]
+    claim = res.claim["fired_below"]
     for ax, cell in zip(axes[:, 0], cells, strict=True):
-        rows = cell["layers"]
-        names = [r["name"] for r in rows]
-        vals = np.array([r["fired"] for r in rows])
-        rect = np.array([r["role"] == "rectified" for r in rows])
+        rows = cell.layers
+        names = [r.name for r in rows]
+        vals = np.array([r.fired for r in rows])
+        rect = np.array([r.role == "rectified" for r in rows])
         x = np.arange(len(rows))
         ax.bar(x[rect], 100 * vals[rect], color="#1f77b4", label="rectified input (post-ReLU)")
         ax.bar(x[~rect], 100 * vals[~rect], color="#ff7f0e",
                label="signed input (image, BN output, residual sum)")
         ax.axhline(100 * claim, color="k", ls="--", lw=1, label=f"paper: < {100 * claim:g}% fire")
-        sm = cell["summary"]
-        rect_txt = (f", rectified layers {100 * sm['fired_rectified']:.1f}%"
-                    if sm["fired_rectified"] is not None else "")
-        ax.set_title(f"{cell['model']} on {cell['stream']} ({sm['frames']} frames): "
-                     f"{100 * sm['fired_all']:.1f}% of input neurons fire{rect_txt}", fontsize=9)
+        sm = cell.summary
+        rect_txt = (f", rectified layers {100 * sm.fired_rectified:.1f}%"
+                    if sm.fired_rectified is not None else "")
+        ax.set_title(f"{cell.model} on {cell.stream} ({sm.frames} frames): "
+                     f"{100 * sm.fired_all:.1f}% of input neurons fire{rect_txt}", fontsize=9)
         ax.set_ylabel("input neurons != 0 (%)")
         ax.set_ylim(0, 122)
         ax.set_yticks(range(0, 101, 20))
@@ -124,23 +126,23 @@ def sparsity_bars(res: Mapping[str, Any], path: str | Path) -> Path:
     return save(fig, path)
 
 
-def event_stacks(res: Mapping[str, Any], path: str | Path, tau: float | None = None) -> Path:
-    """Event-code mix per layer: rows (model, stream), columns predictors, at one tau."""
-    cells = res["cells"]
+def event_stacks(res: Any, path: str | Path, tau: float | None = None) -> Path:
+    """Event-code mix per layer: rows (model, stream), columns predictors, at one tau, from an
+    :class:`experiments.prediction.PredictionResult`."""
+    cells = res.cells
     if tau is None:
-        tau = min(c["tau"] for c in cells)
-    cells = [c for c in cells if c["tau"] == tau]
-    keys = list(dict.fromkeys((c["model"], c["stream"]) for c in cells))
-    preds = list(dict.fromkeys(c["predictor"] for c in cells))
+        tau = min(c.tau for c in cells)
+    cells = [c for c in cells if c.tau == tau]
+    keys = list(dict.fromkeys((c.model, c.stream) for c in cells))
+    preds = list(dict.fromkeys(c.predictor for c in cells))
     fig, axes = plt.subplots(len(keys), len(preds), figsize=(5.2 * len(preds), 3.0 * len(keys)),
                              squeeze=False, sharey=True)
-    codes = res["codes"]
+    codes = res.codes
     for i, key in enumerate(keys):
         for j, p in enumerate(preds):
             ax = axes[i, j]
-            cell = next(c for c in cells if (c["model"], c["stream"]) == key
-                        and c["predictor"] == p)
-            rates = np.array([r["rates"] for r in cell["layers"]])
+            cell = next(c for c in cells if (c.model, c.stream) == key and c.predictor == p)
+            rates = np.array([r.rates for r in cell.layers])
             x = np.arange(len(rates))
             bottom = np.zeros(len(rates))
             for k, code in enumerate(codes):
@@ -148,8 +150,8 @@ def event_stacks(res: Mapping[str, Any], path: str | Path, tau: float | None = N
                        label=code)
                 bottom += 100 * rates[:, k]
             ax.set_title(f"{key[0]} / {key[1]}\n{p}, tau={tau:g}: "
-                         f"{100 * cell['mispredicted']:.1f}% mispredicted", fontsize=8)
-            _layer_ticks(ax, [r["name"] for r in cell["layers"]])
+                         f"{100 * cell.mispredicted:.1f}% mispredicted", fontsize=8)
+            _layer_ticks(ax, [r.name for r in cell.layers])
             ax.set_ylim(0, 100)
             if j == 0:
                 ax.set_ylabel("input neurons (%)")
@@ -163,24 +165,25 @@ def event_stacks(res: Mapping[str, Any], path: str | Path, tau: float | None = N
     return save(fig, path)
 
 
-def speedup_bars(res: Mapping[str, Any], path: str | Path) -> Path:
-    """SE-CNN speedup over each baseline, one panel per GPU; paper averages as black marks."""
-    gpus = res["gpus"]
-    cells = res["cells"]
-    n_series = len({(c["model"], c["stream"]) for c in cells}) * len(VARIANTS)
+def speedup_bars(res: Any, path: str | Path) -> Path:
+    """SE-CNN speedup over each baseline, one panel per GPU; paper averages as black marks
+    (from an :class:`experiments.speedup.SpeedupResult`)."""
+    gpus = res.gpus
+    cells = res.cells
+    n_series = len({(c.model, c.stream) for c in cells}) * len(VARIANTS)
     fig, axes = plt.subplots(1, len(gpus), figsize=(6.2 * len(gpus), 4.4 + 0.12 * n_series),
                              squeeze=False)
     for ax, gpu in zip(axes[0], gpus, strict=True):
-        mine = [c for c in cells if c["gpu"] == gpu]
-        bases = [b for b in BASELINES if any(b in c["speedups"].get(v, {})
+        mine = [c for c in cells if c.gpu == gpu]
+        bases = [b for b in BASELINES if any(b in c.speedups.get(v, {})
                                              for c in mine for v in VARIANTS)]
-        series = [(c, v) for c in mine for v in VARIANTS if v in c["speedups"]]
+        series = [(c, v) for c in mine for v in VARIANTS if v in c.speedups]
         width = 0.8 / max(len(series), 1)
         for k, (c, v) in enumerate(series):
-            vals = [c["speedups"][v].get(b, {}).get("mean", np.nan) for b in bases]
+            vals = [c.speedups[v].get(b, {}).get("mean", np.nan) for b in bases]
             xs = np.arange(len(bases)) + (k - (len(series) - 1) / 2) * width
             ax.bar(xs, vals, width=width * 0.95, hatch="//" if v == "secnn_sw" else None,
-                   edgecolor="white", label=f"{v}: {c['model']} / {c['stream']}")
+                   edgecolor="white", label=f"{v}: {c.model} / {c.stream}")
             for x, val in zip(xs, vals, strict=True):
                 if np.isfinite(val):
                     ax.text(x, val, f"{val:.2f}", ha="center", va="bottom", fontsize=6)
@@ -198,8 +201,8 @@ def speedup_bars(res: Mapping[str, Any], path: str | Path) -> Path:
         ax.set_xticks(range(len(bases)))
         ax.set_xticklabels(bases)
         ax.set_ylabel("speedup over baseline (x, log)")
-        ax.set_title(f"replayed on {gpu}, every scheme {res.get('launch', '')}, fusion "
-                     f"{res.get('fusion', '')} ({res['predictor']}, tau={res['tau']:g})",
+        ax.set_title(f"replayed on {gpu}, every scheme {res.launch}, fusion "
+                     f"{res.fusion} ({res.predictor}, tau={res.tau:g})",
                      fontsize=8)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2,
                   frameon=False)
@@ -378,20 +381,21 @@ def dense_maps(panels: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     return save(fig, path)
 
 
-def ladder_bars(res: Mapping[str, Any], path: str | Path) -> Path:
+def ladder_bars(res: Any, path: str | Path) -> Path:
     """The attribution ladder: mean frame time of each step, one panel per (model, stream,
-    GPU), each bar labelled with its speedup over the step before (one mechanism each)."""
-    cells = [c for c in res["cells"] if c.get("ladder", {}).get("mean_us")]
+    GPU), each bar labelled with its speedup over the step before (one mechanism each), from
+    an :class:`experiments.speedup.SpeedupResult`."""
+    cells = [c for c in res.cells if c.ladder.mean_us]
     n = max(len(cells), 1)
     fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.6), squeeze=False)
     for ax, c in zip(axes[0], cells, strict=False):
-        lad = c["ladder"]
-        keys = list(lad["mean_us"])
-        vals = [lad["mean_us"][k] for k in keys]
+        lad = c.ladder
+        keys = list(lad.mean_us)
+        vals = [lad.mean_us[k] for k in keys]
         colours = ["#bbbbbb"] * 3 + ["#8da0cb", "#fc8d62", "#66c2a5", "#1b9e77"]
         ax.barh(range(len(keys)), vals, color=colours[:len(keys)])
         for i, k in enumerate(keys):
-            r = lad["step_ratio"][k]
+            r = lad.step_ratio[k]
             ax.text(vals[i], i, f" {vals[i]:.0f} us ({r:.2f}x)" if i else f" {vals[i]:.0f} us",
                     va="center", fontsize=7)
         ax.set_yticks(range(len(keys)))
@@ -400,10 +404,10 @@ def ladder_bars(res: Mapping[str, Any], path: str | Path) -> Path:
         ax.invert_yaxis()
         ax.set_xlabel("mean frame time (us)")
         ax.set_xlim(right=max(vals) * 1.45)
-        ax.set_title(f"{c['model']} / {c['stream']} on {c['gpu']}\nvalue prediction "
-                     f"{lad.get('value_prediction_factor', float('nan')):.2f}x, oracle "
-                     f"{lad.get('oracle_factor', float('nan')):.2f}x (fusion "
-                     f"{res.get('fusion', '')})", fontsize=8)
+        vp, of = (float("nan") if x is None else x
+                  for x in (lad.value_prediction_factor, lad.oracle_factor))
+        ax.set_title(f"{c.model} / {c.stream} on {c.gpu}\nvalue prediction {vp:.2f}x, oracle "
+                     f"{of:.2f}x (fusion {res.fusion})", fontsize=8)
     fit_titles(fig)
     fig.tight_layout()
     return save(fig, path)

@@ -41,79 +41,24 @@ from experiments import sparsity as sparsity_lib
 from experiments import speedup as speedup_lib
 from experiments import whatif as whatif_lib
 from experiments.cells import Workspace, predictor_spec
+from experiments.studyresult import StudyResult
 
 __all__ = ["notes", "reproduce"]
-
-
-#: Layers a note names before "...".
-SHOWN = 3
 
 
 def notes(results: dict[str, Any]) -> list[str]:
     """Plain-language observations the numbers support (what holds, what does not, and why)."""
     out: list[str] = []
-    sp = results.get("sparsity")
-    if sp:
-        for c in sp["cells"]:
-            s = c["summary"]
-            signed = [r for r in c["layers"] if r["role"] == "signed"]
-            if signed:
-                out.append(
-                    f"{c['model']} / {c['stream']}: {len(signed)} of {s['layers']} layers read "
-                    f"signed, dense inputs (the image, BatchNorm outputs or residual sums: "
-                    f"{', '.join(r['name'] for r in signed[:SHOWN])}"
-                    f"{', ...' if len(signed) > SHOWN else ''}); {pct(s['fired_signed'])} of "
-                    f"their inputs are non-zero. Rectified layers: "
-                    f"{pct(s['fired_rectified'])} fire.")
-    su = results.get("speedup")
-    if su and su["cells"]:
-        same = all(abs(c["total_us"].get("fast_conv", np.nan) - c["total_us"]["dense"]) < 1e-9
-                   for c in su["cells"] if "dense" in c["total_us"])
-        if same and any("fast_conv" in c["total_us"] for c in su["cells"]):
-            out.append("No layer of these models is a dense (ungrouped) stride-1 3x3 or larger "
-                       "conv, where Winograd/FFT apply, so `winograd`, `fft` and `fast_conv` "
-                       "fall back to `dense`: the paper's second scheme gives the same numbers "
-                       "as its first here.")
-        sw = [r for r in su["summary"] if r["variant"] == "secnn_sw" and r["baseline"] == "dense"]
-        if sw and all(r["average"] < 1 for r in sw):
-            out.append("On a stock GPU (`secnn_sw`) SE-CNN is slower than dense: one kernel "
-                       "launch per layer for each phase costs more than the skipped work saves "
-                       "on a network of small layers; the speedups need the SM extension "
-                       "(`secnn_hw`), as in the paper.")
-        out.append("Frame 0 of every stream is a cold start (no history: everything predicted "
-                   "0); it is included in every average.")
-    pr = results.get("prediction")
-    if pr:
-        vals = [(c["stream"], c["overall"]) for c in pr["cells"]
-                if c["predictor"].startswith("secnn(silence=0.5,") and c["tau"] == 0.0]
-        if vals:
-            out.append("At tau = 0 a value hit needs the very same float on two frames: with "
-                       "the paper's predictor, value hits (VH) / value misses (VM) are "
-                       + ", ".join(f"{pct(o[2])} / {pct(o[3])} of input neurons on {s}"
-                                   for s, o in vals) + "."
-                       + (" Most neurons that keep firing change value, so they are "
-                          "mispredicted; only a tolerance tau > 0 turns them into hits."
-                          if all(o[3] > o[2] for _, o in vals) else ""))
+    for name, fn in (("sparsity", sparsity_lib.notes), ("speedup", speedup_lib.notes),
+                     ("prediction", prediction_lib.notes)):
+        if results.get(name) is not None:
+            out += fn(results[name])
     ac = results.get("accuracy")
     if ac:
-        out += accuracy_lib.notes(ac, parallel_share=_parallel_share(
+        out += accuracy_lib.notes(ac, parallel_share=speedup_lib.parallel_share(
             results.get("speedup"), ac.target.scheme, ac.target.gpu))
     return out
 
-
-pct = report_lib.pct
-times = report_lib.times
-
-
-def _parallel_share(su: dict[str, Any] | None, scheme: str, gpu: int = 0) -> float | None:
-    """Mean over speedup cells on the ``gpu``-th GPU of (parallel-phase makespan / frame time)
-    of ``scheme``."""
-    if not su or gpu >= len(su["gpus"]):
-        return None
-    shares = [c["phase_us"][scheme]["parallel"] / (c["total_us"][scheme] / c["frames"])
-              for c in su["cells"] if c["gpu"] == su["gpus"][gpu]
-              and "parallel" in c.get("phase_us", {}).get(scheme, {})]
-    return float(np.mean(shares)) if shares else None
 
 
 def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | None = None,
@@ -127,11 +72,12 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
     secnn = predictor_spec("secnn", cfg.silence, cfg.decay)
     results: dict[str, Any] = {}
 
-    def out(name: str, res: dict[str, Any], fig: Any = None, fig_name: str = "") -> None:
+    def out(name: str, res: Any, fig: Any = None, fig_name: str = "") -> None:
+        # A typed result (a StudyResult) is written through its versioned envelope.
         results[name] = res
         if run is not None:
             run.write_json(f"results/{name}.json",
-                           res.to_json() if hasattr(res, "to_json") else res)
+                           res.to_json() if isinstance(res, StudyResult) else res)
             if fig is not None:
                 fig(res, run.path("figures", fig_name))
 
@@ -150,16 +96,12 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
             figures.ladder_bars(su, run.path("figures", "ladder.png"))
         sens = []
         for m in models:  # the sensitivity table and one frame's schedule, per model
-            res = speedup_lib.sensitivity(ws, m, streams[0], secnn, gpu=ws.timer.gpus[0],
-                                          launch=str(cfg.launch), inputs=inputs[m])
-            res.pop("_replay_inputs")
-            sens.append(res)
+            sens.append(speedup_lib.sensitivity(ws, m, streams[0], secnn, gpu=ws.timer.gpus[0],
+                                                launch=str(cfg.launch), inputs=inputs[m]))
             if run is not None:  # frames 0-1 suffice (the schedule shows frame 1)
                 layers, ev, ops = inputs[m].first(2)
                 _schedule(run, m, layers, ev, ops, ws, str(cfg.launch))
-        results["sensitivity"] = {"study": "sensitivity", "cells": sens}
-        if run is not None:
-            run.write_json("results/sensitivity.json", results["sensitivity"])
+        out("sensitivity", speedup_lib.sensitivity_result(sens))
         out("energy", energy_lib.energy_area(ws, su, models, streams,
                                              results["sensitivity"]))
     if "prediction" in studies:

@@ -9,6 +9,7 @@ the tau monotonicity and the tuned-threshold bracket are property tests.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jax
@@ -64,20 +65,19 @@ def test_changed_counts_equal_numpy_across_chunk_boundaries(tiny: dict[str, Any]
 
 def test_study_shares_leave_frame_0_out(tiny: dict[str, Any]) -> None:
     res = sparsity.sparsity(tiny["ws"], ["tiny"], ["bikes"], change_tau=0.05)
-    c = res["cells"][0]
+    c = res.cells[0]
     n = np.array([lyr.n_inputs for lyr in tiny["layers"]], np.float64)
     want = _numpy_changed(tiny["inputs"], tiny["layers"], (0.0, 0.05))[1:].sum(0)  # [L, 2]
-    s = c["summary"]
-    assert s["change_frames"] == FRAMES - 1
-    assert s["changed"] == pytest.approx(want[:, 1].sum() / (n.sum() * (FRAMES - 1)), abs=0)
-    assert s["changed_zero"] == pytest.approx(want[:, 0].sum() / (n.sum() * (FRAMES - 1)),
-                                              abs=0)
-    assert 0.0 <= s["changed"] <= s["changed_zero"] <= 1.0
-    for row, w, ni in zip(c["layers"], want[:, 1], n, strict=True):
-        assert row["changed"] == pytest.approx(w / (ni * (FRAMES - 1)), abs=0)
-    assert s["changed_verdict"] == ("holds" if s["changed"] < 0.1 else "does not hold")
-    shares = [p["changed"] for p in c["changed_curve"]]
-    assert shares == sorted(shares, reverse=True) and shares[0] == s["changed_zero"]
+    s = c.summary
+    assert s.change_frames == FRAMES - 1
+    assert s.changed == pytest.approx(want[:, 1].sum() / (n.sum() * (FRAMES - 1)), abs=0)
+    assert s.changed_zero == pytest.approx(want[:, 0].sum() / (n.sum() * (FRAMES - 1)), abs=0)
+    assert 0.0 <= s.changed <= s.changed_zero <= 1.0
+    for row, w, ni in zip(c.layers, want[:, 1], n, strict=True):
+        assert row.changed == pytest.approx(w / (ni * (FRAMES - 1)), abs=0)
+    assert s.changed_verdict == ("holds" if s.changed < 0.1 else "does not hold")
+    shares = [p.changed for p in c.changed_curve]
+    assert shares == sorted(shares, reverse=True) and shares[0] == s.changed_zero
 
 
 def test_one_frame_has_no_changed_share() -> None:
@@ -127,29 +127,35 @@ def test_tuned_bracket_holds_the_exact_share(taus: list[float], seed: int) -> No
 
 
 def test_tuned_maps_and_report_rows(tiny: dict[str, Any]) -> None:
-    res = sparsity.sparsity(tiny["ws"], ["tiny"], ["bikes"], change_tau=0.05)
+    plain = sparsity.sparsity(tiny["ws"], ["tiny"], ["bikes"], change_tau=0.05)
     names = [lyr.name for lyr in tiny["layers"]]
     on_grid = {"model": "tiny", "method": "mean", "tau": dict.fromkeys(names, 0.05)}
     between = {"model": "tiny", "method": "worst_window", "tau": dict.fromkeys(names, 0.06)}
-    sparsity.add_tuned(res, tiny["ws"], [on_grid, between])
-    c = res["cells"][0]
-    mean, ww = c["tuned"]
-    assert mean["exact"] and mean["changed_low"] == mean["changed_high"] == c["summary"][
-        "changed"]
-    assert not ww["exact"]
+    res = sparsity.add_tuned(plain, tiny["ws"], [on_grid, between])
+    assert plain.cells[0].tuned is None  # a new result: the first one is unchanged
+    c = res.cells[0]
+    mean, ww = c.tuned
+    assert mean.exact and mean.changed_low == mean.changed_high == c.summary.changed
+    assert not ww.exact
     want = _numpy_changed(tiny["inputs"], tiny["layers"], (0.06,))[1:].sum() / (
         sum(lyr.n_inputs for lyr in tiny["layers"]) * (FRAMES - 1))
-    assert ww["changed_low"] <= want <= ww["changed_high"]
+    assert ww.changed_low <= want <= ww.changed_high
+    assert all(set(r.changed_tuned) == {"mean", "worst_window"} for r in c.layers)
+    # the JSON written keeps the keys: "tuned" per cell, "changed_tuned" per layer
+    data = json.loads(json.dumps(res.to_json()))
+    assert data["cells"][0]["tuned"][1]["changed_low"] == ww.changed_low
+    assert "changed_tuned" not in json.loads(json.dumps(plain.to_json()))["cells"][0]["layers"][0]
+    assert sparsity.SparsityResult.from_json(data) == res
     rows = [r for r in report.claims({"sparsity": res}) if "activated" in r["claim"]
             or r["claim"].startswith("same, at the tuned")]
     assert len(rows) == 4  # non-zero, changed at the fixed tau, one per tuned map
-    assert report.pct(c["summary"]["fired_all"]) in rows[0]["ours"]
-    assert report.pct(c["summary"]["changed"]) in rows[1]["ours"]
-    assert rows[1]["verdict"] == c["summary"]["changed_verdict"]
-    md = "\n".join(report._sparsity_section(res))
+    assert report.pct(c.summary.fired_all) in rows[0]["ours"]
+    assert report.pct(c.summary.changed) in rows[1]["ours"]
+    assert rows[1]["verdict"] == c.summary.changed_verdict
+    md = "\n".join(sparsity.section(res))
     assert "Cnvlutin" in md and "changed (tuned, `worst_window`)" in md
-    assert (f"{report.pct(ww['changed_low'])}-{report.pct(ww['changed_high'])}" in md
-            or ww["changed_low"] == ww["changed_high"])
+    assert (f"{report.pct(ww.changed_low)}-{report.pct(ww.changed_high)}" in md
+            or ww.changed_low == ww.changed_high)
 
 
 def test_activated_tau_off_the_grid_is_refused() -> None:

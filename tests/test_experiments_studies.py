@@ -84,7 +84,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                          timer=ReplayTimer(["h100", "gtx1080ti"], config.SCHEMES),
                          progress=False)
     res = reproduce.reproduce(ws, cfg, rd)
-    return {"ws": ws, "dir": out, "cfg": cfg, **res,
+    # "plain": each study's result as written to results/<study>.json (typed ones as JSON).
+    plain = {k: v.to_json() if hasattr(v, "to_json") else v for k, v in res["results"].items()}
+    return {"ws": ws, "dir": out, "cfg": cfg, **res, "plain": plain,
             "md": (out / "report.md").read_text()}
 
 
@@ -125,7 +127,7 @@ def test_frames_are_the_stream_through_preprocess(run: dict[str, Any]) -> None:
 
 def test_sparsity_equals_layer_inputs(run: dict[str, Any]) -> None:
     h = tiny_model()
-    res = run["results"]["sparsity"]
+    res = run["plain"]["sparsity"]
     for stream in ("bikes", "photos"):
         frames = _frames(run, stream)
         layers = sj.find_layers(h.apply_fn, h.variables, jnp.asarray(frames[0]))
@@ -158,7 +160,7 @@ def _events(run: dict[str, Any], stream: str, pred: Any, tau: Any = 0.0) -> tupl
 
 
 def test_prediction_equals_run_stream_event_counts(run: dict[str, Any]) -> None:
-    res = run["results"]["prediction"]
+    res = run["plain"]["prediction"]
     preds = {"zero": predictors.zero(), "last_value": predictors.last_value(),
              "secnn(silence=0.5,decay=0.5)": predictors.secnn(0.5, 0.5),
              "secnn(silence=0.75,decay=0.5)": predictors.secnn(0.75, 0.5)}
@@ -177,7 +179,7 @@ def test_prediction_equals_run_stream_event_counts(run: dict[str, Any]) -> None:
 
 
 def test_speedup_equals_replay(run: dict[str, Any]) -> None:
-    res = run["results"]["speedup"]
+    res = run["plain"]["speedup"]
     for stream in ("bikes", "photos"):
         layers, _, ev_zero = _events(run, stream, predictors.zero())
         _, _, ev_sec = _events(run, stream, predictors.secnn(0.5, 0.5))
@@ -324,7 +326,7 @@ def test_peers_study_equals_replay(run: dict[str, Any]) -> None:
     ops = netops.find_ops(h.apply_fn, h.variables, jnp.asarray(frames[0]), layers)
     _, ev_acc = sj.run_stream(h.apply_fn, h.variables, frames, predictors.accumulated())
     _, ev_zero = sj.run_stream(h.apply_fn, h.variables, frames, predictors.zero())
-    sp = run["results"]["speedup"]
+    sp = run["plain"]["speedup"]
     kw = dict(gpus=["h100"], launch=res["launch"], fusion=sp["fusion"], ops=ops)
     dense = timing.replay(layers, {k: np.asarray(v) for k, v in ev_zero.items()},
                           schemes=["dense"], **kw).get("h100", "dense").total_us
@@ -378,7 +380,7 @@ def test_every_summary_row_has_a_verdict_by_the_band_rule(run: dict[str, Any]) -
     from experiments.paper import PAPER
     from secnn_jax.timing import uncertainty
 
-    rows = _summary_rows(run["results"])
+    rows = _summary_rows(run["plain"])
     assert set(rows) == {"sparsity", "prediction", "speedup", "energy", "accuracy", "peers",
                          "whatif"}
     for study, rs in rows.items():
@@ -386,7 +388,7 @@ def test_every_summary_row_has_a_verdict_by_the_band_rule(run: dict[str, Any]) -
         for r in rs:
             assert r["verdict"] in ("holds", "does not hold", "partly", "not measured") or \
                 r["verdict"].startswith("inconclusive ("), (study, r)
-    su = run["results"]["speedup"]
+    su = run["plain"]["speedup"]
     for r in su["summary"]:
         b = r["band"]
         assert b["low"] <= r["average"] == b["default"] <= b["high"]
@@ -473,8 +475,8 @@ def test_bands_and_sensitivity_are_memoised_by_content(run: dict[str, Any]) -> N
     from experiments import speedup as speedup_lib
 
     ws = run["ws"]
-    spec = run["results"]["speedup"]["predictor"]
-    launch = run["results"]["speedup"]["launch"]
+    spec = run["plain"]["speedup"]["predictor"]
+    launch = run["plain"]["speedup"]["launch"]
     lazy = speedup_lib.replay_inputs(ws, "tiny", "bikes", spec)
     memo_bands = speedup_lib.ratio_bands(ws, lazy, launch)
     gpu = ws.timer.gpus[0]
@@ -578,7 +580,7 @@ def test_peers_verdicts_are_like_for_like(run: dict[str, Any]) -> None:
     _, ev_acc = sj.run_stream(h.apply_fn, h.variables, frames, predictors.accumulated(),
                               tau=r["tau"])
     _, ev_zero = sj.run_stream(h.apply_fn, h.variables, frames, predictors.zero())
-    kw = dict(gpus=["h100"], launch=res["launch"], fusion=run["results"]["speedup"]["fusion"],
+    kw = dict(gpus=["h100"], launch=res["launch"], fusion=run["plain"]["speedup"]["fusion"],
               ops=ops)
     dense = timing.replay(layers, {k: np.asarray(v) for k, v in ev_zero.items()},
                           schemes=["dense"], **kw).get("h100", "dense").total_us
@@ -606,7 +608,7 @@ def test_peer_bands_are_memoised_by_content(run: dict[str, Any],
     from experiments import peers
 
     ws = run["ws"]
-    spec = run["results"]["speedup"]["predictor"]
+    spec = run["plain"]["speedup"]["predictor"]
     sec, peer = {"method": "secnn_sw", "tau": 0.0}, {"method": "deltacnn", "tau": 0.0}
     args = (ws, "tiny", "bikes", spec, sec, peer, run["results"]["peers"]["launch"], 0, {},
             ws.timer.config, False)
@@ -621,3 +623,26 @@ def test_peer_bands_are_memoised_by_content(run: dict[str, Any],
     assert dataclasses.asdict(first) == dataclasses.asdict(again) == dataclasses.asdict(fresh)
     with pytest.raises(AssertionError, match="recomputed"):  # another tau is another key
         peers._stored_band(*args[:4], {**sec, "tau": 0.02}, *args[5:])
+
+
+def test_typed_results_are_their_json_files(run: dict[str, Any]) -> None:
+    """Each typed result is what its results/<study>.json holds: the file reads back to an
+    equal result, and its keys are the result's fields (with the study/version envelope)."""
+    from experiments.studyresult import StaleResultError, StudyResult
+
+    typed = {k: v for k, v in run["results"].items() if isinstance(v, StudyResult)}
+    assert set(typed) == {"sparsity", "prediction", "speedup", "sensitivity", "energy"}
+    for name, res in typed.items():
+        data = json.loads((run["dir"] / "results" / f"{name}.json").read_text())
+        assert data["study"] == name == res.STUDY and data["version"] == res.VERSION
+        assert type(res).from_json(data) == res
+        assert json.loads(json.dumps(res.to_json())) == data
+        with pytest.raises(StaleResultError, match=f"{name} result of layout version 0"):
+            type(res).from_json({**data, "version": 0}, source=f"{name}.json")
+    # rows are typed; keys a row has only sometimes stay absent from the file
+    sp = run["plain"]["speedup"]
+    assert all("band" in r for r in sp["summary"])
+    assert all(("paper_average" in r) == (r["baseline"] in ("dense", "fast_conv", "zero_skip"))
+               for r in sp["summary"])
+    ref_row = run["plain"]["sensitivity"]["cells"][0]["rows"][0]
+    assert ref_row["parameter"] == "reference" and "end" not in ref_row

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experiments import paper, report
+from experiments import paper, prediction, report
 from secnn_jax.timing import SchemeConfig
 from secnn_jax.timing.energy import COMPONENTS, WORK_KEYS, energy_parts
 from secnn_jax.timing.names import COMPACTIONS
@@ -79,15 +79,17 @@ def test_energy_text_lists_exactly_the_counted_terms() -> None:
 
 
 def test_same_codes_sentence_is_computed() -> None:
-    def cell(pred: str, tau: float, codes: list[float]) -> dict:
-        return {"model": "m", "stream": "s", "predictor": pred, "tau": tau, "overall": codes}
+    def cell(pred: str, tau: float, codes: list[float]) -> prediction.PredictionCell:
+        return prediction.PredictionCell(model="m", stream="s", predictor=pred, tau=tau,
+                                         frames=1, overall=tuple(codes), mispredicted=0.0,
+                                         predicted_nonzero=0.0, layers=())
 
     same = [cell("a", 0.0, [0.5, 0.5, 0, 0]), cell("b", 0.0, [0.5, 0.5, 0, 0]),
             cell("c", 0.0, [0.4, 0.6, 0, 0])]
-    assert "`a` and `b` (in all 1 cells" in report._same_codes(same)
-    assert "`c`" not in report._same_codes(same)
+    assert "`a` and `b` (in all 1 cells" in prediction._same_codes(same)
+    assert "`c`" not in prediction._same_codes(same)
     differ = same[:1] + [cell("b", 0.0, [0.5, 0.4, 0.1, 0])]
-    assert report._same_codes(differ) == ""
+    assert prediction._same_codes(differ) == ""
 
 
 @pytest.mark.parametrize("factor", [1.0, 1.05, 1.0500001, 1.2, 1.4999, 1.5, 3.0])

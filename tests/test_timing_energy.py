@@ -140,11 +140,11 @@ def test_sanity_anchor_large_batch_dense_power() -> None:
     from experiments.energy import PLAUSIBLE_POWER, sanity_anchors  # noqa: PLC0415
 
     a = sanity_anchors()
-    assert 0 < a["modelled_power_w"] < a["board_power_w"]
-    assert PLAUSIBLE_POWER[0] <= a["power_fraction"] <= PLAUSIBLE_POWER[1] and a["plausible"]
-    assert a["modelled_mj_per_image"] < a["bound_mj_per_image"]
-    assert sum(a["parts_mj_per_image"].values()) == pytest.approx(a["modelled_mj_per_image"])
-    assert a["parts_mj_per_image"]["issue"] > a["parts_mj_per_image"]["compute"]
+    assert 0 < a.modelled_power_w < a.board_power_w
+    assert PLAUSIBLE_POWER[0] <= a.power_fraction <= PLAUSIBLE_POWER[1] and a.plausible
+    assert a.modelled_mj_per_image < a.bound_mj_per_image
+    assert sum(a.parts_mj_per_image.values()) == pytest.approx(a.modelled_mj_per_image)
+    assert a.parts_mj_per_image["issue"] > a.parts_mj_per_image["compute"]
 
 
 def test_software_compares_pay_issue_overhead_hardware_compares_do_not() -> None:

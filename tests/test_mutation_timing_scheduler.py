@@ -250,3 +250,15 @@ def test_property_bounds_and_monotone_in_pool_work(seed: int, scale: float) -> N
                     pool.release)
     fs2 = SCH.schedule(ch, more, sms, bw)
     assert (fs2.total >= fs.total * (1 - 1e-9)).all()
+
+
+def test_a_zero_length_chain_kernel_at_time_zero_ends_at_once() -> None:
+    """A chain kernel with nothing to do (a zero-length start marker at the frame's start, as
+    the simulator cases use) ends where it starts, while the pool runs."""
+    ch = _chain([[0.0, 10.0]])
+    pool = _pool([[[30.0]]], release=[0.0])
+    fs = SCH.schedule(ch, pool, 2, np.array([1e9]))
+    _close(fs.start, [[0.0, 0.0]])
+    _close(fs.end, [[0.0, 10.0]])
+    _close(fs.pool_done, [[30.0]])
+    _close(fs.total, [30.0])

@@ -65,6 +65,10 @@ def test_sw_markdown_rows_and_mape() -> None:
             _row("0.0", (o, o + 1.0, o + 0.5, o - 1.0), name="d")]
     lines, nums = PR.sw_markdown(rows, "h100", _PARAMS)
     assert lines[0] == "## Software SE-CNN pieces on a stock GPU" and lines[1] == ""
+    # one paragraph saying what is compared, then a blank line before the table
+    assert lines[2].startswith("Per real layer shape and density of mispredicted inputs: ")
+    assert lines[2].endswith("vs the `secnn_sw` model (software compaction).")
+    assert lines[3] == ""
     assert lines[4].startswith("| layer | precision | density | compare (us) | model |")
     assert lines[5] == "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     full = PR.secnn_sw_us(_GEOM, 1.0, "fp32", g, _PARAMS)

@@ -198,3 +198,12 @@ def test_buffers_and_area_by_hand() -> None:
         b = E.secnn_area(layers, dataclasses.replace(GPUS["h100"], key="odd"))
     assert b.buffer_mm2 == pytest.approx(n_in * 4 * 2 * 8 * 0.021 * 1.6 / 1e6)
     assert b.comparators_mm2 == pytest.approx(128 * 132 * 137.0 * (3 / 45) ** 2 / 1e6)
+
+
+def test_params_source_of_a_gpu_without_an_sm_source() -> None:
+    """A GPU whose configuration cites no source for its SM count points to the GPU table."""
+    bare = dataclasses.replace(GPUS["h100"], sources={})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(E, "GPUS", dict(GPUS, h100=bare))
+        p = _built("h100")
+    assert p.sources["issue_simt_pj"].endswith("per-SM rate: see secnn_jax.timing.gpus)")

@@ -202,6 +202,9 @@ def test_chrome_trace(tmp_path) -> None:
         (0, 0, "p", 20.0, "frame end"), (1, 0, "p", 20.0, "frame end"),
         (2, 0, "p", 10.0, "frame end")]
     assert rr.to_chrome_trace() == rr.to_chrome_trace(frame=0)
+    # frame 0 of secnn_hw ends at 5 cycles / 2 MHz = 2.5 us (kept to 4 decimals)
+    assert [e["ts"] for e in rr.to_chrome_trace(frame=0)["traceEvents"] if e["ph"] == "i"] == [
+        10.0, 5.0, 2.5]
     assert rr.to_chrome_trace()["otherData"]["frame"] == 7
     with pytest.raises(ReplayError, match="frame 2 is not among the 2 replayed frames"):
         rr.to_chrome_trace(frame=2)
@@ -337,6 +340,8 @@ def test_bad_sources_are_refused() -> None:
     with pytest.raises(ReplayError, match="replay source must be a trace directory, a "
                                           "traces.Trace, or \\(layers, events\\); got int"):
         R._source(5, None, None, 16)
+    with pytest.raises(ReplayError, match="^replay: no frames selected$"):
+        timing.replay(_LAYERS, codes, frames=[], ops=())
 
 
 def test_auto_compaction_of_a_memory_bound_peer_layer_skips_the_pass() -> None:
@@ -361,3 +366,15 @@ def test_auto_compaction_of_a_memory_bound_peer_layer_skips_the_pass() -> None:
     none, software, auto = total("none"), total("software"), total("auto")
     assert (software > none).all()  # the pass does not pay here
     np.testing.assert_allclose(auto, np.minimum(none, software), rtol=1e-12)
+
+
+def test_a_change_based_peer_runs_only_the_streams_frame_0_densely() -> None:
+    """Two frames with the same codes: DeltaCNN's stream frame 0 is its dense run (nothing to
+    propagate from), frame 1 the sparse one; shifted by ``frame_offset`` neither is frame 0."""
+    codes = {k: np.repeat(v[:1], 2, axis=0) for k, v in _codes(1, seed=5).items()}
+    evs = ev.EventMaps(codes, None, "accumulated")
+    kw = dict(ops=(), schemes=("deltacnn",), launch="graph")
+    at0 = timing.replay(_LAYERS, evs, **kw).get("h100", "deltacnn").total_cycles
+    later = timing.replay(_LAYERS, evs, frame_offset=1, **kw).get("h100", "deltacnn").total_cycles
+    assert at0[0] != at0[1]
+    assert at0[1] == later[0] == later[1]

@@ -378,3 +378,25 @@ def test_a_change_based_peer_runs_only_the_streams_frame_0_densely() -> None:
     later = timing.replay(_LAYERS, evs, frame_offset=1, **kw).get("h100", "deltacnn").total_cycles
     assert at0[0] != at0[1]
     assert at0[1] == later[0] == later[1]
+
+
+def test_a_trace_replays_as_its_events_in_memory(tmp_path) -> None:
+    """A trace directory and an open :class:`traces.Trace` replay exactly as the events they
+    hold, and the result's provenance is the trace's: its path, predictor and tau."""
+    from secnn_jax import traces  # noqa: PLC0415
+
+    codes = _codes(3, seed=2)
+    fires = {k: (v == ev.ZN) | (v == ev.VH) for k, v in codes.items()}
+    evs = ev.EventMaps(codes, fires, "accumulated")
+    traces.write_trace(tmp_path / "t", _LAYERS, evs, predictor="accumulated", chunk_frames=2,
+                       ops=())
+    kw = dict(schemes=("dense", "deltacnn"), launch="graph")
+    mem = timing.replay(_LAYERS, evs, ops=(), **kw)
+    for src in (tmp_path / "t", traces.read_trace(tmp_path / "t")):
+        r = timing.replay(src, **kw)
+        assert r.frames == (0, 1, 2)
+        for s in kw["schemes"]:
+            _same(r.get("h100", s), mem.get("h100", s))
+        assert r.meta["source"] == str(tmp_path / "t")
+        assert r.meta["predictor"] == "accumulated" and r.meta["tau"] == 0.0
+        assert r.meta["fires"] is True and r.meta["ops"] == 0

@@ -345,16 +345,20 @@ def test_peers_study_equals_replay(run: dict[str, Any]) -> None:
 def test_figure_titles_fit_their_panels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The speedup figure's panel titles (the right one was cut off at the figure's edge) are
     wrapped to their panel's width and lie inside the figure."""
+    from types import SimpleNamespace
+
     from experiments import figures
     from experiments.paper import VARIANTS
 
     kept = []
     monkeypatch.setattr(figures, "save", lambda fig, path: kept.append(fig) or Path(path))
-    cells_ = [{"gpu": g, "model": "efficientnet_lite0", "stream": "bikes",
-               "speedups": {v: {b: {"mean": 2.0} for b in ("dense", "fast_conv", "zero_skip")}
-                            for v in VARIANTS}} for g in ("h100", "gtx1080ti")]
-    res = {"gpus": ["h100", "gtx1080ti"], "cells": cells_, "launch": "persistent",
-           "fusion": "epilogue", "predictor": "secnn(silence=0.75,decay=0.5)", "tau": 0.0}
+    # The fields speedup_bars reads of a SpeedupResult and its cells.
+    cells_ = [SimpleNamespace(gpu=g, model="efficientnet_lite0", stream="bikes",
+                              speedups={v: {b: {"mean": 2.0}
+                                            for b in ("dense", "fast_conv", "zero_skip")}
+                                        for v in VARIANTS}) for g in ("h100", "gtx1080ti")]
+    res = SimpleNamespace(gpus=["h100", "gtx1080ti"], cells=cells_, launch="persistent",
+                          fusion="epilogue", predictor="secnn(silence=0.75,decay=0.5)", tau=0.0)
     figures.speedup_bars(res, tmp_path / "s.png")
     fig = kept[0]
     fig.canvas.draw()

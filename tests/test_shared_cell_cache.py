@@ -261,10 +261,10 @@ def test_the_whatif_study_is_read_back_by_a_rerun(tmp_path: Path,
 
     monkeypatch.setattr(whatif, "from_workspace", counted)
     cfg = config.get_config()
-    cfg.gpus, cfg.whatif_firing, cfg.whatif_hits = "h100", "0.1,0.5", "0.5,1"
+    cfg.gpus, cfg.whatif_firing, cfg.whatif_hits = "h100", "0.5", "1"
     first = reproduce._whatif(_ws(_shared(tmp_path)), cfg)
     again = reproduce._whatif(_ws(_shared(tmp_path)), cfg)
     assert calls == [1] and again == first
-    cfg.whatif_hits = "0.8,1"
+    cfg.whatif_hits = "0.8"
     changed = reproduce._whatif(_ws(_shared(tmp_path)), cfg)
     assert calls == [1, 1] and changed["hits"] != first["hits"]

@@ -340,10 +340,13 @@ class CellCache:
     def save_progress(self, d: Path | None, k: int, arrays: Mapping[str, np.ndarray],
                       state: Any) -> None:
         """Stores the predictor state after chunk ``k``, then the chunk, then drops the state
-        after chunk ``k - 1``: at every moment a killed run finds a state to resume from."""
+        after chunk ``k - 1``: at every moment a killed run finds a state to resume from.
+        ``state=None`` (a cell's last chunk: :meth:`finish` would drop its state at once)
+        writes no state; a run killed before the chunk is written resumes after ``k - 1``."""
         if d is None:
             return
-        _touch(runs.save_arrays(self.state_path(d, k), flatten_state(state)))
+        if state is not None:  # a network's inputs, written and synced: only when needed
+            _touch(runs.save_arrays(self.state_path(d, k), flatten_state(state)))
         _touch(runs.save_arrays(self.chunk_path(d, k), arrays))
         self.state_path(d, k - 1).unlink(missing_ok=True)  # another writer may have done it
 

@@ -356,6 +356,40 @@ class Workspace:
         #: Chunks computed (cache misses) and read from the cache (hits): the hook that tells
         #: how much of a run was new.
         self.stats = {"chunks_computed": 0, "chunks_loaded": 0}
+        #: The predictor state after the last chunk of the most recent cells run over the first
+        #: frames of a stream only (the tuner's calibration runs), newest last: a longer run of
+        #: the same cell (its held-out evaluation) resumes from it instead of recomputing the
+        #: first chunks (the files keep no state of a finished cell). In memory only, at most
+        #: :attr:`PREFIX_STATES` of them (each as large as the network's inputs).
+        self._prefix_states: dict[tuple[Any, ...], tuple[int, Any]] = {}
+        self._last_state: Any = None
+
+    #: How many prefix cells' final predictor states :meth:`run` keeps in memory.
+    PREFIX_STATES = 6
+
+    def with_streams(self, streams: Mapping[str, Stream], frames: int) -> Workspace:
+        """A workspace over ``streams`` (at most ``frames`` each) with this one's models, timer,
+        cell cache, chunking and input sizes, so the cells of a stream that both hold are one
+        computation (the cache keys them by content, not by workspace). It shares this one's
+        compiled programs and layer lists (keyed by model and frame shape, not by stream), so a
+        model is compiled once for both; and the same request (the same frames and streams,
+        by name and description) returns the same workspace, so two studies that evaluate on
+        the same clips (the accuracy study's transfer, the operating point's) decode their
+        frames once and share the cells in memory."""
+        key = ("with_streams", int(frames), tuple(
+            (name, json.dumps(_stream_info(st), sort_keys=True, default=str))
+            for name, st in streams.items()))
+        if key in self._memory:
+            return self._memory[key]
+        other = Workspace(self.models, streams, frames=frames, chunk_size=self.chunk_size,
+                          resize=self.resize, cache_dir=self.cache, timer=self.timer,
+                          progress=self.progress, model_frames=self.model_frames,
+                          model_resize=self.model_resize)
+        other._steps = self._steps
+        other._layers = self._layers
+        other._memory.update({k: v for k, v in self._memory.items() if k[0] == "ops"})
+        self._memory[key] = other
+        return other
 
     # -- inputs --------------------------------------------------------------------------------
 
@@ -579,10 +613,19 @@ class Workspace:
                                       np.concatenate([g["counts"] for g in got]), None)
         d = self.cell_dir(model, stream, predictor,
                            tkey + ("-" + self._timer_key() if timed else ""))
-        parts: list[dict[str, np.ndarray] | None] = [self._load_chunk(d, k, b - a)
-                                                     for k, (a, b) in enumerate(chunks)]
+        # A shorter run of this cell in memory gives its whole chunks (the same computation).
+        have = 0 if cached is None else cached.logits.shape[0]
+        parts: list[dict[str, np.ndarray] | None] = [
+            _chunk_of(cached, a, b) if b <= have else self._load_chunk(d, k, b - a)
+            for k, (a, b) in enumerate(chunks)]
         if any(p is None for p in parts):
-            self._compute(model, stream, predictor, taus, timed, d, chunks, parts)
+            self._compute(model, stream, predictor, taus, timed, d, chunks, parts,
+                          resume=self._prefix_states.pop(mkey, None))
+            if total < frames.shape[0] and total % self.chunk_size == 0:
+                self._prefix_states[mkey] = (len(chunks) - 1, self._last_state)
+                while len(self._prefix_states) > self.PREFIX_STATES:
+                    del self._prefix_states[next(iter(self._prefix_states))]
+            self._last_state = None
         res = CellResult(
             logits=np.concatenate([p["logits"] for p in parts]),
             counts=np.concatenate([p["counts"] for p in parts]),
@@ -597,7 +640,11 @@ class Workspace:
 
     def _compute(self, model: str, stream: str, predictor: str, taus: dict[str, float],
                  timed: bool, d: Path | None, chunks: list[tuple[int, int]],
-                 parts: list[dict[str, np.ndarray] | None]) -> None:
+                 parts: list[dict[str, np.ndarray] | None],
+                 resume: tuple[int, Any] | None = None) -> None:
+        """Computes the missing ``parts`` of a cell; the predictor state after its last chunk is
+        left in ``self._last_state``. ``resume``: ``(k, state after chunk k)`` kept in memory
+        from a shorter run of the cell, used when chunk ``k + 1`` is the first missing one."""
         h = self.model(model)
         layers = self.layers(model, stream)
         frames = self.frames(model, stream)
@@ -612,7 +659,10 @@ class Workspace:
         scan = self._steps[skey]
         # Resume from the state saved after the last finished chunk before the first missing one.
         first_missing = next(k for k, p in enumerate(parts) if p is None)
-        state, start = self.cache.load_state(d, first_missing, lambda: pred.init(layers))
+        if resume is not None and resume[0] == first_missing - 1:
+            state, start = resume[1], first_missing
+        else:
+            state, start = self.cache.load_state(d, first_missing, lambda: pred.init(layers))
         if state is None:
             state = pred.init(layers)
         desc = f"{model}/{stream} {predictor} {_short_tau(taus)}"
@@ -641,10 +691,12 @@ class Workspace:
                 if parts[k] is not None and not _same(parts[k], got):
                     logging.warning("recomputed chunk %d of %s differs from the cached one", k, d)
                 parts[k] = got
-                self.cache.save_progress(d, k, got, state)
+                # The state after the last chunk is not written: a finished cell keeps none.
+                self.cache.save_progress(d, k, got, state if k < len(chunks) - 1 else None)
                 self.stats["chunks_computed"] += 1
                 bar.update(t)
         self.cache.finish(d)  # a finished cell keeps no state (it is only needed mid-run)
+        self._last_state = state
 
 
 def _same(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:
@@ -652,6 +704,23 @@ def _same(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:
     return set(a) == set(b) and all(
         np.array_equal(a[k], b[k], equal_nan=np.issubdtype(np.asarray(a[k]).dtype, np.floating))
         for k in a)
+
+
+def _stream_info(stream: Any) -> Any:
+    """A stream's description (its ``info``), what :meth:`Workspace.with_streams` compares."""
+    info = getattr(stream, "info", None)
+    return info.as_dict() if hasattr(info, "as_dict") else repr(stream)
+
+
+def _chunk_of(res: CellResult, a: int, b: int) -> dict[str, np.ndarray]:
+    """Frames ``a:b`` of a cell in memory as a chunk's arrays (what :meth:`Workspace.run`
+    would read from the chunk's file)."""
+    got = {"n": np.int64(b - a), "logits": res.logits[a:b], "counts": res.counts[a:b]}
+    for name in ("time_us", "phase_us", "energy_uj"):
+        arr = getattr(res, name)
+        if arr is not None:
+            got[name] = arr[a:b]
+    return got
 
 
 def _slice(res: CellResult, n: int) -> CellResult:

@@ -183,7 +183,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "peers": (*COMMON_FIELDS, *_SECNN, "launch", "agreement_floor", "peer_taus", "peer_frames"),
     "operating_point": (*COMMON_FIELDS, *_SECNN, "launch", "agreement_floor",
                         "calibration_frames", "tune_stream", "tune_evals", "tune_baseline",
-                        "op_tune_method", "op_methods"),
+                        "op_tune_method", "op_methods", "transfer_streams", "transfer_frames"),
     "energy": (*COMMON_FIELDS, *_SECNN, "launch"),
     "whatif": ("models", "resolution", "model_resolution", "gpus", "precision", "launch",
                "fusion", "whatif_firing", "whatif_hits", "whatif_zero_miss", "whatif_seed"),

@@ -41,10 +41,16 @@ stream, events at the same thresholds, moved to the study's ratio), by the speed
 a verdict is ``holds`` / ``partly`` / ``does not hold`` only when the default and both corners
 agree, else ``inconclusive (low-high)``.
 
+**Transfer clips.** Each method's tuned thresholds also run over the accuracy study's transfer
+clips (``config.transfer_streams``, ``config.transfer_frames`` frames each, every frame held
+out; :func:`transfer_workspace`): per clip the same rows (time, speedup over the clip's
+strongest exact baseline, score against the floor), and per model and method whether it keeps
+the floor on every clip off its tuning clip (``transfer["kept"]``, one claim row per model).
+
 Every cell goes through :meth:`experiments.cells.Workspace.run` (the content-keyed cell cache),
-so what the accuracy, speedup and peers studies computed is reused. Not evaluated here: the
-accuracy study's transfer clips (each tuned threshold would run over every clip: too costly for
-the reproduce budget; the accuracy study's transfer section covers the paper predictor).
+so what the accuracy, speedup and peers studies computed is reused: on the transfer clips the
+accuracy study's SE-CNN cells at the same thresholds (its ``mean`` tuning of ``secnn_hw`` is
+this study's ``secnn_hw``) and the exact baselines are read, not recomputed.
 
 Library: :func:`operating_point`, :func:`section`, :func:`claims`, :func:`run_from_config`.
 Command line (prints the claims and the table, writes ``results/operating_point.json`` and
@@ -237,13 +243,78 @@ def _compute_bands(ws: Workspace, model: str, stream: str, specs: Sequence[dict[
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class _StreamRows:
+    """One stream's rows (every GPU) with what the claims read: per GPU the exact baselines'
+    per-frame times (all frames), each method's held-out per-frame times and the strongest
+    baseline's wins."""
+
+    rows: list[dict[str, Any]]
+    exact: dict[str, dict[str, np.ndarray]]
+    times: dict[str, dict[str, np.ndarray]]
+    wins: dict[str, dict[str, int]]
+
+
+def _stream_rows(ws: Workspace, model: str, s: str, held: slice, used: Sequence[Method],
+                 by: Mapping[str, Mapping[str, Any]], metric: str, floor: float,
+                 launch: str) -> _StreamRows | None:
+    """The rows of ``model`` on stream ``s`` of ``ws`` over its ``held`` frames: the exact
+    ``dense`` and ``strongest`` first, then every method at its tuned tau (``by``), per GPU;
+    ``None`` (with a warning) when no frame is held out."""
+    ref = ws.reference(model, s).logits
+    if ref[held].shape[0] == 0:
+        logging.warning("operating point: %s/%s has no held-out frames", model, s)
+        return None
+    cells = {m.name: ws.run(model, s, by[m.name]["predictor"], by[m.name]["tau"], timed=True)
+             for m in used}
+    exact_score = _score(metric, ref[held], ref[held])
+    out = _StreamRows([], {}, {}, {})
+    for g, gpu in enumerate(ws.timer.gpus):
+        ex = _exact_times(ws, model, s, g, launch)
+        strong = ex["strongest"][held]
+        ref_us = float(strong.mean())
+        # Per frame the first baseline (in EXACT_BASELINES order) at the minimum: a fast_conv
+        # scheme that falls back to dense ties with it and is not named.
+        winners = [b for b in EXACT_BASELINES if b in ex]
+        first = np.argmax(np.stack([ex[b][held] == strong for b in winners]), 0)
+        wins = {b: int(np.sum(first == i)) for i, b in enumerate(winners)}
+        common = {"model": model, "stream": s, "gpu": gpu, "metric": metric,
+                  "floor": float(floor), "heldout_frames": int(strong.shape[0])}
+        for name in ("dense", "strongest"):
+            t_us = float(ex[name][held].mean())
+            out.rows.append({**common, "method": name, "exact": True,
+                             "scheme": name if name == "dense" else
+                             "+".join(b for b in winners if wins[b]),
+                             "predictor": None, "hardware": STOCK, "tau_min": 0.0,
+                             "tau_max": 0.0, "time_us": t_us, "speedup": ref_us / t_us,
+                             "score": exact_score, "meets_floor": exact_score >= floor})
+        times: dict[str, np.ndarray] = {}
+        for m in used:
+            cell = cells[m.name]
+            col = _column(ws, cell, g, m.scheme, launch)[held]
+            times[m.name] = col
+            t_us = float(col.mean())
+            score = _score(metric, cell.logits[held], ref[held])
+            t = by[m.name]
+            lo, hi = _tau_range(t["tau"])
+            out.rows.append({**common, "method": m.name, "exact": False,
+                             "scheme": m.scheme, "predictor": t["predictor"],
+                             "hardware": m.hardware, "tau_min": lo, "tau_max": hi,
+                             "time_us": t_us, "speedup": ref_us / t_us, "score": score,
+                             "meets_floor": bool(score >= floor)})
+        out.exact[gpu], out.times[gpu], out.wins[gpu] = ex, times, wins
+    return out
+
+
 def operating_point(ws: Workspace, models: Sequence[str], streams: Sequence[str],
                     secnn_spec: str, *, tune_stream: str, calibration_frames: int = 16,
                     floor: float = CLAIM_AGREEMENT, evals: int = 4,
                     method: str | TuneMethod = "mean", baseline: str = "dense",
                     launch: str = COMPARISON_LAUNCH,
-                    methods: Sequence[Method] = METHODS, bands: bool = True) -> dict[str, Any]:
-    """Every method tuned to ``floor`` by the same tuner, timed and judged on held-out frames.
+                    methods: Sequence[Method] = METHODS, bands: bool = True,
+                    transfer: Workspace | None = None) -> dict[str, Any]:
+    """Every method tuned to ``floor`` by the same tuner, timed and judged on held-out frames
+    and on the transfer clips.
 
     Args:
       secnn_spec: the paper's predictor (``secnn(silence=..,decay=..)``).
@@ -255,6 +326,10 @@ def operating_point(ws: Workspace, models: Sequence[str], streams: Sequence[str]
       methods: the tuned methods (:data:`METHODS`; a method whose scheme the timer does not
         replay is left out, with a warning).
       bands: compute the verdict bands (else point verdicts).
+      transfer: a workspace over the transfer clips (sharing ``ws``'s models, timer and cell
+        cache: :meth:`experiments.cells.Workspace.with_streams`); every one of its streams but
+        ``tune_stream`` is held out whole and judged like the held-out streams. ``None``: no
+        transfer clips.
 
     Returns:
       ``{"study": "operating_point", "floor", "method", "tune_stream", "launch", "gpus",
@@ -266,7 +341,11 @@ def operating_point(ws: Workspace, models: Sequence[str], streams: Sequence[str]
       ``meets_floor``, ``tau_min``/``tau_max``, ``heldout_frames``; ``factors`` per model,
       stream, GPU and hardware the value-prediction factor at the operating point and at
       tau = 0; ``claims_at`` per model and GPU the value-prediction factor and the paper's
-      claims averaged over the streams at both points, each with ``band`` and ``verdict``.
+      claims averaged over the streams at both points, each with ``band`` and ``verdict``;
+      ``transfer`` (``None`` without transfer clips): ``streams``, ``rows`` (as ``rows``, per
+      model, clip, GPU and method, every frame of the clip held out) and ``kept`` per model
+      and method (``floor_met``: the held-out score at or above the floor on every clip;
+      ``worst_stream``/``worst_score``: the clip where it is lowest).
     """
     if ws.timer is None:
         raise ConfigError("the operating-point study needs a timer (timing replay)")
@@ -283,6 +362,7 @@ def operating_point(ws: Workspace, models: Sequence[str], streams: Sequence[str]
     gpus = tuple(ws.timer.gpus)
     t0, c0 = time.perf_counter(), time.process_time()
     tuned, rows, factors, claims_at = [], [], [], []
+    transfer_rows: list[dict[str, Any]] = []
     band_out: dict[str, Any] = {}
     for model in models:
         metric = metrics_lib.model_metric(model)
@@ -292,6 +372,9 @@ def operating_point(ws: Workspace, models: Sequence[str], streams: Sequence[str]
                      calibration_frames=calibration_frames, floor=floor, evals=evals, gpu=0,
                      scheme=m.scheme, baseline=baseline, method=meth, metric=metric)
             by[m.name] = t
+            # Its cell on the whole tuning stream now, while the tuner's calibration run of it
+            # is fresh: the workspace resumes it after the calibration chunks (in memory).
+            ws.run(model, tune_stream, t["predictor"], t["tau"], timed=True)
             lo, hi = _tau_range(t["tau"])
             tuned.append({"model": model, "method": m.name, "scheme": m.scheme,
                           "predictor": t["predictor"], "hardware": m.hardware,
@@ -303,49 +386,15 @@ def operating_point(ws: Workspace, models: Sequence[str], streams: Sequence[str]
         per_stream: dict[tuple[str, str], dict[str, Any]] = {}
         for s in streams:
             held = slice(calib, None) if s == tune_stream else slice(None)
-            ref = ws.reference(model, s).logits
-            if ref[held].shape[0] == 0:
-                logging.warning("operating point: %s/%s has no held-out frames", model, s)
+            got = _stream_rows(ws, model, s, held, used, by, metric, floor, launch)
+            if got is None:
                 continue
+            rows += got.rows
             exact_cell = ws.run(model, s, "zero", 0.0, timed=True)
-            cells = {m.name: ws.run(model, s, by[m.name]["predictor"], by[m.name]["tau"],
-                                    timed=True) for m in used}
             exact_sec = {k: ws.run(model, s, _spec(k, secnn_spec), 0.0, timed=True)
                          for k in ("secnn",)}
-            exact_score = _score(metric, ref[held], ref[held])
             for g, gpu in enumerate(gpus):
-                ex = _exact_times(ws, model, s, g, launch)
-                strong = ex["strongest"][held]
-                ref_us = float(strong.mean())
-                # Per frame the first baseline (in EXACT_BASELINES order) at the minimum: a
-                # fast_conv scheme that falls back to dense ties with it and is not named.
-                winners = [b for b in EXACT_BASELINES if b in ex]
-                first = np.argmax(np.stack([ex[b][held] == strong for b in winners]), 0)
-                wins = {b: int(np.sum(first == i)) for i, b in enumerate(winners)}
-                common = {"model": model, "stream": s, "gpu": gpu, "metric": metric,
-                          "floor": float(floor), "heldout_frames": int(strong.shape[0])}
-                for name in ("dense", "strongest"):
-                    t_us = float(ex[name][held].mean())
-                    rows.append({**common, "method": name, "exact": True,
-                                 "scheme": name if name == "dense" else
-                                 "+".join(b for b in winners if wins[b]),
-                                 "predictor": None, "hardware": STOCK, "tau_min": 0.0,
-                                 "tau_max": 0.0, "time_us": t_us, "speedup": ref_us / t_us,
-                                 "score": exact_score, "meets_floor": exact_score >= floor})
-                times: dict[str, np.ndarray] = {}
-                for m in used:
-                    cell = cells[m.name]
-                    col = _column(ws, cell, g, m.scheme, launch)[held]
-                    times[m.name] = col
-                    t_us = float(col.mean())
-                    score = _score(metric, cell.logits[held], ref[held])
-                    t = by[m.name]
-                    lo, hi = _tau_range(t["tau"])
-                    rows.append({**common, "method": m.name, "exact": False,
-                                 "scheme": m.scheme, "predictor": t["predictor"],
-                                 "hardware": m.hardware, "tau_min": lo, "tau_max": hi,
-                                 "time_us": t_us, "speedup": ref_us / t_us, "score": score,
-                                 "meets_floor": bool(score >= floor)})
+                ex, times = got.exact[gpu], got.times[gpu]
                 # tau = 0: the zero predictor's cell times every exact scheme and SE-CNN without
                 # prediction; the paper predictor's cell SE-CNN with it.
                 exact = {f"{sc}(zero)": _column(ws, exact_cell, g, sc, launch)[held]
@@ -371,7 +420,13 @@ def operating_point(ws: Workspace, models: Sequence[str], streams: Sequence[str]
                         op_b = times.get("zero_skip") if b == "zero_skip" else ex_b
                         if op_b is not None:
                             paper[b][AT_OP] = float(op_b.sum() / times["secnn_hw"].sum())
-                per_stream[(s, gpu)] = {"paper": paper, "wins": wins}
+                per_stream[(s, gpu)] = {"paper": paper, "wins": got.wins[gpu]}
+        if transfer is not None:
+            for s in _clips(transfer, tune_stream):
+                got = _stream_rows(transfer, model, s, slice(None), used, by, metric, floor,
+                                   launch)
+                if got is not None:
+                    transfer_rows += got.rows
         # Per model and GPU: averages over the streams, with their bands.
         band_by: dict[str, dict[str, Any]] = {}
         if bands and by:
@@ -412,7 +467,30 @@ def operating_point(ws: Workspace, models: Sequence[str], streams: Sequence[str]
             "tuned": tuned, "rows": rows, "factors": factors, "claims_at": claims_at,
             "bands": {"frames": BAND_FRAMES, "probe_frames": PROBE_FRAMES,
                       "stream": tune_stream, "by_model": _json_keys(band_out)}
-            if bands else None}
+            if bands else None,
+            "transfer": None if transfer is None else {
+                "streams": _clips(transfer, tune_stream), "rows": transfer_rows,
+                "kept": _kept(transfer_rows, gpus[0] if gpus else None)}}
+
+
+def _clips(transfer: Workspace, tune_stream: str) -> list[str]:
+    """The transfer clips: every stream of the transfer workspace but the tuning stream (its
+    held-out frames are judged with the other streams)."""
+    return [s for s in transfer.streams if s != tune_stream]
+
+
+def _kept(rows: Sequence[Mapping[str, Any]], gpu: str | None) -> list[dict[str, Any]]:
+    """Per model and tuned method: does it keep the floor on every transfer clip (the scores
+    do not depend on the GPU: read on the first), and where is it lowest."""
+    out = []
+    mine = [r for r in rows if r["gpu"] == gpu and not r["exact"]]
+    for key in dict.fromkeys((r["model"], r["method"]) for r in mine):
+        per = [r for r in mine if (r["model"], r["method"]) == key]
+        worst = min(per, key=lambda r: r["score"])
+        out.append({"model": key[0], "method": key[1], "floor": worst["floor"],
+                    "streams": len(per), "floor_met": all(r["meets_floor"] for r in per),
+                    "worst_stream": worst["stream"], "worst_score": worst["score"]})
+    return out
 
 
 def _json_keys(band_out: Mapping[str, Any]) -> dict[str, Any]:
@@ -473,7 +551,8 @@ def run_from_config(ws: Workspace, cfg: Any) -> dict[str, Any]:
     """:func:`operating_point` with every argument taken from a config
     (:mod:`experiments.config`): ``tune_stream``, ``calibration_frames``,
     ``agreement_floor``, ``tune_evals``, ``tune_baseline``, ``op_tune_method``,
-    ``op_methods``, ``launch``, ``silence``/``decay``.
+    ``op_methods``, ``launch``, ``silence``/``decay``, and the transfer clips
+    (``transfer_streams``, ``transfer_frames``: :func:`transfer_workspace`).
 
     Raises:
       ConfigError: ``cfg.tune_stream`` is empty or not one of the workspace's streams.
@@ -487,7 +566,23 @@ def run_from_config(ws: Workspace, cfg: Any) -> dict[str, Any]:
         tune_stream=tune_stream, calibration_frames=int(cfg.calibration_frames),
         floor=float(cfg.agreement_floor), evals=int(cfg.tune_evals),
         method=str(cfg.op_tune_method), baseline=str(cfg.tune_baseline),
-        launch=str(cfg.launch), methods=methods_from_config(str(cfg.op_methods)))
+        launch=str(cfg.launch), methods=methods_from_config(str(cfg.op_methods)),
+        transfer=transfer_workspace(ws, cfg, tune_stream))
+
+
+def transfer_workspace(ws: Workspace, cfg: Any, tune_stream: str) -> Workspace | None:
+    """The accuracy study's transfer workspace (:meth:`experiments.cells.Workspace.with_streams`
+    over :func:`experiments.accuracy.transfer_streams_from_config`: the tuning stream and
+    ``cfg.transfer_streams``, ``cfg.transfer_frames`` frames each), so the frames and the cells
+    both studies run (SE-CNN at the same thresholds, the exact baselines) are shared; ``None``
+    when there is no clip but the tuning stream."""
+    from experiments import config as config_lib  # noqa: PLC0415
+    from experiments.accuracy import transfer_streams_from_config  # noqa: PLC0415
+
+    streams = transfer_streams_from_config(cfg, tune_stream, ws.streams)
+    if not [s for s in streams if s != tune_stream]:
+        return None
+    return ws.with_streams(streams, config_lib.transfer_frames(cfg))
 
 
 def methods_from_config(value: str) -> tuple[Method, ...]:

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from experiments.studyresult import claim_row
+
 __all__ = ["AT_EXACT", "AT_OP", "claims", "section", "table"]
 
 #: Where a claim is judged.
@@ -44,24 +46,11 @@ def _tau_text(r: Mapping[str, Any]) -> str:
     return f"{r['tau_min']:.3g}-{r['tau_max']:.3g}"
 
 
-def section(result: Mapping[str, Any]) -> list[str]:
-    """The study's report section (Markdown lines): per model and stream the headline table
-    (every method at the same floor: time per frame and speedup over the strongest exact
-    baseline per GPU, held-out score), then the claims at the operating point and at
-    tau = 0."""
-    rows = result["rows"]
-    gpus = result["gpus"]
-    out = ["## The operating point: every method at the same accuracy", "",
-           f"Every method is tuned by the same tuner (method `{result['method']}`, objective: "
-           f"its own replayed speedup on {result['objective_gpu']}) to the same floor, "
-           f"{_pct(result['floor'])} of each model's declared metric on the calibration frames "
-           f"of `{result['tune_stream']}`, and judged on held-out frames (the tuning stream "
-           "after its calibration frames, every frame of the other streams). Times are "
-           f"microseconds per held-out frame under `{result['launch']}` launch; speedups are "
-           "over the strongest exact baseline (per frame the fastest of dense, winograd, fft "
-           "and zero_skip at tau = 0) on the same frames. `zero_skip` at tau skips |x| <= tau: "
-           "its outputs are SE-CNN's with the zero predictor at that tau, so both read one cell.",
-           ""]
+def _tables(rows: Sequence[Mapping[str, Any]], gpus: Sequence[str], floor: float,
+            frames: str) -> list[str]:
+    """Per model and stream of ``rows`` one table: every method's tuned tau, score against the
+    floor, and per GPU time per frame with its speedup."""
+    out: list[str] = []
     for model in dict.fromkeys(r["model"] for r in rows):
         for s in dict.fromkeys(r["stream"] for r in rows if r["model"] == model):
             mine = [r for r in rows if r["model"] == model and r["stream"] == s]
@@ -76,11 +65,34 @@ def section(result: Mapping[str, Any]) -> list[str]:
                     o = next(x for x in mine if x["gpu"] == g and x["method"] == r["method"])
                     cells_.append(f"{o['time_us']:.1f} ({_times(o['speedup'])})")
                 lines.append(cells_)
-            out += [f"**{model} / {s}** ({first[0]['heldout_frames']} held-out frames; "
-                    f"floor {_pct(result['floor'])} of {first[0]['metric']})", ""]
+            out += [f"**{model} / {s}** ({first[0]['heldout_frames']} {frames}; "
+                    f"floor {_pct(floor)} of {first[0]['metric']})", ""]
             out += table(["method", "scheme", "predictor", "hardware", "tuned tau",
-                           "held-out score"] + [f"{g}: us/frame (speedup)" for g in gpus],
-                          lines) + [""]
+                          "held-out score"] + [f"{g}: us/frame (speedup)" for g in gpus],
+                         lines) + [""]
+    return out
+
+
+def section(result: Mapping[str, Any]) -> list[str]:
+    """The study's report section (Markdown lines): per model and stream the headline table
+    (every method at the same floor: time per frame and speedup over the strongest exact
+    baseline per GPU, held-out score), then the claims at the operating point and at
+    tau = 0, then (with transfer clips) the same tables on every clip and whether each method
+    keeps the floor on all of them."""
+    rows = result["rows"]
+    gpus = result["gpus"]
+    out = ["## The operating point: every method at the same accuracy", "",
+           f"Every method is tuned by the same tuner (method `{result['method']}`, objective: "
+           f"its own replayed speedup on {result['objective_gpu']}) to the same floor, "
+           f"{_pct(result['floor'])} of each model's declared metric on the calibration frames "
+           f"of `{result['tune_stream']}`, and judged on held-out frames (the tuning stream "
+           "after its calibration frames, every frame of the other streams). Times are "
+           f"microseconds per held-out frame under `{result['launch']}` launch; speedups are "
+           "over the strongest exact baseline (per frame the fastest of dense, winograd, fft "
+           "and zero_skip at tau = 0) on the same frames. `zero_skip` at tau skips |x| <= tau: "
+           "its outputs are SE-CNN's with the zero predictor at that tau, so both read one cell.",
+           ""]
+    out += _tables(rows, gpus, result["floor"], "held-out frames")
     cl = result["claims_at"]
     if cl:
         out += ["Value prediction and the paper's claims, at the operating point and at "
@@ -94,6 +106,18 @@ def section(result: Mapping[str, Any]) -> list[str]:
             lines.append([r["model"], r["gpu"], what, r["at"],
                           _times(r["value"]) + _band(r.get("band")), r["verdict"]])
         out += table(["model", "GPU", "ratio", "at", "ours", "verdict"], lines) + [""]
+    tr = result.get("transfer")
+    if tr and tr["rows"]:
+        out += ["### Off the tuning clip: the transfer clips", "",
+                "The same thresholds on clips the tuner never saw (every frame held out; "
+                "speedups over the strongest exact baseline on the same clip):", ""]
+        out += _tables(tr["rows"], gpus, result["floor"], "frames, all held out")
+        lines = []
+        for k in tr["kept"]:
+            lines.append([k["model"], k["method"], "yes" if k["floor_met"] else "**no**",
+                          f"{_pct(k['worst_score'])} ({k['worst_stream']})"])
+        out += table(["model", "method", f"keeps the {_pct(result['floor'])} floor on every "
+                      "clip", "lowest score (clip)"], lines) + [""]
     return out
 
 
@@ -101,7 +125,8 @@ def claims(result: Mapping[str, Any]) -> list[dict[str, str]]:
     """Verdict rows in :func:`experiments.report.claims`' format (``claim``, ``paper``,
     ``ours``, ``verdict``): per model and GPU the paper's speedup claims and the
     value-prediction factor (SE-CNN's SM extension), each at the operating point and at
-    tau = 0."""
+    tau = 0; with transfer clips, per model whether every tuned method keeps the floor on
+    every clip (``holds``: all do, ``partly``: some, ``does not hold``: none)."""
     out = []
     floor = _pct(result["floor"])
     for r in result["claims_at"]:
@@ -127,4 +152,19 @@ def claims(result: Mapping[str, Any]) -> list[dict[str, str]]:
                 "ours": f"value prediction buys {_times(r['value'])}{_band(r.get('band'))} "
                         "over SE-CNN with the zero predictor (secnn_hw)",
                 "verdict": r["verdict"]})
+    tr = result.get("transfer")
+    for model in dict.fromkeys(k["model"] for k in (tr or {}).get("kept", [])):
+        mine = [k for k in tr["kept"] if k["model"] == model]
+        ok = [k for k in mine if k["floor_met"]]
+        below = [f"{k['method']} {_pct(k['worst_score'])} on {k['worst_stream']}"
+                 for k in mine if not k["floor_met"]]
+        verdict = ("holds" if len(ok) == len(mine) else "partly" if ok else "does not hold")
+        key = "every method keeps the accuracy floor off its tuning clip"
+        # Scores do not depend on the GPU: one row per model, no GPU named.
+        out.append(claim_row(
+            key, f"{key} ({model}; thresholds tuned to {floor} on {result['tune_stream']}, "
+                 f"clips {', '.join(tr['streams'])})",
+            "over 95% of classification accuracy",
+            f"{len(ok)} of {len(mine)} methods keep it"
+            + (f"; below: {'; '.join(below)}" if below else ""), verdict, model=model))
     return out

@@ -133,12 +133,27 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
                                      ).to_json(),
             figures.pareto, "peers.png")
     if "whatif" in studies:
-        out("whatif", whatif_lib.from_workspace(ws, cfg).to_json(), whatif_lib.figure,
-            "whatif.png")
+        out("whatif", _whatif(ws, cfg), whatif_lib.figure, "whatif.png")
     text = report_lib.render(results, cfg.to_dict(), notes=notes(results), missing=missing)
     if run is not None:
         run.write_text("report.md", text)
     return {"results": results, "report": text}
+
+
+def _whatif(ws: Workspace, cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+    """:func:`experiments.whatif.from_workspace`, memoised in the cell cache
+    (:meth:`experiments.cells.Workspace.memo`) by what it reads: every model's inputs at the
+    first stream (weights, input size, code) and the study's configuration fields; a rerun
+    that changes neither reads it (the value as JSON reads it back, on a fresh run too, so
+    both give the same report)."""
+    import json  # noqa: PLC0415
+
+    stream = next(iter(ws.streams))
+    key = {"study": "whatif", "inputs": [ws.inputs_fingerprint(m, stream) for m in ws.models],
+           "config": {f: cfg[f] for f in whatif_lib.FIELDS}}
+    got = ws.memo(next(iter(ws.models)), stream, "whatif", key,
+                  lambda: whatif_lib.from_workspace(ws, cfg).to_json())
+    return json.loads(json.dumps(got))
 
 
 def _schedule(run: runs.RunDir, model: str, layers: Any, ev: dict[str, Any], ops: Any,

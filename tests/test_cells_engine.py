@@ -222,9 +222,20 @@ def test_killed_cell_resumes_from_the_saved_state(tmp_path, monkeypatch):
     spec = "secnn(silence=0.75,decay=0.5)"
     ref = _workspace().run("tiny", "pan", spec, 0.02)
     # A run killed after its second chunk: the chunks and the state after it are on disk.
+    save = cellcache.CellCache.save_progress
+
+    class Killed(Exception):
+        pass
+
+    def killed_after_chunk_1(self, d, k, arrays, state):
+        save(self, d, k, arrays, state)
+        if k == 1:
+            raise Killed
+
     with monkeypatch.context() as m:
-        m.setattr(cellcache.CellCache, "finish", lambda self, d: None)
-        _workspace(tmp_path).run("tiny", "pan", spec, 0.02, n_frames=6)
+        m.setattr(cellcache.CellCache, "save_progress", killed_after_chunk_1)
+        with pytest.raises(Killed):
+            _workspace(tmp_path).run("tiny", "pan", spec, 0.02)
     d = _workspace(tmp_path).cell_dir("tiny", "pan", spec, "tau=0.02")
     assert sorted(p.name for p in d.iterdir()) == ["chunk00000.npz", "chunk00001.npz",
                                                    "state00001.npz"]
@@ -241,6 +252,26 @@ def test_killed_cell_resumes_from_the_saved_state(tmp_path, monkeypatch):
     assert again.stats == {"chunks_computed": 0, "chunks_loaded": 3}
 
 
+def test_a_longer_run_resumes_after_a_calibration_run(tmp_path):
+    """A cell first run over its first whole chunks (the tuner's calibration frames), then over
+    every frame (the held-out evaluation), computes only the chunks after the first run, from
+    the predictor state kept in memory (the files keep none of a finished cell), and equals
+    an uninterrupted run bit for bit; a first run ending in a partial chunk keeps no state."""
+    spec = "secnn(silence=0.75,decay=0.5)"
+    ref = _workspace().run("tiny", "pan", spec, 0.02)
+    ws = _workspace(tmp_path)
+    ws.run("tiny", "pan", spec, 0.02, n_frames=6)
+    assert ws.stats["chunks_computed"] == 2
+    got = ws.run("tiny", "pan", spec, 0.02)
+    assert ws.stats == {"chunks_computed": 3, "chunks_loaded": 0}
+    np.testing.assert_array_equal(got.logits, ref.logits)
+    np.testing.assert_array_equal(got.counts, ref.counts)
+    odd = _workspace()
+    odd.run("tiny", "pan", spec, 0.02, n_frames=4)  # chunks of 3: the second one partial
+    np.testing.assert_array_equal(odd.run("tiny", "pan", spec, 0.02).logits, ref.logits)
+    assert odd.stats["chunks_computed"] == 2 + 3
+
+
 def test_cell_cache_files(tmp_path):
     cache = cellcache.CellCache(tmp_path)
     assert cellcache.CellCache(None).cell("a") is None
@@ -252,6 +283,10 @@ def test_cell_cache_files(tmp_path):
     cache.save_progress(d, 1, arrays, state)
     assert sorted(p.name for p in d.iterdir()) == ["chunk00000.npz", "chunk00001.npz",
                                                    "state00001.npz"]
+    last = cache.cell("m", "last")  # a cell's last chunk writes no state (none is kept)
+    cache.save_progress(last, 0, arrays, state)
+    cache.save_progress(last, 1, arrays, None)
+    assert sorted(p.name for p in last.iterdir()) == ["chunk00000.npz", "chunk00001.npz"]
     assert cache.load_chunk(d, 1, 2) is not None and cache.load_chunk(d, 1, 3) is None
     assert cache.has_chunks(d, 2) and not cache.has_chunks(d, 3)
     got, start = cache.load_state(d, 2, lambda: state)

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_experiments_studies import tiny_model
 
-from experiments import cells, config, metrics, operating_point, reproduce
+from experiments import accuracy, cells, config, metrics, operating_point, reproduce
 from experiments.accuracy import tune
 from experiments.timer import ReplayTimer, variant
 from secnn_jax import datasources, predictors, run_stream
@@ -63,14 +63,20 @@ def _workspace(tmp: Path) -> cells.Workspace:
                            progress=False)
 
 
+#: The transfer clip and its frames (as ``config.transfer_streams``/``transfer_frames`` open it).
+CLIP, CLIP_FRAMES = "carphone_pristine", 4
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     ws = _workspace(tmp_path_factory.mktemp("op"))
+    tws = ws.with_streams({CLIP: datasources.open_stream(CLIP, max_frames=CLIP_FRAMES)},
+                          CLIP_FRAMES)
     res = operating_point.operating_point(
         ws, ["tiny"], ["bikes", "photos"], "secnn(silence=0.5,decay=0.5)",
-        tune_stream="bikes", calibration_frames=CALIB, floor=FLOOR, evals=4)
+        tune_stream="bikes", calibration_frames=CALIB, floor=FLOOR, evals=4, transfer=tws)
     json.dumps(res)  # JSON-able
-    return {"ws": ws, "res": res}
+    return {"ws": ws, "tws": tws, "res": res}
 
 
 def test_zero_skip_is_the_zero_predictor(study: dict[str, Any]) -> None:
@@ -102,13 +108,20 @@ def test_zero_skip_is_the_zero_predictor(study: dict[str, Any]) -> None:
     assert np.abs(plain - ref).max() > 1e-3
 
 
-def test_rows_recomputed_from_the_cells(study: dict[str, Any]) -> None:
-    """Every row's held-out score, time and speedup equal their recomputation from the cells;
-    a row meets the floor exactly when its score does."""
-    ws, res = study["ws"], study["res"]
+@pytest.mark.parametrize("where", ["heldout", "transfer"])
+def test_rows_recomputed_from_the_cells(study: dict[str, Any], where: str) -> None:
+    """Every row's held-out score, time and speedup equal their recomputation from the cells
+    (on the transfer clip: every frame held out, times over the clip's own strongest exact
+    baseline); a row meets the floor exactly when its score does."""
+    res = study["res"]
+    ws = study["ws"] if where == "heldout" else study["tws"]
+    rows = res["rows"] if where == "heldout" else res["transfer"]["rows"]
     tuned = {t["method"]: t for t in res["tuned"]}
     gpus = list(ws.timer.gpus)
-    for r in res["rows"]:
+    streams = {"bikes", "photos"} if where == "heldout" else {CLIP}
+    assert {r["stream"] for r in rows} == streams
+    assert len(rows) == len(gpus) * len(streams) * (len(operating_point.METHODS) + 2)
+    for r in rows:
         held = slice(CALIB, None) if r["stream"] == "bikes" else slice(None)
         g = gpus.index(r["gpu"])
         ref = ws.reference("tiny", r["stream"]).logits[held]
@@ -154,10 +167,58 @@ def test_claims_and_section(study: dict[str, Any]) -> None:
     for m in operating_point.METHODS:
         assert f"| {m.name} | {m.scheme} |" in text
     cl = operating_point.claims(res)
-    assert cl and all(set(c) == {"key", "model", "gpu", "claim", "paper", "ours", "verdict"}
+    assert cl and all(set(c) - {"gpu"} == {"key", "model", "claim", "paper", "ours", "verdict"}
                       for c in cl)
     # the summary groups each claim over models and GPUs: the key is the claim without them
     assert all(c["claim"].startswith(c["key"]) and c["model"] in c["claim"] for c in cl)
+
+
+def test_transfer_verdicts(study: dict[str, Any]) -> None:
+    """Per method, "keeps the floor off its tuning clip" is every clip's score at or above the
+    floor, recomputed from the transfer cells; the claim row counts the methods that keep it
+    and its verdict follows (all: holds, some: partly, none: does not hold)."""
+    res, tws = study["res"], study["tws"]
+    tuned = {t["method"]: t for t in res["tuned"]}
+    ref = tws.reference("tiny", CLIP).logits
+    assert ref.shape[0] == CLIP_FRAMES
+    kept = {k["method"]: k for k in res["transfer"]["kept"]}
+    assert list(kept) == [m.name for m in operating_point.METHODS]
+    for name, k in kept.items():
+        cell = tws.run("tiny", CLIP, tuned[name]["predictor"], tuned[name]["tau"])
+        score = metrics.evaluate("top1", cell.logits, ref)["score"]
+        assert k["worst_score"] == score and k["worst_stream"] == CLIP
+        assert k["floor_met"] == (score >= FLOOR)
+    row = next(c for c in operating_point.claims(res) if "tuning clip" in c["key"])
+    n_ok = sum(k["floor_met"] for k in kept.values())
+    assert row["ours"].startswith(f"{n_ok} of {len(kept)} methods keep it")
+    assert row["verdict"] == ("holds" if n_ok == len(kept) else
+                              "partly" if n_ok else "does not hold")
+    text = "\n".join(operating_point.section(res))
+    assert f"**tiny / {CLIP}** ({CLIP_FRAMES} frames, all held out;" in text
+
+
+def test_transfer_cells_are_the_accuracy_studys(study: dict[str, Any]) -> None:
+    """The accuracy study's transfer of its ``mean`` tuning of ``secnn_hw`` (the same tuner,
+    so the op point's ``secnn_hw`` thresholds) and the op point share their cells on the clip:
+    a fresh workspace over the clip on the same cell cache, built as the accuracy study builds
+    its transfer workspace, reads SE-CNN's cell at those thresholds and the exact baselines'
+    from the cache and computes only SE-CNN at tau = 0 (which the op point does not run)."""
+    ws, res = study["ws"], study["res"]
+    secnn = "secnn(silence=0.5,decay=0.5)"
+    t = tune(ws, "tiny", "bikes", secnn, calibration_frames=CALIB, floor=FLOOR, evals=4,
+             scheme="secnn_hw")
+    assert t["tau"] == next(x["tau"] for x in res["tuned"] if x["method"] == "secnn_hw")
+    fresh = cells.Workspace(ws.models, {CLIP: datasources.open_stream(CLIP, max_frames=4)},
+                            frames=CLIP_FRAMES, chunk_size=ws.chunk_size, cache_dir=ws.cache,
+                            timer=ws.timer, progress=False)
+    got = accuracy.transfer(fresh, "tiny", t, [CLIP], predictor=secnn, window=2)
+    assert got["streams"] and fresh.stats["chunks_loaded"] > 0
+    assert fresh.stats["chunks_computed"] == CLIP_FRAMES // ws.chunk_size  # secnn at tau = 0
+    again = fresh.stats["chunks_computed"]
+    for pred, tau in ((secnn, t["tau"]), ("zero", 0.0)):
+        fresh.run("tiny", CLIP, pred, tau)
+        assert fresh.cell_dir("tiny", CLIP, pred) == study["tws"].cell_dir("tiny", CLIP, pred)
+    assert fresh.stats["chunks_computed"] == again
 
 
 @settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
@@ -191,6 +252,7 @@ def test_reproduce_runs_it_after_accuracy(study: dict[str, Any]) -> None:
     cfg = config.get_config()
     cfg.models, cfg.streams, cfg.frames, cfg.chunk_size = "tiny", "bikes,photos", 4, 2
     cfg.studies, cfg.calibration_frames = "operating_point", CALIB
+    cfg.transfer_streams, cfg.transfer_frames = CLIP, CLIP_FRAMES
     cfg.agreement_floor, cfg.tune_evals = FLOOR, 4
     out = reproduce.reproduce(study["ws"], config.validate(cfg))
     assert json.dumps(out["results"]["operating_point"], sort_keys=True) == json.dumps(

@@ -243,3 +243,28 @@ def test_compilation_cache_lives_beside_the_cells_outside_their_eviction(tmp_pat
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
+
+
+def test_the_whatif_study_is_read_back_by_a_rerun(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``reproduce`` memoises the what-if study by what it reads: a second run on the same
+    cache (a fresh workspace, as a rerun with one changed tau) reads the first run's result
+    instead of recomputing it, and a changed what-if field recomputes."""
+    from experiments import reproduce, whatif  # noqa: PLC0415
+
+    calls = []
+    real = whatif.from_workspace
+
+    def counted(ws: cells.Workspace, cfg: object) -> dict:
+        calls.append(1)
+        return real(ws, cfg)
+
+    monkeypatch.setattr(whatif, "from_workspace", counted)
+    cfg = config.get_config()
+    cfg.gpus, cfg.whatif_firing, cfg.whatif_hits = "h100", "0.5", "1"
+    first = reproduce._whatif(_ws(_shared(tmp_path)), cfg)
+    again = reproduce._whatif(_ws(_shared(tmp_path)), cfg)
+    assert calls == [1] and again == first
+    cfg.whatif_hits = "0.8"
+    changed = reproduce._whatif(_ws(_shared(tmp_path)), cfg)
+    assert calls == [1, 1] and changed["hits"] != first["hits"]

@@ -119,8 +119,6 @@ def transfer(ws: Workspace, model: str, tuned: Mapping[str, Any], streams: Seque
 
 def transfer_workspace(ws: Workspace, streams: Mapping[str, Any], frames: int) -> Workspace:
     """A workspace over ``streams`` sharing ``ws``'s models, timer and chunk cache (cells are
-    keyed by model and stream, so a longer run of a stream reuses the shorter run's chunks)."""
-    return Workspace(ws.models, streams, frames=frames, chunk_size=ws.chunk_size,
-                     resize=ws.resize, cache_dir=ws.cache, timer=ws.timer,
-                     model_frames=ws.model_frames, model_resize=ws.model_resize,
-                     progress=ws.progress)
+    keyed by model and stream, so a longer run of a stream reuses the shorter run's chunks;
+    the operating point's transfer gets the same one: :meth:`Workspace.with_streams`)."""
+    return ws.with_streams(streams, frames)

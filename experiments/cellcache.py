@@ -67,12 +67,12 @@ from absl import logging
 
 from experiments import runs
 from secnn_jax.layers import Layer
+from secnn_jax.phases import Tau
 
 __all__ = ["CELL_CACHE_ENV", "CELL_CACHE_MB_ENV", "DEFAULT_MAX_MB", "CellCache", "flatten_state",
            "inputs_key", "max_bytes_from_env", "safe_name", "shared_root", "stream_fingerprint",
            "tau_key", "unflatten_state", "weights_digest"]
 
-Tau = float | Mapping[str, float]
 
 #: Environment variable naming the shared cell cache's directory (:func:`shared_root`).
 CELL_CACHE_ENV = "SECNN_JAX_CELL_CACHE"

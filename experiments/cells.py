@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -53,6 +52,7 @@ from experiments.errors import CellError, ConfigError, UnknownCellError
 from secnn_jax import find_layers, predictors
 from secnn_jax.datasources import Stream, StreamError, model_frames
 from secnn_jax.layers import Layer
+from secnn_jax.phases import Tau
 from secnn_jax.pipeline import EventCounts, pad_chunk, stream_program
 
 __all__ = [
@@ -62,11 +62,9 @@ __all__ = [
     "Timer",
     "Workspace",
     "load_model",
-    "make_predictor",
     "predictor_spec",
 ]
 
-Tau = float | Mapping[str, float]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,12 +174,6 @@ class Timer(Protocol):
 
 # ---------------------------------------------------------------------------------------------
 # Predictors by name
-
-
-def make_predictor(spec: str) -> predictors.Predictor:
-    """A predictor from its spec string: :func:`secnn_jax.predictors.from_spec` (``zero``,
-    ``last_value``, ``secnn``, ``secnn(silence=0.5,decay=0.5)``, ``accumulated``)."""
-    return predictors.from_spec(spec)
 
 
 def predictor_spec(name: str, silence: float = 0.5, decay: float = 0.5) -> str:
@@ -744,8 +736,3 @@ def _short_tau(taus: Mapping[str, jax.Array]) -> str:
         return f"tau={vals[0]:g}"
     return f"tau=[{vals[0]:g}..{vals[-1]:g}]"
 
-
-def geomean(x: Sequence[float] | np.ndarray) -> float:
-    """Geometric mean of positive numbers."""
-    a = np.asarray(x, np.float64)
-    return float(math.exp(np.mean(np.log(a)))) if a.size else float("nan")

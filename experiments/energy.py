@@ -55,6 +55,7 @@ from experiments.paper import MARGINAL_AREA_SHARE, MARGINAL_ENERGY_RATIO
 from experiments.records import RecordResult, optional
 from experiments.reporting import pct, study_output, table, times
 from experiments.studyresult import claim_row
+from experiments.timer import ladder_variant
 
 if TYPE_CHECKING:
     from experiments.speedup import SensitivityResult, SpeedupResult
@@ -243,7 +244,6 @@ def section(su: SpeedupResult, result: EnergyResult) -> list[str]:
     energy tables) and the energy study ``result``, with its verdicts per buffer placement."""
     from secnn_jax.timing import LADDER  # noqa: PLC0415
     from secnn_jax.timing.energy import COMPONENTS  # noqa: PLC0415
-    from secnn_jax.timing.names import SECNN  # noqa: PLC0415
 
     out = ["## Energy and area", "", energy_terms(), ""]
     rows = []
@@ -260,9 +260,7 @@ def section(su: SpeedupResult, result: EnergyResult) -> list[str]:
         e = c.energy_uj or {}
         vals = []
         for st in LADDER:
-            key = f"{st.scheme}@{st.launch}" + (":oracle" if st.events == "oracle" else
-                                                ":zero" if st.events == "zero" and
-                                                st.scheme in SECNN else "")
+            key = ladder_variant(st)
             vals.append(f"{e[key]['total']:.0f}" if key in e else "")
         rows.append([c.model, c.stream, c.gpu, *vals])
     out += ["The attribution ladder in energy (uJ per frame):", "",

@@ -30,9 +30,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.paper import BASELINES, PAPER, VARIANTS  # noqa: E402
+from experiments.paper import PAPER, SPEEDUP_BASELINES  # noqa: E402
 from experiments.studyresult import StudyResult  # noqa: E402
 from secnn_jax.fileio import atomic_write  # noqa: E402
+from secnn_jax.timing.names import SECNN  # noqa: E402
 
 if TYPE_CHECKING:
     from experiments.accuracy.result import AccuracyResult, SweepRow
@@ -170,14 +171,14 @@ def speedup_bars(res: Any, path: str | Path) -> Path:
     (from an :class:`experiments.speedup.SpeedupResult`)."""
     gpus = res.gpus
     cells = res.cells
-    n_series = len({(c.model, c.stream) for c in cells}) * len(VARIANTS)
+    n_series = len({(c.model, c.stream) for c in cells}) * len(SECNN)
     fig, axes = plt.subplots(1, len(gpus), figsize=(6.2 * len(gpus), 4.4 + 0.12 * n_series),
                              squeeze=False)
     for ax, gpu in zip(axes[0], gpus, strict=True):
         mine = [c for c in cells if c.gpu == gpu]
-        bases = [b for b in BASELINES if any(b in c.speedups.get(v, {})
-                                             for c in mine for v in VARIANTS)]
-        series = [(c, v) for c in mine for v in VARIANTS if v in c.speedups]
+        bases = [b for b in SPEEDUP_BASELINES if any(b in c.speedups.get(v, {})
+                                             for c in mine for v in SECNN)]
+        series = [(c, v) for c in mine for v in SECNN if v in c.speedups]
         width = 0.8 / max(len(series), 1)
         for k, (c, v) in enumerate(series):
             vals = [c.speedups[v].get(b, {}).get("mean", np.nan) for b in bases]

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 
-from secnn_jax.timing.names import SECNN
+from secnn_jax.timing.names import BASELINES, DERIVED_BASELINES, FRAME_INDEPENDENT
 
-__all__ = ["BASELINES", "CLAIM_ACTIVATED", "CNVLUTIN_ZERO_SHARE", "COMPARISON_LAUNCH",
+__all__ = ["CLAIM_ACTIVATED", "CNVLUTIN_ZERO_SHARE", "COMPARISON_LAUNCH",
            "FASTER_ABOVE", "MARGINAL_AREA_SHARE", "MARGINAL_ENERGY_RATIO", "PAPER",
-           "PUBLISHED_PEERS", "VALUE_PREDICTION_HOLDS", "VALUE_PREDICTION_PARTLY", "VARIANTS",
-           "Published", "above", "value_prediction_verdict"]
+           "PUBLISHED_PEERS", "VALUE_PREDICTION_HOLDS", "VALUE_PREDICTION_PARTLY",
+           "SPEEDUP_BASELINES", "Published", "above", "value_prediction_verdict"]
 
-#: Baselines SE-CNN is compared with, in report order.
-BASELINES: tuple[str, ...] = ("dense", "winograd", "fft", "fast_conv", "zero_skip", "strongest")
-#: SE-CNN execution schemes.
-VARIANTS: tuple[str, ...] = SECNN
+#: The baselines of the speedup study's columns, in report order: the replayed ones
+#: (:data:`secnn_jax.timing.names.BASELINES`) and those derived from them per frame
+#: (:data:`~secnn_jax.timing.names.DERIVED_BASELINES`), each derived one after its sources.
+SPEEDUP_BASELINES: tuple[str, ...] = (
+    *FRAME_INDEPENDENT, DERIVED_BASELINES[0],
+    *(b for b in BASELINES if b not in FRAME_INDEPENDENT), DERIVED_BASELINES[1])
 #: The paper's claims: baseline -> (average speedup, maximum speedup).
 PAPER: dict[str, tuple[float, float]] = {
     "dense": (13.4, 22.0), "fast_conv": (10.4, 18.7), "zero_skip": (7.9, 16.4)}

@@ -6,7 +6,7 @@ For every model, stream and global tau, the methods of :data:`METHODS` run over 
 
 * **stock GPU**: ``secnn_sw`` (the SE-CNN predictor; compare and amend as kernels) and
   ``secnn_sw(accumulated)`` against ``deltacnn`` and ``cbinfer``
-  (:data:`secnn_jax.timing.schemes.PEER_DOC`), replayed from the
+  (:mod:`secnn_jax.timing.schemes`), replayed from the
   :func:`secnn_jax.predictors.accumulated` predictor's events (DeltaCNN's propagation rule:
   truncated changes accumulate until they cross tau), whose outputs are what a DeltaCNN
   computes;
@@ -16,7 +16,7 @@ For every model, stream and global tau, the methods of :data:`METHODS` run over 
   detection on the comparators, the dependency signal instead of the kernel boundary between a
   detection and its update, hardware compaction where the extension has it, and with
   ``buffer_placement=on_chip`` an on-chip buffer of SE-CNN's capacity for their state;
-  :data:`secnn_jax.timing.schemes.PEER_DOC`), in the point estimate and in every corner of the
+  :mod:`secnn_jax.timing.schemes`), in the point estimate and in every corner of the
   verdict's band; never slower than the stock peer.
 
 SE-CNN on the accumulated events against DeltaCNN on the same machine isolates what SE-CNN's
@@ -379,7 +379,7 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
 def _given(ws: Workspace, cfg: Any, launch: str, gpu: int) -> list[str]:
     """What the peers on the extended GPU take from SE-CNN's SM extension under ``cfg`` (their
     configuration, :func:`extended_peer_config`'s) on GPU ``gpu`` and ``launch``, one line each
-    (the rules: :data:`secnn_jax.timing.schemes.PEER_DOC`)."""
+    (the rules: :mod:`secnn_jax.timing.schemes`)."""
     from secnn_jax import timing  # noqa: PLC0415
     from secnn_jax.timing.launch import LaunchCosts  # noqa: PLC0415
     from secnn_jax.timing.secnn import Machine  # noqa: PLC0415

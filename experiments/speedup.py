@@ -60,11 +60,10 @@ from absl import app, logging
 
 from experiments.cells import Workspace
 from experiments.paper import (
-    BASELINES,
     COMPARISON_LAUNCH,
     FASTER_ABOVE,
     PAPER,
-    VARIANTS,
+    SPEEDUP_BASELINES,
     value_prediction_verdict,
 )
 from experiments.records import RecordResult, from_plain, optional
@@ -78,7 +77,7 @@ from experiments.reporting import (
     us,
 )
 from experiments.studyresult import claim_row
-from experiments.timer import variant, variant_parts
+from experiments.timer import ladder_variant, variant_parts
 from secnn_jax.timing.ladder import LADDER
 from secnn_jax.timing.names import PEERS, SECNN
 
@@ -95,7 +94,7 @@ PROBE_FRAMES = 1
 #: Frames of the first stream :func:`replay_inputs` runs for the sensitivity table (the bands
 #: use the first ``BAND_FRAMES`` of them).
 SENSITIVITY_FRAMES = 8
-#: Each baseline of :data:`experiments.paper.BASELINES`: the schemes it is per frame the
+#: Each baseline of :data:`experiments.paper.SPEEDUP_BASELINES`: the schemes it is per frame the
 #: fastest of.
 BASELINE_SCHEMES: dict[str, tuple[str, ...]] = {
     "dense": ("dense",), "winograd": ("winograd",), "fft": ("fft",),
@@ -263,9 +262,7 @@ def ladder_times(ft: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The :data:`~secnn_jax.timing.LADDER` steps' per-frame times from :func:`frame_times`."""
     out = {}
     for s in LADDER:
-        key = variant(s.scheme, s.launch, s.events == "oracle")
-        if s.events == "zero" and s.scheme in SECNN:
-            key += ":zero"
+        key = ladder_variant(s)
         if key in ft:
             out[s.key] = ft[key]
     return out
@@ -407,7 +404,7 @@ def _ratio_bands(ws: Workspace, inputs: tuple[Any, dict[str, Any], Any],
     layers, ev, ops = inputs
     ev = {k: e.map(lambda v: np.asarray(v)[:BAND_FRAMES]) for k, e in ev.items()}
     have = set(ws.timer.base_schemes)
-    ratios = {(v, b): uncertainty.Ratio(v, schemes) for v in VARIANTS if v in have
+    ratios = {(v, b): uncertainty.Ratio(v, schemes) for v in SECNN if v in have
               for b, schemes in BASELINE_SCHEMES.items() if set(schemes) <= have}
     if "secnn_hw" in have:
         ratios[(VALUE_PREDICTION, "")] = uncertainty.Ratio("secnn_hw", ("secnn_hw",))
@@ -447,8 +444,8 @@ def _summary_rows(model: str, gpu: str, mine: Sequence[dict[str, Any]],
     ``band`` over the timing model's uncertainty (``bands[variant][baseline]`` moved to the
     average) and a ``verdict`` by the band rule."""
     rows = []
-    for v in VARIANTS:
-        for b in BASELINES:
+    for v in SECNN:
+        for b in SPEEDUP_BASELINES:
             vals = [c["speedups"][v][b] for c in mine if b in c["speedups"].get(v, {})]
             if not vals:
                 continue
@@ -548,8 +545,8 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
                 by_launch: dict[str, Any] = {}
                 for ln in launches:
                     fl = frame_times(base[:, g], sec[:, g], variants, ln)
-                    by_launch[ln] = {v: {b: _ratios(fl, v, b) for b in BASELINES if b in fl}
-                                     for v in VARIANTS if v in fl}
+                    by_launch[ln] = {v: {b: _ratios(fl, v, b) for b in SPEEDUP_BASELINES if b in fl}
+                                     for v in SECNN if v in fl}
                 sp = by_launch.get(launch, {})
                 if "secnn_hw" in sp and "strongest" in sp["secnn_hw"]:
                     logging.info("speedup %s/%s on %s (%s): secnn_hw %.2fx over the strongest "
@@ -567,9 +564,7 @@ def speedup(ws: Workspace, models: Sequence[str], streams: Sequence[str], predic
                                     **{c: float(parts[k][key].mean())
                                        for k, c in enumerate(COMPONENTS)}}
                               for key in parts[0] if "@" not in key or key in
-                              {variant(x.scheme, x.launch, x.events == "oracle")
-                               + (":zero" if x.events == "zero" and x.scheme in SECNN else "")
-                               for x in LADDER}}
+                              {ladder_variant(x) for x in LADDER}}
                 cells.append({
                     "model": m, "stream": s, "gpu": gpu, "frames": int(base.shape[0]),
                     "energy_uj": energy,

@@ -34,7 +34,7 @@ from secnn_jax.timing.names import (
     SECNN,
 )
 
-__all__ = ["PHASES", "ReplayTimer", "variant", "variant_parts"]
+__all__ = ["PHASES", "ReplayTimer", "ladder_variant", "variant", "variant_parts"]
 
 #: The predictor whose events know the real zero pattern (tau = 0).
 ZERO_PREDICTOR = "zero"
@@ -43,6 +43,15 @@ ZERO_PREDICTOR = "zero"
 def variant(scheme: str, launch: str, oracle: bool = False) -> str:
     """The column name of ``scheme`` under ``launch`` (on the oracle's events if ``oracle``)."""
     return f"{scheme}@{launch}" + (":oracle" if oracle else "")
+
+
+def ladder_variant(step: Any) -> str:
+    """The column of :func:`experiments.speedup.frame_times` that times a
+    :class:`~secnn_jax.timing.ladder.LadderStep`: :func:`variant` of its scheme and launch, on
+    the oracle's events for an oracle step, with ``:zero`` for SE-CNN on the zero predictor's
+    events (the one place the ladder's column key is spelled)."""
+    key = variant(step.scheme, step.launch, step.events == "oracle")
+    return key + (":zero" if step.events == "zero" and step.scheme in SECNN else "")
 
 
 def variant_parts(name: str) -> tuple[str, str, bool]:

@@ -31,6 +31,8 @@ from secnn_jax.errors import SecnnError
 from secnn_jax.layers import Layer, LayerError, layers_from_trace
 from secnn_jax.prediction_check import check_predictions
 
+#: A threshold: one global tau, or a per-layer map ``{layer name: tau}`` (the one definition;
+#: the streaming step, the cell engine and its cache import it).
 Tau = float | Mapping[str, float]
 
 

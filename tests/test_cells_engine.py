@@ -73,11 +73,11 @@ def test_bad_specs_are_predictor_errors_naming_the_spec(spec, match):
         from_spec(spec)
 
 
-def test_cells_make_predictor_is_from_spec():
-    assert cells.make_predictor("secnn(silence=0.75,decay=0.5)").config_key == (
+def test_predictor_specs_name_from_spec_predictors():
+    assert predictors.from_spec(cells.predictor_spec("secnn", 0.75, 0.5)).config_key == (
         "secnn", 0.75, 0.5)
     with pytest.raises(PredictorError, match="unknown predictor 'oracle'"):
-        cells.make_predictor("oracle")
+        predictors.from_spec("oracle")
     assert cells.predictor_spec("secnn", 0.5, 0.5) == "secnn(silence=0.5,decay=0.5)"
     assert cells.predictor_spec("secnn(silence=0.75,decay=0.5)") == "secnn(silence=0.75,decay=0.5)"
 

@@ -348,7 +348,7 @@ def test_figure_titles_fit_their_panels(tmp_path: Path, monkeypatch: pytest.Monk
     from types import SimpleNamespace
 
     from experiments import figures
-    from experiments.paper import VARIANTS
+    from secnn_jax.timing.names import SECNN
 
     kept = []
     monkeypatch.setattr(figures, "save", lambda fig, path: kept.append(fig) or Path(path))
@@ -356,7 +356,7 @@ def test_figure_titles_fit_their_panels(tmp_path: Path, monkeypatch: pytest.Monk
     cells_ = [SimpleNamespace(gpu=g, model="efficientnet_lite0", stream="bikes",
                               speedups={v: {b: {"mean": 2.0}
                                             for b in ("dense", "fast_conv", "zero_skip")}
-                                        for v in VARIANTS}) for g in ("h100", "gtx1080ti")]
+                                        for v in SECNN}) for g in ("h100", "gtx1080ti")]
     res = SimpleNamespace(gpus=["h100", "gtx1080ti"], cells=cells_, launch="persistent",
                           fusion="epilogue", predictor="secnn(silence=0.75,decay=0.5)", tau=0.0)
     figures.speedup_bars(res, tmp_path / "s.png")

@@ -355,8 +355,6 @@ def test_bad_update_arguments_are_predictor_errors(model):
         pred.update(state, inputs)
 
 
-def test_make_predictor_knows_accumulated():
-    from experiments.cells import make_predictor  # noqa: PLC0415
-
-    pred = make_predictor("accumulated")
+def test_from_spec_knows_accumulated():
+    pred = predictors.from_spec("accumulated")
     assert pred.config_key == ("accumulated",) and predictors.update_needs_tau(pred)

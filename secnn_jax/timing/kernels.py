@@ -302,11 +302,6 @@ def depthwise_candidates(g: LayerGeom, gpu: GPU, precision: str) -> Candidates:
         algo="depthwise")
 
 
-def depthwise_cost(g: LayerGeom, gpu: GPU, precision: str, params: ModelParams) -> KernelCost:
-    """Direct depthwise kernel on the SIMT lanes (:data:`DEPTHWISE_TILE`)."""
-    return pick(depthwise_candidates(g, gpu, precision), gpu, params)
-
-
 def _nchw_transposes(g: LayerGeom, precision: str, unit: str, cfg: SchemeConfig
                      ) -> tuple[float, int]:
     if cfg.layout.upper() != "NCHW" or unit != "tensor" or g.kind == "dense":

@@ -170,7 +170,7 @@ class SchemeConfig:
       peer_extension: whether the change-based peers (``deltacnn``, ``cbinfer``) run on the
         GPU with SE-CNN's SM extension, taking each of its capabilities where it helps them
         (set by :func:`secnn_jax.timing.schemes.extended_peer_config`; what they take:
-        :data:`secnn_jax.timing.schemes.PEER_DOC`). No other scheme reads it.
+        :mod:`secnn_jax.timing.schemes`). No other scheme reads it.
     """
 
     layout: str = "NHWC"

@@ -22,7 +22,31 @@ A scheme is a :class:`Scheme`: which event indicators it needs, a frame-independ
   sequenced by hardware: no kernel boundaries inside a correction, one ``hw_dependency_us``
   before it. Op kernels between the layers are ordinary kernels.
 * ``deltacnn`` / ``cbinfer`` — the change-based peers on a stock GPU, or with
-  ``peer_extension`` on the GPU with SE-CNN's SM extension (:data:`PEER_DOC`).
+  ``peer_extension`` on the GPU with SE-CNN's SM extension. How they are costed:
+  deltacnn (DeltaCNN, CVPR 2022): layer after layer on a stock GPU; frame 0 dense (cuDNN-style,
+  plus writing the output buffer); later frames per layer: delta generation fused with the
+  activation's truncation into the previous layer's epilogue (read x and the accumulated value,
+  write both and the update mask; the first layer's is its own elementwise kernel), a sparse
+  convolution over the update mask (each output whose receptive field saw a change accumulates
+  the deltas of its changed inputs; lanes balanced by compaction where it pays, as every
+  stock-GPU sparse kernel), read-modify-write of the touched outputs: one kernel per layer.
+  cbinfer (change-based inference): per layer the change map (the same detection, its own
+  elementwise kernel) and the output pixels whose receptive field holds a changed input
+  recomputed with their full fan-in (a tile runs when any of its outputs is touched), writing
+  them into the previous output. Both replay the accumulated predictor's events: a propagated
+  input is one that changed beyond tau. On the GPU with SE-CNN's SM extension
+  (SchemeConfig.peer_extension, set by extended_peer_config) each peer takes what SE-CNN takes,
+  by the same rules, where it helps: its change detection (a threshold compare of x against the
+  stored value, the compare SE-CNN's comparators do) on the hardware comparators, so no SIMT
+  compare instructions (its time stays the pass's memory time); the dependency signal instead of
+  the kernel boundary between a detection kernel and its update (CBinfer's every layer,
+  DeltaCNN's first: its other delta generations are fused into the previous layer's epilogue,
+  with no boundary to remove) where hw_dependency_us is the shorter wait, and no boundary before
+  a compaction pass inside the layer; hardware compaction where hw_compaction is hardware; and
+  with buffer_placement on_chip an on-chip buffer of SE-CNN's capacity holding its stored inputs
+  (their read and write cost no memory time) and then, in layer order while they fit, its output
+  buffers (the touched outputs' read and write in SRAM, their new values still written to memory
+  for the next layer).
 
 Shared techniques, each applied by one rule to every scheme whose library or design uses it:
 load balancing by stream compaction (:func:`_balanced`: every SIMT sparse kernel, ``auto`` on
@@ -166,7 +190,6 @@ class Scheme:
         chunk, with ``counts[l][indicator]`` the per-position counts of layer ``l``, ``misses``
         ``[T, L]`` the mispredicted inputs per layer and ``frame_ids`` the stream's frame
         indices (a change-based peer runs frame 0 densely).
-      description: one line for reports.
       events: whose events the scheme is replayed from: ``"zero"`` (the zero predictor's:
         the exact zero pattern), ``"own"`` (the SE-CNN predictor's) or ``"accumulated"``
         (:func:`secnn_jax.predictors.accumulated`, DeltaCNN's propagation rule).
@@ -176,7 +199,6 @@ class Scheme:
     needs: tuple[str, ...]
     plan: Callable[[Context], Any]
     cost: Callable[..., SchemeTimes]
-    description: str
     events: str = "zero"
 
 
@@ -823,7 +845,6 @@ def _secnn_work(work: _Work, ops: OpPlan) -> _Work:
 
 #: The peers' plan is SE-CNN's: dense kernels for the first frame, the SIMT tiling for the
 #: sparse frames (one function, so a replay computes it once for all four schemes).
-_peer_plan = _secnn_plan
 
 
 def _peer_cost(kind: str) -> Callable[..., SchemeTimes]:
@@ -854,7 +875,7 @@ def _peer_output_on_chip(ctx: Context) -> np.ndarray:
 def _peer_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np.ndarray]],
                 misses: np.ndarray, frames: int, frame_ids: Any, kind: str) -> SchemeTimes:
     """DeltaCNN or CBinfer layer after layer, on a stock GPU or (``cfg.peer_extension``) on
-    the GPU with SE-CNN's SM extension (see :data:`PEER_DOC`)."""
+    the GPU with SE-CNN's SM extension (the module docstring)."""
     gpu, params, eb = ctx.gpu, ctx.params, ctx.eb
     first = (np.zeros(frames, bool) if frame_ids is None
              else np.asarray(frame_ids).reshape(-1)[:frames] == 0)
@@ -934,34 +955,6 @@ def _peer_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np
     return _layerwise_times(ctx, ex, kernels, busy, plan.ops, work, ctas, nbytes)
 
 
-#: How the peers are costed (documentation shared by the registry and reports).
-PEER_DOC = (
-    "deltacnn (DeltaCNN, CVPR 2022): layer after layer on a stock GPU; frame 0 dense (cuDNN-"
-    "style, plus writing the output buffer); later frames per layer: delta generation fused "
-    "with the activation's truncation into the previous layer's epilogue (read x and the "
-    "accumulated value, write both and the update mask; the first layer's is its own "
-    "elementwise kernel), a sparse convolution over the update mask (each output whose "
-    "receptive field saw a change accumulates the deltas of its changed inputs; lanes "
-    "balanced by compaction where it pays, as every stock-GPU sparse kernel), read-modify-"
-    "write of the touched outputs: one kernel per layer. cbinfer (change-based inference): "
-    "per layer the change map (the same detection, its own elementwise kernel) and the "
-    "output pixels whose receptive field holds a changed input recomputed with their full "
-    "fan-in (a tile runs when any of its outputs is touched), writing them into the previous "
-    "output. Both replay the accumulated predictor's events: a propagated input is one that "
-    "changed beyond tau. On the GPU with SE-CNN's SM extension (SchemeConfig.peer_extension, "
-    "set by extended_peer_config) each peer takes what SE-CNN takes, by the same rules, where "
-    "it helps: its change detection (a threshold compare of x against the stored value, "
-    "the compare SE-CNN's comparators do) on the hardware comparators, so no SIMT compare "
-    "instructions (its time stays the pass's memory time); the dependency signal instead of "
-    "the kernel boundary between a detection kernel and its update (CBinfer's every layer, "
-    "DeltaCNN's first: its other delta generations are fused into the previous layer's "
-    "epilogue, with no boundary to remove) where hw_dependency_us is the shorter wait, and "
-    "no boundary before a compaction pass inside the layer; hardware compaction where "
-    "hw_compaction is hardware; and with buffer_placement on_chip an on-chip buffer of "
-    "SE-CNN's capacity holding its stored inputs (their read and write cost no memory time) "
-    "and then, in layer order while they fit, its output buffers (the touched outputs' read "
-    "and write in SRAM, their new values still written to memory for the next layer).")
-
 
 def extended_peer_config(cfg: SchemeConfig) -> SchemeConfig:
     """The knobs under which ``deltacnn`` / ``cbinfer`` run on a GPU given SE-CNN's SM
@@ -969,7 +962,7 @@ def extended_peer_config(cfg: SchemeConfig) -> SchemeConfig:
 
     ``peer_extension`` is set: the peers' cost then reads the extension's comparators,
     dependency signal and buffer placement by SE-CNN's own rules (:class:`.secnn.Machine`;
-    what each gives them: :data:`PEER_DOC`), in the point estimate and in every corner of a
+    what each gives them: the module docstring), in the point estimate and in every corner of a
     band that varies them. Of the compaction choices the peers' sparse kernels balance their
     lanes by ``sw_compaction``, which becomes ``hw_compaction`` when that is ``hardware``
     (free balanced work lists, never slower than a costed pass); a software ``hw_compaction``
@@ -986,24 +979,21 @@ def extended_peer_config(cfg: SchemeConfig) -> SchemeConfig:
 
 #: The registry: every scheme by name, in report order.
 REGISTRY: Mapping[str, Scheme] = MappingProxyType({s.name: s for s in (
-    Scheme("dense", (), _frame_independent_plan("dense"), _frame_independent_cost,
-           "cuDNN/cuBLAS-style kernels: implicit GEMM (tiles, split-K, GEMV), direct depthwise"),
-    Scheme("winograd", (), _frame_independent_plan("winograd"), _frame_independent_cost,
-           "Winograd F(4x4, 3x3) where it applies, dense elsewhere"),
-    Scheme("fft", (), _frame_independent_plan("fft"), _frame_independent_cost,
-           "FFT convolution where it applies, dense elsewhere"),
-    Scheme("zero_skip", ("nonzero",), _zero_skip_plan, _zero_skip_cost,
-           "zero-skipping SIMT convolution, layer after layer"),
-    Scheme("secnn_sw", ("predicted", "mispredicted"), _secnn_plan, _secnn_cost(False),
-           "SE-CNN on a stock GPU (compare and amend kernels)", "own"),
-    Scheme("secnn_hw", ("predicted", "mispredicted"), _secnn_plan, _secnn_cost(True),
-           "SE-CNN with the SM extension (hardware comparators and sequencing)", "own"),
-    Scheme("deltacnn", ("mispredicted",), _peer_plan, _peer_cost("deltacnn"),
-           "DeltaCNN: sparse delta propagation layer after layer, frame 0 dense",
-           "accumulated"),
-    Scheme("cbinfer", ("mispredicted",), _peer_plan, _peer_cost("cbinfer"),
-           "CBinfer: recompute the outputs whose receptive field changed, frame 0 dense",
-           "accumulated"),
+    # cuDNN/cuBLAS-style kernels: implicit GEMM (tiles, split-K, GEMV), direct depthwise
+    Scheme("dense", (), _frame_independent_plan("dense"), _frame_independent_cost),
+    # Winograd F(4x4, 3x3) where it applies, dense elsewhere
+    Scheme("winograd", (), _frame_independent_plan("winograd"), _frame_independent_cost),
+    # FFT convolution where it applies, dense elsewhere
+    Scheme("fft", (), _frame_independent_plan("fft"), _frame_independent_cost),
+    # zero-skipping SIMT convolution, layer after layer
+    Scheme("zero_skip", ("nonzero",), _zero_skip_plan, _zero_skip_cost),
+    # SE-CNN on a stock GPU (compare and amend kernels)
+    Scheme("secnn_sw", ("predicted", "mispredicted"), _secnn_plan, _secnn_cost(False), "own"),
+    # SE-CNN with the SM extension (hardware comparators and sequencing)
+    Scheme("secnn_hw", ("predicted", "mispredicted"), _secnn_plan, _secnn_cost(True), "own"),
+    # the peers' plan is SE-CNN's (the same per-layer geometry and dense tilings)
+    Scheme("deltacnn", ("mispredicted",), _secnn_plan, _peer_cost("deltacnn"), "accumulated"),
+    Scheme("cbinfer", ("mispredicted",), _secnn_plan, _peer_cost("cbinfer"), "accumulated"),
 )})
 assert tuple(REGISTRY) == SCHEMES, "the registry and names.SCHEMES must agree"
 

@@ -85,7 +85,7 @@ def zoo_trace(model: str, size: int, frames: int, trace_dir: Path) -> Path:
     try:
         apply_fn, variables = models.load(model)
         weights = "pretrained"
-    except Exception as e:  # noqa: BLE001 (no weights in this environment: random ones)
+    except Exception as e:
         logging.warning("no pretrained %s (%s); using seeded random weights", model, e)
         apply_fn, variables = models.build(model).apply, models.init_variables(model)
         weights = "random(seed=0)"

@@ -119,7 +119,7 @@ def _from_factory(name: str, factory: Any) -> ModelHandle:
                           f"the factory must be a function returning {want}")
     try:
         out = factory()
-    except Exception as e:  # noqa: BLE001  (the user's code: reported as one line)
+    except Exception as e:
         raise ConfigError(f"model {name!r}: the factory raised {type(e).__name__}: {e}") from e
     if isinstance(out, ModelHandle):
         out = dataclasses.replace(out, name=name)

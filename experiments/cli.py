@@ -403,5 +403,5 @@ def _convert_command(name: str) -> str:
         import models  # noqa: PLC0415
 
         return models.convert_command(name)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return f"python -m models.convert --model={name} --torch_weights=PATH/TO/{name}.pth"

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from experiments.paper import PAPER, SPEEDUP_BASELINES  # noqa: E402
-from experiments.studyresult import StudyResult  # noqa: E402
-from secnn_jax.fileio import atomic_write  # noqa: E402
-from secnn_jax.timing.names import SECNN  # noqa: E402
+from experiments.paper import PAPER, SPEEDUP_BASELINES
+from experiments.studyresult import StudyResult
+from secnn_jax.fileio import atomic_write
+from secnn_jax.timing.names import SECNN
 
 if TYPE_CHECKING:
     from experiments.accuracy.result import AccuracyResult, SweepRow

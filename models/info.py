@@ -86,7 +86,7 @@ def _size(tree: Any) -> int:
 
 def model_info(name: str, size: int | None = None, batch: int = 1) -> ModelInfo:
     """Trace ``name`` (abstract variables, no weights) and collect its linear layers."""
-    import secnn_jax  # the core package; imported lazily so models stays usable without it
+    import secnn_jax  # noqa: PLC0415  (lazily: models stays usable without the core)
 
     spec = registry.get_spec(name)
     size = size or spec.input_size

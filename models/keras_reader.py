@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from secnn_jax.errors import SecnnError
@@ -29,11 +30,6 @@ class KerasReaderError(SecnnError, ValueError):
 
 
 def _open(path: Path) -> Any:
-    try:
-        import h5py
-    except ImportError:  # pragma: no cover - h5py is a core dependency
-        raise KerasReaderError(
-            f"{path}: reading Keras .weights.h5 files needs h5py (pip install h5py)") from None
     if not path.is_file():
         raise KerasReaderError(f"{path}: no such file")
     try:
@@ -52,8 +48,6 @@ def load_weights_h5(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     path = Path(path)
     out: dict[str, np.ndarray] = {}
     with _open(path) as handle:
-        import h5py
-
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset):
                 try:
@@ -77,8 +71,6 @@ def layer_names(path: str | os.PathLike[str]) -> dict[str, str]:
     path = Path(path)
     names: dict[str, str] = {}
     with _open(path) as handle:
-        import h5py
-
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Group) and name.endswith("vars") and "name" in obj.attrs:
                 value = obj.attrs["name"]

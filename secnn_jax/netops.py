@@ -339,7 +339,7 @@ class _OpWalker(interpret.Walker):
 
     # -- everything else
     def default(self, eqn: jcore.JaxprEqn, invals: list[Any]) -> list[Any]:
-        sub = interpret._sub_jaxpr(eqn)  # noqa: SLF001 (the interpreter's own call table)
+        sub = interpret._sub_jaxpr(eqn)
         if sub is not None:
             if self.scope is not None:
                 return self.run(sub, invals)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from _cnns import linen_model  # noqa: E402
-from conftest import video_frames  # noqa: E402
+import jax.numpy as jnp
+import numpy as np
+from _cnns import linen_model
+from conftest import video_frames
 
-import secnn_jax as sj  # noqa: E402
-from secnn_jax import distributed, traces  # noqa: E402
+import secnn_jax as sj
+from secnn_jax import distributed, traces
 
 
 def main() -> None:

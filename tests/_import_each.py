@@ -26,7 +26,7 @@ def _child(module: str) -> int:
         return 1
     try:
         __import__(module)
-    except BaseException:  # noqa: BLE001 (report whatever the import raised)
+    except BaseException:
         traceback.print_exc()
         return 1
     return 0

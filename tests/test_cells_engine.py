@@ -102,7 +102,7 @@ def test_config_does_not_import_cells():
 
 
 def test_config_validation_reports_bad_specs():
-    from experiments import config  # noqa: PLC0415
+    from experiments import config
 
     cfg = config.get_config()
     cfg.predictors = "zero,secnn(silence=2)"

@@ -60,7 +60,7 @@ def test_every_bad_input_error_is_a_secnn_error_and_keeps_its_builtin(cls, built
 
 
 def test_secnn_error_is_exported_and_the_docstring_points_to_the_readme():
-    from secnn_jax.errors import SecnnError  # noqa: PLC0415
+    from secnn_jax.errors import SecnnError
 
     assert sj.SecnnError is SecnnError and "SecnnError" in sj.__all__
     assert "CONTRACT" not in sj.__doc__ and "README.md" in sj.__doc__
@@ -88,8 +88,8 @@ def test_bad_inputs_raise_secnn_errors():
 def test_issue22_library_bad_inputs_raise_secnn_errors(tmp_path: Path) -> None:
     """Issue 22: find_ops, distributed, metrics, the cell engine, replay results and traces
     raise SecnnError subclasses (which keep their built-in error) naming the bad input."""
-    from experiments import cells, metrics  # noqa: PLC0415
-    from secnn_jax import distributed, netops, timing, traces  # noqa: PLC0415
+    from experiments import cells, metrics
+    from secnn_jax import distributed, netops, timing, traces
 
     apply_fn, params = plain_model()
     x = jnp.zeros((1, 16, 16, 3))

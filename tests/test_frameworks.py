@@ -163,7 +163,7 @@ def test_zoo_models_give_the_loops_bits(name: str, size: int, zoo_cache) -> None
     rounds differently from W B); frame 2 repeats B, so every layer-0 input is a value hit and
     a deeper VM differs from its prediction by rounding only, within the bound, while frame 1's
     real changes lie far beyond it."""
-    import models  # noqa: PLC0415
+    import models
 
     apply_fn, variables = models.load(name, cache_dir=zoo_cache)
     frames = small_frames(4, size, 2)

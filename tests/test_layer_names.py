@@ -97,7 +97,7 @@ def test_flax_names_are_module_paths_and_real_reuse_keeps_at_1():
 
 
 def test_module_name_rules():
-    from secnn_jax.layers import module_name  # noqa: PLC0415
+    from secnn_jax.layers import module_name
 
     assert module_name(("params", "layer1_0", "conv1", "kernel")) == "layer1_0/conv1"
     assert module_name(("blocks", "0", "conv", "kernel")) == "blocks/0/conv"  # NNX list

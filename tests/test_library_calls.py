@@ -284,7 +284,7 @@ def test_bf16_model_with_float32_predictions_matches_its_forward_pass():
 
 
 def test_first_pan_frame_is_the_window_at_x0():
-    import skimage.data  # noqa: PLC0415
+    import skimage.data
 
     img = skimage.data.astronaut()
     h, w, _ = img.shape

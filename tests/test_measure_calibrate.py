@@ -247,7 +247,7 @@ def _synthetic(d: Path) -> None:
     for r, us in zip(rows, C.predict_us(ms, gpu, TRUE), strict=True):
         r["us_median"] = f"{us:.5f}"
     _write_csv(d / "conv.csv", rows)
-    from experiments.zoo_networks import network  # noqa: PLC0415
+    from experiments.zoo_networks import network
 
     e2e = []
     for mode in ("fp32_strict", "fp16"):

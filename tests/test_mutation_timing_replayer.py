@@ -383,7 +383,7 @@ def test_a_change_based_peer_runs_only_the_streams_frame_0_densely() -> None:
 def test_a_trace_replays_as_its_events_in_memory(tmp_path) -> None:
     """A trace directory and an open :class:`traces.Trace` replay exactly as the events they
     hold, and the result's provenance is the trace's: its path, predictor and tau."""
-    from secnn_jax import traces  # noqa: PLC0415
+    from secnn_jax import traces
 
     codes = _codes(3, seed=2)
     fires = {k: (v == ev.ZN) | (v == ev.VH) for k, v in codes.items()}

@@ -87,7 +87,7 @@ def test_claims_are_claim_rows_one_per_verdict() -> None:
     assert report.claims({"peers": json.loads(dumps_json(r.to_json()))}) == rows
 
 
-def test_section_is_the_same_from_the_result_and_its_json(tmp_path) -> None:  # noqa: ANN001
+def test_section_is_the_same_from_the_result_and_its_json(tmp_path) -> None:
     r = _result()
     lines = peers.section(r)
     assert lines == peers.section(json.loads(dumps_json(r.to_json())))

@@ -33,7 +33,7 @@ def test_readme_python_blocks_run_as_written(tmp_path: Path,
     monkeypatch.chdir(tmp_path)  # the blocks write traces/runs/bikes, timing.csv, frame0.json
     ns: dict = {"__name__": "readme"}
     for i, block in enumerate(blocks):
-        exec(compile(block, f"README.md block {i + 1}", "exec"), ns)  # noqa: S102
+        exec(compile(block, f"README.md block {i + 1}", "exec"), ns)
     assert ns["frames"].shape == (4, 1, 32, 32, 3)
     assert ns["logits"].shape == (4, 1, 10)
     layers = ns["layers"]

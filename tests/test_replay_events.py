@@ -184,7 +184,7 @@ def test_event_maps_are_a_pytree_and_a_mapping() -> None:
 
 
 def test_merged_stream_shards_keep_fires(net) -> None:
-    from secnn_jax import distributed  # noqa: PLC0415
+    from secnn_jax import distributed
 
     e = _events(net, predictors.secnn())
     halves = [e.map(lambda v, i=i: v[:, i:i + 1]) for i in (0, 1)]

@@ -120,14 +120,14 @@ def test_published_peers_are_named_with_sources() -> None:
 
 
 class _Events:
-    def map(self, fn):  # noqa: ANN001, ANN201 - the EventMaps.map the band code calls
+    def map(self, fn):
         return self
 
 
 class _WS:
     """The few Workspace calls :func:`experiments.peers._band` makes."""
 
-    class timer:  # noqa: N801
+    class timer:
         gpus, precision, fusion, params = ("h100",), "fp32", "epilogue", None
 
     def model(self, name: str) -> object:
@@ -155,7 +155,7 @@ def test_extended_band_gives_the_peers_the_compaction_secnn_gets(
 
     calls = []
 
-    def bands(layers, se, be, ratios, *, config, box, **kw):  # noqa: ANN001, ANN202, ANN003
+    def bands(layers, se, be, ratios, *, config, box, **kw):
         calls.append((config, tuple(r.field for r in box)))
         hw = config.hw_compaction == "hardware"
         return {ratios[0].name: uncertainty.Band(1.0, 0.5 if hw else 0.9, 1.6 if hw else 1.2)}

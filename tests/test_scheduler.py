@@ -241,7 +241,7 @@ def test_the_schedule_figure_draws_exactly_the_chrome_trace(tmp_path, monkeypatc
     """The report's schedule figure and the Chrome trace come from one list of kernel slices:
     per scheme, the figure's bars (row, start, width, name) are the trace's slices (track, ts,
     dur, name), and no two slices of a track overlap."""
-    from experiments import figures  # noqa: PLC0415  (matplotlib only for this test)
+    from experiments import figures
 
     layers = _NETS[1]
     rng = np.random.default_rng(3)

@@ -250,7 +250,7 @@ def test_the_whatif_study_is_read_back_by_a_rerun(tmp_path: Path,
     """``reproduce`` memoises the what-if study by what it reads: a second run on the same
     cache (a fresh workspace, as a rerun with one changed tau) reads the first run's result
     instead of recomputing it, and a changed what-if field recomputes."""
-    from experiments import reproduce, whatif  # noqa: PLC0415
+    from experiments import reproduce, whatif
 
     calls = []
     real = whatif.from_workspace

@@ -167,7 +167,7 @@ def test_every_path_gives_the_loops_bits(video: np.ndarray, name: str, tau: floa
 
 
 def test_sharded_stream_gives_the_loops_bits(video: np.ndarray) -> None:
-    from secnn_jax import distributed  # noqa: PLC0415
+    from secnn_jax import distributed
 
     model = HardCNN()
     params = _init(model, video[0])
@@ -220,12 +220,12 @@ def test_missed_is_abs_delta_beyond_tau_on_exact_values() -> None:
 def test_cell_engine_counts_equal_the_loops(spec: str, tau: float) -> None:
     """The studies' cell engine (experiments.cells: chunks of 3, a padded last chunk, tau as the
     program takes it) counts exactly the loop's codes on a model with an in-model division."""
-    from experiments import cells  # noqa: PLC0415
-    from secnn_jax import datasources  # noqa: PLC0415
+    from experiments import cells
+    from secnn_jax import datasources
 
     stream = datasources.pan("astronaut", n_frames=7, overlap=0.9, size=32)
     model = HardCNN()
-    prep = lambda img: np.asarray(img, np.float32) / 255.0  # noqa: E731
+    prep = lambda img: np.asarray(img, np.float32) / 255.0
     ws = cells.Workspace({"hard": cells.ModelHandle("hard", model.apply, None, prep)},
                          {"pan": stream}, frames=7, chunk_size=3, progress=False)
     frames = ws.frames("hard", "pan")

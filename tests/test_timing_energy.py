@@ -137,7 +137,7 @@ def test_method_buffers() -> None:
 def test_sanity_anchor_large_batch_dense_power() -> None:
     """Dense ResNet-50 at batch 16 (fp16, H100, graph launch): modelled power below the board
     power and within the plausible band, energy per image below the measured-latency bound."""
-    from experiments.energy import PLAUSIBLE_POWER, sanity_anchors  # noqa: PLC0415
+    from experiments.energy import PLAUSIBLE_POWER, sanity_anchors
 
     a = sanity_anchors()
     assert 0 < a.modelled_power_w < a.board_power_w
@@ -174,7 +174,7 @@ def test_energy_prices_the_work_the_schedules_kernels_counted(launch: str, compa
     bytes are the bytes the scheduler moved for it (an on-chip prediction buffer's traffic is
     SRAM's, in neither), compares sit on SE-CNN's compare kernels (one per input) and the
     peers' layer kernels only, and the energy is priced from that sum."""
-    from secnn_jax.timing.opkernels import OpGeom  # noqa: PLC0415
+    from secnn_jax.timing.opkernels import OpGeom
 
     layers = [LayerGeom.conv("a", n=1, h=12, cin=4, cout=8, k=3, stride=2),
               LayerGeom.conv("b", n=1, h=6, cin=8, cout=8, k=1),

@@ -46,7 +46,7 @@ def test_counts_equal_conv_with_ones(case) -> None:
 @pytest.mark.parametrize("case", CASES[:9])
 def test_fanout_is_the_transposed_window(case) -> None:
     g = geom(*case)
-    f = lambda x: jax.lax.conv_general_dilated(  # noqa: E731
+    f = lambda x: jax.lax.conv_general_dilated(
         x, np.ones((g.kh, g.kw, g.cin_g, g.cout), np.float32), (g.sh, g.sw), g.pad,
         rhs_dilation=(g.dh, g.dw), dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=g.groups).sum()

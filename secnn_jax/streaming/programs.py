@@ -148,7 +148,7 @@ def _find_stream_layers(apply_fn: Callable, params: Any, x: jax.ShapeDtypeStruct
         # batch axis of 1, so the frames lack their N axis. Otherwise it is the model's error.
         try:
             jax.eval_shape(apply_fn, params, jax.ShapeDtypeStruct((1, *x.shape), x.dtype))
-        except Exception:  # noqa: BLE001  (the original error is the one to report)
+        except Exception:
             raise err from None
         raise FramesError(no_stream_axis(frames_shape)) from err
     first = layers[0]

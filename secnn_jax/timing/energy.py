@@ -129,7 +129,7 @@ def _scaled(pj_45: float, node: float, volts: float) -> float:
 
 def _params(gpu: str, node: float, volts: float, dram_pj_bit: float, dram_src: str,
             tdp: float, static_frac: float, proc_src: str, tdp_src: str) -> EnergyParams:
-    s = lambda e: _scaled(e, node, volts)  # noqa: E731
+    s = lambda e: _scaled(e, node, volts)
     fp32, fp16 = s(0.9 + 3.7), s(0.4 + 1.1)
     fma = {"fp32": fp32, "tf32": fp32, "fp16": fp16}
     tensor = {"fp32": fp32, "tf32": s(0.4 + 1.1) * 1.3, "fp16": fp16}

@@ -65,7 +65,7 @@ def _code_version() -> str:
         from importlib.metadata import version  # noqa: PLC0415
 
         return version("secnn_jax")
-    except Exception:  # noqa: BLE001 (not installed: a source checkout)
+    except Exception:
         return "unknown"
 
 

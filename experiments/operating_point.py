@@ -175,15 +175,15 @@ def _events(ws: Workspace, model: str, stream: str, spec: str, tau: Mapping[str,
     (:func:`secnn_jax.run_stream` on as many frames as the speedup study's, so its compiled
     program is reused)."""
     from experiments.cellcache import tau_key  # noqa: PLC0415
-    from experiments.cells import make_predictor  # noqa: PLC0415
     from secnn_jax import run_stream  # noqa: PLC0415
+    from secnn_jax.predictors import from_spec  # noqa: PLC0415
 
     layers = ws.layers(model, stream)
     key = (model, stream, spec, tau_key(layers, tau))
     if key not in memo:
         h = ws.model(model)
         x = ws.frames(model, stream)[:SENSITIVITY_FRAMES]
-        _, e = run_stream(h.apply_fn, h.variables, x, make_predictor(spec), tau=tau)
+        _, e = run_stream(h.apply_fn, h.variables, x, from_spec(spec), tau=tau)
         memo[key] = e.map(lambda v: np.asarray(v)[:BAND_FRAMES])
     return key, memo[key]
 

@@ -190,9 +190,9 @@ def _band(ws: Workspace, model: str, stream: str, secnn_spec: str, sec: dict[str
     The extension's other ranges (``buffer_placement``, ``comparators_per_sm``,
     ``hw_dependency_us``) move both sides at once: the peers under ``peer_extension`` read
     them by SE-CNN's rules, so a corner with on-chip buffers gives the peer its own."""
-    from experiments.cells import make_predictor  # noqa: PLC0415
     from experiments.speedup import BAND_FRAMES, PROBE_FRAMES, SENSITIVITY_FRAMES  # noqa: PLC0415
     from secnn_jax import run_stream  # noqa: PLC0415
+    from secnn_jax.predictors import from_spec  # noqa: PLC0415
     from secnn_jax.timing import uncertainty  # noqa: PLC0415
     from secnn_jax.timing.schemes import extended_peer_config  # noqa: PLC0415
 
@@ -205,7 +205,7 @@ def _band(ws: Workspace, model: str, stream: str, secnn_spec: str, sec: dict[str
     for p in (sec, peer):
         key = (how[p["method"]][1], p["tau"])
         if key not in memo:
-            _, e = run_stream(h.apply_fn, h.variables, x, make_predictor(key[0]), tau=key[1])
+            _, e = run_stream(h.apply_fn, h.variables, x, from_spec(key[0]), tau=key[1])
             memo[key] = e.map(lambda v: np.asarray(v)[:BAND_FRAMES])
         ev.append(memo[key])
     n = min(BAND_FRAMES, len(x))

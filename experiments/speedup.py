@@ -326,14 +326,14 @@ class ReplayInputs:
     def value(self) -> tuple[Any, dict[str, Any], Any]:
         """The layers, the two predictors' events and the ops (computed once)."""
         if self._value is None:
-            from experiments.cells import make_predictor  # noqa: PLC0415
             from secnn_jax import run_stream  # noqa: PLC0415
+            from secnn_jax.predictors import from_spec  # noqa: PLC0415
 
             h = self.ws.model(self.model)
             x = self.ws.frames(self.model, self.stream)[:self.frames]
             ev = {}
             for name, spec in (("zero", "zero"), ("predictor", self.predictor)):
-                _, e = run_stream(h.apply_fn, h.variables, x, make_predictor(spec))
+                _, e = run_stream(h.apply_fn, h.variables, x, from_spec(spec))
                 ev[name] = e.map(np.asarray)
             self._value = (self.ws.layers(self.model, self.stream), ev,
                            self.ws.ops(self.model, self.stream))

@@ -151,3 +151,53 @@ def test_the_replay_function_and_its_module_have_different_names() -> None:
     assert timing.ReplayResult is replayer_module.ReplayResult
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("secnn_jax.timing.replay")
+
+
+def _bound_names(path: Path) -> set[str]:
+    """The names a module binds at its top level (definitions, assignments, imports, including
+    those under ``if``/``try``), read from the source."""
+    names: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t in targets:
+                    names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                names.update((a.asname or a.name).split(".")[0] for a in node.names)
+            elif isinstance(node, ast.If | ast.Try | ast.With):
+                visit(node.body)
+                visit(getattr(node, "orelse", []))
+                visit(getattr(node, "finalbody", []))
+                for h in getattr(node, "handlers", []):
+                    visit(h.body)
+    visit(ast.parse(path.read_text(), str(path)).body)
+    return names
+
+
+def test_every_imported_project_name_exists() -> None:
+    """Every ``from <project module> import name`` — at the top or inside a function, where no
+    linter sees a removed name until the line runs — names something that module binds or one
+    of its submodules."""
+    bound = {name: _bound_names(path) for name, path in MODULES.items()}
+    missing = []
+    for name, path in MODULES.items():
+        is_pkg = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = node.module or ""
+            if node.level:
+                pkg = name.split(".") if is_pkg else name.split(".")[:-1]
+                pkg = pkg[:len(pkg) - (node.level - 1)]
+                base = ".".join([*pkg, base] if base else pkg)
+            if base not in MODULES:
+                continue
+            for a in node.names:
+                known = a.name in bound[base] or f"{base}.{a.name}" in MODULES
+                if a.name != "*" and not known:
+                    missing.append(f"{name}: from {base} import {a.name}")
+    assert not missing, "imports of names that do not exist:\n" + "\n".join(sorted(missing))

@@ -45,14 +45,17 @@ agree, else ``inconclusive (low-high)``.
 clips (``config.transfer_streams``, ``config.transfer_frames`` frames each, every frame held
 out; :func:`transfer_workspace`): per clip the same rows (time, speedup over the clip's
 strongest exact baseline, score against the floor), and per model and method whether it keeps
-the floor on every clip off its tuning clip (``transfer["kept"]``, one claim row per model).
+the floor on every clip off its tuning clip (``transfer.kept``, one claim row per model).
 
 Every cell goes through :meth:`experiments.cells.Workspace.run` (the content-keyed cell cache),
 so what the accuracy, speedup and peers studies computed is reused: on the transfer clips the
 accuracy study's SE-CNN cells at the same thresholds (its ``mean`` tuning of ``secnn_hw`` is
 this study's ``secnn_hw``) and the exact baselines are read, not recomputed.
 
-Library: :func:`operating_point`, :func:`section`, :func:`claims`, :func:`run_from_config`.
+Library: :func:`operating_point` (its typed result,
+:class:`~experiments.operating_point_report.OperatingPointResult`, and the result's rows live in
+:mod:`experiments.operating_point_report` with :func:`section` and :func:`claims`, re-exported
+here), :func:`run_from_config`.
 Command line (prints the claims and the table, writes ``results/operating_point.json`` and
 ``report.md``)::
 
@@ -74,7 +77,18 @@ from experiments import metrics as metrics_lib
 from experiments.accuracy import CLAIM_AGREEMENT, tune
 from experiments.cells import Workspace
 from experiments.errors import ConfigError
-from experiments.operating_point_report import AT_EXACT, AT_OP, claims, section
+from experiments.operating_point_report import (
+    AT_EXACT,
+    AT_OP,
+    ClaimAt,
+    Kept,
+    MethodRow,
+    OperatingPointResult,
+    Transfer,
+    TunedMethod,
+    claims,
+    section,
+)
 from experiments.operating_point_report import table as _table
 from experiments.paper import COMPARISON_LAUNCH, PAPER, value_prediction_verdict
 from experiments.speedup import BAND_FRAMES, PROBE_FRAMES, SENSITIVITY_FRAMES, frame_times
@@ -82,8 +96,10 @@ from experiments.speedup import verdict as paper_verdict
 from experiments.timer import variant
 from experiments.tuning import TuneMethod, tune_method
 
-__all__ = ["HARDWARE", "METHODS", "Method", "check_tune_stream", "claims", "main",
-           "methods_from_config", "operating_point", "run_from_config", "section", "vp_verdict"]
+__all__ = ["HARDWARE", "METHODS", "ClaimAt", "Kept", "Method", "MethodRow",
+           "OperatingPointResult", "Transfer", "TunedMethod", "check_tune_stream", "claims",
+           "main", "methods_from_config", "operating_point", "run_from_config", "section",
+           "vp_verdict"]
 
 #: Hardware a scheme runs on.
 HARDWARE: dict[str, str] = {"secnn_hw": "SM extension"}
@@ -249,7 +265,7 @@ class _StreamRows:
     per-frame times (all frames), each method's held-out per-frame times and the strongest
     baseline's wins."""
 
-    rows: list[dict[str, Any]]
+    rows: list[MethodRow]
     exact: dict[str, dict[str, np.ndarray]]
     times: dict[str, dict[str, np.ndarray]]
     wins: dict[str, dict[str, int]]
@@ -282,12 +298,12 @@ def _stream_rows(ws: Workspace, model: str, s: str, held: slice, used: Sequence[
                   "floor": float(floor), "heldout_frames": int(strong.shape[0])}
         for name in ("dense", "strongest"):
             t_us = float(ex[name][held].mean())
-            out.rows.append({**common, "method": name, "exact": True,
-                             "scheme": name if name == "dense" else
-                             "+".join(b for b in winners if wins[b]),
-                             "predictor": None, "hardware": STOCK, "tau_min": 0.0,
-                             "tau_max": 0.0, "time_us": t_us, "speedup": ref_us / t_us,
-                             "score": exact_score, "meets_floor": exact_score >= floor})
+            out.rows.append(MethodRow(**common, method=name, exact=True,
+                                      scheme=name if name == "dense" else
+                                      "+".join(b for b in winners if wins[b]),
+                                      predictor=None, hardware=STOCK, tau_min=0.0,
+                                      tau_max=0.0, time_us=t_us, speedup=ref_us / t_us,
+                                      score=exact_score, meets_floor=exact_score >= floor))
         times: dict[str, np.ndarray] = {}
         for m in used:
             cell = cells[m.name]
@@ -297,11 +313,11 @@ def _stream_rows(ws: Workspace, model: str, s: str, held: slice, used: Sequence[
             score = _score(metric, cell.logits[held], ref[held])
             t = by[m.name]
             lo, hi = _tau_range(t["tau"])
-            out.rows.append({**common, "method": m.name, "exact": False,
-                             "scheme": m.scheme, "predictor": t["predictor"],
-                             "hardware": m.hardware, "tau_min": lo, "tau_max": hi,
-                             "time_us": t_us, "speedup": ref_us / t_us, "score": score,
-                             "meets_floor": bool(score >= floor)})
+            out.rows.append(MethodRow(**common, method=m.name, exact=False,
+                                      scheme=m.scheme, predictor=t["predictor"],
+                                      hardware=m.hardware, tau_min=lo, tau_max=hi,
+                                      time_us=t_us, speedup=ref_us / t_us, score=score,
+                                      meets_floor=bool(score >= floor)))
         out.exact[gpu], out.times[gpu], out.wins[gpu] = ex, times, wins
     return out
 
@@ -312,7 +328,7 @@ def operating_point(ws: Workspace, models: Sequence[str], streams: Sequence[str]
                     method: str | TuneMethod = "mean", baseline: str = "dense",
                     launch: str = COMPARISON_LAUNCH,
                     methods: Sequence[Method] = METHODS, bands: bool = True,
-                    transfer: Workspace | None = None) -> dict[str, Any]:
+                    transfer: Workspace | None = None) -> OperatingPointResult:
     """Every method tuned to ``floor`` by the same tuner, timed and judged on held-out frames
     and on the transfer clips.
 
@@ -332,16 +348,18 @@ def operating_point(ws: Workspace, models: Sequence[str], streams: Sequence[str]
         transfer clips.
 
     Returns:
-      ``{"study": "operating_point", "floor", "method", "tune_stream", "launch", "gpus",
-      "metrics", "tuned", "rows", "factors", "claims_at", "bands"}``: ``tuned`` one per model
-      and method (``tau``, ``alpha``, calibration ``score``, ``calibration_frames``); ``rows``
-      per model, stream, GPU and method (the exact ``dense`` and ``strongest`` first) with
-      ``time_us`` (mean per held-out frame), ``speedup`` (the strongest exact baseline's
-      time over the row's), ``score`` (held-out, the declared metric's primary score),
-      ``meets_floor``, ``tau_min``/``tau_max``, ``heldout_frames``; ``factors`` per model,
-      stream, GPU and hardware the value-prediction factor at the operating point and at
-      tau = 0; ``claims_at`` per model and GPU the value-prediction factor and the paper's
-      claims averaged over the streams at both points, each with ``band`` and ``verdict``;
+      The :class:`~experiments.operating_point_report.OperatingPointResult` (its ``to_json``:
+      ``{"study": "operating_point", "version", "floor", "method", "tune_stream", "launch",
+      "gpus", "objective_gpu", "secnn", "metrics", "tuned", "rows", "factors", "claims_at",
+      "bands", "transfer"}``): ``tuned`` one per model and method (``tau``, ``alpha``,
+      calibration ``score``, ``calibration_frames``); ``rows`` per model, stream, GPU and
+      method (the exact ``dense`` and ``strongest`` first) with ``time_us`` (mean per held-out
+      frame), ``speedup`` (the strongest exact baseline's time over the row's), ``score``
+      (held-out, the declared metric's primary score), ``meets_floor``,
+      ``tau_min``/``tau_max``, ``heldout_frames``; ``factors`` per model, stream, GPU and
+      hardware the value-prediction factor at the operating point and at tau = 0;
+      ``claims_at`` per model and GPU the value-prediction factor and the paper's claims
+      averaged over the streams at both points, each with ``band`` and ``verdict``;
       ``transfer`` (``None`` without transfer clips): ``streams``, ``rows`` (as ``rows``, per
       model, clip, GPU and method, every frame of the clip held out) and ``kept`` per model
       and method (``floor_met``: the held-out score at or above the floor on every clip;
@@ -361,8 +379,11 @@ def operating_point(ws: Workspace, models: Sequence[str], streams: Sequence[str]
                             m.name, m.scheme)
     gpus = tuple(ws.timer.gpus)
     t0, c0 = time.perf_counter(), time.process_time()
-    tuned, rows, factors, claims_at = [], [], [], []
-    transfer_rows: list[dict[str, Any]] = []
+    tuned: list[TunedMethod] = []
+    rows: list[MethodRow] = []
+    factors: list[dict[str, Any]] = []
+    claims_at: list[ClaimAt] = []
+    transfer_rows: list[MethodRow] = []
     band_out: dict[str, Any] = {}
     for model in models:
         metric = metrics_lib.model_metric(model)
@@ -376,12 +397,11 @@ def operating_point(ws: Workspace, models: Sequence[str], streams: Sequence[str]
             # is fresh: the workspace resumes it after the calibration chunks (in memory).
             ws.run(model, tune_stream, t["predictor"], t["tau"], timed=True)
             lo, hi = _tau_range(t["tau"])
-            tuned.append({"model": model, "method": m.name, "scheme": m.scheme,
-                          "predictor": t["predictor"], "hardware": m.hardware,
-                          "tau": t["tau"], "alpha": t["alpha"], "tau_min": lo, "tau_max": hi,
-                          "score": t["agreement"], "criterion": t["criterion"],
-                          "calibration_frames": t["calibration_frames"],
-                          "calibration_speedup": t["speedup"]})
+            tuned.append(TunedMethod(
+                model=model, method=m.name, scheme=m.scheme, predictor=t["predictor"],
+                hardware=m.hardware, tau=t["tau"], alpha=t["alpha"], tau_min=lo, tau_max=hi,
+                score=t["agreement"], criterion=t["criterion"],
+                calibration_frames=t["calibration_frames"], calibration_speedup=t["speedup"]))
         calib = int(next(iter(by.values()))["calibration_frames"]) if by else 0
         per_stream: dict[tuple[str, str], dict[str, Any]] = {}
         for s in streams:
@@ -460,17 +480,17 @@ def operating_point(ws: Workspace, models: Sequence[str], streams: Sequence[str]
                             lambda r, p=avg: paper_verdict(r, p)))
     logging.info("operating point: %d methods on %d models in %.1f s (%.1f s CPU)",
                  len(used), len(models), time.perf_counter() - t0, time.process_time() - c0)
-    return {"study": "operating_point", "floor": float(floor), "method": meth.spec,
-            "tune_stream": tune_stream, "launch": launch, "gpus": list(gpus),
-            "objective_gpu": gpus[0], "secnn": secnn_spec,
-            "metrics": {m: metrics_lib.model_metric(m) for m in models},
-            "tuned": tuned, "rows": rows, "factors": factors, "claims_at": claims_at,
-            "bands": {"frames": BAND_FRAMES, "probe_frames": PROBE_FRAMES,
-                      "stream": tune_stream, "by_model": _json_keys(band_out)}
-            if bands else None,
-            "transfer": None if transfer is None else {
-                "streams": _clips(transfer, tune_stream), "rows": transfer_rows,
-                "kept": _kept(transfer_rows, gpus[0] if gpus else None)}}
+    return OperatingPointResult(
+        floor=float(floor), method=meth.spec, tune_stream=tune_stream, launch=launch,
+        gpus=gpus, objective_gpu=gpus[0], secnn=secnn_spec,
+        metrics={m: metrics_lib.model_metric(m) for m in models},
+        tuned=tuple(tuned), rows=tuple(rows), factors=tuple(factors),
+        claims_at=tuple(claims_at),
+        bands={"frames": BAND_FRAMES, "probe_frames": PROBE_FRAMES, "stream": tune_stream,
+               "by_model": _json_keys(band_out)} if bands else None,
+        transfer=None if transfer is None else Transfer(
+            streams=tuple(_clips(transfer, tune_stream)), rows=tuple(transfer_rows),
+            kept=_kept(transfer_rows, gpus[0] if gpus else None)))
 
 
 def _clips(transfer: Workspace, tune_stream: str) -> list[str]:
@@ -479,18 +499,18 @@ def _clips(transfer: Workspace, tune_stream: str) -> list[str]:
     return [s for s in transfer.streams if s != tune_stream]
 
 
-def _kept(rows: Sequence[Mapping[str, Any]], gpu: str | None) -> list[dict[str, Any]]:
+def _kept(rows: Sequence[MethodRow], gpu: str | None) -> tuple[Kept, ...]:
     """Per model and tuned method: does it keep the floor on every transfer clip (the scores
     do not depend on the GPU: read on the first), and where is it lowest."""
     out = []
-    mine = [r for r in rows if r["gpu"] == gpu and not r["exact"]]
-    for key in dict.fromkeys((r["model"], r["method"]) for r in mine):
-        per = [r for r in mine if (r["model"], r["method"]) == key]
-        worst = min(per, key=lambda r: r["score"])
-        out.append({"model": key[0], "method": key[1], "floor": worst["floor"],
-                    "streams": len(per), "floor_met": all(r["meets_floor"] for r in per),
-                    "worst_stream": worst["stream"], "worst_score": worst["score"]})
-    return out
+    mine = [r for r in rows if r.gpu == gpu and not r.exact]
+    for key in dict.fromkeys((r.model, r.method) for r in mine):
+        per = [r for r in mine if (r.model, r.method) == key]
+        worst = min(per, key=lambda r: r.score)
+        out.append(Kept(model=key[0], method=key[1], floor=worst.floor, streams=len(per),
+                        floor_met=all(r.meets_floor for r in per),
+                        worst_stream=worst.stream, worst_score=worst.score))
+    return tuple(out)
 
 
 def _json_keys(band_out: Mapping[str, Any]) -> dict[str, Any]:
@@ -530,24 +550,21 @@ def _band_specs(by: Mapping[str, Mapping[str, Any]], secnn_spec: str,
     return out
 
 
-def _judged(row: dict[str, Any], value: float, cells: int, band: Any,
-            rule: Any) -> dict[str, Any]:
-    """``row`` with ``value``, ``cells``, the band moved to ``value`` and the verdict."""
-    row = {**row, "value": value, "cells": cells}
+def _judged(row: Mapping[str, Any], value: float, cells: int, band: Any,
+            rule: Any) -> ClaimAt:
+    """The claim of ``row`` (its :class:`ClaimAt` fields but the measured ones) with
+    ``value``, ``cells``, the band moved to ``value`` and the verdict."""
     if band is not None and np.isfinite(value):
         b = band.scaled(value)
-        row["band"] = b.as_dict()
-        row["verdict"] = b.judge(rule)
-    else:
-        row["verdict"] = rule(value)
-    return row
+        return ClaimAt(**row, value=value, cells=cells, band=b.as_dict(), verdict=b.judge(rule))
+    return ClaimAt(**row, value=value, cells=cells, verdict=rule(value))
 
 
 # ---------------------------------------------------------------------------------------------
 # Command line
 
 
-def run_from_config(ws: Workspace, cfg: Any) -> dict[str, Any]:
+def run_from_config(ws: Workspace, cfg: Any) -> OperatingPointResult:
     """:func:`operating_point` with every argument taken from a config
     (:mod:`experiments.config`): ``tune_stream``, ``calibration_frames``,
     ``agreement_floor``, ``tune_evals``, ``tune_baseline``, ``op_tune_method``,
@@ -627,7 +644,7 @@ def main(argv: Sequence[str]) -> None:
     st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite,
                    studies=("operating_point",))
     res = run_from_config(st.ws, cfg)
-    st.run.write_json("results/operating_point.json", res)
+    st.run.write_json("results/operating_point.json", res.to_json())
     rows = claims(res)
     printed = _table(["claim", "paper", "ours", "verdict"],
                      [[r["claim"], r["paper"], r["ours"], r["verdict"]] for r in rows])

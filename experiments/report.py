@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from experiments import energy, prediction, reporting, sparsity, speedup
+from experiments import operating_point_report as op_report
 from experiments import peersresult as peers_lib
 from experiments.reporting import band_range, claim_key, document, pct, summary, times, us
 from experiments.whatif import claims as whatif_claims
@@ -48,7 +49,7 @@ def _claim_sources() -> tuple[tuple[tuple[str, ...], Any], ...]:
     from experiments.accuracy import render as accuracy_render  # noqa: PLC0415
 
     return (
-        (("operating_point",), _operating_point_claims),
+        (("operating_point",), op_report.claims),
         (("sparsity",), sparsity.claims),
         (("speedup",), speedup.claims),
         (("energy",), energy.claims),
@@ -56,18 +57,6 @@ def _claim_sources() -> tuple[tuple[tuple[str, ...], Any], ...]:
         (("accuracy",), accuracy_render.claims),
         (("whatif",), whatif_claims),
     )
-
-
-def _operating_point_claims(op: Mapping[str, Any]) -> list[dict[str, str]]:
-    from experiments.operating_point_report import claims as op_claims  # noqa: PLC0415
-
-    return op_claims(op)
-
-
-def _operating_point_section(op: Mapping[str, Any]) -> list[str]:
-    from experiments.operating_point_report import section as op_section  # noqa: PLC0415
-
-    return op_section(op)
 
 
 #: How the peers' claim names each machine (defined with the peers' result).
@@ -92,7 +81,7 @@ def sections() -> tuple[tuple[tuple[str, ...], Any], ...]:
     from experiments.accuracy import render as accuracy_render  # noqa: PLC0415
 
     return (
-        (("operating_point",), _operating_point_section),  # the headline table first
+        (("operating_point",), op_report.section),  # the headline table first
         (("sparsity",), sparsity.section),
         (("prediction",), prediction.section),
         (("speedup",), speedup.ladder_section),

@@ -26,6 +26,7 @@ from test_experiments_studies import tiny_model
 
 from experiments import accuracy, cells, config, metrics, operating_point, reproduce
 from experiments.accuracy import tune
+from experiments.studyresult import StaleResultError
 from experiments.timer import ReplayTimer, variant
 from secnn_jax import datasources, predictors, run_stream
 from secnn_jax import events as ev
@@ -75,7 +76,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     res = operating_point.operating_point(
         ws, ["tiny"], ["bikes", "photos"], "secnn(silence=0.5,decay=0.5)",
         tune_stream="bikes", calibration_frames=CALIB, floor=FLOOR, evals=4, transfer=tws)
-    json.dumps(res)  # JSON-able
+    json.dumps(res.to_json())  # JSON-able
     return {"ws": ws, "tws": tws, "res": res}
 
 
@@ -115,54 +116,53 @@ def test_rows_recomputed_from_the_cells(study: dict[str, Any], where: str) -> No
     baseline); a row meets the floor exactly when its score does."""
     res = study["res"]
     ws = study["ws"] if where == "heldout" else study["tws"]
-    rows = res["rows"] if where == "heldout" else res["transfer"]["rows"]
-    tuned = {t["method"]: t for t in res["tuned"]}
+    rows = res.rows if where == "heldout" else res.transfer.rows
+    tuned = {t.method: t for t in res.tuned}
     gpus = list(ws.timer.gpus)
     streams = {"bikes", "photos"} if where == "heldout" else {CLIP}
-    assert {r["stream"] for r in rows} == streams
+    assert {r.stream for r in rows} == streams
     assert len(rows) == len(gpus) * len(streams) * (len(operating_point.METHODS) + 2)
     for r in rows:
-        held = slice(CALIB, None) if r["stream"] == "bikes" else slice(None)
-        g = gpus.index(r["gpu"])
-        ref = ws.reference("tiny", r["stream"]).logits[held]
-        base = ws.run("tiny", r["stream"], "zero", 0.0).time_us[held, g]
+        held = slice(CALIB, None) if r.stream == "bikes" else slice(None)
+        g = gpus.index(r.gpu)
+        ref = ws.reference("tiny", r.stream).logits[held]
+        base = ws.run("tiny", r.stream, "zero", 0.0).time_us[held, g]
         cols = {s: base[:, ws.timer.schemes.index(variant(s, "persistent"))]
                 for s in ("dense", "winograd", "fft", "zero_skip")}
         strongest = np.minimum.reduce(list(cols.values()))
-        if r["exact"]:
-            t = cols["dense"] if r["method"] == "dense" else strongest
+        if r.exact:
+            t = cols["dense"] if r.method == "dense" else strongest
             score = 1.0
         else:
-            t_ = tuned[r["method"]]
-            cell = ws.run("tiny", r["stream"], t_["predictor"], t_["tau"])
-            t = cell.time_us[held, g, ws.timer.schemes.index(variant(r["scheme"], "persistent"))]
+            t_ = tuned[r.method]
+            cell = ws.run("tiny", r.stream, t_.predictor, t_.tau)
+            t = cell.time_us[held, g, ws.timer.schemes.index(variant(r.scheme, "persistent"))]
             score = metrics.evaluate("top1", cell.logits[held], ref)["score"]
-        assert r["score"] == score
-        assert r["meets_floor"] == (score >= FLOOR)
-        assert r["time_us"] == pytest.approx(float(np.mean(t)), rel=1e-12)
+        assert r.score == score
+        assert r.meets_floor == (score >= FLOOR)
+        assert r.time_us == pytest.approx(float(np.mean(t)), rel=1e-12)
         # the speedup column is the strongest exact baseline's time over the row's
-        assert r["speedup"] == pytest.approx(float(strongest.mean()) / r["time_us"], rel=1e-12)
-        assert r["heldout_frames"] == len(ref)
+        assert r.speedup == pytest.approx(float(strongest.mean()) / r.time_us, rel=1e-12)
+        assert r.heldout_frames == len(ref)
 
 
 def test_claims_and_section(study: dict[str, Any]) -> None:
     """Both points are judged, each verdict by the band rule; the section lists every method."""
     res = study["res"]
-    at = {(r["kind"], r.get("baseline") or r["scheme"], r["at"]) for r in res["claims_at"]}
+    at = {(r.kind, r.baseline or r.scheme, r.at) for r in res.claims_at}
     for point in (operating_point.AT_OP, operating_point.AT_EXACT):
         assert ("value_prediction", "secnn_hw", point) in at
         assert ("paper", "zero_skip", point) in at
-    for r in res["claims_at"]:
-        b = r["band"]
-        assert b["low"] <= r["value"] <= b["high"]
-        assert r["verdict"].startswith(("holds", "partly", "does not hold", "inconclusive"))
+    for r in res.claims_at:
+        b = r.band
+        assert b["low"] <= r.value <= b["high"]
+        assert r.verdict.startswith(("holds", "partly", "does not hold", "inconclusive"))
     # the value-prediction factor is the zero predictor's time over the paper predictor's
-    f = next(f for f in res["factors"] if f["scheme"] == "secnn_hw" and f["stream"] == "photos"
+    f = next(f for f in res.factors if f["scheme"] == "secnn_hw" and f["stream"] == "photos"
              and f["gpu"] == "h100")
-    rows = {r["method"]: r for r in res["rows"] if r["stream"] == "photos"
-            and r["gpu"] == "h100"}
+    rows = {r.method: r for r in res.rows if r.stream == "photos" and r.gpu == "h100"}
     assert f[operating_point.AT_OP] == pytest.approx(
-        rows["secnn_hw(zero)"]["time_us"] / rows["secnn_hw"]["time_us"], rel=1e-12)
+        rows["secnn_hw(zero)"].time_us / rows["secnn_hw"].time_us, rel=1e-12)
     text = "\n".join(operating_point.section(res))
     for m in operating_point.METHODS:
         assert f"| {m.name} | {m.scheme} |" in text
@@ -178,18 +178,18 @@ def test_transfer_verdicts(study: dict[str, Any]) -> None:
     floor, recomputed from the transfer cells; the claim row counts the methods that keep it
     and its verdict follows (all: holds, some: partly, none: does not hold)."""
     res, tws = study["res"], study["tws"]
-    tuned = {t["method"]: t for t in res["tuned"]}
+    tuned = {t.method: t for t in res.tuned}
     ref = tws.reference("tiny", CLIP).logits
     assert ref.shape[0] == CLIP_FRAMES
-    kept = {k["method"]: k for k in res["transfer"]["kept"]}
+    kept = {k.method: k for k in res.transfer.kept}
     assert list(kept) == [m.name for m in operating_point.METHODS]
     for name, k in kept.items():
-        cell = tws.run("tiny", CLIP, tuned[name]["predictor"], tuned[name]["tau"])
+        cell = tws.run("tiny", CLIP, tuned[name].predictor, tuned[name].tau)
         score = metrics.evaluate("top1", cell.logits, ref)["score"]
-        assert k["worst_score"] == score and k["worst_stream"] == CLIP
-        assert k["floor_met"] == (score >= FLOOR)
+        assert k.worst_score == score and k.worst_stream == CLIP
+        assert k.floor_met == (score >= FLOOR)
     row = next(c for c in operating_point.claims(res) if "tuning clip" in c["key"])
-    n_ok = sum(k["floor_met"] for k in kept.values())
+    n_ok = sum(k.floor_met for k in kept.values())
     assert row["ours"].startswith(f"{n_ok} of {len(kept)} methods keep it")
     assert row["verdict"] == ("holds" if n_ok == len(kept) else
                               "partly" if n_ok else "does not hold")
@@ -207,7 +207,7 @@ def test_transfer_cells_are_the_accuracy_studys(study: dict[str, Any]) -> None:
     secnn = "secnn(silence=0.5,decay=0.5)"
     t = tune(ws, "tiny", "bikes", secnn, calibration_frames=CALIB, floor=FLOOR, evals=4,
              scheme="secnn_hw")
-    assert t["tau"] == next(x["tau"] for x in res["tuned"] if x["method"] == "secnn_hw")
+    assert t["tau"] == next(x.tau for x in res.tuned if x.method == "secnn_hw")
     fresh = cells.Workspace(ws.models, {CLIP: datasources.open_stream(CLIP, max_frames=4)},
                             frames=CLIP_FRAMES, chunk_size=ws.chunk_size, cache_dir=ws.cache,
                             timer=ws.timer, progress=False)
@@ -240,10 +240,49 @@ def test_raising_the_floor_never_raises_a_tuned_tau(study: dict[str, Any],
 def test_every_method_has_the_same_tuner(study: dict[str, Any]) -> None:
     """Symmetry: every method tuned once, on the same calibration frames, to the same floor."""
     res = study["res"]
-    assert [t["method"] for t in res["tuned"]] == [m.name for m in operating_point.METHODS]
-    assert {t["calibration_frames"] for t in res["tuned"]} == {CALIB}
-    assert res["floor"] == FLOOR and res["method"] == "mean"
-    assert all(r["floor"] == FLOOR for r in res["rows"])
+    assert [t.method for t in res.tuned] == [m.name for m in operating_point.METHODS]
+    assert {t.calibration_frames for t in res.tuned} == {CALIB}
+    assert res.floor == FLOOR and res.method == "mean"
+    assert all(r.floor == FLOOR for r in res.rows)
+
+
+def test_result_round_trips_through_its_json(study: dict[str, Any]) -> None:
+    """The typed result read back from its JSON text is the same result (typed rows included),
+    renders the same section and claims, and its JSON keeps the study's layout: the envelope
+    and the keys :func:`operating_point.operating_point` documents, every row's keys its
+    fields."""
+    res = study["res"]
+    data = json.loads(json.dumps(res.to_json()))
+    assert data["study"] == "operating_point" and data["version"] == 1
+    assert set(data) == {"study", "version", "floor", "method", "tune_stream", "launch", "gpus",
+                         "objective_gpu", "secnn", "metrics", "tuned", "rows", "factors",
+                         "claims_at", "bands", "transfer"}
+    back = operating_point.OperatingPointResult.from_json(data, source="operating_point.json")
+    assert back == res
+    assert isinstance(back.rows[0], operating_point.MethodRow)
+    assert isinstance(back.transfer.kept[0], operating_point.Kept)
+    assert operating_point.section(back) == operating_point.section(res)
+    assert operating_point.claims(back) == operating_point.claims(res)
+    # a claim row without a band or of the other kind leaves those keys out, as it always did
+    vp = next(r for r in data["claims_at"] if r["kind"] == "value_prediction")
+    assert "baseline" not in vp and "paper_average" not in vp and "hardware" in vp
+    # the exact rows have no predictor: written as null
+    assert data["rows"][0]["exact"] and data["rows"][0]["predictor"] is None
+
+
+def test_stale_or_foreign_result_is_refused_by_name(study: dict[str, Any]) -> None:
+    """A file of another layout version, of the layout before the version field (no
+    ``version``), or of another study is refused naming the file; one whose row has a key of
+    another layout is refused naming the key: it is recomputed, never read in part."""
+    data = study["res"].to_json()
+    unversioned = {k: v for k, v in data.items() if k != "version"}
+    for bad, word in (({**data, "version": 0}, "version 0"), (unversioned, "version None"),
+                      ({**data, "study": "peers"}, "'peers' result")):
+        with pytest.raises(StaleResultError, match=f"^old.json: .*{word}"):
+            operating_point.OperatingPointResult.from_json(bad, source="old.json")
+    bad_row = {**data, "rows": [{**data["rows"][0], "agreement": 1.0}, *data["rows"][1:]]}
+    with pytest.raises(StaleResultError, match="another layout.*agreement"):
+        operating_point.OperatingPointResult.from_json(bad_row)
 
 
 def test_reproduce_runs_it_after_accuracy(study: dict[str, Any]) -> None:
@@ -255,8 +294,7 @@ def test_reproduce_runs_it_after_accuracy(study: dict[str, Any]) -> None:
     cfg.transfer_streams, cfg.transfer_frames = CLIP, CLIP_FRAMES
     cfg.agreement_floor, cfg.tune_evals = FLOOR, 4
     out = reproduce.reproduce(study["ws"], config.validate(cfg))
-    assert json.dumps(out["results"]["operating_point"], sort_keys=True) == json.dumps(
-        study["res"], sort_keys=True)
+    assert out["results"]["operating_point"] == study["res"]
     body = out["report"].split("## The operating point", 1)
     assert len(body) == 2 and "\n## " not in body[0].split("## The paper's claims", 1)[1]
 

@@ -121,7 +121,10 @@ def test_every_listed_command_explains_itself_with_help() -> None:
         code, out, err = helps[command]
         assert code == 0, f"{command}: {err[-2000:]}"
         assert "Traceback" not in err and out.strip(), f"{command}: {err[-2000:]}"
-        source = (root / (command.replace(".", "/") + ".py")).read_text()
+        where = root / command.replace(".", "/")  # a module, or a package (its files)
+        source = (where.with_suffix(".py").read_text() if where.with_suffix(".py").is_file()
+                  else "\n".join(f.read_text() for f in sorted(where.glob("*.py"))))
+        assert source.strip(), command
         for flag in re.findall(r"DEFINE_\w+\(\s*\"(\w+)\"", source):
             assert f"--{flag}" in out or f"--[no]{flag}" in out, (command, flag)
         study = command.split(".")[1]

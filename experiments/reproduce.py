@@ -129,8 +129,7 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
                                      config_lib.floats(cfg.peer_taus, "peer_taus"),
                                      frames=config_lib.peer_frames(cfg),
                                      floor=float(cfg.agreement_floor), launch=str(cfg.launch),
-                                     sanity_stream=peers_lib.open_sanity_stream()
-                                     ).to_json(),
+                                     sanity_stream=peers_lib.open_sanity_stream()),
             figures.pareto, "peers.png")
     if "whatif" in studies:
         out("whatif", _whatif(ws, cfg), whatif_lib.figure, "whatif.png")
@@ -140,7 +139,7 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
     return {"results": results, "report": text}
 
 
-def _whatif(ws: Workspace, cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+def _whatif(ws: Workspace, cfg: ml_collections.ConfigDict) -> whatif_lib.WhatifResult:
     """:func:`experiments.whatif.from_workspace`, memoised in the cell cache
     (:meth:`experiments.cells.Workspace.memo`) by what it reads: every model's inputs at the
     first stream (weights, input size, code) and the study's configuration fields; a rerun
@@ -153,7 +152,7 @@ def _whatif(ws: Workspace, cfg: ml_collections.ConfigDict) -> dict[str, Any]:
            "config": {f: cfg[f] for f in whatif_lib.FIELDS}}
     got = ws.memo(next(iter(ws.models)), stream, "whatif", key,
                   lambda: whatif_lib.from_workspace(ws, cfg).to_json())
-    return json.loads(json.dumps(got))
+    return whatif_lib.WhatifResult.from_json(json.loads(json.dumps(got)))
 
 
 def _schedule(run: runs.RunDir, model: str, layers: Any, ev: dict[str, Any], ops: Any,

@@ -318,7 +318,7 @@ def test_accuracy_against_user_labels(run: dict[str, Any], tmp_path: Path) -> No
 def test_peers_study_equals_replay(run: dict[str, Any]) -> None:
     # The peers study's DeltaCNN / CBinfer points are the replay of the accumulated
     # predictor's events against dense from the zero predictor's, same launch and fusion.
-    res = run["results"]["peers"]
+    res = run["plain"]["peers"]
     n = min(res["frames"], _frames(run, "bikes").shape[0])
     h = tiny_model()
     frames = _frames(run, "bikes")[:n]
@@ -422,7 +422,7 @@ def test_every_summary_row_has_a_verdict_by_the_band_rule(run: dict[str, Any]) -
     # the report shows each band beside its verdict
     _row(run["md"], "tiny", "gtx1080ti", "secnn_hw", "strongest", report.times(row["average"]),
          report.band_range(row["band"]))
-    for v in run["results"]["peers"]["verdicts"]:
+    for v in run["plain"]["peers"]["verdicts"]:
         if v["band"]:
             assert v["band"]["low"] <= v["band"]["default"] <= v["band"]["high"]
 
@@ -546,7 +546,7 @@ def test_peers_verdicts_are_like_for_like(run: dict[str, Any]) -> None:
     from experiments import peers
     from experiments.paper import PUBLISHED_PEERS
 
-    res = run["results"]["peers"]
+    res = run["plain"]["peers"]
     hardware = {name: hw for name, _, _, hw in peers.METHODS}
     assert {v["hardware"] for v in res["verdicts"]} == set(peers.HARDWARE)
     for v in res["verdicts"]:
@@ -614,7 +614,7 @@ def test_peer_bands_are_memoised_by_content(run: dict[str, Any],
     ws = run["ws"]
     spec = run["plain"]["speedup"]["predictor"]
     sec, peer = {"method": "secnn_sw", "tau": 0.0}, {"method": "deltacnn", "tau": 0.0}
-    args = (ws, "tiny", "bikes", spec, sec, peer, run["results"]["peers"]["launch"], 0, {},
+    args = (ws, "tiny", "bikes", spec, sec, peer, run["plain"]["peers"]["launch"], 0, {},
             ws.timer.config, False)
     fresh = peers._band(*args)
     first = peers._stored_band(*args)
@@ -635,7 +635,8 @@ def test_typed_results_are_their_json_files(run: dict[str, Any]) -> None:
     from experiments.studyresult import StaleResultError, StudyResult
 
     typed = {k: v for k, v in run["results"].items() if isinstance(v, StudyResult)}
-    assert set(typed) == {"sparsity", "prediction", "speedup", "sensitivity", "energy"}
+    assert set(typed) == set(run["results"])  # every study's result is typed
+    assert {"sparsity", "prediction", "speedup", "sensitivity", "energy", "accuracy"} <= set(typed)
     for name, res in typed.items():
         data = json.loads((run["dir"] / "results" / f"{name}.json").read_text())
         assert data["study"] == name == res.STUDY and data["version"] == res.VERSION

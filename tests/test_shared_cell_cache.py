@@ -255,7 +255,7 @@ def test_the_whatif_study_is_read_back_by_a_rerun(tmp_path: Path,
     calls = []
     real = whatif.from_workspace
 
-    def counted(ws: cells.Workspace, cfg: object) -> dict:
+    def counted(ws: cells.Workspace, cfg: object) -> whatif.WhatifResult:
         calls.append(1)
         return real(ws, cfg)
 
@@ -267,4 +267,4 @@ def test_the_whatif_study_is_read_back_by_a_rerun(tmp_path: Path,
     assert calls == [1] and again == first
     cfg.whatif_hits = "0.8"
     changed = reproduce._whatif(_ws(_shared(tmp_path)), cfg)
-    assert calls == [1, 1] and changed["hits"] != first["hits"]
+    assert calls == [1, 1] and changed.hits != first.hits

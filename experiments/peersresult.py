@@ -13,8 +13,10 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
-import numpy as np
-
+from experiments.reporting import band_range as _fmt_band
+from experiments.reporting import pct as _fmt_pct
+from experiments.reporting import table as _table
+from experiments.reporting import times as _fmt_x
 from experiments.studyresult import StaleResultError, StudyResult, claim_row
 
 __all__ = ["MACHINES", "PeersResult", "claims", "section"]
@@ -97,30 +99,6 @@ class PeersResult(StudyResult):
 
 
 # --- the report's rows and section ----------------------------------------------------------
-
-# The report's number formats (experiments.report's pct, times and band_range: the report
-# imports this module, so this module cannot import them).
-
-def _fmt_pct(x: float | None) -> str:
-    """A fraction as a percentage with two decimals (``0.1234 -> '12.34%'``)."""
-    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.2f}%"
-
-
-def _fmt_x(x: float | None) -> str:
-    """A speedup with two decimals (``3.456 -> '3.46x'``)."""
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.2f}x"
-
-
-def _fmt_band(band: Mapping[str, Any] | None) -> str:
-    """A band as ``low-high`` (two decimals, ``x``), or ``''``."""
-    return f"{band['low']:.2f}-{band['high']:.2f}x" if band else ""
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
-
 
 def _in_order(v: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     """A verdict row's chosen methods in its ``methods`` order (the study's), whatever the

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sys
 
-import numpy as np
 import pytest
 
 from experiments import figures, peers, peersresult, report
@@ -116,10 +115,3 @@ def test_a_result_built_by_another_copy_of_the_module_is_read_through_its_json(
     assert peers.PeersResult.of(other) == r and peers.section(other) == peers.section(r)
 
 
-@pytest.mark.parametrize("x", [0.1234, 3.456, 1.0, None, float("nan"), float("inf")])
-def test_number_formats_are_the_reports(x: float | None) -> None:
-    # peers cannot import the report's formats (the report imports peers): its copies agree.
-    assert peersresult._fmt_pct(x) == report.pct(x) and peersresult._fmt_x(x) == report.times(x)
-    band = None if x is None else {"low": x, "high": 2.0}
-    if band is None or np.isfinite(x):
-        assert peersresult._fmt_band(band) == report.band_range(band)

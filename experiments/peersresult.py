@@ -88,15 +88,6 @@ class PeersResult(StudyResult):
                    sanity=tuple(dict(r) for r in data["sanity"]),
                    peer_extension=dict(data["peer_extension"]))
 
-    @classmethod
-    def of(cls, result: PeersResult | Mapping[str, Any]) -> PeersResult:
-        """``result`` itself, or read from its JSON form (:meth:`from_json`). A result of this
-        study built by another copy of the module (``python -m`` runs it as ``__main__``) is
-        read through its JSON form."""
-        if isinstance(result, cls):
-            return result
-        return cls.from_json(result.to_json() if isinstance(result, StudyResult) else result)
-
 
 # --- the report's rows and section ----------------------------------------------------------
 

@@ -93,3 +93,12 @@ class StudyResult:
                 f"version {cls.VERSION}: rerun the study to recompute it")
         return cls.from_payload({k: v for k, v in data.items()
                                  if k not in ("study", "version")})
+
+    @classmethod
+    def of(cls, result: StudyResult | Mapping[str, Any]) -> Self:
+        """``result`` itself, or read from its JSON form (:meth:`from_json`). A result of this
+        study built by another copy of its module (``python -m`` runs a study as ``__main__``)
+        is read through its JSON form."""
+        if isinstance(result, cls):
+            return result
+        return cls.from_json(result.to_json() if isinstance(result, StudyResult) else result)

@@ -126,15 +126,6 @@ class WhatifResult(StudyResult):
                    cells=tuple(dict(c) for c in data["cells"]),
                    verdicts=tuple(dict(v) for v in data["verdicts"]))
 
-    @classmethod
-    def of(cls, result: WhatifResult | Mapping[str, Any]) -> WhatifResult:
-        """``result`` itself, or read from its JSON form (:meth:`from_json`). A result of this
-        study built by another copy of the module (``python -m`` runs it as ``__main__``) is
-        read through its JSON form."""
-        if isinstance(result, cls):
-            return result
-        return cls.from_json(result.to_json() if isinstance(result, StudyResult) else result)
-
 
 def _naive_config() -> Any:
     from secnn_jax.timing import SchemeConfig  # noqa: PLC0415

@@ -49,3 +49,21 @@ def test_claim_row_orders_fields_and_drops_absent_places():
     assert row["gpu"] == "h100" and "stream" not in row
     with pytest.raises(TypeError, match="ours"):
         claim_row("k", "c", "p", 1.5, "holds")  # type: ignore[arg-type]
+
+
+def test_of_takes_a_result_or_its_json_form():
+    r = _Toy((1.0, 2.5))
+    assert _Toy.of(r) is r
+    assert _Toy.of(r.to_json()) == r
+
+    @dataclasses.dataclass(frozen=True)
+    class _OtherCopy(StudyResult):  # the same study's class from another copy of its module
+        STUDY = "toy"
+        VERSION = 3
+        values: tuple[float, ...]
+
+        def payload(self) -> dict[str, Any]:
+            return {"values": list(self.values)}
+
+    got = _Toy.of(_OtherCopy((3.0,)))
+    assert type(got) is _Toy and got == _Toy((3.0,))

@@ -16,9 +16,11 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import numpy as np
-
+from experiments import reporting
 from experiments.records import RecordResult, optional
+from experiments.reporting import band_text as _band
+from experiments.reporting import pct as _pct
+from experiments.reporting import times as _times
 from experiments.studyresult import claim_row
 
 __all__ = ["AT_EXACT", "AT_OP", "ClaimAt", "Kept", "MethodRow", "OperatingPointResult",
@@ -190,22 +192,9 @@ class OperatingPointResult(RecordResult):
 
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.2f}%"
-
-
-def _times(x: float | None) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.2f}x"
-
-
-def _band(b: Mapping[str, Any] | None) -> str:
-    return f" [band {b['low']:.2f}-{b['high']:.2f}x]" if b else ""
-
-
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    """A Markdown table's lines."""
-    return (["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-            + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+    """A Markdown table's lines (:func:`experiments.reporting.table`)."""
+    return reporting.table(header, rows).split("\n")
 
 
 def _tau_text(r: MethodRow) -> str:

@@ -54,6 +54,8 @@ from absl import app, logging
 from experiments import config as config_lib
 from experiments.errors import ConfigError
 from experiments.paper import PAPER
+from experiments.reporting import table as _table
+from experiments.reporting import times as _times
 from experiments.studyresult import StudyResult, claim_row
 from secnn_jax import synthetic
 from secnn_jax.timing.names import FUSIONS, LAUNCH_MODELS, SECNN
@@ -225,10 +227,6 @@ def frontier(speedup: np.ndarray, firing: Sequence[float], hits: Sequence[float]
 
 def _p(x: float) -> str:
     return f"{100 * x:g}%"
-
-
-def _times(x: float | None) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.2f}x"
 
 
 def region_text(front: Sequence[float | None], firing: Sequence[float]) -> str:
@@ -425,12 +423,6 @@ def claims(res: WhatifResult | Mapping[str, Any], variant: str = "secnn_hw"
             f"rate ({c['model']}, {c['gpu']}; what-if)",
             f"{lo:g}x-{hi:g}x", ours, verdict, model=c["model"], gpu=c["gpu"]))
     return rows
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    out += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
-    return "\n".join(out)
 
 
 def paragraph(res: WhatifResult | Mapping[str, Any], variant: str = "secnn_hw") -> list[str]:

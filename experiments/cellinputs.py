@@ -36,7 +36,8 @@ from secnn_jax import find_layers
 from secnn_jax.datasources import Stream, StreamError, model_frames
 from secnn_jax.layers import Layer
 
-__all__ = ["CellInputs", "ModelHandle", "load_model", "load_chunk", "progress_bar"]
+__all__ = ["CellInputs", "ModelHandle", "load_chunk", "load_model", "progress_bar",
+           "stream_description"]
 
 
 @dataclasses.dataclass(frozen=True)

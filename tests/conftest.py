@@ -39,9 +39,26 @@ def frames() -> np.ndarray:
     return video_frames(6, 32, 2)
 
 
+@pytest.fixture(scope="session")
+def _compiled_programs(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One XLA persistent compilation cache for the session (per xdist worker: its own
+    temporary root), for the command lines the tests start."""
+    return str(tmp_path_factory.mktemp("xla_cache"))
+
+
 @pytest.fixture(autouse=True)
-def _own_cell_cache(tmp_path_factory: pytest.TempPathFactory,
-                    monkeypatch: pytest.MonkeyPatch) -> None:
+def _own_cell_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+                    _compiled_programs: str) -> None:
     """Every test's command lines share cells only within the test (a fresh shared cell cache,
-    inherited by subprocesses), never with other tests or the user's cache."""
+    inherited by subprocesses), never with other tests or the user's cache.
+
+    They do share compiled programs: every subprocess that imports JAX loads what an earlier
+    one compiled from the same program (the tiny test CNN's initialisers and stream steps,
+    compiled again by each command line otherwise). A program's cache key is its HLO, options
+    and JAX version, and the same compiled program gives the same bits, so no test's outcome
+    depends on whether it hit; what a cell cache holds is still each test's own."""
     monkeypatch.setenv("SECNN_JAX_CELL_CACHE", str(tmp_path_factory.mktemp("cell_cache")))
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", _compiled_programs)
+    # Every program, not only those over JAX's default 1 s of compile time: most of the tiny
+    # CNN's programs compile in less, and loading one costs milliseconds.
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")

@@ -48,12 +48,24 @@ def _run(module: str, out: Path, *extra: str, timeout: int = 240
                           text=True, timeout=timeout)
 
 
+#: TINY at its smallest that still runs every step of the five studies (both streams, a chunk
+#: per frame, both tune methods, peers' and transfer's frames): four frames, one GPU, one
+#: transfer stream; the resume test runs it four times.
+RESUMED = [
+    "--models=test_experiments_studies:tiny_model", "--streams=bikes,photos", "--frames=4",
+    "--config.chunk_size=1", "--config.calibration_frames=2", "--config.tune_evals=2",
+    "--config.taus=0,0.05", "--config.predictors=zero,last_value", "--config.gpus=h100",
+    "--config.peer_taus=0,0.1", "--config.transfer_streams=carphone_pristine",
+    "--config.transfer_window=2", "--config.studies=sparsity,prediction,speedup,accuracy,peers",
+]
+
+
 def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path: Path) -> None:
     ref, victim = tmp_path / "uninterrupted", tmp_path / "killed"
-    done = _run("reproduce", ref, *TINY)
+    done = _run("reproduce", ref, *RESUMED)
     assert done.returncode == 0, done.stderr[-3000:]
 
-    proc = subprocess.Popen(_cmd("reproduce", victim, *TINY), cwd=REPO, env=_env(),
+    proc = subprocess.Popen(_cmd("reproduce", victim, *RESUMED), cwd=REPO, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     killed = False
@@ -73,7 +85,7 @@ def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path: Path) -> None:
     partial = sorted(p.name for p in (victim / "cells").rglob("chunk*.npz"))
     assert partial  # finished chunks survived the kill
 
-    resumed = _run("reproduce", victim, *TINY)
+    resumed = _run("reproduce", victim, *RESUMED)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     info = json.loads((victim / "run_info.json").read_text())
     assert info["resumed"] is True and info["chunks_loaded"] >= len(partial) - 1
@@ -85,7 +97,7 @@ def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path: Path) -> None:
     for k in a:
         assert a[k] == b[k], f"{k} differs after resume"
     # a second run with the same flags recomputes nothing
-    again = _run("reproduce", victim, *TINY)
+    again = _run("reproduce", victim, *RESUMED)
     assert again.returncode == 0
     assert json.loads((victim / "run_info.json").read_text())["chunks_computed"] == 0
 

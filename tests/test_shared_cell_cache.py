@@ -240,7 +240,9 @@ def test_compilation_cache_lives_beside_the_cells_outside_their_eviction(tmp_pat
         assert cli.enable_compilation_cache(other) == where  # the first one is kept
         print("ok")
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    env = {k: v for k, v in os.environ.items()  # JAX's defaults, not conftest's session cache
+           if k not in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                        cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
 

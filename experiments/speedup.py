@@ -753,8 +753,8 @@ def sensitivity_section(result: SensitivityResult) -> list[str]:
 
 
 #: The section's order of scheme keys (columns, phase rows, SE-CNN variants): the timing
-#: model's schemes, then the derived baselines (:mod:`secnn_jax.timing.names`); a speedup's
-#: baselines follow :data:`~experiments.paper.SPEEDUP_BASELINES`.
+#: model's schemes, then the derived baselines (:mod:`secnn_jax.timing.names`); baselines
+#: alone (a speedup's, the paper's mapping) follow :data:`~experiments.paper.SPEEDUP_BASELINES`.
 _COLUMNS = (*SCHEMES, *DERIVED_BASELINES)
 
 
@@ -775,7 +775,8 @@ def section(result: SpeedupResult) -> list[str]:
            f"Predictor `{result.predictor}`, tau = {result.tau:g}. Baselines are replayed from "
            "the zero predictor's events (exact zero pattern), SE-CNN from its own. Mapping of "
            "the paper's three GPU schemes: " + "; ".join(
-               f"`{k}` = {result.mapping[k]}" for k in _in_order(result.mapping, _COLUMNS))
+               f"`{k}` = {result.mapping[k]}"
+               for k in _in_order(result.mapping, SPEEDUP_BASELINES))
            + ". *mean* = ratio of total times over the stream, *max* = best single frame.", ""]
     # The schemes under the comparison launch model (every variant: results/speedup.json), in
     # the canonical order: a result read back from its JSON (keys sorted) renders the same.

@@ -79,7 +79,7 @@ from experiments.reporting import (
 from experiments.studyresult import claim_row
 from experiments.timer import ladder_variant, variant_parts
 from secnn_jax.timing.ladder import LADDER
-from secnn_jax.timing.names import DERIVED_BASELINES, PEERS, SCHEMES, SECNN
+from secnn_jax.timing.names import BASELINES, DERIVED_BASELINES, PEERS, SECNN
 
 __all__ = ["BAND_FRAMES", "BASELINE_SCHEMES", "PROBE_FRAMES", "Ladder", "ReplayInputs",
            "SensitivityCell", "SensitivityResult", "SensitivityRow", "SpeedupCell",
@@ -752,10 +752,11 @@ def sensitivity_section(result: SensitivityResult) -> list[str]:
     return out
 
 
-#: The section's order of scheme keys (columns, phase rows, SE-CNN variants): the timing
-#: model's schemes, then the derived baselines (:mod:`secnn_jax.timing.names`); baselines
+#: The section's order of scheme keys (columns, phase rows, SE-CNN variants), from
+#: :mod:`secnn_jax.timing.names`: the replayed baselines, SE-CNN, the derived baselines, the
+#: peers (the order :func:`frame_times` builds them in for the default schemes); baselines
 #: alone (a speedup's, the paper's mapping) follow :data:`~experiments.paper.SPEEDUP_BASELINES`.
-_COLUMNS = (*SCHEMES, *DERIVED_BASELINES)
+_COLUMNS = (*BASELINES, *SECNN, *DERIVED_BASELINES, *PEERS)
 
 
 def _in_order(keys: Iterable[str], order: Sequence[str]) -> list[str]:

@@ -3,8 +3,9 @@
 ``results/*.json`` is written with its keys sorted (:func:`secnn_jax.fileio.dumps_json`), so a
 section that ordered its columns by a mapping's key order would render a report from a results
 file differently from the in-memory result. The speedup section orders its schemes canonically
-(:mod:`secnn_jax.timing.names`); these tests build a small result by hand with its mappings in a
-scrambled order and compare both renderings.
+(:mod:`secnn_jax.timing.names`: baselines, SE-CNN, derived baselines, peers); these tests
+build a small result by hand with its mappings in a scrambled order and compare both
+renderings.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import json
 
 from experiments import speedup
 from experiments.paper import SPEEDUP_BASELINES
-from secnn_jax.timing.names import DERIVED_BASELINES, SCHEMES
+from secnn_jax.timing.names import BASELINES, DERIVED_BASELINES, PEERS, SECNN
 
 # Scrambled on purpose: neither sorted nor canonical.
-_SCHEMES = ("secnn_hw", "zero_skip", "strongest", "dense", "secnn_sw", "fast_conv", "fft",
-            "winograd")
+_SCHEMES = ("secnn_hw", "zero_skip", "cbinfer", "strongest", "dense", "secnn_sw", "fast_conv",
+            "fft", "deltacnn", "winograd")
 _BASELINES = ("zero_skip", "strongest", "dense", "fast_conv")
 
 
@@ -56,10 +57,10 @@ def test_speedup_section_is_the_same_from_its_json() -> None:
 
 def test_speedup_section_orders_schemes_canonically() -> None:
     lines = "\n".join(speedup.section(_result())).splitlines()  # a table is one item
-    canon = [s for s in (*SCHEMES, *DERIVED_BASELINES) if s in _SCHEMES]
+    canon = [s for s in (*BASELINES, *SECNN, *DERIVED_BASELINES, *PEERS) if s in _SCHEMES]
     assert _columns(lines, "Mean time per frame (us):") == ["model", "stream", "gpu",
                                                             "frames", *canon]
-    # Speedups per cell: per SE-CNN scheme (SCHEMES order), baselines in the report's order.
+    # Speedups per cell: per SE-CNN scheme (SECNN order), baselines in the report's order.
     start = lines.index("Speedups per cell:") + 4
     got = [tuple(c.strip() for c in ln.strip("|").split("|")[3:5])
            for ln in lines[start:start + 2 * len(_BASELINES)]]

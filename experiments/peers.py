@@ -73,7 +73,7 @@ from absl import app, logging
 from experiments import metrics as metrics_lib
 from experiments.cells import Workspace
 from experiments.paper import COMPARISON_LAUNCH, PUBLISHED_PEERS
-from experiments.peersresult import MACHINES, PeersResult, claims, section
+from experiments.peersresult import MACHINES, PeerExtension, PeersResult, claims, section
 from experiments.timer import variant
 
 __all__ = ["HARDWARE", "MACHINES", "METHODS", "SANITY_FRAMES", "SANITY_STREAM", "PeersResult",
@@ -369,11 +369,11 @@ def peers(ws: Workspace, models: Sequence[str], streams: Sequence[str], secnn_sp
     return PeersResult(
         launch=launch, frames=frames, taus=tuple(float(t) for t in taus), points=tuple(points),
         verdicts=tuple(verdicts), buffers=tuple(buffers), sanity=tuple(sanity),
-        peer_extension={"changed": changed, "knobs": {
+        peer_extension=PeerExtension(changed=changed, knobs={
             k: [getattr(stock_cfg, k), getattr(ext_cfg, k)]
             for k in (f.name for f in dataclasses.fields(stock_cfg))
             if getattr(stock_cfg, k) != getattr(ext_cfg, k)} if changed else {},
-            "given": _given(ws, ext_cfg, launch, gpu) if ext_cfg is not None else []})
+            given=tuple(_given(ws, ext_cfg, launch, gpu)) if ext_cfg is not None else ()))
 
 
 def _given(ws: Workspace, cfg: Any, launch: str, gpu: int) -> list[str]:

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from typing import Any, ClassVar
 
+from experiments.records import RecordResult
 from experiments.reporting import band_range as _fmt_band
 from experiments.reporting import pct as _fmt_pct
 from experiments.reporting import table as _table
 from experiments.reporting import times as _fmt_x
-from experiments.studyresult import StaleResultError, StudyResult, claim_row
+from experiments.studyresult import claim_row
 
-__all__ = ["MACHINES", "PeersResult", "claims", "section"]
+__all__ = ["MACHINES", "PeerExtension", "PeersResult", "claims", "section"]
 
 #: How the peers' claim names each machine.
 MACHINES = {"stock": "on a stock GPU (secnn_sw against the stock peers)",
@@ -27,9 +28,21 @@ MACHINES = {"stock": "on a stock GPU (secnn_sw against the stock peers)",
 
 
 @dataclasses.dataclass(frozen=True)
-class PeersResult(StudyResult):
+class PeerExtension:
+    """What the extended GPU changes in the peers' configuration (``changed``; ``knobs``:
+    ``{field: [stock, extended]}``) and what the extended peers take from the extension on
+    the run's configuration (``given``, one line each)."""
+
+    changed: bool
+    knobs: Mapping[str, Any]
+    given: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class PeersResult(RecordResult):
     """The peers study's result (``results/peers.json``), as :func:`experiments.peers.peers`
-    returns it.
+    returns it; its fields are the JSON's keys (:mod:`experiments.records`), a file missing
+    one is a :class:`~experiments.studyresult.StaleResultError`.
 
     Attributes:
       launch: the launch model every method ran under.
@@ -43,13 +56,11 @@ class PeersResult(StudyResult):
       buffers: per model, the bytes each method keeps between frames.
       sanity: the peers at the largest tau on :data:`experiments.peers.SANITY_STREAM` beside
         their published figures (empty when the clip could not be opened).
-      peer_extension: ``{"changed": bool, "knobs": {field: [stock, extended]}, "given":
-        [str]}``: what the extended GPU changes in the peers' configuration, and what the
-        extended peers take from the extension on this run's configuration, one line each.
+      peer_extension: what the extended GPU gives the peers (:class:`PeerExtension`).
     """
 
-    STUDY = "peers"
-    VERSION = 1
+    STUDY: ClassVar[str] = "peers"
+    VERSION: ClassVar[int] = 1
 
     launch: str
     frames: int
@@ -58,35 +69,7 @@ class PeersResult(StudyResult):
     verdicts: tuple[dict[str, Any], ...]
     buffers: tuple[dict[str, Any], ...]
     sanity: tuple[dict[str, Any], ...]
-    peer_extension: dict[str, Any]
-
-    def payload(self) -> dict[str, Any]:
-        """The result's fields as JSON-ready values (lists where the fields hold tuples)."""
-        return {"launch": self.launch, "frames": self.frames, "taus": list(self.taus),
-                "points": list(self.points), "verdicts": list(self.verdicts),
-                "buffers": list(self.buffers), "sanity": list(self.sanity),
-                "peer_extension": self.peer_extension}
-
-    @classmethod
-    def from_payload(cls, data: Mapping[str, Any]) -> Self:
-        """The result from :meth:`payload`'s output.
-
-        Raises:
-          experiments.studyresult.StaleResultError: a field of this layout is missing (a file
-            written before the layout's last change).
-        """
-        missing = sorted({f.name for f in dataclasses.fields(cls)} - set(data)) + sorted(
-            {"changed", "knobs", "given"} - set(data.get("peer_extension") or {}))
-        if missing:
-            raise StaleResultError(f"peers result without {', '.join(missing)}: rerun the "
-                                   "study to recompute it")
-        return cls(launch=str(data["launch"]), frames=int(data["frames"]),
-                   taus=tuple(float(t) for t in data["taus"]),
-                   points=tuple(dict(p) for p in data["points"]),
-                   verdicts=tuple(dict(v) for v in data["verdicts"]),
-                   buffers=tuple(dict(b) for b in data["buffers"]),
-                   sanity=tuple(dict(r) for r in data["sanity"]),
-                   peer_extension=dict(data["peer_extension"]))
+    peer_extension: PeerExtension
 
 
 # --- the report's rows and section ----------------------------------------------------------
@@ -121,7 +104,7 @@ def section(result: PeersResult | Mapping[str, Any]) -> list[str]:
     """The peers study's report section (Markdown lines) of ``result`` (or its JSON form):
     ``python -m experiments.peers`` prints it."""
     pe = PeersResult.of(result)
-    given = "; ".join(pe.peer_extension["given"])
+    given = "; ".join(pe.peer_extension.given)
     given = (f": on this run's configuration they take {given}" if given else
              ": not run (no replay configuration)")
     out = ["## Peers: SE-CNN, DeltaCNN and CBinfer on the same events and timing model", "",

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -79,7 +79,7 @@ from experiments.reporting import (
 from experiments.studyresult import claim_row
 from experiments.timer import ladder_variant, variant_parts
 from secnn_jax.timing.ladder import LADDER
-from secnn_jax.timing.names import PEERS, SECNN
+from secnn_jax.timing.names import BASELINES, DERIVED_BASELINES, PEERS, SECNN
 
 __all__ = ["BAND_FRAMES", "BASELINE_SCHEMES", "PROBE_FRAMES", "Ladder", "ReplayInputs",
            "SensitivityCell", "SensitivityResult", "SensitivityRow", "SpeedupCell",
@@ -752,6 +752,20 @@ def sensitivity_section(result: SensitivityResult) -> list[str]:
     return out
 
 
+#: The section's order of scheme keys (columns, phase rows, SE-CNN variants), from
+#: :mod:`secnn_jax.timing.names`: the replayed baselines, SE-CNN, the derived baselines, the
+#: peers (the order :func:`frame_times` builds them in for the default schemes); baselines
+#: alone (a speedup's, the paper's mapping) follow :data:`~experiments.paper.SPEEDUP_BASELINES`.
+_COLUMNS = (*BASELINES, *SECNN, *DERIVED_BASELINES, *PEERS)
+
+
+def _in_order(keys: Iterable[str], order: Sequence[str]) -> list[str]:
+    """``keys`` in ``order``'s order, those not in it after, sorted: the same list whatever
+    order ``keys`` come in (a result read back from JSON has its mappings' keys sorted)."""
+    rank = {k: i for i, k in enumerate(order)}
+    return sorted(keys, key=lambda k: (rank.get(k, len(rank)), k))
+
+
 def section(result: SpeedupResult) -> list[str]:
     """The speedup section: time per frame per scheme, where SE-CNN's time goes, speedups per
     cell and their averages with bands and verdicts."""
@@ -761,11 +775,14 @@ def section(result: SpeedupResult) -> list[str]:
            "`results/speedup.json`, `by_launch`).",
            f"Predictor `{result.predictor}`, tau = {result.tau:g}. Baselines are replayed from "
            "the zero predictor's events (exact zero pattern), SE-CNN from its own. Mapping of "
-           "the paper's three GPU schemes: " + "; ".join(f"`{k}` = {v}"
-                                                        for k, v in result.mapping.items())
+           "the paper's three GPU schemes: " + "; ".join(
+               f"`{k}` = {result.mapping[k]}"
+               for k in _in_order(result.mapping, SPEEDUP_BASELINES))
            + ". *mean* = ratio of total times over the stream, *max* = best single frame.", ""]
-    # The schemes under the comparison launch model (every variant: results/speedup.json).
-    schemes = ([k for k in result.cells[0].total_us if "@" not in k] if result.cells else [])
+    # The schemes under the comparison launch model (every variant: results/speedup.json), in
+    # the canonical order: a result read back from its JSON (keys sorted) renders the same.
+    schemes = (_in_order([k for k in result.cells[0].total_us if "@" not in k], _COLUMNS)
+               if result.cells else [])
     rows = []
     for c in result.cells:
         rows.append([c.model, c.stream, c.gpu, c.frames,
@@ -774,7 +791,8 @@ def section(result: SpeedupResult) -> list[str]:
             table(["model", "stream", "gpu", "frames", *schemes], rows), ""]
     rows = []
     for c in result.cells:
-        for s, ph in c.phase_us.items():
+        for s in _in_order(c.phase_us, _COLUMNS):
+            ph = c.phase_us[s]
             if s in ("secnn_sw", "secnn_hw"):
                 rows.append([c.model, c.stream, c.gpu, s, us(ph.get("parallel")),
                              us(ph.get("serial")), us(ph.get("compare")), us(ph.get("amend")),
@@ -787,8 +805,10 @@ def section(result: SpeedupResult) -> list[str]:
                        "amend", "frame"], rows), ""]
     rows = []
     for c in result.cells:
-        for v, per in c.speedups.items():
-            for b, x in per.items():
+        for v in _in_order(c.speedups, _COLUMNS):
+            per = c.speedups[v]
+            for b in _in_order(per, SPEEDUP_BASELINES):
+                x = per[b]
                 rows.append([c.model, c.stream, c.gpu, v, b, times(x["mean"]),
                              times(x["max"]), times(x["min"])])
     out += ["Speedups per cell:", "",

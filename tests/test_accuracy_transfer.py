@@ -126,17 +126,18 @@ def test_sweep_is_judged_on_the_declared_metric(study: dict[str, Any]) -> None:
     assert res["metrics"]["craft_vgg16_bn"]["primary"] == "region_f1"
     for m, fn in (("hed_vgg16", metrics.edge_f1), ("craft_vgg16_bn", metrics.region_f1)):
         rows = [r for r in res["sweep"] if r["model"] == m]
-        assert {r["metric"] for r in rows} == {models.get_spec(m).metric}
+        assert {r["scores"]["metric"] for r in rows} == {models.get_spec(m).metric}
         for r in rows:
             out, exact = _secnn(ws, m, "bikes", r["tau"])
             want = fn(out, exact)
-            assert r["score"] == pytest.approx(want["score"], abs=1e-6)
-            assert "top1_agreement" not in r
+            assert r["scores"]["score"] == pytest.approx(want["score"], abs=1e-6)
+            assert "top1_agreement" not in r["scores"]["fields"]
             if r["tau"] == 0.0:
-                assert r["score"] == 1.0
+                assert r["scores"]["score"] == 1.0
     # HED's output is a probability map: SE-CNN at tau = 2 moves it, the MAE says how much
     hed = next(r for r in res["sweep"] if r["model"] == "hed_vgg16" and r["tau"] == 2.0)
-    assert 0 < hed["edge_mae"] < 0.5 and 0 <= hed["edge_on"] <= 1
+    assert 0 < hed["scores"]["fields"]["edge_mae"] < 0.5
+    assert 0 <= hed["scores"]["fields"]["edge_on"] <= 1
 
 
 def test_tuner_floor_applies_to_the_declared_metric(study: dict[str, Any]) -> None:
@@ -148,7 +149,7 @@ def test_tuner_floor_applies_to_the_declared_metric(study: dict[str, Any]) -> No
         cell = ws.run(t["model"], "bikes", PRED, t["tau"], n_frames=n, timed=False)
         exact = ws.reference(t["model"], "bikes").logits[:n]
         per = metrics.frame_scores(t["metric"], cell.logits, exact)[primary]
-        assert t["agreement"] == pytest.approx(per.mean(), abs=1e-6)
+        assert t["score"] == pytest.approx(per.mean(), abs=1e-6)
         assert t["criterion"] == pytest.approx(meth.criterion(per), abs=1e-6)
         # the robust tuner meets its floor (+ margin) on every calibration window
         assert t["criterion"] >= t["floor"] + meth.margin
@@ -172,8 +173,8 @@ def test_transfer_rows_per_clip_and_window(study: dict[str, Any]) -> None:
         assert (car["start"], car["frames"], car["windows"]) == (0, 6, 6)
         wins = [r for r in tr["rows"] if r["stream"] == "carphone_pristine"]
         assert [(r["start"], r["end"]) for r in wins] == [(i, i + 1) for i in range(6)]
-        assert car["worst_window"] == min(r["score"] for r in wins)
-        assert car["score"] == pytest.approx(np.mean([r["score"] for r in wins]))
+        assert car["worst_window"] == min(r["scores"]["score"] for r in wins)
+        assert car["score"] == pytest.approx(np.mean([r["scores"]["score"] for r in wins]))
         assert car["floor_met"] == (car["score"] >= t["floor"])
         assert car["windows_met"] == (car["worst_window"] >= t["floor"])
         assert tr["floor_met"] == (bikes["floor_met"] and car["floor_met"])
@@ -184,7 +185,8 @@ def test_transfer_rows_per_clip_and_window(study: dict[str, Any]) -> None:
     t = res["tuned"][0]
     out, exact = _secnn(study["ws"], t["model"], "carphone_pristine", t["tau"])
     per = metrics.frame_scores(t["metric"], out, exact)[metrics.get_metric(t["metric"]).primary]
-    got = [r["score"] for r in t["transfer"]["rows"] if r["stream"] == "carphone_pristine"]
+    got = [r["scores"]["score"] for r in t["transfer"]["rows"]
+           if r["stream"] == "carphone_pristine"]
     np.testing.assert_allclose(got, per, atol=1e-6)
 
 
@@ -197,8 +199,8 @@ def test_report_names_the_metric_and_draws_the_maps(study: dict[str, Any],
     assert "Judged on region-score F1 (binarised at 0.4):" in md
     assert "| edge F1 @0.5 | edge MAE |" in md and "| region F1 @0.4 | region IoU @0.4 |" in md
     hed0 = next(r for r in res["sweep"] if r["model"] == "hed_vgg16" and r["tau"] == 0.0)
-    assert (f"{report.pct(hed0['score'])} edge-map F1 (binarised at 0.5) with the exact model"
-            in md)
+    assert (f"{report.pct(hed0['scores']['score'])} edge-map F1 (binarised at 0.5) with the "
+            "exact model" in md)
     assert "### Transfer: the tuned thresholds on later frames and other clips" in md
     assert "![dense maps](figures/dense_maps.png)" in md
     for m in DENSE:
@@ -221,12 +223,12 @@ def test_result_round_trips_through_its_json(study: dict[str, Any]) -> None:
     text = fileio.dumps_json(res)
     back = accuracy.AccuracyResult.from_json(json.loads(text), source="accuracy.json")
     assert back == typed and fileio.dumps_json(back.to_json()) == text
-    assert (res["study"], res["version"]) == ("accuracy", 1)
-    # the typed fields are the JSON's under their names: "agreement" is the primary score
+    assert (res["study"], res["version"]) == ("accuracy", 2)
+    # the typed fields are the JSON's under their names
     for t, d in zip(typed.tuned, res["tuned"], strict=True):
-        assert (t.score, t.criterion) == (d["agreement"], d["criterion"])
-        assert [h.score for h in t.history] == [h["agreement"] for h in d["history"]]
-    assert [r.score for r in typed.sweep] == [r["score"] for r in res["sweep"]]
+        assert (t.score, t.criterion) == (d["score"], d["criterion"])
+        assert [h.score for h in t.history] == [h["score"] for h in d["history"]]
+    assert [r.score for r in typed.sweep] == [r["scores"]["score"] for r in res["sweep"]]
     # the summary is derived from the rows: one tau-0 row per model and stream, one held-out
     # row per tuned model, method and stream with held-out frames, one transfer row each
     kinds = [r["kind"] for r in res["summary"]]

@@ -226,13 +226,14 @@ def test_accuracy_equals_plain_forward(run: dict[str, Any]) -> None:
         for row in (r for r in res["sweep"] if r["stream"] == stream):
             _, logits, _ = _events(run, stream, predictors.secnn(0.5, 0.5), row["tau"])
             agree = float(np.mean(logits.argmax(-1) == exact.argmax(-1)))
-            assert row["top1_agreement"] == agree
+            assert row["scores"]["fields"]["top1_agreement"] == agree
             err = np.abs(logits - exact).max(-1) / np.abs(exact).max(-1)
-            assert row["logit_error"] == pytest.approx(err.mean(), rel=1e-4, abs=1e-6)
+            assert row["scores"]["error"]["mean"] == pytest.approx(err.mean(), rel=1e-4, abs=1e-6)
             _row(run["md"], "tiny", stream, f"{row['tau']:g}", str(row["frames"]),
                  report.pct(agree))
         exact_row = next(r for r in res["sweep"] if r["stream"] == stream and r["tau"] == 0)
-        assert exact_row["top1_agreement"] == 1.0 and exact_row["logit_error"] < 1e-5
+        assert exact_row["scores"]["fields"]["top1_agreement"] == 1.0
+        assert exact_row["scores"]["error"]["mean"] < 1e-5
 
 
 def test_tuner_result_holds_on_library_run(run: dict[str, Any]) -> None:
@@ -240,17 +241,17 @@ def test_tuner_result_holds_on_library_run(run: dict[str, Any]) -> None:
     tuned = run["results"]["accuracy"].to_json()["tuned"][0]
     assert tuned["calibration_frames"] == 4 and tuned["floor"] == 0.95
     assert len(tuned["history"]) <= 4
-    assert tuned["agreement"] >= 0.95
+    assert tuned["score"] >= 0.95
     frames = _frames(run, "bikes")
     exact = np.stack([np.asarray(h.apply_fn(h.variables, jnp.asarray(x)))[0] for x in frames])
     _, logits, _ = _events(run, "bikes", predictors.secnn(0.5, 0.5), tuned["tau"])
     calib = slice(0, 4)
     held = slice(4, None)
     ev = next(e for e in tuned["evaluation"] if e["stream"] == "bikes")
-    assert ev["calibration"]["top1_agreement"] == tuned["agreement"] == float(
+    assert ev["calibration"]["fields"]["top1_agreement"] == tuned["score"] == float(
         np.mean(logits[calib].argmax(-1) == exact[calib].argmax(-1)))
     held_agree = float(np.mean(logits[held].argmax(-1) == exact[held].argmax(-1)))
-    assert ev["heldout"]["top1_agreement"] == held_agree
+    assert ev["heldout"]["fields"]["top1_agreement"] == held_agree
     assert ev["heldout_frames"] == 2
     assert f"{report.pct(held_agree)} top-1 agreement on 2 held-out frames" in run["md"]
 

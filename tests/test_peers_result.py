@@ -40,9 +40,9 @@ def _result() -> peers.PeersResult:
     return peers.PeersResult(
         launch="persistent", frames=8, taus=(0.0, 0.1), points=points, verdicts=verdicts,
         buffers=({"model": "m", "secnn": 2 ** 21, "deltacnn": 2 ** 20, "cbinfer": 2 ** 20},),
-        sanity=sanity, peer_extension={"changed": True,
-                                       "knobs": {"peer_extension": [False, True]},
-                                       "given": ["comparators", "a dependency signal"]})
+        sanity=sanity, peer_extension=peersresult.PeerExtension(
+            changed=True, knobs={"peer_extension": [False, True]},
+            given=("comparators", "a dependency signal")))
 
 
 def test_json_round_trip_and_envelope() -> None:
@@ -51,6 +51,10 @@ def test_json_round_trip_and_envelope() -> None:
     assert (data["study"], data["version"]) == ("peers", peers.PeersResult.VERSION)
     # Every field is a JSON key (and nothing else but the envelope).
     assert set(data) - {"study", "version"} == set(r.payload())
+    # The layout of version 1, as written before the result moved onto experiments.records.
+    assert data["peer_extension"] == {"changed": True, "knobs": {"peer_extension": [False, True]},
+                                      "given": ["comparators", "a dependency signal"]}
+    assert data["taus"] == [0.0, 0.1] and data["points"][0]["method"] == peers.METHODS[0][0]
     text = dumps_json(data)
     assert peers.PeersResult.from_json(json.loads(text), source="peers.json") == r
     assert peers.PeersResult.of(data) == r and peers.PeersResult.of(r) is r
@@ -68,7 +72,7 @@ def test_a_file_missing_a_field_is_refused_naming_it(drop: str) -> None:
     data = _result().to_json()
     data.pop(drop, None)
     data["peer_extension"] = {k: v for k, v in data["peer_extension"].items() if k != drop}
-    with pytest.raises(StaleResultError, match=f"without {drop}: rerun"):
+    with pytest.raises(StaleResultError, match=f"peers result of another layout: .*'{drop}'"):
         peers.PeersResult.from_json(data)
 
 

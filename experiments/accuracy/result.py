@@ -1,11 +1,18 @@
 """The accuracy study's typed result (:class:`AccuracyResult`) and its rows.
 
-Every row is a frozen dataclass with ``to_json`` / ``from_json``; the JSON keeps the layout the
-study has always written (``results/accuracy.json``), so its values are unchanged. Where the JSON
-key says less than the field, the field is renamed and the key kept for this layout version:
-``score`` is written as ``agreement`` (the primary score of the model's declared metric, not
-only top-1 agreement), the speed target as ``objective``, the claim's floor as
-``claim.agreement_above``.
+Every row is a frozen dataclass whose field names are the keys of ``results/accuracy.json``
+(:mod:`experiments.records` writes them and reads them back). Layout version 2 nests what
+version 1 flattened or renamed: a row's scores under ``scores`` (``metric``, ``score``,
+``score_min``, the metric's named ``fields`` and the output ``error`` as ``mean``/``max``), the
+labels' top-1 under ``labels`` (``top1``, ``top1_exact``, ``frames``), the primary score as
+``score`` (v1: ``agreement``; it is the declared metric's primary score, not only top-1
+agreement), the speed objective as ``target`` with ``gpu_name`` beside it (v1: ``objective``)
+and the claim's floor as ``claim_floor`` (v1: ``claim.agreement_above``). ``summary`` is
+derived from the rows: written for a reader of the file, never read back.
+
+The study computes plain dicts (:func:`experiments.accuracy.sweep`, ``tune``, ``evaluation``,
+``transfer``; scores flat as :func:`experiments.accuracy.scoring.evaluate` returns them); each
+row's ``from_study`` maps its dict onto the row.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from typing import Any, ClassVar, Self
 
 from experiments.accuracy.objective import Objective
 from experiments.paper import above
-from experiments.studyresult import StudyResult
+from experiments.records import RecordResult, optional, to_plain
 
 __all__ = ["AccuracyResult", "HeldOut", "LabelScores", "MetricInfo", "OutputError",
            "Scores", "SearchStep", "SpeedTarget", "SweepRow", "Transfer", "TransferStream",
@@ -31,6 +38,7 @@ class OutputError:
     max: float | None
 
 
+#: The keys of a flat score dict that are not the metric's named fields.
 _SCORE_KEYS = ("metric", "score", "score_min", "logit_error", "logit_error_max")
 
 
@@ -50,7 +58,7 @@ class Scores:
     score: float
     score_min: float
     fields: Mapping[str, float]
-    error: OutputError | None = None
+    error: OutputError | None = optional()
 
     def field(self, key: str) -> float | None:
         """A named field, the output error (``logit_error``) or ``score``; ``None`` if absent."""
@@ -60,18 +68,11 @@ class Scores:
             return self.error.mean if key == "logit_error" else self.error.max
         return self.fields.get(key)
 
-    def to_json(self) -> dict[str, Any]:
-        """The JSON keys of :func:`experiments.metrics.summarize` (plus the output error)."""
-        out: dict[str, Any] = {"metric": self.metric, **self.fields, "score": self.score,
-                               "score_min": self.score_min}
-        if self.error is not None:
-            out["logit_error"] = self.error.mean
-            out["logit_error_max"] = self.error.max
-        return out
-
     @classmethod
-    def from_json(cls, d: Mapping[str, Any], ignore: Sequence[str] = ()) -> Self:
-        """From :meth:`to_json`'s keys; keys in ``ignore`` belong to the enclosing row."""
+    def from_study(cls, d: Mapping[str, Any], ignore: Sequence[str] = ()) -> Self:
+        """From a flat score dict (:func:`experiments.accuracy.scoring.evaluate`: the metric's
+        fields beside ``metric``, ``score``, ``score_min`` and the output error); keys in
+        ``ignore`` belong to the enclosing row."""
         skip = set(_SCORE_KEYS) | set(ignore)
         err = (OutputError(d["logit_error"], d["logit_error_max"]) if "logit_error" in d
                else None)
@@ -81,14 +82,15 @@ class Scores:
 
 @dataclasses.dataclass(frozen=True)
 class LabelScores:
-    """Top-1 accuracy against ground-truth labels (JSON ``label_top1``, ``label_top1_exact``,
-    ``labelled_frames``)."""
+    """Top-1 accuracy against ground-truth labels (the sweep's ``label_top1``,
+    ``label_top1_exact`` and ``labelled_frames``)."""
 
     top1: float
     top1_exact: float
     frames: int
 
 
+#: The keys of a sweep row that are not its scores.
 _SWEEP_KEYS = ("model", "stream", "tau", "frames", "mispredicted", "speedup",
                "speedup_by_gpu", "label_top1", "label_top1_exact", "labelled_frames")
 
@@ -110,7 +112,7 @@ class SweepRow:
     mispredicted: float
     speedup: float | None
     speedup_by_gpu: Mapping[str, float | None]
-    labels: LabelScores | None = None
+    labels: LabelScores | None = optional()
 
     @property
     def metric(self) -> str:
@@ -122,31 +124,22 @@ class SweepRow:
         """The metric's primary score."""
         return self.scores.score
 
-    def to_json(self) -> dict[str, Any]:
-        """The row as ``results/accuracy.json`` holds it."""
-        out = {"model": self.model, "stream": self.stream, "tau": self.tau,
-               "frames": self.frames, **self.scores.to_json(),
-               "mispredicted": self.mispredicted, "speedup": self.speedup,
-               "speedup_by_gpu": dict(self.speedup_by_gpu)}
-        if self.labels is not None:
-            out.update(label_top1=self.labels.top1, label_top1_exact=self.labels.top1_exact,
-                       labelled_frames=self.labels.frames)
-        return out
-
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Self:
-        """The row from :meth:`to_json`'s output."""
+    def from_study(cls, d: Mapping[str, Any]) -> Self:
+        """The row from a :func:`experiments.accuracy.sweep` row with ``model`` and
+        ``stream`` added."""
         lab = (LabelScores(d["label_top1"], d["label_top1_exact"], d["labelled_frames"])
                if "label_top1" in d else None)
         return cls(model=d["model"], stream=d["stream"], tau=d["tau"], frames=d["frames"],
-                   scores=Scores.from_json(d, _SWEEP_KEYS), mispredicted=d["mispredicted"],
+                   scores=Scores.from_study(d, _SWEEP_KEYS), mispredicted=d["mispredicted"],
                    speedup=d["speedup"], speedup_by_gpu=dict(d["speedup_by_gpu"]),
                    labels=lab)
 
 
 @dataclasses.dataclass(frozen=True)
 class SearchStep:
-    """One evaluation of the tuner's search (JSON ``agreement`` is :attr:`score`)."""
+    """One evaluation of the tuner's search (``score``: the primary score, which the tuner's
+    history calls ``agreement``)."""
 
     step: int
     note: str
@@ -157,22 +150,16 @@ class SearchStep:
     alpha_min: float
     alpha_max: float
 
-    def to_json(self) -> dict[str, Any]:
-        """The step as the result's ``history`` holds it."""
-        d = dataclasses.asdict(self)
-        d["agreement"] = d.pop("score")
-        return d
-
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Self:
-        """The step from :meth:`to_json`'s output."""
+    def from_study(cls, d: Mapping[str, Any]) -> Self:
+        """The step from an entry of the tuner's ``history``."""
         return cls(**{k: v for k, v in d.items() if k != "agreement"}, score=d["agreement"])
 
 
 @dataclasses.dataclass(frozen=True)
 class SpeedTarget:
     """What the tuner maximises: ``scheme`` over ``baseline`` on the timer's ``gpu``-th GPU
-    (JSON ``objective``)."""
+    (the tuner's ``objective``)."""
 
     gpu: int
     scheme: str
@@ -192,32 +179,22 @@ class HeldOut:
     stream: str
     frames: int
     heldout_frames: int
-    calibration: Scores | None = None
-    heldout: Scores | None = None
-    speedup: float | None = None
-    mispredicted: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The entry as the tuned row's ``evaluation`` holds it."""
-        out: dict[str, Any] = {"stream": self.stream, "frames": self.frames,
-                               "heldout_frames": self.heldout_frames}
-        if self.calibration is not None:
-            out["calibration"] = self.calibration.to_json()
-        if self.heldout is not None:
-            out.update(heldout=self.heldout.to_json(), speedup=self.speedup,
-                       mispredicted=self.mispredicted)
-        return out
+    calibration: Scores | None = optional()
+    heldout: Scores | None = optional()
+    speedup: float | None = optional()
+    mispredicted: float | None = optional()
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Self:
-        """The entry from :meth:`to_json`'s output."""
+    def from_study(cls, d: Mapping[str, Any]) -> Self:
+        """The entry from one of :func:`experiments.accuracy.evaluation`'s."""
         return cls(stream=d["stream"], frames=d["frames"], heldout_frames=d["heldout_frames"],
-                   calibration=(Scores.from_json(d["calibration"]) if "calibration" in d
+                   calibration=(Scores.from_study(d["calibration"]) if "calibration" in d
                                 else None),
-                   heldout=Scores.from_json(d["heldout"]) if "heldout" in d else None,
+                   heldout=Scores.from_study(d["heldout"]) if "heldout" in d else None,
                    speedup=d.get("speedup"), mispredicted=d.get("mispredicted"))
 
 
+#: The keys of a transfer window that are not its scores.
 _WINDOW_KEYS = ("model", "method", "stream", "start", "end", "frames", "speedup",
                 "mispredicted")
 
@@ -241,17 +218,11 @@ class TransferWindow:
         """The metric's primary score over the window."""
         return self.scores.score
 
-    def to_json(self) -> dict[str, Any]:
-        """The window as the transfer's ``rows`` hold it."""
-        return {"model": self.model, "method": self.method, "stream": self.stream,
-                "start": self.start, "end": self.end, "frames": self.frames,
-                **self.scores.to_json(), "speedup": self.speedup,
-                "mispredicted": self.mispredicted}
-
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Self:
-        """The window from :meth:`to_json`'s output."""
-        return cls(**{k: d[k] for k in _WINDOW_KEYS}, scores=Scores.from_json(d, _WINDOW_KEYS))
+    def from_study(cls, d: Mapping[str, Any]) -> Self:
+        """The window from an entry of :func:`experiments.accuracy.transfer`'s ``rows``."""
+        return cls(**{k: d[k] for k in _WINDOW_KEYS},
+                   scores=Scores.from_study(d, _WINDOW_KEYS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -290,16 +261,10 @@ class Transfer:
     floor_met: bool
     windows_met: bool
 
-    def to_json(self) -> dict[str, Any]:
-        """The transfer as the tuned row's ``transfer`` holds it."""
-        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
-                "rows": [r.to_json() for r in self.rows],
-                "streams": [dataclasses.asdict(p) for p in self.streams]}
-
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Self:
-        """The transfer from :meth:`to_json`'s output."""
-        return cls(**{**d, "rows": tuple(TransferWindow.from_json(r) for r in d["rows"]),
+    def from_study(cls, d: Mapping[str, Any]) -> Self:
+        """The transfer from :func:`experiments.accuracy.transfer`'s dict."""
+        return cls(**{**d, "rows": tuple(TransferWindow.from_study(r) for r in d["rows"]),
                       "streams": tuple(TransferStream(**p) for p in d["streams"])})
 
 
@@ -310,10 +275,10 @@ class TunedRow:
 
     Attributes:
       metric, floor, margin: the tuner's :class:`~experiments.accuracy.objective.Objective`.
-      score: the primary score over the calibration frames (JSON ``agreement``);
+      score: the primary score over the calibration frames (the tuner's ``agreement``);
         ``criterion`` the method's number; ``searched``: score, speedup and criterion before
-        the backoff (JSON keys ``agreement``, ``speedup``, ``criterion``).
-      target: the speed objective (JSON ``objective``).
+        the backoff (keyed ``agreement``, ``speedup``, ``criterion``, as the tuner has them).
+      target: the speed objective (the tuner's ``objective``).
     """
 
     model: str
@@ -337,34 +302,17 @@ class TunedRow:
     history: tuple[SearchStep, ...]
     target: SpeedTarget
     evaluation: tuple[HeldOut, ...] = ()
-    transfer: Transfer | None = None
+    transfer: Transfer | None = optional()
 
     @property
     def objective(self) -> Objective:
         """The floor the tuner kept: metric, floor and the method's margin."""
         return Objective(self.metric, self.floor, self.margin)
 
-    def to_json(self) -> dict[str, Any]:
-        """The row as the result's ``tuned`` list holds it."""
-        out = {"model": self.model, "stream": self.stream, "predictor": self.predictor,
-               "floor": self.floor, "metric": self.metric, "method": self.method,
-               "windows_used": self.windows_used, "margin": self.margin,
-               "calibration_frames": self.calibration_frames, "tau": dict(self.tau),
-               "alpha": dict(self.alpha), "scale": dict(self.scale),
-               "agreement": self.score, "criterion": self.criterion,
-               "window_scores": list(self.window_scores), "speedup": self.speedup,
-               "mispredicted": self.mispredicted, "searched": dict(self.searched),
-               "history": [h.to_json() for h in self.history],
-               "objective": dataclasses.asdict(self.target),
-               "evaluation": [e.to_json() for e in self.evaluation]}
-        if self.transfer is not None:
-            out["transfer"] = self.transfer.to_json()
-        return out
-
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Self:
-        """The row from :meth:`to_json`'s output (or :func:`experiments.accuracy.tune`'s dict
-        with ``evaluation`` and ``transfer`` added)."""
+    def from_study(cls, d: Mapping[str, Any]) -> Self:
+        """The row from :func:`experiments.accuracy.tune`'s dict with ``evaluation`` and
+        ``transfer`` added."""
         return cls(model=d["model"], stream=d["stream"], predictor=d["predictor"],
                    metric=d["metric"], floor=d["floor"], margin=d["margin"],
                    method=d["method"], windows_used=d["windows_used"],
@@ -373,10 +321,10 @@ class TunedRow:
                    criterion=d["criterion"], window_scores=tuple(d["window_scores"]),
                    speedup=d["speedup"], mispredicted=d["mispredicted"],
                    searched=dict(d["searched"]),
-                   history=tuple(SearchStep.from_json(h) for h in d["history"]),
+                   history=tuple(SearchStep.from_study(h) for h in d["history"]),
                    target=SpeedTarget(**d["objective"]),
-                   evaluation=tuple(HeldOut.from_json(e) for e in d.get("evaluation", ())),
-                   transfer=Transfer.from_json(d["transfer"]) if "transfer" in d else None)
+                   evaluation=tuple(HeldOut.from_study(e) for e in d.get("evaluation", ())),
+                   transfer=Transfer.from_study(d["transfer"]) if "transfer" in d else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -389,7 +337,7 @@ class MetricInfo:
 
 
 @dataclasses.dataclass(frozen=True)
-class AccuracyResult(StudyResult):
+class AccuracyResult(RecordResult):
     """The accuracy study (:func:`experiments.accuracy.accuracy`).
 
     Attributes:
@@ -398,13 +346,13 @@ class AccuracyResult(StudyResult):
       tuned: per model and tuning method (empty without tuning).
       metrics: per model its declared metric.
       methods: the tuning methods' specs.
-      claim_floor: the paper's claim (JSON ``claim.agreement_above``).
+      claim_floor: the paper's claim: the primary score above this.
       gpus: every GPU timed; ``target`` the speed objective, on ``gpus[target.gpu]``
-        (JSON ``objective``, with ``gpu_name``).
+        (``gpu_name``; ``None`` without a timer).
     """
 
     STUDY: ClassVar[str] = "accuracy"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     predictor: str
     sweep: tuple[SweepRow, ...]
@@ -445,24 +393,24 @@ class AccuracyResult(StudyResult):
         return rows
 
     def payload(self) -> dict[str, Any]:
-        """The result's fields as ``results/accuracy.json`` holds them (``summary`` derived)."""
-        return {"predictor": self.predictor, "sweep": [r.to_json() for r in self.sweep],
-                "tuned": [t.to_json() for t in self.tuned],
-                "metrics": {m: dataclasses.asdict(i) for m, i in self.metrics.items()},
-                "methods": list(self.methods),
-                "claim": {"agreement_above": self.claim_floor}, "gpus": list(self.gpus),
-                "objective": {**dataclasses.asdict(self.target), "gpu_name": self.gpu_name},
-                "summary": self.summary()}
+        """The result's fields as JSON-ready values, with the derived ``summary`` beside them
+        (for a reader of the file: :meth:`from_payload` drops it)."""
+        return {**to_plain(self), "summary": self.summary()}
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> Self:
-        """The result from :meth:`payload`'s output (``summary`` is recomputed, not read)."""
-        obj = dict(data["objective"])
-        gpu_name = obj.pop("gpu_name", None)
-        return cls(predictor=data["predictor"],
-                   sweep=tuple(SweepRow.from_json(r) for r in data["sweep"]),
-                   tuned=tuple(TunedRow.from_json(t) for t in data["tuned"]),
-                   metrics={m: MetricInfo(**i) for m, i in data["metrics"].items()},
-                   methods=tuple(data["methods"]),
-                   claim_floor=data["claim"]["agreement_above"], gpus=tuple(data["gpus"]),
-                   target=SpeedTarget(**obj), gpu_name=gpu_name)
+        """The result from :meth:`payload`'s output (``summary`` recomputed, not read); another
+        layout is a :class:`~experiments.studyresult.StaleResultError`."""
+        return super().from_payload({k: v for k, v in data.items() if k != "summary"})
+
+    @classmethod
+    def from_study(cls, *, predictor: str, sweep: Sequence[Mapping[str, Any]],
+                   tuned: Sequence[Mapping[str, Any]], metrics: Mapping[str, MetricInfo],
+                   methods: Sequence[str], claim_floor: float, gpus: Sequence[str],
+                   target: SpeedTarget, gpu_name: str | None) -> Self:
+        """The result from the study's sweep rows and tuner dicts
+        (:meth:`SweepRow.from_study`, :meth:`TunedRow.from_study`)."""
+        return cls(predictor=predictor, sweep=tuple(SweepRow.from_study(r) for r in sweep),
+                   tuned=tuple(TunedRow.from_study(t) for t in tuned), metrics=dict(metrics),
+                   methods=tuple(methods), claim_floor=claim_floor, gpus=tuple(gpus),
+                   target=target, gpu_name=gpu_name)

@@ -13,7 +13,7 @@ from experiments import metrics as metrics_lib
 from experiments.accuracy.heldout import evaluation, transfer, transfer_workspace
 from experiments.accuracy.labels import load_labels
 from experiments.accuracy.objective import CLAIM_AGREEMENT
-from experiments.accuracy.result import AccuracyResult
+from experiments.accuracy.result import AccuracyResult, MetricInfo, SpeedTarget
 from experiments.accuracy.sweep import sweep
 from experiments.accuracy.tuner import tune
 from experiments.cells import Workspace
@@ -82,16 +82,15 @@ def accuracy(ws: Workspace, models: Sequence[str], streams: Sequence[str], predi
                                              predictor=predictor, window=transfer_window,
                                              gpu=gpu, scheme=scheme, baseline=baseline)
                 tuned.append(t)
-    return AccuracyResult.from_payload({
-        "predictor": predictor, "sweep": rows, "tuned": tuned,
-        "metrics": {m: {"name": k, "primary": metrics_lib.get_metric(k).primary,
-                        "label": metrics_lib.get_metric(k).label}
-                    for m, k in model_metrics.items()},
-        "methods": [mt.spec for mt in meths],
-        "claim": {"agreement_above": CLAIM_AGREEMENT},
-        "gpus": list(ws.timer.gpus) if ws.timer is not None else [],
-        "objective": {"gpu": gpu, "scheme": scheme, "baseline": baseline,
-                      "gpu_name": ws.timer.gpus[gpu] if ws.timer is not None else None}})
+    return AccuracyResult.from_study(
+        predictor=predictor, sweep=rows, tuned=tuned,
+        metrics={m: MetricInfo(k, metrics_lib.get_metric(k).primary,
+                               metrics_lib.get_metric(k).label)
+                 for m, k in model_metrics.items()},
+        methods=[mt.spec for mt in meths], claim_floor=CLAIM_AGREEMENT,
+        gpus=list(ws.timer.gpus) if ws.timer is not None else [],
+        target=SpeedTarget(gpu, scheme, baseline),
+        gpu_name=ws.timer.gpus[gpu] if ws.timer is not None else None)
 
 
 def effective_calibration(result: AccuracyResult, requested: int) -> dict[str, int]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,12 +112,15 @@ def clean_errors(main: Callable[[Any], None]) -> Callable[[Any], None]:
 
 
 def run(main: Callable[[Any], None], default_out_dir: str,
-        fields: Sequence[str] | None = None) -> None:
+        fields: Sequence[str] | None = None,
+        choices: Mapping[str, Sequence[str]] | None = None) -> None:
     """Defines the shared flags and runs a study's ``main`` under the one-line policy
     (:func:`models._cli.run`): ``--help`` lists the shortcuts and the ``fields`` of the
     configuration the study reads (default: all) with defaults and meanings, from
-    :data:`experiments.config.FIELDS`, and exits 0; a bad flag or config value is one line on
-    stderr and exit 1, before anything is loaded or written."""
+    :data:`experiments.config.FIELDS`, and exits 0 (a field in ``choices`` with the names it
+    takes, e.g. ``op_methods``: the study's methods, which this module cannot import); a bad
+    flag or config value is one line on stderr and exit 1, before anything is loaded or
+    written."""
     import sys  # noqa: PLC0415
 
     try:
@@ -128,7 +131,7 @@ def run(main: Callable[[Any], None], default_out_dir: str,
 
     def extra() -> str:
         return ("Configuration fields this command reads (override as --config.FIELD=VALUE; "
-                "--helpfull shows --config itself):\n" + config_lib.help_text(fields))
+                "--helpfull shows --config itself):\n" + config_lib.help_text(fields, choices))
 
     _models_cli.run(clean_errors(main), extra_help=extra, check=resolve)
 

@@ -151,8 +151,7 @@ FIELDS: tuple[Field, ...] = (
     Field("op_tune_method", "mean", "tuning method of the operating-point study: every method "
           "is tuned with it to agreement_floor (a tune_methods spec)"),
     Field("op_methods", "all", "methods of the operating-point study, comma-separated ('all': "
-          "zero_skip, secnn_sw(zero), secnn_hw(zero), secnn_sw, secnn_hw, "
-          "secnn_sw(accumulated), secnn_hw(accumulated), deltacnn, cbinfer)"),
+          "every one of experiments.operating_point.METHODS; its commands' --help lists them)"),
     Field("peer_taus", "0,0.02,0.1", "global thresholds of the peers study (SE-CNN, DeltaCNN, "
           "CBinfer)"),
     Field("peer_frames", 16, "frames per stream of the peers study (first half chooses tau, "
@@ -211,15 +210,20 @@ def get_config() -> ml_collections.ConfigDict:
     return c
 
 
-def help_text(fields: Sequence[str] | None = None) -> str:
+def help_text(fields: Sequence[str] | None = None,
+              choices: Mapping[str, Sequence[str]] | None = None) -> str:
     """The ``--help`` lines of the ``fields`` a command reads (default: all), from
-    :data:`FIELDS`: ``--config.NAME (default: VALUE): meaning``, one per field."""
+    :data:`FIELDS`: ``--config.NAME (default: VALUE): meaning``, one per field; a field in
+    ``choices`` ends with ``; one of: ...`` (names a layer above this module knows, such as
+    ``op_methods``: :data:`experiments.operating_point.METHODS`, given by the command)."""
     table = {f.name: f for f in FIELDS}
     wanted = [f.name for f in FIELDS] if fields is None else list(fields)
     unknown = [n for n in wanted if n not in table]
     if unknown:
         raise ConfigError(f"no such config fields: {unknown}")
+    known = dict(choices or {})
     return "\n".join(f"  --config.{n} (default: {table[n].default!r}): {table[n].doc}"
+                     + (f"; one of: {', '.join(known[n])}" if n in known else "")
                      for n in wanted)
 
 

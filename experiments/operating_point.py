@@ -663,4 +663,5 @@ if __name__ == "__main__":
     from experiments import cli as _cli
     from experiments.config import COMMAND_FIELDS as _FIELDS
 
-    _cli.run(main, "runs/operating_point", _FIELDS["operating_point"])
+    _cli.run(main, "runs/operating_point", _FIELDS["operating_point"],
+             choices={"op_methods": ("all", *(m.name for m in METHODS))})

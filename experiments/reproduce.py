@@ -200,4 +200,5 @@ if __name__ == "__main__":
     from experiments import cli as _cli
     from experiments.config import COMMAND_FIELDS as _FIELDS
 
-    _cli.run(main, "runs/reproduce", _FIELDS["reproduce"])
+    _cli.run(main, "runs/reproduce", _FIELDS["reproduce"],
+             choices={"op_methods": ("all", *(m.name for m in operating_point_lib.METHODS))})

@@ -161,3 +161,17 @@ def test_a_missing_or_mistyped_field_is_refused_naming_it() -> None:
     raw = {**config.get_config().to_dict(), "frames": "many"}
     with pytest.raises(ConfigError, match="config.frames='many': not an integer"):
         config.settings(raw)
+
+
+
+def test_help_lists_the_choices_a_command_gives() -> None:
+    """``op_methods``'s choices come from the study's own table (config.py cannot import it;
+    the command passes them to ``cli.run``); without them the help names where they live."""
+    from experiments.operating_point import METHODS
+
+    names = ("all", *(m.name for m in METHODS))
+    line = config.help_text(["op_methods", "taus"], {"op_methods": names}).splitlines()[0]
+    assert line.partition("; one of: ")[2].split(", ") == list(names)
+    plain = config.help_text(["op_methods"])
+    assert "experiments.operating_point.METHODS" in plain and "; one of:" not in plain
+    assert "deltacnn" not in plain  # no hand-written copy of the list

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,12 +112,15 @@ def clean_errors(main: Callable[[Any], None]) -> Callable[[Any], None]:
 
 
 def run(main: Callable[[Any], None], default_out_dir: str,
-        fields: Sequence[str] | None = None) -> None:
+        fields: Sequence[str] | None = None,
+        choices: Mapping[str, Sequence[str]] | None = None) -> None:
     """Defines the shared flags and runs a study's ``main`` under the one-line policy
     (:func:`models._cli.run`): ``--help`` lists the shortcuts and the ``fields`` of the
     configuration the study reads (default: all) with defaults and meanings, from
-    :data:`experiments.config.FIELDS`, and exits 0; a bad flag or config value is one line on
-    stderr and exit 1, before anything is loaded or written."""
+    :data:`experiments.config.FIELDS`, and exits 0 (a field in ``choices`` with the names it
+    takes, e.g. ``op_methods``: the study's methods, which this module cannot import); a bad
+    flag or config value is one line on stderr and exit 1, before anything is loaded or
+    written."""
     import sys  # noqa: PLC0415
 
     try:
@@ -128,7 +131,7 @@ def run(main: Callable[[Any], None], default_out_dir: str,
 
     def extra() -> str:
         return ("Configuration fields this command reads (override as --config.FIELD=VALUE; "
-                "--helpfull shows --config itself):\n" + config_lib.help_text(fields))
+                "--helpfull shows --config itself):\n" + config_lib.help_text(fields, choices))
 
     _models_cli.run(clean_errors(main), extra_help=extra, check=resolve)
 
@@ -148,8 +151,9 @@ def check_config_names(argv: Sequence[str]) -> None:
                     f"{', '.join(f.name for f in config_lib.FIELDS)}")
 
 
-def resolve() -> ml_collections.ConfigDict:
-    """The parsed config with the shortcut flags applied and validated."""
+def resolve() -> config_lib.Settings:
+    """The ``--config`` ConfigDict with the shortcut flags applied, parsed and checked once
+    (:func:`experiments.config.settings`): the typed settings a study's ``main`` reads."""
     cfg = ml_collections.ConfigDict(FLAGS.config.to_dict())
     if FLAGS.models is not None:
         cfg.models = FLAGS.models
@@ -157,16 +161,15 @@ def resolve() -> ml_collections.ConfigDict:
         cfg.streams = FLAGS.streams
     if FLAGS.frames is not None:
         cfg.frames = FLAGS.frames
-    return config_lib.validate(cfg)
+    return config_lib.settings(cfg)
 
 
-def make_timer(cfg: ml_collections.ConfigDict) -> Any:
+def make_timer(cfg: ml_collections.ConfigDict | config_lib.Settings) -> Any:
     """The replay timer of ``cfg`` (:class:`experiments.timer.ReplayTimer`)."""
     from experiments.timer import ReplayTimer  # noqa: PLC0415
 
-    return ReplayTimer(gpus=config_lib.names(cfg.gpus, "gpus"),
-                       schemes=config_lib.names(cfg.schemes, "schemes"),
-                       precision=str(cfg.precision), fusion=str(cfg.fusion))
+    s = config_lib.settings(cfg)
+    return ReplayTimer(gpus=s.gpus, schemes=s.schemes, precision=s.precision, fusion=s.fusion)
 
 
 def make_cell_cache(out_dir: str | Path, path: str | Path | None = None,
@@ -231,21 +234,24 @@ def _flag_cell_cache(out_dir: str | Path) -> cellcache.CellCache:
 
 @dataclasses.dataclass(frozen=True)
 class Setup:
-    """What a study's ``main`` needs: the run directory, the workspace and the config."""
+    """What a study's ``main`` needs: the run directory, the workspace and the settings."""
 
     run: runs.RunDir
     ws: Workspace
-    cfg: ml_collections.ConfigDict
+    cfg: config_lib.Settings
     missing_models: tuple[tuple[str, str], ...] = ()
 
 
-def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: bool = False,
+def setup(cfg: ml_collections.ConfigDict | config_lib.Settings, out_dir: str | Path, *,
+          overwrite: bool = False,
           load: Callable[[str], ModelHandle] = load_model, timer: Any = "default",
           skip_missing: bool = False, studies: Sequence[str] | None = None,
           cell_cache: cellcache.CellCache | None = None) -> Setup:
     """Opens the run directory and builds the workspace (models, streams, timer).
 
-    Everything is checked before any model is loaded and before anything is written: the
+    ``cfg`` is parsed and checked once (:func:`experiments.config.settings`; a
+    :class:`~experiments.config.Settings` is used as it is) and ``Setup.cfg`` holds the
+    settings. Everything is checked before any model is loaded and before anything is written: the
     models' input sizes, every stream (opened), and the inputs of the ``studies`` to run (the
     accuracy study's ``tune_stream`` must be one of the streams, its ``transfer_streams`` must
     open); then the models are loaded and the run directory is opened.
@@ -261,31 +267,31 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
       cell_cache: where cells are read and written (default: :func:`make_cell_cache` of the
         ``--cell_cache`` and ``--cell_cache_mb`` flags: the shared cache).
     """
+    cfg = config_lib.settings(cfg)
     record = _config_record(cfg)
     runs.check_config(out_dir, record, overwrite=overwrite)  # before any model loads
     cache = _flag_cell_cache(out_dir) if cell_cache is None else cell_cache
     handles: dict[str, ModelHandle] = {}
     missing: list[tuple[str, str]] = []
-    resolution = int(cfg.resolution)
-    model_resolution = config_lib.per_model(cfg.model_resolution, "model_resolution")
-    model_frames = config_lib.per_model(cfg.model_frames, "model_frames")
-    names = config_lib.model_names(cfg.models)
-    for name in names:
+    resolution = cfg.resolution
+    model_resolution = dict(cfg.model_resolution)
+    model_frames = dict(cfg.model_frames)
+    for name in cfg.models:
         size = model_resolution.get(name, resolution)
         if size and ":" not in name:  # refuse before anything is written
             import models  # noqa: PLC0415
 
             models.get_spec(name).check_input_size(size)
     streams = {}
-    for spec in config_lib.names(cfg.streams, "streams"):
-        s = datasources.open_stream(spec, max_frames=int(cfg.frames))
+    for spec in cfg.streams:
+        s = datasources.open_stream(spec, max_frames=cfg.frames)
         streams[s.info.name] = s
-    wanted = config_lib.names(cfg.studies, "studies") if studies is None else tuple(studies)
+    wanted = cfg.studies if studies is None else tuple(studies)
     if "accuracy" in wanted and timer is not None:
         check_accuracy_inputs(cfg, streams)
-    if "accuracy" in wanted and str(cfg.labels).strip():
+    if "accuracy" in wanted and cfg.labels:
         check_labels(cfg, streams)
-    for name in names:
+    for name in cfg.models:
         if skip_missing and not _has_weights(name):
             missing.append((name, _convert_command(name)))
             continue
@@ -305,58 +311,62 @@ def setup(cfg: ml_collections.ConfigDict, out_dir: str | Path, *, overwrite: boo
     run.write_info(cell_cache=str(cache.root))
     if cell_cache is None and "cell_cache" in FLAGS and FLAGS.is_parsed():
         enable_compilation_cache(cache)  # a command line's process (not a library caller's)
-    ws = Workspace(handles, streams, frames=int(cfg.frames), chunk_size=int(cfg.chunk_size),
-                   resize=int(cfg.resolution) or None, cache_dir=cache,
+    ws = Workspace(handles, streams, frames=cfg.frames, chunk_size=cfg.chunk_size,
+                   resize=cfg.resolution or None, cache_dir=cache,
                    timer=make_timer(cfg) if timer == "default" else timer,
                    model_frames=model_frames, model_resize=model_resolution)
     return Setup(run, ws, cfg, tuple(missing))
 
 
-def _config_record(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+def _config_record(cfg: config_lib.Settings) -> dict[str, Any]:
     """What ``config.json`` holds: the configuration asked for and, under ``"effective"``, the
-    values capped by ``frames`` (:func:`experiments.config.effective`)."""
+    values capped by ``frames`` (:attr:`experiments.config.Settings.effective`)."""
     record = cfg.to_dict()
-    eff = config_lib.effective(cfg)
+    eff = cfg.effective
     if eff:
         record[runs.EFFECTIVE] = eff
     return record
 
 
-def _warn_capped(cfg: ml_collections.ConfigDict) -> None:
+def _warn_capped(cfg: config_lib.Settings) -> None:
     """One warning per value capped by ``frames`` (once every input is checked: a refused run
     prints only its one error line)."""
-    for field, value in config_lib.effective(cfg).items():
+    for field, value in cfg.effective.items():
         logging.warning("config.%s=%s capped to %d: config.frames=%d caps every step's frames "
-                        "(recorded in config.json as effective)", field, cfg[field], value,
-                        int(cfg.frames))
+                        "(recorded in config.json as effective)", field, getattr(cfg, field),
+                        value, cfg.frames)
 
 
-def check_accuracy_inputs(cfg: ml_collections.ConfigDict, streams: dict[str, Any]) -> None:
+def check_accuracy_inputs(cfg: ml_collections.ConfigDict | config_lib.Settings,
+                          streams: dict[str, Any]) -> None:
     """Refuses, before any work, an accuracy study whose tuning stream is not one of
     ``streams`` (``--config.tune_stream=''`` turns tuning off) or whose transfer streams do not
     open (:class:`experiments.errors.ConfigError` naming the field)."""
-    tune = str(cfg.tune_stream).strip()
+    cfg = config_lib.settings(cfg)
+    tune = cfg.tune_stream
     if tune and tune not in streams:
         raise config_lib.ConfigError(
             f"config.tune_stream={tune!r}: not among the streams {sorted(streams)}; name one "
             "of them (the threshold tuner calibrates on it), or '' for no tuning")
-    if not tune or not str(cfg.transfer_streams).strip():
+    if not tune or not cfg.transfer_streams:
         return
-    n = config_lib.transfer_frames(cfg)
-    for spec in config_lib.names(cfg.transfer_streams, "transfer_streams"):
+    n = cfg.transfer_frames_used
+    for spec in cfg.transfer_streams:
         try:  # opened as experiments.accuracy.transfer_streams_from_config opens them
             datasources.open_stream(spec, max_frames=n)
         except datasources.StreamError as e:
             raise config_lib.ConfigError(f"config.transfer_streams: {e}") from e
 
 
-def check_labels(cfg: ml_collections.ConfigDict, streams: dict[str, Any]) -> None:
+def check_labels(cfg: ml_collections.ConfigDict | config_lib.Settings,
+                 streams: dict[str, Any]) -> None:
     """Refuses, before any model loads, a ``--config.labels`` file with a bad row or a row that
     names no stream of this run (:func:`experiments.config.read_labels`: one line naming the
     file and the line); warns once about rows beyond the frames this run uses (not used)."""
-    labels = config_lib.read_labels(str(cfg.labels), streams=streams)
+    cfg = config_lib.settings(cfg)
+    labels = config_lib.read_labels(cfg.labels, streams=streams)
     beyond = sorted((s, f) for s, f in labels
-                    if f >= (streams[s].info.n_frames or int(cfg.frames)))
+                    if f >= (streams[s].info.n_frames or cfg.frames))
     if beyond:
         logging.warning("config.labels: %d of %d rows of %s label frames beyond those this run "
                         "uses (first: frame %d of %s); they are not used", len(beyond),

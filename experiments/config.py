@@ -2,7 +2,10 @@
 
 Every field is overridable from the command line: ``--config.frames=8``,
 ``--config.streams=bikes,pan:astronaut:0.9``. List-valued fields are comma-separated strings
-(``--config.taus=0,0.05,0.1``), parsed by the helpers below, which also validate them.
+(``--config.taus=0,0.05,0.1``) in the ConfigDict (the flag layer, and what ``config.json``
+records); :func:`settings` parses and checks every field once into the typed, frozen
+:class:`Settings` the studies read (``s.taus`` is a tuple of floats, ``s.model_frames`` a
+mapping).
 
 Defaults are the embedded defaults of ``python -m experiments.reproduce``: EfficientNet-Lite0 on
 the bikes clip and the photo sequence, replayed on the H100 and a Pascal-era GTX 1080 Ti, sized to
@@ -12,9 +15,10 @@ finish in at most 10 minutes on 2 CPU cores.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import ml_collections
@@ -45,6 +49,7 @@ __all__ = [
     "Field",
     "ILSVRC9",
     "PREDICTORS",
+    "Settings",
     "effective",
     "floats",
     "get_config",
@@ -53,6 +58,7 @@ __all__ = [
     "names",
     "peer_frames",
     "read_labels",
+    "settings",
     "transfer_frames",
     "validate",
 ]
@@ -145,8 +151,7 @@ FIELDS: tuple[Field, ...] = (
     Field("op_tune_method", "mean", "tuning method of the operating-point study: every method "
           "is tuned with it to agreement_floor (a tune_methods spec)"),
     Field("op_methods", "all", "methods of the operating-point study, comma-separated ('all': "
-          "zero_skip, secnn_sw(zero), secnn_hw(zero), secnn_sw, secnn_hw, "
-          "secnn_sw(accumulated), secnn_hw(accumulated), deltacnn, cbinfer)"),
+          "every one of experiments.operating_point.METHODS; its commands' --help lists them)"),
     Field("peer_taus", "0,0.02,0.1", "global thresholds of the peers study (SE-CNN, DeltaCNN, "
           "CBinfer)"),
     Field("peer_frames", 16, "frames per stream of the peers study (first half chooses tau, "
@@ -205,15 +210,20 @@ def get_config() -> ml_collections.ConfigDict:
     return c
 
 
-def help_text(fields: Sequence[str] | None = None) -> str:
+def help_text(fields: Sequence[str] | None = None,
+              choices: Mapping[str, Sequence[str]] | None = None) -> str:
     """The ``--help`` lines of the ``fields`` a command reads (default: all), from
-    :data:`FIELDS`: ``--config.NAME (default: VALUE): meaning``, one per field."""
+    :data:`FIELDS`: ``--config.NAME (default: VALUE): meaning``, one per field; a field in
+    ``choices`` ends with ``; one of: ...`` (names a layer above this module knows, such as
+    ``op_methods``: :data:`experiments.operating_point.METHODS`, given by the command)."""
     table = {f.name: f for f in FIELDS}
     wanted = [f.name for f in FIELDS] if fields is None else list(fields)
     unknown = [n for n in wanted if n not in table]
     if unknown:
         raise ConfigError(f"no such config fields: {unknown}")
+    known = dict(choices or {})
     return "\n".join(f"  --config.{n} (default: {table[n].default!r}): {table[n].doc}"
+                     + (f"; one of: {', '.join(known[n])}" if n in known else "")
                      for n in wanted)
 
 
@@ -300,30 +310,19 @@ def _nearest_multiple(value: int, step: int) -> str:
     return str(hi) if hi - value < value - lo else f"{lo} or {hi}"
 
 
-def effective(cfg: ml_collections.ConfigDict) -> dict[str, int]:
-    """The fields whose value a run uses differs from the one asked for, capped by
-    ``cfg.frames`` (which caps every step's frames): ``{field: value used}``, empty when every
-    request is kept. ``transfer_frames`` (0 = ``frames``) and ``peer_frames`` are capped at
-    ``frames``; :func:`experiments.cli.setup` logs a warning for each and records them in
-    ``config.json`` under ``"effective"``."""
-    frames = int(cfg.frames)
-    out: dict[str, int] = {}
-    if int(cfg.transfer_frames) > frames:
-        out["transfer_frames"] = frames
-    if int(cfg.peer_frames) > frames:
-        out["peer_frames"] = frames
-    return out
+def effective(cfg: ml_collections.ConfigDict | Settings) -> dict[str, int]:
+    """:attr:`Settings.effective` of ``cfg`` (a ConfigDict is parsed and checked first)."""
+    return settings(cfg).effective
 
 
-def transfer_frames(cfg: ml_collections.ConfigDict) -> int:
-    """Frames per stream of the transfer evaluation: ``transfer_frames`` (0: ``frames``),
-    at most ``frames``."""
-    return min(int(cfg.transfer_frames) or int(cfg.frames), int(cfg.frames))
+def transfer_frames(cfg: ml_collections.ConfigDict | Settings) -> int:
+    """:attr:`Settings.transfer_frames_used` of ``cfg`` (a ConfigDict is parsed first)."""
+    return settings(cfg).transfer_frames_used
 
 
-def peer_frames(cfg: ml_collections.ConfigDict) -> int:
-    """Frames per stream of the peers study: ``peer_frames``, at most ``frames``."""
-    return min(int(cfg.peer_frames), int(cfg.frames))
+def peer_frames(cfg: ml_collections.ConfigDict | Settings) -> int:
+    """:attr:`Settings.peer_frames_used` of ``cfg`` (a ConfigDict is parsed first)."""
+    return settings(cfg).peer_frames_used
 
 
 LABEL_COLUMNS = ("stream", "frame", "label")
@@ -388,80 +387,242 @@ def read_labels(path: str | os.PathLike[str], *, streams: Collection[str] | None
     return out
 
 
-def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Checks every field; raises :class:`ConfigError` naming the first bad one."""
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The configuration parsed and checked once (:func:`settings`): one typed attribute per
+    field of :data:`FIELDS`, in its order. The comma-separated ConfigDict fields are tuples
+    (names stripped; thresholds and rates sorted, unique), the per-model fields mappings;
+    ``models`` has ``ilsvrc9`` expanded, ``transfer_streams`` is ``()`` for none and
+    ``tune_stream``/``labels`` are stripped (``''``: none). ``transfer_frames`` and
+    ``peer_frames`` are the values asked for; :attr:`transfer_frames_used`,
+    :attr:`peer_frames_used` and :attr:`effective` are the values a run uses.
+
+    Studies read these attributes; the ConfigDict stays the flag layer and what ``config.json``
+    records (:meth:`to_dict`: the values as asked, not compared by ``==``).
+    """
+
+    models: tuple[str, ...]
+    streams: tuple[str, ...]
+    frames: int
+    resolution: int
+    model_frames: Mapping[str, int]
+    model_resolution: Mapping[str, int]
+    chunk_size: int
+    predictors: tuple[str, ...]
+    silence: float
+    decay: float
+    prediction_taus: tuple[float, ...]
+    taus: tuple[float, ...]
+    gpus: tuple[str, ...]
+    schemes: tuple[str, ...]
+    launch: str
+    fusion: str
+    precision: str
+    timed_stride: int
+    agreement_floor: float
+    calibration_frames: int
+    tune_stream: str
+    tune_evals: int
+    tune_scheme: str
+    tune_baseline: str
+    tune_methods: tuple[str, ...]
+    transfer_streams: tuple[str, ...]
+    transfer_frames: int
+    transfer_window: int
+    labels: str
+    op_tune_method: str
+    op_methods: tuple[str, ...]
+    peer_taus: tuple[float, ...]
+    peer_frames: int
+    activated_tau: float
+    studies: tuple[str, ...]
+    whatif_firing: tuple[float, ...]
+    whatif_hits: tuple[float, ...]
+    whatif_zero_miss: float
+    whatif_seed: int
+    asked: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False,
+                                                 repr=False)
+
+    @property
+    def transfer_frames_used(self) -> int:
+        """Frames per stream of the transfer evaluation: ``transfer_frames`` (0: ``frames``),
+        at most ``frames``."""
+        return min(self.transfer_frames or self.frames, self.frames)
+
+    @property
+    def peer_frames_used(self) -> int:
+        """Frames per stream of the peers study: ``peer_frames``, at most ``frames``."""
+        return min(self.peer_frames, self.frames)
+
+    @property
+    def effective(self) -> dict[str, int]:
+        """The fields whose value a run uses differs from the one asked for, capped by
+        ``frames`` (which caps every step's frames): ``{field: value used}``, empty when every
+        request is kept. ``transfer_frames`` (0 = ``frames``) and ``peer_frames`` are capped at
+        ``frames``; :func:`experiments.cli.setup` logs a warning for each and records them in
+        ``config.json`` under ``"effective"``."""
+        out: dict[str, int] = {}
+        if self.transfer_frames > self.frames:
+            out["transfer_frames"] = self.frames
+        if self.peer_frames > self.frames:
+            out["peer_frames"] = self.frames
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as asked for (the ConfigDict's ``to_dict()`` this was parsed
+        from): what ``config.json`` and the reports record."""
+        return dict(self.asked)
+
+    def to_config(self) -> ml_collections.ConfigDict:
+        """A ConfigDict whose fields are these parsed values formatted back (lists
+        comma-separated, mappings ``name=value``); :func:`settings` of it equals ``self``."""
+        c = get_config()
+        for f in FIELDS:
+            v = getattr(self, f.name)
+            if isinstance(v, Mapping):
+                v = ",".join(f"{k}={n}" for k, n in v.items())
+            elif isinstance(v, tuple):
+                v = ",".join(map(str, v))
+            c[f.name] = v
+        return c
+
+
+def _number(raw: Mapping[str, Any], field: str, kind: type) -> Any:
+    """``raw[field]`` as an ``int`` or ``float`` (:class:`ConfigError` naming the field)."""
+    value, what = raw[field], "an integer" if kind is int else "a number"
+    if isinstance(value, bool) or (kind is int and isinstance(value, float)
+                                   and not value.is_integer()):
+        raise ConfigError(f"config.{field}={value!r}: not {what}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config.{field}={value!r}: not {what}") from e
+
+
+def settings(cfg: ml_collections.ConfigDict | Mapping[str, Any] | Settings) -> Settings:
+    """Parses and checks every field of ``cfg`` once: the one way from the flag layer's
+    ConfigDict to the typed :class:`Settings` the studies read (a :class:`Settings` is returned
+    as it is).
+
+    Raises:
+      ConfigError: one line naming the first bad (or missing) field.
+    """
+    if isinstance(cfg, Settings):
+        return cfg
+    raw = cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else dict(cfg)
+    missing = [f.name for f in FIELDS if f.name not in raw]
+    if missing:
+        raise ConfigError(f"config: no fields {', '.join(missing)}")
+
     def need(cond: bool, field: str, msg: str) -> None:
         if not cond:
-            raise ConfigError(f"config.{field}={cfg.get(field)!r}: {msg}")
+            raise ConfigError(f"config.{field}={raw.get(field)!r}: {msg}")
 
-    model_names(cfg.models)
-    names(cfg.streams, "streams")
-    need(int(cfg.frames) >= 1, "frames", "must be >= 1")
-    need(int(cfg.resolution) >= 0, "resolution", "must be 0 (native) or a positive size")
-    listed = set(model_names(cfg.models))
+    def num(field: str) -> int:
+        return _number(raw, field, int)
+
+    def real(field: str) -> float:
+        return _number(raw, field, float)
+
+    models = model_names(raw["models"])
+    streams = names(raw["streams"], "streams")
+    need(num("frames") >= 1, "frames", "must be >= 1")
+    need(num("resolution") >= 0, "resolution", "must be 0 (native) or a positive size")
+    per: dict[str, dict[str, int]] = {}
     for field in ("model_frames", "model_resolution"):
-        for name in per_model(cfg[field], field):
-            if name not in listed:
-                import models  # noqa: PLC0415  (the zoo only when a per-model value is set)
+        per[field] = per_model(raw[field], field)
+        for name in per[field]:
+            if name not in models:
+                import models as zoo  # noqa: PLC0415  (the zoo only for a per-model value)
 
-                need(name in models.available(), field,
-                     f"unknown model {name!r}; known: {', '.join(models.available())}")
-    need(int(cfg.chunk_size) >= 1, "chunk_size", "must be >= 1")
-    for p in names(cfg.predictors, "predictors"):
+                need(name in zoo.available(), field,
+                     f"unknown model {name!r}; known: {', '.join(zoo.available())}")
+    need(num("chunk_size") >= 1, "chunk_size", "must be >= 1")
+    predictors = names(raw["predictors"], "predictors")
+    for p in predictors:
         try:
             from_spec(p)
         except ValueError as e:
             need(False, "predictors", f"{e}; a bare 'secnn' takes config.silence/decay")
-    need(0.0 <= float(cfg.silence) <= 1.0, "silence", "must lie in [0, 1]")
-    need(0.0 <= float(cfg.decay) < 1.0, "decay", "must lie in [0, 1)")
-    floats(cfg.prediction_taus, "prediction_taus")
-    floats(cfg.taus, "taus")
-    floats(cfg.peer_taus, "peer_taus")
-    need(float(cfg.activated_tau) in CHANGE_TAUS, "activated_tau",
+    need(0.0 <= real("silence") <= 1.0, "silence", "must lie in [0, 1]")
+    need(0.0 <= real("decay") < 1.0, "decay", "must lie in [0, 1)")
+    taus = {f: floats(raw[f], f) for f in ("prediction_taus", "taus", "peer_taus")}
+    need(real("activated_tau") in CHANGE_TAUS, "activated_tau",
          "must be one of the thresholds the plain pass counts changes at "
          "(experiments.config.CHANGE_TAUS: 0, then 1, 1.5, 2, 3, 5, 7 x 10^k, 1e-4 to 100)")
-    need(int(cfg.peer_frames) >= 2, "peer_frames", "must be >= 2")
+    need(num("peer_frames") >= 2, "peer_frames", "must be >= 2")
     from secnn_jax.timing.gpus import GPUS, get_gpu  # noqa: PLC0415
 
-    for g in names(cfg.gpus, "gpus"):
+    gpus = names(raw["gpus"], "gpus")
+    for g in gpus:
         try:
             get_gpu(g)
         except ValueError:
             need(False, "gpus", f"unknown GPU {g!r}; known: {', '.join(GPUS)}")
-    if str(cfg.labels).strip():
-        read_labels(str(cfg.labels))  # the whole file, row by row
-    for s in names(cfg.schemes, "schemes"):
+    labels = str(raw["labels"]).strip()
+    if labels:
+        read_labels(labels)  # the whole file, row by row
+    schemes = names(raw["schemes"], "schemes")
+    for s in schemes:
         need(s in SCHEMES, "schemes", f"unknown scheme {s!r}; known: {SCHEMES}")
-    need(str(cfg.launch) in LAUNCH_MODELS, "launch", f"one of {', '.join(LAUNCH_MODELS)}")
-    need(str(cfg.fusion) in FUSIONS, "fusion", f"one of {', '.join(FUSIONS)}")
-    need(str(cfg.precision) in ("fp32", "tf32", "fp16"), "precision", "fp32, tf32 or fp16")
-    need(int(cfg.timed_stride) >= 1, "timed_stride", "must be >= 1")
-    need(0.0 <= float(cfg.agreement_floor) <= 1.0, "agreement_floor", "must lie in [0, 1]")
-    need(int(cfg.calibration_frames) >= 1, "calibration_frames", "must be >= 1")
-    cs, calib = int(cfg.chunk_size), int(cfg.calibration_frames)
+    need(str(raw["launch"]) in LAUNCH_MODELS, "launch", f"one of {', '.join(LAUNCH_MODELS)}")
+    need(str(raw["fusion"]) in FUSIONS, "fusion", f"one of {', '.join(FUSIONS)}")
+    need(str(raw["precision"]) in ("fp32", "tf32", "fp16"), "precision", "fp32, tf32 or fp16")
+    need(num("timed_stride") >= 1, "timed_stride", "must be >= 1")
+    need(0.0 <= real("agreement_floor") <= 1.0, "agreement_floor", "must lie in [0, 1]")
+    need(num("calibration_frames") >= 1, "calibration_frames", "must be >= 1")
+    cs, calib = num("chunk_size"), num("calibration_frames")
     if calib % cs:
         need(False, "calibration_frames",
              f"the tuner calibrates on whole chunks of config.chunk_size={cs} frames; nearest "
              f"valid value: {_nearest_multiple(calib, cs)}")
-    need(int(cfg.tune_evals) >= 1, "tune_evals", "must be >= 1")
-    need(cfg.tune_scheme in SECNN, "tune_scheme", " or ".join(SECNN))
-    need(cfg.tune_baseline in TUNE_BASELINES, "tune_baseline", ", ".join(TUNE_BASELINES))
-    for spec in names(cfg.tune_methods, "tune_methods"):
+    need(num("tune_evals") >= 1, "tune_evals", "must be >= 1")
+    need(raw["tune_scheme"] in SECNN, "tune_scheme", " or ".join(SECNN))
+    need(raw["tune_baseline"] in TUNE_BASELINES, "tune_baseline", ", ".join(TUNE_BASELINES))
+    tune_methods = names(raw["tune_methods"], "tune_methods")
+    for spec in tune_methods:
         try:
             tune_method(spec)
         except ConfigError as e:
             need(False, "tune_methods", str(e))
     try:
-        tune_method(str(cfg.op_tune_method))
+        tune_method(str(raw["op_tune_method"]))
     except ConfigError as e:
         need(False, "op_tune_method", str(e))
-    if str(cfg.transfer_streams).strip():
-        names(cfg.transfer_streams, "transfer_streams")
-    need(int(cfg.transfer_frames) >= 0, "transfer_frames", "must be 0 (= frames) or >= 1")
-    need(int(cfg.transfer_window) >= 1, "transfer_window", "must be >= 1")
-    for field in ("whatif_firing", "whatif_hits"):
-        need(max(floats(cfg[field], field)) <= 1.0, field, "rates must lie in [0, 1]")
-    need(0.0 <= float(cfg.whatif_zero_miss) <= 1.0, "whatif_zero_miss", "must lie in [0, 1]")
-    for s in names(cfg.studies, "studies"):
+    transfer = (names(raw["transfer_streams"], "transfer_streams")
+                if str(raw["transfer_streams"]).strip() else ())
+    need(num("transfer_frames") >= 0, "transfer_frames", "must be 0 (= frames) or >= 1")
+    need(num("transfer_window") >= 1, "transfer_window", "must be >= 1")
+    rates = {f: floats(raw[f], f) for f in ("whatif_firing", "whatif_hits")}
+    for field, values in rates.items():
+        need(max(values) <= 1.0, field, "rates must lie in [0, 1]")
+    need(0.0 <= real("whatif_zero_miss") <= 1.0, "whatif_zero_miss", "must lie in [0, 1]")
+    studies = names(raw["studies"], "studies")
+    for s in studies:
         need(s in STUDIES, "studies", f"unknown study {s!r}; known: {STUDIES}")
+    return Settings(
+        models=models, streams=streams, frames=num("frames"), resolution=num("resolution"),
+        model_frames=per["model_frames"], model_resolution=per["model_resolution"],
+        chunk_size=cs, predictors=predictors, silence=real("silence"), decay=real("decay"),
+        prediction_taus=taus["prediction_taus"], taus=taus["taus"], gpus=gpus,
+        schemes=schemes, launch=str(raw["launch"]), fusion=str(raw["fusion"]),
+        precision=str(raw["precision"]), timed_stride=num("timed_stride"),
+        agreement_floor=real("agreement_floor"), calibration_frames=calib,
+        tune_stream=str(raw["tune_stream"]).strip(), tune_evals=num("tune_evals"),
+        tune_scheme=str(raw["tune_scheme"]), tune_baseline=str(raw["tune_baseline"]),
+        tune_methods=tune_methods, transfer_streams=transfer,
+        transfer_frames=num("transfer_frames"), transfer_window=num("transfer_window"),
+        labels=labels, op_tune_method=str(raw["op_tune_method"]),
+        op_methods=names(raw["op_methods"], "op_methods"), peer_taus=taus["peer_taus"],
+        peer_frames=num("peer_frames"), activated_tau=real("activated_tau"), studies=studies,
+        whatif_firing=rates["whatif_firing"], whatif_hits=rates["whatif_hits"],
+        whatif_zero_miss=real("whatif_zero_miss"), whatif_seed=num("whatif_seed"),
+        asked=raw)
+
+
+def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Checks every field (:func:`settings`); returns ``cfg`` itself, or raises
+    :class:`ConfigError` naming the first bad one."""
+    settings(cfg)
     return cfg

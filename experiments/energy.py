@@ -311,10 +311,10 @@ def main(argv: Sequence[str]) -> None:
     ws, models, streams = st.ws, list(st.ws.models), list(st.ws.streams)
     secnn = predictor_spec("secnn", cfg.silence, cfg.decay)
     inputs = {m: speedup_lib.replay_inputs(ws, m, streams[0], secnn) for m in models}
-    su = speedup_lib.speedup(ws, models, streams, secnn, launch=str(cfg.launch), inputs=inputs)
+    su = speedup_lib.speedup(ws, models, streams, secnn, launch=cfg.launch, inputs=inputs)
     sensitivity = speedup_lib.sensitivity_result([
         speedup_lib.sensitivity(ws, m, streams[0], secnn, gpu=ws.timer.gpus[0],
-                                launch=str(cfg.launch), inputs=inputs[m]) for m in models])
+                                launch=cfg.launch, inputs=inputs[m]) for m in models])
     en = energy_area(ws, su, models, streams, sensitivity)
     for res in (su, sensitivity, en):
         st.run.write_json(f"results/{res.STUDY}.json", res.to_json())

@@ -569,21 +569,25 @@ def run_from_config(ws: Workspace, cfg: Any) -> OperatingPointResult:
     (:mod:`experiments.config`): ``tune_stream``, ``calibration_frames``,
     ``agreement_floor``, ``tune_evals``, ``tune_baseline``, ``op_tune_method``,
     ``op_methods``, ``launch``, ``silence``/``decay``, and the transfer clips
-    (``transfer_streams``, ``transfer_frames``: :func:`transfer_workspace`).
+    (``transfer_streams``, ``transfer_frames``: :func:`transfer_workspace`). ``cfg``:
+    :class:`experiments.config.Settings`, or a ConfigDict parsed and checked by
+    :func:`experiments.config.settings`.
 
     Raises:
       ConfigError: ``cfg.tune_stream`` is empty or not one of the workspace's streams.
     """
+    from experiments import config as config_lib  # noqa: PLC0415
     from experiments.cells import predictor_spec  # noqa: PLC0415
 
-    tune_stream = str(cfg.tune_stream).strip()
+    cfg = config_lib.settings(cfg)
+    tune_stream = cfg.tune_stream
     check_tune_stream(tune_stream, ws.streams)
     return operating_point(
         ws, list(ws.models), list(ws.streams), predictor_spec("secnn", cfg.silence, cfg.decay),
-        tune_stream=tune_stream, calibration_frames=int(cfg.calibration_frames),
-        floor=float(cfg.agreement_floor), evals=int(cfg.tune_evals),
-        method=str(cfg.op_tune_method), baseline=str(cfg.tune_baseline),
-        launch=str(cfg.launch), methods=methods_from_config(str(cfg.op_methods)),
+        tune_stream=tune_stream, calibration_frames=cfg.calibration_frames,
+        floor=cfg.agreement_floor, evals=cfg.tune_evals,
+        method=cfg.op_tune_method, baseline=cfg.tune_baseline,
+        launch=cfg.launch, methods=methods_from_config(cfg.op_methods),
         transfer=transfer_workspace(ws, cfg, tune_stream))
 
 
@@ -596,18 +600,18 @@ def transfer_workspace(ws: Workspace, cfg: Any, tune_stream: str) -> Workspace |
     from experiments import config as config_lib  # noqa: PLC0415
     from experiments.accuracy import transfer_streams_from_config  # noqa: PLC0415
 
+    cfg = config_lib.settings(cfg)
     streams = transfer_streams_from_config(cfg, tune_stream, ws.streams)
     if not [s for s in streams if s != tune_stream]:
         return None
-    return ws.with_streams(streams, config_lib.transfer_frames(cfg))
+    return ws.with_streams(streams, cfg.transfer_frames_used)
 
 
-def methods_from_config(value: str) -> tuple[Method, ...]:
-    """The :data:`METHODS` named by ``config.op_methods`` (``all``: every one), in table order
+def methods_from_config(wanted: Sequence[str]) -> tuple[Method, ...]:
+    """The :data:`METHODS` named by ``config.op_methods`` (its parsed names,
+    :attr:`experiments.config.Settings.op_methods`; ``all``: every one), in table order
     (:class:`ConfigError` naming an unknown one and the known ones)."""
-    from experiments import config as config_lib  # noqa: PLC0415
-
-    wanted = config_lib.names(value, "op_methods")
+    wanted, value = tuple(wanted), ",".join(wanted)
     if wanted == ("all",):
         return METHODS
     known = {m.name: m for m in METHODS}
@@ -632,15 +636,13 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     from experiments import cli  # noqa: PLC0415
-    from experiments import config as config_lib  # noqa: PLC0415
     from secnn_jax import datasources  # noqa: PLC0415
 
     cfg = cli.resolve()
-    methods_from_config(str(cfg.op_methods))
+    methods_from_config(cfg.op_methods)
     # Refused before anything is written: the tuning stream must be one of the streams.
-    names = [datasources.open_stream(s, max_frames=1).info.name
-             for s in config_lib.names(cfg.streams, "streams")]
-    check_tune_stream(str(cfg.tune_stream).strip(), names)
+    names = [datasources.open_stream(s, max_frames=1).info.name for s in cfg.streams]
+    check_tune_stream(cfg.tune_stream, names)
     st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite,
                    studies=("operating_point",))
     res = run_from_config(st.ws, cfg)
@@ -661,4 +663,5 @@ if __name__ == "__main__":
     from experiments import cli as _cli
     from experiments.config import COMMAND_FIELDS as _FIELDS
 
-    _cli.run(main, "runs/operating_point", _FIELDS["operating_point"])
+    _cli.run(main, "runs/operating_point", _FIELDS["operating_point"],
+             choices={"op_methods": ("all", *(m.name for m in METHODS))})

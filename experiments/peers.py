@@ -465,15 +465,14 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     from experiments import cli, figures, report  # noqa: PLC0415
-    from experiments import config as config_lib  # noqa: PLC0415
     from experiments.cells import predictor_spec  # noqa: PLC0415
 
     cfg = cli.resolve()
     st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite, studies=("peers",))
     res = peers(st.ws, list(st.ws.models), list(st.ws.streams),
                 predictor_spec("secnn", cfg.silence, cfg.decay),
-                config_lib.floats(cfg.peer_taus, "peer_taus"), frames=config_lib.peer_frames(cfg),
-                floor=float(cfg.agreement_floor), launch=str(cfg.launch),
+                cfg.peer_taus, frames=cfg.peer_frames_used,
+                floor=cfg.agreement_floor, launch=cfg.launch,
                 sanity_stream=open_sanity_stream())
     st.run.write_json("results/peers.json", res.to_json())
     figures.pareto(res, st.run.path("figures", "peers.png"))

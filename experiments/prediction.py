@@ -227,16 +227,14 @@ def main(argv: Sequence[str]) -> None:
     import sys  # noqa: PLC0415
 
     from experiments import cli, figures, reporting  # noqa: PLC0415
-    from experiments import config as config_lib  # noqa: PLC0415
     from experiments.cells import predictor_spec  # noqa: PLC0415
 
     cfg = cli.resolve()
     st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite, timer=None,
                    studies=("prediction",))
-    preds = [predictor_spec(p, cfg.silence, cfg.decay)
-             for p in config_lib.names(cfg.predictors, "predictors")]
+    preds = [predictor_spec(p, cfg.silence, cfg.decay) for p in cfg.predictors]
     res = prediction(st.ws, list(st.ws.models), list(st.ws.streams), preds,
-                     config_lib.floats(cfg.prediction_taus, "prediction_taus"))
+                     cfg.prediction_taus)
     st.run.write_json("results/prediction.json", res.to_json())
     figures.event_stacks(res, st.run.path("figures", "events.png"))
     md, printed = reporting.study_output(cfg.to_dict(), [], section(res),

@@ -61,13 +61,17 @@ def notes(results: dict[str, Any]) -> list[str]:
 
 
 
-def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | None = None,
+def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict | config_lib.Settings,
+              run: runs.RunDir | None = None,
               *, missing: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
     """Runs the configured studies on ``ws``; with ``run``, writes results, figures, report.
+    ``cfg``: :class:`~experiments.config.Settings`, or a ConfigDict parsed and checked once by
+    :func:`~experiments.config.settings`.
 
     Returns ``{"results": {study: result}, "report": report_md_text}``.
     """
-    studies = config_lib.names(cfg.studies, "studies")
+    cfg = config_lib.settings(cfg)
+    studies = cfg.studies
     models, streams = list(ws.models), list(ws.streams)
     secnn = predictor_spec("secnn", cfg.silence, cfg.decay)
     results: dict[str, Any] = {}
@@ -83,13 +87,13 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
 
     if "sparsity" in studies:
         out("sparsity", sparsity_lib.sparsity(ws, models, streams,
-                                              change_tau=float(cfg.activated_tau)),
+                                              change_tau=cfg.activated_tau),
             figures.sparsity_bars, "sparsity.png")
     if "speedup" in studies and ws.timer is not None:
         # One run_stream of the first frames per model feeds the bands, the sensitivity table
         # and the schedule figure.
         inputs = {m: speedup_lib.replay_inputs(ws, m, streams[0], secnn) for m in models}
-        su = speedup_lib.speedup(ws, models, streams, secnn, launch=str(cfg.launch),
+        su = speedup_lib.speedup(ws, models, streams, secnn, launch=cfg.launch,
                                  inputs=inputs)
         out("speedup", su, figures.speedup_bars, "speedup.png")
         if run is not None:
@@ -97,18 +101,17 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
         sens = []
         for m in models:  # the sensitivity table and one frame's schedule, per model
             sens.append(speedup_lib.sensitivity(ws, m, streams[0], secnn, gpu=ws.timer.gpus[0],
-                                                launch=str(cfg.launch), inputs=inputs[m]))
+                                                launch=cfg.launch, inputs=inputs[m]))
             if run is not None:  # frames 0-1 suffice (the schedule shows frame 1)
                 layers, ev, ops = inputs[m].first(2)
-                _schedule(run, m, layers, ev, ops, ws, str(cfg.launch))
+                _schedule(run, m, layers, ev, ops, ws, cfg.launch)
         out("sensitivity", speedup_lib.sensitivity_result(sens))
         out("energy", energy_lib.energy_area(ws, su, models, streams,
                                              results["sensitivity"]))
     if "prediction" in studies:
-        preds = [predictor_spec(p, cfg.silence, cfg.decay)
-                 for p in config_lib.names(cfg.predictors, "predictors")]
+        preds = [predictor_spec(p, cfg.silence, cfg.decay) for p in cfg.predictors]
         out("prediction", prediction_lib.prediction(
-            ws, models, streams, preds, config_lib.floats(cfg.prediction_taus, "prediction_taus")),
+            ws, models, streams, preds, cfg.prediction_taus),
             figures.event_stacks, "events.png")
     if "accuracy" in studies:
         acc = accuracy_lib.run_from_config(ws, cfg)
@@ -122,13 +125,12 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
         if panels and run is not None:
             figures.dense_maps(panels, run.path("figures", "dense_maps.png"))
     if ("operating_point" in studies and ws.timer is not None
-            and str(cfg.tune_stream).strip()):
+            and cfg.tune_stream):
         out("operating_point", operating_point_lib.run_from_config(ws, cfg))
     if "peers" in studies and ws.timer is not None:
         out("peers", peers_lib.peers(ws, models, streams, secnn,
-                                     config_lib.floats(cfg.peer_taus, "peer_taus"),
-                                     frames=config_lib.peer_frames(cfg),
-                                     floor=float(cfg.agreement_floor), launch=str(cfg.launch),
+                                     cfg.peer_taus, frames=cfg.peer_frames_used,
+                                     floor=cfg.agreement_floor, launch=cfg.launch,
                                      sanity_stream=peers_lib.open_sanity_stream()),
             figures.pareto, "peers.png")
     if "whatif" in studies:
@@ -139,7 +141,7 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict, run: runs.RunDir | 
     return {"results": results, "report": text}
 
 
-def _whatif(ws: Workspace, cfg: ml_collections.ConfigDict) -> whatif_lib.WhatifResult:
+def _whatif(ws: Workspace, cfg: config_lib.Settings) -> whatif_lib.WhatifResult:
     """:func:`experiments.whatif.from_workspace`, memoised in the cell cache
     (:meth:`experiments.cells.Workspace.memo`) by what it reads: every model's inputs at the
     first stream (weights, input size, code) and the study's configuration fields; a rerun
@@ -149,7 +151,7 @@ def _whatif(ws: Workspace, cfg: ml_collections.ConfigDict) -> whatif_lib.WhatifR
 
     stream = next(iter(ws.streams))
     key = {"study": "whatif", "inputs": [ws.inputs_fingerprint(m, stream) for m in ws.models],
-           "config": {f: cfg[f] for f in whatif_lib.FIELDS}}
+           "config": {f: cfg.to_dict()[f] for f in whatif_lib.FIELDS}}
     got = ws.memo(next(iter(ws.models)), stream, "whatif", key,
                   lambda: whatif_lib.from_workspace(ws, cfg).to_json())
     return whatif_lib.WhatifResult.from_json(json.loads(json.dumps(got)))
@@ -186,7 +188,7 @@ def main(argv: Sequence[str]) -> None:
 
     cfg = cli.resolve()
     st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite,
-                   skip_missing=len(config_lib.model_names(cfg.models)) > 1)
+                   skip_missing=len(cfg.models) > 1)
     logging.info("reproduce: models %s, streams %s, up to %d frames each, out_dir %s",
                  list(st.ws.models), list(st.ws.streams), cfg.frames, st.run.root)
     reproduce(st.ws, cfg, st.run, missing=st.missing_models)
@@ -198,4 +200,5 @@ if __name__ == "__main__":
     from experiments import cli as _cli
     from experiments.config import COMMAND_FIELDS as _FIELDS
 
-    _cli.run(main, "runs/reproduce", _FIELDS["reproduce"])
+    _cli.run(main, "runs/reproduce", _FIELDS["reproduce"],
+             choices={"op_methods": ("all", *(m.name for m in operating_point_lib.METHODS))})

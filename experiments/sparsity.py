@@ -498,7 +498,7 @@ def main(argv: Sequence[str]) -> None:
     st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite, timer=None,
                    studies=("sparsity",))
     res = sparsity(st.ws, list(st.ws.models), list(st.ws.streams),
-                   change_tau=float(cfg.activated_tau))
+                   change_tau=cfg.activated_tau)
     st.run.write_json("results/sparsity.json", res.to_json())
     figures.sparsity_bars(res, st.run.path("figures", "sparsity.png"))
     md, printed = reporting.study_output(cfg.to_dict(), claims(res), section(res),

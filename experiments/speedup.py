@@ -885,7 +885,7 @@ def main(argv: Sequence[str]) -> None:
     cfg = cli.resolve()
     st = cli.setup(cfg, cli.FLAGS.out_dir, overwrite=cli.FLAGS.overwrite, studies=("speedup",))
     res = speedup(st.ws, list(st.ws.models), list(st.ws.streams),
-                  predictor_spec("secnn", cfg.silence, cfg.decay), launch=str(cfg.launch))
+                  predictor_spec("secnn", cfg.silence, cfg.decay), launch=cfg.launch)
     st.run.write_json("results/speedup.json", res.to_json())
     figures.speedup_bars(res, st.run.path("figures", "speedup.png"))
     figures.ladder_bars(res, st.run.path("figures", "ladder.png"))

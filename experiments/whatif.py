@@ -573,22 +573,21 @@ def render(res: WhatifResult | Mapping[str, Any], command: str = "experiments.wh
 
 
 def from_config(cfg: Any, models: bool = True) -> dict[str, Any]:
-    """The :func:`whatif` keyword arguments of a configuration (validated); with ``models``,
-    ``models`` too: ``{zoo model: input size}`` (:func:`model_size`)."""
+    """The :func:`whatif` keyword arguments of a configuration (a
+    :class:`~experiments.config.Settings`, or a ConfigDict parsed and checked by
+    :func:`~experiments.config.settings`); with ``models``, ``models`` too:
+    ``{zoo model: input size}`` (:func:`model_size`)."""
+    cfg = config_lib.settings(cfg)
     out: dict[str, Any] = {}
     if models:
-        res = config_lib.per_model(cfg.model_resolution, "model_resolution")
-        out["models"] = {m: model_size(m, int(cfg.resolution), res)
-                         for m in config_lib.model_names(cfg.models)}
+        out["models"] = {m: model_size(m, cfg.resolution, dict(cfg.model_resolution))
+                         for m in cfg.models}
     return {**out,
-            "firing": check_rates(config_lib.floats(cfg.whatif_firing, "whatif_firing"),
-                                  "whatif_firing"),
-            "hits": check_rates(config_lib.floats(cfg.whatif_hits, "whatif_hits"),
-                                "whatif_hits"),
+            "firing": check_rates(cfg.whatif_firing, "whatif_firing"),
+            "hits": check_rates(cfg.whatif_hits, "whatif_hits"),
             "zero_miss": check_rates([cfg.whatif_zero_miss], "whatif_zero_miss")[0],
-            "gpus": config_lib.names(cfg.gpus, "gpus"), "launch": str(cfg.launch),
-            "fusion": str(cfg.fusion), "precision": str(cfg.precision),
-            "seed": int(cfg.whatif_seed)}
+            "gpus": cfg.gpus, "launch": cfg.launch, "fusion": cfg.fusion,
+            "precision": cfg.precision, "seed": cfg.whatif_seed}
 
 
 def from_workspace(ws: Any, cfg: Any) -> WhatifResult:
@@ -618,7 +617,8 @@ def main(argv: Sequence[str]) -> None:
                               "its event maps); leave it out")
     cfg = cli.resolve()
     kw = from_config(cfg)  # every value checked before anything is written
-    record = {k: cfg[k] for k in FIELDS}
+    asked = cfg.to_dict()  # what config.json records: the values as asked
+    record = {k: asked[k] for k in FIELDS}
     run = runs.RunDir(cli.FLAGS.out_dir, record, overwrite=cli.FLAGS.overwrite)
     res = whatif(**kw)
     run.write_json("results/whatif.json", res.to_json())

@@ -103,8 +103,12 @@ def effective_calibration(result: AccuracyResult, requested: int) -> dict[str, i
 
 def record_effective(run: Any, cfg: Any, result: AccuracyResult) -> None:
     """Records in ``run``'s ``config.json`` (:meth:`experiments.runs.RunDir.record_effective`)
-    the calibration frames each model used where they differ from ``cfg.calibration_frames``."""
-    eff = effective_calibration(result, int(cfg.calibration_frames))
+    the calibration frames each model used where they differ from ``cfg.calibration_frames``
+    (``cfg``: :class:`experiments.config.Settings` or a ConfigDict, parsed by
+    :func:`experiments.config.settings`)."""
+    from experiments import config as config_lib  # noqa: PLC0415
+
+    eff = effective_calibration(result, config_lib.settings(cfg).calibration_frames)
     if eff:
         run.record_effective("calibration_frames", eff)
 
@@ -113,7 +117,8 @@ def transfer_streams_from_config(cfg: Any, tune_stream: str | None,
                                  opened: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``{name: Stream}`` of the tuning stream and ``cfg.transfer_streams``, each opened with
     ``cfg.transfer_frames`` frames (0: ``cfg.frames``; at most ``cfg.frames``:
-    :func:`experiments.config.transfer_frames`); ``{}`` when nothing is to transfer.
+    :attr:`experiments.config.Settings.transfer_frames_used`); ``{}`` when nothing is to
+    transfer. ``cfg``: :class:`experiments.config.Settings` or a ConfigDict.
 
     The tuning stream is reopened by its name; a stream that cannot be (``pan:...`` streams
     are named differently from their spec) is taken from ``opened`` as it is.
@@ -121,11 +126,11 @@ def transfer_streams_from_config(cfg: Any, tune_stream: str | None,
     from experiments import config as config_lib  # noqa: PLC0415
     from secnn_jax import datasources  # noqa: PLC0415
 
-    specs = (config_lib.names(cfg.transfer_streams, "transfer_streams")
-             if str(cfg.transfer_streams).strip() else ())
-    if tune_stream is None or (not specs and not int(cfg.transfer_frames)):
+    cfg = config_lib.settings(cfg)
+    specs = cfg.transfer_streams
+    if tune_stream is None or (not specs and not cfg.transfer_frames):
         return {}
-    n = config_lib.transfer_frames(cfg)
+    n = cfg.transfer_frames_used
     try:
         out = {tune_stream: datasources.open_stream(tune_stream, max_frames=n)}
     except datasources.StreamError:
@@ -144,7 +149,9 @@ def transfer_streams_from_config(cfg: Any, tune_stream: str | None,
 
 
 def run_from_config(ws: Workspace, cfg: Any) -> AccuracyResult:
-    """:func:`accuracy` with every argument taken from a config (:mod:`experiments.config`).
+    """:func:`accuracy` with every argument taken from a config (:mod:`experiments.config`:
+    :class:`~experiments.config.Settings`, or a ConfigDict parsed by
+    :func:`~experiments.config.settings`).
 
     Raises:
       ConfigError: ``cfg.tune_stream`` is not one of the workspace's streams (``''``: no
@@ -153,18 +160,19 @@ def run_from_config(ws: Workspace, cfg: Any) -> AccuracyResult:
     from experiments import config as config_lib  # noqa: PLC0415
     from experiments.cells import predictor_spec  # noqa: PLC0415
 
+    cfg = config_lib.settings(cfg)
     streams = list(ws.streams)
-    tune_stream = str(cfg.tune_stream).strip() or None  # '' turns threshold tuning off
+    tune_stream = cfg.tune_stream or None  # '' turns threshold tuning off
     if tune_stream is not None and tune_stream not in streams:
         raise ConfigError(f"config.tune_stream={tune_stream!r}: not among the streams "
                           f"{sorted(streams)}; name one of them, or '' for no tuning")
     return accuracy(
         ws, list(ws.models), streams, predictor_spec("secnn", cfg.silence, cfg.decay),
-        config_lib.floats(cfg.taus, "taus"), tune_stream=tune_stream,
-        calibration_frames=int(cfg.calibration_frames), floor=float(cfg.agreement_floor),
-        evals=int(cfg.tune_evals), gpu=0, scheme=cfg.tune_scheme, baseline=cfg.tune_baseline,
+        cfg.taus, tune_stream=tune_stream,
+        calibration_frames=cfg.calibration_frames, floor=cfg.agreement_floor,
+        evals=cfg.tune_evals, gpu=0, scheme=cfg.tune_scheme, baseline=cfg.tune_baseline,
         labels=load_labels(cfg.labels) if cfg.labels else None,
-        methods=config_lib.names(cfg.tune_methods, "tune_methods"),
+        methods=cfg.tune_methods,
         transfer_streams=transfer_streams_from_config(cfg, tune_stream, ws.streams),
-        transfer_frames=config_lib.transfer_frames(cfg),
-        transfer_window=int(cfg.transfer_window))
+        transfer_frames=cfg.transfer_frames_used,
+        transfer_window=cfg.transfer_window)

@@ -11,7 +11,8 @@ predictor's events (the exact zero pattern at tau = 0) feed the baselines, SE-CN
 prediction and the oracle; every other predictor's feed the SE-CNN schemes. Variants not asked
 for in a call, and phases a scheme does not have, are NaN. The calibrated timing parameters are
 read once, when the timer is made, so one run uses one parameter set; :attr:`ReplayTimer.key`
-fingerprints them for the cache.
+fingerprints them for the cache. A chunk's events are reduced to counts once
+(:func:`secnn_jax.timing.reduce_events`) for all its launch models' replays, the oracle's once.
 """
 
 from __future__ import annotations

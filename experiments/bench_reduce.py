@@ -86,7 +86,8 @@ def main(argv: list[str]) -> None:
     out["counts"] = _timed("position_counts_all, every layer", lambda: [
         workmaps.position_counts_all(nhwc[g.name], g, fires=fires[g.name]) for g in geoms])
     timer = ReplayTimer(["h100", "gtx1080ti"])
-    timer(layers, zero.map(lambda v: v[:1]), ops=ops)  # warm-up: imports, plans' caches
+    # Warm-up (imports, caches) on one frame.
+    timer(layers, zero.map(lambda v: v[:1]), schemes=timer.variants_for("zero"), ops=ops)
     for name, ev in (("zero", zero), ("secnn", pred)):
         key = f"timer:{name}"
         out[key] = _timed(f"ReplayTimer, {name} events, 2 GPUs", lambda ev=ev, name=name: timer(

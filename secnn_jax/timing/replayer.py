@@ -466,7 +466,7 @@ def _source(source: Any, events: Any, frames: Any, batch_frames: int,
 
 # --- events reduced once ------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class ReducedEvents:
     """Events reduced once to what the cost models read, for replaying many times.
 
@@ -476,7 +476,7 @@ class ReducedEvents:
     per frame and layer. Counts depend only on the events, the layers' geometry and the
     indicators, not on GPUs, parameters, configuration or launch model, so a replay from this
     value equals, bit for bit, a replay of the events it was reduced from. Its arrays are
-    read-only.
+    read-only; two values are equal only when they are the same object.
 
     Attributes:
       geoms: the layers.

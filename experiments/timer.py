@@ -11,7 +11,8 @@ predictor's events (the exact zero pattern at tau = 0) feed the baselines, SE-CN
 prediction and the oracle; every other predictor's feed the SE-CNN schemes. Variants not asked
 for in a call, and phases a scheme does not have, are NaN. The calibrated timing parameters are
 read once, when the timer is made, so one run uses one parameter set; :attr:`ReplayTimer.key`
-fingerprints them for the cache.
+fingerprints them for the cache. A chunk's events are reduced to counts once
+(:func:`secnn_jax.timing.reduce_events`) for all its launch models' replays, the oracle's once.
 """
 
 from __future__ import annotations
@@ -144,20 +145,22 @@ class ReplayTimer:
         out = np.full((t, len(self.gpus), len(self.schemes)), np.nan)
         phases = np.full(out.shape + (len(PHASES),), np.nan)
         energy = np.full(out.shape + (len(COMPONENTS),), np.nan)
-        oracle_ev = None
         for oracle in (False, True):
-            for ln in self.launches:
-                sch = tuple(s for s in self.base_schemes if variant(s, ln, oracle) in want)
-                if not sch:
-                    continue
-                if oracle and oracle_ev is None:
-                    oracle_ev = timing.oracle_events(events)
-                # The events as they are: their fires maps and predictor name go with them.
-                r = timing.replay(tuple(layers), oracle_ev if oracle else events,
-                                  gpus=self.gpus, schemes=sch, precision=self.precision,
-                                  launch=ln, fusion=self.fusion, ops=ops, params=self.params,
-                                  config=self.config, batch_frames=max(t, 1),
-                                  frame_offset=frame_offset)
+            runs = [(ln, sch) for ln in self.launches
+                    if (sch := tuple(s for s in self.base_schemes
+                                     if variant(s, ln, oracle) in want))]
+            if not runs:
+                continue
+            # The events as they are: their fires maps and predictor name go with them. They
+            # are reduced to counts once for every launch model's replay.
+            reduced = timing.reduce_events(
+                tuple(layers), timing.oracle_events(events) if oracle else events,
+                schemes=tuple(dict.fromkeys(s for _, sch in runs for s in sch)),
+                batch_frames=max(t, 1), frame_offset=frame_offset)
+            for ln, sch in runs:
+                r = timing.replay(reduced, gpus=self.gpus, schemes=sch,
+                                  precision=self.precision, launch=ln, fusion=self.fusion,
+                                  ops=ops, params=self.params, config=self.config)
                 for g, gpu in enumerate(self.gpus):
                     for s in sch:
                         res = r.get(gpu, s)

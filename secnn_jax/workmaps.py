@@ -7,7 +7,7 @@ window, so the per-output work is a count per output position and group:
 1. per input position, the number of flagged neurons (non-zero, predicted non-zero or
    mispredicted) summed over the channels of each group: :func:`group_sums`;
 2. a box filter of that map with the layer's window, strides, dilation and zero padding:
-   :func:`window_counts` (an integral image when undilated, else one strided slice per tap);
+   :func:`window_counts` (separable: one strided slice per kernel row, then per kernel column);
 3. the counts reshaped into the implicit GEMM's row tiles and reduced with ``max`` (SIMT: a
    warp costs its busiest lane, a CTA its busiest warp) or ``sum`` (compacted work):
    :func:`tile_reduce`.
@@ -74,9 +74,11 @@ def window_counts(s: np.ndarray, geom: LayerGeom) -> np.ndarray:
     """Box filter of ``s [..., N, H, W, G]`` over each output's window: ``[..., N, Ho, Wo, G]``.
 
     Equal to a convolution of ``s`` with an all-ones ``kh x kw`` kernel using the layer's
-    strides, dilation and zero padding (negative padding crops). Small windows add one strided
-    slice per tap; large undilated ones use an integral image (four strided corner slices).
-    The result keeps ``s``'s integer dtype (callers make sure sums fit).
+    strides, dilation and zero padding (negative padding crops). Separable: ``kh`` strided
+    row slices summed (vertical pass, rows at the output stride), then ``kw`` strided column
+    slices of that (horizontal pass): ``kh + kw`` additions per output instead of ``kh * kw``.
+    The result keeps ``s``'s integer dtype (callers make sure sums fit; each pass's partial
+    sums are at most the full window's).
     """
     if geom.kh == geom.kw == 1 and geom.sh == geom.sw == 1 and geom.pad == ((0, 0), (0, 0)):
         return s
@@ -93,21 +95,16 @@ def window_counts(s: np.ndarray, geom: LayerGeom) -> np.ndarray:
     else:
         sp = s
     ho, wo, sh, sw = geom.ho, geom.wo, geom.sh, geom.sw
-    if geom.dh == geom.dw == 1 and geom.kh * geom.kw > 16:
-        # Integral image with a zero first row and column.
-        ii = np.zeros(sp.shape[:h_ax] + (hp + 1, wp + 1) + sp.shape[-1:], np.int64)
-        np.cumsum(sp, axis=h_ax, out=ii[..., 1:, 1:, :])
-        np.cumsum(ii[..., 1:, 1:, :], axis=w_ax, out=ii[..., 1:, 1:, :])
-        ys, xs = slice(0, sh * (ho - 1) + 1, sh), slice(0, sw * (wo - 1) + 1, sw)
-        ye = slice(geom.kh, geom.kh + sh * (ho - 1) + 1, sh)
-        xe = slice(geom.kw, geom.kw + sw * (wo - 1) + 1, sw)
-        out = ii[..., ye, xe, :] - ii[..., ys, xe, :] - ii[..., ye, xs, :] + ii[..., ys, xs, :]
-        return out.astype(s.dtype)
+    # Vertical pass: output rows only (stride sh), every column.
+    rows = np.zeros(sp.shape[:h_ax] + (ho, wp) + sp.shape[-1:], s.dtype)
+    for i in range(geom.kh):  # loop over kernel rows, not over neurons
+        y = i * geom.dh
+        rows += sp[..., y: y + sh * (ho - 1) + 1: sh, :, :]
+    # Horizontal pass: output columns only (stride sw).
     out = np.zeros(sp.shape[:h_ax] + (ho, wo) + sp.shape[-1:], s.dtype)
-    for i in range(geom.kh):  # loop over kernel taps (at most kh*kw), not over neurons
-        for j in range(geom.kw):
-            y, x = i * geom.dh, j * geom.dw
-            out += sp[..., y: y + sh * (ho - 1) + 1: sh, x: x + sw * (wo - 1) + 1: sw, :]
+    for j in range(geom.kw):
+        x = j * geom.dw
+        out += rows[..., x: x + sw * (wo - 1) + 1: sw, :]
     return out
 
 
@@ -123,51 +120,51 @@ def position_counts(codes: np.ndarray, geom: LayerGeom, which: str,
     return cnt.reshape(cnt.shape[:-4] + (geom.m, cnt.shape[-1]))
 
 
-#: Indicators reduced together in one pass; field ``f`` of a packed value counts ``_FIELDS[f]``.
-_FIELDS = ("nonzero", "predicted", "mispredicted")
-
-
-def _packed_lut(bits: int, dtype: type) -> np.ndarray:
-    lut = np.zeros(4, dtype)
-    for code in range(4):
-        v = 0
-        for f, name in enumerate(_FIELDS):
-            v |= int(INDICATORS[name][code]) << (f * bits)
-        lut[code] = v
-    return lut
+#: Unsigned dtypes a packed value may take, narrowest first.
+_PACK_DTYPES = (np.uint8, np.uint16, np.uint32, np.uint64)
 
 
 def position_counts_all(codes: np.ndarray, geom: LayerGeom,
-                        which: tuple[str, ...] = _FIELDS,
+                        which: tuple[str, ...] = ("nonzero", "predicted", "mispredicted"),
                         fires: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """:func:`position_counts` for several indicators, reduced in one pass.
 
-    The three indicator counts are packed into bit fields of one integer per neuron (a lookup
-    on the code; the ``nonzero`` field from ``fires`` where given), summed and box-filtered
-    once, then unpacked; exact while every field's sum (at most ``Cin/groups * kh * kw``) fits
-    its width.
+    Each indicator is summed over its group's channels straight from the ``uint8`` codes
+    (bit operations, no lookup table; the ``nonzero`` indicator from ``fires`` where given);
+    the sums are packed into bit fields of one unsigned integer per position and group, as
+    narrow as the fields allow (each field holds at most ``Cin/groups * kh * kw``; a depthwise
+    3x3 or 5x5 layer's three fields fit 16 bits), box-filtered once
+    (:func:`window_counts`) and unpacked. Exact: every field's sum fits its width.
     """
+    which = tuple(which)
+    for w in which:
+        if w not in INDICATORS:
+            raise ValueError(f"unknown indicator {w!r}; known: {sorted(INDICATORS)}")
     limit = geom.cin_g * geom.kh * geom.kw
-    bits, dtype = (10, np.int32) if limit < 2 ** 10 else (21, np.int64)
-    if limit >= 2 ** 21:
+    bits = max(1, int(limit).bit_length())
+    dtype = next((d for d in _PACK_DTYPES if np.iinfo(d).bits >= bits * len(which)), None)
+    if dtype is None or not which:
         return {w: position_counts(codes, geom, w, fires) for w in which}
-    lut = _packed_lut(bits, dtype)
-    if fires is None:
-        packed = lut[np.asarray(codes)]
-    else:
-        field = (1 << (bits * _FIELDS.index("nonzero"))) * ((1 << bits) - 1)
-        packed = (lut & ~dtype(field))[np.asarray(codes)]
-        packed |= np.asarray(fires).astype(dtype) << (bits * _FIELDS.index("nonzero"))
-    if geom.is_depthwise:
-        s = packed
-    elif geom.groups == 1:
-        s = packed.sum(axis=-1, dtype=dtype)[..., None]
-    else:
-        s = packed.reshape(packed.shape[:-1] + (geom.groups, geom.cin_g)).sum(-1, dtype=dtype)
-    cnt = window_counts(s, geom)
+    codes = np.asarray(codes)
+    packed = None
+    for f, w in enumerate(which):
+        ind = indicator(codes, w, fires)
+        if geom.is_depthwise:  # one channel per group: the indicator itself
+            field = ind.astype(dtype)
+        elif geom.groups == 1:
+            field = ind.sum(axis=-1, dtype=np.int32)[..., None].astype(dtype)
+        else:
+            shp = ind.shape[:-1] + (geom.groups, geom.cin_g)
+            field = ind.reshape(shp).sum(axis=-1, dtype=np.int32).astype(dtype)
+        if f == 0:
+            packed = field
+        else:
+            field <<= dtype(bits * f)
+            packed |= field
+    cnt = window_counts(packed, geom)
     cnt = cnt.reshape(cnt.shape[:-4] + (geom.m, cnt.shape[-1]))
-    mask = (1 << bits) - 1
-    return {w: ((cnt >> (bits * _FIELDS.index(w))) & mask).astype(np.int32) for w in which}
+    mask = dtype((1 << bits) - 1)
+    return {w: ((cnt >> dtype(bits * f)) & mask).astype(np.int32) for f, w in enumerate(which)}
 
 
 def tile_reduce(cnt: np.ndarray, bm: int) -> tuple[np.ndarray, np.ndarray]:

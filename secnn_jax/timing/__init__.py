@@ -45,9 +45,11 @@ from secnn_jax.timing.params import (
     load_params,
 )
 from secnn_jax.timing.replayer import (
+    ReducedEvents,
     ReplayError,
     ReplayResult,
     SchemeResult,
+    reduce_events,
     replay,
     replay_launches,
 )
@@ -81,6 +83,7 @@ __all__ = [
     "LayerGeom",
     "ModelParams",
     "OpGeom",
+    "ReducedEvents",
     "ReplayError",
     "ReplayResult",
     "SchemeConfig",
@@ -99,6 +102,7 @@ __all__ = [
     "oracle_events",
     "params_for",
     "read_gpu_file",
+    "reduce_events",
     "replay",
     "replay_launches",
     "unload_gpu_file",

@@ -12,7 +12,10 @@ loop over neurons, warps or CTAs.
 The result, :class:`ReplayResult`, holds cycles and microseconds per frame, layer, phase and
 scheme, SM utilisation, what runs when (:meth:`ReplayResult.to_chrome_trace`) and the speedups of
 ``secnn_*`` over every baseline, and renders them as a text table, JSON or CSV.
-:func:`replay_launches` replays several launch models from one reduction of the events.
+:func:`replay_launches` replays several launch models from one reduction of the events;
+:func:`reduce_events` reduces events once (:class:`ReducedEvents`) for any number of replays
+(other GPUs, parameters, configurations, launch models), each equal bit for bit to a replay of
+the events themselves.
 """
 
 from __future__ import annotations
@@ -461,6 +464,162 @@ def _source(source: Any, events: Any, frames: Any, batch_frames: int,
     )
 
 
+# --- events reduced once ------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ReducedEvents:
+    """Events reduced once to what the cost models read, for replaying many times.
+
+    What :func:`reduce_events` returns and :func:`replay` / :func:`replay_launches` accept as
+    their source: per layer the per-position counts of the indicators :attr:`which` (as
+    :func:`secnn_jax.workmaps.position_counts_all` gives them), and the mispredicted neurons
+    per frame and layer. Counts depend only on the events, the layers' geometry and the
+    indicators, not on GPUs, parameters, configuration or launch model, so a replay from this
+    value equals, bit for bit, a replay of the events it was reduced from. Its arrays are
+    read-only; two values are equal only when they are the same object.
+
+    Attributes:
+      geoms: the layers.
+      frames: ``[T]`` stream indices of the reduced frames.
+      counts: per layer ``{indicator: int32 [T, M, G]}``.
+      misses: ``float64 [T, L]`` mispredicted neurons per frame and layer; ``None`` when
+        reduced for schemes that read none (layer-after-layer baselines only).
+      which: the indicators counted (a replay needing another one is refused).
+      chunks: frames per chunk as reduced (a replay of every frame keeps them).
+      meta: the source's provenance (as :attr:`ReplayResult.meta` reports it).
+      ops: the trace's op groups (``None``: none came with the events).
+      has_fires: whether the events carried fires maps.
+      predictor: the predictor that made the events (``None``: unknown).
+    """
+
+    geoms: tuple[LayerGeom, ...]
+    frames: np.ndarray
+    counts: tuple[Mapping[str, np.ndarray], ...]
+    misses: np.ndarray | None
+    which: tuple[str, ...]
+    chunks: tuple[int, ...]
+    meta: Mapping[str, Any]
+    ops: tuple[Any, ...] | None = None
+    has_fires: bool = False
+    predictor: str | None = None
+
+    @property
+    def n_frames(self) -> int:
+        """Frames reduced."""
+        return len(self.frames)
+
+    def _chunk(self, sel: slice | np.ndarray) -> tuple[np.ndarray, list[dict[str, np.ndarray]],
+                                                      np.ndarray | None]:
+        """Frame ids, counts and misses of the frames ``sel`` (positions in :attr:`frames`)."""
+        return (self.frames[sel], [{k: v[sel] for k, v in c.items()} for c in self.counts],
+                None if self.misses is None else self.misses[sel])
+
+    def iter_chunks(self, frames: Any = None, batch_frames: int = 16
+                    ) -> Iterator[tuple[np.ndarray, list[dict[str, np.ndarray]],
+                                        np.ndarray | None]]:
+        """``(frame ids, counts, misses)`` per chunk: every frame in the chunks it was reduced
+        in (``frames=None``), else the selected frames (a count, a slice or positions, as
+        :func:`replay`'s ``frames``) in chunks of ``batch_frames``."""
+        if frames is None:
+            a = 0
+            for n in self.chunks:
+                yield self._chunk(slice(a, a + n))
+                a += n
+            return
+        idx = _frame_indices(frames, self.n_frames)
+        for a in range(0, len(idx), batch_frames):
+            yield self._chunk(idx[a:a + batch_frames])
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+def _wants_misses(schemes: Iterable[str]) -> bool:
+    """Whether any of ``schemes`` reads the mispredicted neurons per layer."""
+    return any(s in SECNN or s in PEERS for s in schemes)
+
+
+def _reduce_chunk(geoms: Sequence[LayerGeom], evs: Mapping[str, np.ndarray], n: int,
+                  which: tuple[str, ...], want_miss: bool, progress: bool
+                  ) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
+    """One chunk's per-layer counts and ``[n, L]`` misses (zeros unless ``want_miss``)."""
+    it: Iterable[int] = range(len(geoms))
+    if progress:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        it = tqdm(it, desc="replay layers", leave=False)
+    counts: list[dict[str, np.ndarray]] = []
+    misses = np.zeros((n, len(geoms)))
+    fires = ev_mod.fires_of(evs)
+    for li in it:  # loop over layers: reduce each layer's events once for all schemes
+        codes = evs[geoms[li].name]
+        fire = None if fires is None else fires[geoms[li].name]
+        counts.append(workmaps.position_counts_all(codes, geoms[li], which, fire)
+                      if which else {})
+        if want_miss:
+            misses[:, li] = workmaps.indicator(codes, "mispredicted").reshape(n, -1).sum(1)
+    return counts, misses
+
+
+def reduce_events(source: Any, events: Mapping[str, Any] | None = None, *,
+                  schemes: Sequence[str] | None = None, frames: Any = None,
+                  batch_frames: int = 16, progress: bool = False, frame_offset: int = 0
+                  ) -> ReducedEvents:
+    """Reduces events once to the counts :func:`replay` reads, for ``schemes``.
+
+    Replaying the result (``replay(reduce_events(src, ev, schemes=...), schemes=...)``, any
+    GPUs, parameters, configuration, launch model or fusion) gives exactly what replaying
+    the events does, without reducing them again: the indicators those schemes need are
+    counted (:func:`secnn_jax.timing.schemes.needs`), and the mispredicted neurons where a
+    SE-CNN scheme or a peer is among them.
+
+    Args:
+      source, events, frames, batch_frames, frame_offset: as for :func:`replay` (chunks of
+        ``batch_frames`` in-memory frames are reduced at a time).
+      schemes: the schemes the result will be replayed for (default: every scheme).
+      progress: show a tqdm bar over layers.
+
+    Returns:
+      A :class:`ReducedEvents`.
+
+    Raises:
+      ReplayError: naming a bad argument (as :func:`replay`), or no frames selected.
+    """
+    _, schemes, _ = check_replay(
+        source, events, gpus=("h100",), schemes=SCHEMES if schemes is None else schemes,
+        precision="fp32", frames=frames, batch_frames=batch_frames, frame_offset=frame_offset)
+    if isinstance(source, ReducedEvents):
+        raise ReplayError("reduce_events: the source is already reduced")
+    src = _source(source, events, frames, batch_frames, int(frame_offset))
+    which = S.needs(schemes)
+    want_miss = _wants_misses(schemes)
+    ids: list[np.ndarray] = []
+    parts: list[list[dict[str, np.ndarray]]] = []
+    miss: list[np.ndarray] = []
+    for fidx, evs in src.chunks:
+        n = len(fidx)
+        ids.append(np.asarray(fidx))
+        counts, misses = _reduce_chunk(src.geoms, evs, n, which, want_miss, progress)
+        parts.append(counts)
+        miss.append(misses)
+    if not ids:
+        raise ReplayError("reduce_events: no frames selected")
+    counts = []
+    for li in range(len(src.geoms)):
+        layer = {k: _frozen(np.concatenate([p[li][k] for p in parts], axis=0))
+                 for k in which}
+        for p in parts:  # the chunk's copies are no longer needed
+            p[li] = {}
+        counts.append(MappingProxyType(layer))
+    return ReducedEvents(
+        geoms=src.geoms, frames=_frozen(np.concatenate(ids)), counts=tuple(counts),
+        misses=_frozen(np.concatenate(miss, axis=0)) if want_miss else None, which=which,
+        chunks=tuple(len(i) for i in ids), meta=MappingProxyType(dict(src.meta)), ops=src.ops,
+        has_fires=src.has_fires, predictor=src.predictor)
+
+
 # --- replay ---------------------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -559,6 +718,17 @@ def _check_events_fit(src: _Source, schemes: Sequence[str]) -> None:
             ", ".join(s for s in schemes if "nonzero" in S.REGISTRY[s].needs))
 
 
+def _check_reduced(reduced: ReducedEvents, which: Sequence[str], want_miss: bool) -> None:
+    """Refuses reduced events that lack what the replayed schemes read."""
+    lack = [w for w in which if w not in reduced.which]
+    if lack:
+        raise ReplayError(f"ReducedEvents counted {list(reduced.which)}; these schemes also "
+                          f"need {lack}: reduce_events(..., schemes=) with every scheme replayed")
+    if want_miss and reduced.misses is None:
+        raise ReplayError("ReducedEvents were reduced without misses, which SE-CNN and the peers "
+                          "read: reduce_events(..., schemes=) with every scheme replayed")
+
+
 def _check_choice(value: str, known: Sequence[str], what: str) -> str:
     if value not in known:
         raise ReplayError(f"unknown {what} {value!r}; known: {', '.join(known)}")
@@ -593,7 +763,14 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
     # Each GPU's own calibration (a loaded GPU file's) unless ``params`` is given for all.
     par = {g.key: params or params_for(g) for g in gpu_objs}
     params = params or (par[gpu_objs[0].key] if gpu_objs else load_params())
-    src = _source(source, events, frames, batch_frames, int(frame_offset))
+    reduced = source if isinstance(source, ReducedEvents) else None
+    if reduced is not None and (events is not None or frame_offset):
+        raise ReplayError("replay of ReducedEvents: events and frame_offset were given when "
+                          "the events were reduced")
+    src = (_Source(reduced.geoms, (), reduced.meta, ops=reduced.ops,
+                   has_fires=reduced.has_fires, predictor=reduced.predictor)
+           if reduced is not None else
+           _source(source, events, frames, batch_frames, int(frame_offset)))
     if asked is None:  # every scheme these events can feed
         schemes = tuple(s for s in schemes if _fits(src, s))
     _check_events_fit(src, schemes)
@@ -617,27 +794,20 @@ def replay_launches(source: Any, events: Mapping[str, Any] | None = None, *,
     plans = {(gk, ln, s): by_fn[(gk, ln, S.REGISTRY[s].plan)] for (gk, ln) in ctxs
              for s in schemes}
     which = S.needs(schemes)
-    want_miss = any(s in SECNN or s in PEERS for s in schemes)
+    want_miss = _wants_misses(schemes)
+    if reduced is not None:
+        _check_reduced(reduced, which, want_miss)
+        chunks: Iterable[tuple[np.ndarray, Any, Any]] = reduced.iter_chunks(frames, batch_frames)
+    else:
+        chunks = ((fidx, *_reduce_chunk(geoms, evs, len(fidx), which, want_miss, progress))
+                  for fidx, evs in src.chunks)
     acc = {k: _Acc() for k in plans}
     frame_ids: list[np.ndarray] = []
-    for fidx, evs in src.chunks:
+    for fidx, counts, misses in chunks:
         n = len(fidx)
         frame_ids.append(np.asarray(fidx))
-        it: Iterable[int] = range(len(geoms))
-        if progress:
-            from tqdm import tqdm  # noqa: PLC0415
-
-            it = tqdm(it, desc="replay layers", leave=False)
-        counts: list[dict[str, np.ndarray]] = []
-        misses = np.zeros((n, len(geoms)))
-        fires = ev_mod.fires_of(evs)
-        for li in it:  # loop over layers: reduce each layer's events once for all schemes
-            codes = evs[geoms[li].name]
-            fire = None if fires is None else fires[geoms[li].name]
-            counts.append(workmaps.position_counts_all(codes, geoms[li], which, fire)
-                          if which else {})
-            if want_miss:
-                misses[:, li] = workmaps.indicator(codes, "mispredicted").reshape(n, -1).sum(1)
+        if misses is None or not want_miss:  # zeros where no scheme of the call reads them
+            misses = np.zeros((n, len(geoms)))
         for (gk, ln, s), plan in plans.items():
             acc[(gk, ln, s)].add(S.REGISTRY[s].cost(ctxs[(gk, ln)], plan, counts, misses, n,
                                                     frame_ids=np.asarray(fidx)))
@@ -670,7 +840,9 @@ def replay(source: Any, events: Mapping[str, Any] | None = None, *,
 
     Args:
       source: a trace directory, a :class:`secnn_jax.traces.Trace`, a ``(layers, events)``
-        pair, or the layers (with ``events`` given separately). Layers are
+        pair, the layers (with ``events`` given separately), or :class:`ReducedEvents`
+        (:func:`reduce_events`; ``frames`` then selects among its frames, and a replay of all
+        of them keeps the chunks it was reduced in). Layers are
         :class:`secnn_jax.layers.Layer`, :class:`LayerGeom` or their dict forms.
       events: ``{name: uint8 [T, *in_shape]}`` when ``source`` is the layers: what
         :func:`secnn_jax.run_stream` returns (an :class:`secnn_jax.events.EventMaps`, whose

@@ -26,7 +26,8 @@ the box moves each ratio. **Method** (one-at-a-time probing, then the combined c
 3. the *optimistic* corner (every range at its optimistic end) and the *pessimistic* corner on
    all frames; the :class:`Band` is ``[min, max]`` of the default and both corners.
 
-Cost: ``2 k`` probe replays on the probe frames (``k`` = ranges in the box, fewer when an end
+Cost: the events are reduced to counts once (:func:`~.replayer.reduce_events`); then ``2 k``
+probe replays on the probe frames (``k`` = ranges in the box, fewer when an end
 equals the default) plus at most ``2`` full replays per distinct corner, for every ratio at
 once (all ratios share the probe replays; ratios whose corners coincide share those too). When
 each parameter's effect on the ratio is monotone and its sign does not depend on the others,
@@ -63,7 +64,7 @@ from secnn_jax.timing.params import (
     ModelParams,
     SchemeConfig,
 )
-from secnn_jax.timing.replayer import replay
+from secnn_jax.timing.replayer import reduce_events, replay
 
 __all__ = ["BOX", "Band", "Range", "Ratio", "band", "bands", "fitted_ranges"]
 
@@ -377,6 +378,15 @@ def bands(layers: Sequence[Any], secnn_events: Mapping[str, Any],
     base_schemes = tuple(dict.fromkeys(b for r in ratios for b in r.baselines))
     calls = [0]
     memo: dict[tuple[Any, ...], dict[str, float]] = {}
+    # Every replay below differs only in parameters, configuration and frames: the events are
+    # reduced to counts once, for every frame, and each replay selects its frames.
+    if base_ev is secnn_events:
+        both = tuple(dict.fromkeys(base_schemes + sec_schemes))
+        shared = reduce_events(layers, secnn_events, schemes=both)
+        reduced = {"s": shared, "b": shared}
+    else:
+        reduced = {"s": reduce_events(layers, secnn_events, schemes=sec_schemes),
+                   "b": reduce_events(layers, base_ev, schemes=base_schemes)}
 
     def evaluate(point: Mapping[str, Any], frames: tuple[int, ...]) -> dict[str, float]:
         key = (frames, tuple(sorted((k, repr(v)) for k, v in point.items())))
@@ -390,15 +400,13 @@ def bands(layers: Sequence[Any], secnn_events: Mapping[str, Any],
                   params=p, config=c, frames=list(frames))
         times: dict[tuple[str, str], np.ndarray] = {}
         if base_ev is secnn_events:
-            res = replay(layers, secnn_events, schemes=tuple(dict.fromkeys(
-                base_schemes + sec_schemes)), **kw)
+            res = replay(reduced["s"], schemes=both, **kw)
             calls[0] += 1
             for s in res.schemes:
                 times[("b", s)] = times[("s", s)] = res.get(g.key, s).total_us
         else:
-            for tag, ev, schemes in (("s", secnn_events, sec_schemes),
-                                     ("b", base_ev, base_schemes)):
-                res = replay(layers, ev, schemes=schemes, **kw)
+            for tag, schemes in (("s", sec_schemes), ("b", base_schemes)):
+                res = replay(reduced[tag], schemes=schemes, **kw)
                 calls[0] += 1
                 for s in schemes:
                     times[(tag, s)] = res.get(g.key, s).total_us

@@ -324,28 +324,74 @@ class ReplayInputs:
 
     @property
     def value(self) -> tuple[Any, dict[str, Any], Any]:
-        """The layers, the two predictors' events and the ops (computed once)."""
+        """The layers, the two predictors' events and the ops (computed once, and kept in the
+        cell cache: a rerun reads the events instead of compiling and running the stream)."""
         if self._value is None:
-            from secnn_jax import run_stream  # noqa: PLC0415
-            from secnn_jax.predictors import from_spec  # noqa: PLC0415
+            ev = self._load()
+            if ev is None:
+                from secnn_jax import run_stream  # noqa: PLC0415
+                from secnn_jax.predictors import from_spec  # noqa: PLC0415
 
-            h = self.ws.model(self.model)
-            x = self.ws.frames(self.model, self.stream)[:self.frames]
-            ev = {}
-            for name, spec in (("zero", "zero"), ("predictor", self.predictor)):
-                _, e = run_stream(h.apply_fn, h.variables, x, from_spec(spec))
-                ev[name] = e.map(np.asarray)
+                h = self.ws.model(self.model)
+                x = self.ws.frames(self.model, self.stream)[:self.frames]
+                ev = {}
+                for name, spec in (("zero", "zero"), ("predictor", self.predictor)):
+                    _, e = run_stream(h.apply_fn, h.variables, x, from_spec(spec))
+                    ev[name] = e.map(np.asarray)
+                self._save(ev)
             self._value = (self.ws.layers(self.model, self.stream), ev,
                            self.ws.ops(self.model, self.stream))
         return self._value
+
+    def _dir(self) -> Any:
+        # The cell cache's directory of these inputs (None without a cache): under the content
+        # key of the model's weights, the stream and the code, named by predictor and frames.
+        return self.ws.cell_dir(self.model, self.stream, "replay_inputs", self.predictor,
+                                f"frames{self.frames}")
+
+    def stored(self) -> bool:
+        """Whether these inputs' events are in the cell cache (a read of them may still miss:
+        then they are recomputed)."""
+        return self.ws.cache.has_chunks(self._dir(), 1)
+
+    def _save(self, ev: Mapping[str, Any]) -> None:
+        arrays: dict[str, np.ndarray] = {"n": np.asarray(self.frames)}
+        for name, e in ev.items():
+            arrays[f"{name}.names"] = np.asarray(list(e), dtype=str)
+            arrays[f"{name}.predictor"] = np.asarray(e.predictor or "", dtype=str)
+            arrays[f"{name}.has_fires"] = np.asarray(e.fires is not None)
+            for i, layer in enumerate(e):
+                arrays[f"{name}.codes.{i}"] = np.asarray(e[layer])
+                if e.fires is not None:
+                    arrays[f"{name}.fires.{i}"] = np.asarray(e.fires[layer])
+        self.ws.cache.save_chunk(self._dir(), 0, arrays)
+
+    def _load(self) -> dict[str, Any] | None:
+        from secnn_jax.events import EventMaps  # noqa: PLC0415
+
+        got = self.ws.cache.load_chunk(self._dir(), 0, self.frames)
+        if got is None:
+            return None
+        try:
+            ev = {}
+            for name in ("zero", "predictor"):
+                names = [str(n) for n in got[f"{name}.names"]]
+                fires = ({k: got[f"{name}.fires.{i}"] for i, k in enumerate(names)}
+                         if bool(got[f"{name}.has_fires"]) else None)
+                ev[name] = EventMaps({k: got[f"{name}.codes.{i}"] for i, k in enumerate(names)},
+                                     fires, str(got[f"{name}.predictor"]) or None)
+        except KeyError:  # another layout: recomputed (and stored anew)
+            return None
+        return ev
 
     def __iter__(self) -> Any:
         return iter(self.value)
 
     def first(self, n: int) -> ReplayInputs:
-        """These inputs when already computed (they hold at least as many frames), else the
-        inputs of the first ``n`` frames only (cheaper: e.g. a one-frame schedule)."""
-        if self._value is not None or n >= self.frames:
+        """These inputs when already computed or stored in the cell cache (they hold at least
+        as many frames), else the inputs of the first ``n`` frames only (cheaper: e.g. a
+        one-frame schedule)."""
+        if self._value is not None or n >= self.frames or self.stored():
             return self
         return dataclasses.replace(self, frames=n)
 

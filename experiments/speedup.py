@@ -85,7 +85,8 @@ __all__ = ["BAND_FRAMES", "BASELINE_SCHEMES", "PROBE_FRAMES", "Ladder", "ReplayI
            "SensitivityCell", "SensitivityResult", "SensitivityRow", "SpeedupCell",
            "SpeedupResult", "SpeedupSummary", "claims", "frame_times", "ladder_section",
            "ladder_times", "notes", "parallel_share", "ratio_bands", "replay_inputs", "section",
-           "sensitivity", "sensitivity_result", "sensitivity_section", "speedup", "verdict"]
+           "sensitivity", "sensitivity_result", "sensitivity_section", "speedup", "stream_events",
+           "verdict"]
 
 #: Frames (the first ones of a model's first stream) the verdict bands' corners replay, and
 #: frames (the last of those) each one-at-a-time probe replays (:func:`secnn_jax.timing.bands`).
@@ -324,65 +325,21 @@ class ReplayInputs:
 
     @property
     def value(self) -> tuple[Any, dict[str, Any], Any]:
-        """The layers, the two predictors' events and the ops (computed once, and kept in the
-        cell cache: a rerun reads the events instead of compiling and running the stream)."""
+        """The layers, the two predictors' events and the ops (computed once; the events from
+        :func:`stream_events`, so a rerun reads them instead of running the stream)."""
         if self._value is None:
-            ev = self._load()
-            if ev is None:
-                from secnn_jax import run_stream  # noqa: PLC0415
-                from secnn_jax.predictors import from_spec  # noqa: PLC0415
-
-                h = self.ws.model(self.model)
-                x = self.ws.frames(self.model, self.stream)[:self.frames]
-                ev = {}
-                for name, spec in (("zero", "zero"), ("predictor", self.predictor)):
-                    _, e = run_stream(h.apply_fn, h.variables, x, from_spec(spec))
-                    ev[name] = e.map(np.asarray)
-                self._save(ev)
+            ev = {name: stream_events(self.ws, self.model, self.stream, spec, 0.0, self.frames)
+                  for name, spec in (("zero", "zero"), ("predictor", self.predictor))}
             self._value = (self.ws.layers(self.model, self.stream), ev,
                            self.ws.ops(self.model, self.stream))
         return self._value
 
-    def _dir(self) -> Any:
-        # The cell cache's directory of these inputs (None without a cache): under the content
-        # key of the model's weights, the stream and the code, named by predictor and frames.
-        return self.ws.cell_dir(self.model, self.stream, "replay_inputs", self.predictor,
-                                f"frames{self.frames}")
-
     def stored(self) -> bool:
-        """Whether these inputs' events are in the cell cache (a read of them may still miss:
+        """Whether both predictors' events are in the cell cache (a read may still miss:
         then they are recomputed)."""
-        return self.ws.cache.has_chunks(self._dir(), 1)
-
-    def _save(self, ev: Mapping[str, Any]) -> None:
-        arrays: dict[str, np.ndarray] = {"n": np.asarray(self.frames)}
-        for name, e in ev.items():
-            arrays[f"{name}.names"] = np.asarray(list(e), dtype=str)
-            arrays[f"{name}.predictor"] = np.asarray(e.predictor or "", dtype=str)
-            arrays[f"{name}.has_fires"] = np.asarray(e.fires is not None)
-            for i, layer in enumerate(e):
-                arrays[f"{name}.codes.{i}"] = np.asarray(e[layer])
-                if e.fires is not None:
-                    arrays[f"{name}.fires.{i}"] = np.asarray(e.fires[layer])
-        self.ws.cache.save_chunk(self._dir(), 0, arrays)
-
-    def _load(self) -> dict[str, Any] | None:
-        from secnn_jax.events import EventMaps  # noqa: PLC0415
-
-        got = self.ws.cache.load_chunk(self._dir(), 0, self.frames)
-        if got is None:
-            return None
-        try:
-            ev = {}
-            for name in ("zero", "predictor"):
-                names = [str(n) for n in got[f"{name}.names"]]
-                fires = ({k: got[f"{name}.fires.{i}"] for i, k in enumerate(names)}
-                         if bool(got[f"{name}.has_fires"]) else None)
-                ev[name] = EventMaps({k: got[f"{name}.codes.{i}"] for i, k in enumerate(names)},
-                                     fires, str(got[f"{name}.predictor"]) or None)
-        except KeyError:  # another layout: recomputed (and stored anew)
-            return None
-        return ev
+        return all(self.ws.cache.has_chunks(
+            _events_dir(self.ws, self.model, self.stream, spec, 0.0, self.frames), 1)
+            for spec in ("zero", self.predictor))
 
     def __iter__(self) -> Any:
         return iter(self.value)
@@ -406,6 +363,60 @@ def replay_inputs(ws: Workspace, model: str, stream: str, predictor: str,
                   frames: int = SENSITIVITY_FRAMES) -> ReplayInputs:
     """The :class:`ReplayInputs` of the first ``frames`` frames of ``stream`` (lazy)."""
     return ReplayInputs(ws, model, stream, predictor, frames)
+
+
+def _events_dir(ws: Workspace, model: str, stream: str, spec: str, tau: Any,
+                frames: int) -> Any:
+    # Under the cell cache's content key of the weights, the stream and the code; named by
+    # predictor, threshold (tau_key: 0.0 and an all-zero map are one key, as for the cells)
+    # and frames.
+    from experiments.cellcache import tau_key  # noqa: PLC0415
+
+    n = min(int(frames), ws.n_frames(model, stream))
+    return ws.cell_dir(model, stream, "stream_events", spec,
+                       tau_key(ws.layers(model, stream), tau), f"frames{n}")
+
+
+def stream_events(ws: Workspace, model: str, stream: str, spec: str, tau: Any = 0.0,
+                  frames: int = SENSITIVITY_FRAMES) -> Any:
+    """The events (:class:`secnn_jax.events.EventMaps` of numpy arrays) of the first ``frames``
+    frames of ``stream`` through predictor ``spec`` at ``tau`` (:func:`secnn_jax.run_stream`),
+    kept in the cell cache: the speedup study's :class:`ReplayInputs`, the operating point's
+    and the peers' band events at the same predictor and threshold are one computation, and a
+    rerun reads them instead of compiling and running the stream.
+
+    The compiled program sees per-layer thresholds either way (:func:`secnn_jax.phases.
+    tau_map`), so ``tau = 0.0`` and a map giving every layer 0 give the same events.
+    """
+    from secnn_jax import run_stream  # noqa: PLC0415
+    from secnn_jax.events import EventMaps  # noqa: PLC0415
+    from secnn_jax.predictors import from_spec  # noqa: PLC0415
+
+    x = ws.frames(model, stream)[:frames]
+    d = _events_dir(ws, model, stream, spec, tau, frames)
+    got = ws.cache.load_chunk(d, 0, len(x))
+    if got is not None:
+        try:
+            names = [str(n) for n in got["names"]]
+            fires = ({k: got[f"fires.{i}"] for i, k in enumerate(names)}
+                     if bool(got["has_fires"]) else None)
+            return EventMaps({k: got[f"codes.{i}"] for i, k in enumerate(names)}, fires,
+                             str(got["predictor"]) or None)
+        except KeyError:  # another layout: recomputed (and stored anew)
+            pass
+    h = ws.model(model)
+    _, e = run_stream(h.apply_fn, h.variables, x, from_spec(spec), tau=tau)
+    e = e.map(np.asarray)
+    arrays: dict[str, np.ndarray] = {
+        "n": np.asarray(len(x)), "names": np.asarray(list(e), dtype=str),
+        "predictor": np.asarray(e.predictor or "", dtype=str),
+        "has_fires": np.asarray(e.fires is not None)}
+    for i, layer in enumerate(e):
+        arrays[f"codes.{i}"] = e[layer]
+        if e.fires is not None:
+            arrays[f"fires.{i}"] = e.fires[layer]
+    ws.cache.save_chunk(d, 0, arrays)
+    return e
 
 
 def _band_json(band: Any) -> dict[str, Any]:

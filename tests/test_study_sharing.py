@@ -79,11 +79,25 @@ def test_replay_inputs_come_back_from_the_cell_cache(tmp_path: Path,
         _ = speedup_lib.replay_inputs(_workspace(tmp_path), "tiny", "bikes", SPEC,
                                       frames=2).value
 
+    # The operating point's and the peers' band events at tau = 0 (an all-zero map, as the
+    # operating point's exact rows give) are these events, read back.
+    zero_map = {lyr.name: 0.0 for lyr in layers}
+    for spec, name in (("zero", "zero"), (SPEC, "predictor")):
+        _same_events(speedup_lib.stream_events(ws, "tiny", "bikes", spec, zero_map, FRAMES),
+                     ev[name])
+
     monkeypatch.undo()
+    # ... and equal to the stream run at that map directly.
+    _, want = secnn_jax.run_stream(h.apply_fn, h.variables, x, from_spec(SPEC), tau=zero_map)
+    _same_events(ev["predictor"], want.map(np.asarray))
+    # Another threshold is another computation, equal to run_stream's at it.
+    _, want = secnn_jax.run_stream(h.apply_fn, h.variables, x, from_spec(SPEC), tau=0.1)
+    _same_events(speedup_lib.stream_events(ws, "tiny", "bikes", SPEC, 0.1, FRAMES),
+                 want.map(np.asarray))
     # A stored file cut short (a killed writer, a full disk) is recomputed, not trusted.
-    d = ws.cell_dir("tiny", "bikes", "replay_inputs", SPEC, f"frames{FRAMES}")
-    (path,) = d.glob("chunk*.npz")
-    path.write_bytes(path.read_bytes()[:100])
+    for path in (tmp_path / "cells").rglob("chunk*.npz"):
+        if "stream_events" in str(path):
+            path.write_bytes(path.read_bytes()[:100])
     _, ev3, _ = speedup_lib.replay_inputs(ws, "tiny", "bikes", SPEC, frames=FRAMES).value
     for name in ("zero", "predictor"):
         _same_events(ev3[name], ev[name])

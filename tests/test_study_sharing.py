@@ -1,11 +1,13 @@
 """Work the studies share instead of redoing: what a rerun reads back from the cell cache.
 
-The speedup study's :class:`experiments.speedup.ReplayInputs` (the events of the first frames of
-the first stream, which feed the bands, the sensitivity table and the schedule figure) are kept
-in the cell cache, so a rerun (another workspace on the same cache, as a second ``reproduce``
-with one changed tau is) reads them back bit for bit instead of compiling and running the
-stream. Checked on the tiny CNN of :mod:`test_experiments_studies` against
-:func:`secnn_jax.run_stream` called directly.
+The first frames' events through a predictor at a threshold
+(:func:`experiments.speedup.stream_events`: the speedup study's
+:class:`~experiments.speedup.ReplayInputs` for the bands, the sensitivity table and the schedule
+figure, and the operating point's and the peers' band events) are kept in the cell cache, so the
+studies share them at the same predictor and threshold, and a rerun (another workspace on the
+same cache, as a second ``reproduce`` with one changed tau is) reads them back bit for bit
+instead of compiling and running the stream. Checked on the tiny CNN of
+:mod:`test_experiments_studies` against :func:`secnn_jax.run_stream` called directly.
 """
 
 from __future__ import annotations

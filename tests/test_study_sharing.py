@@ -103,3 +103,22 @@ def test_replay_inputs_come_back_from_the_cell_cache(tmp_path: Path,
     _, ev3, _ = speedup_lib.replay_inputs(ws, "tiny", "bikes", SPEC, frames=FRAMES).value
     for name in ("zero", "predictor"):
         _same_events(ev3[name], ev[name])
+
+
+def test_energy_anchors_are_built_once_per_cache(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sanity anchors (dense ResNet-50, no workspace input) are memoised: a rerun on the
+    same cache reads them back equal to the built ones, without building ResNet-50 again."""
+    from experiments import energy
+
+    built = []
+    real = energy.sanity_anchors
+
+    def counting(*a: object, **k: object) -> energy.Anchors:
+        built.append(real(*a, **k))
+        return built[-1]
+
+    monkeypatch.setattr(energy, "sanity_anchors", counting)
+    first = energy._anchors(_workspace(tmp_path))
+    again = energy._anchors(_workspace(tmp_path))
+    assert len(built) == 1 and first == again == built[0]

@@ -201,7 +201,7 @@ def _events(ws: Workspace, model: str, stream: str, spec: str, tau: Mapping[str,
     layers = ws.layers(model, stream)
     key = (model, stream, spec, tau_key(layers, tau))
     if key not in memo:
-        e = stream_events(ws, model, stream, spec, tau, SENSITIVITY_FRAMES)
+        e = stream_events(ws, model, stream, spec, tau, SENSITIVITY_FRAMES, store=False)
         memo[key] = e.map(lambda v: np.asarray(v)[:BAND_FRAMES])
     return key, memo[key]
 

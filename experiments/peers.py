@@ -207,7 +207,8 @@ def _band(ws: Workspace, model: str, stream: str, secnn_spec: str, sec: dict[str
     for p in (sec, peer):
         key = (how[p["method"]][1], p["tau"])
         if key not in memo:
-            e = stream_events(ws, model, stream, key[0], key[1], SENSITIVITY_FRAMES)
+            e = stream_events(ws, model, stream, key[0], key[1], SENSITIVITY_FRAMES,
+                              store=False)
             memo[key] = e.map(lambda v: np.asarray(v)[:BAND_FRAMES])
         ev.append(memo[key])
     n = min(BAND_FRAMES, len(x))

@@ -378,7 +378,7 @@ def _events_dir(ws: Workspace, model: str, stream: str, spec: str, tau: Any,
 
 
 def stream_events(ws: Workspace, model: str, stream: str, spec: str, tau: Any = 0.0,
-                  frames: int = SENSITIVITY_FRAMES) -> Any:
+                  frames: int = SENSITIVITY_FRAMES, *, store: bool = True) -> Any:
     """The events (:class:`secnn_jax.events.EventMaps` of numpy arrays) of the first ``frames``
     frames of ``stream`` through predictor ``spec`` at ``tau`` (:func:`secnn_jax.run_stream`),
     kept in the cell cache: the speedup study's :class:`ReplayInputs`, the operating point's
@@ -387,6 +387,9 @@ def stream_events(ws: Workspace, model: str, stream: str, spec: str, tau: Any = 
 
     The compiled program sees per-layer thresholds either way (:func:`secnn_jax.phases.
     tau_map`), so ``tau = 0.0`` and a map giving every layer 0 give the same events.
+    ``store=False`` reads stored events but does not store new ones (events are large: tens
+    of MB per frame set, so only the speedup study's, which a rerun reads, are kept; the fires
+    maps are stored bit-packed).
     """
     from secnn_jax import run_stream  # noqa: PLC0415
     from secnn_jax.events import EventMaps  # noqa: PLC0415
@@ -398,7 +401,9 @@ def stream_events(ws: Workspace, model: str, stream: str, spec: str, tau: Any = 
     if got is not None:
         try:
             names = [str(n) for n in got["names"]]
-            fires = ({k: got[f"fires.{i}"] for i, k in enumerate(names)}
+            fires = ({k: np.unpackbits(got[f"fires.{i}"], count=int(np.prod(
+                          got[f"codes.{i}"].shape))).reshape(got[f"codes.{i}"].shape)
+                          .astype(bool) for i, k in enumerate(names)}
                      if bool(got["has_fires"]) else None)
             return EventMaps({k: got[f"codes.{i}"] for i, k in enumerate(names)}, fires,
                              str(got["predictor"]) or None)
@@ -407,6 +412,11 @@ def stream_events(ws: Workspace, model: str, stream: str, spec: str, tau: Any = 
     h = ws.model(model)
     _, e = run_stream(h.apply_fn, h.variables, x, from_spec(spec), tau=tau)
     e = e.map(np.asarray)
+    if not store:
+        return e
+    if e.fires is not None and any(v.dtype != bool or v.shape != e[k].shape
+                                   for k, v in e.fires.items()):
+        return e  # not the layout the bit-packing reads back: kept in memory only
     arrays: dict[str, np.ndarray] = {
         "n": np.asarray(len(x)), "names": np.asarray(list(e), dtype=str),
         "predictor": np.asarray(e.predictor or "", dtype=str),
@@ -414,7 +424,7 @@ def stream_events(ws: Workspace, model: str, stream: str, spec: str, tau: Any = 
     for i, layer in enumerate(e):
         arrays[f"codes.{i}"] = e[layer]
         if e.fires is not None:
-            arrays[f"fires.{i}"] = e.fires[layer]
+            arrays[f"fires.{i}"] = np.packbits(e.fires[layer])
     ws.cache.save_chunk(d, 0, arrays)
     return e
 

@@ -96,6 +96,11 @@ def test_replay_inputs_come_back_from_the_cell_cache(tmp_path: Path,
     _, want = secnn_jax.run_stream(h.apply_fn, h.variables, x, from_spec(SPEC), tau=0.1)
     _same_events(speedup_lib.stream_events(ws, "tiny", "bikes", SPEC, 0.1, FRAMES),
                  want.map(np.asarray))
+    # store=False (the operating point's and the peers' other thresholds) keeps nothing.
+    _, want = secnn_jax.run_stream(h.apply_fn, h.variables, x, from_spec("zero"), tau=0.1)
+    _same_events(speedup_lib.stream_events(ws, "tiny", "bikes", "zero", 0.1, FRAMES,
+                                           store=False), want.map(np.asarray))
+    assert not ws.cell_dir("tiny", "bikes", "stream_events", "zero", "tau=0.1").exists()
     # A stored file cut short (a killed writer, a full disk) is recomputed, not trusted.
     for path in (tmp_path / "cells").rglob("chunk*.npz"):
         if "stream_events" in str(path):

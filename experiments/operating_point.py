@@ -91,7 +91,13 @@ from experiments.operating_point_report import (
 )
 from experiments.operating_point_report import table as _table
 from experiments.paper import COMPARISON_LAUNCH, PAPER, value_prediction_verdict
-from experiments.speedup import BAND_FRAMES, PROBE_FRAMES, SENSITIVITY_FRAMES, frame_times
+from experiments.speedup import (
+    BAND_FRAMES,
+    PROBE_FRAMES,
+    SENSITIVITY_FRAMES,
+    frame_times,
+    stream_events,
+)
 from experiments.speedup import verdict as paper_verdict
 from experiments.timer import variant
 from experiments.tuning import TuneMethod, tune_method
@@ -188,18 +194,14 @@ def _score(metric: str, logits: np.ndarray, ref: np.ndarray) -> float:
 def _events(ws: Workspace, model: str, stream: str, spec: str, tau: Mapping[str, float] | float,
             memo: dict[tuple[Any, ...], Any]) -> Any:
     """The events of the first ``BAND_FRAMES`` frames of ``stream`` through ``spec`` at ``tau``
-    (:func:`secnn_jax.run_stream` on as many frames as the speedup study's, so its compiled
-    program is reused)."""
+    (:func:`experiments.speedup.stream_events` on as many frames as the speedup study's: at
+    tau = 0 they are its events, read from the cell cache, not rerun)."""
     from experiments.cellcache import tau_key  # noqa: PLC0415
-    from secnn_jax import run_stream  # noqa: PLC0415
-    from secnn_jax.predictors import from_spec  # noqa: PLC0415
 
     layers = ws.layers(model, stream)
     key = (model, stream, spec, tau_key(layers, tau))
     if key not in memo:
-        h = ws.model(model)
-        x = ws.frames(model, stream)[:SENSITIVITY_FRAMES]
-        _, e = run_stream(h.apply_fn, h.variables, x, from_spec(spec), tau=tau)
+        e = stream_events(ws, model, stream, spec, tau, SENSITIVITY_FRAMES, store=False)
         memo[key] = e.map(lambda v: np.asarray(v)[:BAND_FRAMES])
     return key, memo[key]
 

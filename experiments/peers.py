@@ -190,22 +190,25 @@ def _band(ws: Workspace, model: str, stream: str, secnn_spec: str, sec: dict[str
     The extension's other ranges (``buffer_placement``, ``comparators_per_sm``,
     ``hw_dependency_us``) move both sides at once: the peers under ``peer_extension`` read
     them by SE-CNN's rules, so a corner with on-chip buffers gives the peer its own."""
-    from experiments.speedup import BAND_FRAMES, PROBE_FRAMES, SENSITIVITY_FRAMES  # noqa: PLC0415
-    from secnn_jax import run_stream  # noqa: PLC0415
-    from secnn_jax.predictors import from_spec  # noqa: PLC0415
+    from experiments.speedup import (  # noqa: PLC0415
+        BAND_FRAMES,
+        PROBE_FRAMES,
+        SENSITIVITY_FRAMES,
+        stream_events,
+    )
     from secnn_jax.timing import uncertainty  # noqa: PLC0415
     from secnn_jax.timing.schemes import extended_peer_config  # noqa: PLC0415
 
     how = {name: (scheme, secnn_spec if kind == "secnn" else kind)
            for name, scheme, kind, _ in METHODS}
-    h = ws.model(model)
-    # As many frames as the speedup study's run_stream (its compiled program is reused).
+    # As many frames as the speedup study's events (at tau = 0 SE-CNN's are read, not rerun).
     x = ws.frames(model, stream)[:SENSITIVITY_FRAMES]
     ev = []
     for p in (sec, peer):
         key = (how[p["method"]][1], p["tau"])
         if key not in memo:
-            _, e = run_stream(h.apply_fn, h.variables, x, from_spec(key[0]), tau=key[1])
+            e = stream_events(ws, model, stream, key[0], key[1], SENSITIVITY_FRAMES,
+                              store=False)
             memo[key] = e.map(lambda v: np.asarray(v)[:BAND_FRAMES])
         ev.append(memo[key])
     n = min(BAND_FRAMES, len(x))

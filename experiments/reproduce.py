@@ -22,6 +22,7 @@ lists the missing ones with the command that converts them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,10 +76,15 @@ def reproduce(ws: Workspace, cfg: ml_collections.ConfigDict | config_lib.Setting
     models, streams = list(ws.models), list(ws.streams)
     secnn = predictor_spec("secnn", cfg.silence, cfg.decay)
     results: dict[str, Any] = {}
+    last = [time.perf_counter()]
 
     def out(name: str, res: Any, fig: Any = None, fig_name: str = "") -> None:
         # A typed result (a StudyResult) is written through its versioned envelope.
         results[name] = res
+        # Each study's wall time (since the previous study's result), to see where a run goes.
+        now = time.perf_counter()
+        logging.info("reproduce: %s done in %.1f s", name, now - last[0])
+        last[0] = now
         if run is not None:
             run.write_json(f"results/{name}.json",
                            res.to_json() if isinstance(res, StudyResult) else res)

@@ -85,7 +85,8 @@ __all__ = ["BAND_FRAMES", "BASELINE_SCHEMES", "PROBE_FRAMES", "Ladder", "ReplayI
            "SensitivityCell", "SensitivityResult", "SensitivityRow", "SpeedupCell",
            "SpeedupResult", "SpeedupSummary", "claims", "frame_times", "ladder_section",
            "ladder_times", "notes", "parallel_share", "ratio_bands", "replay_inputs", "section",
-           "sensitivity", "sensitivity_result", "sensitivity_section", "speedup", "verdict"]
+           "sensitivity", "sensitivity_result", "sensitivity_section", "speedup", "stream_events",
+           "verdict"]
 
 #: Frames (the first ones of a model's first stream) the verdict bands' corners replay, and
 #: frames (the last of those) each one-at-a-time probe replays (:func:`secnn_jax.timing.bands`).
@@ -324,28 +325,30 @@ class ReplayInputs:
 
     @property
     def value(self) -> tuple[Any, dict[str, Any], Any]:
-        """The layers, the two predictors' events and the ops (computed once)."""
+        """The layers, the two predictors' events and the ops (computed once; the events from
+        :func:`stream_events`, so a rerun reads them instead of running the stream)."""
         if self._value is None:
-            from secnn_jax import run_stream  # noqa: PLC0415
-            from secnn_jax.predictors import from_spec  # noqa: PLC0415
-
-            h = self.ws.model(self.model)
-            x = self.ws.frames(self.model, self.stream)[:self.frames]
-            ev = {}
-            for name, spec in (("zero", "zero"), ("predictor", self.predictor)):
-                _, e = run_stream(h.apply_fn, h.variables, x, from_spec(spec))
-                ev[name] = e.map(np.asarray)
+            ev = {name: stream_events(self.ws, self.model, self.stream, spec, 0.0, self.frames)
+                  for name, spec in (("zero", "zero"), ("predictor", self.predictor))}
             self._value = (self.ws.layers(self.model, self.stream), ev,
                            self.ws.ops(self.model, self.stream))
         return self._value
+
+    def stored(self) -> bool:
+        """Whether both predictors' events are in the cell cache (a read may still miss:
+        then they are recomputed)."""
+        return all(self.ws.cache.has_chunks(
+            _events_dir(self.ws, self.model, self.stream, spec, 0.0, self.frames), 1)
+            for spec in ("zero", self.predictor))
 
     def __iter__(self) -> Any:
         return iter(self.value)
 
     def first(self, n: int) -> ReplayInputs:
-        """These inputs when already computed (they hold at least as many frames), else the
-        inputs of the first ``n`` frames only (cheaper: e.g. a one-frame schedule)."""
-        if self._value is not None or n >= self.frames:
+        """These inputs when already computed or stored in the cell cache (they hold at least
+        as many frames), else the inputs of the first ``n`` frames only (cheaper: e.g. a
+        one-frame schedule)."""
+        if self._value is not None or n >= self.frames or self.stored():
             return self
         return dataclasses.replace(self, frames=n)
 
@@ -360,6 +363,70 @@ def replay_inputs(ws: Workspace, model: str, stream: str, predictor: str,
                   frames: int = SENSITIVITY_FRAMES) -> ReplayInputs:
     """The :class:`ReplayInputs` of the first ``frames`` frames of ``stream`` (lazy)."""
     return ReplayInputs(ws, model, stream, predictor, frames)
+
+
+def _events_dir(ws: Workspace, model: str, stream: str, spec: str, tau: Any,
+                frames: int) -> Any:
+    # Under the cell cache's content key of the weights, the stream and the code; named by
+    # predictor, threshold (tau_key: 0.0 and an all-zero map are one key, as for the cells)
+    # and frames.
+    from experiments.cellcache import tau_key  # noqa: PLC0415
+
+    n = min(int(frames), ws.n_frames(model, stream))
+    return ws.cell_dir(model, stream, "stream_events", spec,
+                       tau_key(ws.layers(model, stream), tau), f"frames{n}")
+
+
+def stream_events(ws: Workspace, model: str, stream: str, spec: str, tau: Any = 0.0,
+                  frames: int = SENSITIVITY_FRAMES, *, store: bool = True) -> Any:
+    """The events (:class:`secnn_jax.events.EventMaps` of numpy arrays) of the first ``frames``
+    frames of ``stream`` through predictor ``spec`` at ``tau`` (:func:`secnn_jax.run_stream`),
+    kept in the cell cache: the speedup study's :class:`ReplayInputs`, the operating point's
+    and the peers' band events at the same predictor and threshold are one computation, and a
+    rerun reads them instead of compiling and running the stream.
+
+    The compiled program sees per-layer thresholds either way (:func:`secnn_jax.phases.
+    tau_map`), so ``tau = 0.0`` and a map giving every layer 0 give the same events.
+    ``store=False`` reads stored events but does not store new ones (events are large: tens
+    of MB per frame set, so only the speedup study's, which a rerun reads, are kept; the fires
+    maps are stored bit-packed).
+    """
+    from secnn_jax import run_stream  # noqa: PLC0415
+    from secnn_jax.events import EventMaps  # noqa: PLC0415
+    from secnn_jax.predictors import from_spec  # noqa: PLC0415
+
+    x = ws.frames(model, stream)[:frames]
+    d = _events_dir(ws, model, stream, spec, tau, frames)
+    got = ws.cache.load_chunk(d, 0, len(x))
+    if got is not None:
+        try:
+            names = [str(n) for n in got["names"]]
+            fires = ({k: np.unpackbits(got[f"fires.{i}"], count=int(np.prod(
+                          got[f"codes.{i}"].shape))).reshape(got[f"codes.{i}"].shape)
+                          .astype(bool) for i, k in enumerate(names)}
+                     if bool(got["has_fires"]) else None)
+            return EventMaps({k: got[f"codes.{i}"] for i, k in enumerate(names)}, fires,
+                             str(got["predictor"]) or None)
+        except KeyError:  # another layout: recomputed (and stored anew)
+            pass
+    h = ws.model(model)
+    _, e = run_stream(h.apply_fn, h.variables, x, from_spec(spec), tau=tau)
+    e = e.map(np.asarray)
+    if not store:
+        return e
+    if e.fires is not None and any(v.dtype != bool or v.shape != e[k].shape
+                                   for k, v in e.fires.items()):
+        return e  # not the layout the bit-packing reads back: kept in memory only
+    arrays: dict[str, np.ndarray] = {
+        "n": np.asarray(len(x)), "names": np.asarray(list(e), dtype=str),
+        "predictor": np.asarray(e.predictor or "", dtype=str),
+        "has_fires": np.asarray(e.fires is not None)}
+    for i, layer in enumerate(e):
+        arrays[f"codes.{i}"] = e[layer]
+        if e.fires is not None:
+            arrays[f"fires.{i}"] = np.packbits(e.fires[layer])
+    ws.cache.save_chunk(d, 0, arrays)
+    return e
 
 
 def _band_json(band: Any) -> dict[str, Any]:

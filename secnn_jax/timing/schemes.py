@@ -72,6 +72,7 @@ scan latency (two memory latencies). Both phases are timed by :mod:`.scheduler` 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -312,7 +313,7 @@ class _Sparse:
     compaction_bytes: np.ndarray
 
 
-def _balanced(ctx: Context, cnt: np.ndarray, g: LayerGeom, tile: K.SparseTile,
+def _balanced(ctx: Context, cnt: np.ndarray | K.Fanin, g: LayerGeom, tile: K.SparseTile,
               occ_cap: int | None, items: np.ndarray | None, compaction: str,
               boundary: float, floor: Any = 0.0) -> _Sparse:
     """Load balancing by stream compaction, a technique any SIMT sparse kernel may use
@@ -336,16 +337,18 @@ def _balanced(ctx: Context, cnt: np.ndarray, g: LayerGeom, tile: K.SparseTile,
 
     zero = np.zeros(frames)
     if compaction in ("none", "hardware"):
-        grid, mk = run(K.sparse_grid(cnt, g, gpu, ctx.precision, params, tile,
-                                     compact=compaction == "hardware"))
+        grid, mk = run(K.sparse_grids(cnt, g, gpu, ctx.precision, params, tile,
+                                      (compaction == "hardware",), shared=True)[0])
         return _Sparse(grid, mk, grid.w.sum(-1), np.full(frames, compaction == "hardware"),
                        zero, zero)
     if items is None:
         fanin = max(1, g.cin_g * g.kh * g.kw)
-        items = cnt.reshape(frames, -1).sum(1) / max(1, cnt[0].size * fanin) * g.n_inputs
+        items = (K.frame_totals(cnt) / max(1, math.prod(cnt.shape[1:]) * fanin)
+                 * g.n_inputs)
     cb = cfg.compaction_bytes_per_miss * np.asarray(items, np.float64) + g.n_inputs / 8.0
     grids = K.sparse_grids(cnt, g, gpu, ctx.precision, params, tile,
-                           (True,) if compaction == "software" else (True, False))
+                           (True,) if compaction == "software" else (True, False),
+                           shared=True)
     bal = grids[0]
     # No work item, no pass (the compare or the predictor counted them).
     has = bal.active_frac > 0
@@ -707,7 +710,7 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
         parts["compare_bytes"][:, li] = cmp_bytes + (pred_bytes if placement == "off_chip"
                                                      else 0.0)
         miss = misses[:, li]
-        touched = (counts[li]["mispredicted"] > 0).mean(axis=(-2, -1))
+        touched = K.touched_frac(counts[li]["mispredicted"])
         sp = _balanced(ctx, counts[li]["mispredicted"], g, plan.tiles[li], plan.occ_cap, miss,
                        compaction, 0.0 if hw else lc.gap,
                        mem_cycles(gpu, 2.0 * eb * g.n_outputs * touched, params))
@@ -914,7 +917,7 @@ def _peer_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np
         dep = ext.dependency_cycles if (own[li] and seq) else 0.0
         epi = det_bytes[li + 1] if fused and li + 1 < n_layers else 0.0
         cnt = counts[li]["mispredicted"]  # inputs propagated (changed beyond tau)
-        touched = (cnt > 0).mean(axis=(-2, -1))
+        touched = K.touched_frac(cnt)
         # The touched outputs' buffer: read and written (an on-chip buffer is read and written
         # in SRAM; the new value is still written to memory for the next layer to read).
         rmw = (1.0 if out_chip[li] else 2.0) * eb * g.n_outputs * touched
@@ -928,7 +931,7 @@ def _peer_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np
         else:
             # CBinfer: the output pixels whose receptive field holds a change are recomputed
             # with their full fan-in (the rest keep their previous value).
-            full = np.where(cnt > 0, g.cin_g * g.kh * g.kw, 0).astype(np.int64)
+            full = K.Fanin(cnt, g.cin_g * g.kh * g.kw)
             out_bytes = (eb * n_in * touched + rmw)
             sp = _balanced(ctx, full, g, plan.tiles[li], plan.occ_cap, None,
                            ctx.cfg.sw_compaction, boundary, mem_cycles(gpu, out_bytes, params))

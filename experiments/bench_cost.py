@@ -55,6 +55,8 @@ def bench(frames: int = 16, repeats: int = 3) -> None:
     per_scheme = dict.fromkeys(SCHEMES, 0.0)
     plan_t = 0.0
     for _ in range(repeats):
+        # Fresh arrays per chunk, as a replay's next chunk has: nothing memoised carries over.
+        counts = [{k: v.copy() for k, v in c.items()} for c in counts]
         for gk in GPUS:
             gpu = get_gpu(gk)
             par = params_for(gpu)

@@ -71,7 +71,9 @@ scan latency (two memory latencies). Both phases are timed by :mod:`.scheduler` 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
@@ -980,23 +982,71 @@ def extended_peer_config(cfg: SchemeConfig) -> SchemeConfig:
     return dataclasses.replace(cfg, sw_compaction=sw, peer_extension=True)
 
 
+def _content_key(obj: Any) -> Any:
+    """A hashable value equal for equal contents (floats by their bits), for :func:`_memo_plan`.
+    """
+    if isinstance(obj, float):
+        return ("f", float(obj).hex())
+    if isinstance(obj, Mapping):
+        return ("m", tuple((_content_key(k), _content_key(v)) for k, v in obj.items()))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return (type(obj), tuple(_content_key(getattr(obj, f.name))
+                                 for f in dataclasses.fields(obj)))
+    if isinstance(obj, list | tuple):
+        return (type(obj), tuple(_content_key(x) for x in obj))
+    if isinstance(obj, np.ndarray):
+        return ("a", obj.dtype.str, obj.shape, obj.tobytes())
+    return obj
+
+
+def _memo_plan(fn: Callable[[Context], Any], size: int = 64) -> Callable[[Context], Any]:
+    """``fn`` (a plan: pure and frame-independent) computed once per :class:`Context` content:
+    a replay builds its plans per call, and a study replays chunk after chunk (and launch model
+    after launch model) under the same contexts. The plans returned are shared: never
+    modified by their users."""
+    cache: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+
+    @functools.wraps(fn)
+    def plan(ctx: Context) -> Any:
+        key = _content_key(ctx)
+        try:
+            hash(key)
+        except TypeError:  # a field of no comparable content: no memo
+            return fn(ctx)
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        out = cache[key] = fn(ctx)
+        if len(cache) > size:
+            cache.popitem(last=False)
+        return out
+
+    return plan
+
+
+_SECNN_PLAN = _memo_plan(_secnn_plan)
+
+
 #: The registry: every scheme by name, in report order.
 REGISTRY: Mapping[str, Scheme] = MappingProxyType({s.name: s for s in (
     # cuDNN/cuBLAS-style kernels: implicit GEMM (tiles, split-K, GEMV), direct depthwise
-    Scheme("dense", (), _frame_independent_plan("dense"), _frame_independent_cost),
+    Scheme("dense", (), _memo_plan(_frame_independent_plan("dense")),
+           _frame_independent_cost),
     # Winograd F(4x4, 3x3) where it applies, dense elsewhere
-    Scheme("winograd", (), _frame_independent_plan("winograd"), _frame_independent_cost),
+    Scheme("winograd", (), _memo_plan(_frame_independent_plan("winograd")),
+           _frame_independent_cost),
     # FFT convolution where it applies, dense elsewhere
-    Scheme("fft", (), _frame_independent_plan("fft"), _frame_independent_cost),
+    Scheme("fft", (), _memo_plan(_frame_independent_plan("fft")),
+           _frame_independent_cost),
     # zero-skipping SIMT convolution, layer after layer
-    Scheme("zero_skip", ("nonzero",), _zero_skip_plan, _zero_skip_cost),
+    Scheme("zero_skip", ("nonzero",), _memo_plan(_zero_skip_plan), _zero_skip_cost),
     # SE-CNN on a stock GPU (compare and amend kernels)
-    Scheme("secnn_sw", ("predicted", "mispredicted"), _secnn_plan, _secnn_cost(False), "own"),
+    Scheme("secnn_sw", ("predicted", "mispredicted"), _SECNN_PLAN, _secnn_cost(False), "own"),
     # SE-CNN with the SM extension (hardware comparators and sequencing)
-    Scheme("secnn_hw", ("predicted", "mispredicted"), _secnn_plan, _secnn_cost(True), "own"),
+    Scheme("secnn_hw", ("predicted", "mispredicted"), _SECNN_PLAN, _secnn_cost(True), "own"),
     # the peers' plan is SE-CNN's (the same per-layer geometry and dense tilings)
-    Scheme("deltacnn", ("mispredicted",), _secnn_plan, _peer_cost("deltacnn"), "accumulated"),
-    Scheme("cbinfer", ("mispredicted",), _secnn_plan, _peer_cost("cbinfer"), "accumulated"),
+    Scheme("deltacnn", ("mispredicted",), _SECNN_PLAN, _peer_cost("deltacnn"), "accumulated"),
+    Scheme("cbinfer", ("mispredicted",), _SECNN_PLAN, _peer_cost("cbinfer"), "accumulated"),
 )})
 assert tuple(REGISTRY) == SCHEMES, "the registry and names.SCHEMES must agree"
 

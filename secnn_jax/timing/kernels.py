@@ -25,7 +25,10 @@ elsewhere.
 
 **sparse grids** (zero_skip and SE-CNN): the dense SIMT tiling, each lane skipping the inputs
 of its output's receptive field that need no work: a warp costs its busiest lane, a CTA its
-busiest warp (or, compacted, the mean of its lanes).
+busiest warp (or, compacted, the mean of its lanes). Their reductions of a layer's per-position
+counts (:func:`tile_max_sum`, :func:`frame_totals`, :func:`touched_frac`; CBinfer's full-fan-in
+counts as a :class:`Fanin`) are memoised per counts array (:func:`memo`) when the scheme costs
+of a replay share one chunk's counts.
 
 **elementwise** (:func:`elementwise_cost`): a grid of :data:`ELEMENTWISE_TILE` CTAs, each
 thread handling ``ELEMENTS_PER_THREAD`` elements: work at the SIMT rate, one memory latency per

@@ -603,18 +603,38 @@ def sparse_grids(cnt: np.ndarray | Fanin, g: LayerGeom, gpu: GPU, precision: str
                  ) -> tuple[SparseGrid, ...]:
     """:func:`sparse_grid` for each ``compact`` choice, from one reduction of ``cnt`` (or of a
     :class:`Fanin`'s counts); ``shared``: that reduction is memoised per counts array
-    (:func:`memo`: ``cnt`` becomes read-only), as the scheme costs of a replay share it."""
+    (:func:`memo`: ``cnt`` becomes read-only), as the scheme costs of a replay share it, and
+    so is each grid (read-only) for the values it is computed from."""
     p = canonical_precision(precision)
     r = rate(gpu, p, "simt", params)
     st = tile if isinstance(tile, SparseTile) else SparseTile(tile)
+    occ = st.tile.occupancy(gpu, ELEMENT_BYTES[p])
+    if not shared:
+        return _sparse_grids(cnt, g, r, occ, params, st, compact, False)
+    # One grid per compact choice, memoised on the values it is computed from.
+    arr, fanin = (cnt.cnt, cnt.fanin) if isinstance(cnt, Fanin) else (cnt, None)
+    key = ("grid", fanin, g, st, float(r).hex(), float(params.latency_cycles).hex(),
+           float(params.cta_overhead_cycles).hex(), occ)
+    return tuple(memo(arr, (*key, cp), lambda cp=cp: _frozen_grid(
+        _sparse_grids(cnt, g, r, occ, params, st, (cp,), True)[0])) for cp in compact)
+
+
+def _frozen_grid(grid: SparseGrid) -> SparseGrid:
+    _frozen(grid.w, grid.d, grid.active_frac)
+    return grid
+
+
+def _sparse_grids(cnt: np.ndarray | Fanin, g: LayerGeom, r: float, occ: int,
+                  params: ModelParams, st: SparseTile, compact: tuple[bool, ...], shared: bool
+                  ) -> tuple[SparseGrid, ...]:
+    """:func:`sparse_grids` at the SIMT rate ``r`` and occupancy ``occ``."""
     t, split = st.tile, max(1, st.split)
     if g.is_depthwise:
         # cnt [T, M, C]: reduce over bm positions and over bn channels (x channel multiplier).
-        mx, sm = _depthwise_tiles(cnt, t.bm, t.bn, g.cout // g.cin, g.cout, shared)  # [T, Mt, nct]
+        mx, sm = _depthwise_tiles(cnt, t.bm, t.bn, g.cout // g.cin, g.cout, shared)
     else:
         mx, sm = tile_max_sum(cnt, t.bm, shared)  # [T, Mt, G]
         nt = -(-g.cout_g // t.bn)
-    occ = t.occupancy(gpu, ELEMENT_BYTES[p])
     out = []
     for cp in compact:  # one or two choices
         if g.is_depthwise:

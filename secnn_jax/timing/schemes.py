@@ -229,11 +229,15 @@ class _Work:
     def add(self, key: str, amount: Any) -> None:
         """Adds ``amount`` (``[T]`` or scalar) of ``key`` to the current node."""
         v = np.asarray(amount, np.float64)
-        if v.shape != (self.frames,):
+        if v.ndim and v.shape != (self.frames,):
             v = np.broadcast_to(v, (self.frames,))
         w = self.nodes.setdefault(self.at, {})
         old = w.get(key)
-        w[key] = v.copy() if old is None else old + v
+        # A scalar is added as is: elementwise, the same sums as its broadcast (and cheaper).
+        if old is None:
+            w[key] = np.full(self.frames, v) if not v.ndim else v.copy()
+        else:
+            w[key] = old + v
 
     def fmas(self, busy_cycles: Any, unit: str, tile: K.Tile | None = None) -> None:
         c = self.ctx

@@ -19,7 +19,10 @@ import pytest
 from secnn_jax import timing, workmaps
 from secnn_jax.geometry import LayerGeom
 from secnn_jax.timing import kernels as K
-from secnn_jax.timing.gpus import ELEMENT_BYTES, canonical_precision
+from secnn_jax.timing import schemes as S
+from secnn_jax.timing.gpufile import params_for
+from secnn_jax.timing.gpus import ELEMENT_BYTES, canonical_precision, get_gpu
+from secnn_jax.timing.launch import LaunchCosts
 from secnn_jax.timing.params import DEFAULT_CONFIG
 from secnn_jax.timing.sm import rate
 
@@ -193,3 +196,23 @@ def test_replay_equals_the_pre_change_reductions_bit_for_bit(
         m.setattr(K, "touched_frac", lambda c: (c > 0).mean(axis=(-2, -1)))
         slow = run()
     assert _assert_identical(fast, slow) > 100
+
+
+def test_plans_are_memoised_per_context_content() -> None:
+    gpu = get_gpu("h100")
+
+    def ctx(params: Any) -> S.Context:
+        return S.Context(geoms=GEOMS, ops=(), gpu=gpu, precision="fp32", params=params,
+                         cfg=DEFAULT_CONFIG,
+                         launch=LaunchCosts.of("persistent", gpu, params, DEFAULT_CONFIG),
+                         fusion="none")
+
+    base = params_for(gpu)
+    same = dataclasses.replace(base)  # another object, the same content
+    other = dataclasses.replace(base, latency_cycles=base.latency_cycles * 2)
+    plan = S.REGISTRY["secnn_sw"].plan
+    assert plan(ctx(base)) is plan(ctx(same))
+    assert S.REGISTRY["deltacnn"].plan is plan  # one plan function for the four schemes
+    for params in (base, other):  # equal to the plan built anew
+        assert S._content_key(plan(ctx(params))) == S._content_key(S._secnn_plan(ctx(params)))
+    assert plan(ctx(other)) is not plan(ctx(base))

@@ -611,12 +611,27 @@ def sparse_grids(cnt: np.ndarray | Fanin, g: LayerGeom, gpu: GPU, precision: str
     occ = st.tile.occupancy(gpu, ELEMENT_BYTES[p])
     if not shared:
         return _sparse_grids(cnt, g, r, occ, params, st, compact, False)
-    # One grid per compact choice, memoised on the values it is computed from.
+    # One grid per compact choice, memoised on the values it is computed from: the latest
+    # GRIDS_PER_COUNTS of each counts array (a band's corners would otherwise pile up grids).
     arr, fanin = (cnt.cnt, cnt.fanin) if isinstance(cnt, Fanin) else (cnt, None)
-    key = ("grid", fanin, g, st, float(r).hex(), float(params.latency_cycles).hex(),
+    key = (fanin, g, st, float(r).hex(), float(params.latency_cycles).hex(),
            float(params.cta_overhead_cycles).hex(), occ)
-    return tuple(memo(arr, (*key, cp), lambda cp=cp: _frozen_grid(
-        _sparse_grids(cnt, g, r, occ, params, st, (cp,), True)[0])) for cp in compact)
+    grids = memo(arr, "grids", dict)  # insertion order: least recently used first
+    out = []
+    for cp in compact:  # one or two choices
+        grid = grids.pop((*key, cp), None)
+        if grid is None:
+            grid = _frozen_grid(_sparse_grids(cnt, g, r, occ, params, st, (cp,), True)[0])
+        grids[(*key, cp)] = grid
+        while len(grids) > GRIDS_PER_COUNTS:
+            del grids[next(iter(grids))]
+        out.append(grid)
+    return tuple(out)
+
+
+#: How many sparse grids :func:`sparse_grids` keeps per counts array (``shared``): enough for
+#: the GPUs, tilings and compact choices one chunk's replay asks of it.
+GRIDS_PER_COUNTS = 16
 
 
 def _frozen_grid(grid: SparseGrid) -> SparseGrid:

@@ -25,7 +25,10 @@ elsewhere.
 
 **sparse grids** (zero_skip and SE-CNN): the dense SIMT tiling, each lane skipping the inputs
 of its output's receptive field that need no work: a warp costs its busiest lane, a CTA its
-busiest warp (or, compacted, the mean of its lanes).
+busiest warp (or, compacted, the mean of its lanes). Their reductions of a layer's per-position
+counts (:func:`tile_max_sum`, :func:`frame_totals`, :func:`touched_frac`; CBinfer's full-fan-in
+counts as a :class:`Fanin`) are memoised per counts array (:func:`memo`) when the scheme costs
+of a replay share one chunk's counts.
 
 **elementwise** (:func:`elementwise_cost`): a grid of :data:`ELEMENTWISE_TILE` CTAs, each
 thread handling ``ELEMENTS_PER_THREAD`` elements: work at the SIMT rate, one memory latency per
@@ -38,7 +41,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -49,7 +53,6 @@ from secnn_jax.timing.errors import ReplayError
 from secnn_jax.timing.gpus import ELEMENT_BYTES, GPU, canonical_precision
 from secnn_jax.timing.params import DEFAULT_CONFIG, ModelParams, SchemeConfig
 from secnn_jax.timing.sm import Tile, mem_cycles, rate, uniform_makespan
-from secnn_jax.workmaps import tile_reduce
 
 #: Depth of one MMA instruction in elements (channel-block granularity of tensor-core K).
 MMA_K: Mapping[str, int] = MappingProxyType({"tf32": 8, "fp16": 16})
@@ -445,6 +448,128 @@ class SparseTile:
     split: int = 1
 
 
+# Reductions of one layer's per-position counts. One chunk's counts feed every scheme, GPU
+# and launch model of a replay (and every corner of a band replaying the same counts): the
+# scheme costs reduce each counts array once (:func:`memo`) instead of once per cost call.
+
+_MEMO: dict[int, tuple[weakref.ref, dict[Hashable, Any]]] = {}
+
+
+def _forget(ref: weakref.ref, key: int) -> None:
+    ent = _MEMO.get(key)
+    if ent is not None and ent[0] is ref:
+        del _MEMO[key]
+
+
+def memo(cnt: Any, key: Hashable, fn: Callable[[], Any]) -> Any:
+    """``fn()``, a pure function of the counts array ``cnt`` and ``key``, computed once per
+    array and kept while the array lives.
+
+    The first use marks ``cnt`` read-only, so that an in-place write to it afterwards raises
+    instead of reading a stale reduction; an array that does not own its data (a view, whose
+    base could still be written) or any other object is not memoised (``fn()`` each time).
+    Callers must not write to the returned arrays (those of this module are read-only).
+    """
+    if not isinstance(cnt, np.ndarray) or cnt.base is not None:
+        return fn()
+    k = id(cnt)
+    ent = _MEMO.get(k)
+    if ent is None or ent[0]() is not cnt:
+        cnt.flags.writeable = False
+        ent = _MEMO[k] = (weakref.ref(cnt, lambda ref, k=k: _forget(ref, k)), {})
+    out = ent[1]
+    if key not in out:
+        out[key] = fn()
+    return out[key]
+
+
+def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Fanin:
+    """The counts ``where(cnt > 0, fanin, 0)`` (int64), never built: every output whose
+    receptive field holds any work item does its full ``fanin`` (CBinfer's recomputation).
+    Its reductions come from those of ``cnt`` (exact integers: the same values)."""
+
+    cnt: np.ndarray
+    fanin: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The counts' shape."""
+        return self.cnt.shape
+
+
+def _reduce_tiles(cnt: np.ndarray, bm: int) -> tuple[np.ndarray, np.ndarray]:
+    """``workmaps.tile_reduce`` (the last tile padded with zero-work rows) without copying
+    ``cnt`` into a padded array: the full tiles and the remainder are reduced apart."""
+    m = cnt.shape[-2]
+    full = m // bm
+    lead, grp = cnt.shape[:-2], cnt.shape[-1]
+    t = cnt[..., :full * bm, :].reshape(lead + (full, bm, grp))
+    mx, sm = t.max(axis=-2), t.sum(axis=-2, dtype=np.int64)
+    if full * bm != m:  # zero-work rows pad the last tile: max with 0, nothing to add
+        rest = cnt[..., full * bm:, :]
+        rmx = np.maximum(rest.max(axis=-2, keepdims=True), np.zeros((), cnt.dtype))
+        mx = np.concatenate([mx, rmx], axis=-2)
+        sm = np.concatenate([sm, rest.sum(axis=-2, keepdims=True, dtype=np.int64)], axis=-2)
+    return mx, sm
+
+
+def tile_max_sum(cnt: np.ndarray | Fanin, bm: int, shared: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per row tile of ``bm`` positions: ``(max, sum)`` of ``cnt [T, M, G]`` over the tile
+    (``workmaps.tile_reduce``'s values), memoised per counts array (:func:`memo`) if
+    ``shared``."""
+    def keep(c: np.ndarray, key: Hashable, fn: Callable[[], Any]) -> Any:
+        return memo(c, key, fn) if shared else fn()
+
+    if isinstance(cnt, Fanin):
+        c, fanin = cnt.cnt, cnt.fanin
+        mx, nnz = keep(c, ("nnz_tiles", bm),
+                       lambda: _frozen(*_reduce_tiles((c > 0).view(np.uint8), bm)))
+        return _frozen(np.where(mx > 0, np.int64(fanin), np.int64(0)), nnz * np.int64(fanin))
+    return keep(cnt, ("tiles", bm), lambda: _frozen(*_reduce_tiles(cnt, bm)))
+
+
+def _depthwise_tiles(cnt: np.ndarray | Fanin, bm: int, bn: int, mult: int, cout: int,
+                     shared: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(max, sum)`` of a depthwise layer's ``cnt [T, M, C]`` over each CTA's ``bm`` positions
+    and ``bn`` output channels (each input channel ``mult`` times, zero-work channels padding
+    the last tile): ``[T, Mt, ceil(cout / bn)]``. Reduced over positions first (a channel's
+    copies and the zero padding reduce alike, so the values are the padded array's)."""
+    mx, sm = tile_max_sum(cnt, bm, shared)
+    if mult > 1:
+        mx, sm = np.repeat(mx, mult, axis=-1), np.repeat(sm, mult, axis=-1)
+    nct = -(-cout // bn)
+    if nct * bn != cout:
+        pad = [(0, 0)] * (mx.ndim - 1) + [(0, nct * bn - cout)]
+        mx, sm = np.pad(mx, pad), np.pad(sm, pad)
+    shp = mx.shape[:-1] + (nct, bn)
+    return mx.reshape(shp).max(-1), sm.reshape(shp).sum(-1)
+
+
+def frame_totals(cnt: np.ndarray | Fanin) -> np.ndarray:
+    """``[T]`` each frame's total count (int64), memoised per counts array."""
+    if isinstance(cnt, Fanin):
+        c = cnt.cnt
+        nnz = memo(c, "nnz_frames",
+                   lambda: _frozen(np.count_nonzero(c.reshape(c.shape[0], -1), axis=1)
+                                   .astype(np.int64))[0])
+        return nnz * np.int64(cnt.fanin)
+    return memo(cnt, "frames", lambda: _frozen(cnt.reshape(cnt.shape[0], -1).sum(1))[0])
+
+
+def touched_frac(cnt: np.ndarray) -> np.ndarray:
+    """``[T]`` the fraction of ``cnt [T, ..., M, G]``'s entries that are non-zero (the outputs
+    a sparse kernel touches), memoised per counts array."""
+    return memo(cnt, "touched", lambda: _frozen((cnt > 0).mean(axis=(-2, -1)))[0])
+
+
 def sparse_tile(g: LayerGeom, gpu: GPU, precision: str, params: ModelParams,
                 cfg: SchemeConfig = DEFAULT_CONFIG) -> SparseTile:
     """The tiling a zero-skipping SIMT kernel uses: the best dense SIMT candidate of the layer
@@ -472,29 +597,59 @@ def sparse_grid(cnt: np.ndarray, g: LayerGeom, gpu: GPU, precision: str, params:
     return sparse_grids(cnt, g, gpu, precision, params, tile, (compact,))[0]
 
 
-def sparse_grids(cnt: np.ndarray, g: LayerGeom, gpu: GPU, precision: str, params: ModelParams,
-                 tile: Tile | SparseTile, compact: tuple[bool, ...] = (False, True)
+def sparse_grids(cnt: np.ndarray | Fanin, g: LayerGeom, gpu: GPU, precision: str,
+                 params: ModelParams, tile: Tile | SparseTile,
+                 compact: tuple[bool, ...] = (False, True), *, shared: bool = False
                  ) -> tuple[SparseGrid, ...]:
-    """:func:`sparse_grid` for each ``compact`` choice, from one reduction of ``cnt``."""
+    """:func:`sparse_grid` for each ``compact`` choice, from one reduction of ``cnt`` (or of a
+    :class:`Fanin`'s counts); ``shared``: that reduction is memoised per counts array
+    (:func:`memo`: ``cnt`` becomes read-only), as the scheme costs of a replay share it, and
+    so is each grid (read-only) for the values it is computed from."""
     p = canonical_precision(precision)
     r = rate(gpu, p, "simt", params)
     st = tile if isinstance(tile, SparseTile) else SparseTile(tile)
+    occ = st.tile.occupancy(gpu, ELEMENT_BYTES[p])
+    if not shared:
+        return _sparse_grids(cnt, g, r, occ, params, st, compact, False)
+    # One grid per compact choice, memoised on the values it is computed from: the latest
+    # GRIDS_PER_COUNTS of each counts array (a band's corners would otherwise pile up grids).
+    arr, fanin = (cnt.cnt, cnt.fanin) if isinstance(cnt, Fanin) else (cnt, None)
+    key = (fanin, g, st, float(r).hex(), float(params.latency_cycles).hex(),
+           float(params.cta_overhead_cycles).hex(), occ)
+    grids = memo(arr, "grids", dict)  # insertion order: least recently used first
+    out = []
+    for cp in compact:  # one or two choices
+        grid = grids.pop((*key, cp), None)
+        if grid is None:
+            grid = _frozen_grid(_sparse_grids(cnt, g, r, occ, params, st, (cp,), True)[0])
+        grids[(*key, cp)] = grid
+        while len(grids) > GRIDS_PER_COUNTS:
+            del grids[next(iter(grids))]
+        out.append(grid)
+    return tuple(out)
+
+
+#: How many sparse grids :func:`sparse_grids` keeps per counts array (``shared``): enough for
+#: the GPUs, tilings and compact choices one chunk's replay asks of it.
+GRIDS_PER_COUNTS = 16
+
+
+def _frozen_grid(grid: SparseGrid) -> SparseGrid:
+    _frozen(grid.w, grid.d, grid.active_frac)
+    return grid
+
+
+def _sparse_grids(cnt: np.ndarray | Fanin, g: LayerGeom, r: float, occ: int,
+                  params: ModelParams, st: SparseTile, compact: tuple[bool, ...], shared: bool
+                  ) -> tuple[SparseGrid, ...]:
+    """:func:`sparse_grids` at the SIMT rate ``r`` and occupancy ``occ``."""
     t, split = st.tile, max(1, st.split)
     if g.is_depthwise:
         # cnt [T, M, C]: reduce over bm positions and over bn channels (x channel multiplier).
-        mult = g.cout // g.cin
-        c = np.repeat(cnt, mult, axis=-1) if mult > 1 else cnt
-        nct = -(-g.cout // t.bn)
-        if nct * t.bn != g.cout:
-            c = np.pad(c, [(0, 0), (0, 0), (0, nct * t.bn - g.cout)])
-        mx, sm = tile_reduce(c, t.bm)  # [T, Mt, Cpad]
-        shp = mx.shape[:-1] + (nct, t.bn)
-        mx = mx.reshape(shp).max(-1)
-        sm = sm.reshape(shp).sum(-1)
+        mx, sm = _depthwise_tiles(cnt, t.bm, t.bn, g.cout // g.cin, g.cout, shared)
     else:
-        mx, sm = tile_reduce(cnt, t.bm)  # [T, Mt, G]
+        mx, sm = tile_max_sum(cnt, t.bm, shared)  # [T, Mt, G]
         nt = -(-g.cout_g // t.bn)
-    occ = t.occupancy(gpu, ELEMENT_BYTES[p])
     out = []
     for cp in compact:  # one or two choices
         if g.is_depthwise:

@@ -71,7 +71,10 @@ scan latency (two memory latencies). Both phases are timed by :mod:`.scheduler` 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -226,11 +229,15 @@ class _Work:
     def add(self, key: str, amount: Any) -> None:
         """Adds ``amount`` (``[T]`` or scalar) of ``key`` to the current node."""
         v = np.asarray(amount, np.float64)
-        if v.shape != (self.frames,):
+        if v.ndim and v.shape != (self.frames,):
             v = np.broadcast_to(v, (self.frames,))
         w = self.nodes.setdefault(self.at, {})
         old = w.get(key)
-        w[key] = v.copy() if old is None else old + v
+        # A scalar is added as is: elementwise, the same sums as its broadcast (and cheaper).
+        if old is None:
+            w[key] = np.full(self.frames, v) if not v.ndim else v.copy()
+        else:
+            w[key] = old + v
 
     def fmas(self, busy_cycles: Any, unit: str, tile: K.Tile | None = None) -> None:
         c = self.ctx
@@ -312,7 +319,7 @@ class _Sparse:
     compaction_bytes: np.ndarray
 
 
-def _balanced(ctx: Context, cnt: np.ndarray, g: LayerGeom, tile: K.SparseTile,
+def _balanced(ctx: Context, cnt: np.ndarray | K.Fanin, g: LayerGeom, tile: K.SparseTile,
               occ_cap: int | None, items: np.ndarray | None, compaction: str,
               boundary: float, floor: Any = 0.0) -> _Sparse:
     """Load balancing by stream compaction, a technique any SIMT sparse kernel may use
@@ -336,16 +343,18 @@ def _balanced(ctx: Context, cnt: np.ndarray, g: LayerGeom, tile: K.SparseTile,
 
     zero = np.zeros(frames)
     if compaction in ("none", "hardware"):
-        grid, mk = run(K.sparse_grid(cnt, g, gpu, ctx.precision, params, tile,
-                                     compact=compaction == "hardware"))
+        grid, mk = run(K.sparse_grids(cnt, g, gpu, ctx.precision, params, tile,
+                                      (compaction == "hardware",), shared=True)[0])
         return _Sparse(grid, mk, grid.w.sum(-1), np.full(frames, compaction == "hardware"),
                        zero, zero)
     if items is None:
         fanin = max(1, g.cin_g * g.kh * g.kw)
-        items = cnt.reshape(frames, -1).sum(1) / max(1, cnt[0].size * fanin) * g.n_inputs
+        items = (K.frame_totals(cnt) / max(1, math.prod(cnt.shape[1:]) * fanin)
+                 * g.n_inputs)
     cb = cfg.compaction_bytes_per_miss * np.asarray(items, np.float64) + g.n_inputs / 8.0
     grids = K.sparse_grids(cnt, g, gpu, ctx.precision, params, tile,
-                           (True,) if compaction == "software" else (True, False))
+                           (True,) if compaction == "software" else (True, False),
+                           shared=True)
     bal = grids[0]
     # No work item, no pass (the compare or the predictor counted them).
     has = bal.active_frac > 0
@@ -707,7 +716,7 @@ def _secnn_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, n
         parts["compare_bytes"][:, li] = cmp_bytes + (pred_bytes if placement == "off_chip"
                                                      else 0.0)
         miss = misses[:, li]
-        touched = (counts[li]["mispredicted"] > 0).mean(axis=(-2, -1))
+        touched = K.touched_frac(counts[li]["mispredicted"])
         sp = _balanced(ctx, counts[li]["mispredicted"], g, plan.tiles[li], plan.occ_cap, miss,
                        compaction, 0.0 if hw else lc.gap,
                        mem_cycles(gpu, 2.0 * eb * g.n_outputs * touched, params))
@@ -914,7 +923,7 @@ def _peer_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np
         dep = ext.dependency_cycles if (own[li] and seq) else 0.0
         epi = det_bytes[li + 1] if fused and li + 1 < n_layers else 0.0
         cnt = counts[li]["mispredicted"]  # inputs propagated (changed beyond tau)
-        touched = (cnt > 0).mean(axis=(-2, -1))
+        touched = K.touched_frac(cnt)
         # The touched outputs' buffer: read and written (an on-chip buffer is read and written
         # in SRAM; the new value is still written to memory for the next layer to read).
         rmw = (1.0 if out_chip[li] else 2.0) * eb * g.n_outputs * touched
@@ -928,7 +937,7 @@ def _peer_times(ctx: Context, plan: _SecnnPlan, counts: Sequence[Mapping[str, np
         else:
             # CBinfer: the output pixels whose receptive field holds a change are recomputed
             # with their full fan-in (the rest keep their previous value).
-            full = np.where(cnt > 0, g.cin_g * g.kh * g.kw, 0).astype(np.int64)
+            full = K.Fanin(cnt, g.cin_g * g.kh * g.kw)
             out_bytes = (eb * n_in * touched + rmw)
             sp = _balanced(ctx, full, g, plan.tiles[li], plan.occ_cap, None,
                            ctx.cfg.sw_compaction, boundary, mem_cycles(gpu, out_bytes, params))
@@ -977,23 +986,71 @@ def extended_peer_config(cfg: SchemeConfig) -> SchemeConfig:
     return dataclasses.replace(cfg, sw_compaction=sw, peer_extension=True)
 
 
+def _content_key(obj: Any) -> Any:
+    """A hashable value equal for equal contents (floats by their bits), for :func:`_memo_plan`.
+    """
+    if isinstance(obj, float):
+        return ("f", float(obj).hex())
+    if isinstance(obj, Mapping):
+        return ("m", tuple((_content_key(k), _content_key(v)) for k, v in obj.items()))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return (type(obj), tuple(_content_key(getattr(obj, f.name))
+                                 for f in dataclasses.fields(obj)))
+    if isinstance(obj, list | tuple):
+        return (type(obj), tuple(_content_key(x) for x in obj))
+    if isinstance(obj, np.ndarray):
+        return ("a", obj.dtype.str, obj.shape, obj.tobytes())
+    return obj
+
+
+def _memo_plan(fn: Callable[[Context], Any], size: int = 64) -> Callable[[Context], Any]:
+    """``fn`` (a plan: pure and frame-independent) computed once per :class:`Context` content:
+    a replay builds its plans per call, and a study replays chunk after chunk (and launch model
+    after launch model) under the same contexts. The plans returned are shared: never
+    modified by their users."""
+    cache: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+
+    @functools.wraps(fn)
+    def plan(ctx: Context) -> Any:
+        key = _content_key(ctx)
+        try:
+            hash(key)
+        except TypeError:  # a field of no comparable content: no memo
+            return fn(ctx)
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        out = cache[key] = fn(ctx)
+        if len(cache) > size:
+            cache.popitem(last=False)
+        return out
+
+    return plan
+
+
+_SECNN_PLAN = _memo_plan(_secnn_plan)
+
+
 #: The registry: every scheme by name, in report order.
 REGISTRY: Mapping[str, Scheme] = MappingProxyType({s.name: s for s in (
     # cuDNN/cuBLAS-style kernels: implicit GEMM (tiles, split-K, GEMV), direct depthwise
-    Scheme("dense", (), _frame_independent_plan("dense"), _frame_independent_cost),
+    Scheme("dense", (), _memo_plan(_frame_independent_plan("dense")),
+           _frame_independent_cost),
     # Winograd F(4x4, 3x3) where it applies, dense elsewhere
-    Scheme("winograd", (), _frame_independent_plan("winograd"), _frame_independent_cost),
+    Scheme("winograd", (), _memo_plan(_frame_independent_plan("winograd")),
+           _frame_independent_cost),
     # FFT convolution where it applies, dense elsewhere
-    Scheme("fft", (), _frame_independent_plan("fft"), _frame_independent_cost),
+    Scheme("fft", (), _memo_plan(_frame_independent_plan("fft")),
+           _frame_independent_cost),
     # zero-skipping SIMT convolution, layer after layer
-    Scheme("zero_skip", ("nonzero",), _zero_skip_plan, _zero_skip_cost),
+    Scheme("zero_skip", ("nonzero",), _memo_plan(_zero_skip_plan), _zero_skip_cost),
     # SE-CNN on a stock GPU (compare and amend kernels)
-    Scheme("secnn_sw", ("predicted", "mispredicted"), _secnn_plan, _secnn_cost(False), "own"),
+    Scheme("secnn_sw", ("predicted", "mispredicted"), _SECNN_PLAN, _secnn_cost(False), "own"),
     # SE-CNN with the SM extension (hardware comparators and sequencing)
-    Scheme("secnn_hw", ("predicted", "mispredicted"), _secnn_plan, _secnn_cost(True), "own"),
+    Scheme("secnn_hw", ("predicted", "mispredicted"), _SECNN_PLAN, _secnn_cost(True), "own"),
     # the peers' plan is SE-CNN's (the same per-layer geometry and dense tilings)
-    Scheme("deltacnn", ("mispredicted",), _secnn_plan, _peer_cost("deltacnn"), "accumulated"),
-    Scheme("cbinfer", ("mispredicted",), _secnn_plan, _peer_cost("cbinfer"), "accumulated"),
+    Scheme("deltacnn", ("mispredicted",), _SECNN_PLAN, _peer_cost("deltacnn"), "accumulated"),
+    Scheme("cbinfer", ("mispredicted",), _SECNN_PLAN, _peer_cost("cbinfer"), "accumulated"),
 )})
 assert tuple(REGISTRY) == SCHEMES, "the registry and names.SCHEMES must agree"
 

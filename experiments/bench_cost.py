@@ -4,16 +4,17 @@ Builds EfficientNet-Lite0's layers and op groups at 224 (shapes only), draws eve
 blocky spatial structure for one chunk of frames, reduces them to counts once, then times only
 the cost calls of every scheme on 2 GPUs x 3 launch models — the part of a replay this module's
 work targets — and, for scale, one whole :func:`secnn_jax.timing.replay_launches` of the same
-events. Prints times; asserts nothing. ``python -m experiments.bench_cost [frames] [repeats]``.
+events. Prints times; asserts nothing.
+``python -m experiments.bench_cost --frames=16 --repeats=3`` (``--help`` lists the flags).
 """
 
 from __future__ import annotations
 
-import sys
 import time
+from collections.abc import Sequence
 
 import numpy as np
-from absl import logging
+from absl import app, flags, logging
 
 from experiments.zoo_networks import network
 from secnn_jax import workmaps
@@ -26,6 +27,10 @@ from secnn_jax.timing.names import LAUNCH_MODELS, SCHEMES
 from secnn_jax.timing.params import DEFAULT_CONFIG
 
 GPUS = ("h100", "gtx1080ti")
+
+_FRAMES = flags.DEFINE_integer("frames", 16, "frames of the synthetic chunk (>= 1)", lower_bound=1)
+_REPEATS = flags.DEFINE_integer("repeats", 3, "timed repetitions, each on fresh counts arrays "
+                                "(>= 1)", lower_bound=1)
 
 
 def lite0_events(frames: int, seed: int = 0) -> tuple[tuple, tuple, dict[str, np.ndarray]]:
@@ -84,6 +89,13 @@ def bench(frames: int = 16, repeats: int = 3) -> None:
                  time.perf_counter() - t0, frames)
 
 
-if __name__ == "__main__":
+def main(argv: Sequence[str]) -> None:
+    """``python -m experiments.bench_cost``: :func:`bench` with the flags' frames and repeats."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
     logging.set_verbosity(logging.INFO)
-    bench(*(int(a) for a in sys.argv[1:3]))
+    bench(_FRAMES.value, _REPEATS.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -171,6 +171,24 @@ def test_memoised_counts_become_read_only_and_views_are_not_memoised() -> None:
     assert view.flags.writeable
 
 
+def test_views_of_a_frozen_array_share_one_reduction_per_window() -> None:
+    """A chunk of ReducedEvents is a view of frozen counts: every replay selecting the same
+    frames reads one reduction, other frames (or another window) their own, equal to a
+    reduction of a plain copy."""
+    base = np.random.default_rng(0).integers(0, 9, (6, 12, 2)).astype(np.int32)
+    base.setflags(write=False)
+    a, b, other = base[2:4], base[2:4], base[1:3]
+    first = K.tile_max_sum(a, 4)
+    assert K.tile_max_sum(b, 4)[1] is first[1]  # the same frames: one reduction
+    got = K.tile_max_sum(other, 4)
+    assert got[1] is not first[1]
+    for view in (a, other):
+        want = K.tile_max_sum(view.copy(), 4)
+        assert all(np.array_equal(x, y) for x, y in zip(K.tile_max_sum(view, 4), want,
+                                                         strict=True))
+    assert not base.flags.writeable
+
+
 @pytest.mark.parametrize("cfg", [
     DEFAULT_CONFIG,
     dataclasses.replace(DEFAULT_CONFIG, sw_compaction="software",

@@ -466,21 +466,33 @@ def memo(cnt: Any, key: Hashable, fn: Callable[[], Any]) -> Any:
     array and kept while the array lives.
 
     The first use marks ``cnt`` read-only, so that an in-place write to it afterwards raises
-    instead of reading a stale reduction; an array that does not own its data (a view, whose
-    base could still be written) or any other object is not memoised (``fn()`` each time).
-    Callers must not write to the returned arrays (those of this module are read-only).
+    instead of reading a stale reduction. A view is memoised under the array that owns its
+    memory, by where it starts, its shape, strides and dtype, when that array is read-only
+    already (a chunk of :class:`~secnn_jax.timing.replayer.ReducedEvents`, whose arrays are
+    frozen when made: every replay of the chunk, under every GPU and launch model and every
+    corner of a band, reads one reduction); a view of a writable array, or any other object,
+    is not memoised (``fn()`` each time). Callers must not write to the returned arrays
+    (those of this module are read-only).
     """
-    if not isinstance(cnt, np.ndarray) or cnt.base is not None:
+    if not isinstance(cnt, np.ndarray):
         return fn()
-    k = id(cnt)
+    owner, where = cnt, key
+    if cnt.base is not None:
+        owner = cnt.base
+        if (not isinstance(owner, np.ndarray) or owner.base is not None
+                or owner.flags.writeable):
+            return fn()
+        start = cnt.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
+        where = (start, cnt.shape, cnt.strides, cnt.dtype.str, key)
+    k = id(owner)
     ent = _MEMO.get(k)
-    if ent is None or ent[0]() is not cnt:
-        cnt.flags.writeable = False
-        ent = _MEMO[k] = (weakref.ref(cnt, lambda ref, k=k: _forget(ref, k)), {})
+    if ent is None or ent[0]() is not owner:
+        owner.flags.writeable = False
+        ent = _MEMO[k] = (weakref.ref(owner, lambda ref, k=k: _forget(ref, k)), {})
     out = ent[1]
-    if key not in out:
-        out[key] = fn()
-    return out[key]
+    if where not in out:
+        out[where] = fn()
+    return out[where]
 
 
 def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:

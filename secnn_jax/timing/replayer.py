@@ -511,6 +511,12 @@ class ReducedEvents:
     def _chunk(self, sel: slice | np.ndarray) -> tuple[np.ndarray, list[dict[str, np.ndarray]],
                                                       np.ndarray | None]:
         """Frame ids, counts and misses of the frames ``sel`` (positions in :attr:`frames`)."""
+        if isinstance(sel, np.ndarray) and len(sel) and np.array_equal(
+                sel, np.arange(sel[0], sel[0] + len(sel))):
+            # Consecutive frames as a slice: views of the frozen counts, so the scheme costs'
+            # reductions of a chunk are shared by every replay that selects it (a band's
+            # probes and corners), not recomputed from a fresh copy each time.
+            sel = slice(int(sel[0]), int(sel[0]) + len(sel))
         return (self.frames[sel], [{k: v[sel] for k, v in c.items()} for c in self.counts],
                 None if self.misses is None else self.misses[sel])
 

@@ -537,6 +537,14 @@ class ReducedEvents:
             yield self._chunk(idx[a:a + batch_frames])
 
 
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """The chunks' counts as one array: a lone chunk's own array when it owns its data (the
+    timer's one-chunk reductions are not copied), else a concatenation (a new array)."""
+    if len(arrays) == 1 and arrays[0].base is None:
+        return arrays[0]
+    return np.concatenate(arrays, axis=0)
+
+
 def _frozen(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
     return a
@@ -614,8 +622,7 @@ def reduce_events(source: Any, events: Mapping[str, Any] | None = None, *,
         raise ReplayError("reduce_events: no frames selected")
     counts = []
     for li in range(len(src.geoms)):
-        layer = {k: _frozen(np.concatenate([p[li][k] for p in parts], axis=0))
-                 for k in which}
+        layer = {k: _frozen(_joined([p[li][k] for p in parts])) for k in which}
         for p in parts:  # the chunk's copies are no longer needed
             p[li] = {}
         counts.append(MappingProxyType(layer))

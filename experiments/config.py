@@ -9,7 +9,7 @@ mapping).
 
 Defaults are the embedded defaults of ``python -m experiments.reproduce``: EfficientNet-Lite0 on
 the bikes clip and the photo sequence, replayed on the H100 and a Pascal-era GTX 1080 Ti, sized to
-finish in at most 10 minutes on 2 CPU cores.
+finish in about 8 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     The defaults run EfficientNet-Lite0 (224, 32 bikes frames + 8 photos) and HED's VGG-16
     (128 x 128, 16 bikes frames + 8 photos: ~40x Lite0's MACs per pixel) through every study in
-    about 10 minutes on 2 CPU cores; ``craft_vgg16_bn`` is one flag away
+    about 8 minutes on 2 CPU cores; ``craft_vgg16_bn`` is one flag away
     (``--models=efficientnet_lite0,craft_vgg16_bn --config.model_resolution=craft_vgg16_bn=128
     --config.model_frames=craft_vgg16_bn=16``). Each field's meaning is in :data:`FIELDS`.
     """

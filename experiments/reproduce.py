@@ -15,7 +15,7 @@ and hit rates: where the paper's speedups would come out; :mod:`experiments.what
 then writes ``results/*.json``, ``figures/*.png`` and ``report.md`` into ``--out_dir`` (default
 ``runs/reproduce``), with ``config.json``, ``environment.json`` and ``run_info.json`` beside them.
 Work is cached chunk by chunk under ``cells/``: a killed run restarted with the same flags resumes
-after its last finished chunk and writes byte-identical outputs. The defaults take about 14
+after its last finished chunk and writes byte-identical outputs. The defaults take about 8
 minutes on 2 CPU cores. ``--models=ilsvrc9`` runs the nine ILSVRC CNNs whose checkpoints exist and
 lists the missing ones with the command that converts them.
 """

@@ -98,4 +98,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from models._cli import run as _run  # --help exits 0; a bad flag is one line
+
+    _run(main)

@@ -142,6 +142,17 @@ class _WS:
     def ops(self, model: str, stream: str) -> tuple:
         return ()
 
+    def n_frames(self, model: str, stream: str) -> int:
+        return 8
+
+    def cell_dir(self, model: str, stream: str, *parts: str) -> None:
+        return None  # no cache directory: the events are computed, never stored
+
+    class cache:
+        @staticmethod
+        def load_chunk(d: object, k: int, t: int) -> None:
+            return None
+
 
 @pytest.mark.parametrize("extended", [False, True])
 def test_extended_band_gives_the_peers_the_compaction_secnn_gets(

@@ -22,6 +22,7 @@ All functions accept any leading axes (frames) before ``(N, H, W, C)``.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from secnn_jax.geometry import LayerGeom
 
@@ -55,19 +56,22 @@ def indicator(codes: np.ndarray, which: str, fires: np.ndarray | None = None) ->
     raise ValueError(f"unknown indicator {which!r}; known: {sorted(INDICATORS)}")
 
 
-def group_sums(ind: np.ndarray, geom: LayerGeom) -> np.ndarray:
-    """Flagged neurons per position and group: ``[..., N, H, W, G]`` int32.
+def group_sums(ind: np.ndarray, geom: LayerGeom, dtype: npt.DTypeLike = np.int32) -> np.ndarray:
+    """Flagged neurons per position and group: ``[..., N, H, W, G]`` of ``dtype`` (int32).
 
     ``G`` is ``geom.groups`` for GEMM convs and dense layers (1 unless grouped) and ``C`` for
-    depthwise convs (one channel per group, so this is the indicator itself).
+    depthwise convs (one channel per group, so this is the indicator itself). Sums are taken
+    in int32 and then cast (a narrower ``dtype`` must hold ``Cin/groups``).
     """
     ind = np.asarray(ind)
     if geom.is_depthwise:
-        return ind.astype(np.int32)
+        return ind.astype(dtype)
     if geom.groups == 1:
-        return ind.sum(axis=-1, dtype=np.int32)[..., None]
-    shp = ind.shape[:-1] + (geom.groups, geom.cin_g)
-    return ind.reshape(shp).sum(axis=-1, dtype=np.int32)
+        out = ind.sum(axis=-1, dtype=np.int32)[..., None]
+    else:
+        shp = ind.shape[:-1] + (geom.groups, geom.cin_g)
+        out = ind.reshape(shp).sum(axis=-1, dtype=np.int32)
+    return out.astype(dtype, copy=False)
 
 
 def window_counts(s: np.ndarray, geom: LayerGeom) -> np.ndarray:
@@ -148,14 +152,7 @@ def position_counts_all(codes: np.ndarray, geom: LayerGeom,
     codes = np.asarray(codes)
     packed = None
     for f, w in enumerate(which):
-        ind = indicator(codes, w, fires)
-        if geom.is_depthwise:  # one channel per group: the indicator itself
-            field = ind.astype(dtype)
-        elif geom.groups == 1:
-            field = ind.sum(axis=-1, dtype=np.int32)[..., None].astype(dtype)
-        else:
-            shp = ind.shape[:-1] + (geom.groups, geom.cin_g)
-            field = ind.reshape(shp).sum(axis=-1, dtype=np.int32).astype(dtype)
+        field = group_sums(indicator(codes, w, fires), geom, dtype)
         if f == 0:
             packed = field
         else:

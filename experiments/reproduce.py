@@ -156,8 +156,9 @@ def _whatif(ws: Workspace, cfg: config_lib.Settings) -> whatif_lib.WhatifResult:
     import json  # noqa: PLC0415
 
     stream = next(iter(ws.streams))
+    asked = cfg.to_dict()  # the values as given (as config.json records them) key the memo
     key = {"study": "whatif", "inputs": [ws.inputs_fingerprint(m, stream) for m in ws.models],
-           "config": {f: cfg.to_dict()[f] for f in whatif_lib.FIELDS}}
+           "config": {f: asked[f] for f in whatif_lib.FIELDS}}
     got = ws.memo(next(iter(ws.models)), stream, "whatif", key,
                   lambda: whatif_lib.from_workspace(ws, cfg).to_json())
     return whatif_lib.WhatifResult.from_json(json.loads(json.dumps(got)))

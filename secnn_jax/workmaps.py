@@ -167,16 +167,21 @@ def position_counts_all(codes: np.ndarray, geom: LayerGeom,
 def tile_reduce(cnt: np.ndarray, bm: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row tile of ``bm`` positions: ``(max, sum)`` of ``cnt [..., M, G]`` over the tile.
 
-    The last tile is padded with zero-work rows. Returns two ``[..., ceil(M/bm), G]`` arrays.
+    The last tile is padded with zero-work rows. Returns two ``[..., ceil(M/bm), G]`` arrays
+    (the max in ``cnt``'s dtype, the sum int64). The full tiles and the remainder are reduced
+    apart, so ``cnt`` is never copied into a padded array.
     """
     m = cnt.shape[-2]
-    mt = -(-m // bm)
-    if mt * bm != m:
-        full = np.zeros(cnt.shape[:-2] + (mt * bm, cnt.shape[-1]), cnt.dtype)
-        full[..., :m, :] = cnt
-        cnt = full
-    t = cnt.reshape(cnt.shape[:-2] + (mt, bm, cnt.shape[-1]))
-    return t.max(axis=-2), t.sum(axis=-2, dtype=np.int64)
+    full = m // bm
+    lead, grp = cnt.shape[:-2], cnt.shape[-1]
+    t = cnt[..., :full * bm, :].reshape(lead + (full, bm, grp))
+    mx, sm = t.max(axis=-2), t.sum(axis=-2, dtype=np.int64)
+    if full * bm != m:  # zero-work rows pad the last tile: max with 0, nothing to add
+        rest = cnt[..., full * bm:, :]
+        rmx = np.maximum(rest.max(axis=-2, keepdims=True), np.zeros((), cnt.dtype))
+        mx = np.concatenate([mx, rmx], axis=-2)
+        sm = np.concatenate([sm, rest.sum(axis=-2, keepdims=True, dtype=np.int64)], axis=-2)
+    return mx, sm
 
 
 def fanout(geom: LayerGeom) -> np.ndarray:

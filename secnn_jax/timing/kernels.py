@@ -53,6 +53,7 @@ from secnn_jax.timing.errors import ReplayError
 from secnn_jax.timing.gpus import ELEMENT_BYTES, GPU, canonical_precision
 from secnn_jax.timing.params import DEFAULT_CONFIG, ModelParams, SchemeConfig
 from secnn_jax.timing.sm import Tile, mem_cycles, rate, uniform_makespan
+from secnn_jax.workmaps import tile_reduce
 
 #: Depth of one MMA instruction in elements (channel-block granularity of tensor-core K).
 MMA_K: Mapping[str, int] = MappingProxyType({"tf32": 8, "fp16": 16})
@@ -516,22 +517,6 @@ class Fanin:
         return self.cnt.shape
 
 
-def _reduce_tiles(cnt: np.ndarray, bm: int) -> tuple[np.ndarray, np.ndarray]:
-    """``workmaps.tile_reduce`` (the last tile padded with zero-work rows) without copying
-    ``cnt`` into a padded array: the full tiles and the remainder are reduced apart."""
-    m = cnt.shape[-2]
-    full = m // bm
-    lead, grp = cnt.shape[:-2], cnt.shape[-1]
-    t = cnt[..., :full * bm, :].reshape(lead + (full, bm, grp))
-    mx, sm = t.max(axis=-2), t.sum(axis=-2, dtype=np.int64)
-    if full * bm != m:  # zero-work rows pad the last tile: max with 0, nothing to add
-        rest = cnt[..., full * bm:, :]
-        rmx = np.maximum(rest.max(axis=-2, keepdims=True), np.zeros((), cnt.dtype))
-        mx = np.concatenate([mx, rmx], axis=-2)
-        sm = np.concatenate([sm, rest.sum(axis=-2, keepdims=True, dtype=np.int64)], axis=-2)
-    return mx, sm
-
-
 def tile_max_sum(cnt: np.ndarray | Fanin, bm: int, shared: bool = True
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Per row tile of ``bm`` positions: ``(max, sum)`` of ``cnt [T, M, G]`` over the tile
@@ -543,9 +528,9 @@ def tile_max_sum(cnt: np.ndarray | Fanin, bm: int, shared: bool = True
     if isinstance(cnt, Fanin):
         c, fanin = cnt.cnt, cnt.fanin
         mx, nnz = keep(c, ("nnz_tiles", bm),
-                       lambda: _frozen(*_reduce_tiles((c > 0).view(np.uint8), bm)))
+                       lambda: _frozen(*tile_reduce((c > 0).view(np.uint8), bm)))
         return _frozen(np.where(mx > 0, np.int64(fanin), np.int64(0)), nnz * np.int64(fanin))
-    return keep(cnt, ("tiles", bm), lambda: _frozen(*_reduce_tiles(cnt, bm)))
+    return keep(cnt, ("tiles", bm), lambda: _frozen(*tile_reduce(cnt, bm)))
 
 
 def _depthwise_tiles(cnt: np.ndarray | Fanin, bm: int, bn: int, mult: int, cout: int,
